@@ -1,0 +1,290 @@
+/*
+ * keystore.h — the evertoken keystore: one encrypted SQLite file per token.
+ *
+ * This header is the keystore's contract; docs/keystore-format.md describes
+ * the bytes on disk. No PKCS#11 type appears here: attributes are plain
+ * (type, bytes) pairs whose type numbers happen to be CKA_* values.
+ *
+ * Key hierarchy
+ *   PIN --Argon2id(salt, opslimit, memlimit)--> wrap key --XChaCha20-Poly1305--> TMK
+ *   The token master key (TMK, 32 random bytes) is stored twice, wrapped under
+ *   the SO PIN and under the user PIN. From the TMK, libsodium's KDF derives
+ *   the record key (seals private objects) and the MAC key (authenticates the
+ *   public attributes of every object).
+ *
+ * Threads and processes
+ *   Every function may be called from several threads on one ks_token: a
+ *   mutex inside the handle serialises database access, and the Argon2id KDF
+ *   runs with that mutex released. Several processes may open one file: every
+ *   write is one SQLite transaction; a busy database is waited on for a bounded
+ *   time (KS_BUSY_TIMEOUT_MS) and then reported as KS_E_BUSY, never as
+ *   corruption.
+ *
+ * Secrets
+ *   The TMK and the derived keys live only in sodium_malloc'd (locked,
+ *   guarded) memory and are wiped by ks_logout()/ks_close(). Decrypted private
+ *   attribute values handed to callbacks are wiped after the callback returns.
+ *   PIN buffers are never copied except into locked memory that is wiped.
+ *
+ * Error reporting
+ *   Functions return ks_rv. ks_last_error() gives a one-line human message
+ *   for the most recent failure on a handle, prefixed with the source file and
+ *   line where the error began (for debug logs; never contains secrets).
+ */
+#ifndef EVERTOKEN_KEYSTORE_H
+#define EVERTOKEN_KEYSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KS_SCHEMA_VERSION  1    /* schema this code writes; older ones are migrated on open */
+#define KS_LABEL_MAX       32   /* bytes, UTF-8, no padding */
+#define KS_SERIAL_LEN      16   /* hex characters */
+#define KS_TOKEN_ID_LEN    16   /* random bytes, fixed at creation */
+#define KS_PIN_MIN         4    /* bytes */
+#define KS_PIN_MAX         256  /* bytes */
+#define KS_MAX_ATTEMPTS    10   /* default failed-PIN limit */
+#define KS_BUSY_TIMEOUT_MS 10000
+
+#if defined(__GNUC__)
+#define KS_WUR __attribute__((warn_unused_result))
+#else
+#define KS_WUR
+#endif
+
+typedef enum ks_rv {
+    KS_OK = 0,
+    KS_E_ARGS,                /* caller bug: NULL, bad length, bad handle state */
+    KS_E_NOMEM,               /* allocation (or locked allocation) failed */
+    KS_E_IO,                  /* the file or its directory cannot be created/opened/read/written */
+    KS_E_PERM,                /* file or directory is group/world writable or not ours */
+    KS_E_CORRUPT,             /* not a keystore, or its structure is damaged */
+    KS_E_VERSION,             /* schema is newer than this code understands */
+    KS_E_TAMPERED,            /* an authenticated record failed its check */
+    KS_E_PIN_INCORRECT,       /* wrong PIN; the failure was counted */
+    KS_E_PIN_LOCKED,          /* failed-attempt limit reached */
+    KS_E_PIN_LEN,             /* PIN shorter than KS_PIN_MIN or longer than KS_PIN_MAX */
+    KS_E_PIN_NOT_INITIALIZED, /* the user PIN was never set (after create/reinit) */
+    KS_E_NOT_LOGGED_IN,       /* the operation needs the TMK (ks_login first) */
+    KS_E_NOT_FOUND,           /* no such object / setting */
+    KS_E_BUSY,                /* another process held the database past the busy timeout */
+    KS_E_EXISTS,              /* ks_create: a file is already there */
+    KS_E_CRYPTO,              /* a primitive failed (should not happen) */
+} ks_rv;
+
+/* A short constant description of a code ("wrong PIN", ...). */
+const char *ks_strerror(ks_rv rv);
+
+typedef struct ks_token ks_token; /* opaque: an open keystore file */
+
+/* Argon2id cost, stored per token. Zero fields (or a NULL pointer) mean the
+ * default, libsodium's crypto_pwhash_OPSLIMIT_INTERACTIVE /
+ * MEMLIMIT_INTERACTIVE. Explicit values down to crypto_pwhash_*_MIN are
+ * accepted (test suites use them to stay fast); lower ones are KS_E_ARGS.
+ * ks_kdf_from_env() reads EVERTOKEN_KDF ("fast" = the minimum, "moderate",
+ * "sensitive", or "OPS:MEMBYTES") for programs that create tokens. */
+typedef struct ks_kdf_params {
+    uint64_t opslimit;
+    uint64_t memlimit; /* bytes */
+} ks_kdf_params;
+
+/* Fill *OUT from EVERTOKEN_KDF; all zero (defaults) when unset. KS_E_ARGS for
+ * a malformed value. */
+KS_WUR ks_rv ks_kdf_from_env(ks_kdf_params *out);
+
+typedef enum ks_who { KS_SO = 0, KS_USER = 1 } ks_who;
+
+/* ---- Token lifecycle ---------------------------------------------------- */
+
+/*
+ * Create a new token file at PATH (which must not exist; its directory is
+ * created 0700 if missing, the file 0600). Generates token id, serial and TMK;
+ * wraps the TMK under SO_PIN. The user PIN is not initialised. KDF may be
+ * NULL for defaults. On success *OUT is an open handle with nobody logged in.
+ */
+KS_WUR ks_rv ks_create(const char *path, const char *label, const unsigned char *so_pin,
+                       size_t so_pin_len, const ks_kdf_params *kdf, ks_token **out);
+
+/*
+ * Open an existing token file. Refuses (KS_E_PERM) a file or directory that is
+ * group/world writable or owned by another uid. Checks the schema version
+ * (KS_E_VERSION if newer; older ones are migrated in one transaction) and the
+ * structure (KS_E_CORRUPT, with ks_open_error() telling what was wrong).
+ */
+KS_WUR ks_rv ks_open(const char *path, ks_token **out);
+
+/* Why the last ks_open/ks_create in this thread failed (no handle exists yet). */
+const char *ks_open_error(void);
+
+/* Close the handle, wiping every secret it held. NULL is a no-op. */
+void ks_close(ks_token *tok);
+
+/*
+ * Re-initialise (PKCS#11 C_InitToken on an initialised token): verify SO_PIN
+ * (a failure is counted like any PIN failure), then in one transaction destroy
+ * every object, generate a new TMK wrapped under the same SO PIN, set LABEL,
+ * and leave the user PIN uninitialised. Logs the handle out.
+ */
+KS_WUR ks_rv ks_reinit(ks_token *tok, const unsigned char *so_pin, size_t so_pin_len,
+                       const char *label);
+
+/* Path the handle was opened with (owned by the handle). */
+const char *ks_path(const ks_token *tok);
+
+/* ---- Token information -------------------------------------------------- */
+
+typedef struct ks_info {
+    char label[KS_LABEL_MAX + 1];   /* NUL-terminated, unpadded */
+    char serial[KS_SERIAL_LEN + 1]; /* NUL-terminated hex */
+    unsigned char token_id[KS_TOKEN_ID_LEN];
+    int user_pin_initialized;
+    unsigned user_fail_count; /* consecutive failed user PIN attempts */
+    unsigned so_fail_count;
+    unsigned max_attempts; /* a counter reaching this locks that PIN */
+    ks_kdf_params kdf;
+    uint32_t schema_version;
+    uint64_t object_count; /* token objects stored, public and private */
+} ks_info;
+
+/* Current information, read from the file (so counters changed by another
+ * process are seen). */
+KS_WUR ks_rv ks_get_info(ks_token *tok, ks_info *out);
+
+/* ---- PINs and login ----------------------------------------------------- */
+
+/*
+ * Verify PIN for WHO and, on success, unwrap the TMK into locked memory held
+ * by the handle (replacing any TMK already held). A failed attempt is counted
+ * persistently *before* the KDF runs, so killing the process cannot erase it;
+ * success resets that counter. Returns KS_E_PIN_LOCKED without trying once the
+ * counter reached max_attempts, KS_E_PIN_NOT_INITIALIZED for KS_USER before
+ * ks_init_user_pin.
+ */
+KS_WUR ks_rv ks_login(ks_token *tok, ks_who who, const unsigned char *pin, size_t pin_len);
+
+/* Forget the TMK and derived keys (wiped). Safe when not logged in. */
+void ks_logout(ks_token *tok);
+
+/* Non-zero while the handle holds the TMK. */
+int ks_logged_in(const ks_token *tok);
+
+/*
+ * Set the user PIN (PKCS#11 C_InitPIN): needs the TMK (normally from an SO
+ * login). Wraps the TMK under PIN and resets the user failure counter, which
+ * also unlocks a locked user PIN.
+ */
+KS_WUR ks_rv ks_init_user_pin(ks_token *tok, const unsigned char *pin, size_t pin_len);
+
+/*
+ * Change WHO's PIN (PKCS#11 C_SetPIN): verify OLD (counted like a login),
+ * then rewrap the TMK under NEW in one transaction. Objects are not touched.
+ */
+KS_WUR ks_rv ks_set_pin(ks_token *tok, ks_who who, const unsigned char *old_pin, size_t old_len,
+                        const unsigned char *new_pin, size_t new_len);
+
+/* Set the failed-attempt limit (1..100). Needs the TMK. */
+KS_WUR ks_rv ks_set_max_attempts(ks_token *tok, unsigned max_attempts);
+
+/* ---- Objects ------------------------------------------------------------ */
+
+/* One attribute: TYPE is a CKA_* number, VALUE/LEN its bytes (LEN may be 0). */
+typedef struct ks_attr {
+    uint64_t type;
+    size_t len;
+    unsigned char *value;
+} ks_attr;
+
+/* A stored object as handed to a caller. */
+typedef struct ks_object {
+    int64_t id;         /* stable, never reused within a file; > 0 */
+    int is_private;     /* sealed under the TMK */
+    uint32_t version;   /* increases with every update */
+    size_t nattrs;
+    const ks_attr *attrs; /* sorted by type, no duplicates */
+} ks_object;
+
+/*
+ * Called once per object by ks_load_objects. OBJ and its values are valid only
+ * during the call (private values are wiped right after). Return 0 to go on,
+ * non-zero to stop the walk (ks_load_objects then returns KS_OK).
+ */
+typedef int (*ks_object_cb)(void *ctx, const ks_object *obj);
+
+/*
+ * Walk every object the caller may see: public objects always; private ones
+ * only while logged in. While logged in, the MAC over each public object is
+ * checked and every private record is decrypted and authenticated; a record
+ * that fails is skipped (not passed to CB) and counted in *TAMPERED (may be
+ * NULL), and ks_last_error() names it. Objects are visited in id order.
+ */
+KS_WUR ks_rv ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned *tampered);
+
+/* Fetch one object by id (same visibility and checks as ks_load_objects);
+ * KS_E_NOT_FOUND if absent or invisible, KS_E_TAMPERED if it fails its check. */
+KS_WUR ks_rv ks_object_get(ks_token *tok, int64_t id, ks_object_cb cb, void *ctx);
+
+/*
+ * Store a new object. Needs the TMK (so that every stored record is sealed or
+ * MAC'd). ATTRS need not be sorted; duplicate types are KS_E_ARGS. A private
+ * object is sealed with XChaCha20-Poly1305 under the record key, with token
+ * id, object id and version as associated data. Returns its id in *OUT_ID.
+ */
+KS_WUR ks_rv ks_object_create(ks_token *tok, int is_private, const ks_attr *attrs, size_t n,
+                              int64_t *out_id);
+
+/* Replace an object's whole attribute set (its privacy stays). Needs the TMK.
+ * The version increases and the record is resealed/re-MAC'd in one transaction. */
+KS_WUR ks_rv ks_object_update(ks_token *tok, int64_t id, const ks_attr *attrs, size_t n);
+
+/* Destroy an object; with secure_delete its bytes are overwritten in the file.
+ * Needs the TMK. KS_E_NOT_FOUND if absent. */
+KS_WUR ks_rv ks_object_destroy(ks_token *tok, int64_t id);
+
+/* ---- Change detection --------------------------------------------------- */
+
+/*
+ * Set *CHANGED to non-zero if another connection (another process, or another
+ * handle in this one) committed a write since the previous call on this handle
+ * (or since open). Writes through this handle do not count. One
+ * PRAGMA data_version query: cheap enough to call before every lookup.
+ */
+KS_WUR ks_rv ks_changed(ks_token *tok, int *changed);
+
+/* ---- Settings ------------------------------------------------------------ */
+
+/* Small per-token settings (e.g. "login_cache"), stored in clear but covered
+ * by the token MAC when written while logged in. Values are NUL-terminated
+ * text. ks_get_setting returns a malloc'd copy in *OUT (free() it) or
+ * KS_E_NOT_FOUND. */
+KS_WUR ks_rv ks_get_setting(ks_token *tok, const char *key, char **out);
+KS_WUR ks_rv ks_set_setting(ks_token *tok, const char *key, const char *value);
+
+/* ---- Backup ------------------------------------------------------------- */
+
+/*
+ * Write a consistent copy of the open token to DEST (created 0600; must not
+ * exist) with SQLite's online backup API, safe while other processes use the
+ * token. The copy is as encrypted as the original: it is the keystore.
+ */
+KS_WUR ks_rv ks_backup(ks_token *tok, const char *dest);
+
+/*
+ * Restore: check that SRC is a readable keystore (ks_open succeeds on it),
+ * then copy it over DEST atomically (write a temporary file in DEST's
+ * directory, fsync, rename). Never leaves DEST half-written.
+ */
+KS_WUR ks_rv ks_restore(const char *src, const char *dest);
+
+/* ---- Diagnostics -------------------------------------------------------- */
+
+/* Message for the most recent failure on TOK ("file.c:123: ..."), or "". */
+const char *ks_last_error(const ks_token *tok);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EVERTOKEN_KEYSTORE_H */

@@ -1,0 +1,107 @@
+/*
+ * object.h — PKCS#11 object attribute rules (module/object.c).
+ *
+ * This layer knows what a valid object of each class looks like: required
+ * and default attributes, which attributes are read-only, sensitive, or may
+ * only change one way, and how key material and certificates are checked
+ * (through OpenSSL). It knows nothing of sessions, login state, handles or
+ * storage; module core (entry/slot/session) decides *whether* a caller may
+ * touch an object, this layer decides *what* the object may become.
+ *
+ * Objects are attribute sets (mod_attrs): an array of ks_attr sorted by type
+ * with owned copies of the values. Sets that may hold secret values (private
+ * and secret keys) keep their values in sodium_malloc'd memory and are wiped
+ * when freed.
+ */
+#ifndef EVERTOKEN_OBJECT_H
+#define EVERTOKEN_OBJECT_H
+
+#include "p11.h"
+#include "keystore.h"
+
+typedef struct mod_attrs {
+    size_t n;
+    ks_attr *a; /* sorted by type, unique */
+    int secure; /* values live in locked memory and are wiped on free */
+} mod_attrs;
+
+/* What the caller is allowed to do, decided by module core. */
+typedef struct obj_policy {
+    CK_BBOOL so;      /* SO session: may set CKA_TRUSTED = TRUE */
+    CK_BBOOL user;    /* user logged in */
+} obj_policy;
+
+/* NULL template pointer with count > 0, or an attribute with pValue NULL and
+ * ulValueLen > 0: CKR_ARGUMENTS_BAD. Used by every entry point taking a template. */
+CK_RV obj_template_check(const CK_ATTRIBUTE *t, CK_ULONG n);
+
+/*
+ * C_CreateObject: build a complete object from a template. Supports CKO_DATA,
+ * CKO_CERTIFICATE (CKC_X_509; CKA_VALUE parsed, CKA_SUBJECT/ISSUER/
+ * SERIAL_NUMBER filled from it when absent and checked when present),
+ * CKO_PUBLIC_KEY and CKO_PRIVATE_KEY for CKK_RSA, CKK_EC, CKK_EC_EDWARDS (key
+ * material checked with OpenSSL; public attributes derived), and CKO_SECRET_KEY
+ * (CKK_GENERIC_SECRET, CKK_AES). Fills defaults (CKA_TOKEN FALSE, CKA_PRIVATE
+ * TRUE for private/secret keys and FALSE otherwise, CKA_MODIFIABLE/
+ * CKA_COPYABLE/CKA_DESTROYABLE TRUE, CKA_SENSITIVE TRUE and CKA_EXTRACTABLE
+ * FALSE for private/secret keys, CKA_LOCAL FALSE, CKA_ALWAYS_SENSITIVE/
+ * CKA_NEVER_EXTRACTABLE FALSE for imported keys, usage flags, ...).
+ * Errors: CKR_TEMPLATE_INCOMPLETE, CKR_TEMPLATE_INCONSISTENT,
+ * CKR_ATTRIBUTE_TYPE_INVALID, CKR_ATTRIBUTE_VALUE_INVALID,
+ * CKR_ATTRIBUTE_READ_ONLY (e.g. CKA_LOCAL given), CKR_HOST_MEMORY.
+ */
+CK_RV obj_from_template(const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p, mod_attrs **out);
+
+/* C_CopyObject: a copy of SRC with the template applied (only attributes that
+ * C_SetAttributeValue could change, plus CKA_TOKEN and CKA_PRIVATE;
+ * CKR_ACTION_PROHIBITED if CKA_COPYABLE is FALSE). */
+CK_RV obj_copy(const mod_attrs *src, const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p,
+               mod_attrs **out);
+
+/* C_SetAttributeValue: a new set = CUR with the template applied. CUR is not
+ * changed (the caller stores the new set, then swaps). CKR_ACTION_PROHIBITED
+ * if CKA_MODIFIABLE is FALSE; CKR_ATTRIBUTE_READ_ONLY for attributes that
+ * never change or only change one way (CKA_SENSITIVE FALSE->TRUE,
+ * CKA_EXTRACTABLE TRUE->FALSE). */
+CK_RV obj_set(const mod_attrs *cur, const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p,
+              mod_attrs **out);
+
+/*
+ * C_GetAttributeValue on one object, with the full PKCS#11 2.40 section 5.7
+ * rules: every attribute is processed; an unknown type gets
+ * ulValueLen = CK_UNAVAILABLE_INFORMATION and CKR_ATTRIBUTE_TYPE_INVALID, a
+ * sensitive one (private key material when CKA_SENSITIVE is TRUE or
+ * CKA_EXTRACTABLE is FALSE) CKR_ATTRIBUTE_SENSITIVE, a too-small buffer
+ * CKR_BUFFER_TOO_SMALL; pValue NULL asks for the length. When several apply,
+ * any one of those codes may be returned; the other entries are still filled.
+ * CKA_WRAP_TEMPLATE/UNWRAP_TEMPLATE/DERIVE_TEMPLATE arrays are not supported
+ * (type invalid).
+ */
+CK_RV obj_get(const mod_attrs *o, CK_ATTRIBUTE *t, CK_ULONG n);
+
+/* Does O match every attribute of the template (exact bytes)? n == 0 matches. */
+int obj_match(const mod_attrs *o, const CK_ATTRIBUTE *t, CK_ULONG n);
+
+/* C_GetObjectSize: an approximation of the stored size in bytes. */
+CK_ULONG obj_size(const mod_attrs *o);
+
+/* Lookups. obj_find returns NULL when absent. */
+const ks_attr *obj_find(const mod_attrs *o, CK_ATTRIBUTE_TYPE type);
+CK_BBOOL obj_bool(const mod_attrs *o, CK_ATTRIBUTE_TYPE type, CK_BBOOL dflt);
+CK_ULONG obj_ulong(const mod_attrs *o, CK_ATTRIBUTE_TYPE type, CK_ULONG dflt);
+
+/* Copy a stored keystore object into a new set (secure memory when private). */
+CK_RV obj_from_ks(const ks_object *ko, mod_attrs **out);
+
+/* Deep copy. */
+CK_RV obj_dup(const mod_attrs *src, mod_attrs **out);
+
+/* The token's CKO_PROFILE object: CKA_CLASS=CKO_PROFILE,
+ * CKA_PROFILE_ID=CKP_PUBLIC_CERTIFICATES_TOKEN, CKA_TOKEN=TRUE,
+ * CKA_PRIVATE=FALSE, CKA_MODIFIABLE=FALSE, CKA_DESTROYABLE=FALSE. */
+CK_RV obj_profile(mod_attrs **out);
+
+/* Free (wiping secure values). NULL is a no-op. */
+void obj_free(mod_attrs *o);
+
+#endif /* EVERTOKEN_OBJECT_H */

@@ -279,6 +279,28 @@ KS_WUR ks_rv ks_backup(ks_token *tok, const char *dest);
  */
 KS_WUR ks_rv ks_restore(const char *src, const char *dest);
 
+/* ---- Where tokens live ------------------------------------------------- */
+
+/*
+ * The directory holding this user's token files, malloc'd (free() it), or
+ * NULL with *ERR set to a static message. Order: $EVERTOKEN_DIR; else the
+ * `token_dir` key of section [evertoken] in the config file ($EVERTOKEN_CONF,
+ * else $XDG_CONFIG_HOME/evertoken/evertoken.conf, else
+ * ~/.config/evertoken/evertoken.conf; parsed with libinih; a missing file is
+ * fine, a malformed one is an error); else $XDG_DATA_HOME/evertoken, else
+ * ~/.local/share/evertoken. The directory is not created here.
+ */
+char *ks_token_dir(const char **err);
+
+/* Token files are DIR/token-<N>.db, N the slot id (0..KS_SLOT_MAX, decimal).
+ * The slot id is the file's name so it stays stable across restarts. */
+#define KS_SLOT_MAX 0x7ffffffeU
+char *ks_token_path(const char *dir, uint32_t slot); /* malloc'd */
+
+/* Slot ids of the token files in DIR, ascending, malloc'd in *IDS (free()).
+ * A missing directory gives *N = 0 and KS_OK. Other names are ignored. */
+KS_WUR ks_rv ks_dir_scan(const char *dir, uint32_t **ids, size_t *n);
+
 /* ---- Diagnostics -------------------------------------------------------- */
 
 /* Message for the most recent failure on TOK ("file.c:123: ..."), or "". */

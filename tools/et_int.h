@@ -1,0 +1,139 @@
+/*
+ * et_int.h — internal interfaces of the `evertoken` admin CLI.
+ *
+ * The CLI is an ordinary PKCS#11 application: everything that touches token
+ * contents goes through the module (dlopen + C_GetFunctionList), so what it
+ * writes is exactly what any other application would see. Only backup,
+ * restore and the keystore details of `info` use the keystore API directly,
+ * because they are about the file, not about PKCS#11 objects.
+ */
+#ifndef EVERTOKEN_TOOLS_ET_INT_H
+#define EVERTOKEN_TOOLS_ET_INT_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "p11.h"
+
+/* Exit codes (documented in docs/cli.md). */
+enum {
+    ET_EXIT_OK = 0,
+    ET_EXIT_FAIL = 1,     /* the operation failed (PKCS#11, keystore or I/O error) */
+    ET_EXIT_USAGE = 2,    /* bad command line */
+    ET_EXIT_NOTFOUND = 3, /* no such token or object */
+    ET_EXIT_PIN = 4,      /* wrong PIN or passphrase */
+    ET_EXIT_LOCKED = 5,   /* PIN locked */
+    ET_EXIT_INPUT = 6,    /* an input file is malformed or of an unsupported kind */
+    ET_EXIT_EXISTS = 7,   /* label/token already exists, or refusing to overwrite */
+    ET_EXIT_NOSECRET = 8, /* a PIN/passphrase was needed but no source and no terminal */
+};
+
+/* ---- Command line ------------------------------------------------------- */
+
+/* Options shared by every command; each command accepts a subset. */
+typedef struct et_opts {
+    const char *module; /* --module, else $EVERTOKEN_MODULE, else the default */
+    const char *token;  /* --token LABEL */
+    long slot;          /* --slot N, -1 if not given */
+    const char *pin_src, *so_pin_src, *new_pin_src, *pass_src;
+    const char *label; /* --label */
+    const char *id;    /* --id HEX */
+    const char *cls;   /* --class */
+    const char *out;   /* -o/--output */
+    int so, login, der, force, help;
+    int argc; /* positional arguments left after the options */
+    char **argv;
+} et_opts;
+
+/* Print to stderr prefixed with "evertoken: ". */
+void et_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void et_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- Secrets (secret.c) ------------------------------------------------- */
+
+/* A PIN or passphrase in sodium_malloc'd memory (guarded, locked). */
+typedef struct et_secret {
+    unsigned char *buf; /* NUL-terminated, LEN bytes before the NUL */
+    size_t len;
+} et_secret;
+
+/*
+ * Obtain a secret from SRC ("env:VAR", "file:PATH", "pass:VALUE", "prompt"),
+ * or by prompting on /dev/tty when SRC is NULL. WHAT names it in prompts and
+ * errors ("user PIN"). CONFIRM asks twice when prompting (new PINs). Returns
+ * an ET_EXIT_* code; on success OUT owns the secret (free with
+ * et_secret_free).
+ */
+int et_secret_get(const char *src, const char *what, int confirm, et_secret *out);
+void et_secret_free(et_secret *s);
+
+/* Secret-holding heap buffers (sodium_malloc; et_sfree wipes and frees). */
+void *et_smalloc(size_t n);
+void et_sfree(void *p);
+
+/* ---- PKCS#11 plumbing (p11util.c) --------------------------------------- */
+
+typedef struct et_p11 {
+    void *dl;
+    CK_FUNCTION_LIST_PTR f;
+    int initialized;
+    const char *path;
+} et_p11;
+
+/* dlopen the module named by OPTS (or env/default) and C_Initialize it. */
+int et_p11_load(const et_opts *o, et_p11 *p);
+void et_p11_unload(et_p11 *p);
+
+/* Human message for a CKR code (e.g. "wrong PIN"), and its exit code. */
+const char *et_ckr_str(CK_RV rv);
+int et_ckr_exit(CK_RV rv);
+/* Report "WHAT: message (CKR_...)" and return the exit code. */
+int et_ckr_fail(const char *what, CK_RV rv);
+
+/* A blank-padded PKCS#11 text field as a C string (trailing blanks removed). */
+void et_p11_str(char *dst, size_t dstsz, const CK_UTF8CHAR *src, size_t srclen);
+
+/*
+ * Find the initialised token selected by --token/--slot. Errors (none given,
+ * no match, label ambiguous) are reported; returns an ET_EXIT_* code.
+ */
+int et_find_token(et_p11 *p, const et_opts *o, CK_SLOT_ID *slot, CK_TOKEN_INFO *ti);
+
+/* Open a session on SLOT (RW if RW) and, when WHO is CKU_USER or CKU_SO, log
+ * in with the PIN from the matching source of O. */
+int et_open_session(et_p11 *p, const et_opts *o, CK_SLOT_ID slot, int rw, long who,
+                    CK_SESSION_HANDLE *sh);
+void et_close_session(et_p11 *p, CK_SESSION_HANDLE sh);
+
+/* Read one attribute into a malloc'd buffer (NULL/0 if absent or not
+ * readable). */
+int et_get_attr(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
+                unsigned char **val, CK_ULONG *len);
+int et_get_ulong(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
+                 CK_ULONG *v);
+
+/* All objects matching TMPL (malloc'd array). */
+int et_find_objects(et_p11 *p, CK_SESSION_HANDLE sh, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                    CK_OBJECT_HANDLE **out, CK_ULONG *count);
+
+/* Hex helpers. et_hex_decode returns malloc'd bytes or NULL for bad input. */
+void et_hex_print(FILE *fp, const unsigned char *b, size_t n);
+unsigned char *et_hex_decode(const char *hex, size_t *len);
+
+/* ---- Commands ----------------------------------------------------------- */
+
+int et_cmd_init(et_opts *o);
+int et_cmd_pin(et_opts *o);
+int et_cmd_list(et_opts *o);
+int et_cmd_info(et_opts *o);
+int et_cmd_import(et_opts *o);
+int et_cmd_delete(et_opts *o);
+int et_cmd_export_cert(et_opts *o);
+int et_cmd_backup(et_opts *o);
+int et_cmd_restore(et_opts *o);
+
+/* Keystore side of `info` (backup.c): print file details for a token whose
+ * PKCS#11 slot is SLOT, if it is an evertoken keystore with that label. */
+void et_print_keystore_info(CK_SLOT_ID slot, const char *label, const char *serial);
+
+#endif /* EVERTOKEN_TOOLS_ET_INT_H */

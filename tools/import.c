@@ -1,0 +1,1073 @@
+/*
+ * import.c — `import`: PEM, PKCS#12, DER and PKCS#7 files into a token.
+ *
+ * Every input is parsed first (the format is detected from the content, not
+ * from the file name); only when all of it is understood does the CLI log in
+ * and create objects, and if one creation fails the objects made earlier in
+ * the same run are destroyed again, so an import is all or nothing.
+ *
+ * CKA_ID convention (docs/cli.md): a key pair and the certificates of its
+ * public key share CKA_ID = SHA-1 over the BIT STRING contents of the DER
+ * SubjectPublicKeyInfo (RFC 5280 section 4.2.1.2, method 1), the value most
+ * CAs put in the subjectKeyIdentifier. Certificates without their key in the
+ * input (CA certificates of a chain) get the same rule applied to their own
+ * public key, so a certificate imported later still lands next to its key.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/pkcs7.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "et_int.h"
+
+#define ET_IMPORT_MAX_FILE (4u << 20) /* bytes; credentials files are small */
+#define ET_MAX_KEYS        64
+
+/* The passphrase for encrypted inputs: asked once per run, when first needed. */
+typedef struct et_pass {
+    const char *src;
+    et_secret s;
+    int have;
+    int rc; /* why obtaining it failed (ET_EXIT_*), 0 if it did not */
+} et_pass;
+
+typedef struct et_input {
+    EVP_PKEY *keys[ET_MAX_KEYS];
+    size_t nkeys;
+    STACK_OF(X509) * certs;
+} et_input;
+
+static int
+et_pass_get(et_pass *p)
+{
+    if (p->have)
+        return ET_EXIT_OK;
+    if (p->rc != 0)
+        return p->rc;
+    p->rc = et_secret_get(p->src, "passphrase of the file", 0, &p->s);
+    if (p->rc != ET_EXIT_OK)
+        return p->rc;
+    p->have = 1;
+    return ET_EXIT_OK;
+}
+
+/* pem_password_cb: hand OpenSSL the passphrase, fetching it on first use. */
+static int
+et_pem_cb(char *buf, int size, int rwflag, void *u)
+{
+    et_pass *p = u;
+
+    (void)rwflag;
+    if (et_pass_get(p) != ET_EXIT_OK)
+        return -1;
+    if (p->s.len > (size_t)size)
+        return -1;
+    memcpy(buf, p->s.buf, p->s.len);
+    return (int)p->s.len;
+}
+
+static void
+et_openssl_reason(char *buf, size_t sz)
+{
+    unsigned long e = ERR_peek_last_error();
+
+    if (e == 0)
+        snprintf(buf, sz, "no details");
+    else
+        ERR_error_string_n(e, buf, sz);
+    ERR_clear_error();
+}
+
+static int
+et_add_key(et_input *in, const char *file, EVP_PKEY *pk)
+{
+    int base = EVP_PKEY_get_base_id(pk);
+
+    if (base != EVP_PKEY_RSA && base != EVP_PKEY_RSA_PSS && base != EVP_PKEY_EC &&
+        base != EVP_PKEY_ED25519 && base != EVP_PKEY_ED448) {
+        et_err("%s: unsupported private key type %s (RSA, EC, Ed25519 and Ed448 can be "
+               "imported)",
+               file, EVP_PKEY_get0_type_name(pk) ? EVP_PKEY_get0_type_name(pk) : "?");
+        EVP_PKEY_free(pk);
+        return ET_EXIT_INPUT;
+    }
+    if (in->nkeys >= ET_MAX_KEYS) {
+        et_err("%s: too many private keys in one import (at most %d)", file, ET_MAX_KEYS);
+        EVP_PKEY_free(pk);
+        return ET_EXIT_INPUT;
+    }
+    in->keys[in->nkeys++] = pk;
+    return ET_EXIT_OK;
+}
+
+static int
+et_add_cert(et_input *in, X509 *x)
+{
+    for (int i = 0; i < sk_X509_num(in->certs); i++) {
+        if (X509_cmp(sk_X509_value(in->certs, i), x) == 0) {
+            /* The same certificate twice (a PKCS#12 and its PEM chain). */
+            X509_free(x);
+            return ET_EXIT_OK;
+        }
+    }
+    if (!sk_X509_push(in->certs, x)) {
+        X509_free(x);
+        et_err("out of memory");
+        return ET_EXIT_FAIL;
+    }
+    return ET_EXIT_OK;
+}
+
+static int
+et_add_p7(et_input *in, const char *file, PKCS7 *p7)
+{
+    STACK_OF(X509) *sk = NULL;
+    int rc = ET_EXIT_OK;
+
+    if (PKCS7_type_is_signed(p7) && p7->d.sign != NULL)
+        sk = p7->d.sign->cert;
+    else if (PKCS7_type_is_signedAndEnveloped(p7) && p7->d.signed_and_enveloped != NULL)
+        sk = p7->d.signed_and_enveloped->cert;
+    if (sk == NULL || sk_X509_num(sk) == 0) {
+        et_err("%s: the PKCS#7 structure holds no certificates", file);
+        return ET_EXIT_INPUT;
+    }
+    for (int i = 0; i < sk_X509_num(sk) && rc == ET_EXIT_OK; i++) {
+        X509 *x = sk_X509_value(sk, i);
+        if (!X509_up_ref(x))
+            return ET_EXIT_FAIL;
+        rc = et_add_cert(in, x);
+    }
+    return rc;
+}
+
+static int
+et_load_p12(et_input *in, const char *file, PKCS12 *p12, et_pass *pass)
+{
+    EVP_PKEY *pk = NULL;
+    X509 *cert = NULL;
+    STACK_OF(X509) *ca = NULL;
+    const char *pw = NULL;
+    int rc = ET_EXIT_INPUT, pwlen = 0;
+    char why[256];
+
+    /* An empty or absent password is common for exported bundles; only ask
+     * when neither opens it. */
+    if (PKCS12_mac_present(p12)) {
+        if (PKCS12_verify_mac(p12, NULL, 0)) {
+            pw = NULL;
+        } else if (PKCS12_verify_mac(p12, "", 0)) {
+            pw = "";
+        } else {
+            rc = et_pass_get(pass);
+            if (rc != ET_EXIT_OK)
+                return rc;
+            pw = (const char *)pass->s.buf;
+            pwlen = (int)pass->s.len;
+            if (!PKCS12_verify_mac(p12, pw, pwlen)) {
+                ERR_clear_error();
+                et_err("%s: wrong passphrase for this PKCS#12 file", file);
+                return ET_EXIT_PIN;
+            }
+        }
+        if (!PKCS12_parse(p12, pw, &pk, &cert, &ca)) {
+            et_openssl_reason(why, sizeof(why));
+            et_err("%s: cannot read the PKCS#12 contents: %s", file, why);
+            return ET_EXIT_INPUT;
+        }
+    } else if (!PKCS12_parse(p12, "", &pk, &cert, &ca) &&
+               !PKCS12_parse(p12, NULL, &pk, &cert, &ca)) {
+        ERR_clear_error();
+        rc = et_pass_get(pass);
+        if (rc != ET_EXIT_OK)
+            return rc;
+        if (!PKCS12_parse(p12, (const char *)pass->s.buf, &pk, &cert, &ca)) {
+            ERR_clear_error();
+            et_err("%s: cannot open the PKCS#12 file: wrong passphrase or damaged file", file);
+            return ET_EXIT_PIN;
+        }
+    }
+    rc = ET_EXIT_OK;
+    if (pk != NULL) {
+        rc = et_add_key(in, file, pk);
+        pk = NULL;
+    }
+    if (rc == ET_EXIT_OK && cert != NULL) {
+        rc = et_add_cert(in, cert);
+        cert = NULL;
+    }
+    while (rc == ET_EXIT_OK && ca != NULL && sk_X509_num(ca) > 0)
+        rc = et_add_cert(in, sk_X509_shift(ca));
+    if (rc == ET_EXIT_OK && in->nkeys == 0 && sk_X509_num(in->certs) == 0) {
+        et_err("%s: the PKCS#12 file holds neither a key nor a certificate", file);
+        rc = ET_EXIT_INPUT;
+    }
+    EVP_PKEY_free(pk);
+    X509_free(cert);
+    sk_X509_pop_free(ca, X509_free);
+    return rc;
+}
+
+/* A private key from a PEM block (re-encoded so that OpenSSL's PEM reader
+ * handles every variant: PKCS#8, encrypted PKCS#8, traditional with
+ * Proc-Type/DEK-Info headers). */
+static int
+et_pem_key(et_input *in, const char *file, const char *name, const char *header,
+           const unsigned char *data, long len, et_pass *pass)
+{
+    BIO *b = BIO_new(BIO_s_secmem());
+    EVP_PKEY *pk = NULL;
+    int rc = ET_EXIT_INPUT;
+    char why[256];
+
+    if (b == NULL)
+        b = BIO_new(BIO_s_mem());
+    if (b == NULL || PEM_write_bio(b, name, header, data, len) <= 0) {
+        et_err("out of memory");
+        rc = ET_EXIT_FAIL;
+        goto done;
+    }
+    pk = PEM_read_bio_PrivateKey(b, NULL, et_pem_cb, pass);
+    if (pk == NULL) {
+        if (pass->rc != 0 && pass->rc != ET_EXIT_OK) {
+            rc = pass->rc;
+            ERR_clear_error();
+            goto done;
+        }
+        et_openssl_reason(why, sizeof(why));
+        if (pass->have) {
+            et_err("%s: cannot decrypt the private key: wrong passphrase? (%s)", file, why);
+            rc = ET_EXIT_PIN;
+        } else {
+            et_err("%s: malformed private key: %s", file, why);
+        }
+        goto done;
+    }
+    rc = et_add_key(in, file, pk);
+done:
+    BIO_free(b); /* secure-heap/memory BIO contents are cleared when freed */
+    return rc;
+}
+
+static int
+et_load_pem(et_input *in, const char *file, const unsigned char *buf, size_t len, et_pass *pass)
+{
+    BIO *b = BIO_new_mem_buf(buf, (int)len);
+    int rc = ET_EXIT_OK, blocks = 0;
+
+    if (b == NULL) {
+        et_err("out of memory");
+        return ET_EXIT_FAIL;
+    }
+    ERR_clear_error();
+    while (rc == ET_EXIT_OK) {
+        char *name = NULL, *header = NULL;
+        unsigned char *data = NULL;
+        long dlen = 0;
+        const unsigned char *q;
+
+        if (!PEM_read_bio(b, &name, &header, &data, &dlen)) {
+            unsigned long e = ERR_peek_last_error();
+            if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE && blocks > 0) {
+                ERR_clear_error();
+                break;
+            }
+            ERR_clear_error();
+            et_err("%s: malformed PEM (damaged base64 or missing END line)", file);
+            rc = ET_EXIT_INPUT;
+            break;
+        }
+        blocks++;
+        q = data;
+        if (strcmp(name, "CERTIFICATE") == 0 || strcmp(name, "X509 CERTIFICATE") == 0 ||
+            strcmp(name, "TRUSTED CERTIFICATE") == 0) {
+            X509 *x = strcmp(name, "TRUSTED CERTIFICATE") == 0 ? d2i_X509_AUX(NULL, &q, dlen)
+                                                               : d2i_X509(NULL, &q, dlen);
+            if (x == NULL) {
+                ERR_clear_error();
+                et_err("%s: PEM block %d (%s) is not a valid certificate", file, blocks, name);
+                rc = ET_EXIT_INPUT;
+            } else {
+                rc = et_add_cert(in, x);
+            }
+        } else if (strcmp(name, "PKCS7") == 0 || strcmp(name, "CERTIFICATE CHAIN") == 0) {
+            PKCS7 *p7 = d2i_PKCS7(NULL, &q, dlen);
+            if (p7 == NULL) {
+                ERR_clear_error();
+                et_err("%s: PEM block %d (%s) is not valid PKCS#7", file, blocks, name);
+                rc = ET_EXIT_INPUT;
+            } else {
+                rc = et_add_p7(in, file, p7);
+                PKCS7_free(p7);
+            }
+        } else if (strstr(name, "PRIVATE KEY") != NULL) {
+            rc = et_pem_key(in, file, name, header, data, dlen, pass);
+        } else {
+            et_err("%s: PEM block %d is a '%s', which cannot be imported (expected "
+                   "CERTIFICATE, PRIVATE KEY or PKCS7)",
+                   file, blocks, name);
+            rc = ET_EXIT_INPUT;
+        }
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        if (data != NULL)
+            OPENSSL_clear_free(data, (size_t)dlen);
+    }
+    BIO_free(b);
+    return rc;
+}
+
+static int
+et_load_der(et_input *in, const char *file, const unsigned char *buf, size_t len, et_pass *pass)
+{
+    const unsigned char *q;
+    long l = (long)len;
+    X509 *x;
+    PKCS12 *p12;
+    PKCS7 *p7;
+    EVP_PKEY *pk;
+    X509_SIG *p8;
+    int rc;
+
+    q = buf;
+    x = d2i_X509(NULL, &q, l);
+    if (x != NULL && q == buf + len)
+        return et_add_cert(in, x);
+    X509_free(x);
+
+    q = buf;
+    p12 = d2i_PKCS12(NULL, &q, l);
+    if (p12 != NULL && q == buf + len) {
+        ERR_clear_error();
+        rc = et_load_p12(in, file, p12, pass);
+        PKCS12_free(p12);
+        return rc;
+    }
+    PKCS12_free(p12);
+
+    q = buf;
+    p7 = d2i_PKCS7(NULL, &q, l);
+    if (p7 != NULL && q == buf + len) {
+        ERR_clear_error();
+        rc = et_add_p7(in, file, p7);
+        PKCS7_free(p7);
+        return rc;
+    }
+    PKCS7_free(p7);
+
+    q = buf;
+    pk = d2i_AutoPrivateKey(NULL, &q, l);
+    if (pk != NULL && q == buf + len) {
+        ERR_clear_error();
+        return et_add_key(in, file, pk);
+    }
+    EVP_PKEY_free(pk);
+
+    q = buf;
+    p8 = d2i_X509_SIG(NULL, &q, l);
+    if (p8 != NULL && q == buf + len) {
+        PKCS8_PRIV_KEY_INFO *p8inf = NULL;
+        ERR_clear_error();
+        rc = et_pass_get(pass);
+        if (rc == ET_EXIT_OK) {
+            p8inf = PKCS8_decrypt(p8, (const char *)pass->s.buf, (int)pass->s.len);
+            pk = p8inf ? EVP_PKCS82PKEY(p8inf) : NULL;
+            PKCS8_PRIV_KEY_INFO_free(p8inf);
+            if (pk == NULL) {
+                et_err("%s: cannot decrypt the private key: wrong passphrase?", file);
+                rc = ET_EXIT_PIN;
+            } else {
+                rc = et_add_key(in, file, pk);
+            }
+        }
+        X509_SIG_free(p8);
+        ERR_clear_error();
+        return rc;
+    }
+    X509_SIG_free(p8);
+    ERR_clear_error();
+    et_err("%s: unrecognised content: not PEM, a DER certificate, PKCS#12, PKCS#7 or a DER "
+           "private key",
+           file);
+    return ET_EXIT_INPUT;
+}
+
+static int
+et_load_file(et_input *in, const char *file, et_pass *pass)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    struct stat st;
+    int fd, rc = ET_EXIT_INPUT;
+
+    fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        et_err("cannot open %s: %s", file, strerror(errno));
+        return ET_EXIT_INPUT;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        et_err("%s is not a regular file", file);
+        goto done;
+    }
+    if (st.st_size == 0 || (unsigned long long)st.st_size > ET_IMPORT_MAX_FILE) {
+        et_err("%s: %s", file, st.st_size == 0 ? "empty file" : "file too large to import");
+        goto done;
+    }
+    /* The file may hold an unencrypted key: keep it in locked memory. */
+    buf = et_smalloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        et_err("out of memory");
+        rc = ET_EXIT_FAIL;
+        goto done;
+    }
+    while (len < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + len, (size_t)st.st_size - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            et_err("reading %s: %s", file, r < 0 ? strerror(errno) : "file shrank");
+            goto done;
+        }
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    if (memmem(buf, len, "-----BEGIN ", 11) != NULL)
+        rc = et_load_pem(in, file, buf, len, pass);
+    else
+        rc = et_load_der(in, file, buf, len, pass);
+done:
+    et_sfree(buf);
+    close(fd);
+    return rc;
+}
+
+/* ---- Object templates --------------------------------------------------- */
+
+#define ET_TMPL_MAX 24
+
+typedef struct et_tmpl {
+    CK_ATTRIBUTE a[ET_TMPL_MAX];
+    unsigned char owned[ET_TMPL_MAX]; /* 0: borrowed, 1: malloc, 2: et_smalloc (secret) */
+    CK_ULONG ulongs[ET_TMPL_MAX];
+    CK_ULONG n;
+    int err;
+} et_tmpl;
+
+static CK_BBOOL et_true = CK_TRUE, et_false = CK_FALSE;
+
+static void
+t_add(et_tmpl *t, CK_ATTRIBUTE_TYPE type, void *v, size_t len, unsigned char owned)
+{
+    if (t->n >= ET_TMPL_MAX || (v == NULL && len > 0)) {
+        if (owned == 2)
+            et_sfree(v);
+        else if (owned == 1)
+            free(v);
+        t->err = 1;
+        return;
+    }
+    t->a[t->n].type = type;
+    t->a[t->n].pValue = v;
+    t->a[t->n].ulValueLen = (CK_ULONG)len;
+    t->owned[t->n] = owned;
+    t->n++;
+}
+
+static void
+t_bool(et_tmpl *t, CK_ATTRIBUTE_TYPE type, int v)
+{
+    t_add(t, type, v ? &et_true : &et_false, sizeof(CK_BBOOL), 0);
+}
+
+static void
+t_ulong(et_tmpl *t, CK_ATTRIBUTE_TYPE type, CK_ULONG v)
+{
+    if (t->n >= ET_TMPL_MAX) {
+        t->err = 1;
+        return;
+    }
+    t->ulongs[t->n] = v;
+    t_add(t, type, &t->ulongs[t->n], sizeof(CK_ULONG), 0);
+}
+
+static void
+t_free(et_tmpl *t)
+{
+    for (CK_ULONG i = 0; i < t->n; i++) {
+        if (t->owned[i] == 2)
+            et_sfree(t->a[i].pValue);
+        else if (t->owned[i] == 1)
+            free(t->a[i].pValue);
+    }
+    t->n = 0;
+}
+
+/* A BIGNUM parameter of PK as big-endian bytes (PAD > 0: fixed length). */
+static void
+t_bn(et_tmpl *t, CK_ATTRIBUTE_TYPE type, const EVP_PKEY *pk, const char *param, int secret, int pad)
+{
+    BIGNUM *bn = NULL;
+    unsigned char *v;
+    int n;
+
+    if (!EVP_PKEY_get_bn_param(pk, param, &bn)) {
+        t->err = 1;
+        return;
+    }
+    n = pad > 0 ? pad : BN_num_bytes(bn);
+    if (n <= 0)
+        n = 1;
+    v = secret ? et_smalloc((size_t)n) : malloc((size_t)n);
+    if (v == NULL || BN_bn2binpad(bn, v, n) != n) {
+        if (secret)
+            et_sfree(v);
+        else
+            free(v);
+        t->err = 1;
+    } else {
+        t_add(t, type, v, (size_t)n, secret ? 2 : 1);
+    }
+    BN_clear_free(bn);
+}
+
+/* DER of the OBJECT IDENTIFIER of NID (CKA_EC_PARAMS). */
+static void
+t_oid(et_tmpl *t, CK_ATTRIBUTE_TYPE type, int nid)
+{
+    const ASN1_OBJECT *obj = OBJ_nid2obj(nid);
+    unsigned char *der = NULL, *q;
+    int n;
+
+    if (obj == NULL || (n = i2d_ASN1_OBJECT(obj, NULL)) <= 0 || (der = malloc((size_t)n)) == NULL) {
+        t->err = 1;
+        return;
+    }
+    q = der;
+    if (i2d_ASN1_OBJECT(obj, &q) != n) {
+        free(der);
+        t->err = 1;
+        return;
+    }
+    t_add(t, type, der, (size_t)n, 1);
+}
+
+static void
+t_octet(et_tmpl *t, CK_ATTRIBUTE_TYPE type, const unsigned char *raw, size_t len)
+{
+    ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+    unsigned char *der = NULL, *c;
+    int n;
+
+    if (os == NULL || !ASN1_OCTET_STRING_set(os, raw, (int)len) ||
+        (n = i2d_ASN1_OCTET_STRING(os, &der)) <= 0) {
+        ASN1_OCTET_STRING_free(os);
+        t->err = 1;
+        return;
+    }
+    c = malloc((size_t)n);
+    if (c != NULL)
+        memcpy(c, der, (size_t)n);
+    OPENSSL_free(der);
+    ASN1_OCTET_STRING_free(os);
+    t_add(t, type, c, (size_t)n, 1);
+}
+
+static void
+t_copy(et_tmpl *t, CK_ATTRIBUTE_TYPE type, const void *v, size_t len)
+{
+    unsigned char *c = malloc(len ? len : 1);
+
+    if (c != NULL && len > 0)
+        memcpy(c, v, len);
+    t_add(t, type, c, len, 1);
+}
+
+/* ---- Key pairs and certificates ---------------------------------------- */
+
+typedef struct et_cred {
+    unsigned char id[64];
+    size_t idlen;
+    char label[256];
+} et_cred;
+
+/* CKA_ID convention: SHA-1 of the SubjectPublicKeyInfo's BIT STRING. */
+static int
+et_key_id(EVP_PKEY *pk, unsigned char out[SHA_DIGEST_LENGTH])
+{
+    X509_PUBKEY *xpk = NULL;
+    const unsigned char *bits = NULL;
+    int bitslen = 0, ok = 0;
+
+    if (X509_PUBKEY_set(&xpk, pk) && X509_PUBKEY_get0_param(NULL, &bits, &bitslen, NULL, xpk))
+        ok = SHA1(bits, (size_t)bitslen, out) != NULL;
+    X509_PUBKEY_free(xpk);
+    return ok ? 0 : -1;
+}
+
+static void
+et_cert_cn(X509 *x, char *buf, size_t sz)
+{
+    X509_NAME *nm = X509_get_subject_name(x);
+    int i = X509_NAME_get_index_by_NID(nm, NID_commonName, -1);
+    unsigned char *utf8 = NULL;
+    int n;
+
+    buf[0] = '\0';
+    if (i >= 0 && (n = ASN1_STRING_to_UTF8(
+                       &utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, i)))) > 0) {
+        snprintf(buf, sz, "%.*s", n, (const char *)utf8);
+        OPENSSL_free(utf8);
+        return;
+    }
+    {
+        char *s = X509_NAME_oneline(nm, NULL, 0);
+        snprintf(buf, sz, "%s", s ? s : "certificate");
+        OPENSSL_free(s);
+    }
+}
+
+/* Label for an object whose certificate is X (NULL: none): the PKCS#12
+ * friendly name, else the subject CN. */
+static void
+et_default_label(X509 *x, const unsigned char *id, size_t idlen, char *buf, size_t sz)
+{
+    int alen = 0;
+    const unsigned char *alias = x ? X509_alias_get0(x, &alen) : NULL;
+
+    if (alias != NULL && alen > 0) {
+        snprintf(buf, sz, "%.*s", alen, (const char *)alias);
+    } else if (x != NULL) {
+        et_cert_cn(x, buf, sz);
+    } else {
+        snprintf(buf, sz, "key-%02x%02x%02x%02x", id[0], id[1], idlen > 2 ? id[2] : 0,
+                 idlen > 3 ? id[3] : 0);
+    }
+}
+
+/* Fill the type-specific parts of the private (PRIV) and public (PUB)
+ * templates. Returns a short description or NULL if the type is unsupported. */
+static const char *
+et_key_templates(EVP_PKEY *pk, et_tmpl *priv, et_tmpl *pub)
+{
+    int base = EVP_PKEY_get_base_id(pk);
+
+    if (base == EVP_PKEY_RSA || base == EVP_PKEY_RSA_PSS) {
+        BIGNUM *f3 = NULL;
+        if (EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_FACTOR3, &f3)) {
+            BN_clear_free(f3);
+            return NULL; /* multi-prime RSA has no PKCS#11 representation */
+        }
+        ERR_clear_error();
+        t_ulong(priv, CKA_KEY_TYPE, CKK_RSA);
+        t_ulong(pub, CKA_KEY_TYPE, CKK_RSA);
+        t_bool(priv, CKA_DECRYPT, 1);
+        t_bool(pub, CKA_ENCRYPT, 1);
+        t_bn(priv, CKA_MODULUS, pk, OSSL_PKEY_PARAM_RSA_N, 0, 0);
+        t_bn(priv, CKA_PUBLIC_EXPONENT, pk, OSSL_PKEY_PARAM_RSA_E, 0, 0);
+        t_bn(priv, CKA_PRIVATE_EXPONENT, pk, OSSL_PKEY_PARAM_RSA_D, 1, 0);
+        t_bn(priv, CKA_PRIME_1, pk, OSSL_PKEY_PARAM_RSA_FACTOR1, 1, 0);
+        t_bn(priv, CKA_PRIME_2, pk, OSSL_PKEY_PARAM_RSA_FACTOR2, 1, 0);
+        t_bn(priv, CKA_EXPONENT_1, pk, OSSL_PKEY_PARAM_RSA_EXPONENT1, 1, 0);
+        t_bn(priv, CKA_EXPONENT_2, pk, OSSL_PKEY_PARAM_RSA_EXPONENT2, 1, 0);
+        t_bn(priv, CKA_COEFFICIENT, pk, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, 1, 0);
+        t_bn(pub, CKA_MODULUS, pk, OSSL_PKEY_PARAM_RSA_N, 0, 0);
+        t_bn(pub, CKA_PUBLIC_EXPONENT, pk, OSSL_PKEY_PARAM_RSA_E, 0, 0);
+        return "RSA";
+    }
+    if (base == EVP_PKEY_EC) {
+        char group[80];
+        unsigned char *point = NULL;
+        size_t plen = 0;
+        int nid;
+
+        if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                            NULL))
+            return NULL; /* explicit curve parameters: not importable */
+        nid = OBJ_txt2nid(group);
+        if (nid == NID_undef)
+            nid = EC_curve_nist2nid(group);
+        if (nid == NID_undef)
+            return NULL;
+        /* PKCS#11 wants the uncompressed point, whatever the file held. */
+        (void)EVP_PKEY_set_utf8_string_param(pk, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                                             OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_UNCOMPRESSED);
+        plen = EVP_PKEY_get1_encoded_public_key(pk, &point);
+        if (plen == 0) {
+            OPENSSL_free(point);
+            return NULL;
+        }
+        t_ulong(priv, CKA_KEY_TYPE, CKK_EC);
+        t_ulong(pub, CKA_KEY_TYPE, CKK_EC);
+        t_bool(priv, CKA_DERIVE, 1);
+        t_bool(pub, CKA_DERIVE, 1);
+        t_oid(priv, CKA_EC_PARAMS, nid);
+        t_oid(pub, CKA_EC_PARAMS, nid);
+        t_bn(priv, CKA_VALUE, pk, OSSL_PKEY_PARAM_PRIV_KEY, 1, (EVP_PKEY_get_bits(pk) + 7) / 8);
+        t_octet(pub, CKA_EC_POINT, point, plen);
+        OPENSSL_free(point);
+        return "EC";
+    }
+    if (base == EVP_PKEY_ED25519 || base == EVP_PKEY_ED448) {
+        int nid = base == EVP_PKEY_ED25519 ? NID_ED25519 : NID_ED448;
+        unsigned char *sk = NULL, pkraw[64];
+        size_t sklen = 0, pklen = sizeof(pkraw);
+
+        if (!EVP_PKEY_get_raw_private_key(pk, NULL, &sklen) || sklen == 0 ||
+            (sk = et_smalloc(sklen)) == NULL || !EVP_PKEY_get_raw_private_key(pk, sk, &sklen) ||
+            !EVP_PKEY_get_raw_public_key(pk, pkraw, &pklen)) {
+            et_sfree(sk);
+            return NULL;
+        }
+        t_ulong(priv, CKA_KEY_TYPE, CKK_EC_EDWARDS);
+        t_ulong(pub, CKA_KEY_TYPE, CKK_EC_EDWARDS);
+        t_oid(priv, CKA_EC_PARAMS, nid);
+        t_oid(pub, CKA_EC_PARAMS, nid);
+        t_add(priv, CKA_VALUE, sk, sklen, 2);
+        t_octet(pub, CKA_EC_POINT, pkraw, pklen);
+        return base == EVP_PKEY_ED25519 ? "Ed25519" : "Ed448";
+    }
+    return NULL;
+}
+
+/* Objects created in this run, destroyed again if a later step fails. */
+typedef struct et_created {
+    CK_OBJECT_HANDLE h[3 * ET_MAX_KEYS + 256];
+    size_t n;
+} et_created;
+
+static int
+et_create(et_p11 *p, CK_SESSION_HANDLE sh, et_tmpl *t, et_created *made, const char *what)
+{
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_RV rv;
+    char msg[160];
+
+    if (t->err) {
+        et_err("cannot build the attributes of the %s (out of memory or unusable key)", what);
+        return ET_EXIT_FAIL;
+    }
+    if (made->n >= sizeof(made->h) / sizeof(made->h[0])) {
+        et_err("too many objects in one import");
+        return ET_EXIT_INPUT;
+    }
+    rv = p->f->C_CreateObject(sh, t->a, t->n, &h);
+    if (rv != CKR_OK) {
+        snprintf(msg, sizeof(msg), "cannot store the %s (C_CreateObject)", what);
+        return et_ckr_fail(msg, rv);
+    }
+    made->h[made->n++] = h;
+    return ET_EXIT_OK;
+}
+
+/* Handles of objects of class CLS whose ATTR equals VAL. */
+static int
+et_exists(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE attr,
+          const void *val, size_t len, int *found)
+{
+    CK_ATTRIBUTE tmpl[2] = {{CKA_CLASS, &cls, sizeof(cls)}, {attr, (void *)val, (CK_ULONG)len}};
+    CK_OBJECT_HANDLE *objs = NULL;
+    CK_ULONG n = 0;
+    int rc = et_find_objects(p, sh, tmpl, 2, &objs, &n);
+
+    free(objs);
+    *found = n > 0;
+    return rc;
+}
+
+static int
+et_store_cert(et_p11 *p, CK_SESSION_HANDLE sh, X509 *x, const et_cred *cred, CK_ULONG category,
+              et_created *made)
+{
+    et_tmpl t = {0};
+    unsigned char *der = NULL, *subj = NULL, *iss = NULL, *ser = NULL;
+    int derlen, subjlen, isslen, serlen, rc, found = 0;
+    char desc[300];
+
+    derlen = i2d_X509(x, &der);
+    subjlen = i2d_X509_NAME(X509_get_subject_name(x), &subj);
+    isslen = i2d_X509_NAME(X509_get_issuer_name(x), &iss);
+    serlen = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &ser);
+    if (derlen <= 0 || subjlen <= 0 || isslen <= 0 || serlen <= 0) {
+        et_err("cannot encode a certificate");
+        rc = ET_EXIT_FAIL;
+        goto done;
+    }
+    rc = et_exists(p, sh, CKO_CERTIFICATE, CKA_VALUE, der, (size_t)derlen, &found);
+    if (rc != ET_EXIT_OK)
+        goto done;
+    et_cert_cn(x, desc, sizeof(desc));
+    if (found) {
+        printf("certificate '%s' is already on the token; skipped\n", desc);
+        goto done;
+    }
+    t_ulong(&t, CKA_CLASS, CKO_CERTIFICATE);
+    t_ulong(&t, CKA_CERTIFICATE_TYPE, CKC_X_509);
+    t_bool(&t, CKA_TOKEN, 1);
+    t_bool(&t, CKA_PRIVATE, 0);
+    t_copy(&t, CKA_VALUE, der, (size_t)derlen);
+    t_copy(&t, CKA_SUBJECT, subj, (size_t)subjlen);
+    t_copy(&t, CKA_ISSUER, iss, (size_t)isslen);
+    t_copy(&t, CKA_SERIAL_NUMBER, ser, (size_t)serlen);
+    t_copy(&t, CKA_ID, cred->id, cred->idlen);
+    t_copy(&t, CKA_LABEL, cred->label, strlen(cred->label));
+    t_ulong(&t, CKA_CERTIFICATE_CATEGORY, category);
+    rc = et_create(p, sh, &t, made, "certificate");
+    if (rc == ET_EXIT_OK) {
+        printf("imported certificate '%s'%s, label '%s', id ", desc, category == 2 ? " (CA)" : "",
+               cred->label);
+        et_hex_print(stdout, cred->id, cred->idlen);
+        putchar('\n');
+    }
+done:
+    t_free(&t);
+    OPENSSL_free(der);
+    OPENSSL_free(subj);
+    OPENSSL_free(iss);
+    OPENSSL_free(ser);
+    return rc;
+}
+
+static int
+et_store_key(et_p11 *p, CK_SESSION_HANDLE sh, EVP_PKEY *pk, const et_cred *cred, int own_id,
+             et_created *made)
+{
+    et_tmpl priv = {0}, pub = {0};
+    const char *type;
+    int rc, found = 0;
+
+    rc = et_exists(p, sh, CKO_PRIVATE_KEY, CKA_ID, cred->id, cred->idlen, &found);
+    if (rc != ET_EXIT_OK)
+        return rc;
+    if (found) {
+        if (own_id) {
+            /* The id is the hash of this very public key: same key pair. */
+            printf("private key '%s' is already on the token; skipped\n", cred->label);
+            return ET_EXIT_OK;
+        }
+        et_err("a different private key already uses CKA_ID %s on this token; choose another --id",
+               "(given with --id)");
+        return ET_EXIT_EXISTS;
+    }
+    t_ulong(&priv, CKA_CLASS, CKO_PRIVATE_KEY);
+    t_bool(&priv, CKA_TOKEN, 1);
+    t_bool(&priv, CKA_PRIVATE, 1);
+    t_bool(&priv, CKA_SENSITIVE, 1);
+    t_bool(&priv, CKA_EXTRACTABLE, 0);
+    t_bool(&priv, CKA_SIGN, 1);
+    t_copy(&priv, CKA_ID, cred->id, cred->idlen);
+    t_copy(&priv, CKA_LABEL, cred->label, strlen(cred->label));
+    t_ulong(&pub, CKA_CLASS, CKO_PUBLIC_KEY);
+    t_bool(&pub, CKA_TOKEN, 1);
+    t_bool(&pub, CKA_PRIVATE, 0);
+    t_bool(&pub, CKA_VERIFY, 1);
+    t_copy(&pub, CKA_ID, cred->id, cred->idlen);
+    t_copy(&pub, CKA_LABEL, cred->label, strlen(cred->label));
+    type = et_key_templates(pk, &priv, &pub);
+    if (type == NULL) {
+        ERR_clear_error();
+        et_err("private key '%s' (%s) has no PKCS#11 form (multi-prime RSA, or EC with explicit "
+               "curve parameters)",
+               cred->label, EVP_PKEY_get0_type_name(pk) ? EVP_PKEY_get0_type_name(pk) : "?");
+        rc = ET_EXIT_INPUT;
+        goto done;
+    }
+    rc = et_create(p, sh, &priv, made, "private key");
+    if (rc == ET_EXIT_OK)
+        rc = et_create(p, sh, &pub, made, "public key");
+    if (rc == ET_EXIT_OK) {
+        printf("imported %s key pair, label '%s', id ", type, cred->label);
+        et_hex_print(stdout, cred->id, cred->idlen);
+        putchar('\n');
+    }
+done:
+    t_free(&priv); /* wipes the private components (et_smalloc'd) */
+    t_free(&pub);
+    return rc;
+}
+
+static int
+et_import_all(et_p11 *p, CK_SESSION_HANDLE sh, et_opts *o, et_input *in, const unsigned char *uid,
+              size_t uidlen, et_created *made)
+{
+    int ncerts = sk_X509_num(in->certs), rc = ET_EXIT_OK;
+    unsigned char *used = calloc((size_t)(ncerts > 0 ? ncerts : 1), 1);
+
+    if (used == NULL) {
+        et_err("out of memory");
+        return ET_EXIT_FAIL;
+    }
+    /* Key pairs, each followed by the certificates of its public key. */
+    for (size_t k = 0; k < in->nkeys && rc == ET_EXIT_OK; k++) {
+        et_cred cred;
+        X509 *first = NULL;
+        int own_id = 1;
+
+        memset(&cred, 0, sizeof(cred));
+        if (et_key_id(in->keys[k], cred.id) != 0) {
+            et_err("cannot compute the key identifier of a private key");
+            rc = ET_EXIT_INPUT;
+            break;
+        }
+        cred.idlen = SHA_DIGEST_LENGTH;
+        if (uid != NULL) {
+            memcpy(cred.id, uid, uidlen);
+            cred.idlen = uidlen;
+            own_id = 0;
+        }
+        for (int c = 0; c < ncerts && first == NULL; c++)
+            if (EVP_PKEY_eq(X509_get0_pubkey(sk_X509_value(in->certs, c)), in->keys[k]) == 1)
+                first = sk_X509_value(in->certs, c);
+        ERR_clear_error();
+        if (o->label != NULL)
+            snprintf(cred.label, sizeof(cred.label), "%s", o->label);
+        else
+            et_default_label(first, cred.id, cred.idlen, cred.label, sizeof(cred.label));
+        rc = et_store_key(p, sh, in->keys[k], &cred, own_id, made);
+        for (int c = 0; c < ncerts && rc == ET_EXIT_OK; c++) {
+            X509 *x = sk_X509_value(in->certs, c);
+            if (used[c] || EVP_PKEY_eq(X509_get0_pubkey(x), in->keys[k]) != 1)
+                continue;
+            used[c] = 1;
+            rc = et_store_cert(p, sh, x, &cred, 1, made);
+        }
+        ERR_clear_error();
+    }
+    /* Certificates without their key here: CA certificates of a chain, or a
+     * certificate for a key already on the token. */
+    for (int c = 0; c < ncerts && rc == ET_EXIT_OK; c++) {
+        X509 *x = sk_X509_value(in->certs, c);
+        et_cred cred;
+        int is_ca = X509_check_ca(x) > 0;
+        int primary = in->nkeys == 0 && ncerts == 1;
+
+        if (used[c])
+            continue;
+        memset(&cred, 0, sizeof(cred));
+        if (primary && uid != NULL) {
+            memcpy(cred.id, uid, uidlen);
+            cred.idlen = uidlen;
+        } else {
+            unsigned int mdlen = 0;
+            if (!X509_pubkey_digest(x, EVP_sha1(), cred.id, &mdlen)) {
+                et_err("cannot compute the key identifier of a certificate");
+                rc = ET_EXIT_INPUT;
+                break;
+            }
+            cred.idlen = mdlen;
+        }
+        if (primary && o->label != NULL)
+            snprintf(cred.label, sizeof(cred.label), "%s", o->label);
+        else
+            et_default_label(x, cred.id, cred.idlen, cred.label, sizeof(cred.label));
+        rc = et_store_cert(p, sh, x, &cred, is_ca ? 2 : 0, made);
+    }
+    free(used);
+    return rc;
+}
+
+int
+et_cmd_import(et_opts *o)
+{
+    et_input in;
+    et_pass pass;
+    et_p11 p = {0};
+    et_created *made = NULL;
+    CK_SLOT_ID slot;
+    CK_TOKEN_INFO ti;
+    CK_SESSION_HANDLE sh = CK_INVALID_HANDLE;
+    unsigned char *uid = NULL;
+    size_t uidlen = 0;
+    int rc;
+
+    memset(&in, 0, sizeof(in));
+    memset(&pass, 0, sizeof(pass));
+    pass.src = o->pass_src;
+    if (o->argc == 0) {
+        et_err("import: no files given (evertoken import --token LABEL FILE...)");
+        return ET_EXIT_USAGE;
+    }
+    if (o->id != NULL) {
+        uid = et_hex_decode(o->id, &uidlen);
+        if (uid == NULL || uidlen > sizeof(((et_cred *)0)->id)) {
+            et_err("import: --id must be 1 to 64 bytes of hex, not '%s'", o->id);
+            free(uid);
+            return ET_EXIT_USAGE;
+        }
+    }
+    if (o->label != NULL && strlen(o->label) >= sizeof(((et_cred *)0)->label)) {
+        et_err("import: --label is too long");
+        free(uid);
+        return ET_EXIT_USAGE;
+    }
+    in.certs = sk_X509_new_null();
+    made = calloc(1, sizeof(*made));
+    if (in.certs == NULL || made == NULL) {
+        et_err("out of memory");
+        rc = ET_EXIT_FAIL;
+        goto done;
+    }
+    /* Parse everything before touching the token. */
+    for (int i = 0; i < o->argc; i++) {
+        rc = et_load_file(&in, o->argv[i], &pass);
+        if (rc != ET_EXIT_OK) {
+            et_err("nothing was imported");
+            goto done;
+        }
+    }
+    if ((o->id != NULL || o->label != NULL) &&
+        !(in.nkeys == 1 || (in.nkeys == 0 && sk_X509_num(in.certs) == 1))) {
+        et_err("import: --id and --label need the input to hold exactly one private key (or "
+               "exactly one certificate); it holds %zu keys and %d certificates",
+               in.nkeys, sk_X509_num(in.certs));
+        rc = ET_EXIT_USAGE;
+        goto done;
+    }
+    rc = et_p11_load(o, &p);
+    if (rc != ET_EXIT_OK)
+        goto done;
+    rc = et_find_token(&p, o, &slot, &ti);
+    if (rc != ET_EXIT_OK)
+        goto done;
+    rc = et_open_session(&p, o, slot, 1, (long)CKU_USER, &sh);
+    if (rc != ET_EXIT_OK)
+        goto done;
+    rc = et_import_all(&p, sh, o, &in, uid, uidlen, made);
+    if (rc != ET_EXIT_OK) {
+        size_t undone = 0;
+        while (made->n > 0) {
+            if (p.f->C_DestroyObject(sh, made->h[--made->n]) == CKR_OK)
+                undone++;
+            else
+                et_err("could not remove object %lu created by this import; delete it by hand",
+                       (unsigned long)made->h[made->n]);
+        }
+        et_err("import failed; %zu object%s created by this run %s removed again", undone,
+               undone == 1 ? "" : "s", undone == 1 ? "was" : "were");
+    }
+done:
+    if (p.initialized)
+        et_close_session(&p, sh);
+    et_p11_unload(&p);
+    for (size_t k = 0; k < in.nkeys; k++)
+        EVP_PKEY_free(in.keys[k]); /* OpenSSL clears key material when freeing */
+    sk_X509_pop_free(in.certs, X509_free);
+    et_secret_free(&pass.s);
+    free(made);
+    free(uid);
+    return rc;
+}

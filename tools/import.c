@@ -29,6 +29,7 @@
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/pkcs7.h>
+#include <openssl/provider.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -1021,6 +1022,11 @@ et_cmd_import(et_opts *o)
         rc = ET_EXIT_FAIL;
         goto done;
     }
+    /* PKCS#12 files exported by older software (Windows, OpenSSL 1.x)
+     * encrypt their certificates with RC2-40, which only OpenSSL's legacy
+     * provider implements; keep the default provider as the fallback. */
+    (void)OSSL_PROVIDER_try_load(NULL, "legacy", 1);
+    ERR_clear_error();
     /* Parse everything before touching the token. */
     for (int i = 0; i < o->argc; i++) {
         rc = et_load_file(&in, o->argv[i], &pass);

@@ -86,6 +86,22 @@ cat dave.key dave.pem >dave-bundle.pem
 paired dave dave.pem
 ok "PEM plain key + certificate"
 
+# ---- legacy PKCS#12 (RC2-40 certificate bag, as older exporters write) ----
+leaf frank ec -pkeyopt ec_paramgen_curve:P-256
+q openssl pkcs12 -export -legacy -inkey frank.key -in frank.pem -name frank \
+    -passout env:P12_PASS -out frank.p12
+"$CLI" import --token imp --pin env:USER_PIN --passphrase env:P12_PASS frank.p12 >/dev/null
+paired frank frank.pem
+ok "legacy (RC2) PKCS#12"
+
+# ---- Ed25519 (CKK_EC_EDWARDS), PKCS#8 PEM key and certificate in one file ----
+q openssl req -x509 -newkey ed25519 -nodes -days 30 -subj "/CN=gina" -keyout gina.key -out gina.pem
+cat gina.pem gina.key >gina-bundle.pem
+"$CLI" import --token imp --pin env:USER_PIN gina-bundle.pem >/dev/null
+paired gina gina.pem
+L | grep -q "ED25519.* gina$" || die "Ed25519 key type not shown: $(L)"
+ok "Ed25519"
+
 # ---- DER certificate (already there: skipped), PKCS#7 chain (CA already there) ----
 n=$(nobj)
 "$CLI" import --token imp --pin env:USER_PIN dave.cer >out

@@ -237,7 +237,7 @@ et_parse(const et_cmd *c, int argc, char **argv, et_opts *o)
         case O_SLOT: {
             char *end = NULL;
             errno = 0;
-            long v = strtol(optarg, &end, 0);
+            long v = strtol(optarg, &end, 10);
             if (errno != 0 || end == optarg || *end != '\0' || v < 0 || v > 0x7ffffffe) {
                 et_err("%s: --slot needs a slot number, not '%s'", c->name, optarg);
                 return ET_EXIT_USAGE;

@@ -241,6 +241,9 @@ et_secret_get(const char *src, const char *what, int confirm, et_secret *out)
         }
         memcpy(s.buf, src + 5, n);
         s.len = n;
+        /* argv strings are writable: blank the copy in our argv so that
+         * /proc/PID/cmdline stops showing it (it was visible until now). */
+        sodium_memzero((char *)src + 5, n);
     } else {
         et_err("unknown source '%s' for the %s: use env:VAR, file:PATH, pass:VALUE or prompt", src,
                what);

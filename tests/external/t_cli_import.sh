@@ -102,6 +102,17 @@ paired gina gina.pem
 L | grep -q "ED25519.* gina$" || die "Ed25519 key type not shown: $(L)"
 ok "Ed25519"
 
+# ---- explicit --id and --label ----
+leaf hank rsa:2048
+"$CLI" import --token imp --pin env:USER_PIN --id 0102abcd --label hank-id hank.key hank.pem >/dev/null
+[ "$(id_of privkey hank-id)" = 0102abcd ] && [ "$(id_of pubkey hank-id)" = 0102abcd ] &&
+    [ "$(id_of cert hank-id)" = 0102abcd ] || die "--id/--label not applied: $(L)"
+set +e; "$CLI" import --token imp --pin env:USER_PIN --id 01 hank.key dave.key 2>err; rc=$?; set -e
+[ $rc = 2 ] && grep -q "exactly one private key" err || die "--id with two keys: exit $rc"
+set +e; "$CLI" import --token imp --pin env:USER_PIN --id xyz hank.pem 2>/dev/null; rc=$?; set -e
+[ $rc = 2 ] || die "bad --id hex: exit $rc"
+ok "--id and --label"
+
 # ---- DER certificate (already there: skipped), PKCS#7 chain (CA already there) ----
 n=$(nobj)
 "$CLI" import --token imp --pin env:USER_PIN dave.cer >out

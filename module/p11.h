@@ -27,6 +27,9 @@
 #ifndef CKR_OPERATION_CANCEL_FAILED
 #define CKR_OPERATION_CANCEL_FAILED 0x00000202UL
 #endif
+#ifndef CKF_FIND_OBJECTS
+#define CKF_FIND_OBJECTS 0x00000040UL /* C_SessionCancel: end a find operation */
+#endif
 #ifndef CKF_INTERFACE_FORK_SAFE
 #define CKF_INTERFACE_FORK_SAFE 0x00000001UL
 #endif
@@ -46,8 +49,8 @@ typedef CK_RV (*CK_C_GetInterfaceList)(CK_INTERFACE_PTR pInterfacesList, CK_ULON
 typedef CK_RV (*CK_C_GetInterface)(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
                                    CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags);
 typedef CK_RV (*CK_C_LoginUser)(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
-                                CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
-                                CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen);
+                                CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername,
+                                CK_ULONG ulUsernameLen);
 typedef CK_RV (*CK_C_SessionCancel)(CK_SESSION_HANDLE hSession, CK_FLAGS flags);
 /* The message-based functions (3.0 section 5.13-5.16) share these shapes. */
 typedef CK_RV (*CK_C_MessageInit)(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,

@@ -1,0 +1,310 @@
+/*
+ * cache.c — the per-token object cache.
+ *
+ * Stored objects are cached in memory (sorted by handle = keystore id) and
+ * reloaded whenever ks_changed() says another connection wrote the file, so
+ * a certificate written by another process is seen at the next lookup. Only
+ * what the keystore hands out is cached: public objects always, private
+ * ones while the token key is unwrapped (in secure memory, wiped on drop).
+ * Session objects and the token's CKO_PROFILE object live here too.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mod_int.h"
+
+static void
+object_free(struct mod_object *o)
+{
+    if (o == NULL)
+        return;
+    obj_free(o->attrs);
+    free(o);
+}
+
+static void
+objs_free(struct mod_object **objs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        object_free(objs[i]);
+    free(objs);
+}
+
+static CK_RV
+objs_push(struct mod_object ***objs, size_t *n, size_t *cap, struct mod_object *o)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        struct mod_object **p = realloc(*objs, ncap * sizeof(*p));
+        if (p == NULL)
+            return CKR_HOST_MEMORY;
+        *objs = p;
+        *cap = ncap;
+    }
+    (*objs)[(*n)++] = o;
+    return CKR_OK;
+}
+
+struct load_ctx {
+    struct mod_object **objs;
+    size_t n, cap;
+    CK_RV rv;
+};
+
+static int
+load_cb(void *ctx, const ks_object *ko)
+{
+    struct load_ctx *c = ctx;
+    struct mod_object *o;
+    mod_attrs *attrs = NULL;
+    CK_RV rv;
+
+    if (ko->id <= 0 || (uint64_t)ko->id > MOD_TOKEN_HANDLE_MAX) {
+        mod_log("object id %lld has no handle; skipped", (long long)ko->id);
+        return 0;
+    }
+    rv = obj_from_ks(ko, &attrs);
+    if (rv != CKR_OK) {
+        c->rv = rv;
+        return 1;
+    }
+    o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        obj_free(attrs);
+        c->rv = CKR_HOST_MEMORY;
+        return 1;
+    }
+    o->h = (CK_OBJECT_HANDLE)ko->id;
+    o->attrs = attrs;
+    o->token = CK_TRUE;
+    /* Sealed records are private whatever their attributes say. */
+    o->priv = ko->is_private || obj_bool(attrs, CKA_PRIVATE, CK_FALSE);
+    rv = objs_push(&c->objs, &c->n, &c->cap, o);
+    if (rv != CKR_OK) {
+        object_free(o);
+        c->rv = rv;
+        return 1;
+    }
+    return 0;
+}
+
+static CK_RV
+profile_ensure_inlock(struct mod_token *t)
+{
+    mod_attrs *attrs = NULL;
+    CK_RV rv;
+
+    if (t->prof != NULL)
+        return CKR_OK;
+    rv = obj_profile(&attrs);
+    if (rv != CKR_OK)
+        return rv;
+    t->prof = calloc(1, sizeof(*t->prof));
+    if (t->prof == NULL) {
+        obj_free(attrs);
+        return CKR_HOST_MEMORY;
+    }
+    t->prof->h = MOD_HANDLE_PROFILE;
+    t->prof->attrs = attrs;
+    t->prof->token = CK_TRUE;
+    t->prof->priv = CK_FALSE;
+    t->prof->profile = 1;
+    return CKR_OK;
+}
+
+CK_RV
+cache_sync_inlock(struct mod_token *t)
+{
+    struct load_ctx c;
+    unsigned tampered = 0;
+    int changed = 0;
+    ks_rv kr;
+    CK_RV rv;
+
+    if (t->state != TOK_OPEN)
+        return CKR_TOKEN_NOT_RECOGNIZED;
+    rv = profile_ensure_inlock(t);
+    if (rv != CKR_OK)
+        return rv;
+    kr = ks_changed(t->ks, &changed);
+    if (kr != KS_OK)
+        return mod_ks_ckr(kr, t->ks, "ks_changed");
+    if (t->loaded && !changed)
+        return CKR_OK;
+    memset(&c, 0, sizeof(c));
+    c.rv = CKR_OK;
+    kr = ks_load_objects(t->ks, load_cb, &c, &tampered);
+    if (kr != KS_OK || c.rv != CKR_OK) {
+        objs_free(c.objs, c.n);
+        return kr != KS_OK ? mod_ks_ckr(kr, t->ks, "ks_load_objects") : c.rv;
+    }
+    if (tampered > 0)
+        mod_log("slot %u: %u stored object(s) failed their integrity check and are hidden (%s)",
+                (unsigned)t->slot, tampered, ks_last_error(t->ks));
+    objs_free(t->objs, t->nobjs);
+    t->objs = c.objs;
+    t->nobjs = c.n;
+    t->capobjs = c.cap;
+    t->loaded = 1;
+    return CKR_OK;
+}
+
+void
+cache_drop_inlock(struct mod_token *t)
+{
+    objs_free(t->objs, t->nobjs);
+    t->objs = NULL;
+    t->nobjs = t->capobjs = 0;
+    t->loaded = 0;
+}
+
+void
+cache_destroy_sobjs_inlock(struct mod_token *t, CK_SESSION_HANDLE owner, int only_private)
+{
+    struct mod_object **pp = &t->sobjs, *o;
+
+    while ((o = *pp) != NULL) {
+        if ((owner == 0 || o->owner == owner) && (!only_private || o->priv)) {
+            *pp = o->next;
+            object_free(o);
+        } else {
+            pp = &o->next;
+        }
+    }
+}
+
+void
+cache_free_inlock(struct mod_token *t)
+{
+    cache_drop_inlock(t);
+    cache_destroy_sobjs_inlock(t, 0, 0);
+    object_free(t->prof);
+    t->prof = NULL;
+}
+
+int
+cache_visible(const struct mod_token *t, const struct mod_object *o)
+{
+    /* Private objects only for the logged-in user; the SO sees none. */
+    return !o->priv || t->login == CKU_USER;
+}
+
+/* Index of handle H in t->objs, or where it would be inserted. */
+static size_t
+objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found)
+{
+    size_t lo = 0, hi = t->nobjs;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->objs[mid]->h < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < t->nobjs && t->objs[lo]->h == h;
+    return lo;
+}
+
+CK_RV
+cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out)
+{
+    struct mod_object *o = NULL;
+    int found = 0;
+
+    if (h == MOD_HANDLE_PROFILE) {
+        o = t->prof;
+    } else if (h >= MOD_HANDLE_SOBJ_FIRST) {
+        for (o = t->sobjs; o != NULL && o->h != h; o = o->next)
+            ;
+    } else {
+        size_t i = objs_search(t, h, &found);
+        if (found)
+            o = t->objs[i];
+    }
+    if (o == NULL || !cache_visible(t, o))
+        return CKR_OBJECT_HANDLE_INVALID;
+    *out = o;
+    return CKR_OK;
+}
+
+CK_RV
+cache_add_token_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, mod_attrs *attrs)
+{
+    struct mod_object *o;
+    int found = 0;
+    size_t i;
+    CK_RV rv;
+
+    i = objs_search(t, h, &found);
+    if (found) {
+        /* Already loaded by a reload since the write: keep ours. */
+        obj_free(t->objs[i]->attrs);
+        t->objs[i]->attrs = attrs;
+        return CKR_OK;
+    }
+    o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        obj_free(attrs);
+        return CKR_HOST_MEMORY;
+    }
+    o->h = h;
+    o->attrs = attrs;
+    o->token = CK_TRUE;
+    o->priv = obj_bool(attrs, CKA_PRIVATE, CK_FALSE);
+    rv = objs_push(&t->objs, &t->nobjs, &t->capobjs, o);
+    if (rv != CKR_OK) {
+        object_free(o);
+        return rv;
+    }
+    memmove(&t->objs[i + 1], &t->objs[i], (t->nobjs - 1 - i) * sizeof(*t->objs));
+    t->objs[i] = o;
+    return CKR_OK;
+}
+
+CK_RV
+cache_add_session_inlock(struct mod_token *t, CK_SESSION_HANDLE owner, mod_attrs *attrs,
+                         CK_OBJECT_HANDLE *out)
+{
+    struct mod_object *o = calloc(1, sizeof(*o));
+
+    if (o == NULL) {
+        obj_free(attrs);
+        return CKR_HOST_MEMORY;
+    }
+    o->h = mod_g.next_sobj++;
+    o->attrs = attrs;
+    o->token = CK_FALSE;
+    o->priv = obj_bool(attrs, CKA_PRIVATE, CK_FALSE);
+    o->owner = owner;
+    o->next = t->sobjs;
+    t->sobjs = o;
+    *out = o->h;
+    return CKR_OK;
+}
+
+void
+cache_remove_inlock(struct mod_token *t, struct mod_object *o)
+{
+    int found = 0;
+    size_t i;
+
+    if (o->profile)
+        return;
+    if (!o->token) {
+        for (struct mod_object **pp = &t->sobjs; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == o) {
+                *pp = o->next;
+                break;
+            }
+        }
+        object_free(o);
+        return;
+    }
+    i = objs_search(t, o->h, &found);
+    if (found && t->objs[i] == o) {
+        memmove(&t->objs[i], &t->objs[i + 1], (t->nobjs - 1 - i) * sizeof(*t->objs));
+        t->nobjs--;
+    }
+    object_free(o);
+}

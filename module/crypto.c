@@ -1,0 +1,581 @@
+/*
+ * crypto.c — random numbers, and the cryptographic entry points.
+ *
+ * This version of the module offers no mechanisms (C_GetMechanismList is
+ * empty; the mechanism table arrives with module/mech.c). The cryptographic
+ * functions are still real entry points: they check initialisation, the
+ * session and their pointer arguments, then return the code the standard
+ * gives for the situation: CKR_MECHANISM_INVALID for a function that would
+ * start an operation (no mechanism is valid), CKR_OPERATION_NOT_INITIALIZED
+ * for one that continues an operation (none can have been started).
+ * docs/module.md lists each.
+ */
+#include <stddef.h>
+
+#include <openssl/rand.h>
+
+#include "mod_int.h"
+
+/* Initialisation and session checks shared by the functions below. */
+static CK_RV
+op_none(CK_SESSION_HANDLE hs, CK_RV result)
+{
+    struct mod_session *s = NULL;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    mod_lock();
+    rv = session_lookup_inlock(hs, &s);
+    mod_unlock();
+    return rv != CKR_OK ? rv : result;
+}
+
+CK_RV
+mod_C_SeedRandom(CK_SESSION_HANDLE hs, CK_BYTE_PTR seed, CK_ULONG len)
+{
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (seed == NULL && len > 0)
+        return CKR_ARGUMENTS_BAD;
+    rv = op_none(hs, CKR_OK);
+    if (rv != CKR_OK)
+        return rv;
+    /* Mixed into OpenSSL's DRBG as extra input; it never replaces the
+     * operating system's entropy, so a bad seed cannot weaken the output.
+     * The entropy estimate 0 says exactly that. */
+    if (len > 0)
+        RAND_add(seed, (int)(len > 0x7fffffffUL ? 0x7fffffffUL : len), 0.0);
+    return CKR_OK;
+}
+
+CK_RV
+mod_C_GenerateRandom(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG len)
+{
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (out == NULL && len > 0)
+        return CKR_ARGUMENTS_BAD;
+    rv = op_none(hs, CKR_OK);
+    if (rv != CKR_OK)
+        return rv;
+    /* Outside the lock: OpenSSL's DRBG is thread-safe. RAND_bytes takes an
+     * int, so large requests are served in chunks. */
+    while (len > 0) {
+        int chunk = len > 0x40000000UL ? 0x40000000 : (int)len;
+        if (RAND_bytes(out, chunk) != 1)
+            return CKR_FUNCTION_FAILED;
+        out += chunk;
+        len -= (CK_ULONG)chunk;
+    }
+    return CKR_OK;
+}
+
+/* PKCS#11 2.40 section 5.20: legacy functions; a library that does not run
+ * functions in parallel returns CKR_FUNCTION_NOT_PARALLEL. */
+CK_RV
+mod_C_GetFunctionStatus(CK_SESSION_HANDLE hs)
+{
+    return op_none(hs, CKR_FUNCTION_NOT_PARALLEL);
+}
+
+CK_RV
+mod_C_CancelFunction(CK_SESSION_HANDLE hs)
+{
+    return op_none(hs, CKR_FUNCTION_NOT_PARALLEL);
+}
+
+/* No operation state exists to save or restore (sessions have no running
+ * cryptographic operation yet, and find operations are not saveable). */
+CK_RV
+mod_C_GetOperationState(CK_SESSION_HANDLE hs, CK_BYTE_PTR state, CK_ULONG_PTR len)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (len == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+CK_RV
+mod_C_SetOperationState(CK_SESSION_HANDLE hs, CK_BYTE_PTR state, CK_ULONG len,
+                        CK_OBJECT_HANDLE enc_key, CK_OBJECT_HANDLE auth_key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (state == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+CK_RV
+mod_C_EncryptInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_Encrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+              CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_EncryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                    CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_EncryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DecryptInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_Decrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+              CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DecryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                    CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DecryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DigestInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_Digest(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+             CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DigestUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DigestKey(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE key)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DigestFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_SignInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_Sign(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+           CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_SignUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_SignFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_SignRecoverInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_SignRecover(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                  CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_VerifyInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_Verify(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG siglen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_VerifyUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_VerifyFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR sig, CK_ULONG siglen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_VerifyRecoverInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_VerifyRecover(CK_SESSION_HANDLE hs, CK_BYTE_PTR sig, CK_ULONG siglen, CK_BYTE_PTR out,
+                    CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DigestEncryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                          CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DecryptDigestUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                          CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_SignEncryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                        CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DecryptVerifyUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                          CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_GenerateKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                  CK_OBJECT_HANDLE_PTR key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (key == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_GenerateKeyPair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pubt,
+                      CK_ULONG pubn, CK_ATTRIBUTE_PTR privt, CK_ULONG privn,
+                      CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (pub == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (priv == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_WrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey,
+              CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (outlen == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_UnwrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ukey, CK_BYTE_PTR in,
+                CK_ULONG inlen, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (key == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_DeriveKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE base,
+                CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (key == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_MessageEncryptInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_EncryptMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR ad,
+                     CK_ULONG adlen, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                     CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_EncryptMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
+                          CK_BYTE_PTR ad, CK_ULONG adlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_EncryptMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
+                         CK_ULONG inlen, CK_BYTE_PTR out, CK_ULONG_PTR outlen, CK_FLAGS flags)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_MessageEncryptFinal(CK_SESSION_HANDLE hs)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_MessageDecryptInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_DecryptMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR ad,
+                     CK_ULONG adlen, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                     CK_ULONG_PTR outlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DecryptMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
+                          CK_BYTE_PTR ad, CK_ULONG adlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_DecryptMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
+                         CK_ULONG inlen, CK_BYTE_PTR out, CK_ULONG_PTR outlen, CK_FLAGS flags)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_MessageDecryptFinal(CK_SESSION_HANDLE hs)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_MessageSignInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_SignMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
+                  CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_SignMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_SignMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
+                      CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_MessageSignFinal(CK_SESSION_HANDLE hs)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_MessageVerifyInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (mech == NULL)
+        return CKR_ARGUMENTS_BAD;
+    return op_none(hs, CKR_MECHANISM_INVALID);
+}
+
+CK_RV
+mod_C_VerifyMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
+                    CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG siglen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_VerifyMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_VerifyMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
+                        CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG siglen)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}
+
+CK_RV
+mod_C_MessageVerifyFinal(CK_SESSION_HANDLE hs)
+{
+    /* No operation can have been started: no mechanism is offered yet. */
+    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
+}

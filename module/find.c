@@ -1,0 +1,432 @@
+/*
+ * find.c — object management entry points: create, copy, destroy, size,
+ * get/set attributes, and find.
+ *
+ * Module core decides whether the caller may touch an object (session kind,
+ * login state, visibility); the object layer (object.h) decides what the
+ * object may become. Every lookup first syncs the token's cache so changes
+ * made by other processes are seen.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mod_int.h"
+
+static obj_policy
+policy_of(const struct mod_session *s)
+{
+    obj_policy p;
+
+    memset(&p, 0, sizeof(p));
+    p.so = s->tok->login == CKU_SO ? CK_TRUE : CK_FALSE;
+    p.user = s->tok->login == CKU_USER ? CK_TRUE : CK_FALSE;
+    return p;
+}
+
+/*
+ * May session S create, change or destroy an object with these properties?
+ * Standard rules (section 6.7.x): token objects need an R/W session, private
+ * objects a user login. Deliberate deviation (docs/module.md): token objects
+ * always need a login (user, or SO for public ones), because every stored
+ * record is sealed or MAC'd under the token key, which only a login unwraps.
+ */
+static CK_RV
+write_check(const struct mod_session *s, CK_BBOOL token, CK_BBOOL priv)
+{
+    CK_USER_TYPE who = s->tok->login;
+
+    if (token && !(s->flags & CKF_RW_SESSION))
+        return CKR_SESSION_READ_ONLY;
+    if (priv && who != CKU_USER)
+        return CKR_USER_NOT_LOGGED_IN;
+    if (token && who == MOD_NOBODY)
+        return CKR_USER_NOT_LOGGED_IN;
+    return CKR_OK;
+}
+
+/* Look up session H and object OH (after syncing the cache). */
+static CK_RV
+lookup_inlock(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, struct mod_session **sp,
+              struct mod_object **op)
+{
+    CK_RV rv;
+
+    rv = session_lookup_inlock(h, sp);
+    if (rv != CKR_OK)
+        return rv;
+    rv = cache_sync_inlock((*sp)->tok);
+    if (rv != CKR_OK)
+        return rv;
+    return cache_lookup_inlock((*sp)->tok, oh, op);
+}
+
+/* Store ATTRS (taken) as a new object of S's token; *OUT its handle. */
+static CK_RV
+store_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
+{
+    struct mod_token *t = s->tok;
+    CK_BBOOL token = obj_bool(attrs, CKA_TOKEN, CK_FALSE);
+    CK_BBOOL priv = obj_bool(attrs, CKA_PRIVATE, CK_FALSE);
+    int64_t id = 0;
+    ks_rv kr;
+    CK_RV rv;
+
+    rv = write_check(s, token, priv);
+    if (rv != CKR_OK)
+        goto fail;
+    if (!token)
+        return cache_add_session_inlock(t, s->h, attrs, out);
+    kr = ks_object_create(t->ks, priv, attrs->a, attrs->n, &id);
+    if (kr != KS_OK) {
+        rv = mod_ks_ckr(kr, t->ks, "ks_object_create");
+        goto fail;
+    }
+    if (id <= 0 || (uint64_t)id > MOD_TOKEN_HANDLE_MAX) {
+        /* Never expected (ids count up from 1); no handle can name it. */
+        mod_log("new object id %lld out of handle range; removed", (long long)id);
+        if (ks_object_destroy(t->ks, id) != KS_OK)
+            mod_log("and could not be removed: %s", ks_last_error(t->ks));
+        rv = CKR_DEVICE_MEMORY;
+        goto fail;
+    }
+    rv = cache_add_token_inlock(t, (CK_OBJECT_HANDLE)id, attrs);
+    if (rv != CKR_OK) {
+        /* ATTRS was freed; the object is stored and appears at the next
+         * reload, so force one. */
+        cache_drop_inlock(t);
+        return rv;
+    }
+    *out = (CK_OBJECT_HANDLE)id;
+    return CKR_OK;
+fail:
+    obj_free(attrs);
+    return rv;
+}
+
+CK_RV
+mod_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
+{
+    struct mod_session *s = NULL;
+    mod_attrs *attrs = NULL;
+    obj_policy pol;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (out == NULL)
+        return CKR_ARGUMENTS_BAD;
+    rv = obj_template_check(tmpl, n);
+    if (rv != CKR_OK)
+        return rv;
+    mod_lock();
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK)
+        goto out;
+    pol = policy_of(s);
+    rv = obj_from_template(tmpl, n, &pol, &attrs);
+    if (rv != CKR_OK)
+        goto out;
+    rv = store_inlock(s, attrs, out);
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
+                 CK_OBJECT_HANDLE_PTR out)
+{
+    struct mod_session *s = NULL;
+    struct mod_object *o = NULL;
+    mod_attrs *attrs = NULL;
+    obj_policy pol;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (out == NULL)
+        return CKR_ARGUMENTS_BAD;
+    rv = obj_template_check(tmpl, n);
+    if (rv != CKR_OK)
+        return rv;
+    mod_lock();
+    rv = lookup_inlock(h, oh, &s, &o);
+    if (rv != CKR_OK)
+        goto out;
+    if (o->profile) {
+        /* The token has exactly one profile object. */
+        rv = CKR_ACTION_PROHIBITED;
+        goto out;
+    }
+    pol = policy_of(s);
+    rv = obj_copy(o->attrs, tmpl, n, &pol, &attrs);
+    if (rv != CKR_OK)
+        goto out;
+    rv = store_inlock(s, attrs, out);
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh)
+{
+    struct mod_session *s = NULL;
+    struct mod_object *o = NULL;
+    ks_rv kr;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    mod_lock();
+    rv = lookup_inlock(h, oh, &s, &o);
+    if (rv != CKR_OK)
+        goto out;
+    if (o->profile) {
+        rv = CKR_ACTION_PROHIBITED;
+        goto out;
+    }
+    rv = write_check(s, o->token, o->priv);
+    if (rv != CKR_OK)
+        goto out;
+    if (!obj_bool(o->attrs, CKA_DESTROYABLE, CK_TRUE)) {
+        rv = CKR_ACTION_PROHIBITED;
+        goto out;
+    }
+    if (o->token) {
+        kr = ks_object_destroy(s->tok->ks, (int64_t)o->h);
+        /* Already destroyed by another process: gone either way. */
+        if (kr != KS_OK && kr != KS_E_NOT_FOUND) {
+            rv = mod_ks_ckr(kr, s->tok->ks, "ks_object_destroy");
+            goto out;
+        }
+        if (kr == KS_E_NOT_FOUND)
+            rv = CKR_OBJECT_HANDLE_INVALID;
+    }
+    cache_remove_inlock(s->tok, o);
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ULONG_PTR size)
+{
+    struct mod_session *s = NULL;
+    struct mod_object *o = NULL;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (size == NULL)
+        return CKR_ARGUMENTS_BAD;
+    mod_lock();
+    rv = lookup_inlock(h, oh, &s, &o);
+    if (rv == CKR_OK)
+        *size = obj_size(o->attrs);
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
+{
+    struct mod_session *s = NULL;
+    struct mod_object *o = NULL;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    /* pValue NULL is a length query here, so obj_template_check does not
+     * apply; only the array itself must exist. */
+    if (tmpl == NULL && n > 0)
+        return CKR_ARGUMENTS_BAD;
+    mod_lock();
+    rv = lookup_inlock(h, oh, &s, &o);
+    if (rv == CKR_OK)
+        rv = obj_get(o->attrs, tmpl, n);
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
+{
+    struct mod_session *s = NULL;
+    struct mod_object *o = NULL;
+    mod_attrs *attrs = NULL;
+    obj_policy pol;
+    ks_rv kr;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    rv = obj_template_check(tmpl, n);
+    if (rv != CKR_OK)
+        return rv;
+    mod_lock();
+    rv = lookup_inlock(h, oh, &s, &o);
+    if (rv != CKR_OK)
+        goto out;
+    if (o->profile) {
+        rv = CKR_ACTION_PROHIBITED; /* CKA_MODIFIABLE is FALSE */
+        goto out;
+    }
+    rv = write_check(s, o->token, o->priv);
+    if (rv != CKR_OK)
+        goto out;
+    pol = policy_of(s);
+    rv = obj_set(o->attrs, tmpl, n, &pol, &attrs);
+    if (rv != CKR_OK)
+        goto out;
+    /* Where an object lives and whether it is sealed cannot change in
+     * place (copy it instead). */
+    if (obj_bool(attrs, CKA_TOKEN, CK_FALSE) != obj_bool(o->attrs, CKA_TOKEN, CK_FALSE) ||
+        obj_bool(attrs, CKA_PRIVATE, CK_FALSE) != obj_bool(o->attrs, CKA_PRIVATE, CK_FALSE)) {
+        rv = CKR_ATTRIBUTE_READ_ONLY;
+        goto out;
+    }
+    if (o->token) {
+        kr = ks_object_update(s->tok->ks, (int64_t)o->h, attrs->a, attrs->n);
+        if (kr != KS_OK) {
+            rv = mod_ks_ckr(kr, s->tok->ks, "ks_object_update");
+            goto out;
+        }
+    }
+    obj_free(o->attrs);
+    o->attrs = attrs;
+    attrs = NULL;
+out:
+    obj_free(attrs);
+    mod_unlock();
+    return rv;
+}
+
+/* ---- find --------------------------------------------------------------- */
+
+void
+find_end(struct mod_session *s)
+{
+    free(s->found);
+    s->found = NULL;
+    s->nfound = s->pos = 0;
+    s->find_active = 0;
+}
+
+static int
+find_match(const struct mod_token *t, const struct mod_object *o, const CK_ATTRIBUTE *tmpl,
+           CK_ULONG n)
+{
+    return o != NULL && cache_visible(t, o) && obj_match(o->attrs, tmpl, n);
+}
+
+CK_RV
+mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
+{
+    struct mod_session *s = NULL;
+    struct mod_token *t;
+    CK_OBJECT_HANDLE *found = NULL;
+    size_t cap, nf = 0;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    rv = obj_template_check(tmpl, n);
+    if (rv != CKR_OK)
+        return rv;
+    mod_lock();
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK)
+        goto out;
+    if (s->find_active) {
+        rv = CKR_OPERATION_ACTIVE;
+        goto out;
+    }
+    t = s->tok;
+    rv = cache_sync_inlock(t);
+    if (rv != CKR_OK)
+        goto out;
+    /* A snapshot of the matching handles: objects created later are not
+     * found by this search; destroyed ones are skipped when returned. */
+    cap = 1 + t->nobjs;
+    for (struct mod_object *o = t->sobjs; o != NULL; o = o->next)
+        cap++;
+    found = malloc(cap * sizeof(*found));
+    if (found == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    if (find_match(t, t->prof, tmpl, n))
+        found[nf++] = t->prof->h;
+    for (size_t i = 0; i < t->nobjs; i++)
+        if (find_match(t, t->objs[i], tmpl, n))
+            found[nf++] = t->objs[i]->h;
+    for (struct mod_object *o = t->sobjs; o != NULL; o = o->next)
+        if (find_match(t, o, tmpl, n))
+            found[nf++] = o->h;
+    s->found = found;
+    s->nfound = nf;
+    s->pos = 0;
+    s->find_active = 1;
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, CK_ULONG_PTR count)
+{
+    struct mod_session *s = NULL;
+    struct mod_object *o;
+    CK_ULONG k = 0;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (out == NULL || count == NULL)
+        return CKR_ARGUMENTS_BAD;
+    mod_lock();
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK)
+        goto out;
+    if (!s->find_active) {
+        rv = CKR_OPERATION_NOT_INITIALIZED;
+        goto out;
+    }
+    rv = cache_sync_inlock(s->tok);
+    if (rv != CKR_OK)
+        goto out;
+    /* Skip handles destroyed (or made invisible by a logout) since the
+     * search started. */
+    while (k < max && s->pos < s->nfound) {
+        CK_OBJECT_HANDLE oh = s->found[s->pos++];
+        if (cache_lookup_inlock(s->tok, oh, &o) == CKR_OK)
+            out[k++] = oh;
+    }
+    *count = k;
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_FindObjectsFinal(CK_SESSION_HANDLE h)
+{
+    struct mod_session *s = NULL;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    mod_lock();
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK)
+        goto out;
+    if (!s->find_active) {
+        rv = CKR_OPERATION_NOT_INITIALIZED;
+        goto out;
+    }
+    find_end(s);
+out:
+    mod_unlock();
+    return rv;
+}

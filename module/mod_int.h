@@ -1,0 +1,313 @@
+/*
+ * mod_int.h — internal interfaces of the evertoken PKCS#11 module core
+ * (entry.c, slot.c, session.c, cache.c, find.c, crypto.c).
+ *
+ * State model
+ *   One process-wide state (mod_g) guarded by one global lock (mod_lock).
+ *   Tokens are the files of the token directory, one per slot (slot id = the
+ *   N of token-<N>.db), plus one "free" slot whose uninitialised token
+ *   C_InitToken turns into a new file. Sessions point at their token. Login
+ *   state lives on the token (PKCS#11: per token per application), and so does
+ *   the object cache: the token's stored objects (handle = keystore id), the
+ *   token's CKO_PROFILE object, and the session objects of every session on
+ *   that token.
+ *
+ * Locking
+ *   Functions named *_inlock need the global lock held. No pointer to a
+ *   token object or session survives an unlock, except struct mod_token
+ *   pointers protected by tok->busy (rescans and session closes never free a
+ *   busy token). Argon2id (ks_login, ks_set_pin, ks_init_user_pin, ks_create,
+ *   ks_reinit) runs without the global lock, serialised per token by
+ *   tok->op_mutex, which is always taken BEFORE the global lock.
+ */
+#ifndef EVERTOKEN_MOD_INT_H
+#define EVERTOKEN_MOD_INT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "p11.h"
+#include "keystore.h"
+#include "object.h"
+
+#define MOD_MANUFACTURER  "evertoken"
+#define MOD_MODEL         "evertoken soft"
+#define MOD_LIB_DESC      "evertoken software token"
+#define MOD_VERSION_MAJOR 0
+#define MOD_VERSION_MINOR 1
+
+/*
+ * Object handles. Token objects use their keystore id (ids are never reused
+ * in a file, so a handle never names two objects). The profile object and
+ * session objects use the range from 0x80000000, which keystore ids never
+ * reach in practice (ids above it are skipped and logged).
+ */
+#define MOD_HANDLE_PROFILE    0x80000000UL
+#define MOD_HANDLE_SOBJ_FIRST 0x80000001UL
+#define MOD_TOKEN_HANDLE_MAX  0x7fffffffUL
+
+/* Not logged in (tok->login). CKU_SO = 0 and CKU_USER = 1 are taken. */
+#define MOD_NOBODY ((CK_USER_TYPE)-1)
+
+enum mod_tok_state {
+    TOK_FREE = 0, /* the free slot: no file yet, C_InitToken creates it */
+    TOK_OPEN,     /* file opened: tok->ks valid */
+    TOK_BROKEN,   /* file exists but ks_open failed (retried on every rescan) */
+};
+
+struct mod_object {
+    CK_OBJECT_HANDLE h;
+    mod_attrs *attrs;
+    CK_BBOOL token;          /* stored in the keystore (or the profile object) */
+    CK_BBOOL priv;           /* CKA_PRIVATE */
+    int profile;             /* the built-in CKO_PROFILE object: never stored */
+    CK_SESSION_HANDLE owner; /* session objects: the creating session */
+    struct mod_object *next; /* session object list */
+};
+
+struct mod_token {
+    uint32_t slot;
+    enum mod_tok_state state;
+    ks_token *ks;
+    ks_rv open_err;      /* why the file did not open (TOK_BROKEN) */
+    CK_USER_TYPE login;  /* CKU_SO, CKU_USER or MOD_NOBODY */
+    unsigned busy;       /* threads working on it with the lock released */
+    void *op_mutex;      /* serialises PIN operations (taken before mod_lock) */
+    CK_ULONG nsess, nrw; /* open sessions of this process on it */
+    int present;         /* seen in the last directory scan */
+    /* Object cache. */
+    int loaded;               /* objs reflects the keystore as of ks_changed */
+    struct mod_object **objs; /* token objects, sorted by handle */
+    size_t nobjs, capobjs;
+    struct mod_object *prof;  /* CKO_PROFILE */
+    struct mod_object *sobjs; /* session objects of all sessions on it */
+    struct mod_token *next;   /* sorted by slot */
+};
+
+struct mod_session {
+    CK_SESSION_HANDLE h;
+    struct mod_token *tok;
+    CK_FLAGS flags; /* CKF_SERIAL_SESSION | CKF_RW_SESSION */
+    int find_active;
+    CK_OBJECT_HANDLE *found; /* snapshot taken at C_FindObjectsInit */
+    CK_ULONG nfound, pos;
+    struct mod_session *next;
+};
+
+struct mod_global {
+    int initialized;
+    pid_t pid; /* process that called C_Initialize (fork detection) */
+    char *dir; /* token directory */
+    struct mod_token *tokens;
+    struct mod_session *sessions;
+    CK_SESSION_HANDLE next_session; /* never reused in a process lifetime */
+    CK_OBJECT_HANDLE next_sobj;
+};
+
+extern struct mod_global mod_g;
+
+/* ---- entry.c: lock, initialisation, logging, error mapping ------------- */
+
+/* Non-zero when C_Initialize succeeded in this process (not a forked child). */
+int mod_ready(void);
+void mod_lock(void);
+void mod_unlock(void);
+
+/* Mutexes made the way C_Initialize chose (pthread or the application's). */
+CK_RV mod_mutex_new(void **out);
+void mod_mutex_free(void *m);
+void mod_mutex_lock(void *m);
+void mod_mutex_unlock(void *m);
+
+/* Debug log to stderr when EVERTOKEN_DEBUG=1. Never pass secrets. */
+void mod_log_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define mod_log(...) mod_log_at(__FILE__, __LINE__, __VA_ARGS__)
+
+/* The one place keystore codes become CKR codes; logs ks_last_error(KS). */
+CK_RV mod_ks_ckr_at(ks_rv rv, const ks_token *ks, const char *what, const char *file, int line);
+#define mod_ks_ckr(rv, ks, what) mod_ks_ckr_at((rv), (ks), (what), __FILE__, __LINE__)
+
+/* Copy S into a blank-padded PKCS#11 text field of LEN bytes. */
+void mod_pad(CK_UTF8CHAR *dst, size_t len, const char *s);
+
+/* ---- slot.c ------------------------------------------------------------- */
+
+/* Rescan the token directory: open new files and add the free slot. With
+ * PRUNE (only the sizing call of C_GetSlotList, PKCS#11 2.40 section 5.5:
+ * the slot set changes only there) also drop vanished idle tokens and stale
+ * free slots. */
+CK_RV slot_scan_inlock(int prune);
+/* Find slot ID (rescanning once if unknown); CKR_SLOT_ID_INVALID. */
+CK_RV slot_lookup_inlock(CK_SLOT_ID id, struct mod_token **out);
+/* The token is initialised and usable (retries a broken open);
+ * CKR_TOKEN_NOT_RECOGNIZED otherwise. */
+CK_RV tok_usable_inlock(struct mod_token *t);
+/* Free every token. CHILD: after fork, abandon keystore handles (SQLite
+ * connections must not be used across fork) but wipe what can be wiped. */
+void slot_free_all(int child);
+
+/* ---- session.c ---------------------------------------------------------- */
+
+CK_RV session_lookup_inlock(CK_SESSION_HANDLE h, struct mod_session **out);
+/* Log the token out (after its last session closed, or C_Logout). */
+void tok_logout_inlock(struct mod_token *t);
+/* Close every session (C_Finalize). */
+void session_close_all_inlock(void);
+/* Abandon sessions after fork without touching their tokens' keystores. */
+void session_forget_all(void);
+
+/* ---- cache.c ------------------------------------------------------------ */
+
+/* Bring the token's cache up to date (ks_changed, reload when needed). */
+CK_RV cache_sync_inlock(struct mod_token *t);
+/* Drop the cached stored objects (wiping them); reloaded on next sync. */
+void cache_drop_inlock(struct mod_token *t);
+/* Free the whole cache including session objects and the profile object. */
+void cache_free_inlock(struct mod_token *t);
+/* Destroy session objects of session OWNER (0: all), or only private ones. */
+void cache_destroy_sobjs_inlock(struct mod_token *t, CK_SESSION_HANDLE owner, int only_private);
+/* An object the current login state may see; CKR_OBJECT_HANDLE_INVALID. */
+CK_RV cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out);
+int cache_visible(const struct mod_token *t, const struct mod_object *o);
+/* Insert a stored object (takes ATTRS). */
+CK_RV cache_add_token_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, mod_attrs *attrs);
+/* Insert a session object (takes ATTRS); returns its handle in *OUT. */
+CK_RV cache_add_session_inlock(struct mod_token *t, CK_SESSION_HANDLE owner, mod_attrs *attrs,
+                               CK_OBJECT_HANDLE *out);
+void cache_remove_inlock(struct mod_token *t, struct mod_object *o);
+
+/* ---- entry points (mod_C_*), defined across the files ------------------- */
+
+CK_RV mod_C_Initialize(CK_VOID_PTR);
+CK_RV mod_C_Finalize(CK_VOID_PTR);
+CK_RV mod_C_GetSlotList(CK_BBOOL, CK_SLOT_ID_PTR, CK_ULONG_PTR);
+CK_RV mod_C_GetSlotInfo(CK_SLOT_ID, CK_SLOT_INFO_PTR);
+CK_RV mod_C_GetTokenInfo(CK_SLOT_ID, CK_TOKEN_INFO_PTR);
+CK_RV mod_C_GetMechanismList(CK_SLOT_ID, CK_MECHANISM_TYPE_PTR, CK_ULONG_PTR);
+CK_RV mod_C_GetMechanismInfo(CK_SLOT_ID, CK_MECHANISM_TYPE, CK_MECHANISM_INFO_PTR);
+CK_RV mod_C_InitToken(CK_SLOT_ID, CK_UTF8CHAR_PTR, CK_ULONG, CK_UTF8CHAR_PTR);
+CK_RV mod_C_WaitForSlotEvent(CK_FLAGS, CK_SLOT_ID_PTR, CK_VOID_PTR);
+
+CK_RV mod_C_InitPIN(CK_SESSION_HANDLE, CK_UTF8CHAR_PTR, CK_ULONG);
+CK_RV mod_C_SetPIN(CK_SESSION_HANDLE, CK_UTF8CHAR_PTR, CK_ULONG, CK_UTF8CHAR_PTR, CK_ULONG);
+CK_RV mod_C_OpenSession(CK_SLOT_ID, CK_FLAGS, CK_VOID_PTR, CK_NOTIFY, CK_SESSION_HANDLE_PTR);
+CK_RV mod_C_CloseSession(CK_SESSION_HANDLE);
+CK_RV mod_C_CloseAllSessions(CK_SLOT_ID);
+CK_RV mod_C_GetSessionInfo(CK_SESSION_HANDLE, CK_SESSION_INFO_PTR);
+CK_RV mod_C_Login(CK_SESSION_HANDLE, CK_USER_TYPE, CK_UTF8CHAR_PTR, CK_ULONG);
+CK_RV mod_C_Logout(CK_SESSION_HANDLE);
+CK_RV mod_C_LoginUser(CK_SESSION_HANDLE, CK_USER_TYPE, CK_UTF8CHAR_PTR, CK_ULONG, CK_UTF8CHAR_PTR,
+                      CK_ULONG);
+CK_RV mod_C_SessionCancel(CK_SESSION_HANDLE, CK_FLAGS);
+CK_RV mod_C_CreateObject(CK_SESSION_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG, CK_OBJECT_HANDLE_PTR);
+CK_RV mod_C_CopyObject(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG,
+                       CK_OBJECT_HANDLE_PTR);
+CK_RV mod_C_DestroyObject(CK_SESSION_HANDLE, CK_OBJECT_HANDLE);
+CK_RV mod_C_GetObjectSize(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, CK_ULONG_PTR);
+CK_RV mod_C_GetAttributeValue(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG);
+CK_RV mod_C_SetAttributeValue(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG);
+CK_RV mod_C_FindObjectsInit(CK_SESSION_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG);
+CK_RV mod_C_FindObjects(CK_SESSION_HANDLE, CK_OBJECT_HANDLE_PTR, CK_ULONG, CK_ULONG_PTR);
+CK_RV mod_C_FindObjectsFinal(CK_SESSION_HANDLE);
+/* End the session's find operation (C_FindObjectsFinal, close, cancel). */
+void find_end(struct mod_session *s);
+
+/* crypto.c: random, and the cryptographic functions (no mechanisms yet). */
+CK_RV mod_C_SeedRandom(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG);
+CK_RV mod_C_GenerateRandom(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG);
+CK_RV mod_C_GetFunctionStatus(CK_SESSION_HANDLE);
+CK_RV mod_C_CancelFunction(CK_SESSION_HANDLE);
+CK_RV mod_C_GetOperationState(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG_PTR);
+CK_RV mod_C_SetOperationState(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_OBJECT_HANDLE,
+                              CK_OBJECT_HANDLE);
+CK_RV mod_C_EncryptInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV mod_C_Encrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                    CK_ULONG_PTR outlen);
+CK_RV mod_C_EncryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                          CK_ULONG_PTR outlen);
+CK_RV mod_C_EncryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV mod_C_DecryptInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV mod_C_Decrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                    CK_ULONG_PTR outlen);
+CK_RV mod_C_DecryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                          CK_ULONG_PTR outlen);
+CK_RV mod_C_DecryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV mod_C_DigestInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech);
+CK_RV mod_C_Digest(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                   CK_ULONG_PTR outlen);
+CK_RV mod_C_DigestUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen);
+CK_RV mod_C_DigestKey(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE key);
+CK_RV mod_C_DigestFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV mod_C_SignInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV mod_C_Sign(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                 CK_ULONG_PTR outlen);
+CK_RV mod_C_SignUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen);
+CK_RV mod_C_SignFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV mod_C_SignRecoverInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV mod_C_SignRecover(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                        CK_ULONG_PTR outlen);
+CK_RV mod_C_VerifyInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV mod_C_Verify(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR sig,
+                   CK_ULONG siglen);
+CK_RV mod_C_VerifyUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen);
+CK_RV mod_C_VerifyFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR sig, CK_ULONG siglen);
+CK_RV mod_C_VerifyRecoverInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV mod_C_VerifyRecover(CK_SESSION_HANDLE hs, CK_BYTE_PTR sig, CK_ULONG siglen, CK_BYTE_PTR out,
+                          CK_ULONG_PTR outlen);
+CK_RV mod_C_DigestEncryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen,
+                                CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV mod_C_DecryptDigestUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen,
+                                CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV mod_C_SignEncryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                              CK_ULONG_PTR outlen);
+CK_RV mod_C_DecryptVerifyUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen,
+                                CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV mod_C_GenerateKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                        CK_OBJECT_HANDLE_PTR key);
+CK_RV mod_C_GenerateKeyPair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pubt,
+                            CK_ULONG pubn, CK_ATTRIBUTE_PTR privt, CK_ULONG privn,
+                            CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv);
+CK_RV mod_C_WrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey,
+                    CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV mod_C_UnwrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ukey,
+                      CK_BYTE_PTR in, CK_ULONG inlen, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                      CK_OBJECT_HANDLE_PTR key);
+CK_RV mod_C_DeriveKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE base,
+                      CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key);
+CK_RV mod_C_MessageEncryptInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV mod_C_EncryptMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
+                           CK_BYTE_PTR ad, CK_ULONG adlen, CK_BYTE_PTR in, CK_ULONG inlen,
+                           CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV mod_C_EncryptMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
+                                CK_BYTE_PTR ad, CK_ULONG adlen);
+CK_RV mod_C_EncryptMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
+                               CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out, CK_ULONG_PTR outlen,
+                               CK_FLAGS flags);
+CK_RV mod_C_MessageEncryptFinal(CK_SESSION_HANDLE hs);
+CK_RV mod_C_MessageDecryptInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV mod_C_DecryptMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
+                           CK_BYTE_PTR ad, CK_ULONG adlen, CK_BYTE_PTR in, CK_ULONG inlen,
+                           CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV mod_C_DecryptMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
+                                CK_BYTE_PTR ad, CK_ULONG adlen);
+CK_RV mod_C_DecryptMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
+                               CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out, CK_ULONG_PTR outlen,
+                               CK_FLAGS flags);
+CK_RV mod_C_MessageDecryptFinal(CK_SESSION_HANDLE hs);
+CK_RV mod_C_MessageSignInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV mod_C_SignMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
+                        CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG_PTR siglen);
+CK_RV mod_C_SignMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen);
+CK_RV mod_C_SignMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
+                            CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG_PTR siglen);
+CK_RV mod_C_MessageSignFinal(CK_SESSION_HANDLE hs);
+CK_RV mod_C_MessageVerifyInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV mod_C_VerifyMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
+                          CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG siglen);
+CK_RV mod_C_VerifyMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen);
+CK_RV mod_C_VerifyMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
+                              CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG siglen);
+CK_RV mod_C_MessageVerifyFinal(CK_SESSION_HANDLE hs);
+
+#endif /* EVERTOKEN_MOD_INT_H */

@@ -1,0 +1,450 @@
+/*
+ * session.c — sessions and login state.
+ *
+ * Login state belongs to the token, shared by all of this process's sessions
+ * on it (PKCS#11 2.40 section 6.7.1). Closing the last session on a token
+ * logs it out. PIN checks run Argon2id, so they run with the global lock
+ * released, serialised per token by op_begin_inlock/op_end_inlock.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mod_int.h"
+
+CK_RV
+session_lookup_inlock(CK_SESSION_HANDLE h, struct mod_session **out)
+{
+    for (struct mod_session *s = mod_g.sessions; s != NULL; s = s->next) {
+        if (s->h == h) {
+            *out = s;
+            return CKR_OK;
+        }
+    }
+    return CKR_SESSION_HANDLE_INVALID;
+}
+
+void
+tok_logout_inlock(struct mod_token *t)
+{
+    if (t->ks != NULL)
+        ks_logout(t->ks);
+    t->login = MOD_NOBODY;
+    /* Section 5.6, C_Logout: private session objects are destroyed; the
+     * cached stored objects are dropped (private ones wiped) and reloaded
+     * without the private ones at the next lookup. */
+    cache_drop_inlock(t);
+    cache_destroy_sobjs_inlock(t, 0, 1);
+}
+
+static void
+session_close_inlock(struct mod_session *s)
+{
+    struct mod_token *t = s->tok;
+
+    for (struct mod_session **pp = &mod_g.sessions; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    find_end(s);
+    cache_destroy_sobjs_inlock(t, s->h, 0);
+    t->nsess--;
+    if (s->flags & CKF_RW_SESSION)
+        t->nrw--;
+    if (t->nsess == 0 && t->login != MOD_NOBODY)
+        tok_logout_inlock(t);
+    free(s);
+}
+
+void
+session_close_all_inlock(void)
+{
+    while (mod_g.sessions != NULL)
+        session_close_inlock(mod_g.sessions);
+}
+
+void
+session_forget_all(void)
+{
+    struct mod_session *s = mod_g.sessions, *next;
+
+    for (; s != NULL; s = next) {
+        next = s->next;
+        free(s->found);
+        free(s);
+    }
+    mod_g.sessions = NULL;
+}
+
+/*
+ * Enter a PIN operation on session H's token: with the global lock held,
+ * returns with the token's op mutex held too and the token marked busy, so
+ * the caller may release the global lock around the KDF. The session is
+ * looked up again after waiting; if it was closed meanwhile the operation is
+ * CKR_SESSION_CLOSED (section 5.1: "the session was closed during the
+ * execution of the function").
+ */
+static CK_RV
+op_begin_inlock(CK_SESSION_HANDLE h, struct mod_session **out)
+{
+    struct mod_session *s = NULL;
+    struct mod_token *t;
+    CK_RV rv;
+
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK)
+        return rv;
+    t = s->tok;
+    t->busy++;
+    mod_unlock();
+    mod_mutex_lock(t->op_mutex);
+    mod_lock();
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK) {
+        mod_mutex_unlock(t->op_mutex);
+        t->busy--;
+        return CKR_SESSION_CLOSED;
+    }
+    *out = s;
+    return CKR_OK;
+}
+
+static void
+op_end_inlock(struct mod_token *t)
+{
+    mod_mutex_unlock(t->op_mutex);
+    t->busy--;
+}
+
+/* ---- sessions ----------------------------------------------------------- */
+
+CK_RV
+mod_C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
+                  CK_SESSION_HANDLE_PTR out)
+{
+    struct mod_token *t = NULL;
+    struct mod_session *s;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (out == NULL)
+        return CKR_ARGUMENTS_BAD;
+    /* Section 5.6: "For legacy reasons, the CKF_SERIAL_SESSION bit MUST
+     * always be set". */
+    if (!(flags & CKF_SERIAL_SESSION))
+        return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+    mod_lock();
+    rv = slot_lookup_inlock(id, &t);
+    if (rv != CKR_OK)
+        goto out;
+    rv = tok_usable_inlock(t);
+    if (rv != CKR_OK)
+        goto out;
+    /* Section 6.7.1: no R/O session while the SO is logged in. */
+    if (!(flags & CKF_RW_SESSION) && t->login == CKU_SO) {
+        rv = CKR_SESSION_READ_WRITE_SO_EXISTS;
+        goto out;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    s->h = mod_g.next_session++;
+    s->tok = t;
+    s->flags = flags & (CKF_SERIAL_SESSION | CKF_RW_SESSION);
+    s->next = mod_g.sessions;
+    mod_g.sessions = s;
+    t->nsess++;
+    if (flags & CKF_RW_SESSION)
+        t->nrw++;
+    *out = s->h;
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_CloseSession(CK_SESSION_HANDLE h)
+{
+    struct mod_session *s = NULL;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    mod_lock();
+    rv = session_lookup_inlock(h, &s);
+    if (rv == CKR_OK)
+        session_close_inlock(s);
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_CloseAllSessions(CK_SLOT_ID id)
+{
+    struct mod_token *t = NULL;
+    struct mod_session *s, *next;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    mod_lock();
+    rv = slot_lookup_inlock(id, &t);
+    if (rv != CKR_OK)
+        goto out;
+    for (s = mod_g.sessions; s != NULL; s = next) {
+        next = s->next;
+        if (s->tok == t)
+            session_close_inlock(s);
+    }
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
+{
+    struct mod_session *s = NULL;
+    int rw;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (info == NULL)
+        return CKR_ARGUMENTS_BAD;
+    mod_lock();
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK)
+        goto out;
+    rw = (s->flags & CKF_RW_SESSION) != 0;
+    memset(info, 0, sizeof(*info));
+    info->slotID = s->tok->slot;
+    info->flags = s->flags;
+    info->ulDeviceError = 0;
+    switch (s->tok->login) {
+    case CKU_SO:
+        info->state = CKS_RW_SO_FUNCTIONS; /* SO sessions are always R/W */
+        break;
+    case CKU_USER:
+        info->state = rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS;
+        break;
+    default:
+        info->state = rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION;
+        break;
+    }
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS flags)
+{
+    struct mod_session *s = NULL;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    mod_lock();
+    rv = session_lookup_inlock(h, &s);
+    /* The only operation a session can have is a find; the other
+     * operation flags name operations that cannot be active. */
+    if (rv == CKR_OK && (flags & CKF_FIND_OBJECTS))
+        find_end(s);
+    mod_unlock();
+    return rv;
+}
+
+/* ---- login -------------------------------------------------------------- */
+
+CK_RV
+mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
+{
+    struct mod_session *s = NULL;
+    struct mod_token *t = NULL;
+    ks_rv kr;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (type != CKU_SO && type != CKU_USER && type != CKU_CONTEXT_SPECIFIC)
+        return CKR_USER_TYPE_INVALID;
+    mod_lock();
+    if (type == CKU_CONTEXT_SPECIFIC) {
+        /* Re-authentication for an operation on a CKA_ALWAYS_AUTHENTICATE
+         * key; no operation can be active yet. */
+        rv = session_lookup_inlock(h, &s);
+        if (rv == CKR_OK)
+            rv = CKR_OPERATION_NOT_INITIALIZED;
+        goto out;
+    }
+    /* A NULL PIN would ask for a protected authentication path (none). */
+    if (pin == NULL) {
+        rv = session_lookup_inlock(h, &s);
+        if (rv == CKR_OK)
+            rv = CKR_ARGUMENTS_BAD;
+        goto out;
+    }
+    rv = op_begin_inlock(h, &s);
+    if (rv != CKR_OK)
+        goto out;
+    t = s->tok;
+    if (t->login == type) {
+        rv = CKR_USER_ALREADY_LOGGED_IN;
+        goto release;
+    }
+    if (t->login != MOD_NOBODY) {
+        rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+        goto release;
+    }
+    /* Section 6.7.1: the SO cannot log in while R/O sessions exist. */
+    if (type == CKU_SO && t->nsess > t->nrw) {
+        rv = CKR_SESSION_READ_ONLY_EXISTS;
+        goto release;
+    }
+    mod_unlock();
+    kr = ks_login(t->ks, type == CKU_SO ? KS_SO : KS_USER, pin, pin_len);
+    mod_lock();
+    if (kr != KS_OK) {
+        rv = mod_ks_ckr(kr, t->ks, "ks_login");
+        goto release;
+    }
+    if (t->nsess == 0) {
+        /* Every session closed during the KDF: closing the last session
+         * logs out, so this login must not outlive it. */
+        ks_logout(t->ks);
+        rv = CKR_SESSION_CLOSED;
+        goto release;
+    }
+    if (type == CKU_SO && t->nsess > t->nrw) {
+        /* An R/O session was opened during the KDF. */
+        ks_logout(t->ks);
+        rv = CKR_SESSION_READ_ONLY_EXISTS;
+        goto release;
+    }
+    t->login = type;
+    /* Reload: private objects become visible, and the public ones are now
+     * checked against their MAC. */
+    cache_drop_inlock(t);
+    rv = CKR_OK;
+release:
+    op_end_inlock(t);
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_LoginUser(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
+                CK_UTF8CHAR_PTR user, CK_ULONG user_len)
+{
+    struct mod_session *s = NULL;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    mod_lock();
+    rv = session_lookup_inlock(h, &s);
+    mod_unlock();
+    /* evertoken has no user names: one user PIN, one SO PIN (C_Login). */
+    return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+CK_RV
+mod_C_Logout(CK_SESSION_HANDLE h)
+{
+    struct mod_session *s = NULL;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    mod_lock();
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK)
+        goto out;
+    if (s->tok->login == MOD_NOBODY) {
+        rv = CKR_USER_NOT_LOGGED_IN;
+        goto out;
+    }
+    tok_logout_inlock(s->tok);
+out:
+    mod_unlock();
+    return rv;
+}
+
+/* ---- PINs --------------------------------------------------------------- */
+
+CK_RV
+mod_C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
+{
+    struct mod_session *s = NULL;
+    struct mod_token *t = NULL;
+    ks_rv kr;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (pin == NULL)
+        return CKR_ARGUMENTS_BAD;
+    mod_lock();
+    rv = op_begin_inlock(h, &s);
+    if (rv != CKR_OK)
+        goto out;
+    t = s->tok;
+    /* Section 5.6, C_InitPIN: "can only be called in the 'R/W SO Functions'
+     * state ... other states fail with CKR_USER_NOT_LOGGED_IN". */
+    if (t->login != CKU_SO || !(s->flags & CKF_RW_SESSION)) {
+        rv = CKR_USER_NOT_LOGGED_IN;
+        goto release;
+    }
+    mod_unlock();
+    kr = ks_init_user_pin(t->ks, pin, pin_len);
+    mod_lock();
+    rv = mod_ks_ckr(kr, t->ks, "ks_init_user_pin");
+release:
+    op_end_inlock(t);
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
+             CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len)
+{
+    struct mod_session *s = NULL;
+    struct mod_token *t = NULL;
+    ks_who who;
+    ks_rv kr;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (old_pin == NULL || new_pin == NULL)
+        return CKR_ARGUMENTS_BAD;
+    mod_lock();
+    rv = op_begin_inlock(h, &s);
+    if (rv != CKR_OK)
+        goto out;
+    t = s->tok;
+    /* Section 5.6, C_SetPIN: only in R/W sessions; the SO's session
+     * changes the SO PIN, a public or user session the user PIN. */
+    if (!(s->flags & CKF_RW_SESSION)) {
+        rv = CKR_SESSION_READ_ONLY;
+        goto release;
+    }
+    who = t->login == CKU_SO ? KS_SO : KS_USER;
+    mod_unlock();
+    kr = ks_set_pin(t->ks, who, old_pin, old_len, new_pin, new_len);
+    mod_lock();
+    rv = mod_ks_ckr(kr, t->ks, "ks_set_pin");
+release:
+    op_end_inlock(t);
+out:
+    mod_unlock();
+    return rv;
+}

@@ -1,0 +1,575 @@
+/*
+ * slot.c — slots and tokens: the token directory as a slot list, slot and
+ * token information, C_InitToken, and the mechanism queries.
+ *
+ * A slot is a token file DIR/token-<N>.db (slot id N), plus one free slot
+ * (id = highest + 1) whose uninitialised token C_InitToken turns into a new
+ * file. Token information is read from the file on every call so that
+ * counters and labels changed by other processes show.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mod_int.h"
+
+static struct mod_token *
+tok_find(uint32_t slot)
+{
+    for (struct mod_token *t = mod_g.tokens; t != NULL; t = t->next)
+        if (t->slot == slot)
+            return t;
+    return NULL;
+}
+
+static CK_RV
+tok_new_inlock(uint32_t slot, struct mod_token **out)
+{
+    struct mod_token *t = calloc(1, sizeof(*t)), **pp;
+    CK_RV rv;
+
+    if (t == NULL)
+        return CKR_HOST_MEMORY;
+    t->slot = slot;
+    t->state = TOK_FREE;
+    t->login = MOD_NOBODY;
+    rv = mod_mutex_new(&t->op_mutex);
+    if (rv != CKR_OK) {
+        free(t);
+        return rv;
+    }
+    for (pp = &mod_g.tokens; *pp != NULL && (*pp)->slot < slot; pp = &(*pp)->next)
+        ;
+    t->next = *pp;
+    *pp = t;
+    *out = t;
+    return CKR_OK;
+}
+
+/* CHILD: after fork (see slot_free_all). */
+static void
+tok_free(struct mod_token *t, int child)
+{
+    cache_free_inlock(t);
+    if (t->ks != NULL) {
+        if (!child) {
+            ks_close(t->ks);
+        } else if (t->busy == 0) {
+            /* Wipes the TMK in this copy of memory; no SQLite call. A busy
+             * token's keystore mutex may be held by a thread that does not
+             * exist in the child, so it is left alone. */
+            ks_logout(t->ks);
+        }
+    }
+    /* In a child the op mutex may be held by a vanished thread. */
+    if (!child)
+        mod_mutex_free(t->op_mutex);
+    free(t);
+}
+
+static void
+tok_unlink_free_inlock(struct mod_token *t)
+{
+    for (struct mod_token **pp = &mod_g.tokens; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    }
+    tok_free(t, 0);
+}
+
+void
+slot_free_all(int child)
+{
+    struct mod_token *t = mod_g.tokens, *next;
+
+    for (; t != NULL; t = next) {
+        next = t->next;
+        tok_free(t, child);
+    }
+    mod_g.tokens = NULL;
+}
+
+static void
+tok_open_inlock(struct mod_token *t)
+{
+    char *path = ks_token_path(mod_g.dir, t->slot);
+    ks_token *ks = NULL;
+    ks_rv kr;
+
+    if (path == NULL) {
+        t->state = TOK_BROKEN;
+        t->open_err = KS_E_NOMEM;
+        return;
+    }
+    kr = ks_open(path, &ks);
+    if (kr == KS_OK) {
+        t->ks = ks;
+        t->state = TOK_OPEN;
+        t->loaded = 0;
+        t->login = MOD_NOBODY;
+    } else {
+        t->state = TOK_BROKEN;
+        t->open_err = kr;
+        mod_log("slot %u: cannot open %s: %s (%s)", (unsigned)t->slot, path, ks_strerror(kr),
+                ks_open_error());
+    }
+    free(path);
+}
+
+CK_RV
+slot_scan_inlock(int prune)
+{
+    uint32_t *ids = NULL, max = 0, want;
+    size_t n = 0;
+    int any = 0;
+    struct mod_token *t, *next;
+    ks_rv kr;
+    CK_RV rv = CKR_OK;
+
+    kr = ks_dir_scan(mod_g.dir, &ids, &n);
+    if (kr != KS_OK)
+        return mod_ks_ckr(kr, NULL, "scanning the token directory");
+    for (t = mod_g.tokens; t != NULL; t = t->next)
+        t->present = 0;
+    for (size_t i = 0; i < n; i++) {
+        t = tok_find(ids[i]);
+        if (t == NULL) {
+            rv = tok_new_inlock(ids[i], &t);
+            if (rv != CKR_OK)
+                goto done;
+        }
+        t->present = 1;
+        /* A free slot whose file another process created, or a file that
+         * failed to open last time (busy, half-created): (re)try. A busy
+         * token is being created by C_InitToken right now. */
+        if (t->state != TOK_OPEN && t->busy == 0)
+            tok_open_inlock(t);
+    }
+    for (t = mod_g.tokens; t != NULL; t = next) {
+        next = t->next;
+        /* Gone from the directory: drop it unless this process still has
+         * sessions on it (or a thread works on it). */
+        if (prune && t->state != TOK_FREE && !t->present && t->busy == 0 && t->nsess == 0)
+            tok_unlink_free_inlock(t);
+    }
+    /* The free slot sits above every token (a free slot being turned into
+     * a token by C_InitToken counts as a token). */
+    for (t = mod_g.tokens; t != NULL; t = t->next) {
+        if (t->state == TOK_FREE && t->busy == 0)
+            continue;
+        if (!any || t->slot > max)
+            max = t->slot;
+        any = 1;
+    }
+    if (any && max >= KS_SLOT_MAX)
+        goto done; /* no id left for a new token */
+    want = any ? max + 1 : 0;
+    for (t = mod_g.tokens; t != NULL; t = next) {
+        next = t->next;
+        /* Older free slots are withdrawn only by a pruning scan, so slots a
+         * caller was given stay valid until it asks for the list again. */
+        if (prune && t->state == TOK_FREE && t->busy == 0 && t->slot != want)
+            tok_unlink_free_inlock(t);
+    }
+    if (tok_find(want) == NULL)
+        rv = tok_new_inlock(want, &t);
+done:
+    free(ids);
+    return rv;
+}
+
+CK_RV
+slot_lookup_inlock(CK_SLOT_ID id, struct mod_token **out)
+{
+    struct mod_token *t = NULL;
+    CK_RV rv;
+
+    if (id <= KS_SLOT_MAX + 1UL)
+        t = tok_find((uint32_t)id);
+    if (t == NULL && id <= KS_SLOT_MAX + 1UL) {
+        /* Slot ids are file names: a program may name a slot created by
+         * another process (or the CLI's --slot) before listing slots. */
+        rv = slot_scan_inlock(0);
+        if (rv != CKR_OK)
+            return rv;
+        t = tok_find((uint32_t)id);
+    }
+    if (t == NULL)
+        return CKR_SLOT_ID_INVALID;
+    *out = t;
+    return CKR_OK;
+}
+
+CK_RV
+tok_usable_inlock(struct mod_token *t)
+{
+    if (t->state == TOK_BROKEN && t->busy == 0)
+        tok_open_inlock(t);
+    return t->state == TOK_OPEN ? CKR_OK : CKR_TOKEN_NOT_RECOGNIZED;
+}
+
+/* ---- slot list and information ------------------------------------------ */
+
+CK_RV
+mod_C_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count)
+{
+    CK_ULONG n = 0;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (count == NULL)
+        return CKR_ARGUMENTS_BAD;
+    mod_lock();
+    /* Every slot holds a token (the free slot an uninitialised one), so
+     * PRESENT does not filter. */
+    if (list == NULL) {
+        rv = slot_scan_inlock(1);
+        if (rv != CKR_OK)
+            goto out;
+    }
+    for (struct mod_token *t = mod_g.tokens; t != NULL; t = t->next)
+        n++;
+    if (list == NULL) {
+        *count = n;
+        rv = CKR_OK;
+        goto out;
+    }
+    if (*count < n) {
+        *count = n;
+        rv = CKR_BUFFER_TOO_SMALL;
+        goto out;
+    }
+    n = 0;
+    for (struct mod_token *t = mod_g.tokens; t != NULL; t = t->next)
+        list[n++] = t->slot;
+    *count = n;
+    rv = CKR_OK;
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO_PTR info)
+{
+    struct mod_token *t = NULL;
+    char desc[64];
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (info == NULL)
+        return CKR_ARGUMENTS_BAD;
+    mod_lock();
+    rv = slot_lookup_inlock(id, &t);
+    if (rv != CKR_OK)
+        goto out;
+    memset(info, 0, sizeof(*info));
+    snprintf(desc, sizeof(desc), "evertoken slot %lu", (unsigned long)id);
+    mod_pad(info->slotDescription, sizeof(info->slotDescription), desc);
+    mod_pad(info->manufacturerID, sizeof(info->manufacturerID), MOD_MANUFACTURER);
+    /* A software token is always present and not a removable device. */
+    info->flags = CKF_TOKEN_PRESENT;
+    info->hardwareVersion.major = MOD_VERSION_MAJOR;
+    info->hardwareVersion.minor = MOD_VERSION_MINOR;
+    info->firmwareVersion.major = MOD_VERSION_MAJOR;
+    info->firmwareVersion.minor = MOD_VERSION_MINOR;
+out:
+    mod_unlock();
+    return rv;
+}
+
+static CK_FLAGS
+pin_flags(unsigned fails, unsigned max, CK_FLAGS low, CK_FLAGS final, CK_FLAGS locked)
+{
+    CK_FLAGS f = 0;
+
+    if (fails > 0)
+        f |= low;
+    if (max > 0 && fails == max - 1)
+        f |= final;
+    if (max > 0 && fails >= max)
+        f |= locked;
+    return f;
+}
+
+static void
+token_info_common(const struct mod_token *t, CK_TOKEN_INFO *info)
+{
+    memset(info, 0, sizeof(*info));
+    mod_pad(info->label, sizeof(info->label), "");
+    mod_pad(info->manufacturerID, sizeof(info->manufacturerID), MOD_MANUFACTURER);
+    mod_pad(info->model, sizeof(info->model), MOD_MODEL);
+    mod_pad(info->serialNumber, sizeof(info->serialNumber), "");
+    info->flags = CKF_RNG | CKF_LOGIN_REQUIRED;
+    info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+    info->ulSessionCount = t->nsess;
+    info->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
+    info->ulRwSessionCount = t->nrw;
+    info->ulMaxPinLen = KS_PIN_MAX;
+    info->ulMinPinLen = KS_PIN_MIN;
+    info->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+    info->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+    info->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+    info->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+    info->hardwareVersion.major = MOD_VERSION_MAJOR;
+    info->hardwareVersion.minor = MOD_VERSION_MINOR;
+    info->firmwareVersion.major = MOD_VERSION_MAJOR;
+    info->firmwareVersion.minor = MOD_VERSION_MINOR;
+    /* No CKF_CLOCK_ON_TOKEN: utcTime is then meaningless; blanks. */
+    memset(info->utcTime, ' ', sizeof(info->utcTime));
+}
+
+CK_RV
+mod_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
+{
+    struct mod_token *t = NULL;
+    ks_info ki;
+    ks_rv kr;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (info == NULL)
+        return CKR_ARGUMENTS_BAD;
+    mod_lock();
+    rv = slot_lookup_inlock(id, &t);
+    if (rv != CKR_OK)
+        goto out;
+    if (t->state == TOK_FREE) {
+        /* The uninitialised token of the free slot. */
+        token_info_common(t, info);
+        goto out;
+    }
+    rv = tok_usable_inlock(t);
+    if (rv != CKR_OK)
+        goto out;
+    memset(&ki, 0, sizeof(ki));
+    kr = ks_get_info(t->ks, &ki);
+    if (kr != KS_OK) {
+        rv = mod_ks_ckr(kr, t->ks, "ks_get_info");
+        goto out;
+    }
+    token_info_common(t, info);
+    mod_pad(info->label, sizeof(info->label), ki.label);
+    mod_pad(info->serialNumber, sizeof(info->serialNumber), ki.serial);
+    info->flags |= CKF_TOKEN_INITIALIZED;
+    if (ki.user_pin_initialized)
+        info->flags |= CKF_USER_PIN_INITIALIZED;
+    info->flags |= pin_flags(ki.user_fail_count, ki.max_attempts, CKF_USER_PIN_COUNT_LOW,
+                             CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED);
+    info->flags |= pin_flags(ki.so_fail_count, ki.max_attempts, CKF_SO_PIN_COUNT_LOW,
+                             CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED);
+out:
+    mod_unlock();
+    return rv;
+}
+
+/* ---- C_InitToken -------------------------------------------------------- */
+
+/* A PKCS#11 label (32 bytes, blank padded, not NUL-terminated) as stored:
+ * trailing blanks removed; a NUL ends it early (some callers pad with NULs). */
+static void
+label_from_p11(const CK_UTF8CHAR *p, char out[KS_LABEL_MAX + 1])
+{
+    size_t n = 0;
+
+    while (n < 32 && n < KS_LABEL_MAX && p[n] != '\0')
+        n++;
+    while (n > 0 && p[n - 1] == ' ')
+        n--;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+CK_RV
+mod_C_InitToken(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len, CK_UTF8CHAR_PTR p11label)
+{
+    struct mod_token *t = NULL;
+    char label[KS_LABEL_MAX + 1];
+    char *path = NULL;
+    ks_kdf_params kdf;
+    ks_token *ks = NULL;
+    ks_rv kr;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    /* A NULL PIN asks for a protected authentication path, which a software
+     * token does not have (no CKF_PROTECTED_AUTHENTICATION_PATH). */
+    if (pin == NULL || p11label == NULL)
+        return CKR_ARGUMENTS_BAD;
+    label_from_p11(p11label, label);
+    mod_lock();
+    rv = slot_lookup_inlock(id, &t);
+    if (rv != CKR_OK)
+        goto out;
+    /* PIN operations on one token are serialised by its op mutex (taken
+     * before the global lock); busy keeps T alive meanwhile. */
+    t->busy++;
+    mod_unlock();
+    mod_mutex_lock(t->op_mutex);
+    mod_lock();
+    if (t->state == TOK_FREE) {
+        memset(&kdf, 0, sizeof(kdf));
+        kr = ks_kdf_from_env(&kdf);
+        if (kr != KS_OK) {
+            mod_log("EVERTOKEN_KDF is malformed; using the default cost");
+            memset(&kdf, 0, sizeof(kdf));
+        }
+        path = ks_token_path(mod_g.dir, t->slot);
+        if (path == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto release;
+        }
+        mod_unlock();
+        kr = ks_create(path, label, pin, pin_len, &kdf, &ks);
+        mod_lock();
+        if (kr == KS_E_EXISTS) {
+            /* Another process created this slot's file since our last scan:
+             * it is its token, not ours to overwrite. The caller lists the
+             * slots again and finds the new free slot. */
+            mod_log("slot %u: token file appeared meanwhile", (unsigned)t->slot);
+            rv = CKR_FUNCTION_FAILED;
+            goto release;
+        }
+        if (kr != KS_OK) {
+            rv = mod_ks_ckr(kr, NULL, "ks_create");
+            goto release;
+        }
+        t->ks = ks;
+        t->state = TOK_OPEN;
+        t->present = 1;
+        t->loaded = 0;
+        t->login = MOD_NOBODY;
+        mod_log("slot %u: token created", (unsigned)t->slot);
+        rv = CKR_OK;
+        goto release;
+    }
+    rv = tok_usable_inlock(t);
+    if (rv != CKR_OK)
+        goto release;
+    /* Section 5.6, C_InitToken: "If the token has sessions open by the
+     * application, C_InitToken fails with CKR_SESSION_EXISTS". */
+    if (t->nsess > 0) {
+        rv = CKR_SESSION_EXISTS;
+        goto release;
+    }
+    mod_unlock();
+    kr = ks_reinit(t->ks, pin, pin_len, label);
+    mod_lock();
+    if (kr != KS_OK) {
+        rv = mod_ks_ckr(kr, t->ks, "ks_reinit");
+        goto release;
+    }
+    /* Every object is gone and nobody is logged in. */
+    t->login = MOD_NOBODY;
+    cache_drop_inlock(t);
+    cache_destroy_sobjs_inlock(t, 0, 0);
+    rv = CKR_OK;
+release:
+    mod_mutex_unlock(t->op_mutex);
+    t->busy--;
+out:
+    mod_unlock();
+    free(path);
+    return rv;
+}
+
+CK_RV
+mod_C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR reserved)
+{
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (slot == NULL || reserved != NULL)
+        return CKR_ARGUMENTS_BAD;
+    /* Software tokens are never inserted or removed; a token file created
+     * by another process shows at the next C_GetSlotList. */
+    return CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+/* ---- mechanisms ---------------------------------------------------------- */
+
+/*
+ * The mechanism table. This version offers no mechanism (cryptographic
+ * operations arrive with module/mech.c, which will own this table); the
+ * queries below already serve whatever it holds.
+ */
+struct mod_mech {
+    CK_MECHANISM_TYPE type;
+    CK_MECHANISM_INFO info;
+};
+
+static const struct mod_mech *
+mech_table(size_t *n)
+{
+    *n = 0;
+    return NULL;
+}
+
+CK_RV
+mod_C_GetMechanismList(CK_SLOT_ID id, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count)
+{
+    struct mod_token *t = NULL;
+    const struct mod_mech *m;
+    size_t n;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (count == NULL)
+        return CKR_ARGUMENTS_BAD;
+    mod_lock();
+    rv = slot_lookup_inlock(id, &t);
+    if (rv != CKR_OK)
+        goto out;
+    m = mech_table(&n);
+    if (list == NULL) {
+        *count = n;
+        goto out;
+    }
+    if (*count < n) {
+        *count = n;
+        rv = CKR_BUFFER_TOO_SMALL;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        list[i] = m[i].type;
+    *count = n;
+out:
+    mod_unlock();
+    return rv;
+}
+
+CK_RV
+mod_C_GetMechanismInfo(CK_SLOT_ID id, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
+{
+    struct mod_token *t = NULL;
+    const struct mod_mech *m;
+    size_t n;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (info == NULL)
+        return CKR_ARGUMENTS_BAD;
+    mod_lock();
+    rv = slot_lookup_inlock(id, &t);
+    if (rv != CKR_OK)
+        goto out;
+    m = mech_table(&n);
+    rv = CKR_MECHANISM_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].type == type) {
+            *info = m[i].info;
+            rv = CKR_OK;
+            break;
+        }
+    }
+out:
+    mod_unlock();
+    return rv;
+}

@@ -272,7 +272,7 @@ cache_add_session_inlock(struct mod_token *t, CK_SESSION_HANDLE owner, mod_attrs
         obj_free(attrs);
         return CKR_HOST_MEMORY;
     }
-    o->h = mod_g.next_sobj++;
+    o->h = mod_next_sobj++;
     o->attrs = attrs;
     o->token = CK_FALSE;
     o->priv = obj_bool(attrs, CKA_PRIVATE, CK_FALSE);

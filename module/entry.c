@@ -15,6 +15,8 @@
 #define MOD_EXPORT __attribute__((visibility("default")))
 
 struct mod_global mod_g;
+CK_SESSION_HANDLE mod_next_session = 1;
+CK_OBJECT_HANDLE mod_next_sobj = MOD_HANDLE_SOBJ_FIRST;
 
 /*
  * Locking as C_Initialize chose it (PKCS#11 2.40 section 5.4, C_Initialize):
@@ -324,8 +326,6 @@ mod_C_Initialize(CK_VOID_PTR init_args)
         goto out;
     }
     mod_g.pid = getpid();
-    mod_g.next_session = 1;
-    mod_g.next_sobj = MOD_HANDLE_SOBJ_FIRST;
     mod_g.initialized = 1;
     mod_log("initialised (token directory %s, %s locking)", mod_g.dir,
             mod_mx.app ? "application" : "pthread");

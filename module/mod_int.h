@@ -100,11 +100,14 @@ struct mod_global {
     char *dir; /* token directory */
     struct mod_token *tokens;
     struct mod_session *sessions;
-    CK_SESSION_HANDLE next_session; /* never reused in a process lifetime */
-    CK_OBJECT_HANDLE next_sobj;
 };
 
 extern struct mod_global mod_g;
+
+/* Handle counters: outside mod_g so that C_Finalize + C_Initialize does not
+ * restart them (handles are never reused in a process lifetime). */
+extern CK_SESSION_HANDLE mod_next_session;
+extern CK_OBJECT_HANDLE mod_next_sobj;
 
 /* ---- entry.c: lock, initialisation, logging, error mapping ------------- */
 

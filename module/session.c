@@ -152,7 +152,7 @@ mod_C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY noti
         rv = CKR_HOST_MEMORY;
         goto out;
     }
-    s->h = mod_g.next_session++;
+    s->h = mod_next_session++;
     s->tok = t;
     s->flags = flags & (CKF_SERIAL_SESSION | CKF_RW_SESSION);
     s->next = mod_g.sessions;

@@ -134,6 +134,9 @@ int main(int argc, char **argv)
 {
     void *dl = dlopen(argv[1], RTLD_NOW);
     CK_C_GetFunctionList gfl;
+    CK_C_GetInterface gi;
+    CK_INTERFACE_PTR iface;
+    CK_VERSION v240 = {2, 40};
     CK_C_INITIALIZE_ARGS a;
     CK_SESSION_HANDLE h, ro;
     CK_SESSION_INFO si;
@@ -146,7 +149,15 @@ int main(int argc, char **argv)
         return 1;
     }
     *(void **)&gfl = dlsym(dl, "C_GetFunctionList");
+    *(void **)&gi = dlsym(dl, "C_GetInterface");
     EXPECT(gfl(&f), CKR_OK);
+    CHECK(f->version.major == 2 && f->version.minor == 40);
+    /* The default interface is PKCS#11 3.0. */
+    EXPECT(gi(NULL, NULL, &iface, 0), CKR_OK);
+    CHECK(strcmp((char *)iface->pInterfaceName, "PKCS 11") == 0);
+    CHECK(((CK_VERSION *)iface->pFunctionList)->major == 3);
+    EXPECT(gi((CK_UTF8CHAR_PTR) "PKCS 11", &v240, &iface, 0), CKR_OK);
+    CHECK(iface->pFunctionList == (void *)f);
     memset(&a, 0, sizeof(a));
     a.flags = CKF_OS_LOCKING_OK;
     EXPECT(f->C_Initialize(&a), CKR_OK);

@@ -34,9 +34,9 @@ static struct {
 static void *mod_glock;
 static int mod_debug;
 
-/* Serialises C_Initialize and C_Finalize against each other, which the
- * global lock cannot do (it does not exist before C_Initialize). */
-static pthread_mutex_t mod_init_mutex = PTHREAD_MUTEX_INITIALIZER;
+/* mod_init_mutex (below) serialises C_Initialize and C_Finalize against each
+ * other, which the global lock cannot do (it does not exist before
+ * C_Initialize). */
 
 static CK_RV
 px_create(CK_VOID_PTR_PTR out)
@@ -124,17 +124,20 @@ mod_unlock(void)
 }
 
 /*
- * Fork: the prepare handler takes the global lock so that no thread is in
- * the middle of module bookkeeping (or of a keystore call made under the
- * lock) when the address space is copied; the child then finds the state
- * consistent and can wipe the parent's secrets in its copy. Only for pthread
- * locking: an application's mutex functions may not work in a fork handler.
+ * Fork: the prepare handler takes the init mutex and the global lock so that
+ * no thread is in the middle of C_Initialize/C_Finalize, of module
+ * bookkeeping, or of a keystore call made under the lock when the address
+ * space is copied; the child then finds the state consistent and can wipe the
+ * parent's secrets in its copy. The global lock only with pthread locking: an
+ * application's mutex functions may not work in a fork handler.
  */
+static pthread_mutex_t mod_init_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int mod_fork_held;
 
 static void
 fork_prepare(void)
 {
+    pthread_mutex_lock(&mod_init_mutex);
     if (mod_ready() && !mod_mx.app && mod_glock != NULL) {
         mod_lock();
         mod_fork_held = 1;
@@ -148,6 +151,7 @@ fork_release(void)
         mod_fork_held = 0;
         mod_unlock();
     }
+    pthread_mutex_unlock(&mod_init_mutex);
 }
 
 static pthread_once_t mod_atfork_once = PTHREAD_ONCE_INIT;

@@ -41,7 +41,8 @@
 extern "C" {
 #endif
 
-#define KS_SCHEMA_VERSION  1    /* schema this code writes; older ones are migrated on open */
+#define KS_SCHEMA_VERSION  2    /* schema this code writes; older ones are migrated on open
+                                 * (1 -> 2 added the settings table) */
 #define KS_LABEL_MAX       32   /* bytes, UTF-8, no padding */
 #define KS_SERIAL_LEN      16   /* hex characters */
 #define KS_TOKEN_ID_LEN    16   /* random bytes, fixed at creation */
@@ -211,6 +212,8 @@ typedef struct ks_object {
  * Called once per object by ks_load_objects. OBJ and its values are valid only
  * during the call (private values are wiped right after). Return 0 to go on,
  * non-zero to stop the walk (ks_load_objects then returns KS_OK).
+ * The callback runs with the handle's mutex held: it must copy what it needs
+ * and must not call any ks_* function on the same handle.
  */
 typedef int (*ks_object_cb)(void *ctx, const ks_object *obj);
 

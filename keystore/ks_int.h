@@ -1,0 +1,199 @@
+/*
+ * ks_int.h — the keystore's internal interface, shared by the keystore sources only.
+ *
+ * Layout: db.c (files, pragmas, schema, migrations, statements, backup),
+ * seal.c (Argon2id, TMK wrap, attribute serialisation, record AEAD, MACs,
+ * secure memory), token.c (lifecycle, PINs, info, settings), object.c
+ * (objects), dir.c (where tokens live, names, EVERTOKEN_KDF, strerror).
+ *
+ * Locking: every ks_token has one mutex. Helpers named *_inlock must be
+ * called with it held; they never unlock it.
+ */
+#ifndef EVERTOKEN_KS_INT_H
+#define EVERTOKEN_KS_INT_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <sodium.h>
+
+#include "keystore.h"
+
+#define KS_KEY_LEN    32 /* TMK, record key, MAC key, wrap key */
+#define KS_SALT_LEN   crypto_pwhash_SALTBYTES
+#define KS_NONCE_LEN  crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define KS_TAG_LEN    crypto_aead_xchacha20poly1305_ietf_ABYTES
+#define KS_MAC_LEN    32
+#define KS_KDF_CTX    "evertokn" /* crypto_kdf context, 8 bytes */
+#define KS_SUBKEY_REC 1
+#define KS_SUBKEY_MAC 2
+
+/* PRAGMA application_id of every keystore file: "EvTk". */
+#define KS_APPLICATION_ID 0x4576546b
+
+/* Sanity bounds for values read back from a file (beyond them: corrupt). */
+#define KS_SETTING_KEY_MAX   64
+#define KS_SETTING_VALUE_MAX 4096
+#define KS_ATTR_LEN_MAX      (16u * 1024 * 1024)
+
+/* Secrets held while logged in: one sodium_malloc'd block. */
+struct ks_keys {
+    unsigned char tmk[KS_KEY_LEN];
+    unsigned char rec[KS_KEY_LEN]; /* seals private objects */
+    unsigned char mac[KS_KEY_LEN]; /* authenticates public objects, meta, settings */
+};
+
+/* Cached prepared statements (db.c has the SQL, same order). */
+enum ks_stmt {
+    ST_DATA_VERSION,
+    ST_BEGIN,
+    ST_BEGIN_IMMEDIATE,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_META_ALL,
+    ST_META_PUT,
+    ST_PIN_GET,
+    ST_PIN_FAIL_INC,
+    ST_PIN_FAIL_DEC,
+    ST_PIN_FAIL_RESET,
+    ST_PIN_SET,
+    ST_PIN_CLEAR,
+    ST_OBJ_ALL,
+    ST_OBJ_PUBLIC,
+    ST_OBJ_ONE,
+    ST_OBJ_HEAD,
+    ST_OBJ_INSERT,
+    ST_OBJ_WRITE,
+    ST_OBJ_DELETE,
+    ST_OBJ_DELETE_ALL,
+    ST_OBJ_COUNT,
+    ST_SET_GET,
+    ST_SET_PUT,
+    ST_SET_DELETE_ALL,
+    ST_COUNT
+};
+
+struct ks_token {
+    pthread_mutex_t mu;
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    char *path;
+    unsigned char token_id[KS_TOKEN_ID_LEN]; /* fixed at creation */
+    struct ks_keys *keys;                    /* non-NULL while logged in */
+    unsigned char *scratch;                  /* sodium_malloc'd plaintext buffer */
+    size_t scratch_cap;
+    ks_attr *attrs; /* parse buffer for one object (pointers only) */
+    size_t attrs_cap;
+    int64_t data_version;
+    char err[320];
+};
+
+/* The token's metadata rows (table meta), validated. */
+struct ks_meta {
+    unsigned char token_id[KS_TOKEN_ID_LEN];
+    char serial[KS_SERIAL_LEN + 1];
+    char label[KS_LABEL_MAX + 1];
+    uint64_t kdf_ops;
+    uint64_t kdf_mem;
+    unsigned max_attempts;
+    int has_mac;
+    unsigned char mac[KS_MAC_LEN];
+};
+
+/* One row of table pins. */
+struct ks_pin_row {
+    unsigned fail_count;
+    int initialized;
+    uint64_t kdf_ops;
+    uint64_t kdf_mem;
+    unsigned char salt[KS_SALT_LEN];
+    unsigned char nonce[KS_NONCE_LEN];
+    unsigned char wrapped[KS_KEY_LEN + KS_TAG_LEN];
+};
+
+/* ---- errors (db.c) ---- */
+
+/* Record "file:line: message" in TOK's last-error buffer and return RV.
+ * Like SQLite's *_BKPT macros, the line is where the error began. */
+#define KS_ERR(tok, rv, ...) ks_err_at((tok), (rv), __FILE__, __LINE__, __VA_ARGS__)
+/* Same, for the thread's open error (no handle yet). */
+#define KS_OPEN_ERR(rv, ...) ks_open_err_at((rv), __FILE__, __LINE__, __VA_ARGS__)
+/* Map an SQLite result code to a ks_rv and record it. */
+#define KS_SQLERR(tok, rc, what) ks_sqlerr_at((tok), (rc), (what), __FILE__, __LINE__)
+
+ks_rv ks_err_at(ks_token *tok, ks_rv rv, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+ks_rv ks_open_err_at(ks_rv rv, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+ks_rv ks_sqlerr_at(ks_token *tok, int rc, const char *what, const char *file, int line);
+ks_rv ks_sqlite_rv(int rc);
+void ks_open_err_clear(void);
+
+/* ---- database (db.c) ---- */
+
+void ks_lock(ks_token *tok);
+void ks_unlock(ks_token *tok);
+sqlite3_stmt *ks_stmt_inlock(ks_token *tok, enum ks_stmt which);
+void ks_stmt_done(sqlite3_stmt *st);
+ks_rv ks_exec_inlock(ks_token *tok, enum ks_stmt which);
+ks_rv ks_begin_inlock(ks_token *tok, int immediate);
+ks_rv ks_commit_inlock(ks_token *tok);
+void ks_rollback_inlock(ks_token *tok);
+ks_rv ks_meta_read_inlock(ks_token *tok, struct ks_meta *m);
+ks_rv ks_meta_put_blob_inlock(ks_token *tok, const char *key, const void *v, size_t n);
+ks_rv ks_meta_put_text_inlock(ks_token *tok, const char *key, const char *v);
+ks_rv ks_meta_put_int_inlock(ks_token *tok, const char *key, int64_t v);
+ks_rv ks_pin_read_inlock(ks_token *tok, ks_who who, struct ks_pin_row *p);
+ks_rv ks_step_done_inlock(ks_token *tok, sqlite3_stmt *st, const char *what);
+
+/* Create the database in the (new, empty) file PATH. Used by ks_create. */
+ks_rv ks_db_create_file(const char *path, const struct ks_meta *m, const struct ks_pin_row *so,
+                        const unsigned char mac_key[KS_KEY_LEN]);
+ks_rv ks_check_dir_perms(const char *dir);
+ks_rv ks_mkdir_p(const char *dir);
+char *ks_dirname(const char *path);
+ks_rv ks_fsync_path(const char *path, int is_dir);
+/* Remove PATH and its -wal and -shm files. */
+void ks_unlink_db(const char *path);
+
+/* ---- crypto (seal.c) ---- */
+
+void *ks_secure_alloc(size_t n);
+void ks_secure_free(void *p);
+ks_rv ks_scratch_reserve_inlock(ks_token *tok, size_t n);
+void ks_keys_free(struct ks_keys *k);
+ks_rv ks_keys_derive(struct ks_keys *k);
+ks_rv ks_kdf_check(const ks_kdf_params *in, ks_kdf_params *out);
+ks_rv ks_pwhash(unsigned char key[KS_KEY_LEN], const unsigned char *pin, size_t pin_len,
+                const unsigned char salt[KS_SALT_LEN], uint64_t ops, uint64_t mem);
+void ks_wrap_tmk(struct ks_pin_row *p, const unsigned char wrap_key[KS_KEY_LEN],
+                 const unsigned char tmk[KS_KEY_LEN], const unsigned char token_id[KS_TOKEN_ID_LEN],
+                 ks_who who);
+int ks_unwrap_tmk(unsigned char tmk[KS_KEY_LEN], const struct ks_pin_row *p,
+                  const unsigned char wrap_key[KS_KEY_LEN],
+                  const unsigned char token_id[KS_TOKEN_ID_LEN], ks_who who);
+void ks_meta_mac(unsigned char out[KS_MAC_LEN], const unsigned char key[KS_KEY_LEN],
+                 const struct ks_meta *m);
+void ks_setting_mac(unsigned char out[KS_MAC_LEN], const unsigned char key[KS_KEY_LEN],
+                    const unsigned char token_id[KS_TOKEN_ID_LEN], const char *k, const char *v);
+void ks_object_mac(unsigned char out[KS_MAC_LEN], const unsigned char key[KS_KEY_LEN],
+                   const unsigned char token_id[KS_TOKEN_ID_LEN], int64_t id, uint32_t version,
+                   const unsigned char *data, size_t len);
+/* Associated data of a sealed private object. */
+#define KS_OBJ_AD_LEN (20 + KS_TOKEN_ID_LEN + 8 + 4)
+void ks_object_ad(unsigned char ad[KS_OBJ_AD_LEN], const unsigned char token_id[KS_TOKEN_ID_LEN],
+                  int64_t id, uint32_t version);
+
+/* Attribute serialisation (see docs/keystore-format.md). */
+ks_rv ks_attrs_check(const ks_attr *attrs, size_t n, size_t *ser_len);
+void ks_attrs_serialise(const ks_attr *attrs, size_t n, unsigned char *out, size_t out_len);
+/* Parse BUF into tok->attrs (values point into BUF). -1 if malformed. */
+int ks_attrs_parse_inlock(ks_token *tok, const unsigned char *buf, size_t len, size_t *nattrs);
+
+/* ---- token.c ---- */
+
+/* Verify the stored meta MAC with the handle's keys: the TMK is still this
+ * token's (another process may have re-initialised it). */
+ks_rv ks_tmk_current_inlock(ks_token *tok);
+
+#endif /* EVERTOKEN_KS_INT_H */

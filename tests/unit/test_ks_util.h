@@ -1,0 +1,162 @@
+/*
+ * test_ks_util.h — helpers shared by the keystore unit tests (header only,
+ * so each test_ks_*.c stays one self-contained cmocka binary).
+ */
+#ifndef EVERTOKEN_TEST_KS_UTIL_H
+#define EVERTOKEN_TEST_KS_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sqlite3.h>
+#include <sodium.h>
+
+#include "keystore.h"
+
+#define SO_PIN    "so-secret-1"
+#define USER_PIN  "user-1234"
+#define PINLEN(p) (sizeof(p) - 1)
+#define PIN(p)    (const unsigned char *)(p), PINLEN(p)
+
+/* Argon2id at libsodium's minimum cost: tests stay fast. */
+static const ks_kdf_params test_kdf = {crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN};
+
+struct ks_fixture {
+    char dir[256];
+    char path[300];
+    ks_token *tok;
+};
+
+static inline int
+rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static inline void
+rm_rf(const char *dir)
+{
+    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static inline void
+tmp_dir(char *buf, size_t n)
+{
+    const char *t = getenv("TMPDIR");
+
+    snprintf(buf, n, "%s/ks-test-XXXXXX", t && *t ? t : "/tmp");
+    assert_non_null(mkdtemp(buf));
+}
+
+/* A token with SO_PIN and USER_PIN set, nobody logged in. */
+static inline int
+fixture_setup(void **state)
+{
+    struct ks_fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    tmp_dir(f->dir, sizeof(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/token-0.db", f->dir);
+    assert_int_equal(ks_create(f->path, "test token", PIN(SO_PIN), &test_kdf, &f->tok), KS_OK);
+    assert_int_equal(ks_login(f->tok, KS_SO, PIN(SO_PIN)), KS_OK);
+    assert_int_equal(ks_init_user_pin(f->tok, PIN(USER_PIN)), KS_OK);
+    ks_logout(f->tok);
+    *state = f;
+    return 0;
+}
+
+static inline int
+fixture_teardown(void **state)
+{
+    struct ks_fixture *f = *state;
+
+    ks_close(f->tok);
+    rm_rf(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Run SQL directly on a token file, as an attacker or a broken disk would. */
+static inline void
+raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, "raw_exec(%s): %s\n", sql, msg);
+        fail();
+    }
+    sqlite3_close(db);
+}
+
+/* Copies every attribute of the objects it is shown (for checks). */
+struct seen {
+    int count;
+    int64_t ids[64];
+    int is_private[64];
+    uint32_t version[64];
+    unsigned char value[64][64]; /* value of the first attribute */
+    size_t len[64];
+    size_t nattrs[64];
+};
+
+static inline int
+seen_cb(void *ctx, const ks_object *o)
+{
+    struct seen *s = ctx;
+    int i = s->count;
+
+    if (i >= 64)
+        return 1;
+    s->ids[i] = o->id;
+    s->is_private[i] = o->is_private;
+    s->version[i] = o->version;
+    s->nattrs[i] = o->nattrs;
+    for (size_t k = 1; k < o->nattrs; k++)
+        assert_true(o->attrs[k - 1].type < o->attrs[k].type);
+    if (o->nattrs > 0) {
+        s->len[i] = o->attrs[0].len < 64 ? o->attrs[0].len : 64;
+        memcpy(s->value[i], o->attrs[0].value, s->len[i]);
+    }
+    s->count++;
+    return 0;
+}
+
+/* Does FILE contain NEEDLE anywhere? */
+static inline int
+file_contains(const char *file, const void *needle, size_t n)
+{
+    FILE *f = fopen(file, "rb");
+    unsigned char *buf;
+    long sz;
+    int found = 0;
+
+    if (f == NULL)
+        return 0;
+    fseek(f, 0, SEEK_END);
+    sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc(sz > 0 ? (size_t)sz : 1);
+    assert_non_null(buf);
+    if (sz > 0 && fread(buf, 1, (size_t)sz, f) == (size_t)sz)
+        found = memmem(buf, (size_t)sz, needle, n) != NULL;
+    free(buf);
+    fclose(f);
+    return found;
+}
+
+#endif

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# `cmake --install` puts libevertoken.so into p11-kit's module path and
+# evertoken.module into p11-kit's module config directory, so that p11-kit
+# (and every program that loads modules through it) finds the token. Tested
+# without touching the system: the install goes to a DESTDIR, and p11-kit is
+# pointed at that copy through the user's module config
+# (~/.config/pkcs11/modules/evertoken.module in the test's temporary HOME).
+#
+# p11-kit never reads the user configuration in a process running as root
+# (conf.c: "skipping user config in program running as root"), and there is no
+# environment override; as root the p11-kit side therefore runs as nobody
+# (setpriv), on files handed over to nobody.
+. "$(dirname "$0")/lib.sh"
+need cmake pkg-config p11-kit pkcs11-tool p11tool
+: "${EVERTOKEN_BINARY_DIR:?run through ctest (EVERTOKEN_BINARY_DIR unset)}"
+
+modpath=$(pkg-config --variable=p11_module_path p11-kit-1)
+confdir=$(pkg-config --variable=p11_module_configs p11-kit-1)
+[ -n "$modpath" ] && [ -n "$confdir" ] ||
+    die "pkg-config p11-kit-1 has no p11_module_path/p11_module_configs"
+
+# ---- install into a DESTDIR
+DEST=$T/destdir
+DESTDIR=$DEST cmake --install "$EVERTOKEN_BINARY_DIR" >"$T/install.log" 2>&1 ||
+    die "cmake --install: $(cat "$T/install.log")"
+# Every installed file stayed inside DESTDIR.
+grep -E -- "-- (Installing|Up-to-date): " "$T/install.log" | grep -v -- ": $DEST/" &&
+    die "cmake --install wrote outside DESTDIR: $(cat "$T/install.log")"
+so=$DEST$modpath/libevertoken.so
+mf=$DEST$confdir/evertoken.module
+[ -f "$so" ] || die "module not installed at $modpath/libevertoken.so: $(cat "$T/install.log")"
+[ -f "$mf" ] || die "evertoken.module not installed in $confdir: $(cat "$T/install.log")"
+[ -x "$so" ] || die "installed module is not executable: $(ls -l "$so")"
+ok "cmake --install: $modpath/libevertoken.so and $confdir/evertoken.module"
+
+# The module file names the installed library: absolute, or relative to
+# p11-kit's module path (p11-kit resolves a bare name there).
+mline=$(sed -n 's/^module:[[:space:]]*//p' "$mf")
+[ "$(grep -c '^module:' "$mf")" = 1 ] || die "evertoken.module needs exactly one module: line: $(cat "$mf")"
+case $mline in
+/*) [ "$mline" = "$modpath/libevertoken.so" ] || die "module: $mline is not $modpath/libevertoken.so" ;;
+*) [ "$mline" = libevertoken.so ] || die "module: $mline does not name libevertoken.so" ;;
+esac
+grep -Eq '^(disable-in|enable-in):' "$mf" && die "evertoken.module restricts where it loads: $(cat "$mf")"
+ok "evertoken.module loads $mline"
+
+# ---- the user's module config, pointing at the DESTDIR copy
+ucfg=$HOME/.config/pkcs11/modules
+mkdir -p "$ucfg"
+sed "s|^module:.*|module: $so|" "$mf" >"$ucfg/evertoken.module"
+
+RUN=()
+if [ "$(id -u)" = 0 ]; then
+    need setpriv
+    RUN=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
+    chown -R 65534:65534 "$T"
+fi
+U() { host "${RUN[@]}" "$@"; }
+
+# ---- a token, created through the installed copy
+LABEL=ext-p11kit
+slot=$(U pkcs11-tool --module "$so" -L |
+    awk '/^Slot [0-9]+ \(0x[0-9a-f]+\)/ { id = $3; gsub(/[():]/, "", id) }
+         /token state: *uninitialized/ { print id; exit }')
+[ -n "$slot" ] || die "installed module shows no free slot: $(U pkcs11-tool --module "$so" -L 2>&1)"
+U pkcs11-tool --module "$so" --init-token --slot "$slot" --label "$LABEL" --so-pin 87654321 \
+    >/dev/null || die "init-token through the installed module"
+
+# ---- p11-kit list-modules shows the module and its token
+out=$(U p11-kit list-modules 2>"$T/p11kit.err") || die "p11-kit list-modules: $(cat "$T/p11kit.err")"
+blk=$(echo "$out" | awk '/^[^[:space:]]/ { on = ($1 == "evertoken:") } on')
+if [ -z "$blk" ]; then
+    why=$(P11_KIT_DEBUG=conf U p11-kit list-modules 2>&1 | grep -Ei "user config|pkcs11/modules|evertoken")
+    die "p11-kit list-modules does not show evertoken (user config ignored?): $why
+$out"
+fi
+echo "$blk" | head -1 | grep -q "^evertoken: $so\$" || die "evertoken module path is not $so: $blk"
+echo "$blk" | grep -Eq "^ +library-manufacturer: evertoken\$" || die "library manufacturer: $blk"
+echo "$blk" | grep -Eq "^ +token: $LABEL\$" || die "token $LABEL not listed: $blk"
+echo "$blk" | awk -v l="$LABEL" '$0 ~ "^ +token: " l "$" { on = 1; next } /^ +token:/ { on = 0 } on' |
+    grep -Eq "^ +manufacturer: evertoken\$" || die "token manufacturer is not evertoken: $blk"
+ok "p11-kit list-modules: evertoken with token $LABEL"
+
+# ---- programs that load modules through p11-kit see the token without a path
+out=$(U p11tool --list-tokens 2>&1) || die "p11tool --list-tokens (p11-kit config): $out"
+echo "$out" | grep -q "URL: pkcs11:.*manufacturer=evertoken.*token=$LABEL" ||
+    die "p11tool (through p11-kit) does not list $LABEL: $out"
+ok "p11tool without --provider lists $LABEL through p11-kit"

@@ -92,6 +92,8 @@ ks_sqlite_rv(int rc)
     case SQLITE_MISMATCH: /* a value of the wrong type where we insisted */
     case SQLITE_CONSTRAINT:
     case SQLITE_FORMAT:
+    case SQLITE_TOOBIG: /* only a damaged length makes a stored value this big */
+    case SQLITE_RANGE:
         return KS_E_CORRUPT;
     case SQLITE_PERM:
     case SQLITE_AUTH:

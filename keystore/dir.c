@@ -213,6 +213,14 @@ ks_token_dir(const char **err)
             goto done;
         }
         if (f != NULL) {
+            struct stat st;
+
+            if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+                fclose(f);
+                snprintf(dir_err, sizeof(dir_err), "config file %s is not a regular file", conf);
+                *err = dir_err;
+                goto done;
+            }
             rc = ini_parse_file(f, conf_handler, &c);
             fclose(f);
             if (rc != 0 || c.bad) {

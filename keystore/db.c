@@ -1163,7 +1163,10 @@ ks_restore(const char *src, const char *dest)
         rv = KS_OPEN_ERR(KS_E_NOMEM, "out of memory");
         goto done;
     }
-    rv = ks_check_dir_perms(dir);
+    /* Restoring onto a fresh machine: the token directory may not exist. */
+    rv = ks_mkdir_p(dir);
+    if (rv == KS_OK)
+        rv = ks_check_dir_perms(dir);
     if (rv != KS_OK)
         goto done;
     fd = mkostemp(tmp, O_CLOEXEC); /* 0600 */

@@ -282,12 +282,17 @@ test_backup_restore(void **state)
     assert_int_equal(ks_object_create(f->tok, 1, &b, 1, &id2), KS_OK);
 
     /* Restore into a new place. */
-    mkdir(dest, 0700); /* a directory where the file should go: rename fails */
+    snprintf(junk, sizeof(junk), "%s/restored", f->dir);
+    assert_int_equal(mkdir(junk, 0700), 0);
+    assert_int_equal(mkdir(dest, 0700), 0); /* a directory where the file should go */
     assert_int_not_equal(ks_restore(bak, dest), KS_OK);
     rmdir(dest);
+    /* The destination directory is created (0700) when missing. */
     snprintf(junk, sizeof(junk), "%s/restored", f->dir);
-    mkdir(junk, 0700);
+    assert_int_equal(rmdir(junk), 0);
     assert_int_equal(ks_restore(bak, dest), KS_OK);
+    assert_int_equal(stat(junk, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
     assert_int_equal(stat(dest, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(ks_open(dest, &t), KS_OK);

@@ -54,6 +54,17 @@ ks_open_err_at(ks_rv rv, const char *file, int line, const char *fmt, ...)
     return rv;
 }
 
+/* The thread's open error from a handle's message, naming the file (the
+ * message keeps the file:line where the error began). */
+static void
+open_err_from(const char *msg, const char *path)
+{
+    char tmp[sizeof(open_err)];
+
+    snprintf(tmp, sizeof(tmp), "%s [%s]", msg, path);
+    memcpy(open_err, tmp, sizeof(open_err));
+}
+
 void
 ks_open_err_clear(void)
 {
@@ -921,7 +932,7 @@ ks_open(const char *path, ks_token **out)
     }
     rv = open_db(tok);
     if (rv != KS_OK) {
-        ks_open_err_at(rv, __FILE__, __LINE__, "%s: %s", path, tok->err);
+        open_err_from(tok->err, path);
         goto done;
     }
     *out = tok;
@@ -1007,7 +1018,7 @@ done:
     if (rv != KS_OK) {
         if (tok->db != NULL && !sqlite3_get_autocommit(tok->db))
             sqlite3_exec(tok->db, "ROLLBACK;", NULL, NULL, NULL);
-        ks_open_err_at(rv, __FILE__, __LINE__, "%s: %s", path, tok->err);
+        open_err_from(tok->err, path);
     }
     tok_free(tok); /* the last connection: checkpoints and removes the WAL */
     return rv;
@@ -1188,14 +1199,16 @@ ks_restore(const char *src, const char *dest)
     sqlite3_busy_timeout(sdb, KS_BUSY_TIMEOUT_MS);
     rv = backup_into(&errt, sdb, tmp);
     if (rv != KS_OK) {
-        ks_open_err_at(rv, __FILE__, __LINE__, "%s: %s", src, errt.err);
+        open_err_from(errt.err, src);
         goto done;
     }
     /* Validate the copy we are about to install (and migrate it if old). */
     rv = ks_open(tmp, &tmp_tok);
     if (rv != KS_OK) {
-        ks_open_err_at(rv, __FILE__, __LINE__, "%s is not a usable keystore: %s", src,
-                       ks_open_error());
+        char why[sizeof(open_err)];
+
+        snprintf(why, sizeof(why), "%s", open_err);
+        open_err_from(why, src);
         goto done;
     }
     ks_close(tmp_tok); /* checkpoints, removes the temporary's WAL */

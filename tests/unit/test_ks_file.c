@@ -346,6 +346,33 @@ test_backup_restore(void **state)
     }
 }
 
+/* Another connection holds the write lock longer than KS_BUSY_TIMEOUT_MS:
+ * writes report KS_E_BUSY (not corruption); reads go on (WAL). */
+static void
+test_busy(void **state)
+{
+    struct ks_fixture *f = *state;
+    sqlite3 *db = NULL;
+    ks_info info;
+    char *v = NULL;
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "BEGIN IMMEDIATE; UPDATE meta SET key = key;", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(ks_get_info(f->tok, &info), KS_OK);
+    assert_int_equal(ks_set_setting(f->tok, "k", "v"), KS_E_BUSY);
+    assert_non_null(strstr(ks_last_error(f->tok), "busy"));
+    /* A login cannot count its attempt, so it does not try. */
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_E_BUSY);
+    assert_int_equal(sqlite3_exec(db, "COMMIT;", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(ks_set_setting(f->tok, "k", "v"), KS_OK);
+    assert_int_equal(ks_get_setting(f->tok, "k", &v), KS_OK);
+    free(v);
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+}
+
 int
 main(void)
 {
@@ -357,6 +384,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_corrupted_files, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_permissions, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_backup_restore, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_busy, fixture_setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -299,11 +299,25 @@ ks_meta_read_inlock(ks_token *tok, struct ks_meta *m)
 
     memset(m, 0, sizeof(*m));
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *k = (const char *)sqlite3_column_text(st, 0);
+        int ktype = sqlite3_column_type(st, 0);
         int type = sqlite3_column_type(st, 1);
-        int n = sqlite3_column_bytes(st, 1);
-        const void *v = sqlite3_column_blob(st, 1);
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        const void *v = NULL;
+        int n = 0;
 
+        /* Fetch the value only in its stored type: a conversion would
+         * change what column_type means, and could run out of memory. */
+        if (type == SQLITE_TEXT)
+            v = sqlite3_column_text(st, 1);
+        else if (type == SQLITE_BLOB)
+            v = sqlite3_column_blob(st, 1);
+        if (type == SQLITE_TEXT || type == SQLITE_BLOB)
+            n = sqlite3_column_bytes(st, 1);
+        if ((k == NULL && ktype != SQLITE_NULL) || (v == NULL && n > 0) ||
+            (v == NULL && type == SQLITE_TEXT)) {
+            rv = ks_col_nomem(tok, "meta");
+            goto done;
+        }
         if (k == NULL)
             continue;
         if (strcmp(k, "token_id") == 0) {
@@ -406,6 +420,14 @@ ks_meta_put_int_inlock(ks_token *tok, const char *key, int64_t v)
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, v);
     return ks_step_done_inlock(tok, st, "writing meta");
+}
+
+ks_rv
+ks_col_nomem(ks_token *tok, const char *what)
+{
+    if (sqlite3_errcode(tok->db) == SQLITE_NOMEM)
+        return KS_ERR(tok, KS_E_NOMEM, "reading %s: out of memory", what);
+    return KS_ERR(tok, KS_E_CORRUPT, "reading %s: unexpected NULL value", what);
 }
 
 static int
@@ -672,6 +694,10 @@ configure(ks_token *tok)
         rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         rv = KS_SQLERR(tok, rc, "setting WAL mode");
+        goto done;
+    }
+    if (sqlite3_column_text(st, 0) == NULL) {
+        rv = ks_col_nomem(tok, "journal mode");
         goto done;
     }
     if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {

@@ -127,6 +127,8 @@ ks_rv ks_open_err_at(ks_rv rv, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 ks_rv ks_sqlerr_at(ks_token *tok, int rc, const char *what, const char *file, int line);
 ks_rv ks_sqlite_rv(int rc);
+/* A column accessor returned NULL: out of memory (KS_E_NOMEM) or damage. */
+ks_rv ks_col_nomem(ks_token *tok, const char *what);
 void ks_open_err_clear(void);
 
 /* ---- database (db.c) ---- */

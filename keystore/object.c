@@ -23,15 +23,16 @@ row_decode_inlock(ks_token *tok, sqlite3_stmt *st, ks_object *obj, size_t *wipe)
 {
     int64_t id = sqlite3_column_int64(st, C_ID);
     sqlite3_int64 ver = sqlite3_column_int64(st, C_VERSION);
-    const unsigned char *data = sqlite3_column_blob(st, C_DATA);
-    size_t len = (size_t)sqlite3_column_bytes(st, C_DATA);
+    int dtype = sqlite3_column_type(st, C_DATA);
+    const unsigned char *data = dtype == SQLITE_BLOB ? sqlite3_column_blob(st, C_DATA) : NULL;
+    size_t len = dtype == SQLITE_BLOB ? (size_t)sqlite3_column_bytes(st, C_DATA) : 0;
     unsigned char ad[KS_OBJ_AD_LEN];
     size_t n = 0;
     int r;
 
     *wipe = 0;
     memset(obj, 0, sizeof(*obj));
-    if (ver < 1 || ver > UINT32_MAX || sqlite3_column_type(st, C_DATA) != SQLITE_BLOB)
+    if (ver < 1 || ver > UINT32_MAX || dtype != SQLITE_BLOB)
         return KS_ERR(tok, KS_E_TAMPERED, "object %" PRId64 ": malformed record", id);
     obj->id = id;
     obj->is_private = sqlite3_column_int(st, C_PRIV) != 0;

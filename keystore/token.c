@@ -730,9 +730,16 @@ ks_get_setting(ks_token *tok, const char *key, char **out)
         rv = KS_SQLERR(tok, rc, "reading settings");
         goto out;
     }
+    if (sqlite3_column_type(st, 0) != SQLITE_TEXT) {
+        rv = KS_ERR(tok, KS_E_CORRUPT, "setting %s malformed", key);
+        goto out;
+    }
     v = (const char *)sqlite3_column_text(st, 0);
-    if (v == NULL || sqlite3_column_type(st, 0) != SQLITE_TEXT ||
-        strlen(v) != (size_t)sqlite3_column_bytes(st, 0) ||
+    if (v == NULL) {
+        rv = ks_col_nomem(tok, "settings");
+        goto out;
+    }
+    if (strlen(v) != (size_t)sqlite3_column_bytes(st, 0) ||
         sqlite3_column_bytes(st, 0) > KS_SETTING_VALUE_MAX) {
         rv = KS_ERR(tok, KS_E_CORRUPT, "setting %s malformed", key);
         goto out;

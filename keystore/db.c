@@ -854,8 +854,9 @@ sql_open(ks_token *tok)
     if (rc != SQLITE_OK) {
         ks_rv r = ks_sqlite_rv(rc);
 
-        return KS_ERR(tok, r == KS_E_CORRUPT ? KS_E_CORRUPT : KS_E_IO, "cannot open %s: %s",
-                      tok->path, tok->db ? sqlite3_errmsg(tok->db) : sqlite3_errstr(rc));
+        return KS_ERR(tok, (r == KS_E_CORRUPT || r == KS_E_NOMEM) ? r : KS_E_IO,
+                      "cannot open %s: %s", tok->path,
+                      tok->db ? sqlite3_errmsg(tok->db) : sqlite3_errstr(rc));
     }
     return KS_OK;
 }

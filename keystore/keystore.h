@@ -41,14 +41,15 @@
 extern "C" {
 #endif
 
-#define KS_SCHEMA_VERSION  2    /* schema this code writes; older ones are migrated on open
-                                 * (1 -> 2 added the settings table) */
-#define KS_LABEL_MAX       32   /* bytes, UTF-8, no padding */
-#define KS_SERIAL_LEN      16   /* hex characters */
-#define KS_TOKEN_ID_LEN    16   /* random bytes, fixed at creation */
-#define KS_PIN_MIN         4    /* bytes */
-#define KS_PIN_MAX         256  /* bytes */
-#define KS_MAX_ATTEMPTS    10   /* default failed-PIN limit */
+/* Schema this code writes; older ones are migrated on open (1 -> 2 added the
+ * settings table). */
+#define KS_SCHEMA_VERSION  2
+#define KS_LABEL_MAX       32  /* bytes, UTF-8, no padding */
+#define KS_SERIAL_LEN      16  /* hex characters */
+#define KS_TOKEN_ID_LEN    16  /* random bytes, fixed at creation */
+#define KS_PIN_MIN         4   /* bytes */
+#define KS_PIN_MAX         256 /* bytes */
+#define KS_MAX_ATTEMPTS    10  /* default failed-PIN limit */
 #define KS_BUSY_TIMEOUT_MS 10000
 
 #if defined(__GNUC__)
@@ -201,9 +202,9 @@ typedef struct ks_attr {
 
 /* A stored object as handed to a caller. */
 typedef struct ks_object {
-    int64_t id;         /* stable, never reused within a file; > 0 */
-    int is_private;     /* sealed under the TMK */
-    uint32_t version;   /* increases with every update */
+    int64_t id;       /* stable, never reused within a file; > 0 */
+    int is_private;   /* sealed under the TMK */
+    uint32_t version; /* increases with every update */
     size_t nattrs;
     const ks_attr *attrs; /* sorted by type, no duplicates */
 } ks_object;

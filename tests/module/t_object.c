@@ -254,7 +254,6 @@ t_private_visibility(void **state)
     CK_ULONG n;
     CK_BYTE buf[64];
     CK_ATTRIBUTE a = {CKA_LABEL, buf, sizeof(buf)};
-    CK_RV rv;
 
     (void)state;
     conf_login_user(h);
@@ -272,13 +271,7 @@ t_private_visibility(void **state)
     assert_false(handle_in(priv, all, n));
     assert_false(handle_in(spriv, all, n));
     assert_int_equal(conf_find_label(h, "vis-priv", NULL), 0);
-    rv = F->C_GetAttributeValue(h, priv, &a, 1);
-    if (is_softhsm())
-        /* SoftHSMv2 answers CKR_USER_NOT_LOGGED_IN for a private object it
-         * does not show; the object is still inaccessible. */
-        assert_rv2(rv, CKR_OBJECT_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN);
-    else
-        assert_rv(rv, CKR_OBJECT_HANDLE_INVALID);
+    assert_rv(F->C_GetAttributeValue(h, priv, &a, 1), CKR_OBJECT_HANDLE_INVALID);
 
     /* Logged in again (new login, same process): visible again. The handle
      * may differ (PKCS#11 2.40, "Object handles": a handle is only

@@ -1,0 +1,91 @@
+/*
+ * obj_int.h — shared by the object layer's own files (object.c, obj_cert.c,
+ * obj_key.c); nothing outside module/object*.c and module/obj_*.c includes it.
+ *
+ * While an object is being built (create, copy, set) its attributes live in an
+ * obj_build: a small unsorted list whose values either point at memory that
+ * outlives the build (the caller's template, the source object) or are owned
+ * copies of values this layer computed. Only public values are ever computed
+ * (DER encodings, booleans, lengths), so owned copies use plain malloc; secret
+ * values are only ever borrowed and get copied exactly once, into the final
+ * set's locked block (ob_finish).
+ */
+#ifndef EVERTOKEN_OBJ_INT_H
+#define EVERTOKEN_OBJ_INT_H
+
+#include <stddef.h>
+
+#include "object.h"
+
+/* One bit per kind of object this layer knows, so the attribute table can say
+ * in one word where each attribute belongs. */
+#define OC_DATA    0x0001u
+#define OC_CERT    0x0002u /* CKC_X_509 */
+#define OC_PUB_RSA 0x0004u
+#define OC_PUB_EC  0x0008u
+#define OC_PUB_ED  0x0010u
+#define OC_PRV_RSA 0x0020u
+#define OC_PRV_EC  0x0040u
+#define OC_PRV_ED  0x0080u
+#define OC_SEC_GEN 0x0100u
+#define OC_SEC_AES 0x0200u
+#define OC_PROF    0x0400u
+
+#define OC_PUB   (OC_PUB_RSA | OC_PUB_EC | OC_PUB_ED)
+#define OC_PRV   (OC_PRV_RSA | OC_PRV_EC | OC_PRV_ED)
+#define OC_SEC   (OC_SEC_GEN | OC_SEC_AES)
+#define OC_KEY   (OC_PUB | OC_PRV | OC_SEC)
+#define OC_RSA   (OC_PUB_RSA | OC_PRV_RSA)
+#define OC_ECX   (OC_PUB_EC | OC_PUB_ED | OC_PRV_EC | OC_PRV_ED)
+#define OC_STORE (OC_DATA | OC_CERT | OC_KEY | OC_PROF)
+
+/* Cap on one attribute value: far above any real certificate or key, low
+ * enough that length arithmetic cannot overflow. */
+#define OBJ_VALUE_MAX (64UL * 1024 * 1024)
+
+typedef struct obj_bval {
+    CK_ATTRIBUTE_TYPE type;
+    size_t len;
+    const unsigned char *v; /* borrowed, or == owned */
+    unsigned char *owned;   /* malloc'd; never secret */
+} obj_bval;
+
+typedef struct obj_build {
+    size_t n, cap;
+    obj_bval *a;
+} obj_build;
+
+void ob_init(obj_build *b);
+void ob_clear(obj_build *b);
+obj_bval *ob_get(const obj_build *b, CK_ATTRIBUTE_TYPE type);
+/* Set TYPE to borrowed bytes (replacing any earlier value). */
+CK_RV ob_put_ref(obj_build *b, CK_ATTRIBUTE_TYPE type, const void *v, size_t len);
+/* Set TYPE to a private copy of V (public values only). */
+CK_RV ob_put_copy(obj_build *b, CK_ATTRIBUTE_TYPE type, const void *v, size_t len);
+CK_RV ob_put_bool(obj_build *b, CK_ATTRIBUTE_TYPE type, CK_BBOOL v);
+CK_RV ob_put_ulong(obj_build *b, CK_ATTRIBUTE_TYPE type, CK_ULONG v);
+/* The value of a boolean / CK_ULONG attribute, or DFLT when absent or of the
+ * wrong size. */
+CK_BBOOL ob_bool(const obj_build *b, CK_ATTRIBUTE_TYPE type, CK_BBOOL dflt);
+CK_ULONG ob_ulong(const obj_build *b, CK_ATTRIBUTE_TYPE type, CK_ULONG dflt);
+
+/*
+ * A value this layer derived (from a certificate or key) for TYPE: if the
+ * template gave a non-empty value that differs, MISMATCH is returned;
+ * otherwise the derived value is stored. V/LEN are copied.
+ */
+CK_RV ob_put_derived(obj_build *b, CK_ATTRIBUTE_TYPE type, const unsigned char *v, size_t len,
+                     CK_RV mismatch);
+
+/* Does the byte string hold exactly one DER value of this kind (OpenSSL
+ * decoders, the whole string consumed)? */
+int obj_der_is_name(const unsigned char *v, size_t len);
+int obj_der_is_oid(const unsigned char *v, size_t len);
+
+/* Class-specific construction, called by obj_from_template after the generic
+ * checks. They check the class's own attributes and add derived ones;
+ * defaults common to the class are added by object.c afterwards. */
+CK_RV obj_cert_build(obj_build *b);                   /* obj_cert.c */
+CK_RV obj_key_build(obj_build *b, unsigned classbit); /* obj_key.c */
+
+#endif /* EVERTOKEN_OBJ_INT_H */

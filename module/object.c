@@ -1,0 +1,1078 @@
+/*
+ * object.c — PKCS#11 object attribute rules: the attribute table, template
+ * checks, defaults, C_GetAttributeValue / C_SetAttributeValue / C_CopyObject
+ * semantics, matching, and the attribute-set storage (mod_attrs).
+ *
+ * Certificate parsing lives in obj_cert.c, key checks in obj_key.c; both work
+ * on an obj_build (obj_int.h) that this file turns into a mod_attrs.
+ * docs/objects.md lists every attribute, default and rule.
+ *
+ * Storage: a mod_attrs owns one block holding the ks_attr array followed by
+ * every value. For sets that may hold secrets the block comes from
+ * sodium_malloc (guarded, locked) and is wiped when freed; building a set
+ * never copies a secret anywhere else (values are borrowed until ob_finish).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "obj_int.h"
+
+/* ---- The attribute table ------------------------------------------------ */
+
+enum obj_kind {
+    K_BOOL,   /* CK_BBOOL */
+    K_ULONG,  /* CK_ULONG */
+    K_BYTES,  /* any bytes, may be empty */
+    K_DATE,   /* CK_DATE or empty */
+    K_MECHS,  /* array of CK_MECHANISM_TYPE */
+    K_BIGINT, /* big-endian integer, not empty */
+    K_ARRAY,  /* attribute array (CKA_WRAP_TEMPLATE, ...): not supported */
+};
+
+#define F_MOD      0x01u /* C_SetAttributeValue may change it */
+#define F_UP       0x02u /* may only change FALSE -> TRUE */
+#define F_DOWN     0x04u /* may only change TRUE -> FALSE */
+#define F_SO       0x08u /* only the SO may set it TRUE (footnote 10) */
+#define F_COPY     0x10u /* C_CopyObject may change it */
+#define F_NOCREATE 0x20u /* set by the token only: never in a template */
+#define F_SECRET   0x40u /* key material: hidden unless extractable and not sensitive */
+
+struct obj_attr_info {
+    CK_ATTRIBUTE_TYPE type;
+    unsigned char kind;
+    unsigned char flags;
+    unsigned short classes; /* OC_* bits of the objects that have it */
+};
+
+#ifndef CKA_UNIQUE_ID
+#define CKA_UNIQUE_ID 0x00000004UL /* PKCS#11 3.0; token-assigned */
+#endif
+
+/*
+ * Every attribute type this layer recognises. Types of the standard that no
+ * supported class has (DSA/DH parts, OTP, hardware features, ...) are listed
+ * with classes 0: giving one is CKR_TEMPLATE_INCONSISTENT on create (2.40
+ * section 4.1.1 item 5: "an attribute which is appropriate for ... but not for
+ * secret keys"), while a type not listed at all is CKR_ATTRIBUTE_TYPE_INVALID.
+ */
+static const struct obj_attr_info attr_table[] = {
+    {CKA_CLASS, K_ULONG, 0, OC_STORE},
+    {CKA_TOKEN, K_BOOL, F_COPY, OC_STORE},
+    {CKA_PRIVATE, K_BOOL, F_COPY, OC_STORE},
+    {CKA_LABEL, K_BYTES, F_MOD, OC_STORE},
+    {CKA_UNIQUE_ID, K_BYTES, F_NOCREATE, 0},
+    {CKA_APPLICATION, K_BYTES, 0, OC_DATA},
+    {CKA_VALUE, K_BYTES, F_SECRET, OC_DATA | OC_CERT | OC_PRV_EC | OC_PRV_ED | OC_SEC},
+    {CKA_OBJECT_ID, K_BYTES, 0, OC_DATA},
+    {CKA_CERTIFICATE_TYPE, K_ULONG, 0, OC_CERT},
+    {CKA_ISSUER, K_BYTES, 0, OC_CERT},
+    {CKA_SERIAL_NUMBER, K_BYTES, 0, OC_CERT},
+    {CKA_AC_ISSUER, K_BYTES, 0, 0},
+    {CKA_OWNER, K_BYTES, 0, 0},
+    {CKA_ATTR_TYPES, K_BYTES, 0, 0},
+    {CKA_TRUSTED, K_BOOL, F_SO, OC_CERT | OC_PUB | OC_SEC},
+    {CKA_CERTIFICATE_CATEGORY, K_ULONG, F_MOD, OC_CERT},
+    {CKA_JAVA_MIDP_SECURITY_DOMAIN, K_ULONG, 0, OC_CERT},
+    {CKA_URL, K_BYTES, 0, OC_CERT},
+    {CKA_HASH_OF_SUBJECT_PUBLIC_KEY, K_BYTES, 0, OC_CERT},
+    {CKA_HASH_OF_ISSUER_PUBLIC_KEY, K_BYTES, 0, OC_CERT},
+    {CKA_NAME_HASH_ALGORITHM, K_ULONG, 0, OC_CERT},
+    {CKA_CHECK_VALUE, K_BYTES, 0, OC_CERT | OC_SEC},
+    {CKA_KEY_TYPE, K_ULONG, 0, OC_KEY},
+    {CKA_SUBJECT, K_BYTES, F_MOD, OC_CERT | OC_PUB | OC_PRV},
+    {CKA_ID, K_BYTES, F_MOD, OC_CERT | OC_KEY},
+    {CKA_SENSITIVE, K_BOOL, F_UP, OC_PRV | OC_SEC},
+    {CKA_ENCRYPT, K_BOOL, F_MOD, OC_PUB | OC_SEC},
+    {CKA_DECRYPT, K_BOOL, F_MOD, OC_PRV | OC_SEC},
+    {CKA_WRAP, K_BOOL, F_MOD, OC_PUB | OC_SEC},
+    {CKA_UNWRAP, K_BOOL, F_MOD, OC_PRV | OC_SEC},
+    {CKA_SIGN, K_BOOL, F_MOD, OC_PRV | OC_SEC},
+    {CKA_SIGN_RECOVER, K_BOOL, F_MOD, OC_PRV},
+    {CKA_VERIFY, K_BOOL, F_MOD, OC_PUB | OC_SEC},
+    {CKA_VERIFY_RECOVER, K_BOOL, F_MOD, OC_PUB},
+    {CKA_DERIVE, K_BOOL, F_MOD, OC_KEY},
+    {CKA_START_DATE, K_DATE, F_MOD, OC_CERT | OC_KEY},
+    {CKA_END_DATE, K_DATE, F_MOD, OC_CERT | OC_KEY},
+    {CKA_MODULUS, K_BIGINT, 0, OC_RSA},
+    {CKA_MODULUS_BITS, K_ULONG, 0, OC_PUB_RSA},
+    {CKA_PUBLIC_EXPONENT, K_BIGINT, 0, OC_RSA},
+    {CKA_PRIVATE_EXPONENT, K_BIGINT, F_SECRET, OC_PRV_RSA},
+    {CKA_PRIME_1, K_BIGINT, F_SECRET, OC_PRV_RSA},
+    {CKA_PRIME_2, K_BIGINT, F_SECRET, OC_PRV_RSA},
+    {CKA_EXPONENT_1, K_BIGINT, F_SECRET, OC_PRV_RSA},
+    {CKA_EXPONENT_2, K_BIGINT, F_SECRET, OC_PRV_RSA},
+    {CKA_COEFFICIENT, K_BIGINT, F_SECRET, OC_PRV_RSA},
+    {CKA_PUBLIC_KEY_INFO, K_BYTES, 0, OC_CERT | OC_PUB | OC_PRV},
+    {CKA_PRIME, K_BYTES, 0, 0},
+    {CKA_SUBPRIME, K_BYTES, 0, 0},
+    {CKA_BASE, K_BYTES, 0, 0},
+    {CKA_PRIME_BITS, K_ULONG, 0, 0},
+    {CKA_SUB_PRIME_BITS, K_ULONG, 0, 0},
+    {CKA_VALUE_BITS, K_ULONG, 0, 0},
+    {CKA_VALUE_LEN, K_ULONG, 0, OC_SEC},
+    {CKA_EXTRACTABLE, K_BOOL, F_DOWN, OC_PRV | OC_SEC},
+    {CKA_LOCAL, K_BOOL, F_NOCREATE, OC_KEY},
+    {CKA_NEVER_EXTRACTABLE, K_BOOL, F_NOCREATE, OC_PRV | OC_SEC},
+    {CKA_ALWAYS_SENSITIVE, K_BOOL, F_NOCREATE, OC_PRV | OC_SEC},
+    {CKA_KEY_GEN_MECHANISM, K_ULONG, F_NOCREATE, OC_KEY},
+    {CKA_MODIFIABLE, K_BOOL, F_COPY, OC_STORE},
+    {CKA_COPYABLE, K_BOOL, F_DOWN, OC_STORE},
+    {CKA_DESTROYABLE, K_BOOL, F_DOWN | F_COPY, OC_STORE},
+    {CKA_EC_PARAMS, K_BYTES, 0, OC_ECX},
+    {CKA_EC_POINT, K_BYTES, 0, OC_PUB_EC | OC_PUB_ED},
+    {CKA_SECONDARY_AUTH, K_BOOL, 0, 0},
+    {CKA_AUTH_PIN_FLAGS, K_ULONG, 0, 0},
+    {CKA_ALWAYS_AUTHENTICATE, K_BOOL, 0, OC_PRV},
+    {CKA_WRAP_WITH_TRUSTED, K_BOOL, F_UP, OC_PRV | OC_SEC},
+    {CKA_WRAP_TEMPLATE, K_ARRAY, 0, 0},
+    {CKA_UNWRAP_TEMPLATE, K_ARRAY, 0, 0},
+    {CKA_DERIVE_TEMPLATE, K_ARRAY, 0, 0},
+    {CKA_OTP_FORMAT, K_ULONG, 0, 0},
+    {CKA_OTP_LENGTH, K_ULONG, 0, 0},
+    {CKA_OTP_TIME_INTERVAL, K_ULONG, 0, 0},
+    {CKA_OTP_USER_FRIENDLY_MODE, K_BOOL, 0, 0},
+    {CKA_OTP_CHALLENGE_REQUIREMENT, K_ULONG, 0, 0},
+    {CKA_OTP_TIME_REQUIREMENT, K_ULONG, 0, 0},
+    {CKA_OTP_COUNTER_REQUIREMENT, K_ULONG, 0, 0},
+    {CKA_OTP_PIN_REQUIREMENT, K_ULONG, 0, 0},
+    {CKA_OTP_USER_IDENTIFIER, K_BYTES, 0, 0},
+    {CKA_OTP_SERVICE_IDENTIFIER, K_BYTES, 0, 0},
+    {CKA_OTP_SERVICE_LOGO, K_BYTES, 0, 0},
+    {CKA_OTP_SERVICE_LOGO_TYPE, K_BYTES, 0, 0},
+    {CKA_OTP_COUNTER, K_BYTES, 0, 0},
+    {CKA_OTP_TIME, K_BYTES, 0, 0},
+    {CKA_GOSTR3410_PARAMS, K_BYTES, 0, 0},
+    {CKA_GOSTR3411_PARAMS, K_BYTES, 0, 0},
+    {CKA_GOST28147_PARAMS, K_BYTES, 0, 0},
+    {CKA_HW_FEATURE_TYPE, K_ULONG, 0, 0},
+    {CKA_RESET_ON_INIT, K_BOOL, 0, 0},
+    {CKA_HAS_RESET, K_BOOL, 0, 0},
+    {CKA_MECHANISM_TYPE, K_ULONG, 0, 0},
+    {CKA_REQUIRED_CMS_ATTRIBUTES, K_BYTES, 0, 0},
+    {CKA_DEFAULT_CMS_ATTRIBUTES, K_BYTES, 0, 0},
+    {CKA_SUPPORTED_CMS_ATTRIBUTES, K_BYTES, 0, 0},
+    {CKA_ALLOWED_MECHANISMS, K_MECHS, 0, OC_KEY},
+    {CKA_PROFILE_ID, K_ULONG, 0, OC_PROF},
+};
+
+static const struct obj_attr_info *
+attr_info(CK_ATTRIBUTE_TYPE type)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(attr_table) / sizeof(attr_table[0]); i++)
+        if (attr_table[i].type == type)
+            return &attr_table[i];
+    return NULL;
+}
+
+/*
+ * Defaults filled in after the class-specific checks (docs/objects.md).
+ * Byte attributes default to empty. CKA_SENSITIVE TRUE / CKA_EXTRACTABLE
+ * FALSE and the usage flags are this token's choices (the standard leaves
+ * them to the token); CKA_ALWAYS_SENSITIVE / CKA_NEVER_EXTRACTABLE are FALSE
+ * because an imported key has been outside a token.
+ */
+static const struct obj_default {
+    unsigned classes;
+    CK_ATTRIBUTE_TYPE type;
+    unsigned char kind; /* K_BOOL, K_ULONG or K_BYTES (empty) */
+    CK_ULONG v;
+} defaults[] = {
+    {OC_STORE, CKA_TOKEN, K_BOOL, CK_FALSE},
+    {OC_PRV | OC_SEC, CKA_PRIVATE, K_BOOL, CK_TRUE},
+    {OC_DATA | OC_CERT | OC_PUB, CKA_PRIVATE, K_BOOL, CK_FALSE},
+    {OC_STORE, CKA_MODIFIABLE, K_BOOL, CK_TRUE},
+    {OC_STORE, CKA_COPYABLE, K_BOOL, CK_TRUE},
+    {OC_STORE, CKA_DESTROYABLE, K_BOOL, CK_TRUE},
+    {OC_STORE, CKA_LABEL, K_BYTES, 0},
+    {OC_DATA, CKA_APPLICATION, K_BYTES, 0},
+    {OC_DATA, CKA_OBJECT_ID, K_BYTES, 0},
+    {OC_DATA, CKA_VALUE, K_BYTES, 0},
+    {OC_CERT | OC_PUB | OC_SEC, CKA_TRUSTED, K_BOOL, CK_FALSE},
+    {OC_CERT, CKA_CERTIFICATE_CATEGORY, K_ULONG, 0 /* unspecified */},
+    {OC_CERT, CKA_JAVA_MIDP_SECURITY_DOMAIN, K_ULONG, 0 /* unspecified */},
+    {OC_CERT, CKA_NAME_HASH_ALGORITHM, K_ULONG, CKM_SHA_1},
+    {OC_CERT, CKA_URL, K_BYTES, 0},
+    {OC_CERT, CKA_HASH_OF_SUBJECT_PUBLIC_KEY, K_BYTES, 0},
+    {OC_CERT, CKA_HASH_OF_ISSUER_PUBLIC_KEY, K_BYTES, 0},
+    {OC_CERT | OC_KEY, CKA_ID, K_BYTES, 0},
+    {OC_CERT | OC_KEY, CKA_START_DATE, K_BYTES, 0},
+    {OC_CERT | OC_KEY, CKA_END_DATE, K_BYTES, 0},
+    {OC_PUB | OC_PRV, CKA_SUBJECT, K_BYTES, 0},
+    {OC_KEY, CKA_DERIVE, K_BOOL, CK_FALSE},
+    {OC_KEY, CKA_LOCAL, K_BOOL, CK_FALSE},
+    {OC_KEY, CKA_KEY_GEN_MECHANISM, K_ULONG, CK_UNAVAILABLE_INFORMATION},
+    {OC_PUB | OC_SEC, CKA_ENCRYPT, K_BOOL, CK_TRUE},
+    {OC_PUB | OC_SEC, CKA_VERIFY, K_BOOL, CK_TRUE},
+    {OC_PUB | OC_SEC, CKA_WRAP, K_BOOL, CK_TRUE},
+    {OC_PUB, CKA_VERIFY_RECOVER, K_BOOL, CK_TRUE},
+    {OC_PRV | OC_SEC, CKA_DECRYPT, K_BOOL, CK_TRUE},
+    {OC_PRV | OC_SEC, CKA_SIGN, K_BOOL, CK_TRUE},
+    {OC_PRV | OC_SEC, CKA_UNWRAP, K_BOOL, CK_TRUE},
+    {OC_PRV, CKA_SIGN_RECOVER, K_BOOL, CK_TRUE},
+    {OC_PRV | OC_SEC, CKA_SENSITIVE, K_BOOL, CK_TRUE},
+    {OC_PRV | OC_SEC, CKA_EXTRACTABLE, K_BOOL, CK_FALSE},
+    {OC_PRV | OC_SEC, CKA_ALWAYS_SENSITIVE, K_BOOL, CK_FALSE},
+    {OC_PRV | OC_SEC, CKA_NEVER_EXTRACTABLE, K_BOOL, CK_FALSE},
+    {OC_PRV | OC_SEC, CKA_WRAP_WITH_TRUSTED, K_BOOL, CK_FALSE},
+    {OC_PRV, CKA_ALWAYS_AUTHENTICATE, K_BOOL, CK_FALSE},
+};
+
+/* ---- Building ----------------------------------------------------------- */
+
+void
+ob_init(obj_build *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void
+ob_clear(obj_build *b)
+{
+    size_t i;
+
+    for (i = 0; i < b->n; i++)
+        free(b->a[i].owned);
+    free(b->a);
+    ob_init(b);
+}
+
+obj_bval *
+ob_get(const obj_build *b, CK_ATTRIBUTE_TYPE type)
+{
+    size_t i;
+
+    for (i = 0; i < b->n; i++)
+        if (b->a[i].type == type)
+            return &b->a[i];
+    return NULL;
+}
+
+/* The slot for TYPE, emptied (its owned value freed), or NULL on ENOMEM. */
+static obj_bval *
+ob_slot(obj_build *b, CK_ATTRIBUTE_TYPE type)
+{
+    obj_bval *s = ob_get(b, type);
+
+    if (s != NULL) {
+        free(s->owned);
+        s->owned = NULL;
+        return s;
+    }
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 32;
+        obj_bval *na = realloc(b->a, cap * sizeof(*na));
+        if (na == NULL)
+            return NULL;
+        b->a = na;
+        b->cap = cap;
+    }
+    s = &b->a[b->n++];
+    memset(s, 0, sizeof(*s));
+    s->type = type;
+    return s;
+}
+
+CK_RV
+ob_put_ref(obj_build *b, CK_ATTRIBUTE_TYPE type, const void *v, size_t len)
+{
+    obj_bval *s = ob_slot(b, type);
+
+    if (s == NULL)
+        return CKR_HOST_MEMORY;
+    s->v = v;
+    s->len = len;
+    return CKR_OK;
+}
+
+CK_RV
+ob_put_copy(obj_build *b, CK_ATTRIBUTE_TYPE type, const void *v, size_t len)
+{
+    unsigned char *c = malloc(len ? len : 1);
+    obj_bval *s;
+
+    if (c == NULL)
+        return CKR_HOST_MEMORY;
+    if (len > 0)
+        memcpy(c, v, len);
+    s = ob_slot(b, type);
+    if (s == NULL) {
+        free(c);
+        return CKR_HOST_MEMORY;
+    }
+    s->owned = c;
+    s->v = c;
+    s->len = len;
+    return CKR_OK;
+}
+
+CK_RV
+ob_put_bool(obj_build *b, CK_ATTRIBUTE_TYPE type, CK_BBOOL v)
+{
+    CK_BBOOL x = v ? CK_TRUE : CK_FALSE;
+
+    return ob_put_copy(b, type, &x, sizeof(x));
+}
+
+CK_RV
+ob_put_ulong(obj_build *b, CK_ATTRIBUTE_TYPE type, CK_ULONG v)
+{
+    return ob_put_copy(b, type, &v, sizeof(v));
+}
+
+CK_BBOOL
+ob_bool(const obj_build *b, CK_ATTRIBUTE_TYPE type, CK_BBOOL dflt)
+{
+    const obj_bval *s = ob_get(b, type);
+
+    if (s == NULL || s->len != sizeof(CK_BBOOL))
+        return dflt;
+    return s->v[0] ? CK_TRUE : CK_FALSE;
+}
+
+CK_ULONG
+ob_ulong(const obj_build *b, CK_ATTRIBUTE_TYPE type, CK_ULONG dflt)
+{
+    const obj_bval *s = ob_get(b, type);
+    CK_ULONG v;
+
+    if (s == NULL || s->len != sizeof(CK_ULONG))
+        return dflt;
+    memcpy(&v, s->v, sizeof(v));
+    return v;
+}
+
+CK_RV
+ob_put_derived(obj_build *b, CK_ATTRIBUTE_TYPE type, const unsigned char *v, size_t len,
+               CK_RV mismatch)
+{
+    const obj_bval *s = ob_get(b, type);
+
+    if (s != NULL && s->len > 0 && (s->len != len || memcmp(s->v, v, len) != 0))
+        return mismatch;
+    return ob_put_copy(b, type, v, len);
+}
+
+static int
+bval_cmp(const void *x, const void *y)
+{
+    const obj_bval *a = x, *b = y;
+
+    return a->type < b->type ? -1 : a->type > b->type;
+}
+
+/* Bytes of the block holding N ks_attr and their values. Rounded to 16 so
+ * that sodium_malloc (which places the block at the end of a page) returns an
+ * address aligned for the ks_attr array. */
+static size_t
+block_size(const ks_attr *a, size_t n)
+{
+    size_t i, total = n * sizeof(ks_attr);
+
+    for (i = 0; i < n; i++)
+        total += a[i].len;
+    return (total + 15) & ~(size_t)15;
+}
+
+/* Turn B into a sorted mod_attrs (values copied into one block). B is left
+ * as it was; the caller still clears it. */
+static CK_RV
+ob_finish(obj_build *b, int secure, mod_attrs **out)
+{
+    mod_attrs *o = NULL;
+    unsigned char *block = NULL, *p;
+    size_t i, total = b->n * sizeof(ks_attr);
+    ks_attr *arr;
+
+    *out = NULL;
+    qsort(b->a, b->n, sizeof(*b->a), bval_cmp);
+    for (i = 0; i < b->n; i++) {
+        if (i > 0 && b->a[i].type == b->a[i - 1].type)
+            return CKR_GENERAL_ERROR; /* ob_put_* replace, so never */
+        total += b->a[i].len;
+    }
+    total = (total + 15) & ~(size_t)15;
+    o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return CKR_HOST_MEMORY;
+    o->secure = secure;
+    if (total > 0) {
+        if (secure) {
+            if (sodium_init() < 0) {
+                free(o);
+                return CKR_GENERAL_ERROR;
+            }
+            block = sodium_malloc(total);
+        } else {
+            block = malloc(total);
+        }
+        if (block == NULL) {
+            free(o);
+            return CKR_HOST_MEMORY;
+        }
+    }
+    arr = (ks_attr *)(void *)block;
+    p = block + b->n * sizeof(ks_attr);
+    for (i = 0; i < b->n; i++) {
+        arr[i].type = b->a[i].type;
+        arr[i].len = b->a[i].len;
+        arr[i].value = p;
+        if (b->a[i].len > 0)
+            memcpy(p, b->a[i].v, b->a[i].len);
+        p += b->a[i].len;
+    }
+    o->n = b->n;
+    o->a = arr;
+    *out = o;
+    return CKR_OK;
+}
+
+void
+obj_free(mod_attrs *o)
+{
+    if (o == NULL)
+        return;
+    if (o->a != NULL) {
+        if (o->secure) {
+            sodium_memzero(o->a, block_size(o->a, o->n));
+            sodium_free(o->a);
+        } else {
+            free(o->a);
+        }
+    }
+    free(o);
+}
+
+/* ---- Lookups ------------------------------------------------------------ */
+
+const ks_attr *
+obj_find(const mod_attrs *o, CK_ATTRIBUTE_TYPE type)
+{
+    size_t lo = 0, hi;
+
+    if (o == NULL)
+        return NULL;
+    hi = o->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (o->a[mid].type == type)
+            return &o->a[mid];
+        if (o->a[mid].type < type)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+CK_BBOOL
+obj_bool(const mod_attrs *o, CK_ATTRIBUTE_TYPE type, CK_BBOOL dflt)
+{
+    const ks_attr *a = obj_find(o, type);
+
+    if (a == NULL || a->len != sizeof(CK_BBOOL))
+        return dflt;
+    return a->value[0] ? CK_TRUE : CK_FALSE;
+}
+
+CK_ULONG
+obj_ulong(const mod_attrs *o, CK_ATTRIBUTE_TYPE type, CK_ULONG dflt)
+{
+    const ks_attr *a = obj_find(o, type);
+    CK_ULONG v;
+
+    if (a == NULL || a->len != sizeof(CK_ULONG))
+        return dflt;
+    memcpy(&v, a->value, sizeof(v));
+    return v;
+}
+
+/* The OC_* bit of an object of class CLS (and key / certificate type), or
+ * the CKR code that makes such an object impossible to build. */
+static CK_RV
+class_bit(CK_OBJECT_CLASS cls, int have_sub, CK_ULONG sub, unsigned *out)
+{
+    *out = 0;
+    switch (cls) {
+    case CKO_DATA:
+        *out = OC_DATA;
+        return CKR_OK;
+    case CKO_CERTIFICATE:
+        if (!have_sub)
+            return CKR_TEMPLATE_INCOMPLETE;
+        if (sub != CKC_X_509)
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        *out = OC_CERT;
+        return CKR_OK;
+    case CKO_PUBLIC_KEY:
+    case CKO_PRIVATE_KEY: {
+        int pub = cls == CKO_PUBLIC_KEY;
+        if (!have_sub)
+            return CKR_TEMPLATE_INCOMPLETE;
+        if (sub == CKK_RSA)
+            *out = pub ? OC_PUB_RSA : OC_PRV_RSA;
+        else if (sub == CKK_EC)
+            *out = pub ? OC_PUB_EC : OC_PRV_EC;
+        else if (sub == CKK_EC_EDWARDS)
+            *out = pub ? OC_PUB_ED : OC_PRV_ED;
+        else
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        return CKR_OK;
+    }
+    case CKO_SECRET_KEY:
+        if (!have_sub)
+            return CKR_TEMPLATE_INCOMPLETE;
+        if (sub == CKK_GENERIC_SECRET)
+            *out = OC_SEC_GEN;
+        else if (sub == CKK_AES)
+            *out = OC_SEC_AES;
+        else
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        return CKR_OK;
+    case CKO_PROFILE:
+        *out = OC_PROF;
+        return CKR_OK;
+    default:
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+}
+
+static CK_ATTRIBUTE_TYPE
+sub_type_attr(CK_OBJECT_CLASS cls)
+{
+    return cls == CKO_CERTIFICATE ? CKA_CERTIFICATE_TYPE : CKA_KEY_TYPE;
+}
+
+/* OC_* bit of an existing object; 0 if it is of no kind this layer knows. */
+static unsigned
+attrs_class_bit(const mod_attrs *o)
+{
+    CK_OBJECT_CLASS cls = obj_ulong(o, CKA_CLASS, CK_UNAVAILABLE_INFORMATION);
+    CK_ATTRIBUTE_TYPE st = sub_type_attr(cls);
+    unsigned cb = 0;
+
+    if (class_bit(cls, obj_find(o, st) != NULL, obj_ulong(o, st, CK_UNAVAILABLE_INFORMATION),
+                  &cb) != CKR_OK)
+        return 0;
+    return cb;
+}
+
+/* Is attribute A of O hidden from C_GetAttributeValue (and from matching)?
+ * Footnote 7 of the attribute tables: private and secret key material when
+ * the key is sensitive or not extractable. */
+static int
+attr_hidden(const mod_attrs *o, CK_ATTRIBUTE_TYPE type)
+{
+    const struct obj_attr_info *ai = attr_info(type);
+    CK_OBJECT_CLASS cls = obj_ulong(o, CKA_CLASS, CK_UNAVAILABLE_INFORMATION);
+
+    if (ai == NULL || !(ai->flags & F_SECRET))
+        return 0;
+    if (cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY)
+        return 0;
+    /* Missing flags count as the safe value. */
+    return obj_bool(o, CKA_SENSITIVE, CK_TRUE) || !obj_bool(o, CKA_EXTRACTABLE, CK_FALSE);
+}
+
+/* Sets that may hold secrets: private and secret keys, and anything private. */
+static int
+wants_secure(unsigned cb, CK_BBOOL priv)
+{
+    return (cb & (OC_PRV | OC_SEC)) != 0 || priv;
+}
+
+/* ---- Template checks ---------------------------------------------------- */
+
+CK_RV
+obj_template_check(const CK_ATTRIBUTE *t, CK_ULONG n)
+{
+    CK_ULONG i;
+
+    if (n > 0 && t == NULL)
+        return CKR_ARGUMENTS_BAD;
+    for (i = 0; i < n; i++)
+        if (t[i].pValue == NULL && t[i].ulValueLen > 0)
+            return CKR_ARGUMENTS_BAD;
+    return CKR_OK;
+}
+
+/* CK_DATE: "YYYYMMDD" in ASCII digits (2.40 section 3.3); empty = no date. */
+static int
+date_ok(const unsigned char *v, size_t len)
+{
+    int y = 0, m = 0, d = 0;
+    size_t i;
+
+    if (len == 0)
+        return 1;
+    if (len != sizeof(CK_DATE))
+        return 0;
+    for (i = 0; i < 8; i++)
+        if (v[i] < '0' || v[i] > '9')
+            return 0;
+    for (i = 0; i < 4; i++)
+        y = y * 10 + (v[i] - '0');
+    m = (v[4] - '0') * 10 + (v[5] - '0');
+    d = (v[6] - '0') * 10 + (v[7] - '0');
+    return y >= 1900 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
+/* Checks that need nothing but the value itself. */
+static CK_RV
+value_check(const struct obj_attr_info *ai, const unsigned char *v, size_t len)
+{
+    CK_ULONG u;
+
+    switch (ai->kind) {
+    case K_BOOL:
+        if (len != sizeof(CK_BBOOL))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        break;
+    case K_ULONG:
+        if (len != sizeof(CK_ULONG))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        break;
+    case K_DATE:
+        if (!date_ok(v, len))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        break;
+    case K_MECHS:
+        if (len % sizeof(CK_MECHANISM_TYPE) != 0)
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        break;
+    case K_BIGINT:
+        if (len == 0)
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        break;
+    case K_ARRAY:
+        return CKR_ATTRIBUTE_TYPE_INVALID;
+    default:
+        break;
+    }
+    switch (ai->type) {
+    case CKA_CERTIFICATE_CATEGORY:      /* 0 unspecified .. 3 other entity */
+    case CKA_JAVA_MIDP_SECURITY_DOMAIN: /* 0 unspecified .. 3 third party */
+        memcpy(&u, v, sizeof(u));
+        if (u > 3)
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        break;
+    case CKA_SUBJECT:
+    case CKA_ISSUER:
+        if (len > 0 && !obj_der_is_name(v, len))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        break;
+    case CKA_OBJECT_ID:
+        if (len > 0 && !obj_der_is_oid(v, len))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        break;
+    default:
+        break;
+    }
+    return CKR_OK;
+}
+
+/*
+ * Collect template T into G: unknown or unsupported types, malformed values
+ * and conflicting duplicates are refused here; booleans are normalised to
+ * CK_TRUE/CK_FALSE so stored bytes (and matching) do not depend on which
+ * non-zero byte a caller used. A duplicate with the same value is harmless.
+ */
+static CK_RV
+tmpl_collect(const CK_ATTRIBUTE *t, CK_ULONG n, obj_build *g)
+{
+    CK_ULONG i;
+    CK_RV rv;
+
+    rv = obj_template_check(t, n);
+    if (rv != CKR_OK)
+        return rv;
+    for (i = 0; i < n; i++) {
+        const struct obj_attr_info *ai = attr_info(t[i].type);
+        const unsigned char *v = t[i].pValue;
+        size_t len = t[i].ulValueLen;
+        obj_bval *prev;
+
+        if (ai == NULL || ai->kind == K_ARRAY)
+            return CKR_ATTRIBUTE_TYPE_INVALID;
+        if (len > OBJ_VALUE_MAX)
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        rv = value_check(ai, v, len);
+        if (rv != CKR_OK)
+            return rv;
+        prev = ob_get(g, t[i].type);
+        if (prev != NULL) {
+            int same = ai->kind == K_BOOL ? (prev->v[0] != 0) == (v[0] != 0)
+                                          : prev->len == len && memcmp(prev->v, v, len) == 0;
+            if (!same)
+                return CKR_TEMPLATE_INCONSISTENT;
+            continue;
+        }
+        if (ai->kind == K_BOOL)
+            rv = ob_put_bool(g, t[i].type, v[0]);
+        else
+            rv = ob_put_ref(g, t[i].type, v, len);
+        if (rv != CKR_OK)
+            return rv;
+    }
+    return CKR_OK;
+}
+
+static CK_RV
+add_defaults(obj_build *b, unsigned cb)
+{
+    size_t i;
+    CK_RV rv = CKR_OK;
+
+    for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && rv == CKR_OK; i++) {
+        const struct obj_default *d = &defaults[i];
+        if (!(d->classes & cb) || ob_get(b, d->type) != NULL)
+            continue;
+        if (d->kind == K_BOOL)
+            rv = ob_put_bool(b, d->type, (CK_BBOOL)d->v);
+        else if (d->kind == K_ULONG)
+            rv = ob_put_ulong(b, d->type, d->v);
+        else
+            rv = ob_put_ref(b, d->type, "", 0);
+    }
+    return rv;
+}
+
+/* ---- C_CreateObject ----------------------------------------------------- */
+
+CK_RV
+obj_from_template(const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p, mod_attrs **out)
+{
+    obj_build b;
+    CK_OBJECT_CLASS cls;
+    CK_ATTRIBUTE_TYPE st;
+    unsigned cb = 0;
+    size_t i;
+    CK_RV rv;
+
+    if (out == NULL)
+        return CKR_ARGUMENTS_BAD;
+    *out = NULL;
+    ob_init(&b);
+    rv = tmpl_collect(t, n, &b);
+    if (rv != CKR_OK)
+        goto done;
+    /* Token-assigned attributes (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, ...): the
+     * tables' footnote 2, "must not be specified when the object is created
+     * with C_CreateObject". */
+    for (i = 0; i < b.n; i++) {
+        if (attr_info(b.a[i].type)->flags & F_NOCREATE) {
+            rv = CKR_ATTRIBUTE_READ_ONLY;
+            goto done;
+        }
+    }
+    if (ob_get(&b, CKA_CLASS) == NULL) {
+        rv = CKR_TEMPLATE_INCOMPLETE;
+        goto done;
+    }
+    cls = ob_ulong(&b, CKA_CLASS, 0);
+    st = sub_type_attr(cls);
+    rv = class_bit(cls, ob_get(&b, st) != NULL, ob_ulong(&b, st, 0), &cb);
+    if (rv != CKR_OK)
+        goto done;
+    if (cb == OC_PROF) {
+        /* Profile objects are the token's own (obj_profile). */
+        rv = CKR_ATTRIBUTE_VALUE_INVALID;
+        goto done;
+    }
+    for (i = 0; i < b.n; i++) {
+        if (!(attr_info(b.a[i].type)->classes & cb)) {
+            rv = CKR_TEMPLATE_INCONSISTENT;
+            goto done;
+        }
+    }
+    if (ob_bool(&b, CKA_TRUSTED, CK_FALSE) && (p == NULL || !p->so)) {
+        rv = CKR_ATTRIBUTE_READ_ONLY; /* footnote 10: only the SO sets it TRUE */
+        goto done;
+    }
+    /* Key material is only ever stored sealed (docs/threat-model.md), so a
+     * private or secret key cannot be a public object on this token. */
+    if ((cb & (OC_PRV | OC_SEC)) && !ob_bool(&b, CKA_PRIVATE, CK_TRUE)) {
+        rv = CKR_TEMPLATE_INCONSISTENT;
+        goto done;
+    }
+    if (cb == OC_CERT)
+        rv = obj_cert_build(&b);
+    else if (cb & OC_KEY)
+        rv = obj_key_build(&b, cb);
+    if (rv != CKR_OK)
+        goto done;
+    rv = add_defaults(&b, cb);
+    if (rv != CKR_OK)
+        goto done;
+    rv = ob_finish(&b, wants_secure(cb, ob_bool(&b, CKA_PRIVATE, CK_FALSE)), out);
+done:
+    ob_clear(&b);
+    return rv;
+}
+
+/* ---- C_SetAttributeValue / C_CopyObject --------------------------------- */
+
+/*
+ * SRC with template T applied. COPY selects C_CopyObject's rules (CKA_TOKEN,
+ * CKA_PRIVATE, CKA_MODIFIABLE, CKA_DESTROYABLE may change too). Either the
+ * whole template applies or nothing: the result is a new set.
+ */
+static CK_RV
+apply(const mod_attrs *src, const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p, int copy,
+      mod_attrs **out)
+{
+    obj_build g, r;
+    unsigned cb = attrs_class_bit(src);
+    size_t i;
+    CK_RV rv;
+
+    ob_init(&g);
+    ob_init(&r);
+    rv = tmpl_collect(t, n, &g);
+    if (rv != CKR_OK)
+        goto done;
+    for (i = 0; i < g.n; i++) {
+        const obj_bval *nv = &g.a[i];
+        const struct obj_attr_info *ai = attr_info(nv->type);
+        CK_BBOOL cur = obj_bool(src, nv->type, CK_FALSE), want;
+        int ok;
+
+        /* The object has no such attribute (as C_GetAttributeValue would
+         * say). */
+        if (!(ai->classes & cb)) {
+            rv = CKR_ATTRIBUTE_TYPE_INVALID;
+            goto done;
+        }
+        want = ai->kind == K_BOOL ? nv->v[0] : CK_FALSE;
+        if (copy && (ai->flags & F_COPY))
+            ok = 1;
+        else if (ai->flags & F_SO) /* CKA_TRUSTED: the SO, or no change */
+            ok = (p != NULL && p->so) || (want == cur && !want);
+        else if (ai->flags & F_UP)
+            ok = want || want == cur;
+        else if (ai->flags & F_DOWN)
+            ok = !want || want == cur;
+        else if (ai->flags & F_MOD)
+            /* A certificate's subject is its CKA_VALUE's. */
+            ok = !(nv->type == CKA_SUBJECT && cb == OC_CERT);
+        else
+            ok = 0;
+        if (!ok) {
+            rv = CKR_ATTRIBUTE_READ_ONLY;
+            goto done;
+        }
+    }
+    for (i = 0; i < src->n; i++) {
+        rv = ob_put_ref(&r, src->a[i].type, src->a[i].value, src->a[i].len);
+        if (rv != CKR_OK)
+            goto done;
+    }
+    for (i = 0; i < g.n; i++) {
+        rv = ob_put_ref(&r, g.a[i].type, g.a[i].v, g.a[i].len);
+        if (rv != CKR_OK)
+            goto done;
+    }
+    if ((cb & (OC_PRV | OC_SEC)) && !ob_bool(&r, CKA_PRIVATE, CK_TRUE)) {
+        rv = CKR_TEMPLATE_INCONSISTENT; /* as in obj_from_template */
+        goto done;
+    }
+    rv = ob_finish(&r, src->secure || wants_secure(cb, ob_bool(&r, CKA_PRIVATE, CK_FALSE)), out);
+done:
+    ob_clear(&r); /* borrows only from SRC and G */
+    ob_clear(&g);
+    return rv;
+}
+
+CK_RV
+obj_set(const mod_attrs *cur, const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p,
+        mod_attrs **out)
+{
+    if (cur == NULL || out == NULL)
+        return CKR_ARGUMENTS_BAD;
+    *out = NULL;
+    if (!obj_bool(cur, CKA_MODIFIABLE, CK_TRUE))
+        return CKR_ACTION_PROHIBITED;
+    return apply(cur, t, n, p, 0, out);
+}
+
+CK_RV
+obj_copy(const mod_attrs *src, const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p,
+         mod_attrs **out)
+{
+    if (src == NULL || out == NULL)
+        return CKR_ARGUMENTS_BAD;
+    *out = NULL;
+    if (!obj_bool(src, CKA_COPYABLE, CK_TRUE))
+        return CKR_ACTION_PROHIBITED;
+    return apply(src, t, n, p, 1, out);
+}
+
+/* ---- C_GetAttributeValue, matching, size -------------------------------- */
+
+/*
+ * PKCS#11 2.40 section 5.7 (3.0 section 5.7.5), C_GetAttributeValue: for each
+ * triple, (1) sensitive or unextractable -> ulValueLen = CK_UNAVAILABLE_
+ * INFORMATION; (2) no such attribute -> same; (3) pValue NULL -> the length;
+ * (4) buffer large enough -> copy and length; (5) otherwise
+ * CK_UNAVAILABLE_INFORMATION. Every triple is processed; the first problem met
+ * decides the return code ("any of them" is allowed).
+ */
+CK_RV
+obj_get(const mod_attrs *o, CK_ATTRIBUTE *t, CK_ULONG n)
+{
+    CK_RV rv = CKR_OK;
+    CK_ULONG i;
+
+    if (o == NULL || (t == NULL && n > 0))
+        return CKR_ARGUMENTS_BAD;
+    for (i = 0; i < n; i++) {
+        const ks_attr *a = obj_find(o, t[i].type);
+        CK_RV r = CKR_OK;
+
+        if (a == NULL) {
+            t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+            r = CKR_ATTRIBUTE_TYPE_INVALID;
+        } else if (attr_hidden(o, t[i].type)) {
+            t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+            r = CKR_ATTRIBUTE_SENSITIVE;
+        } else if (t[i].pValue == NULL) {
+            t[i].ulValueLen = (CK_ULONG)a->len;
+        } else if (t[i].ulValueLen < a->len) {
+            t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+            r = CKR_BUFFER_TOO_SMALL;
+        } else {
+            if (a->len > 0)
+                memcpy(t[i].pValue, a->value, a->len);
+            t[i].ulValueLen = (CK_ULONG)a->len;
+        }
+        if (rv == CKR_OK)
+            rv = r;
+    }
+    return rv;
+}
+
+/*
+ * Matching compares bytes exactly. A hidden attribute never matches: a
+ * search template naming CKA_VALUE of a sensitive key must not become an
+ * oracle for the key.
+ */
+int
+obj_match(const mod_attrs *o, const CK_ATTRIBUTE *t, CK_ULONG n)
+{
+    CK_ULONG i;
+
+    if (o == NULL || (t == NULL && n > 0))
+        return 0;
+    for (i = 0; i < n; i++) {
+        const ks_attr *a = obj_find(o, t[i].type);
+        if (a == NULL || attr_hidden(o, t[i].type) || a->len != t[i].ulValueLen)
+            return 0;
+        if (a->len > 0 && (t[i].pValue == NULL || memcmp(a->value, t[i].pValue, a->len) != 0))
+            return 0;
+    }
+    return 1;
+}
+
+CK_ULONG
+obj_size(const mod_attrs *o)
+{
+    CK_ULONG sz = 0;
+    size_t i;
+
+    if (o == NULL)
+        return 0;
+    /* What the keystore serialises: type, length and value per attribute. */
+    for (i = 0; i < o->n; i++)
+        sz += (CK_ULONG)(o->a[i].len + 2 * sizeof(uint64_t));
+    return sz;
+}
+
+/* ---- Other constructors ------------------------------------------------- */
+
+CK_RV
+obj_from_ks(const ks_object *ko, mod_attrs **out)
+{
+    obj_build b;
+    unsigned cb;
+    size_t i;
+    CK_RV rv = CKR_OK;
+    mod_attrs tmp;
+
+    if (ko == NULL || out == NULL || (ko->nattrs > 0 && ko->attrs == NULL))
+        return CKR_ARGUMENTS_BAD;
+    *out = NULL;
+    ob_init(&b);
+    for (i = 0; i < ko->nattrs && rv == CKR_OK; i++) {
+        if (ob_get(&b, ko->attrs[i].type) != NULL)
+            rv = CKR_GENERAL_ERROR; /* the keystore promises unique types */
+        else
+            rv = ob_put_ref(&b, ko->attrs[i].type, ko->attrs[i].value, ko->attrs[i].len);
+    }
+    if (rv == CKR_OK) {
+        /* Class and privacy of the stored set, looked up through a view of
+         * the keystore's (sorted) array. */
+        tmp.n = ko->nattrs;
+        tmp.a = (ks_attr *)ko->attrs;
+        tmp.secure = 0;
+        cb = attrs_class_bit(&tmp);
+        rv = ob_finish(
+            &b, ko->is_private || wants_secure(cb, obj_bool(&tmp, CKA_PRIVATE, CK_FALSE)), out);
+    }
+    ob_clear(&b);
+    return rv;
+}
+
+CK_RV
+obj_dup(const mod_attrs *src, mod_attrs **out)
+{
+    obj_build b;
+    size_t i;
+    CK_RV rv = CKR_OK;
+
+    if (src == NULL || out == NULL)
+        return CKR_ARGUMENTS_BAD;
+    *out = NULL;
+    ob_init(&b);
+    for (i = 0; i < src->n && rv == CKR_OK; i++)
+        rv = ob_put_ref(&b, src->a[i].type, src->a[i].value, src->a[i].len);
+    if (rv == CKR_OK)
+        rv = ob_finish(&b, src->secure, out);
+    ob_clear(&b);
+    return rv;
+}
+
+CK_RV
+obj_profile(mod_attrs **out)
+{
+    obj_build b;
+    CK_RV rv;
+
+    if (out == NULL)
+        return CKR_ARGUMENTS_BAD;
+    *out = NULL;
+    ob_init(&b);
+    rv = ob_put_ulong(&b, CKA_CLASS, CKO_PROFILE);
+    if (rv == CKR_OK)
+        rv = ob_put_ulong(&b, CKA_PROFILE_ID, CKP_PUBLIC_CERTIFICATES_TOKEN);
+    if (rv == CKR_OK)
+        rv = ob_put_bool(&b, CKA_TOKEN, CK_TRUE);
+    if (rv == CKR_OK)
+        rv = ob_put_bool(&b, CKA_PRIVATE, CK_FALSE);
+    if (rv == CKR_OK)
+        rv = ob_put_bool(&b, CKA_MODIFIABLE, CK_FALSE);
+    if (rv == CKR_OK)
+        rv = ob_put_bool(&b, CKA_DESTROYABLE, CK_FALSE);
+    /* Not in the header's list, but a copy of the token's profile object
+     * would claim a profile for a session object. */
+    if (rv == CKR_OK)
+        rv = ob_put_bool(&b, CKA_COPYABLE, CK_FALSE);
+    if (rv == CKR_OK)
+        rv = ob_put_ref(&b, CKA_LABEL, "", 0);
+    if (rv == CKR_OK)
+        rv = ob_finish(&b, 0, out);
+    ob_clear(&b);
+    return rv;
+}

@@ -219,8 +219,10 @@ rsa_build(obj_build *b, int priv)
         }
         if (ncrt == 5) {
             /* OpenSSL's RSA_check_key: p, q prime, n = pq, d, dP, dQ, qInv
-             * consistent with e. */
-            if (!OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_D, d)) {
+             * consistent with e. (OSSL_PARAM_BLD_to_param emptied BLD.) */
+            if (!OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+                !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) ||
+                !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_D, d)) {
                 rv = CKR_HOST_MEMORY;
                 goto done;
             }

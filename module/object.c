@@ -577,11 +577,13 @@ attr_hidden(const mod_attrs *o, CK_ATTRIBUTE_TYPE type)
     return obj_bool(o, CKA_SENSITIVE, CK_TRUE) || !obj_bool(o, CKA_EXTRACTABLE, CK_FALSE);
 }
 
-/* Sets that may hold secrets: private and secret keys, and anything private. */
+/* Sets that may hold secrets: private and secret keys (by class alone, so
+ * that even a malformed stored key lands in locked memory), and anything
+ * private. */
 static int
-wants_secure(unsigned cb, CK_BBOOL priv)
+wants_secure(CK_OBJECT_CLASS cls, CK_BBOOL priv)
 {
-    return (cb & (OC_PRV | OC_SEC)) != 0 || priv;
+    return cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY || priv;
 }
 
 /* ---- Template checks ---------------------------------------------------- */
@@ -807,7 +809,7 @@ obj_from_template(const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p, mod_at
     rv = add_defaults(&b, cb);
     if (rv != CKR_OK)
         goto done;
-    rv = ob_finish(&b, wants_secure(cb, ob_bool(&b, CKA_PRIVATE, CK_FALSE)), out);
+    rv = ob_finish(&b, wants_secure(cls, ob_bool(&b, CKA_PRIVATE, CK_FALSE)), out);
 done:
     ob_clear(&b);
     return rv;
@@ -879,7 +881,10 @@ apply(const mod_attrs *src, const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy 
         rv = CKR_TEMPLATE_INCONSISTENT; /* as in obj_from_template */
         goto done;
     }
-    rv = ob_finish(&r, src->secure || wants_secure(cb, ob_bool(&r, CKA_PRIVATE, CK_FALSE)), out);
+    rv = ob_finish(&r,
+                   wants_secure(ob_ulong(&r, CKA_CLASS, CK_UNAVAILABLE_INFORMATION),
+                                ob_bool(&r, CKA_PRIVATE, CK_FALSE)),
+                   out);
 done:
     ob_clear(&r); /* borrows only from SRC and G */
     ob_clear(&g);
@@ -996,7 +1001,6 @@ CK_RV
 obj_from_ks(const ks_object *ko, mod_attrs **out)
 {
     obj_build b;
-    unsigned cb;
     size_t i;
     CK_RV rv = CKR_OK;
     mod_attrs tmp;
@@ -1017,9 +1021,11 @@ obj_from_ks(const ks_object *ko, mod_attrs **out)
         tmp.n = ko->nattrs;
         tmp.a = (ks_attr *)ko->attrs;
         tmp.secure = 0;
-        cb = attrs_class_bit(&tmp);
-        rv = ob_finish(
-            &b, ko->is_private || wants_secure(cb, obj_bool(&tmp, CKA_PRIVATE, CK_FALSE)), out);
+        rv = ob_finish(&b,
+                       ko->is_private ||
+                           wants_secure(obj_ulong(&tmp, CKA_CLASS, CK_UNAVAILABLE_INFORMATION),
+                                        obj_bool(&tmp, CKA_PRIVATE, CK_FALSE)),
+                       out);
     }
     ob_clear(&b);
     return rv;

@@ -1,0 +1,1774 @@
+/*
+ * test_mod_object.c — the object layer (module/object.h): templates, defaults
+ * and checks per class, certificate and key import (keys generated here with
+ * OpenSSL and fed in as components), C_GetAttributeValue's buffer protocol,
+ * C_SetAttributeValue / C_CopyObject rules, matching, the profile object.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "object.h"
+
+/* ---- Fixtures: keys and a certificate, made once ------------------------ */
+
+typedef struct buf {
+    unsigned char *p;
+    size_t n;
+} buf;
+
+static struct {
+    EVP_PKEY *rsa, *rsa2, *ec256, *ec384, *ed25519, *ed448;
+    buf cert;      /* self-signed RSA certificate, DER */
+    buf cert_spki; /* its SubjectPublicKeyInfo */
+    X509 *x509;
+} fx;
+
+static CK_BBOOL T = CK_TRUE, F = CK_FALSE;
+static const obj_policy user_pol = {CK_FALSE, CK_TRUE};
+static const obj_policy so_pol = {CK_TRUE, CK_FALSE};
+
+#define ATTR(type, ptr, len)                                                                       \
+    {                                                                                              \
+        (type), (void *)(ptr), (CK_ULONG)(len)                                                     \
+    }
+#define AVAR(type, var)                                                                            \
+    {                                                                                              \
+        (type), (void *)&(var), sizeof(var)                                                        \
+    }
+#define ABUF(type, b)                                                                              \
+    {                                                                                              \
+        (type), (void *)(b).p, (CK_ULONG)(b).n                                                     \
+    }
+#define NA(t) (sizeof(t) / sizeof((t)[0]))
+
+static void
+buf_free(buf *b)
+{
+    OPENSSL_clear_free(b->p, b->n);
+    b->p = NULL;
+    b->n = 0;
+}
+
+static buf
+bn_param(EVP_PKEY *pk, const char *name, int pad)
+{
+    BIGNUM *bn = NULL;
+    buf b = {NULL, 0};
+
+    assert_int_equal(EVP_PKEY_get_bn_param(pk, name, &bn), 1);
+    b.n = pad ? (size_t)pad : (size_t)BN_num_bytes(bn);
+    b.p = OPENSSL_malloc(b.n);
+    assert_non_null(b.p);
+    assert_int_equal(BN_bn2binpad(bn, b.p, (int)b.n), (int)b.n);
+    BN_clear_free(bn);
+    return b;
+}
+
+static buf
+der_oid(int nid)
+{
+    buf b = {NULL, 0};
+    int n = i2d_ASN1_OBJECT(OBJ_nid2obj(nid), &b.p);
+
+    assert_true(n > 0);
+    b.n = (size_t)n;
+    return b;
+}
+
+static buf
+der_octets(const unsigned char *p, size_t n)
+{
+    ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+    buf b = {NULL, 0};
+    int len;
+
+    assert_true(ASN1_OCTET_STRING_set(os, p, (int)n));
+    len = i2d_ASN1_OCTET_STRING(os, &b.p);
+    assert_true(len > 0);
+    b.n = (size_t)len;
+    ASN1_OCTET_STRING_free(os);
+    return b;
+}
+
+static buf
+spki_of(EVP_PKEY *pk)
+{
+    buf b = {NULL, 0};
+    int n = i2d_PUBKEY(pk, &b.p);
+
+    assert_true(n > 0);
+    b.n = (size_t)n;
+    return b;
+}
+
+static buf
+ec_pub(EVP_PKEY *pk)
+{
+    buf b = {NULL, 0};
+
+    assert_int_equal(EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, NULL, 0, &b.n),
+                     1);
+    b.p = OPENSSL_malloc(b.n);
+    assert_int_equal(EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, b.p, b.n, &b.n),
+                     1);
+    assert_int_equal(b.p[0], 0x04); /* uncompressed */
+    return b;
+}
+
+static buf
+raw_key(EVP_PKEY *pk, int priv)
+{
+    buf b = {NULL, 0};
+
+    if (priv)
+        assert_int_equal(EVP_PKEY_get_raw_private_key(pk, NULL, &b.n), 1);
+    else
+        assert_int_equal(EVP_PKEY_get_raw_public_key(pk, NULL, &b.n), 1);
+    b.p = OPENSSL_malloc(b.n);
+    if (priv)
+        assert_int_equal(EVP_PKEY_get_raw_private_key(pk, b.p, &b.n), 1);
+    else
+        assert_int_equal(EVP_PKEY_get_raw_public_key(pk, b.p, &b.n), 1);
+    return b;
+}
+
+static X509 *
+make_cert(EVP_PKEY *pk, const char *cn, long serial)
+{
+    X509 *x = X509_new();
+    X509_NAME *nm = X509_NAME_new();
+
+    assert_non_null(x);
+    assert_true(X509_set_version(x, 2));
+    assert_true(ASN1_INTEGER_set(X509_get_serialNumber(x), serial));
+    assert_true(
+        X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0));
+    assert_true(X509_set_subject_name(x, nm));
+    assert_true(X509_set_issuer_name(x, nm));
+    assert_non_null(ASN1_TIME_set_string(X509_getm_notBefore(x), "20250102030405Z"));
+    assert_non_null(ASN1_TIME_set_string(X509_getm_notAfter(x), "20300607080910Z"));
+    assert_true(X509_set_pubkey(x, pk));
+    assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+    X509_NAME_free(nm);
+    return x;
+}
+
+static buf
+cert_der(X509 *x)
+{
+    buf b = {NULL, 0};
+    int n = i2d_X509(x, &b.p);
+
+    assert_true(n > 0);
+    b.n = (size_t)n;
+    return b;
+}
+
+static int
+group_setup(void **state)
+{
+    (void)state;
+    fx.rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    fx.rsa2 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    fx.ec256 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    fx.ec384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+    fx.ed25519 = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    fx.ed448 = EVP_PKEY_Q_keygen(NULL, NULL, "ED448");
+    if (!fx.rsa || !fx.rsa2 || !fx.ec256 || !fx.ec384 || !fx.ed25519 || !fx.ed448)
+        return -1;
+    fx.x509 = make_cert(fx.rsa, "evertoken object test", 0x1234567);
+    fx.cert = cert_der(fx.x509);
+    fx.cert_spki = spki_of(fx.rsa);
+    return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+    (void)state;
+    EVP_PKEY_free(fx.rsa);
+    EVP_PKEY_free(fx.rsa2);
+    EVP_PKEY_free(fx.ec256);
+    EVP_PKEY_free(fx.ec384);
+    EVP_PKEY_free(fx.ed25519);
+    EVP_PKEY_free(fx.ed448);
+    X509_free(fx.x509);
+    buf_free(&fx.cert);
+    buf_free(&fx.cert_spki);
+    return 0;
+}
+
+/* ---- Assertion helpers ---------------------------------------------------- */
+
+static void
+assert_attr(const mod_attrs *o, CK_ATTRIBUTE_TYPE type, const void *v, size_t len)
+{
+    const ks_attr *a = obj_find(o, type);
+
+    assert_non_null(a);
+    assert_int_equal(a->len, len);
+    if (len > 0)
+        assert_memory_equal(a->value, v, len);
+}
+
+static void
+assert_bool_attr(const mod_attrs *o, CK_ATTRIBUTE_TYPE type, CK_BBOOL v)
+{
+    const ks_attr *a = obj_find(o, type);
+
+    assert_non_null(a);
+    assert_int_equal(a->len, sizeof(CK_BBOOL));
+    assert_int_equal(a->value[0], v);
+}
+
+static void
+assert_ulong_attr(const mod_attrs *o, CK_ATTRIBUTE_TYPE type, CK_ULONG v)
+{
+    assert_non_null(obj_find(o, type));
+    assert_int_equal(obj_ulong(o, type, v + 1), v);
+}
+
+static CK_RV
+create(CK_ATTRIBUTE *t, CK_ULONG n, mod_attrs **out)
+{
+    return obj_from_template(t, n, &user_pol, out);
+}
+
+/* The attributes are sorted and unique. */
+static void
+assert_sorted(const mod_attrs *o)
+{
+    size_t i;
+
+    for (i = 1; i < o->n; i++)
+        assert_true(o->a[i - 1].type < o->a[i].type);
+}
+
+/* ---- Generic template rules ------------------------------------------------ */
+
+static void
+test_template_check(void **state)
+{
+    CK_ATTRIBUTE bad[] = {ATTR(CKA_LABEL, NULL, 4)};
+    CK_ATTRIBUTE ok[] = {ATTR(CKA_LABEL, NULL, 0)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(obj_template_check(NULL, 1), CKR_ARGUMENTS_BAD);
+    assert_int_equal(obj_template_check(NULL, 0), CKR_OK);
+    assert_int_equal(obj_template_check(bad, 1), CKR_ARGUMENTS_BAD);
+    assert_int_equal(obj_template_check(ok, 1), CKR_OK);
+    assert_int_equal(create(bad, 1, &o), CKR_ARGUMENTS_BAD);
+    assert_null(o);
+}
+
+static void
+test_data_minimal(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(create(t, NA(t), &o), CKR_OK);
+    assert_sorted(o);
+    assert_ulong_attr(o, CKA_CLASS, CKO_DATA);
+    assert_bool_attr(o, CKA_TOKEN, CK_FALSE);
+    assert_bool_attr(o, CKA_PRIVATE, CK_FALSE);
+    assert_bool_attr(o, CKA_MODIFIABLE, CK_TRUE);
+    assert_bool_attr(o, CKA_COPYABLE, CK_TRUE);
+    assert_bool_attr(o, CKA_DESTROYABLE, CK_TRUE);
+    assert_attr(o, CKA_LABEL, "", 0);
+    assert_attr(o, CKA_APPLICATION, "", 0);
+    assert_attr(o, CKA_OBJECT_ID, "", 0);
+    assert_attr(o, CKA_VALUE, "", 0);
+    assert_null(obj_find(o, CKA_KEY_TYPE));
+    assert_int_equal(o->secure, 0);
+    obj_free(o);
+}
+
+static void
+test_data_full(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    buf oid = der_oid(NID_commonName);
+    CK_BBOOL two = 2; /* any non-zero byte is TRUE; stored as CK_TRUE */
+    CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls),
+                        AVAR(CKA_TOKEN, two),
+                        AVAR(CKA_PRIVATE, T),
+                        ATTR(CKA_LABEL, "my data", 7),
+                        ATTR(CKA_APPLICATION, "app", 3),
+                        ABUF(CKA_OBJECT_ID, oid),
+                        ATTR(CKA_VALUE, "\x00\x01\x02", 3)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(create(t, NA(t), &o), CKR_OK);
+    assert_bool_attr(o, CKA_TOKEN, CK_TRUE);
+    assert_bool_attr(o, CKA_PRIVATE, CK_TRUE);
+    assert_attr(o, CKA_LABEL, "my data", 7);
+    assert_attr(o, CKA_APPLICATION, "app", 3);
+    assert_attr(o, CKA_OBJECT_ID, oid.p, oid.n);
+    assert_attr(o, CKA_VALUE, "\x00\x01\x02", 3);
+    assert_int_equal(o->secure, 1); /* private objects live in locked memory */
+    obj_free(o);
+    buf_free(&oid);
+}
+
+static void
+test_class_errors(void **state)
+{
+    CK_OBJECT_CLASS data = CKO_DATA, bogus = 0x4242, prof = CKO_PROFILE, hw = CKO_HW_FEATURE;
+    CK_ATTRIBUTE none[] = {ATTR(CKA_LABEL, "x", 1)};
+    CK_ATTRIBUTE t1[] = {AVAR(CKA_CLASS, bogus)};
+    CK_ATTRIBUTE t2[] = {AVAR(CKA_CLASS, prof)};
+    CK_ATTRIBUTE t3[] = {AVAR(CKA_CLASS, hw)};
+    CK_ATTRIBUTE badoid[] = {AVAR(CKA_CLASS, data), ATTR(CKA_OBJECT_ID, "\x06\x05\x01", 3)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(create(none, NA(none), &o), CKR_TEMPLATE_INCOMPLETE);
+    assert_int_equal(create(t1, NA(t1), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_int_equal(create(t2, NA(t2), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_int_equal(create(t3, NA(t3), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_int_equal(create(badoid, NA(badoid), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_null(o);
+}
+
+static void
+test_wrong_sizes(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    uint32_t short_class = CKO_DATA;
+    CK_BBOOL two[2] = {1, 0};
+    CK_ATTRIBUTE t1[] = {ATTR(CKA_CLASS, &short_class, sizeof(short_class))};
+    CK_ATTRIBUTE t2[] = {AVAR(CKA_CLASS, cls), ATTR(CKA_TOKEN, two, 2)};
+    CK_ATTRIBUTE t3[] = {AVAR(CKA_CLASS, cls), ATTR(CKA_PRIVATE, NULL, 0)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(create(t1, NA(t1), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_int_equal(create(t2, NA(t2), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_int_equal(create(t3, NA(t3), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_null(o);
+}
+
+static void
+test_bad_dates(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
+    const char *bad[] = {"2025010", "2025130a", "20251301", "20250100", "18991231"};
+    size_t i;
+    mod_attrs *o = NULL;
+
+    (void)state;
+    for (i = 0; i < NA(bad); i++) {
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ATTR(CKA_VALUE, "k", 1),
+                            ATTR(CKA_START_DATE, bad[i], strlen(bad[i]))};
+        assert_int_equal(create(t, NA(t), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    }
+    {
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ATTR(CKA_VALUE, "k", 1),
+                            ATTR(CKA_START_DATE, "20240229", 8), ATTR(CKA_END_DATE, "", 0)};
+        assert_int_equal(create(t, NA(t), &o), CKR_OK);
+        assert_attr(o, CKA_START_DATE, "20240229", 8);
+        obj_free(o);
+    }
+}
+
+static void
+test_type_invalid_and_inconsistent(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_ULONG one = 1;
+    CK_ATTRIBUTE vendor[] = {AVAR(CKA_CLASS, cls), ATTR(CKA_VENDOR_DEFINED | 0x77, "x", 1)};
+    CK_ATTRIBUTE wrapt[] = {AVAR(CKA_CLASS, cls), ATTR(CKA_WRAP_TEMPLATE, NULL, 0)};
+    CK_ATTRIBUTE modulus[] = {AVAR(CKA_CLASS, cls), ATTR(CKA_MODULUS, "\x01", 1)};
+    CK_ATTRIBUTE prime[] = {AVAR(CKA_CLASS, cls), ATTR(CKA_PRIME, "\x01", 1)};
+    CK_ATTRIBUTE sign[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_SIGN, T)};
+    CK_ATTRIBUTE cat[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_CATEGORY, one)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(create(vendor, NA(vendor), &o), CKR_ATTRIBUTE_TYPE_INVALID);
+    assert_int_equal(create(wrapt, NA(wrapt), &o), CKR_ATTRIBUTE_TYPE_INVALID);
+    /* Attributes of the standard that this class does not have: 2.40
+     * section 4.1.1, an inconsistent template. */
+    assert_int_equal(create(modulus, NA(modulus), &o), CKR_TEMPLATE_INCONSISTENT);
+    assert_int_equal(create(prime, NA(prime), &o), CKR_TEMPLATE_INCONSISTENT);
+    assert_int_equal(create(sign, NA(sign), &o), CKR_TEMPLATE_INCONSISTENT);
+    assert_int_equal(create(cat, NA(cat), &o), CKR_TEMPLATE_INCONSISTENT);
+    assert_null(o);
+}
+
+static void
+test_duplicates(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_ATTRIBUTE same[] = {AVAR(CKA_CLASS, cls), ATTR(CKA_LABEL, "a", 1), ATTR(CKA_LABEL, "a", 1),
+                           AVAR(CKA_TOKEN, F), AVAR(CKA_TOKEN, F)};
+    CK_ATTRIBUTE diff[] = {AVAR(CKA_CLASS, cls), ATTR(CKA_LABEL, "a", 1), ATTR(CKA_LABEL, "b", 1)};
+    CK_ATTRIBUTE diffb[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_TOKEN, F), AVAR(CKA_TOKEN, T)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(create(same, NA(same), &o), CKR_OK);
+    assert_attr(o, CKA_LABEL, "a", 1);
+    obj_free(o);
+    o = NULL;
+    assert_int_equal(create(diff, NA(diff), &o), CKR_TEMPLATE_INCONSISTENT);
+    assert_int_equal(create(diffb, NA(diffb), &o), CKR_TEMPLATE_INCONSISTENT);
+    assert_null(o);
+}
+
+static void
+test_read_only_on_create(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_AES;
+    CK_MECHANISM_TYPE mech = CKM_AES_KEY_GEN;
+    unsigned char key[16] = {0};
+    CK_ATTRIBUTE local[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), AVAR(CKA_VALUE, key),
+                            AVAR(CKA_LOCAL, F)};
+    CK_ATTRIBUTE as[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), AVAR(CKA_VALUE, key),
+                         AVAR(CKA_ALWAYS_SENSITIVE, T)};
+    CK_ATTRIBUTE ne[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), AVAR(CKA_VALUE, key),
+                         AVAR(CKA_NEVER_EXTRACTABLE, T)};
+    CK_ATTRIBUTE kgm[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), AVAR(CKA_VALUE, key),
+                          AVAR(CKA_KEY_GEN_MECHANISM, mech)};
+    CK_ATTRIBUTE uid[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), AVAR(CKA_VALUE, key),
+                          ATTR(0x4 /* CKA_UNIQUE_ID */, "1", 1)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(create(local, NA(local), &o), CKR_ATTRIBUTE_READ_ONLY);
+    assert_int_equal(create(as, NA(as), &o), CKR_ATTRIBUTE_READ_ONLY);
+    assert_int_equal(create(ne, NA(ne), &o), CKR_ATTRIBUTE_READ_ONLY);
+    assert_int_equal(create(kgm, NA(kgm), &o), CKR_ATTRIBUTE_READ_ONLY);
+    assert_int_equal(create(uid, NA(uid), &o), CKR_ATTRIBUTE_READ_ONLY);
+    assert_null(o);
+}
+
+/* ---- Certificates ---------------------------------------------------------- */
+
+static void
+test_cert_minimal(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+    CK_CERTIFICATE_TYPE ct = CKC_X_509;
+    CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                        ABUF(CKA_VALUE, fx.cert)};
+    unsigned char *subj = NULL, *ser = NULL, md[SHA_DIGEST_LENGTH];
+    int subjlen = i2d_X509_NAME(X509_get_subject_name(fx.x509), &subj);
+    int serlen = i2d_ASN1_INTEGER(X509_get0_serialNumber(fx.x509), &ser);
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(create(t, NA(t), &o), CKR_OK);
+    assert_sorted(o);
+    assert_attr(o, CKA_VALUE, fx.cert.p, fx.cert.n);
+    assert_attr(o, CKA_SUBJECT, subj, (size_t)subjlen);
+    assert_attr(o, CKA_ISSUER, subj, (size_t)subjlen); /* self-signed */
+    assert_attr(o, CKA_SERIAL_NUMBER, ser, (size_t)serlen);
+    assert_int_equal(ser[0], V_ASN1_INTEGER); /* DER INTEGER, tag included */
+    assert_attr(o, CKA_PUBLIC_KEY_INFO, fx.cert_spki.p, fx.cert_spki.n);
+    SHA1(fx.cert.p, fx.cert.n, md);
+    assert_attr(o, CKA_CHECK_VALUE, md, 3);
+    assert_attr(o, CKA_START_DATE, "20250102", 8);
+    assert_attr(o, CKA_END_DATE, "20300607", 8);
+    assert_ulong_attr(o, CKA_CERTIFICATE_CATEGORY, 0);
+    assert_ulong_attr(o, CKA_JAVA_MIDP_SECURITY_DOMAIN, 0);
+    assert_ulong_attr(o, CKA_NAME_HASH_ALGORITHM, CKM_SHA_1);
+    assert_bool_attr(o, CKA_TRUSTED, CK_FALSE);
+    assert_bool_attr(o, CKA_PRIVATE, CK_FALSE);
+    assert_attr(o, CKA_ID, "", 0); /* never invented here */
+    assert_attr(o, CKA_URL, "", 0);
+    assert_attr(o, CKA_HASH_OF_SUBJECT_PUBLIC_KEY, "", 0);
+    assert_int_equal(o->secure, 0);
+    obj_free(o);
+    OPENSSL_free(subj);
+    OPENSSL_free(ser);
+}
+
+static void
+test_cert_full(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+    CK_CERTIFICATE_TYPE ct = CKC_X_509;
+    CK_ULONG cat = 2, dom = 1;
+    unsigned char *subj = NULL, *ser = NULL, md[SHA_DIGEST_LENGTH];
+    int subjlen = i2d_X509_NAME(X509_get_subject_name(fx.x509), &subj);
+    int serlen = i2d_ASN1_INTEGER(X509_get0_serialNumber(fx.x509), &ser);
+    CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls),
+                        AVAR(CKA_CERTIFICATE_TYPE, ct),
+                        ABUF(CKA_VALUE, fx.cert),
+                        ATTR(CKA_SUBJECT, subj, subjlen),
+                        ATTR(CKA_ISSUER, subj, subjlen),
+                        ATTR(CKA_SERIAL_NUMBER, ser, serlen),
+                        ATTR(CKA_ID, "\x01\x02", 2),
+                        ATTR(CKA_LABEL, "cert", 4),
+                        AVAR(CKA_TOKEN, T),
+                        AVAR(CKA_CERTIFICATE_CATEGORY, cat),
+                        AVAR(CKA_JAVA_MIDP_SECURITY_DOMAIN, dom),
+                        ATTR(CKA_URL, "http://x/", 9),
+                        ATTR(CKA_START_DATE, "20260101", 8),
+                        ABUF(CKA_PUBLIC_KEY_INFO, fx.cert_spki),
+                        ATTR(CKA_CHECK_VALUE, md, 3),
+                        AVAR(CKA_TRUSTED, F)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    SHA1(fx.cert.p, fx.cert.n, md);
+    assert_int_equal(create(t, NA(t), &o), CKR_OK);
+    assert_attr(o, CKA_ID, "\x01\x02", 2);
+    assert_attr(o, CKA_LABEL, "cert", 4);
+    assert_ulong_attr(o, CKA_CERTIFICATE_CATEGORY, 2);
+    assert_attr(o, CKA_URL, "http://x/", 9);
+    assert_attr(o, CKA_START_DATE, "20260101", 8); /* given dates stand */
+    assert_attr(o, CKA_END_DATE, "20300607", 8);
+    assert_bool_attr(o, CKA_TOKEN, CK_TRUE);
+    obj_free(o);
+    OPENSSL_free(subj);
+    OPENSSL_free(ser);
+}
+
+static void
+test_cert_malformed(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+    CK_CERTIFICATE_TYPE ct = CKC_X_509, attr = CKC_X_509_ATTR_CERT;
+    unsigned char *longer = malloc(fx.cert.n + 1);
+    CK_ATTRIBUTE garbage[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                              ATTR(CKA_VALUE, "\x30\x03\x02\x01\x01", 5)};
+    CK_ATTRIBUTE trunc[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                            ATTR(CKA_VALUE, fx.cert.p, fx.cert.n - 1)};
+    CK_ATTRIBUTE trailing[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                               ATTR(CKA_VALUE, longer, fx.cert.n + 1)};
+    CK_ATTRIBUTE empty[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                            ATTR(CKA_VALUE, "", 0)};
+    CK_ATTRIBUTE novalue[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct)};
+    CK_ATTRIBUTE notype[] = {AVAR(CKA_CLASS, cls), ABUF(CKA_VALUE, fx.cert)};
+    CK_ATTRIBUTE attrcert[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, attr),
+                               ABUF(CKA_VALUE, fx.cert)};
+    CK_ATTRIBUTE badsubj[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                              ABUF(CKA_VALUE, fx.cert), ATTR(CKA_SUBJECT, "junk", 4)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_non_null(longer);
+    memcpy(longer, fx.cert.p, fx.cert.n);
+    longer[fx.cert.n] = 0;
+    assert_int_equal(create(garbage, NA(garbage), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_int_equal(create(trunc, NA(trunc), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_int_equal(create(trailing, NA(trailing), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_int_equal(create(empty, NA(empty), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_int_equal(create(novalue, NA(novalue), &o), CKR_TEMPLATE_INCOMPLETE);
+    assert_int_equal(create(notype, NA(notype), &o), CKR_TEMPLATE_INCOMPLETE);
+    assert_int_equal(create(attrcert, NA(attrcert), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_int_equal(create(badsubj, NA(badsubj), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_null(o);
+    free(longer);
+}
+
+static void
+test_cert_mismatch(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+    CK_CERTIFICATE_TYPE ct = CKC_X_509;
+    X509 *other = make_cert(fx.rsa2, "someone else", 99);
+    unsigned char *osubj = NULL, *oser = NULL;
+    int osubjlen = i2d_X509_NAME(X509_get_subject_name(other), &osubj);
+    int oserlen = i2d_ASN1_INTEGER(X509_get0_serialNumber(other), &oser);
+    buf ospki = spki_of(fx.rsa2);
+    CK_ATTRIBUTE subj[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                           ABUF(CKA_VALUE, fx.cert), ATTR(CKA_SUBJECT, osubj, osubjlen)};
+    CK_ATTRIBUTE iss[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                          ABUF(CKA_VALUE, fx.cert), ATTR(CKA_ISSUER, osubj, osubjlen)};
+    CK_ATTRIBUTE ser[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                          ABUF(CKA_VALUE, fx.cert), ATTR(CKA_SERIAL_NUMBER, oser, oserlen)};
+    CK_ATTRIBUTE spki[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                           ABUF(CKA_VALUE, fx.cert), ABUF(CKA_PUBLIC_KEY_INFO, ospki)};
+    CK_ATTRIBUTE cv[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                         ABUF(CKA_VALUE, fx.cert), ATTR(CKA_CHECK_VALUE, "abc", 3)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(create(subj, NA(subj), &o), CKR_TEMPLATE_INCONSISTENT);
+    assert_int_equal(create(iss, NA(iss), &o), CKR_TEMPLATE_INCONSISTENT);
+    assert_int_equal(create(ser, NA(ser), &o), CKR_TEMPLATE_INCONSISTENT);
+    assert_int_equal(create(spki, NA(spki), &o), CKR_TEMPLATE_INCONSISTENT);
+    assert_int_equal(create(cv, NA(cv), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_null(o);
+    X509_free(other);
+    OPENSSL_free(osubj);
+    OPENSSL_free(oser);
+    buf_free(&ospki);
+}
+
+static void
+test_cert_trusted(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+    CK_CERTIFICATE_TYPE ct = CKC_X_509;
+    CK_ULONG bad = 4;
+    CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                        ABUF(CKA_VALUE, fx.cert), AVAR(CKA_TRUSTED, T)};
+    CK_ATTRIBUTE badcat[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                             ABUF(CKA_VALUE, fx.cert), AVAR(CKA_CERTIFICATE_CATEGORY, bad)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(obj_from_template(t, NA(t), &user_pol, &o), CKR_ATTRIBUTE_READ_ONLY);
+    assert_int_equal(obj_from_template(t, NA(t), NULL, &o), CKR_ATTRIBUTE_READ_ONLY);
+    assert_int_equal(obj_from_template(badcat, NA(badcat), &so_pol, &o),
+                     CKR_ATTRIBUTE_VALUE_INVALID);
+    assert_int_equal(obj_from_template(t, NA(t), &so_pol, &o), CKR_OK);
+    assert_bool_attr(o, CKA_TRUSTED, CK_TRUE);
+    obj_free(o);
+}
+
+/* ---- RSA ------------------------------------------------------------------- */
+
+struct rsa_parts {
+    buf n, e, d, p, q, dp, dq, qi;
+};
+
+static void
+rsa_parts_get(EVP_PKEY *pk, struct rsa_parts *r)
+{
+    r->n = bn_param(pk, OSSL_PKEY_PARAM_RSA_N, 0);
+    r->e = bn_param(pk, OSSL_PKEY_PARAM_RSA_E, 0);
+    r->d = bn_param(pk, OSSL_PKEY_PARAM_RSA_D, 0);
+    r->p = bn_param(pk, OSSL_PKEY_PARAM_RSA_FACTOR1, 0);
+    r->q = bn_param(pk, OSSL_PKEY_PARAM_RSA_FACTOR2, 0);
+    r->dp = bn_param(pk, OSSL_PKEY_PARAM_RSA_EXPONENT1, 0);
+    r->dq = bn_param(pk, OSSL_PKEY_PARAM_RSA_EXPONENT2, 0);
+    r->qi = bn_param(pk, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, 0);
+}
+
+static void
+rsa_parts_free(struct rsa_parts *r)
+{
+    buf_free(&r->n);
+    buf_free(&r->e);
+    buf_free(&r->d);
+    buf_free(&r->p);
+    buf_free(&r->q);
+    buf_free(&r->dp);
+    buf_free(&r->dq);
+    buf_free(&r->qi);
+}
+
+static void
+test_rsa_public(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+    CK_KEY_TYPE kt = CKK_RSA;
+    CK_ULONG bits = 2048, wrongbits = 1024;
+    struct rsa_parts r;
+    buf spki = spki_of(fx.rsa);
+    mod_attrs *o = NULL;
+
+    (void)state;
+    rsa_parts_get(fx.rsa, &r);
+    {
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_MODULUS, r.n),
+                            ABUF(CKA_PUBLIC_EXPONENT, r.e)};
+        assert_int_equal(create(t, NA(t), &o), CKR_OK);
+        assert_sorted(o);
+        assert_ulong_attr(o, CKA_MODULUS_BITS, 2048);
+        assert_attr(o, CKA_PUBLIC_KEY_INFO, spki.p, spki.n);
+        assert_bool_attr(o, CKA_PRIVATE, CK_FALSE);
+        assert_bool_attr(o, CKA_ENCRYPT, CK_TRUE);
+        assert_bool_attr(o, CKA_VERIFY, CK_TRUE);
+        assert_bool_attr(o, CKA_VERIFY_RECOVER, CK_TRUE);
+        assert_bool_attr(o, CKA_WRAP, CK_TRUE);
+        assert_bool_attr(o, CKA_DERIVE, CK_FALSE);
+        assert_bool_attr(o, CKA_LOCAL, CK_FALSE);
+        assert_bool_attr(o, CKA_TRUSTED, CK_FALSE);
+        assert_ulong_attr(o, CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+        assert_attr(o, CKA_SUBJECT, "", 0);
+        assert_attr(o, CKA_ID, "", 0);
+        assert_attr(o, CKA_START_DATE, "", 0);
+        assert_null(obj_find(o, CKA_SENSITIVE));
+        assert_int_equal(o->secure, 0);
+        obj_free(o);
+        o = NULL;
+    }
+    {
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_MODULUS, r.n),
+                            ABUF(CKA_PUBLIC_EXPONENT, r.e), AVAR(CKA_MODULUS_BITS, bits)};
+        CK_ATTRIBUTE w[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_MODULUS, r.n),
+                            ABUF(CKA_PUBLIC_EXPONENT, r.e), AVAR(CKA_MODULUS_BITS, wrongbits)};
+        CK_ATTRIBUTE noe[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_MODULUS, r.n)};
+        CK_ATTRIBUTE nokt[] = {AVAR(CKA_CLASS, cls), ABUF(CKA_MODULUS, r.n),
+                               ABUF(CKA_PUBLIC_EXPONENT, r.e)};
+        CK_ATTRIBUTE pe[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_MODULUS, r.n),
+                             ABUF(CKA_PUBLIC_EXPONENT, r.e), ABUF(CKA_PRIVATE_EXPONENT, r.d)};
+        CK_ATTRIBUTE small[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                                ATTR(CKA_MODULUS, r.n.p, 64), ABUF(CKA_PUBLIC_EXPONENT, r.e)};
+        CK_ATTRIBUTE emptye[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                                 ABUF(CKA_MODULUS, r.n), ATTR(CKA_PUBLIC_EXPONENT, "", 0)};
+        unsigned char even[256];
+        CK_ATTRIBUTE evenn[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                                AVAR(CKA_MODULUS, even), ABUF(CKA_PUBLIC_EXPONENT, r.e)};
+        CK_KEY_TYPE dsa = CKK_DSA;
+        CK_ATTRIBUTE dsat[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, dsa)};
+
+        memcpy(even, r.n.p, sizeof(even));
+        even[255] &= 0xfe;
+        assert_int_equal(create(t, NA(t), &o), CKR_OK);
+        obj_free(o);
+        o = NULL;
+        assert_int_equal(create(w, NA(w), &o), CKR_TEMPLATE_INCONSISTENT);
+        assert_int_equal(create(noe, NA(noe), &o), CKR_TEMPLATE_INCOMPLETE);
+        assert_int_equal(create(nokt, NA(nokt), &o), CKR_TEMPLATE_INCOMPLETE);
+        assert_int_equal(create(pe, NA(pe), &o), CKR_TEMPLATE_INCONSISTENT);
+        assert_int_equal(create(small, NA(small), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(emptye, NA(emptye), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(evenn, NA(evenn), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(dsat, NA(dsat), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_null(o);
+    }
+    rsa_parts_free(&r);
+    buf_free(&spki);
+}
+
+static void
+test_rsa_private(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE kt = CKK_RSA;
+    struct rsa_parts r;
+    buf spki = spki_of(fx.rsa);
+    mod_attrs *o = NULL;
+
+    (void)state;
+    rsa_parts_get(fx.rsa, &r);
+    {
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls),
+                            AVAR(CKA_KEY_TYPE, kt),
+                            AVAR(CKA_TOKEN, T),
+                            ATTR(CKA_ID, "\xaa", 1),
+                            ABUF(CKA_MODULUS, r.n),
+                            ABUF(CKA_PUBLIC_EXPONENT, r.e),
+                            ABUF(CKA_PRIVATE_EXPONENT, r.d),
+                            ABUF(CKA_PRIME_1, r.p),
+                            ABUF(CKA_PRIME_2, r.q),
+                            ABUF(CKA_EXPONENT_1, r.dp),
+                            ABUF(CKA_EXPONENT_2, r.dq),
+                            ABUF(CKA_COEFFICIENT, r.qi)};
+        assert_int_equal(create(t, NA(t), &o), CKR_OK);
+        assert_sorted(o);
+        assert_int_equal(o->secure, 1);
+        assert_attr(o, CKA_PRIVATE_EXPONENT, r.d.p, r.d.n);
+        assert_attr(o, CKA_PUBLIC_KEY_INFO, spki.p, spki.n);
+        assert_bool_attr(o, CKA_PRIVATE, CK_TRUE);
+        assert_bool_attr(o, CKA_SENSITIVE, CK_TRUE);
+        assert_bool_attr(o, CKA_EXTRACTABLE, CK_FALSE);
+        assert_bool_attr(o, CKA_ALWAYS_SENSITIVE, CK_FALSE);
+        assert_bool_attr(o, CKA_NEVER_EXTRACTABLE, CK_FALSE);
+        assert_bool_attr(o, CKA_SIGN, CK_TRUE);
+        assert_bool_attr(o, CKA_DECRYPT, CK_TRUE);
+        assert_bool_attr(o, CKA_UNWRAP, CK_TRUE);
+        assert_bool_attr(o, CKA_SIGN_RECOVER, CK_TRUE);
+        assert_bool_attr(o, CKA_ALWAYS_AUTHENTICATE, CK_FALSE);
+        assert_bool_attr(o, CKA_WRAP_WITH_TRUSTED, CK_FALSE);
+        assert_bool_attr(o, CKA_LOCAL, CK_FALSE);
+        assert_null(obj_find(o, CKA_MODULUS_BITS)); /* a public key attribute */
+        obj_free(o);
+        o = NULL;
+    }
+    {
+        /* No CRT parts: n, e, d checked by a round trip. */
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_MODULUS, r.n),
+                            ABUF(CKA_PUBLIC_EXPONENT, r.e), ABUF(CKA_PRIVATE_EXPONENT, r.d)};
+        CK_ATTRIBUTE nod[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_MODULUS, r.n),
+                              ABUF(CKA_PUBLIC_EXPONENT, r.e)};
+        CK_ATTRIBUTE pub[] = {
+            AVAR(CKA_CLASS, cls),           AVAR(CKA_KEY_TYPE, kt),          ABUF(CKA_MODULUS, r.n),
+            ABUF(CKA_PUBLIC_EXPONENT, r.e), ABUF(CKA_PRIVATE_EXPONENT, r.d), AVAR(CKA_PRIVATE, F)};
+        assert_int_equal(create(t, NA(t), &o), CKR_OK);
+        assert_null(obj_find(o, CKA_PRIME_1));
+        assert_attr(o, CKA_PUBLIC_KEY_INFO, spki.p, spki.n);
+        obj_free(o);
+        o = NULL;
+        assert_int_equal(create(nod, NA(nod), &o), CKR_TEMPLATE_INCOMPLETE);
+        /* Key material is never a public object on this token. */
+        assert_int_equal(create(pub, NA(pub), &o), CKR_TEMPLATE_INCONSISTENT);
+        assert_null(o);
+    }
+    rsa_parts_free(&r);
+    buf_free(&spki);
+}
+
+static void
+test_rsa_private_inconsistent(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE kt = CKK_RSA;
+    struct rsa_parts r, r2;
+    buf spki2 = spki_of(fx.rsa2);
+    mod_attrs *o = NULL;
+
+    (void)state;
+    rsa_parts_get(fx.rsa, &r);
+    rsa_parts_get(fx.rsa2, &r2);
+    {
+        /* d of another key. */
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_MODULUS, r.n),
+                            ABUF(CKA_PUBLIC_EXPONENT, r.e), ABUF(CKA_PRIVATE_EXPONENT, r2.d)};
+        assert_int_equal(create(t, NA(t), &o), CKR_TEMPLATE_INCONSISTENT);
+    }
+    {
+        /* A prime of another key. */
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls),
+                            AVAR(CKA_KEY_TYPE, kt),
+                            ABUF(CKA_MODULUS, r.n),
+                            ABUF(CKA_PUBLIC_EXPONENT, r.e),
+                            ABUF(CKA_PRIVATE_EXPONENT, r.d),
+                            ABUF(CKA_PRIME_1, r2.p),
+                            ABUF(CKA_PRIME_2, r.q),
+                            ABUF(CKA_EXPONENT_1, r.dp),
+                            ABUF(CKA_EXPONENT_2, r.dq),
+                            ABUF(CKA_COEFFICIENT, r.qi)};
+        assert_int_equal(create(t, NA(t), &o), CKR_TEMPLATE_INCONSISTENT);
+    }
+    {
+        /* Some CRT parts only. */
+        CK_ATTRIBUTE t[] = {
+            AVAR(CKA_CLASS, cls),           AVAR(CKA_KEY_TYPE, kt),          ABUF(CKA_MODULUS, r.n),
+            ABUF(CKA_PUBLIC_EXPONENT, r.e), ABUF(CKA_PRIVATE_EXPONENT, r.d), ABUF(CKA_PRIME_1, r.p),
+            ABUF(CKA_PRIME_2, r.q)};
+        assert_int_equal(create(t, NA(t), &o), CKR_TEMPLATE_INCONSISTENT);
+    }
+    {
+        /* CKA_PUBLIC_KEY_INFO of another key. */
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls),
+                            AVAR(CKA_KEY_TYPE, kt),
+                            ABUF(CKA_MODULUS, r.n),
+                            ABUF(CKA_PUBLIC_EXPONENT, r.e),
+                            ABUF(CKA_PRIVATE_EXPONENT, r.d),
+                            ABUF(CKA_PUBLIC_KEY_INFO, spki2)};
+        assert_int_equal(create(t, NA(t), &o), CKR_TEMPLATE_INCONSISTENT);
+    }
+    assert_null(o);
+    rsa_parts_free(&r);
+    rsa_parts_free(&r2);
+    buf_free(&spki2);
+}
+
+/* ---- EC -------------------------------------------------------------------- */
+
+static void
+test_ec_public(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+    CK_KEY_TYPE kt = CKK_EC;
+    buf params = der_oid(NID_X9_62_prime256v1), pt = ec_pub(fx.ec256);
+    buf ptder = der_octets(pt.p, pt.n), spki = spki_of(fx.ec256);
+    unsigned char comp[33];
+    mod_attrs *o = NULL;
+    CK_ATTRIBUTE der[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, params),
+                          ABUF(CKA_EC_POINT, ptder)};
+    CK_ATTRIBUTE raw[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, params),
+                          ABUF(CKA_EC_POINT, pt)};
+    CK_ATTRIBUTE cmp[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, params),
+                          AVAR(CKA_EC_POINT, comp)};
+
+    (void)state;
+    /* The compressed form of the same point. */
+    comp[0] = (unsigned char)(0x02 | (pt.p[64] & 1));
+    memcpy(comp + 1, pt.p + 1, 32);
+
+    assert_int_equal(create(der, NA(der), &o), CKR_OK);
+    assert_attr(o, CKA_EC_POINT, ptder.p, ptder.n);
+    assert_attr(o, CKA_EC_PARAMS, params.p, params.n);
+    assert_attr(o, CKA_PUBLIC_KEY_INFO, spki.p, spki.n);
+    obj_free(o);
+    o = NULL;
+    /* A bare point is accepted and stored as DER. */
+    assert_int_equal(create(raw, NA(raw), &o), CKR_OK);
+    assert_attr(o, CKA_EC_POINT, ptder.p, ptder.n);
+    obj_free(o);
+    o = NULL;
+    /* ... and so is a compressed one, stored uncompressed. */
+    assert_int_equal(create(cmp, NA(cmp), &o), CKR_OK);
+    assert_attr(o, CKA_EC_POINT, ptder.p, ptder.n);
+    obj_free(o);
+    o = NULL;
+    {
+        buf k1 = der_oid(NID_secp256k1), p384 = der_oid(NID_secp384r1);
+        buf ed = der_oid(NID_ED25519);
+        unsigned char off[65];
+        CK_ATTRIBUTE t1[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, k1),
+                             ABUF(CKA_EC_POINT, ptder)};
+        CK_ATTRIBUTE t2[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                             ATTR(CKA_EC_PARAMS, "\x13\x05", 2), ABUF(CKA_EC_POINT, ptder)};
+        CK_ATTRIBUTE t3[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                             ATTR(CKA_EC_PARAMS, "\x05\x00", 2), ABUF(CKA_EC_POINT, ptder)};
+        CK_ATTRIBUTE t4[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                             ABUF(CKA_EC_PARAMS, params), AVAR(CKA_EC_POINT, off)};
+        CK_ATTRIBUTE t5[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                             ABUF(CKA_EC_PARAMS, p384), ABUF(CKA_EC_POINT, ptder)};
+        CK_ATTRIBUTE t6[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                             ABUF(CKA_EC_PARAMS, params)};
+        CK_ATTRIBUTE t7[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, ed),
+                             ABUF(CKA_EC_POINT, ptder)};
+        CK_ATTRIBUTE t8[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                             ABUF(CKA_EC_PARAMS, params), ATTR(CKA_EC_POINT, "\x04\x01\x00", 3)};
+
+        memcpy(off, pt.p, sizeof(off));
+        off[64] ^= 1; /* no longer on the curve */
+        assert_int_equal(create(t1, NA(t1), &o), CKR_CURVE_NOT_SUPPORTED);
+        assert_int_equal(create(t2, NA(t2), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(t3, NA(t3), &o), CKR_CURVE_NOT_SUPPORTED); /* implicitlyCA */
+        assert_int_equal(create(t4, NA(t4), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(t5, NA(t5), &o), CKR_ATTRIBUTE_VALUE_INVALID); /* wrong curve */
+        assert_int_equal(create(t6, NA(t6), &o), CKR_TEMPLATE_INCOMPLETE);
+        assert_int_equal(create(t7, NA(t7), &o), CKR_CURVE_NOT_SUPPORTED);
+        assert_int_equal(create(t8, NA(t8), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_null(o);
+        buf_free(&k1);
+        buf_free(&p384);
+        buf_free(&ed);
+    }
+    buf_free(&params);
+    buf_free(&pt);
+    buf_free(&ptder);
+    buf_free(&spki);
+}
+
+static void
+test_ec_private(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE kt = CKK_EC;
+    buf p256 = der_oid(NID_X9_62_prime256v1), p384 = der_oid(NID_secp384r1);
+    buf d256 = bn_param(fx.ec256, OSSL_PKEY_PARAM_PRIV_KEY, 32);
+    buf d384 = bn_param(fx.ec384, OSSL_PKEY_PARAM_PRIV_KEY, 48);
+    buf spki256 = spki_of(fx.ec256), spki384 = spki_of(fx.ec384);
+    buf pt = ec_pub(fx.ec256), ptder = der_octets(pt.p, pt.n);
+    unsigned char zero[32] = {0}, big[32];
+    mod_attrs *o = NULL;
+
+    (void)state;
+    memset(big, 0xff, sizeof(big)); /* above the group order */
+    {
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, p256),
+                            ABUF(CKA_VALUE, d256), AVAR(CKA_DERIVE, T)};
+        assert_int_equal(create(t, NA(t), &o), CKR_OK);
+        assert_attr(o, CKA_PUBLIC_KEY_INFO, spki256.p, spki256.n);
+        assert_attr(o, CKA_VALUE, d256.p, d256.n);
+        assert_bool_attr(o, CKA_DERIVE, CK_TRUE);
+        assert_null(obj_find(o, CKA_EC_POINT)); /* not a private key attribute */
+        assert_int_equal(o->secure, 1);
+        obj_free(o);
+        o = NULL;
+    }
+    {
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, p384),
+                            ABUF(CKA_VALUE, d384)};
+        assert_int_equal(create(t, NA(t), &o), CKR_OK);
+        assert_attr(o, CKA_PUBLIC_KEY_INFO, spki384.p, spki384.n);
+        obj_free(o);
+        o = NULL;
+    }
+    {
+        CK_ATTRIBUTE z[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, p256),
+                            AVAR(CKA_VALUE, zero)};
+        CK_ATTRIBUTE b[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, p256),
+                            AVAR(CKA_VALUE, big)};
+        CK_ATTRIBUTE nov[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                              ABUF(CKA_EC_PARAMS, p256)};
+        CK_ATTRIBUTE inc[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                              ABUF(CKA_EC_PARAMS, p256), ABUF(CKA_VALUE, d256),
+                              ABUF(CKA_PUBLIC_KEY_INFO, spki384)};
+        CK_ATTRIBUTE pt_on_priv[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                                     ABUF(CKA_EC_PARAMS, p256), ABUF(CKA_VALUE, d256),
+                                     ABUF(CKA_EC_POINT, ptder)};
+        assert_int_equal(create(z, NA(z), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(b, NA(b), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(nov, NA(nov), &o), CKR_TEMPLATE_INCOMPLETE);
+        assert_int_equal(create(inc, NA(inc), &o), CKR_TEMPLATE_INCONSISTENT);
+        assert_int_equal(create(pt_on_priv, NA(pt_on_priv), &o), CKR_TEMPLATE_INCONSISTENT);
+        assert_null(o);
+    }
+    buf_free(&p256);
+    buf_free(&p384);
+    buf_free(&d256);
+    buf_free(&d384);
+    buf_free(&spki256);
+    buf_free(&spki384);
+    buf_free(&pt);
+    buf_free(&ptder);
+}
+
+/* ---- EdDSA ----------------------------------------------------------------- */
+
+static void
+ed_roundtrip(EVP_PKEY *pk, int nid, const char *name)
+{
+    CK_OBJECT_CLASS pubc = CKO_PUBLIC_KEY, privc = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE kt = CKK_EC_EDWARDS;
+    buf oid = der_oid(nid), pub = raw_key(pk, 0), sk = raw_key(pk, 1);
+    buf pubder = der_octets(pub.p, pub.n), spki = spki_of(pk);
+    ASN1_PRINTABLESTRING *ps = ASN1_PRINTABLESTRING_new();
+    buf pname = {NULL, 0};
+    mod_attrs *o = NULL;
+    int n;
+
+    assert_true(ASN1_STRING_set(ps, name, -1));
+    n = i2d_ASN1_PRINTABLESTRING(ps, &pname.p);
+    assert_true(n > 0);
+    pname.n = (size_t)n;
+    {
+        CK_ATTRIBUTE der[] = {AVAR(CKA_CLASS, pubc), AVAR(CKA_KEY_TYPE, kt),
+                              ABUF(CKA_EC_PARAMS, oid), ABUF(CKA_EC_POINT, pubder)};
+        CK_ATTRIBUTE raw[] = {AVAR(CKA_CLASS, pubc), AVAR(CKA_KEY_TYPE, kt),
+                              ABUF(CKA_EC_PARAMS, pname), ABUF(CKA_EC_POINT, pub)};
+        CK_ATTRIBUTE priv[] = {AVAR(CKA_CLASS, privc), AVAR(CKA_KEY_TYPE, kt),
+                               ABUF(CKA_EC_PARAMS, oid), ABUF(CKA_VALUE, sk)};
+        CK_ATTRIBUTE shortk[] = {AVAR(CKA_CLASS, privc), AVAR(CKA_KEY_TYPE, kt),
+                                 ABUF(CKA_EC_PARAMS, oid), ATTR(CKA_VALUE, sk.p, sk.n - 1)};
+        CK_ATTRIBUTE shortp[] = {AVAR(CKA_CLASS, pubc), AVAR(CKA_KEY_TYPE, kt),
+                                 ABUF(CKA_EC_PARAMS, oid), ATTR(CKA_EC_POINT, pub.p, pub.n - 1)};
+
+        assert_int_equal(create(der, NA(der), &o), CKR_OK);
+        assert_attr(o, CKA_EC_POINT, pubder.p, pubder.n);
+        assert_attr(o, CKA_PUBLIC_KEY_INFO, spki.p, spki.n);
+        obj_free(o);
+        o = NULL;
+        assert_int_equal(create(raw, NA(raw), &o), CKR_OK);
+        assert_attr(o, CKA_EC_POINT, pubder.p, pubder.n);
+        assert_attr(o, CKA_EC_PARAMS, pname.p, pname.n); /* kept as given */
+        obj_free(o);
+        o = NULL;
+        assert_int_equal(create(priv, NA(priv), &o), CKR_OK);
+        assert_attr(o, CKA_PUBLIC_KEY_INFO, spki.p, spki.n);
+        assert_int_equal(o->secure, 1);
+        obj_free(o);
+        o = NULL;
+        assert_int_equal(create(shortk, NA(shortk), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(shortp, NA(shortp), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_null(o);
+    }
+    ASN1_PRINTABLESTRING_free(ps);
+    OPENSSL_free(pname.p);
+    buf_free(&oid);
+    buf_free(&pub);
+    buf_free(&sk);
+    buf_free(&pubder);
+    buf_free(&spki);
+}
+
+static void
+test_ed25519(void **state)
+{
+    (void)state;
+    ed_roundtrip(fx.ed25519, NID_ED25519, "edwards25519");
+}
+
+static void
+test_ed448(void **state)
+{
+    (void)state;
+    ed_roundtrip(fx.ed448, NID_ED448, "edwards448");
+}
+
+static void
+test_ed_bad_params(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+    CK_KEY_TYPE kt = CKK_EC_EDWARDS;
+    buf pub = raw_key(fx.ed25519, 0), p256 = der_oid(NID_X9_62_prime256v1);
+    buf x25519 = der_oid(NID_X25519);
+    CK_ATTRIBUTE t1[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, p256),
+                         ABUF(CKA_EC_POINT, pub)};
+    CK_ATTRIBUTE t2[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, x25519),
+                         ABUF(CKA_EC_POINT, pub)};
+    CK_ATTRIBUTE t3[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt),
+                         ATTR(CKA_EC_PARAMS,
+                              "\x13\x04"
+                              "abcd",
+                              6),
+                         ABUF(CKA_EC_POINT, pub)};
+    mod_attrs *o = NULL;
+
+    (void)state;
+    assert_int_equal(create(t1, NA(t1), &o), CKR_CURVE_NOT_SUPPORTED);
+    assert_int_equal(create(t2, NA(t2), &o), CKR_CURVE_NOT_SUPPORTED);
+    assert_int_equal(create(t3, NA(t3), &o), CKR_CURVE_NOT_SUPPORTED);
+    assert_null(o);
+    buf_free(&pub);
+    buf_free(&p256);
+    buf_free(&x25519);
+}
+
+/* ---- Secret keys ----------------------------------------------------------- */
+
+static void
+test_secret_keys(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE aes = CKK_AES, gen = CKK_GENERIC_SECRET, des = CKK_DES3;
+    unsigned char k16[16] = {0}, k24[24], k32[32], k15[15] = {0}, md[SHA_DIGEST_LENGTH];
+    CK_ULONG len16 = 16, len17 = 17;
+    mod_attrs *o = NULL;
+
+    (void)state;
+    memset(k24, 0x24, sizeof(k24));
+    memset(k32, 0x32, sizeof(k32));
+    {
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, aes), AVAR(CKA_VALUE, k16),
+                            AVAR(CKA_VALUE_LEN, len16)};
+        assert_int_equal(create(t, NA(t), &o), CKR_OK);
+        assert_ulong_attr(o, CKA_VALUE_LEN, 16);
+        /* FIPS-197 style known answer: AES-128(0^128, 0^128) = 66e94bd4... */
+        assert_attr(o, CKA_CHECK_VALUE, "\x66\xe9\x4b", 3);
+        assert_bool_attr(o, CKA_PRIVATE, CK_TRUE);
+        assert_bool_attr(o, CKA_SENSITIVE, CK_TRUE);
+        assert_bool_attr(o, CKA_EXTRACTABLE, CK_FALSE);
+        assert_bool_attr(o, CKA_ENCRYPT, CK_TRUE);
+        assert_bool_attr(o, CKA_DECRYPT, CK_TRUE);
+        assert_bool_attr(o, CKA_WRAP, CK_TRUE);
+        assert_bool_attr(o, CKA_UNWRAP, CK_TRUE);
+        assert_bool_attr(o, CKA_TRUSTED, CK_FALSE);
+        assert_null(obj_find(o, CKA_SUBJECT));
+        assert_int_equal(o->secure, 1);
+        obj_free(o);
+        o = NULL;
+    }
+    {
+        CK_ATTRIBUTE t24[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, aes), AVAR(CKA_VALUE, k24)};
+        CK_ATTRIBUTE t32[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, aes), AVAR(CKA_VALUE, k32)};
+        assert_int_equal(create(t24, NA(t24), &o), CKR_OK);
+        assert_ulong_attr(o, CKA_VALUE_LEN, 24);
+        obj_free(o);
+        o = NULL;
+        assert_int_equal(create(t32, NA(t32), &o), CKR_OK);
+        assert_ulong_attr(o, CKA_VALUE_LEN, 32);
+        obj_free(o);
+        o = NULL;
+    }
+    {
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, gen), AVAR(CKA_VALUE, k24)};
+        SHA1(k24, sizeof(k24), md);
+        assert_int_equal(create(t, NA(t), &o), CKR_OK);
+        assert_ulong_attr(o, CKA_VALUE_LEN, 24);
+        assert_attr(o, CKA_CHECK_VALUE, md, 3);
+        obj_free(o);
+        o = NULL;
+    }
+    {
+        CK_ATTRIBUTE bad[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, aes), AVAR(CKA_VALUE, k15)};
+        CK_ATTRIBUTE wl[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, aes), AVAR(CKA_VALUE, k16),
+                             AVAR(CKA_VALUE_LEN, len17)};
+        CK_ATTRIBUTE nov[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, aes)};
+        CK_ATTRIBUTE empty[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, gen),
+                                ATTR(CKA_VALUE, "", 0)};
+        CK_ATTRIBUTE d3[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, des), AVAR(CKA_VALUE, k24)};
+        CK_ATTRIBUTE cv[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, aes), AVAR(CKA_VALUE, k16),
+                             ATTR(CKA_CHECK_VALUE, "\x00\x00\x00", 3)};
+        CK_ATTRIBUTE subj[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, aes), AVAR(CKA_VALUE, k16),
+                               ATTR(CKA_SUBJECT, "", 0)};
+        assert_int_equal(create(bad, NA(bad), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(wl, NA(wl), &o), CKR_TEMPLATE_INCONSISTENT);
+        assert_int_equal(create(nov, NA(nov), &o), CKR_TEMPLATE_INCOMPLETE);
+        assert_int_equal(create(empty, NA(empty), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(d3, NA(d3), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(cv, NA(cv), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(create(subj, NA(subj), &o), CKR_TEMPLATE_INCONSISTENT);
+        assert_null(o);
+    }
+}
+
+/* ---- C_GetAttributeValue --------------------------------------------------- */
+
+static mod_attrs *
+aes_key(CK_BBOOL sensitive, CK_BBOOL extractable)
+{
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_AES;
+    static const unsigned char key[16] = "0123456789abcdef";
+    CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls),
+                        AVAR(CKA_KEY_TYPE, kt),
+                        ATTR(CKA_VALUE, key, sizeof(key)),
+                        ATTR(CKA_LABEL, "aes", 3),
+                        AVAR(CKA_SENSITIVE, sensitive),
+                        AVAR(CKA_EXTRACTABLE, extractable)};
+    mod_attrs *o = NULL;
+
+    assert_int_equal(create(t, NA(t), &o), CKR_OK);
+    return o;
+}
+
+static void
+test_get_buffer_protocol(void **state)
+{
+    mod_attrs *o = aes_key(CK_TRUE, CK_FALSE);
+    char label[8];
+    CK_ULONG vlen = 0;
+    CK_ATTRIBUTE q[] = {ATTR(CKA_LABEL, NULL, 0), ATTR(CKA_VALUE_LEN, NULL, 0)};
+    CK_ATTRIBUTE g[] = {ATTR(CKA_LABEL, label, sizeof(label)), AVAR(CKA_VALUE_LEN, vlen)};
+    CK_ATTRIBUTE small[] = {ATTR(CKA_LABEL, label, 2)};
+    CK_ATTRIBUTE exact[] = {ATTR(CKA_LABEL, label, 3)};
+
+    (void)state;
+    assert_int_equal(obj_get(o, q, NA(q)), CKR_OK);
+    assert_int_equal(q[0].ulValueLen, 3);
+    assert_int_equal(q[1].ulValueLen, sizeof(CK_ULONG));
+    assert_int_equal(obj_get(o, g, NA(g)), CKR_OK);
+    assert_int_equal(g[0].ulValueLen, 3);
+    assert_memory_equal(label, "aes", 3);
+    assert_int_equal(vlen, 16);
+    assert_int_equal(obj_get(o, small, 1), CKR_BUFFER_TOO_SMALL);
+    assert_int_equal(small[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    assert_int_equal(obj_get(o, exact, 1), CKR_OK);
+    assert_int_equal(exact[0].ulValueLen, 3);
+    assert_int_equal(obj_get(o, NULL, 0), CKR_OK);
+    assert_int_equal(obj_get(o, NULL, 1), CKR_ARGUMENTS_BAD);
+    obj_free(o);
+}
+
+static void
+test_get_sensitive_and_invalid(void **state)
+{
+    mod_attrs *o = aes_key(CK_TRUE, CK_FALSE);
+    unsigned char val[32], cv[3];
+    char label[8];
+    CK_ATTRIBUTE t[] = {ATTR(CKA_VALUE, val, sizeof(val)),
+                        ATTR(CKA_LABEL, label, sizeof(label)),
+                        ATTR(CKA_VENDOR_DEFINED | 5, val, sizeof(val)),
+                        ATTR(CKA_WRAP_TEMPLATE, val, sizeof(val)),
+                        ATTR(CKA_CHECK_VALUE, cv, sizeof(cv)),
+                        ATTR(CKA_MODULUS, val, sizeof(val))};
+    CK_ATTRIBUTE q[] = {ATTR(CKA_VALUE, NULL, 0)};
+    CK_ATTRIBUTE inv[] = {ATTR(CKA_LABEL, label, sizeof(label)), ATTR(CKA_MODULUS, NULL, 0)};
+    CK_RV rv;
+
+    (void)state;
+    rv = obj_get(o, t, NA(t));
+    /* Several codes apply; any of them may be returned (section 5.7). */
+    assert_true(rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID);
+    assert_int_equal(t[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    assert_int_equal(t[1].ulValueLen, 3);
+    assert_memory_equal(label, "aes", 3);
+    assert_int_equal(t[2].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    assert_int_equal(t[3].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    assert_int_equal(t[4].ulValueLen, 3); /* the check value is public */
+    assert_int_equal(t[5].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    /* Even the length of a sensitive value is withheld. */
+    assert_int_equal(obj_get(o, q, 1), CKR_ATTRIBUTE_SENSITIVE);
+    assert_int_equal(q[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    assert_int_equal(obj_get(o, inv, NA(inv)), CKR_ATTRIBUTE_TYPE_INVALID);
+    assert_int_equal(inv[0].ulValueLen, 3);
+    assert_int_equal(inv[1].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    obj_free(o);
+}
+
+static void
+test_get_extractable(void **state)
+{
+    unsigned char val[16];
+    CK_ATTRIBUTE t[] = {ATTR(CKA_VALUE, val, sizeof(val))};
+    mod_attrs *o;
+
+    (void)state;
+    /* Readable only when not sensitive AND extractable. */
+    o = aes_key(CK_FALSE, CK_TRUE);
+    assert_int_equal(obj_get(o, t, 1), CKR_OK);
+    assert_int_equal(t[0].ulValueLen, 16);
+    assert_memory_equal(val, "0123456789abcdef", 16);
+    obj_free(o);
+    o = aes_key(CK_FALSE, CK_FALSE);
+    t[0].ulValueLen = sizeof(val);
+    assert_int_equal(obj_get(o, t, 1), CKR_ATTRIBUTE_SENSITIVE);
+    obj_free(o);
+    o = aes_key(CK_TRUE, CK_TRUE);
+    t[0].ulValueLen = sizeof(val);
+    assert_int_equal(obj_get(o, t, 1), CKR_ATTRIBUTE_SENSITIVE);
+    obj_free(o);
+}
+
+static void
+test_get_rsa_private_sensitive(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE kt = CKK_RSA;
+    struct rsa_parts r;
+    mod_attrs *o = NULL;
+    unsigned char b[600];
+    CK_ATTRIBUTE_TYPE hidden[] = {CKA_PRIVATE_EXPONENT, CKA_PRIME_1,    CKA_PRIME_2,
+                                  CKA_EXPONENT_1,       CKA_EXPONENT_2, CKA_COEFFICIENT};
+    size_t i;
+
+    (void)state;
+    rsa_parts_get(fx.rsa, &r);
+    {
+        CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls),
+                            AVAR(CKA_KEY_TYPE, kt),
+                            ABUF(CKA_MODULUS, r.n),
+                            ABUF(CKA_PUBLIC_EXPONENT, r.e),
+                            ABUF(CKA_PRIVATE_EXPONENT, r.d),
+                            ABUF(CKA_PRIME_1, r.p),
+                            ABUF(CKA_PRIME_2, r.q),
+                            ABUF(CKA_EXPONENT_1, r.dp),
+                            ABUF(CKA_EXPONENT_2, r.dq),
+                            ABUF(CKA_COEFFICIENT, r.qi)};
+        assert_int_equal(create(t, NA(t), &o), CKR_OK);
+    }
+    for (i = 0; i < NA(hidden); i++) {
+        CK_ATTRIBUTE g[] = {ATTR(hidden[i], b, sizeof(b))};
+        assert_int_equal(obj_get(o, g, 1), CKR_ATTRIBUTE_SENSITIVE);
+        assert_int_equal(g[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+        /* and a search cannot probe them */
+        assert_false(obj_match(o, (CK_ATTRIBUTE[]){ABUF(CKA_PRIVATE_EXPONENT, r.d)}, 1));
+    }
+    {
+        CK_ATTRIBUTE g[] = {ATTR(CKA_MODULUS, b, sizeof(b))};
+        assert_int_equal(obj_get(o, g, 1), CKR_OK);
+        assert_int_equal(g[0].ulValueLen, r.n.n);
+        assert_memory_equal(b, r.n.p, r.n.n);
+    }
+    obj_free(o);
+    rsa_parts_free(&r);
+}
+
+/* ---- C_SetAttributeValue --------------------------------------------------- */
+
+static void
+expect_set(const mod_attrs *o, CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p, CK_RV want)
+{
+    mod_attrs *out = (mod_attrs *)(uintptr_t)1;
+
+    assert_int_equal(obj_set(o, t, n, p, &out), want);
+    if (want == CKR_OK) {
+        assert_non_null(out);
+        assert_sorted(out);
+        obj_free(out);
+    } else {
+        assert_null(out);
+    }
+}
+
+static void
+test_set_rules(void **state)
+{
+    mod_attrs *o = aes_key(CK_FALSE, CK_TRUE), *n = NULL;
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_ATTRIBUTE label[] = {ATTR(CKA_LABEL, "renamed", 7), ATTR(CKA_ID, "\x05", 1),
+                            AVAR(CKA_ENCRYPT, F), ATTR(CKA_END_DATE, "20991231", 8)};
+    CK_ATTRIBUTE sens_on[] = {AVAR(CKA_SENSITIVE, T)};
+    CK_ATTRIBUTE ext_off[] = {AVAR(CKA_EXTRACTABLE, F)};
+    CK_ATTRIBUTE ext_same[] = {AVAR(CKA_EXTRACTABLE, T)};
+    CK_ATTRIBUTE wwt[] = {AVAR(CKA_WRAP_WITH_TRUSTED, T)};
+    CK_ATTRIBUTE copy_off[] = {AVAR(CKA_COPYABLE, F)};
+    CK_ATTRIBUTE dest_off[] = {AVAR(CKA_DESTROYABLE, F)};
+    CK_ATTRIBUTE ro[][1] = {{AVAR(CKA_CLASS, cls)},
+                            {AVAR(CKA_TOKEN, T)},
+                            {AVAR(CKA_PRIVATE, F)},
+                            {AVAR(CKA_MODIFIABLE, F)},
+                            {ATTR(CKA_VALUE, "0123456789abcdef", 16)},
+                            {AVAR(CKA_LOCAL, T)},
+                            {AVAR(CKA_ALWAYS_SENSITIVE, F)},
+                            {ATTR(CKA_CHECK_VALUE, "abc", 3)}};
+    CK_ATTRIBUTE notmine[] = {ATTR(CKA_MODULUS, "\x01", 1)};
+    CK_ATTRIBUTE unknown[] = {ATTR(CKA_VENDOR_DEFINED | 9, "\x01", 1)};
+    CK_ATTRIBUTE badsize[] = {ATTR(CKA_SIGN, "\x01\x00", 2)};
+    size_t i;
+
+    (void)state;
+    assert_int_equal(obj_set(o, label, NA(label), &user_pol, &n), CKR_OK);
+    assert_attr(n, CKA_LABEL, "renamed", 7);
+    assert_attr(n, CKA_ID, "\x05", 1);
+    assert_bool_attr(n, CKA_ENCRYPT, CK_FALSE);
+    assert_attr(n, CKA_END_DATE, "20991231", 8);
+    assert_int_equal(n->secure, 1);
+    assert_attr(o, CKA_LABEL, "aes", 3); /* the current set is untouched */
+    /* One-way attributes. */
+    {
+        mod_attrs *s = NULL, *e = NULL, *c = NULL, *d = NULL;
+        CK_ATTRIBUTE sens_off[] = {AVAR(CKA_SENSITIVE, F)};
+        CK_ATTRIBUTE ext_on[] = {AVAR(CKA_EXTRACTABLE, T)};
+        CK_ATTRIBUTE wwt_off[] = {AVAR(CKA_WRAP_WITH_TRUSTED, F)};
+        CK_ATTRIBUTE copy_on[] = {AVAR(CKA_COPYABLE, T)};
+        CK_ATTRIBUTE dest_on[] = {AVAR(CKA_DESTROYABLE, T)};
+
+        assert_int_equal(obj_set(n, sens_on, 1, &user_pol, &s), CKR_OK);
+        assert_bool_attr(s, CKA_SENSITIVE, CK_TRUE);
+        expect_set(s, sens_off, 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+        expect_set(s, sens_on, 1, &user_pol, CKR_OK); /* no change is fine */
+        assert_int_equal(obj_set(n, ext_off, 1, &user_pol, &e), CKR_OK);
+        expect_set(e, ext_on, 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+        expect_set(n, ext_same, 1, &user_pol, CKR_OK);
+        expect_set(n, wwt, 1, &user_pol, CKR_OK);
+        {
+            mod_attrs *w = NULL;
+            assert_int_equal(obj_set(n, wwt, 1, &user_pol, &w), CKR_OK);
+            expect_set(w, wwt_off, 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+            obj_free(w);
+        }
+        assert_int_equal(obj_set(n, copy_off, 1, &user_pol, &c), CKR_OK);
+        expect_set(c, copy_on, 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+        assert_int_equal(obj_set(n, dest_off, 1, &user_pol, &d), CKR_OK);
+        expect_set(d, dest_on, 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+        obj_free(s);
+        obj_free(e);
+        obj_free(c);
+        obj_free(d);
+    }
+    for (i = 0; i < NA(ro); i++)
+        expect_set(n, ro[i], 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+    expect_set(n, notmine, 1, &user_pol, CKR_ATTRIBUTE_TYPE_INVALID);
+    expect_set(n, unknown, 1, &user_pol, CKR_ATTRIBUTE_TYPE_INVALID);
+    expect_set(n, badsize, 1, &user_pol, CKR_ATTRIBUTE_VALUE_INVALID);
+    expect_set(n, NULL, 1, &user_pol, CKR_ARGUMENTS_BAD);
+    obj_free(n);
+    obj_free(o);
+}
+
+static void
+test_set_atomic(void **state)
+{
+    mod_attrs *o = aes_key(CK_TRUE, CK_FALSE), *n = (mod_attrs *)(uintptr_t)1;
+    CK_ATTRIBUTE t[] = {ATTR(CKA_LABEL, "new", 3), AVAR(CKA_SIGN, F), AVAR(CKA_SENSITIVE, F)};
+
+    (void)state;
+    assert_int_equal(obj_set(o, t, NA(t), &user_pol, &n), CKR_ATTRIBUTE_READ_ONLY);
+    assert_null(n);
+    assert_attr(o, CKA_LABEL, "aes", 3);
+    assert_bool_attr(o, CKA_SIGN, CK_TRUE);
+    assert_bool_attr(o, CKA_SENSITIVE, CK_TRUE);
+    obj_free(o);
+}
+
+static void
+test_set_not_modifiable_and_trusted(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+    CK_CERTIFICATE_TYPE ct = CKC_X_509;
+    CK_ULONG cat = 1;
+    CK_ATTRIBUTE fixed[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                            ABUF(CKA_VALUE, fx.cert), AVAR(CKA_MODIFIABLE, F)};
+    CK_ATTRIBUTE plain[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                            ABUF(CKA_VALUE, fx.cert)};
+    CK_ATTRIBUTE lbl[] = {ATTR(CKA_LABEL, "x", 1)};
+    CK_ATTRIBUTE tr[] = {AVAR(CKA_TRUSTED, T)};
+    CK_ATTRIBUTE trf[] = {AVAR(CKA_TRUSTED, F)};
+    CK_ATTRIBUTE subj[] = {ATTR(CKA_SUBJECT, "\x30\x00", 2)};
+    CK_ATTRIBUTE val[] = {ABUF(CKA_VALUE, fx.cert)};
+    CK_ATTRIBUTE catt[] = {AVAR(CKA_CERTIFICATE_CATEGORY, cat)};
+    mod_attrs *a = NULL, *b = NULL, *t = NULL;
+
+    (void)state;
+    assert_int_equal(create(fixed, NA(fixed), &a), CKR_OK);
+    expect_set(a, lbl, 1, &user_pol, CKR_ACTION_PROHIBITED);
+    expect_set(a, NULL, 0, &so_pol, CKR_ACTION_PROHIBITED);
+    assert_int_equal(create(plain, NA(plain), &b), CKR_OK);
+    expect_set(b, lbl, 1, &user_pol, CKR_OK);
+    expect_set(b, catt, 1, &user_pol, CKR_OK);
+    expect_set(b, tr, 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+    expect_set(b, trf, 1, &user_pol, CKR_OK); /* already FALSE */
+    expect_set(b, subj, 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+    expect_set(b, val, 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+    assert_int_equal(obj_set(b, tr, 1, &so_pol, &t), CKR_OK);
+    assert_bool_attr(t, CKA_TRUSTED, CK_TRUE);
+    expect_set(t, trf, 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+    expect_set(t, trf, 1, &so_pol, CKR_OK);
+    obj_free(a);
+    obj_free(b);
+    obj_free(t);
+}
+
+static void
+test_set_key_subject(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE kt = CKK_EC;
+    buf p256 = der_oid(NID_X9_62_prime256v1);
+    buf d = bn_param(fx.ec256, OSSL_PKEY_PARAM_PRIV_KEY, 32);
+    unsigned char *subj = NULL;
+    int subjlen = i2d_X509_NAME(X509_get_subject_name(fx.x509), &subj);
+    CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_EC_PARAMS, p256),
+                        ABUF(CKA_VALUE, d)};
+    CK_ATTRIBUTE s[] = {ATTR(CKA_SUBJECT, subj, subjlen), AVAR(CKA_SIGN_RECOVER, F)};
+    CK_ATTRIBUTE bad[] = {ATTR(CKA_SUBJECT, "nope", 4)};
+    CK_ATTRIBUTE params[] = {ABUF(CKA_EC_PARAMS, p256)};
+    CK_ATTRIBUTE spki[] = {ATTR(CKA_PUBLIC_KEY_INFO, "", 0)};
+    mod_attrs *o = NULL, *n = NULL;
+
+    (void)state;
+    assert_int_equal(create(t, NA(t), &o), CKR_OK);
+    assert_int_equal(obj_set(o, s, NA(s), &user_pol, &n), CKR_OK);
+    assert_attr(n, CKA_SUBJECT, subj, (size_t)subjlen);
+    assert_int_equal(n->secure, 1);
+    expect_set(o, bad, 1, &user_pol, CKR_ATTRIBUTE_VALUE_INVALID);
+    expect_set(o, params, 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+    expect_set(o, spki, 1, &user_pol, CKR_ATTRIBUTE_READ_ONLY);
+    obj_free(o);
+    obj_free(n);
+    OPENSSL_free(subj);
+    buf_free(&p256);
+    buf_free(&d);
+}
+
+/* ---- C_CopyObject ---------------------------------------------------------- */
+
+static void
+test_copy(void **state)
+{
+    mod_attrs *o = aes_key(CK_FALSE, CK_TRUE), *c = NULL, *nc = NULL;
+    CK_ATTRIBUTE t[] = {AVAR(CKA_TOKEN, T), AVAR(CKA_MODIFIABLE, F), AVAR(CKA_DESTROYABLE, F),
+                        ATTR(CKA_LABEL, "copy", 4), AVAR(CKA_SENSITIVE, T)};
+    CK_ATTRIBUTE pub[] = {AVAR(CKA_PRIVATE, F)};
+    CK_ATTRIBUTE val[] = {ATTR(CKA_VALUE, "0123456789abcdeF", 16)};
+    CK_ATTRIBUTE sens_off[] = {AVAR(CKA_SENSITIVE, F)};
+    CK_ATTRIBUTE nocopy[] = {AVAR(CKA_COPYABLE, F)};
+    CK_ATTRIBUTE dest_on[] = {AVAR(CKA_DESTROYABLE, T)};
+    CK_ATTRIBUTE tr[] = {AVAR(CKA_TRUSTED, T)};
+    mod_attrs *x = (mod_attrs *)(uintptr_t)1;
+
+    (void)state;
+    assert_int_equal(obj_copy(o, t, NA(t), &user_pol, &c), CKR_OK);
+    assert_sorted(c);
+    assert_bool_attr(c, CKA_TOKEN, CK_TRUE);
+    assert_bool_attr(c, CKA_MODIFIABLE, CK_FALSE);
+    assert_bool_attr(c, CKA_DESTROYABLE, CK_FALSE);
+    assert_bool_attr(c, CKA_SENSITIVE, CK_TRUE);
+    assert_attr(c, CKA_LABEL, "copy", 4);
+    assert_attr(c, CKA_VALUE, "0123456789abcdef", 16);
+    assert_int_equal(c->secure, 1);
+    assert_bool_attr(o, CKA_TOKEN, CK_FALSE);
+    /* The copy of an unmodifiable, undestroyable object may become
+     * destroyable again: it is a new object. */
+    assert_int_equal(obj_copy(c, dest_on, 1, &user_pol, &x), CKR_OK);
+    assert_bool_attr(x, CKA_DESTROYABLE, CK_TRUE);
+    obj_free(x);
+    x = (mod_attrs *)(uintptr_t)1;
+    assert_int_equal(obj_copy(o, pub, 1, &user_pol, &x), CKR_TEMPLATE_INCONSISTENT);
+    assert_null(x);
+    assert_int_equal(obj_copy(o, val, 1, &user_pol, &x), CKR_ATTRIBUTE_READ_ONLY);
+    assert_int_equal(obj_copy(c, sens_off, 1, &user_pol, &x), CKR_ATTRIBUTE_READ_ONLY);
+    assert_int_equal(obj_copy(o, tr, 1, &user_pol, &x), CKR_ATTRIBUTE_READ_ONLY);
+    assert_int_equal(obj_copy(o, tr, 1, &so_pol, &x), CKR_OK);
+    obj_free(x);
+    x = NULL;
+    assert_int_equal(obj_set(o, nocopy, 1, &user_pol, &nc), CKR_OK);
+    assert_int_equal(obj_copy(nc, NULL, 0, &user_pol, &x), CKR_ACTION_PROHIBITED);
+    assert_null(x);
+    obj_free(nc);
+    obj_free(c);
+    obj_free(o);
+}
+
+static void
+test_copy_private_data_to_public(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_PRIVATE, T), ATTR(CKA_VALUE, "v", 1)};
+    CK_ATTRIBUTE pub[] = {AVAR(CKA_PRIVATE, F)};
+    mod_attrs *o = NULL, *c = NULL;
+
+    (void)state;
+    assert_int_equal(create(t, NA(t), &o), CKR_OK);
+    assert_int_equal(o->secure, 1);
+    assert_int_equal(obj_copy(o, pub, 1, &user_pol, &c), CKR_OK);
+    assert_bool_attr(c, CKA_PRIVATE, CK_FALSE);
+    assert_attr(c, CKA_VALUE, "v", 1);
+    obj_free(c);
+    obj_free(o);
+}
+
+/* ---- Matching, size, storage ------------------------------------------------ */
+
+static void
+test_match(void **state)
+{
+    mod_attrs *o = aes_key(CK_TRUE, CK_FALSE), *e = aes_key(CK_FALSE, CK_TRUE);
+    CK_OBJECT_CLASS sec = CKO_SECRET_KEY, data = CKO_DATA;
+    CK_ATTRIBUTE yes[] = {AVAR(CKA_CLASS, sec), ATTR(CKA_LABEL, "aes", 3)};
+    CK_ATTRIBUTE no[] = {AVAR(CKA_CLASS, data)};
+    CK_ATTRIBUTE prefix[] = {ATTR(CKA_LABEL, "ae", 2)};
+    CK_ATTRIBUTE absent[] = {ATTR(CKA_MODULUS, "\x01", 1)};
+    CK_ATTRIBUTE unknown[] = {ATTR(CKA_VENDOR_DEFINED | 1, "", 0)};
+    CK_ATTRIBUTE value[] = {ATTR(CKA_VALUE, "0123456789abcdef", 16)};
+
+    (void)state;
+    assert_true(obj_match(o, NULL, 0));
+    assert_true(obj_match(o, yes, NA(yes)));
+    assert_false(obj_match(o, no, 1));
+    assert_false(obj_match(o, prefix, 1));
+    assert_false(obj_match(o, absent, 1));
+    assert_false(obj_match(o, unknown, 1));
+    assert_false(obj_match(o, NULL, 1));
+    /* A sensitive value never matches (no search oracle); an extractable,
+     * non-sensitive one does. */
+    assert_false(obj_match(o, value, 1));
+    assert_true(obj_match(e, value, 1));
+    obj_free(o);
+    obj_free(e);
+}
+
+static void
+test_size_and_lookups(void **state)
+{
+    mod_attrs *o = aes_key(CK_TRUE, CK_FALSE), *n = NULL;
+    CK_ATTRIBUTE lbl[] = {ATTR(CKA_LABEL, "a much longer label", 19)};
+
+    (void)state;
+    assert_true(obj_size(o) > 16 + 3);
+    assert_int_equal(obj_set(o, lbl, 1, &user_pol, &n), CKR_OK);
+    assert_int_equal(obj_size(n), obj_size(o) + 16);
+    assert_int_equal(obj_bool(o, CKA_SIGN, CK_FALSE), CK_TRUE);
+    assert_int_equal(obj_bool(o, CKA_MODULUS, CK_TRUE), CK_TRUE); /* absent: default */
+    assert_int_equal(obj_bool(o, CKA_LABEL, CK_FALSE), CK_FALSE); /* wrong size: default */
+    assert_int_equal(obj_ulong(o, CKA_KEY_TYPE, 0), CKK_AES);
+    assert_int_equal(obj_ulong(o, CKA_LABEL, 7), 7);
+    assert_null(obj_find(o, CKA_MODULUS));
+    assert_null(obj_find(NULL, CKA_CLASS));
+    assert_int_equal(obj_size(NULL), 0);
+    obj_free(NULL);
+    obj_free(n);
+    obj_free(o);
+}
+
+static void
+test_from_ks_and_dup(void **state)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY, dcls = CKO_DATA;
+    CK_BBOOL f = CK_FALSE;
+    unsigned char secret[] = "not really a key";
+    ks_attr attrs[] = {{CKA_CLASS, sizeof(cls), (unsigned char *)&cls},
+                       {CKA_PRIVATE, sizeof(f), &f},
+                       {CKA_VALUE, sizeof(secret), secret}};
+    ks_attr dattrs[] = {{CKA_CLASS, sizeof(dcls), (unsigned char *)&dcls},
+                        {CKA_PRIVATE, sizeof(f), &f}};
+    ks_attr dup[] = {{CKA_CLASS, sizeof(dcls), (unsigned char *)&dcls},
+                     {CKA_CLASS, sizeof(dcls), (unsigned char *)&dcls}};
+    ks_object ko = {7, 0, 1, 3, attrs};
+    mod_attrs *o = NULL, *d = NULL;
+
+    (void)state;
+    assert_int_equal(obj_from_ks(&ko, &o), CKR_OK);
+    assert_int_equal(o->n, 3);
+    assert_int_equal(o->secure, 1); /* a private key's set, whatever the flags */
+    assert_attr(o, CKA_VALUE, secret, sizeof(secret));
+    assert_int_equal(obj_dup(o, &d), CKR_OK);
+    assert_int_equal(d->n, o->n);
+    assert_int_equal(d->secure, 1);
+    assert_attr(d, CKA_VALUE, secret, sizeof(secret));
+    assert_ptr_not_equal(obj_find(d, CKA_VALUE)->value, obj_find(o, CKA_VALUE)->value);
+    obj_free(d);
+    obj_free(o);
+    ko.attrs = dattrs;
+    ko.nattrs = 2;
+    assert_int_equal(obj_from_ks(&ko, &o), CKR_OK);
+    assert_int_equal(o->secure, 0);
+    obj_free(o);
+    ko.is_private = 1;
+    assert_int_equal(obj_from_ks(&ko, &o), CKR_OK);
+    assert_int_equal(o->secure, 1); /* sealed in the keystore: locked here */
+    obj_free(o);
+    o = NULL;
+    ko.attrs = dup;
+    assert_int_equal(obj_from_ks(&ko, &o), CKR_GENERAL_ERROR);
+    assert_null(o);
+    ko.nattrs = 0;
+    ko.attrs = NULL;
+    assert_int_equal(obj_from_ks(&ko, &o), CKR_OK);
+    assert_int_equal(o->n, 0);
+    obj_free(o);
+    assert_int_equal(obj_from_ks(NULL, &o), CKR_ARGUMENTS_BAD);
+}
+
+static void
+test_profile(void **state)
+{
+    mod_attrs *o = NULL, *x = (mod_attrs *)(uintptr_t)1;
+    CK_ATTRIBUTE lbl[] = {ATTR(CKA_LABEL, "x", 1)};
+    CK_ULONG id = 0;
+    CK_ATTRIBUTE g[] = {AVAR(CKA_PROFILE_ID, id)};
+    CK_OBJECT_CLASS cls = CKO_PROFILE;
+    CK_ATTRIBUTE m[] = {AVAR(CKA_CLASS, cls)};
+
+    (void)state;
+    assert_int_equal(obj_profile(&o), CKR_OK);
+    assert_sorted(o);
+    assert_ulong_attr(o, CKA_CLASS, CKO_PROFILE);
+    assert_ulong_attr(o, CKA_PROFILE_ID, CKP_PUBLIC_CERTIFICATES_TOKEN);
+    assert_bool_attr(o, CKA_TOKEN, CK_TRUE);
+    assert_bool_attr(o, CKA_PRIVATE, CK_FALSE);
+    assert_bool_attr(o, CKA_MODIFIABLE, CK_FALSE);
+    assert_bool_attr(o, CKA_DESTROYABLE, CK_FALSE);
+    assert_int_equal(o->secure, 0);
+    assert_int_equal(obj_get(o, g, 1), CKR_OK);
+    assert_int_equal(id, CKP_PUBLIC_CERTIFICATES_TOKEN);
+    assert_true(obj_match(o, m, 1));
+    assert_int_equal(obj_set(o, lbl, 1, &so_pol, &x), CKR_ACTION_PROHIBITED);
+    assert_null(x);
+    assert_int_equal(obj_copy(o, NULL, 0, &so_pol, &x), CKR_ACTION_PROHIBITED);
+    obj_free(o);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_template_check),
+        cmocka_unit_test(test_data_minimal),
+        cmocka_unit_test(test_data_full),
+        cmocka_unit_test(test_class_errors),
+        cmocka_unit_test(test_wrong_sizes),
+        cmocka_unit_test(test_bad_dates),
+        cmocka_unit_test(test_type_invalid_and_inconsistent),
+        cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_read_only_on_create),
+        cmocka_unit_test(test_cert_minimal),
+        cmocka_unit_test(test_cert_full),
+        cmocka_unit_test(test_cert_malformed),
+        cmocka_unit_test(test_cert_mismatch),
+        cmocka_unit_test(test_cert_trusted),
+        cmocka_unit_test(test_rsa_public),
+        cmocka_unit_test(test_rsa_private),
+        cmocka_unit_test(test_rsa_private_inconsistent),
+        cmocka_unit_test(test_ec_public),
+        cmocka_unit_test(test_ec_private),
+        cmocka_unit_test(test_ed25519),
+        cmocka_unit_test(test_ed448),
+        cmocka_unit_test(test_ed_bad_params),
+        cmocka_unit_test(test_secret_keys),
+        cmocka_unit_test(test_get_buffer_protocol),
+        cmocka_unit_test(test_get_sensitive_and_invalid),
+        cmocka_unit_test(test_get_extractable),
+        cmocka_unit_test(test_get_rsa_private_sensitive),
+        cmocka_unit_test(test_set_rules),
+        cmocka_unit_test(test_set_atomic),
+        cmocka_unit_test(test_set_not_modifiable_and_trusted),
+        cmocka_unit_test(test_set_key_subject),
+        cmocka_unit_test(test_copy),
+        cmocka_unit_test(test_copy_private_data_to_public),
+        cmocka_unit_test(test_match),
+        cmocka_unit_test(test_size_and_lookups),
+        cmocka_unit_test(test_from_ks_and_dup),
+        cmocka_unit_test(test_profile),
+    };
+
+    return cmocka_run_group_tests_name("mod_object", tests, group_setup, group_teardown);
+}

@@ -12,6 +12,11 @@
  * with owned copies of the values. Sets that may hold secret values (private
  * and secret keys) keep their values in sodium_malloc'd memory and are wiped
  * when freed.
+ *
+ * For every function returning a new set in *OUT: on failure *OUT is NULL and
+ * nothing was allocated; a NULL policy means "no SO session". The rules per
+ * class (defaults, read-only and one-way attributes, what is validated) are
+ * in docs/objects.md. The layer's own files share module/obj_int.h.
  */
 #ifndef EVERTOKEN_OBJECT_H
 #define EVERTOKEN_OBJECT_H
@@ -49,6 +54,10 @@ CK_RV obj_template_check(const CK_ATTRIBUTE *t, CK_ULONG n);
  * Errors: CKR_TEMPLATE_INCOMPLETE, CKR_TEMPLATE_INCONSISTENT,
  * CKR_ATTRIBUTE_TYPE_INVALID, CKR_ATTRIBUTE_VALUE_INVALID,
  * CKR_ATTRIBUTE_READ_ONLY (e.g. CKA_LOCAL given), CKR_HOST_MEMORY.
+ * Also CKR_CURVE_NOT_SUPPORTED for well-formed CKA_EC_PARAMS naming a curve
+ * other than P-256/P-384/P-521 (CKK_EC) or Ed25519/Ed448 (CKK_EC_EDWARDS).
+ * Private and secret keys must be CKA_PRIVATE TRUE (TEMPLATE_INCONSISTENT
+ * otherwise): key material is only stored sealed.
  */
 CK_RV obj_from_template(const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p, mod_attrs **out);
 

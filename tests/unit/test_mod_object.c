@@ -19,6 +19,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
@@ -1727,6 +1728,71 @@ test_profile(void **state)
     obj_free(o);
 }
 
+/* ---- Malformed input never crashes ----------------------------------------- */
+
+/* Random and mutated inputs for every parser: a clear error, never a crash
+ * (run under valgrind/ASan to make "never" mean something). */
+static void
+test_garbage_inputs(void **state)
+{
+    CK_OBJECT_CLASS cert = CKO_CERTIFICATE, pubc = CKO_PUBLIC_KEY;
+    CK_CERTIFICATE_TYPE ct = CKC_X_509;
+    CK_KEY_TYPE ec = CKK_EC, ed = CKK_EC_EDWARDS;
+    buf p256 = der_oid(NID_X9_62_prime256v1);
+    unsigned char junk[300], *mut = malloc(fx.cert.n);
+    size_t len;
+    int i;
+    CK_RV rv;
+
+    (void)state;
+    assert_non_null(mut);
+    for (i = 0; i < 400; i++) {
+        mod_attrs *o = NULL;
+        assert_int_equal(RAND_bytes(junk, sizeof(junk)), 1);
+        len = 1 + junk[0] % (sizeof(junk) - 1);
+        if (i % 4 == 0)
+            junk[1] = 0x30; /* look like a SEQUENCE now and then */
+        else if (junk[1] >= 0x02 && junk[1] <= 0x04)
+            junk[1] = 0x05; /* no (DER-wrapped) point encoding: random x is on
+                               the curve half the time when compressed */
+        {
+            CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cert), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                                ATTR(CKA_VALUE, junk + 1, len)};
+            assert_int_equal(create(t, NA(t), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        }
+        {
+            CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, pubc), AVAR(CKA_KEY_TYPE, ec),
+                                ATTR(CKA_EC_PARAMS, junk + 1, len), ABUF(CKA_EC_POINT, p256)};
+            rv = create(t, NA(t), &o);
+            assert_true(rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_CURVE_NOT_SUPPORTED);
+        }
+        {
+            CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, pubc), AVAR(CKA_KEY_TYPE, ec),
+                                ABUF(CKA_EC_PARAMS, p256), ATTR(CKA_EC_POINT, junk + 1, len)};
+            assert_int_equal(create(t, NA(t), &o), CKR_ATTRIBUTE_VALUE_INVALID);
+        }
+        {
+            CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, pubc), AVAR(CKA_KEY_TYPE, ed),
+                                ATTR(CKA_EC_PARAMS, junk + 1, len), ATTR(CKA_EC_POINT, junk, 32)};
+            rv = create(t, NA(t), &o);
+            assert_true(rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_CURVE_NOT_SUPPORTED);
+        }
+        assert_null(o);
+        /* One byte of a good certificate changed. */
+        memcpy(mut, fx.cert.p, fx.cert.n);
+        mut[(junk[2] << 8 | junk[3]) % fx.cert.n] ^= (unsigned char)(junk[4] | 1);
+        {
+            CK_ATTRIBUTE t[] = {AVAR(CKA_CLASS, cert), AVAR(CKA_CERTIFICATE_TYPE, ct),
+                                ATTR(CKA_VALUE, mut, fx.cert.n)};
+            rv = create(t, NA(t), &o);
+            assert_true(rv == CKR_OK || rv == CKR_ATTRIBUTE_VALUE_INVALID);
+            obj_free(o);
+        }
+    }
+    free(mut);
+    buf_free(&p256);
+}
+
 int
 main(void)
 {
@@ -1768,6 +1834,7 @@ main(void)
         cmocka_unit_test(test_size_and_lookups),
         cmocka_unit_test(test_from_ks_and_dup),
         cmocka_unit_test(test_profile),
+        cmocka_unit_test(test_garbage_inputs),
     };
 
     return cmocka_run_group_tests_name("mod_object", tests, group_setup, group_teardown);

@@ -60,8 +60,13 @@ static void
 open_err_from(const char *msg, const char *path)
 {
     char tmp[sizeof(open_err)];
+    int n;
 
-    snprintf(tmp, sizeof(tmp), "%s [%s]", msg, path);
+    /* Truncation is acceptable for a message; the check keeps GCC's
+     * -Wformat-truncation quiet without hiding real overflows. */
+    n = snprintf(tmp, sizeof(tmp), "%s [%s]", msg, path);
+    if (n < 0)
+        tmp[0] = '\0';
     memcpy(open_err, tmp, sizeof(open_err));
 }
 

@@ -32,8 +32,8 @@ typedef struct mod_attrs {
 
 /* What the caller is allowed to do, decided by module core. */
 typedef struct obj_policy {
-    CK_BBOOL so;      /* SO session: may set CKA_TRUSTED = TRUE */
-    CK_BBOOL user;    /* user logged in */
+    CK_BBOOL so;   /* SO session: may set CKA_TRUSTED = TRUE */
+    CK_BBOOL user; /* user logged in */
 } obj_policy;
 
 /* NULL template pointer with count > 0, or an attribute with pValue NULL and

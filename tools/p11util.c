@@ -295,6 +295,15 @@ et_get_ulong(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_T
     return 0;
 }
 
+static int
+et_tmpl_has(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
+{
+    for (CK_ULONG i = 0; i < n; i++)
+        if (tmpl[i].type == type)
+            return 1;
+    return 0;
+}
+
 int
 et_find_objects(et_p11 *p, CK_SESSION_HANDLE sh, CK_ATTRIBUTE *tmpl, CK_ULONG n,
                 CK_OBJECT_HANDLE **out, CK_ULONG *count)
@@ -331,6 +340,21 @@ et_find_objects(et_p11 *p, CK_SESSION_HANDLE sh, CK_ATTRIBUTE *tmpl, CK_ULONG n,
         total += got;
     }
     (void)p->f->C_FindObjectsFinal(sh);
+    /* A search that does not name a class would also return the token's
+     * profile object (CKO_PROFILE); it describes the token, not something a
+     * user stored, so the CLI leaves it out of listings and counts. */
+    if (!et_tmpl_has(tmpl, n, CKA_CLASS)) {
+        CK_ULONG kept = 0;
+
+        for (CK_ULONG i = 0; i < total; i++) {
+            CK_ULONG cls = (CK_ULONG)-1;
+
+            if (et_get_ulong(p, sh, all[i], CKA_CLASS, &cls) == 0 && cls == CKO_PROFILE)
+                continue;
+            all[kept++] = all[i];
+        }
+        total = kept;
+    }
     *out = all;
     *count = total;
     return ET_EXIT_OK;

@@ -46,7 +46,7 @@ tok=$(echo "$out" | awk -v l="$LABEL" '/^Token [0-9]+:/ { blk = "" } { blk = blk
 [ -n "$tok" ] || die "token '$LABEL' not in --list-tokens: $out"
 echo "$tok" | grep -q "Manufacturer: evertoken\$" || die "manufacturer is not evertoken: $tok"
 echo "$tok" | grep -q "Serial: $serial\$" || die "serial $serial not shown: $tok"
-echo "$serial" | grep -Eq '^[0-9a-f]{16}$' || die "serial '$serial' is not 16 hex digits"
+echo "$serial" | grep -Eq '^[0-9A-Fa-f]{16}$' || die "serial '$serial' is not 16 hex digits"
 echo "$tok" | grep -q "URL: pkcs11:.*manufacturer=evertoken.*serial=$serial.*token=$LABEL" ||
     die "token URL lacks manufacturer/serial/label: $tok"
 url=$(echo "$tok" | sed -n 's/^\tURL: //p')

@@ -5,7 +5,9 @@ ET_PACKAGES=(
   build-essential cmake pkg-config clang-format
   libssl-dev openssl libsodium-dev libsqlite3-dev sqlite3 libinih-dev
   libp11-kit-dev p11-kit libcmocka-dev
-  softhsm2 opensc gnutls-bin libnss3-tools
+  softhsm2 opensc gnutls-bin libnss3-tools util-linux
+  libengine-pkcs11-openssl libp11-dev curl libcurl4-openssl-dev
+  openssh-client openssh-server
 )
 
 et_install_deps() {

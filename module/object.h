@@ -110,6 +110,14 @@ CK_RV obj_dup(const mod_attrs *src, mod_attrs **out);
  * CKA_PRIVATE=FALSE, CKA_MODIFIABLE=FALSE, CKA_DESTROYABLE=FALSE. */
 CK_RV obj_profile(mod_attrs **out);
 
+/* The OpenSSL key of a public or private key object (RSA, EC, EdDSA),
+ * built from its stored attributes (module/obj_pkey.c): a public key from
+ * CKA_PUBLIC_KEY_INFO, a private key with its secret parts (RSA CRT when
+ * stored). The caller owns *OUT (EVP_PKEY_free). CKR_KEY_TYPE_INCONSISTENT
+ * for other classes; CKR_GENERAL_ERROR if stored material no longer decodes. */
+typedef struct evp_pkey_st EVP_PKEY;
+CK_RV obj_pkey(const mod_attrs *o, EVP_PKEY **out);
+
 /* Free (wiping secure values). NULL is a no-op. */
 void obj_free(mod_attrs *o);
 

@@ -1,0 +1,232 @@
+# shellcheck shell=bash
+# Shared helpers for tests/e2e/t_*.sh (end-to-end tests with real clients).
+# Source it first; it sources tests/external/lib.sh (temporary HOME and token
+# directory, et_bg, die/ok/need/host/must_fail):
+#   . "$(dirname "$0")/lib_e2e.sh"
+#
+# The module under test is a parameter: evertoken (the built module, default)
+# or, with E2E_MODULE=softhsm, SoftHSMv2 in a temporary token directory. Every
+# test runs against both (CTest registers e2e.NAME and e2e.softhsm.NAME), so a
+# test that passes on SoftHSMv2 and fails on evertoken shows a module bug, not
+# a test bug. Exports:
+#   M         path of the module under test
+#   E2E_SO_PIN, E2E_PIN   the PINs every test token gets
+#   PINFILE   a 0600 file holding the user PIN (one line)
+: "${EVERTOKEN_SOURCE_DIR:?run through ctest (EVERTOKEN_SOURCE_DIR unset)}"
+# shellcheck source=../external/lib.sh
+. "$EVERTOKEN_SOURCE_DIR/tests/external/lib.sh"
+
+E2E_MODULE=${E2E_MODULE:-evertoken}
+export E2E_SO_PIN=87654321 E2E_PIN=31415926
+PINFILE=$T/pin
+(umask 077 && printf '%s\n' "$E2E_PIN" >"$PINFILE")
+
+case $E2E_MODULE in
+evertoken)
+    M=$MODULE
+    [ -n "$CLI" ] || die "EVERTOKEN_CLI unset"
+    ;;
+softhsm)
+    M=${E2E_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+    [ -r "$M" ] || { echo "SKIP: SoftHSMv2 module $M not installed" >&2; exit 77; }
+    need softhsm2-util
+    mkdir -m 700 "$T/softhsm"
+    export SOFTHSM2_CONF=$T/softhsm/softhsm2.conf
+    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+        "$T/softhsm" >"$SOFTHSM2_CONF"
+    ;;
+*) die "E2E_MODULE=$E2E_MODULE: expected evertoken or softhsm" ;;
+esac
+echo "e2e: module under test: $E2E_MODULE ($M)"
+
+# pkcs11-tool on the module under test.
+P() { host pkcs11-tool --module "$M" "$@"; }
+
+# Create a token labelled $1 with E2E_SO_PIN and E2E_PIN on the free slot.
+e2e_token() {
+    local out
+    case $E2E_MODULE in
+    evertoken)
+        out=$(host "$CLI" --module "$M" init --label "$1" --so-pin env:E2E_SO_PIN \
+            --pin env:E2E_PIN 2>&1) || die "evertoken init --label $1: $out" ;;
+    softhsm)
+        out=$(softhsm2-util --init-token --free --label "$1" --so-pin "$E2E_SO_PIN" \
+            --pin "$E2E_PIN" 2>&1) || die "softhsm2-util --init-token $1: $out" ;;
+    esac
+    P --token-label "$1" --login --pin "$E2E_PIN" -O >/dev/null 2>&1 ||
+        die "token $1 created but the user PIN does not log in: $(P -L 2>&1)"
+}
+
+# Generate a key pair on token $1: key type $2 in pkcs11-tool's syntax
+# (rsa:2048, EC:prime256v1, EC:edwards25519), CKA_ID $3 (hex), label $4.
+# Both objects get sign/verify (and decrypt/encrypt for RSA, derive for EC).
+e2e_keygen() {
+    local tok=$1 type=$2 id=$3 label=$4 usage out
+    case $type in
+    rsa:*) usage=(--usage-sign --usage-decrypt) ;;
+    EC:edwards*) usage=(--usage-sign) ;;
+    *) usage=(--usage-sign --usage-derive) ;;
+    esac
+    out=$(P --token-label "$tok" --login --pin "$E2E_PIN" --keypairgen --key-type "$type" \
+        --id "$id" --label "$label" "${usage[@]}" 2>&1) ||
+        die "pkcs11-tool --keypairgen --key-type $type on $E2E_MODULE: $out"
+    echo "$out" | grep -q "^Key pair generated:" || die "--keypairgen $type said: $out"
+}
+
+# Import a PEM/PKCS#12 private key and/or certificate file $3 into token $1
+# with CKA_ID $2 and label $4 through the evertoken CLI (which is an ordinary
+# PKCS#11 application and works on SoftHSMv2 too).
+e2e_import() {
+    local out
+    out=$(host "$CLI" --module "$M" import --token "$1" --pin env:E2E_PIN --id "$2" \
+        --label "$4" "$3" 2>&1) || die "evertoken import $3 into $1 ($E2E_MODULE): $out"
+}
+
+# The paragraph `pkcs11-tool -O` printed for the object of class $1 (Private,
+# Public) with CKA_ID $2 (the listing on stdin).
+e2e_obj() {
+    awk -v c="$1 Key Object" -v id="$2" '
+        /^[^ ]/ { if (hit) exit; blk = ""; on = index($0, c) == 1 }
+        { blk = blk $0 "\n" }
+        on && $1 == "ID:" && $2 == id { hit = 1 }
+        END { if (hit) printf "%s", blk }'
+}
+
+# DER: tag $1 (hex) around content $2 (hex).
+der() {
+    local n=$((${#2} / 2)) l
+    if [ "$n" -lt 128 ]; then l=$(printf '%02x' "$n")
+    elif [ "$n" -lt 256 ]; then l=$(printf '81%02x' "$n")
+    else l=$(printf '82%04x' "$n"); fi
+    printf '%s%s%s' "$1" "$l" "$2"
+}
+
+# Write the SubjectPublicKeyInfo of the public key with CKA_ID $2 on token $1
+# to $3 as PEM, read back from the token (not from the key generation). RSA:
+# pkcs11-tool --read-object. EC and EdDSA keys are rebuilt from the
+# CKA_EC_PARAMS and CKA_EC_POINT that pkcs11-tool lists, because pkcs11-tool
+# 0.23 cannot export P-384 ("cannot create EVP_PKEY") or Ed448 keys.
+e2e_pubkey() {
+    local out blk params point b hex
+    out=$(P --token-label "$1" -O 2>&1) || die "pkcs11-tool -O: $out"
+    blk=$(echo "$out" | e2e_obj Public "$2")
+    [ -n "$blk" ] || die "no public key with CKA_ID $2 on $1: $out"
+    case $blk in
+    "Public Key Object; RSA"*)
+        out=$(P --token-label "$1" --read-object --type pubkey --id "$2" -o "$3.der" 2>&1) ||
+            die "--read-object pubkey $2: $out"
+        hex=$(xxd -p "$3.der" | tr -d '\n') ;;
+    "Public Key Object; EC"*)
+        params=$(echo "$blk" | awk '$1 == "EC_PARAMS:" { print $2 }')
+        point=$(echo "$blk" | awk '$1 == "EC_POINT:" { print $2 }')
+        { [ -n "$params" ] && [ "${point:0:2}" = 04 ]; } || die "public key $2: no EC_PARAMS/EC_POINT: $blk"
+        # PKCS#11 3.0 allows a curve name (PrintableString) as EdDSA parameters.
+        case $params in
+        130c656477617264733235353139) params=06032b6570 ;; # "edwards25519"
+        130a65647761726473343438) params=06032b6571 ;;     # "edwards448"
+        esac
+        # CKA_EC_POINT is a DER OCTET STRING: drop its tag and length.
+        b=$((0x${point:2:2}))
+        if [ "$b" -lt 128 ]; then point=${point:4}; else point=${point:$((4 + 2 * (b - 128)))}; fi
+        case $blk in
+        "Public Key Object; EC_EDWARDS"*) hex=$(der 30 "$(der 30 "$params")$(der 03 "00$point")") ;;
+        *) hex=$(der 30 "$(der 30 "06072a8648ce3d0201$params")$(der 03 "00$point")") ;;
+        esac ;;
+    *) die "public key $2: unexpected type: $blk" ;;
+    esac
+    echo "$hex" | xxd -r -p | openssl pkey -pubin -inform DER -out "$3" 2>"$3.err" ||
+        die "public key $2 read from the token is no valid key: $(cat "$3.err") $blk"
+}
+
+# A free TCP port on 127.0.0.1 (random, so parallel tests do not collide).
+e2e_port() {
+    local p
+    for _ in $(seq 1 50); do
+        p=$((20000 + RANDOM % 40000))
+        [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && { echo "$p"; return 0; }
+    done
+    die "no free port found"
+}
+
+# Wait until something listens on 127.0.0.1:$1; $2 is the server's pid (its
+# early death fails at once) and $3 its log.
+e2e_wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        kill -0 "$2" 2>/dev/null || die "server (pid $2) exited before listening on $1: $(cat "$3" 2>/dev/null)"
+        sleep 0.1
+    done
+    die "nothing listens on 127.0.0.1:$1 after 10 s: $(cat "$3" 2>/dev/null)"
+}
+
+# A test CA in $T/ca: ca.key, ca.pem (CN "e2e test CA").
+e2e_ca() {
+    mkdir -p "$T/ca"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$T/ca/ca.key" -out "$T/ca/ca.pem" -days 2 -subj "/CN=e2e test CA" \
+        -addext basicConstraints=critical,CA:true -addext keyUsage=critical,keyCertSign,cRLSign \
+        2>"$T/ca/err" || die "CA: $(cat "$T/ca/err")"
+    cat >"$T/ca/client.ext" <<EOF
+basicConstraints=critical,CA:false
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
+EOF
+    cat >"$T/ca/server.ext" <<EOF
+basicConstraints=critical,CA:false
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
+EOF
+}
+
+# The CA signs the request $1 (PEM or DER, $3 = client|server) into the PEM
+# certificate $2.
+e2e_ca_sign() {
+    local form=PEM
+    grep -q -- "-----BEGIN" "$1" || form=DER
+    openssl x509 -req -inform "$form" -in "$1" -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" \
+        -CAcreateserial -days 1 -extfile "$T/ca/$3.ext" -out "$2" 2>"$2.err" ||
+        die "CA could not sign $1: $(cat "$2.err")"
+}
+
+# A server key and certificate from the test CA: $T/server.key, $T/server.pem.
+e2e_server_cert() {
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null ||
+        die "server key"
+    e2e_ca_sign "$T/server.csr" "$T/server.pem" server
+}
+
+# An openssl.cnf ($T/openssl.cnf, exported as OPENSSL_CONF) loading the
+# pkcs11 engine (libengine-pkcs11-openssl) with MODULE_PATH = the module under
+# test and the user PIN (read from this file, never from a person).
+e2e_engine_conf() {
+    local so
+    so=$(find /usr/lib/*/engines-3 -name pkcs11.so 2>/dev/null | head -1)
+    [ -n "$so" ] || { echo "SKIP: libengine-pkcs11-openssl not installed" >&2; exit 77; }
+    cat >"$T/openssl.cnf" <<EOF
+openssl_conf = openssl_init
+
+[openssl_init]
+engines = engine_section
+
+[engine_section]
+pkcs11 = pkcs11_section
+
+[pkcs11_section]
+engine_id = pkcs11
+dynamic_path = $so
+MODULE_PATH = $M
+PIN = $E2E_PIN
+init = 0
+
+[req]
+distinguished_name = req_dn
+[req_dn]
+EOF
+    export OPENSSL_CONF=$T/openssl.cnf
+}

@@ -1,0 +1,365 @@
+/*
+ * enr_int.h — internal interfaces of evertoken-enroll, the enrollment and
+ * renewal helper.
+ *
+ * Layers, bottom up: util.c (log, clock, secrets, files), profile.c (INI
+ * profiles), state.c (the helper's SQLite state), sched.c (daily times,
+ * retry), token.c (PKCS#11: URI, login, objects, key generation, the
+ * rollover sequence; libp11 for token-backed EVP_PKEYs), scep.c (RFC 8894
+ * client), certcheck.c (issued-certificate checks, OCSP/CRL), hooks.c
+ * (post-processing script, notifications), engine.c (the check/enroll/renew
+ * state machine), status.c and main.c (the CLI). docs/enrollment.md is the
+ * user-facing description of everything here.
+ */
+#ifndef EVERTOKEN_ENROLL_ENR_INT_H
+#define EVERTOKEN_ENROLL_ENR_INT_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+
+/* Exit codes of the one-shot commands (docs/enrollment.md). */
+enum {
+    ENR_EXIT_OK = 0,
+    ENR_EXIT_FAIL = 1,    /* the operation failed */
+    ENR_EXIT_USAGE = 2,   /* bad command line */
+    ENR_EXIT_CONFIG = 3,  /* a profile is invalid */
+    ENR_EXIT_NETWORK = 4, /* the CA could not be reached (retried by the service) */
+    ENR_EXIT_PENDING = 5, /* the CA holds the request (PENDING) */
+    ENR_EXIT_TOKEN = 6,   /* token absent, PIN needed or wrong */
+    ENR_EXIT_REJECTED = 7 /* the CA refused, or its answer failed the checks */
+};
+
+/* Result of one check; maps to the exit codes above. */
+typedef enum {
+    ENR_OK = 0,
+    ENR_E_FAIL,
+    ENR_E_CONFIG,
+    ENR_E_NETWORK,
+    ENR_E_PENDING,
+    ENR_E_TOKEN,
+    ENR_E_PIN,
+    ENR_E_REJECTED
+} enr_rc;
+
+int enr_rc_exit(enr_rc rc);
+const char *enr_rc_name(enr_rc rc);
+
+/* ---- util.c ------------------------------------------------------------- */
+
+void enr_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void enr_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void enr_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void enr_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void enr_set_verbose(int v);
+/* Last error message recorded by enr_err (for the state database). */
+const char *enr_last_error(void);
+void enr_clear_error(void);
+/* Print OpenSSL's error queue as debug lines and clear it. */
+void enr_ssl_errors(void);
+
+/*
+ * The injectable clock. Real time unless EVERTOKEN_ENROLL_FAKE_TIME
+ * (epoch seconds or YYYY-MM-DDTHH:MM:SSZ) or --now set it; the service loop
+ * in simulation (run --until) advances it instead of sleeping.
+ */
+time_t enr_now(void);
+void enr_clock_set(time_t t);
+int enr_clock_is_fake(void);
+/* Parse epoch seconds, "@epoch" or "YYYY-MM-DD[THH:MM[:SS]][Z]" (UTC). */
+int enr_parse_time(const char *s, time_t *out);
+/* "YYYY-MM-DDTHH:MM:SSZ" into BUF (at least 21 bytes); "-" for 0. */
+const char *enr_fmt_time(time_t t, char *buf, size_t n);
+
+/* A secret in sodium_malloc'd memory, NUL-terminated. */
+typedef struct enr_secret {
+    char *buf;
+    size_t len;
+} enr_secret;
+/* First line of PATH (trailing newline dropped); refuses group/world-readable
+ * files with a warning only. WHAT names it in messages. */
+int enr_secret_read_file(const char *path, const char *what, enr_secret *out);
+int enr_secret_copy(const char *s, size_t n, enr_secret *out);
+void enr_secret_free(enr_secret *s);
+
+/* mkdir -p with mode 0700 for every created component; checks the last one
+ * is a directory not writable by others. */
+int enr_mkdir_private(const char *path);
+/* Write DATA atomically (tmp + rename) with mode 0600. */
+int enr_write_file(const char *path, const void *data, size_t len);
+/* Read a whole file (max 16 MiB) into malloc'd memory (NUL-terminated). */
+int enr_read_file(const char *path, unsigned char **data, size_t *len);
+char *enr_strdup(const char *s);
+/* asprintf that aborts nothing: NULL on failure. */
+char *enr_aprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Lower-case hex of N bytes into a malloc'd string. */
+char *enr_hex(const unsigned char *b, size_t n);
+
+/* ---- profile.c ---------------------------------------------------------- */
+
+typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST } enr_proto;
+typedef enum { ENR_KEY_RSA = 1, ENR_KEY_EC } enr_keytype;
+
+typedef struct enr_profile {
+    char *name; /* file name without ".conf" */
+    char *path; /* the profile file */
+    /* [ca] */
+    char *url;
+    enr_proto proto;
+    char *anchors;     /* PEM file of trust anchors */
+    char *secret_file; /* enrollment secret (SCEP challenge), never inline */
+    int poll_interval; /* seconds between polls while PENDING */
+    int poll_max;      /* polls in one check before giving up for now */
+    int http_timeout;  /* seconds */
+    /* [certificate] */
+    char *subject; /* "CN=alice,O=Example" */
+    X509_NAME *subject_name;
+    char *san;    /* "DNS:a.example,email:x@y,IP:10.0.0.1,URI:..." */
+    int key_type; /* enr_keytype */
+    int key_bits; /* RSA modulus bits */
+    char *curve;  /* EC curve name (P-256, P-384, P-521) */
+    int allow_duplicate;
+    /* [token] */
+    char *token_uri;      /* RFC 7512 URI selecting token and credential */
+    char *module;         /* PKCS#11 module path */
+    char *pin_file;       /* user PIN; else the URI's pin-source; else none */
+    char *label;          /* credential label (URI object=, default name) */
+    unsigned char id[64]; /* credential CKA_ID (URI id=, default derived) */
+    size_t id_len;
+    /* [renewal] */
+    int window_days;        /* renew when fewer days remain (-1 unset) */
+    double window_fraction; /* renew when less than this part of the lifetime remains (<0 unset) */
+    int rekey;              /* new key pair on renewal (default) */
+    long grace_period;      /* seconds the old key stays (hidden) after renewal */
+    int warn_days[8];       /* expiry warnings, descending */
+    int n_warn;
+    /* [hooks] */
+    char *post_script;
+    char *notify_command;
+    char *instructions;
+} enr_profile;
+
+/*
+ * Load and validate one profile file. Errors are reported as
+ * "FILE:LINE: message" and return ENR_E_CONFIG. The profile name is the file
+ * name without a ".conf" suffix.
+ */
+enr_rc enr_profile_load(const char *path, enr_profile **out);
+void enr_profile_free(enr_profile *p);
+/* Directory of profiles: --profiles, $EVERTOKEN_ENROLL_PROFILES,
+ * $XDG_CONFIG_HOME/evertoken/profiles. Malloc'd. */
+char *enr_profile_dir(const char *override);
+/* All *.conf in DIR sorted by name; stops at nothing: bad profiles are
+ * reported and counted in *BAD. */
+enr_rc enr_profile_load_dir(const char *dir, enr_profile ***out, size_t *n, size_t *bad);
+void enr_profile_free_all(enr_profile **v, size_t n);
+/* Renewal window start for a certificate valid NB..NA. */
+time_t enr_profile_window_start(const enr_profile *p, time_t nb, time_t na);
+
+/* ---- state.c ------------------------------------------------------------ */
+
+typedef struct enr_state enr_state;
+
+/* Per-profile state row (strings malloc'd, freed by enr_pstate_clear). */
+typedef struct enr_pstate {
+    char *profile;
+    long long first_start; /* when the profile was first seen */
+    long long enroll_time; /* first scheduled enrollment check (its time of day repeats) */
+    long long renew_time;  /* first scheduled renewal check */
+    long long next_enroll, next_renew;
+    long long last_check;
+    char *last_result;  /* "ok", "enrolled", "renewed", "pending", "failed", ... */
+    long long attempts; /* consecutive failed attempts */
+    char *last_error;
+    long long last_error_time;
+    long long retry_at; /* 0: no retry due */
+    char *retry_kind;   /* "enroll" / "renew" */
+    int net_notified;   /* network failure notification sent for this streak */
+    char *cert_serial;  /* current certificate (hex) */
+    char *cert_subject;
+    long long cert_not_before, cert_not_after;
+    char *pending_txid; /* SCEP transaction awaiting the CA */
+    char *pending_kind;
+    long long pending_since;
+    char *renewed_serial; /* serial of the certificate last renewed */
+    int warned_days;      /* smallest expiry warning already sent for this certificate */
+    char *hook_status;    /* "ok", "failed", "none" */
+    int hook_exit;
+    long long hook_time;
+    char *hook_output;
+    char *state; /* "new", "valid", "renewing", "pending", "retry", "failed", "expired" */
+} enr_pstate;
+
+/* Open (create) the state database in DIR (0700; file 0600). DIR NULL:
+ * $EVERTOKEN_ENROLL_STATE_DIR, else $XDG_STATE_HOME/evertoken (…/.local/state). */
+enr_rc enr_state_open(const char *dir, enr_state **out);
+void enr_state_close(enr_state *st);
+const char *enr_state_dir(const enr_state *st);
+/* Load a profile's row; a missing row gives a zeroed struct with the name
+ * set and returns ENR_OK with *FOUND = 0. */
+enr_rc enr_state_get(enr_state *st, const char *profile, enr_pstate *ps, int *found);
+enr_rc enr_state_put(enr_state *st, const enr_pstate *ps);
+void enr_pstate_clear(enr_pstate *ps);
+/* Replace a string field (malloc'd copy; NULL clears). */
+void enr_pstate_set(char **field, const char *value);
+/* Append an event to the history (kept to the last 1000 per profile). */
+enr_rc enr_state_event(enr_state *st, const char *profile, const char *kind, const char *detail);
+/* Print the history of PROFILE (NULL: all) as "time profile kind detail". */
+enr_rc enr_state_print_events(enr_state *st, const char *profile, FILE *out);
+/* Exclusive lock of the state directory for one check (blocking). */
+int enr_state_lock(enr_state *st);
+void enr_state_unlock(enr_state *st);
+
+/* ---- sched.c ------------------------------------------------------------ */
+
+#define ENR_RETRY_SECONDS 300
+#define ENR_DAY           86400
+
+/* First start: pick the two random times within the hour after NOW. */
+void enr_sched_init(enr_pstate *ps, time_t now);
+/* The next daily occurrence of FIRST strictly after AFTER (FIRST + k days). */
+time_t enr_sched_next_daily(time_t first, time_t after);
+/* The earliest due event for PS: *KIND is "enroll", "renew" or "retry". */
+time_t enr_sched_next_due(const enr_pstate *ps, const char **kind);
+/* After a check of KIND ran at NOW with result RC, update times and retry. */
+void enr_sched_after(enr_pstate *ps, const char *kind, time_t now, enr_rc rc);
+
+/* ---- token.c ------------------------------------------------------------ */
+
+typedef struct enr_token enr_token;
+
+/* What the token holds for a profile's credential. */
+typedef struct enr_cred {
+    X509 *cert;        /* the visible certificate under the credential's CKA_ID, or NULL */
+    int have_key;      /* a private key under that CKA_ID matches the certificate */
+    int n_certs;       /* certificates under the CKA_ID */
+    int rollover_open; /* pending objects of an interrupted rollover remain */
+} enr_cred;
+
+/*
+ * Load the profile's module, find its token (URI), open a R/W session and log
+ * in with the profile's PIN. ENR_E_TOKEN: token absent; ENR_E_PIN: no PIN
+ * available or it was refused.
+ */
+enr_rc enr_token_open(const enr_profile *p, enr_token **out);
+void enr_token_close(enr_token *t);
+/* Token label/serial for messages and the URI of the credential. */
+const char *enr_token_label(const enr_token *t);
+char *enr_token_cred_uri(const enr_token *t, const enr_profile *p);
+/* Finish or undo an interrupted rollover (idempotent; docs/enrollment.md). */
+enr_rc enr_token_repair(enr_token *t, const enr_profile *p, enr_state *st, time_t now);
+/* Destroy retired keys whose grace period is over. */
+enr_rc enr_token_expire_retired(enr_token *t, const enr_profile *p, time_t now);
+enr_rc enr_token_find(enr_token *t, const enr_profile *p, enr_cred *c);
+void enr_cred_clear(enr_cred *c);
+
+/*
+ * Generate a new pair in the token under the pending CKA_ID/label. *PKEY
+ * receives an EVP_PKEY whose private operations run in the token.
+ */
+enr_rc enr_token_generate(enr_token *t, const enr_profile *p, EVP_PKEY **pkey);
+/* The pending pair if one exists (resume), else NULL with ENR_OK. */
+enr_rc enr_token_pending_key(enr_token *t, const enr_profile *p, EVP_PKEY **pkey);
+/* The current credential's private key (token-backed) matching CERT. */
+enr_rc enr_token_current_key(enr_token *t, const enr_profile *p, EVP_PKEY **pkey);
+/* Delete pending objects (abandoned request). */
+enr_rc enr_token_discard_pending(enr_token *t, const enr_profile *p);
+/*
+ * Store CERT as the pending certificate and run the switch-over sequence:
+ * pending objects take the credential's CKA_ID, the old certificate is
+ * deleted, the old pair retired (grace period) or deleted, labels switched.
+ * FAIL_AFTER (tests, EVERTOKEN_ENROLL_CRASH_AT) stops after that step.
+ */
+enr_rc enr_token_commit(enr_token *t, const enr_profile *p, X509 *cert, time_t now);
+
+/* ---- certcheck.c -------------------------------------------------------- */
+
+/* Load the anchors file of P (PEM, one or more certificates). */
+enr_rc enr_load_anchors(const enr_profile *p, STACK_OF(X509) * *out);
+/* Verify CERT chains to ANCHORS (UNTRUSTED: intermediates) at NOW. */
+enr_rc enr_verify_chain(X509 *cert, STACK_OF(X509) * untrusted, STACK_OF(X509) * anchors,
+                        time_t now, const char *what);
+/*
+ * The checks every issued certificate passes before it is stored: public key
+ * equal to PUB, chain to the anchors, subject and SANs as the profile asks,
+ * validity sane (started, not expired, notAfter after notBefore, not absurdly
+ * long). Each failure is reported precisely.
+ */
+enr_rc enr_check_issued(const enr_profile *p, X509 *cert, EVP_PKEY *pub, STACK_OF(X509) * chain,
+                        STACK_OF(X509) * anchors, time_t now);
+
+typedef enum { ENR_REV_GOOD = 0, ENR_REV_REVOKED, ENR_REV_UNKNOWN, ENR_REV_NONE } enr_rev;
+/* OCSP when CERT names a responder, else its CRL when it names one. ENR_REV_NONE
+ * when it names neither; network trouble is ENR_E_NETWORK. */
+enr_rc enr_revocation(const enr_profile *p, X509 *cert, STACK_OF(X509) * anchors, time_t now,
+                      enr_rev *out);
+
+/* Simple HTTP through libcurl (scep.c uses it too). */
+enr_rc enr_http(const char *url, const char *ctype, const unsigned char *body, size_t blen,
+                int timeout, unsigned char **resp, size_t *rlen, char **rctype);
+
+/* ---- scep.c ------------------------------------------------------------- */
+
+typedef struct enr_scep_result {
+    X509 *cert;             /* issued certificate */
+    STACK_OF(X509) * chain; /* extra certificates the CA returned */
+    char *txid;             /* transaction id (kept while PENDING) */
+    char *fail;             /* CA's failInfo as text on FAILURE */
+} enr_scep_result;
+
+/*
+ * One SCEP transaction: RENEW_KEY/RENEW_CERT NULL for PKCSReq (the new key
+ * signs with a self-signed certificate), else RenewalReq signed with the old
+ * certificate and key. NEWKEY is the token-backed new (or kept) key. TXID
+ * non-NULL resumes polling of an earlier PENDING transaction. ENR_E_PENDING
+ * when the CA still holds it after poll_max polls.
+ */
+enr_rc enr_scep_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert,
+                       EVP_PKEY *renew_key, STACK_OF(X509) * anchors, const char *txid,
+                       enr_scep_result *res);
+void enr_scep_result_clear(enr_scep_result *r);
+/* Build the CSR for P signed by KEY (token-backed), with challenge CHAL (may be NULL). */
+X509_REQ *enr_make_csr(const enr_profile *p, EVP_PKEY *key, const enr_secret *chal);
+
+/* ---- hooks.c ------------------------------------------------------------ */
+
+/* Event names: docs/enrollment.md "Notifications". */
+typedef struct enr_event {
+    const char *event;   /* "enrolled", "renewed", "failure", "network-failure", ... */
+    const char *message; /* one human sentence */
+    const char *uri;     /* credential PKCS#11 URI or NULL */
+    const char *cert_file;
+    const char *serial;
+    time_t not_after;
+    int days_left; /* -1: not applicable */
+} enr_event;
+
+void enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev);
+/* Run the post-processing script; records the result in PS. */
+enr_rc enr_run_post_script(const enr_profile *p, enr_pstate *ps, enr_state *st, const char *uri,
+                           const char *cert_file);
+/* Show the profile's instructions file (stderr). */
+void enr_show_instructions(const enr_profile *p);
+
+/* ---- engine.c ----------------------------------------------------------- */
+
+typedef struct enr_ctx {
+    enr_state *st;
+    const char *profile_dir;
+    int force; /* renew --force */
+} enr_ctx;
+
+/* One check of KIND ("enroll", "renew", "check"=both) for profile P. */
+enr_rc enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind);
+/* Expiry warnings from the state's last known certificate. */
+void enr_expiry_warnings(enr_ctx *ctx, const enr_profile *p, enr_pstate *ps, time_t now);
+/* The service loop; UNTIL > 0 simulates (fake clock advanced, no sleep). */
+int enr_run_service(enr_ctx *ctx, time_t until);
+
+/* ---- status.c ----------------------------------------------------------- */
+
+int enr_status(enr_ctx *ctx, int json, FILE *out);
+
+#endif /* EVERTOKEN_ENROLL_ENR_INT_H */

@@ -11,15 +11,64 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
 #include "mod_int.h"
+
+/* Forget O's OpenSSL key. Operations may still hold references; the key
+ * material is cleansed by OpenSSL when the last one goes (private parts of
+ * RSA, EC and EdDSA keys are freed with BN_clear_free/OPENSSL_secure_clear_free). */
+static void
+object_forget_pkey(struct mod_object *o)
+{
+    EVP_PKEY_free(o->pkey);
+    o->pkey = NULL;
+    o->pkey_attrs = NULL;
+}
 
 static void
 object_free(struct mod_object *o)
 {
     if (o == NULL)
         return;
+    object_forget_pkey(o);
     obj_free(o->attrs);
     free(o);
+}
+
+CK_RV
+cache_pkey_inlock(struct mod_object *o, EVP_PKEY **out)
+{
+    CK_RV rv;
+
+    *out = NULL;
+    /* Built from another attribute set (C_SetAttributeValue swapped it):
+     * rebuild rather than trust that nothing relevant changed. */
+    if (o->pkey != NULL && o->pkey_attrs != o->attrs)
+        object_forget_pkey(o);
+    if (o->pkey == NULL) {
+        rv = obj_pkey(o->attrs, &o->pkey);
+        if (rv != CKR_OK) {
+            o->pkey = NULL;
+            return rv;
+        }
+        o->pkey_attrs = o->attrs;
+    }
+    if (EVP_PKEY_up_ref(o->pkey) != 1) {
+        ERR_clear_error();
+        return CKR_HOST_MEMORY;
+    }
+    *out = o->pkey;
+    return CKR_OK;
+}
+
+void
+cache_set_attrs_inlock(struct mod_object *o, mod_attrs *attrs)
+{
+    object_forget_pkey(o);
+    obj_free(o->attrs);
+    o->attrs = attrs;
 }
 
 static void
@@ -239,8 +288,7 @@ cache_add_token_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, mod_attrs *attrs
     i = objs_search(t, h, &found);
     if (found) {
         /* Already loaded by a reload since the write: keep ours. */
-        obj_free(t->objs[i]->attrs);
-        t->objs[i]->attrs = attrs;
+        cache_set_attrs_inlock(t->objs[i], attrs);
         return CKR_OK;
     }
     o = calloc(1, sizeof(*o));

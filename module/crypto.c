@@ -1,14 +1,17 @@
 /*
- * crypto.c — random numbers, and the cryptographic entry points.
+ * crypto.c — random numbers, and the cryptographic entry points that have no
+ * mechanism: signatures with recovery, the dual-function updates, operation
+ * state, the legacy parallel functions and the 3.0 message-based functions.
  *
- * This version of the module offers no mechanisms (C_GetMechanismList is
- * empty; the mechanism table arrives with module/mech.c). The cryptographic
- * functions are still real entry points: they check initialisation, the
- * session and their pointer arguments, then return the code the standard
- * gives for the situation: CKR_MECHANISM_INVALID for a function that would
- * start an operation (no mechanism is valid), CKR_OPERATION_NOT_INITIALIZED
- * for one that continues an operation (none can have been started).
- * docs/module.md lists each.
+ * The operations that do have mechanisms live in op_sign.c, op_cipher.c and
+ * op_digest.c (mechanism table: mech.c). Here each function checks
+ * initialisation, the session and its pointer arguments, then returns the
+ * code the standard gives for the situation: CKR_MECHANISM_INVALID for a
+ * function that would start an operation no offered mechanism supports
+ * (C_SignRecoverInit, C_VerifyRecoverInit, C_Message*Init),
+ * CKR_OPERATION_NOT_INITIALIZED for one that continues an operation that
+ * cannot have been started (the dual-function updates need two active
+ * operations, and a session runs one at a time). docs/module.md lists each.
  */
 #include <stddef.h>
 
@@ -89,8 +92,8 @@ mod_C_CancelFunction(CK_SESSION_HANDLE hs)
     return op_none(hs, CKR_FUNCTION_NOT_PARALLEL);
 }
 
-/* No operation state exists to save or restore (sessions have no running
- * cryptographic operation yet, and find operations are not saveable). */
+/* Operation state is not saveable: it holds OpenSSL contexts and key
+ * references, which cannot leave the process. */
 CK_RV
 mod_C_GetOperationState(CK_SESSION_HANDLE hs, CK_BYTE_PTR state, CK_ULONG_PTR len)
 {
@@ -113,143 +116,6 @@ mod_C_SetOperationState(CK_SESSION_HANDLE hs, CK_BYTE_PTR state, CK_ULONG len,
 }
 
 CK_RV
-mod_C_EncryptInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-{
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (mech == NULL)
-        return CKR_ARGUMENTS_BAD;
-    return op_none(hs, CKR_MECHANISM_INVALID);
-}
-
-CK_RV
-mod_C_Encrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
-              CK_ULONG_PTR outlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_EncryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
-                    CK_ULONG_PTR outlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_EncryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_DecryptInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-{
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (mech == NULL)
-        return CKR_ARGUMENTS_BAD;
-    return op_none(hs, CKR_MECHANISM_INVALID);
-}
-
-CK_RV
-mod_C_Decrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
-              CK_ULONG_PTR outlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_DecryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
-                    CK_ULONG_PTR outlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_DecryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_DigestInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech)
-{
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (mech == NULL)
-        return CKR_ARGUMENTS_BAD;
-    return op_none(hs, CKR_MECHANISM_INVALID);
-}
-
-CK_RV
-mod_C_Digest(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
-             CK_ULONG_PTR outlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_DigestUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_DigestKey(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE key)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_DigestFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_SignInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-{
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (mech == NULL)
-        return CKR_ARGUMENTS_BAD;
-    return op_none(hs, CKR_MECHANISM_INVALID);
-}
-
-CK_RV
-mod_C_Sign(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
-           CK_ULONG_PTR outlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_SignUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_SignFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
 mod_C_SignRecoverInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
 {
     if (!mod_ready())
@@ -263,38 +129,7 @@ CK_RV
 mod_C_SignRecover(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
                   CK_ULONG_PTR outlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_VerifyInit(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-{
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (mech == NULL)
-        return CKR_ARGUMENTS_BAD;
-    return op_none(hs, CKR_MECHANISM_INVALID);
-}
-
-CK_RV
-mod_C_Verify(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG siglen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_VerifyUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
-    return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
-}
-
-CK_RV
-mod_C_VerifyFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR sig, CK_ULONG siglen)
-{
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -312,7 +147,7 @@ CK_RV
 mod_C_VerifyRecover(CK_SESSION_HANDLE hs, CK_BYTE_PTR sig, CK_ULONG siglen, CK_BYTE_PTR out,
                     CK_ULONG_PTR outlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -320,7 +155,7 @@ CK_RV
 mod_C_DigestEncryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
                           CK_ULONG_PTR outlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -328,7 +163,7 @@ CK_RV
 mod_C_DecryptDigestUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
                           CK_ULONG_PTR outlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -336,7 +171,7 @@ CK_RV
 mod_C_SignEncryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
                         CK_ULONG_PTR outlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -344,7 +179,7 @@ CK_RV
 mod_C_DecryptVerifyUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
                           CK_ULONG_PTR outlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -363,7 +198,7 @@ mod_C_EncryptMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
                      CK_ULONG adlen, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
                      CK_ULONG_PTR outlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -371,7 +206,7 @@ CK_RV
 mod_C_EncryptMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
                           CK_BYTE_PTR ad, CK_ULONG adlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -379,14 +214,14 @@ CK_RV
 mod_C_EncryptMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
                          CK_ULONG inlen, CK_BYTE_PTR out, CK_ULONG_PTR outlen, CK_FLAGS flags)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
 CK_RV
 mod_C_MessageEncryptFinal(CK_SESSION_HANDLE hs)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -405,7 +240,7 @@ mod_C_DecryptMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
                      CK_ULONG adlen, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
                      CK_ULONG_PTR outlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -413,7 +248,7 @@ CK_RV
 mod_C_DecryptMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen,
                           CK_BYTE_PTR ad, CK_ULONG adlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -421,14 +256,14 @@ CK_RV
 mod_C_DecryptMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
                          CK_ULONG inlen, CK_BYTE_PTR out, CK_ULONG_PTR outlen, CK_FLAGS flags)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
 CK_RV
 mod_C_MessageDecryptFinal(CK_SESSION_HANDLE hs)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -446,14 +281,14 @@ CK_RV
 mod_C_SignMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
                   CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
 CK_RV
 mod_C_SignMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -461,14 +296,14 @@ CK_RV
 mod_C_SignMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
                       CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
 CK_RV
 mod_C_MessageSignFinal(CK_SESSION_HANDLE hs)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -486,14 +321,14 @@ CK_RV
 mod_C_VerifyMessage(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
                     CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG siglen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
 CK_RV
 mod_C_VerifyMessageBegin(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
@@ -501,13 +336,13 @@ CK_RV
 mod_C_VerifyMessageNext(CK_SESSION_HANDLE hs, CK_VOID_PTR param, CK_ULONG paramlen, CK_BYTE_PTR in,
                         CK_ULONG inlen, CK_BYTE_PTR sig, CK_ULONG siglen)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }
 
 CK_RV
 mod_C_MessageVerifyFinal(CK_SESSION_HANDLE hs)
 {
-    /* No operation can have been started: no mechanism is offered yet. */
+    /* No such operation can have been started. */
     return op_none(hs, CKR_OPERATION_NOT_INITIALIZED);
 }

@@ -342,10 +342,13 @@ out:
     return rv;
 }
 
-/* Any token in use by a thread that released the lock (a login's KDF)? */
+/* Any token in use by a thread that released the lock (a login's KDF), or
+ * any thread computing a cryptographic operation? */
 static int
 any_busy_inlock(void)
 {
+    if (mod_g.inflight > 0)
+        return 1;
     for (struct mod_token *t = mod_g.tokens; t != NULL; t = t->next)
         if (t->busy > 0)
             return 1;
@@ -364,7 +367,8 @@ mod_C_Finalize(CK_VOID_PTR reserved)
     }
     mod_lock();
     /* Section 5.4 leaves C_Finalize during other calls undefined; waiting
-     * for threads in a PIN operation's KDF avoids freeing under them. */
+     * for threads in a PIN operation's KDF or in a signature avoids freeing
+     * under them. */
     while (any_busy_inlock()) {
         mod_unlock();
         usleep(1000);

@@ -19,6 +19,15 @@
  *   busy token). Argon2id (ks_login, ks_set_pin, ks_init_user_pin, ks_create,
  *   ks_reinit) runs without the global lock, serialised per token by
  *   tok->op_mutex, which is always taken BEFORE the global lock.
+ *
+ * Cryptographic operations (op.c, op_*.c)
+ *   A session has at most one active operation (struct mod_op, s->op). Its
+ *   OpenSSL key (a reference to the object's cached EVP_PKEY) and contexts
+ *   are taken under the lock; the crypto itself runs with the lock released
+ *   while the operation is marked busy (mod_g.inflight counts such threads,
+ *   and C_Finalize waits for them). Nobody else touches a busy operation: a
+ *   C_CloseSession meanwhile marks it orphaned (the computing thread frees
+ *   it), a C_Logout marks it dead (the computing thread drops its key).
  */
 #ifndef EVERTOKEN_MOD_INT_H
 #define EVERTOKEN_MOD_INT_H
@@ -58,6 +67,11 @@ enum mod_tok_state {
 struct mod_object {
     CK_OBJECT_HANDLE h;
     mod_attrs *attrs;
+    /* The OpenSSL key of a key object, built on first use (cache_pkey_inlock)
+     * and shared by reference with operations; freed with the object (and so
+     * on logout, reload and destroy). pkey_attrs: the set it was built from. */
+    EVP_PKEY *pkey;
+    const mod_attrs *pkey_attrs;
     CK_BBOOL token;          /* stored in the keystore (or the profile object) */
     CK_BBOOL priv;           /* CKA_PRIVATE */
     int profile;             /* the built-in CKO_PROFILE object: never stored */
@@ -91,6 +105,7 @@ struct mod_session {
     int find_active;
     CK_OBJECT_HANDLE *found; /* snapshot taken at C_FindObjectsInit */
     CK_ULONG nfound, pos;
+    struct mod_op *op; /* the cryptographic operation (kept idle for reuse) */
     struct mod_session *next;
 };
 
@@ -100,6 +115,7 @@ struct mod_global {
     char *dir; /* token directory */
     struct mod_token *tokens;
     struct mod_session *sessions;
+    unsigned inflight; /* threads computing with the lock released (op.c) */
 };
 
 extern struct mod_global mod_g;
@@ -179,6 +195,72 @@ CK_RV cache_add_token_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, mod_attrs 
 CK_RV cache_add_session_inlock(struct mod_token *t, CK_SESSION_HANDLE owner, mod_attrs *attrs,
                                CK_OBJECT_HANDLE *out);
 void cache_remove_inlock(struct mod_token *t, struct mod_object *o);
+/* A new reference to key object O's OpenSSL key (built once, obj_pkey);
+ * the caller frees it with EVP_PKEY_free. */
+CK_RV cache_pkey_inlock(struct mod_object *o, EVP_PKEY **out);
+/* Replace O's attributes (taking ATTRS) and forget its cached key. */
+void cache_set_attrs_inlock(struct mod_object *o, mod_attrs *attrs);
+
+/* ---- mech.c: the mechanism table ----------------------------------------- */
+
+/* What serves a mechanism. */
+enum mod_mech_family {
+    MF_RSA_PKCS, /* CKM_RSA_PKCS and CKM_SHAx_RSA_PKCS */
+    MF_RSA_PSS,  /* CKM_RSA_PKCS_PSS and CKM_SHAx_RSA_PKCS_PSS */
+    MF_RSA_OAEP,
+    MF_ECDSA, /* CKM_ECDSA and CKM_ECDSA_SHAx */
+    MF_EDDSA,
+    MF_DIGEST,
+    MF_KEYGEN, /* keygen.c: C_GenerateKeyPair */
+    MF_DERIVE, /* keygen.c: C_DeriveKey */
+};
+
+/* Hash functions (md field): MD_NONE for mechanisms that hash nothing. */
+enum { MD_NONE = 0, MD_SHA1, MD_SHA224, MD_SHA256, MD_SHA384, MD_SHA512, MD_COUNT };
+
+struct mod_mech {
+    CK_MECHANISM_TYPE type;
+    CK_MECHANISM_INFO info; /* key sizes in bits, CKF_* flags */
+    CK_KEY_TYPE key_type;   /* CK_UNAVAILABLE_INFORMATION for digests */
+    enum mod_mech_family fam;
+    int md; /* the hash a hashing mechanism applies (MD_*) */
+};
+
+struct mod_md {
+    CK_MECHANISM_TYPE mech; /* CKM_SHA_1, CKM_SHA256, ... */
+    CK_ULONG mgf;           /* CKG_MGF1_* */
+    const char *ossl;       /* OpenSSL fetch name */
+    size_t len;             /* output bytes */
+};
+
+/* The table entry of TYPE, NULL when the module does not offer it. */
+const struct mod_mech *mech_find(CK_MECHANISM_TYPE type);
+const struct mod_md *md_info(int md);
+/* MD_* of a digest mechanism / an MGF1 generator; MD_NONE if unknown. */
+int md_by_mech(CK_MECHANISM_TYPE type);
+int md_by_mgf(CK_ULONG mgf);
+/* The fetched OpenSSL digest (fetched once per process). */
+typedef struct evp_md_st EVP_MD;
+const EVP_MD *md_get(int md);
+
+/* ---- op.c: operation bookkeeping for session.c -------------------------- */
+
+struct mod_op;
+/* Session S closes: end its operation (an orphaned busy one is freed by the
+ * thread computing it). */
+void op_session_close_inlock(struct mod_session *s);
+/* Token T logs out: end operations on private keys and drop every key
+ * reference to a private object held by T's sessions. */
+void op_logout_inlock(struct mod_token *t);
+/* C_SessionCancel: end S's operation if its kind is among FLAGS (CKF_SIGN,
+ * CKF_VERIFY, CKF_ENCRYPT, CKF_DECRYPT, CKF_DIGEST). */
+void op_cancel_inlock(struct mod_session *s, CK_FLAGS flags);
+/* CKU_CONTEXT_SPECIFIC: the operation waiting for a context login, and its
+ * generation (*GEN) to recognise it after the KDF; NULL if there is none. */
+struct mod_op *op_auth_pending_inlock(struct mod_session *s, unsigned *gen);
+/* The context login succeeded: mark S's operation authenticated if it is
+ * still operation OP generation GEN (CKR_OPERATION_NOT_INITIALIZED if not). */
+CK_RV op_auth_done_inlock(struct mod_session *s, const struct mod_op *op, unsigned gen);
 
 /* ---- entry points (mod_C_*), defined across the files ------------------- */
 

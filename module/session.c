@@ -29,6 +29,9 @@ tok_logout_inlock(struct mod_token *t)
     if (t->ks != NULL)
         ks_logout(t->ks);
     t->login = MOD_NOBODY;
+    /* Operations on private keys end, and no session keeps a reference to
+     * a private key's OpenSSL key beyond this point. */
+    op_logout_inlock(t);
     /* Section 5.6, C_Logout: private session objects are destroyed; the
      * cached stored objects are dropped (private ones wiped) and reloaded
      * without the private ones at the next lookup. */
@@ -48,6 +51,7 @@ session_close_inlock(struct mod_session *s)
         }
     }
     find_end(s);
+    op_session_close_inlock(s);
     cache_destroy_sobjs_inlock(t, s->h, 0);
     t->nsess--;
     if (s->flags & CKF_RW_SESSION)
@@ -71,6 +75,9 @@ session_forget_all(void)
 
     for (; s != NULL; s = next) {
         next = s->next;
+        /* Frees an idle operation (its key is wiped by OpenSSL); one a
+         * parent thread was computing with is abandoned. */
+        op_session_close_inlock(s);
         free(s->found);
         free(s);
     }
@@ -251,15 +258,75 @@ mod_C_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS flags)
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     mod_lock();
     rv = session_lookup_inlock(h, &s);
-    /* The only operation a session can have is a find; the other
-     * operation flags name operations that cannot be active. */
+    /* Ends the find and/or the cryptographic operation the flags name;
+     * flags naming operations that are not active are ignored. */
     if (rv == CKR_OK && (flags & CKF_FIND_OBJECTS))
         find_end(s);
+    if (rv == CKR_OK)
+        op_cancel_inlock(s, flags);
     mod_unlock();
     return rv;
 }
 
 /* ---- login -------------------------------------------------------------- */
+
+/*
+ * C_Login(CKU_CONTEXT_SPECIFIC): the user proves the PIN again for the one
+ * operation that needs it (a C_SignInit/C_DecryptInit with a key whose
+ * CKA_ALWAYS_AUTHENTICATE is TRUE; PKCS#11 3.0 section 5.5). The PIN is
+ * verified by the keystore with the KDF every time (a failure counts toward
+ * the lockout like any login), never by a cached login. Without such an
+ * operation: CKR_OPERATION_NOT_INITIALIZED.
+ */
+static CK_RV
+context_login_inlock(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
+{
+    struct mod_session *s = NULL;
+    struct mod_token *t;
+    struct mod_op *op;
+    unsigned gen = 0;
+    ks_rv kr;
+    CK_RV rv;
+
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK)
+        return rv;
+    op = op_auth_pending_inlock(s, &gen);
+    if (op == NULL)
+        return CKR_OPERATION_NOT_INITIALIZED;
+    if (pin == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (s->tok->login != CKU_USER)
+        return CKR_USER_NOT_LOGGED_IN;
+    rv = op_begin_inlock(h, &s);
+    if (rv != CKR_OK)
+        return rv;
+    t = s->tok;
+    mod_unlock();
+    kr = ks_login(t->ks, KS_USER, pin, pin_len);
+    mod_lock();
+    if (t->login != CKU_USER) {
+        /* Logged out during the KDF (a new login would have waited for the
+         * op mutex we hold): the keystore must not stay logged in. */
+        if (kr == KS_OK)
+            ks_logout(t->ks);
+        rv = CKR_USER_NOT_LOGGED_IN;
+        goto release;
+    }
+    if (kr != KS_OK) {
+        rv = mod_ks_ckr(kr, t->ks, "ks_login (context specific)");
+        goto release;
+    }
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK) {
+        rv = CKR_SESSION_CLOSED;
+        goto release;
+    }
+    rv = op_auth_done_inlock(s, op, gen);
+release:
+    op_end_inlock(t);
+    return rv;
+}
 
 CK_RV
 mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
@@ -275,11 +342,7 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
         return CKR_USER_TYPE_INVALID;
     mod_lock();
     if (type == CKU_CONTEXT_SPECIFIC) {
-        /* Re-authentication for an operation on a CKA_ALWAYS_AUTHENTICATE
-         * key; no operation can be active yet. */
-        rv = session_lookup_inlock(h, &s);
-        if (rv == CKR_OK)
-            rv = CKR_OPERATION_NOT_INITIALIZED;
+        rv = context_login_inlock(h, pin, pin_len);
         goto out;
     }
     /* A NULL PIN would ask for a protected authentication path (none). */

@@ -1,6 +1,6 @@
 /*
  * slot.c — slots and tokens: the token directory as a slot list, slot and
- * token information, C_InitToken, and the mechanism queries.
+ * token information and C_InitToken (the mechanism queries are in mech.c).
  *
  * A slot is a token file DIR/token-<N>.db (slot id N), plus one free slot
  * (id = highest + 1) whose uninitialised token C_InitToken turns into a new
@@ -489,87 +489,4 @@ mod_C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR reserved
     /* Software tokens are never inserted or removed; a token file created
      * by another process shows at the next C_GetSlotList. */
     return CKR_FUNCTION_NOT_SUPPORTED;
-}
-
-/* ---- mechanisms ---------------------------------------------------------- */
-
-/*
- * The mechanism table. This version offers no mechanism (cryptographic
- * operations arrive with module/mech.c, which will own this table); the
- * queries below already serve whatever it holds.
- */
-struct mod_mech {
-    CK_MECHANISM_TYPE type;
-    CK_MECHANISM_INFO info;
-};
-
-static const struct mod_mech *
-mech_table(size_t *n)
-{
-    *n = 0;
-    return NULL;
-}
-
-CK_RV
-mod_C_GetMechanismList(CK_SLOT_ID id, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count)
-{
-    struct mod_token *t = NULL;
-    const struct mod_mech *m;
-    size_t n;
-    CK_RV rv;
-
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (count == NULL)
-        return CKR_ARGUMENTS_BAD;
-    mod_lock();
-    rv = slot_lookup_inlock(id, &t);
-    if (rv != CKR_OK)
-        goto out;
-    m = mech_table(&n);
-    if (list == NULL) {
-        *count = n;
-        goto out;
-    }
-    if (*count < n) {
-        *count = n;
-        rv = CKR_BUFFER_TOO_SMALL;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++)
-        list[i] = m[i].type;
-    *count = n;
-out:
-    mod_unlock();
-    return rv;
-}
-
-CK_RV
-mod_C_GetMechanismInfo(CK_SLOT_ID id, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
-{
-    struct mod_token *t = NULL;
-    const struct mod_mech *m;
-    size_t n;
-    CK_RV rv;
-
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (info == NULL)
-        return CKR_ARGUMENTS_BAD;
-    mod_lock();
-    rv = slot_lookup_inlock(id, &t);
-    if (rv != CKR_OK)
-        goto out;
-    m = mech_table(&n);
-    rv = CKR_MECHANISM_INVALID;
-    for (size_t i = 0; i < n; i++) {
-        if (m[i].type == type) {
-            *info = m[i].info;
-            rv = CKR_OK;
-            break;
-        }
-    }
-out:
-    mod_unlock();
-    return rv;
 }

@@ -1,0 +1,122 @@
+/*
+ * op_int.h — cryptographic operations: shared by op.c (bookkeeping, key and
+ * parameter checks), op_sign.c (C_Sign*, C_Verify*), op_cipher.c
+ * (C_Encrypt*, C_Decrypt*) and op_digest.c (C_Digest*).
+ *
+ * Life of an operation
+ *   C_xInit: op_start() checks the mechanism, its parameters and the key
+ *   under the global lock, takes a reference to the key's EVP_PKEY and marks
+ *   the session's operation active and busy; the family's prepare function
+ *   then builds (or reuses) the OpenSSL contexts with the lock released.
+ *   C_x/C_xUpdate/C_xFinal: op_acquire() marks the active operation busy
+ *   and releases the lock; the computation runs without it; op_release()
+ *   takes the lock again and ends the operation unless the result keeps it
+ *   (a length query or CKR_BUFFER_TOO_SMALL set op->keep, an Update that
+ *   succeeded continues it).
+ *
+ * Reuse
+ *   An ended operation stays attached to its session, idle, with its key
+ *   reference and prepared contexts. The next C_xInit of the same kind with
+ *   the same key, mechanism and parameters reuses them: a steady stream of
+ *   signatures allocates nothing in the module. A C_Logout drops idle
+ *   references to private keys; closing the session frees everything.
+ */
+#ifndef EVERTOKEN_OP_INT_H
+#define EVERTOKEN_OP_INT_H
+
+#include <stddef.h>
+
+#include <openssl/evp.h>
+
+#include "mod_int.h"
+
+enum op_kind { OP_NONE = 0, OP_SIGN, OP_VERIFY, OP_ENCRYPT, OP_DECRYPT, OP_DIGEST };
+
+/* Input buffered by C_xUpdate for mechanisms that are single-part by nature
+ * (the whole input is needed at once): at most the mechanism's maximum
+ * input, and for the two without one these caps. */
+#define OP_RAW_HASH_MAX 1024UL       /* CKM_ECDSA: a hash (truncated by OpenSSL) */
+#define OP_EDDSA_MAX    (16UL << 20) /* CKM_EDDSA: the message */
+
+/* PKCS#11 3.0 CK_EDDSA_PARAMS (not in p11-kit's 2.40 header). */
+struct op_eddsa_params {
+    CK_BBOOL phFlag;
+    CK_ULONG ulContextDataLen;
+    CK_BYTE_PTR pContextData;
+};
+
+struct op_params {
+    int md;               /* MD_*: the mechanism's hash, or PSS/OAEP hashAlg */
+    int mgf;              /* MD_* of the MGF1 function (PSS, OAEP) */
+    CK_ULONG salt;        /* PSS sLen */
+    unsigned char *label; /* OAEP label (owned, OPENSSL_malloc) */
+    size_t label_len;
+};
+
+struct mod_op {
+    enum op_kind kind;
+    const struct mod_mech *m;
+    struct op_params p;
+    EVP_PKEY *pkey; /* a reference (NULL for digests) */
+    unsigned gen;   /* counts C_xInit calls on this operation structure */
+    /* state, changed under the global lock */
+    int active;    /* between C_xInit and the call that ends it */
+    int busy;      /* a thread works on it with the lock released */
+    int orphan;    /* the session closed while busy: the worker frees it */
+    int dead;      /* C_Logout while busy: the worker drops the key */
+    int priv;      /* the key is a private object */
+    int need_auth; /* CKA_ALWAYS_AUTHENTICATE: C_Login(CKU_CONTEXT_SPECIFIC) needed */
+    int authed;    /* ... and it happened for this operation */
+    /* state of the worker (only the busy thread touches it) */
+    int multi; /* C_xUpdate was called */
+    int keep;  /* the result of this call keeps the operation active */
+    /* prepared OpenSSL state */
+    int ready; /* contexts match kind, m, p and pkey */
+    EVP_PKEY_CTX *pctx;
+    EVP_MD_CTX *hctx;   /* hashing mechanisms and digests */
+    EVP_MD_CTX *tmpl;   /* EdDSA: DigestSign/VerifyInit done, copied per operation */
+    EVP_MD_CTX *work;   /* EdDSA: the copy */
+    size_t keybytes;    /* RSA modulus / EC group order length in bytes */
+    size_t outlen;      /* signature or ciphertext length; largest plaintext */
+    size_t max_in;      /* largest input (buffered, or single-part); 0: none */
+    unsigned char *buf; /* input buffered by C_xUpdate */
+    size_t len, cap;
+    unsigned char *scratch; /* DER signature (ECDSA) or plaintext (decrypt) */
+    size_t scap;
+};
+
+/* Init: all checks, key reference, operation marked active and busy, then
+ * the family's prepare function with the lock released; ends with
+ * op_release. KEY is ignored for digests. */
+CK_RV op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech,
+               CK_OBJECT_HANDLE key);
+/* The session's active operation of KIND, marked busy, lock released.
+ * CKR_OPERATION_NOT_INITIALIZED when there is none. */
+CK_RV op_acquire(CK_SESSION_HANDLE hs, enum op_kind kind, struct mod_op **out);
+/* Unmark busy; end the operation unless op->keep or (CONTINUE and rv OK).
+ * Returns RV. */
+CK_RV op_release(struct mod_op *op, CK_RV rv, int cont);
+
+/* End the operation now (lock held, not busy); a dead one also drops its
+ * key. Its contexts stay for reuse. */
+void op_finish_inlock(struct mod_op *op);
+
+/* Append IN to the input buffer (max op->max_in): CKR_DATA_LEN_RANGE when
+ * it would grow past it. */
+CK_RV op_buffer(struct mod_op *op, const unsigned char *in, size_t len);
+/* Grow op->scratch to N bytes. */
+CK_RV op_scratch(struct mod_op *op, size_t n);
+/* Free and forget the prepared contexts (op->ready = 0). */
+void op_drop_ctx(struct mod_op *op);
+
+/* Family prepare functions (lock released; op busy). They build the
+ * contexts when !op->ready and reset per-operation state. */
+CK_RV sign_prepare(struct mod_op *op);
+CK_RV cipher_prepare(struct mod_op *op);
+CK_RV digest_prepare(struct mod_op *op);
+
+/* PKCS#11 ECDSA signatures (r || s, each half the order's length) <-> DER. */
+CK_RV ecdsa_rs_to_der(const unsigned char *rs, size_t rslen, unsigned char *der, size_t *derlen);
+CK_RV ecdsa_der_to_rs(const unsigned char *der, size_t derlen, unsigned char *rs, size_t rslen);
+
+#endif /* EVERTOKEN_OP_INT_H */

@@ -11,9 +11,10 @@
 #include <string.h>
 
 #include "mod_int.h"
+#include "store.h"
 
-static obj_policy
-policy_of(const struct mod_session *s)
+obj_policy
+store_policy_inlock(const struct mod_session *s)
 {
     obj_policy p;
 
@@ -30,8 +31,8 @@ policy_of(const struct mod_session *s)
  * always need a login (user, or SO for public ones), because every stored
  * record is sealed or MAC'd under the token key, which only a login unwraps.
  */
-static CK_RV
-write_check(const struct mod_session *s, CK_BBOOL token, CK_BBOOL priv)
+CK_RV
+store_write_check_inlock(const struct mod_session *s, CK_BBOOL token, CK_BBOOL priv)
 {
     CK_USER_TYPE who = s->tok->login;
 
@@ -44,10 +45,9 @@ write_check(const struct mod_session *s, CK_BBOOL token, CK_BBOOL priv)
     return CKR_OK;
 }
 
-/* Look up session H and object OH (after syncing the cache). */
-static CK_RV
-lookup_inlock(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, struct mod_session **sp,
-              struct mod_object **op)
+CK_RV
+store_lookup_inlock(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, struct mod_session **sp,
+                    struct mod_object **op)
 {
     CK_RV rv;
 
@@ -60,9 +60,31 @@ lookup_inlock(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, struct mod_session **sp,
     return cache_lookup_inlock((*sp)->tok, oh, op);
 }
 
-/* Store ATTRS (taken) as a new object of S's token; *OUT its handle. */
-static CK_RV
-store_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
+/* Remove object H of S's token again (store_pair_inlock's undo). */
+static void
+unstore_inlock(struct mod_session *s, CK_OBJECT_HANDLE h)
+{
+    struct mod_token *t = s->tok;
+    struct mod_object *o = NULL;
+    int token = h <= MOD_TOKEN_HANDLE_MAX;
+    ks_rv kr;
+
+    if (token) {
+        kr = ks_object_destroy(t->ks, (int64_t)h);
+        if (kr != KS_OK && kr != KS_E_NOT_FOUND) {
+            /* Left stored: the reload shows it, so nothing lies about it. */
+            mod_log("could not remove object %lu again: %s", (unsigned long)h,
+                    ks_last_error(t->ks));
+            cache_drop_inlock(t);
+            return;
+        }
+    }
+    if (cache_lookup_inlock(t, h, &o) == CKR_OK)
+        cache_remove_inlock(t, o);
+}
+
+CK_RV
+store_object_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
 {
     struct mod_token *t = s->tok;
     CK_BBOOL token = obj_bool(attrs, CKA_TOKEN, CK_FALSE);
@@ -71,7 +93,7 @@ store_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
     ks_rv kr;
     CK_RV rv;
 
-    rv = write_check(s, token, priv);
+    rv = store_write_check_inlock(s, token, priv);
     if (rv != CKR_OK)
         goto fail;
     if (!token)
@@ -91,9 +113,15 @@ store_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
     }
     rv = cache_add_token_inlock(t, (CK_OBJECT_HANDLE)id, attrs);
     if (rv != CKR_OK) {
-        /* ATTRS was freed; the object is stored and appears at the next
-         * reload, so force one. */
-        cache_drop_inlock(t);
+        /* ATTRS was freed. The caller is told the object was not created,
+         * so it must not stay stored; if it cannot be removed, it appears
+         * at the next reload, which is forced. */
+        kr = ks_object_destroy(t->ks, id);
+        if (kr != KS_OK && kr != KS_E_NOT_FOUND) {
+            mod_log("object %lld not cached and could not be removed: %s", (long long)id,
+                    ks_last_error(t->ks));
+            cache_drop_inlock(t);
+        }
         return rv;
     }
     *out = (CK_OBJECT_HANDLE)id;
@@ -101,6 +129,38 @@ store_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
 fail:
     obj_free(attrs);
     return rv;
+}
+
+CK_RV
+store_pair_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b, CK_OBJECT_HANDLE *ha,
+                  CK_OBJECT_HANDLE *hb)
+{
+    CK_OBJECT_HANDLE h1 = CK_INVALID_HANDLE, h2 = CK_INVALID_HANDLE;
+    CK_RV rv;
+
+    rv = store_write_check_inlock(s, obj_bool(a, CKA_TOKEN, CK_FALSE),
+                                  obj_bool(a, CKA_PRIVATE, CK_FALSE));
+    if (rv == CKR_OK)
+        rv = store_write_check_inlock(s, obj_bool(b, CKA_TOKEN, CK_FALSE),
+                                      obj_bool(b, CKA_PRIVATE, CK_FALSE));
+    if (rv != CKR_OK) {
+        obj_free(a);
+        obj_free(b);
+        return rv;
+    }
+    rv = store_object_inlock(s, a, &h1);
+    if (rv != CKR_OK) {
+        obj_free(b);
+        return rv;
+    }
+    rv = store_object_inlock(s, b, &h2);
+    if (rv != CKR_OK) {
+        unstore_inlock(s, h1);
+        return rv;
+    }
+    *ha = h1;
+    *hb = h2;
+    return CKR_OK;
 }
 
 CK_RV
@@ -122,11 +182,11 @@ mod_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OB
     rv = session_lookup_inlock(h, &s);
     if (rv != CKR_OK)
         goto out;
-    pol = policy_of(s);
+    pol = store_policy_inlock(s);
     rv = obj_from_template(tmpl, n, &pol, &attrs);
     if (rv != CKR_OK)
         goto out;
-    rv = store_inlock(s, attrs, out);
+    rv = store_object_inlock(s, attrs, out);
 out:
     mod_unlock();
     return rv;
@@ -150,7 +210,7 @@ mod_C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl
     if (rv != CKR_OK)
         return rv;
     mod_lock();
-    rv = lookup_inlock(h, oh, &s, &o);
+    rv = store_lookup_inlock(h, oh, &s, &o);
     if (rv != CKR_OK)
         goto out;
     if (o->profile) {
@@ -158,11 +218,11 @@ mod_C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl
         rv = CKR_ACTION_PROHIBITED;
         goto out;
     }
-    pol = policy_of(s);
+    pol = store_policy_inlock(s);
     rv = obj_copy(o->attrs, tmpl, n, &pol, &attrs);
     if (rv != CKR_OK)
         goto out;
-    rv = store_inlock(s, attrs, out);
+    rv = store_object_inlock(s, attrs, out);
 out:
     mod_unlock();
     return rv;
@@ -179,14 +239,14 @@ mod_C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh)
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     mod_lock();
-    rv = lookup_inlock(h, oh, &s, &o);
+    rv = store_lookup_inlock(h, oh, &s, &o);
     if (rv != CKR_OK)
         goto out;
     if (o->profile) {
         rv = CKR_ACTION_PROHIBITED;
         goto out;
     }
-    rv = write_check(s, o->token, o->priv);
+    rv = store_write_check_inlock(s, o->token, o->priv);
     if (rv != CKR_OK)
         goto out;
     if (!obj_bool(o->attrs, CKA_DESTROYABLE, CK_TRUE)) {
@@ -221,7 +281,7 @@ mod_C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ULONG_PTR size)
     if (size == NULL)
         return CKR_ARGUMENTS_BAD;
     mod_lock();
-    rv = lookup_inlock(h, oh, &s, &o);
+    rv = store_lookup_inlock(h, oh, &s, &o);
     if (rv == CKR_OK)
         *size = obj_size(o->attrs);
     mod_unlock();
@@ -242,7 +302,7 @@ mod_C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_P
     if (tmpl == NULL && n > 0)
         return CKR_ARGUMENTS_BAD;
     mod_lock();
-    rv = lookup_inlock(h, oh, &s, &o);
+    rv = store_lookup_inlock(h, oh, &s, &o);
     if (rv == CKR_OK)
         rv = obj_get(o->attrs, tmpl, n);
     mod_unlock();
@@ -265,17 +325,17 @@ mod_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_P
     if (rv != CKR_OK)
         return rv;
     mod_lock();
-    rv = lookup_inlock(h, oh, &s, &o);
+    rv = store_lookup_inlock(h, oh, &s, &o);
     if (rv != CKR_OK)
         goto out;
     if (o->profile) {
         rv = CKR_ACTION_PROHIBITED; /* CKA_MODIFIABLE is FALSE */
         goto out;
     }
-    rv = write_check(s, o->token, o->priv);
+    rv = store_write_check_inlock(s, o->token, o->priv);
     if (rv != CKR_OK)
         goto out;
-    pol = policy_of(s);
+    pol = store_policy_inlock(s);
     rv = obj_set(o->attrs, tmpl, n, &pol, &attrs);
     if (rv != CKR_OK)
         goto out;

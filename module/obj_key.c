@@ -277,18 +277,18 @@ done:
  * CKR_ATTRIBUTE_VALUE_INVALID.
  */
 static CK_RV
-ec_params_nid(const obj_build *b, int edwards, int *nid)
+ec_curve(const unsigned char *v, size_t len, int edwards, int *nid)
 {
-    struct kv k = kv_get(b, CKA_EC_PARAMS);
+    struct kv k = {v, len, 1};
     const unsigned char *p;
     ASN1_OBJECT *obj;
     ASN1_PRINTABLESTRING *ps;
     long l = 0;
     int tag, xclass, r;
 
+    if (nid == NULL || (v == NULL && len > 0))
+        return CKR_ARGUMENTS_BAD;
     *nid = NID_undef;
-    if (!k.present)
-        return CKR_TEMPLATE_INCOMPLETE;
     if (k.len == 0 || k.len > LONG_MAX)
         return CKR_ATTRIBUTE_VALUE_INVALID;
     p = k.v;
@@ -328,6 +328,26 @@ ec_params_nid(const obj_build *b, int edwards, int *nid)
     if (!(r & 0x80) && r != 0x21 && l >= 0 && (size_t)(p - k.v) + (size_t)l == k.len)
         return CKR_CURVE_NOT_SUPPORTED;
     return CKR_ATTRIBUTE_VALUE_INVALID;
+}
+
+CK_RV
+obj_ec_curve(const unsigned char *v, size_t len, int edwards, int *nid)
+{
+    CK_RV rv = ec_curve(v, len, edwards, nid);
+
+    ERR_clear_error(); /* failed decodings queue errors */
+    return rv;
+}
+
+static CK_RV
+ec_params_nid(const obj_build *b, int edwards, int *nid)
+{
+    struct kv k = kv_get(b, CKA_EC_PARAMS);
+
+    *nid = NID_undef;
+    if (!k.present)
+        return CKR_TEMPLATE_INCOMPLETE;
+    return obj_ec_curve(k.v, k.len, edwards, nid);
 }
 
 /* ---- EC ------------------------------------------------------------------ */

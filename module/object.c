@@ -744,14 +744,52 @@ add_defaults(obj_build *b, unsigned cb)
 
 /* ---- C_CreateObject ----------------------------------------------------- */
 
+/*
+ * Checks shared by every way of creating an object, on the collected template
+ * B (which holds CKA_CLASS and the sub-type when the class needs one): sets
+ * *CB to the object's OC_* bit.
+ */
+static CK_RV
+check_new(obj_build *b, const obj_policy *p, unsigned *cb)
+{
+    CK_OBJECT_CLASS cls;
+    CK_ATTRIBUTE_TYPE st;
+    size_t i;
+    CK_RV rv;
+
+    *cb = 0;
+    /* Token-assigned attributes (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, ...): the
+     * tables' footnote 2, "must not be specified when the object is created
+     * with C_CreateObject" (and never by a template of a generating call). */
+    for (i = 0; i < b->n; i++)
+        if (attr_info(b->a[i].type)->flags & F_NOCREATE)
+            return CKR_ATTRIBUTE_READ_ONLY;
+    if (ob_get(b, CKA_CLASS) == NULL)
+        return CKR_TEMPLATE_INCOMPLETE;
+    cls = ob_ulong(b, CKA_CLASS, 0);
+    st = sub_type_attr(cls);
+    rv = class_bit(cls, ob_get(b, st) != NULL, ob_ulong(b, st, 0), cb);
+    if (rv != CKR_OK)
+        return rv;
+    if (*cb == OC_PROF)
+        return CKR_ATTRIBUTE_VALUE_INVALID; /* the token's own (obj_profile) */
+    for (i = 0; i < b->n; i++)
+        if (!(attr_info(b->a[i].type)->classes & *cb))
+            return CKR_TEMPLATE_INCONSISTENT;
+    if (ob_bool(b, CKA_TRUSTED, CK_FALSE) && (p == NULL || !p->so))
+        return CKR_ATTRIBUTE_READ_ONLY; /* footnote 10: only the SO sets it TRUE */
+    /* Key material is only ever stored sealed (docs/threat-model.md), so a
+     * private or secret key cannot be a public object on this token. */
+    if ((*cb & (OC_PRV | OC_SEC)) && !ob_bool(b, CKA_PRIVATE, CK_TRUE))
+        return CKR_TEMPLATE_INCONSISTENT;
+    return CKR_OK;
+}
+
 CK_RV
 obj_from_template(const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p, mod_attrs **out)
 {
     obj_build b;
-    CK_OBJECT_CLASS cls;
-    CK_ATTRIBUTE_TYPE st;
     unsigned cb = 0;
-    size_t i;
     CK_RV rv;
 
     if (out == NULL)
@@ -759,47 +797,10 @@ obj_from_template(const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p, mod_at
     *out = NULL;
     ob_init(&b);
     rv = tmpl_collect(t, n, &b);
+    if (rv == CKR_OK)
+        rv = check_new(&b, p, &cb);
     if (rv != CKR_OK)
         goto done;
-    /* Token-assigned attributes (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, ...): the
-     * tables' footnote 2, "must not be specified when the object is created
-     * with C_CreateObject". */
-    for (i = 0; i < b.n; i++) {
-        if (attr_info(b.a[i].type)->flags & F_NOCREATE) {
-            rv = CKR_ATTRIBUTE_READ_ONLY;
-            goto done;
-        }
-    }
-    if (ob_get(&b, CKA_CLASS) == NULL) {
-        rv = CKR_TEMPLATE_INCOMPLETE;
-        goto done;
-    }
-    cls = ob_ulong(&b, CKA_CLASS, 0);
-    st = sub_type_attr(cls);
-    rv = class_bit(cls, ob_get(&b, st) != NULL, ob_ulong(&b, st, 0), &cb);
-    if (rv != CKR_OK)
-        goto done;
-    if (cb == OC_PROF) {
-        /* Profile objects are the token's own (obj_profile). */
-        rv = CKR_ATTRIBUTE_VALUE_INVALID;
-        goto done;
-    }
-    for (i = 0; i < b.n; i++) {
-        if (!(attr_info(b.a[i].type)->classes & cb)) {
-            rv = CKR_TEMPLATE_INCONSISTENT;
-            goto done;
-        }
-    }
-    if (ob_bool(&b, CKA_TRUSTED, CK_FALSE) && (p == NULL || !p->so)) {
-        rv = CKR_ATTRIBUTE_READ_ONLY; /* footnote 10: only the SO sets it TRUE */
-        goto done;
-    }
-    /* Key material is only ever stored sealed (docs/threat-model.md), so a
-     * private or secret key cannot be a public object on this token. */
-    if ((cb & (OC_PRV | OC_SEC)) && !ob_bool(&b, CKA_PRIVATE, CK_TRUE)) {
-        rv = CKR_TEMPLATE_INCONSISTENT;
-        goto done;
-    }
     if (cb == OC_CERT)
         rv = obj_cert_build(&b);
     else if (cb & OC_KEY)
@@ -809,7 +810,188 @@ obj_from_template(const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p, mod_at
     rv = add_defaults(&b, cb);
     if (rv != CKR_OK)
         goto done;
-    rv = ob_finish(&b, wants_secure(cls, ob_bool(&b, CKA_PRIVATE, CK_FALSE)), out);
+    rv = ob_finish(&b, wants_secure(ob_ulong(&b, CKA_CLASS, 0), ob_bool(&b, CKA_PRIVATE, CK_FALSE)),
+                   out);
+done:
+    ob_clear(&b);
+    return rv;
+}
+
+/* ---- Keys made by mechanisms (C_GenerateKeyPair, C_DeriveKey) ------------ */
+
+/* Values a mechanism computes: footnote 4 of the attribute tables, "must not
+ * be specified when the object is generated". */
+static const CK_ATTRIBUTE_TYPE gen_computed[] = {
+    CKA_MODULUS,    CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2,  CKA_EXPONENT_1,
+    CKA_EXPONENT_2, CKA_COEFFICIENT,      CKA_VALUE,   CKA_EC_POINT,
+};
+
+/* Values that steer the mechanism (or that it fixes): a template may give
+ * them, and then they must agree with what the mechanism used. */
+static const CK_ATTRIBUTE_TYPE gen_params[] = {
+    CKA_CLASS, CKA_KEY_TYPE, CKA_MODULUS_BITS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS, CKA_VALUE_LEN,
+};
+
+static int
+type_in(CK_ATTRIBUTE_TYPE type, const CK_ATTRIBUTE_TYPE *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (l[i] == type)
+            return 1;
+    return 0;
+}
+
+/* Equal values; big integers compare as numbers (leading zero bytes do not
+ * count: a template's 00 01 00 01 is 65537 too). */
+static int
+gen_value_eq(CK_ATTRIBUTE_TYPE type, const unsigned char *a, size_t alen, const unsigned char *b,
+             size_t blen)
+{
+    const struct obj_attr_info *ai = attr_info(type);
+
+    if (ai != NULL && ai->kind == K_BIGINT) {
+        while (alen > 0 && a[0] == 0) {
+            a++;
+            alen--;
+        }
+        while (blen > 0 && b[0] == 0) {
+            b++;
+            blen--;
+        }
+    }
+    return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+/* Collect template T of a key the mechanism makes as class CLS, key type KT,
+ * with the generic creation checks; *CB is its OC_* bit. */
+static CK_RV
+gen_collect(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt,
+            const obj_policy *p, obj_build *b, unsigned *cb)
+{
+    size_t i;
+    CK_RV rv;
+
+    *cb = 0;
+    rv = tmpl_collect(t, n, b);
+    if (rv != CKR_OK)
+        return rv;
+    for (i = 0; i < b->n; i++) {
+        if (attr_info(b->a[i].type)->flags & F_NOCREATE)
+            return CKR_ATTRIBUTE_READ_ONLY;
+        if (type_in(b->a[i].type, gen_computed, sizeof(gen_computed) / sizeof(gen_computed[0])))
+            return CKR_ATTRIBUTE_READ_ONLY;
+    }
+    /* A template naming another class or key type than the mechanism makes
+     * (2.40 section 5.14: "CKR_TEMPLATE_INCONSISTENT"). */
+    if (ob_get(b, CKA_CLASS) != NULL && ob_ulong(b, CKA_CLASS, CK_UNAVAILABLE_INFORMATION) != cls)
+        return CKR_TEMPLATE_INCONSISTENT;
+    if (ob_get(b, CKA_KEY_TYPE) != NULL &&
+        ob_ulong(b, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION) != kt)
+        return CKR_TEMPLATE_INCONSISTENT;
+    rv = ob_put_ulong(b, CKA_CLASS, cls);
+    if (rv == CKR_OK)
+        rv = ob_put_ulong(b, CKA_KEY_TYPE, kt);
+    if (rv != CKR_OK)
+        return rv;
+    rv = check_new(b, p, cb);
+    if (rv == CKR_OK && !(*cb & OC_KEY))
+        rv = CKR_GENERAL_ERROR; /* mechanisms make keys only */
+    return rv;
+}
+
+CK_RV
+obj_gen_check(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt,
+              const obj_policy *p)
+{
+    obj_build b;
+    unsigned cb;
+    CK_RV rv;
+
+    ob_init(&b);
+    rv = gen_collect(t, n, cls, kt, p, &b, &cb);
+    ob_clear(&b);
+    return rv;
+}
+
+CK_RV
+obj_from_generated(const CK_ATTRIBUTE *t, CK_ULONG n, const CK_ATTRIBUTE *mat, CK_ULONG nmat,
+                   const obj_origin *origin, const obj_policy *p, mod_attrs **out)
+{
+    obj_build b;
+    CK_OBJECT_CLASS cls = CK_UNAVAILABLE_INFORMATION;
+    CK_KEY_TYPE kt = CK_UNAVAILABLE_INFORMATION;
+    CK_BBOOL local, sens, extr;
+    unsigned cb = 0;
+    CK_ULONG i;
+    CK_RV rv;
+
+    if (out == NULL)
+        return CKR_ARGUMENTS_BAD;
+    *out = NULL;
+    if (origin == NULL || mat == NULL)
+        return CKR_ARGUMENTS_BAD;
+    for (i = 0; i < nmat; i++) {
+        if (mat[i].pValue == NULL && mat[i].ulValueLen > 0)
+            return CKR_ARGUMENTS_BAD;
+        if (mat[i].type == CKA_CLASS && mat[i].ulValueLen == sizeof(CK_ULONG))
+            memcpy(&cls, mat[i].pValue, sizeof(cls));
+        if (mat[i].type == CKA_KEY_TYPE && mat[i].ulValueLen == sizeof(CK_ULONG))
+            memcpy(&kt, mat[i].pValue, sizeof(kt));
+    }
+    if (cls == CK_UNAVAILABLE_INFORMATION || kt == CK_UNAVAILABLE_INFORMATION)
+        return CKR_ARGUMENTS_BAD; /* the material names what it is */
+    ob_init(&b);
+    rv = gen_collect(t, n, cls, kt, p, &b, &cb);
+    if (rv != CKR_OK)
+        goto done;
+    for (i = 0; i < nmat; i++) {
+        const struct obj_attr_info *ai = attr_info(mat[i].type);
+        const obj_bval *prev = ob_get(&b, mat[i].type);
+
+        if (ai == NULL || !(ai->classes & cb) || mat[i].ulValueLen > OBJ_VALUE_MAX) {
+            rv = CKR_GENERAL_ERROR; /* the mechanism's own mistake */
+            goto done;
+        }
+        if (prev != NULL) {
+            if (!type_in(mat[i].type, gen_params, sizeof(gen_params) / sizeof(gen_params[0]))) {
+                rv = CKR_ATTRIBUTE_READ_ONLY;
+                goto done;
+            }
+            if (!gen_value_eq(mat[i].type, prev->v, prev->len, mat[i].pValue, mat[i].ulValueLen)) {
+                rv = CKR_TEMPLATE_INCONSISTENT;
+                goto done;
+            }
+        }
+        rv = ob_put_ref(&b, mat[i].type, mat[i].pValue, mat[i].ulValueLen);
+        if (rv != CKR_OK)
+            goto done;
+    }
+    /* The same checks and derivations as an imported key (public parts,
+     * CKA_PUBLIC_KEY_INFO, RSA pairwise check, check values). */
+    rv = obj_key_build(&b, cb);
+    if (rv != CKR_OK)
+        goto done;
+    rv = add_defaults(&b, cb);
+    if (rv != CKR_OK)
+        goto done;
+    /* Token-assigned attributes (2.40 section 4.7-4.9): CKA_KEY_GEN_MECHANISM
+     * is valid only when CKA_LOCAL is TRUE. A derived key was always
+     * sensitive (never extractable) only if its base key was and it is. */
+    local = origin->gen_mech != CK_UNAVAILABLE_INFORMATION ? CK_TRUE : CK_FALSE;
+    rv = ob_put_bool(&b, CKA_LOCAL, local);
+    if (rv == CKR_OK)
+        rv = ob_put_ulong(&b, CKA_KEY_GEN_MECHANISM, origin->gen_mech);
+    if (rv == CKR_OK && (cb & (OC_PRV | OC_SEC))) {
+        sens = ob_bool(&b, CKA_SENSITIVE, CK_TRUE);
+        extr = ob_bool(&b, CKA_EXTRACTABLE, CK_FALSE);
+        rv =
+            ob_put_bool(&b, CKA_ALWAYS_SENSITIVE, sens && (local || origin->base_always_sensitive));
+        if (rv == CKR_OK)
+            rv = ob_put_bool(&b, CKA_NEVER_EXTRACTABLE,
+                             !extr && (local || origin->base_never_extractable));
+    }
+    if (rv == CKR_OK)
+        rv = ob_finish(&b, wants_secure(cls, ob_bool(&b, CKA_PRIVATE, CK_FALSE)), out);
 done:
     ob_clear(&b);
     return rv;

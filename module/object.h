@@ -61,6 +61,60 @@ CK_RV obj_template_check(const CK_ATTRIBUTE *t, CK_ULONG n);
  */
 CK_RV obj_from_template(const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p, mod_attrs **out);
 
+/*
+ * Keys made by a mechanism (C_GenerateKeyPair, C_DeriveKey). ORIGIN says
+ * where the material came from: GEN_MECH is the key-generation mechanism
+ * (CKA_LOCAL TRUE, CKA_KEY_GEN_MECHANISM = GEN_MECH) or
+ * CK_UNAVAILABLE_INFORMATION for a derived key (CKA_LOCAL FALSE); a derived
+ * key's CKA_ALWAYS_SENSITIVE / CKA_NEVER_EXTRACTABLE also need its base key's.
+ */
+typedef struct obj_origin {
+    CK_MECHANISM_TYPE gen_mech;
+    CK_BBOOL base_always_sensitive;
+    CK_BBOOL base_never_extractable;
+} obj_origin;
+
+/*
+ * The template checks of obj_from_generated alone, for a key of class CLS and
+ * key type KT (so that a mechanism refuses a bad template before the costly
+ * generation). Errors as obj_from_generated's template errors.
+ */
+CK_RV obj_gen_check(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt,
+                    const obj_policy *p);
+
+/*
+ * A key object from the caller's template T plus the mechanism's MATERIAL
+ * (which names CKA_CLASS and CKA_KEY_TYPE, and holds the key's values in the
+ * C_CreateObject form: RSA n, e, d and CRT parts; EC/EdDSA CKA_EC_PARAMS with
+ * CKA_EC_POINT or CKA_VALUE; secret CKA_VALUE and CKA_VALUE_LEN; optionally
+ * CKA_ID). MATERIAL is only borrowed; secret values are copied once, into the
+ * result's locked block. The template is checked as in obj_from_template,
+ * plus:
+ *  - token-assigned attributes (CKA_LOCAL, ...) and values the mechanism
+ *    computes (CKA_MODULUS, CKA_PRIVATE_EXPONENT, CRT parts, CKA_VALUE,
+ *    CKA_EC_POINT): CKR_ATTRIBUTE_READ_ONLY (footnotes 2 and 4);
+ *  - CKA_CLASS, CKA_KEY_TYPE, CKA_MODULUS_BITS, CKA_PUBLIC_EXPONENT,
+ *    CKA_EC_PARAMS, CKA_VALUE_LEN may be given, but must agree with the
+ *    material (big integers as numbers): CKR_TEMPLATE_INCONSISTENT.
+ * The material then goes through the class checks of C_CreateObject (RSA
+ * pairwise check, points on the curve, CKA_PUBLIC_KEY_INFO derived, secret
+ * check value), defaults are added, and the token sets CKA_LOCAL,
+ * CKA_KEY_GEN_MECHANISM and, for private and secret keys,
+ * CKA_ALWAYS_SENSITIVE = CKA_SENSITIVE and CKA_NEVER_EXTRACTABLE =
+ * !CKA_EXTRACTABLE (derived keys: and-ed with the base key's).
+ * CKR_ARGUMENTS_BAD if MATERIAL lacks the class or key type; CKR_GENERAL_ERROR
+ * if it holds attributes the class does not have.
+ */
+CK_RV obj_from_generated(const CK_ATTRIBUTE *t, CK_ULONG n, const CK_ATTRIBUTE *mat, CK_ULONG nmat,
+                         const obj_origin *origin, const obj_policy *p, mod_attrs **out);
+
+/* The curve named by a DER CKA_EC_PARAMS value, as C_CreateObject accepts it:
+ * EDWARDS 0 for CKK_EC (P-256/P-384/P-521 OIDs), 1 for CKK_EC_EDWARDS
+ * (Ed25519/Ed448 OIDs or PrintableString names). *NID is OpenSSL's NID.
+ * CKR_CURVE_NOT_SUPPORTED for another well-formed value,
+ * CKR_ATTRIBUTE_VALUE_INVALID for bytes that are no DER value. */
+CK_RV obj_ec_curve(const unsigned char *v, size_t len, int edwards, int *nid);
+
 /* C_CopyObject: a copy of SRC with the template applied (only attributes that
  * C_SetAttributeValue could change, plus CKA_TOKEN and CKA_PRIVATE;
  * CKR_ACTION_PROHIBITED if CKA_COPYABLE is FALSE). */

@@ -1,0 +1,35 @@
+/*
+ * store.h — the one path by which new objects enter a token (module/find.c),
+ * shared by C_CreateObject, C_CopyObject, C_GenerateKeyPair and C_DeriveKey
+ * (module/keygen.c).
+ *
+ * All functions need the global lock held (mod_int.h). The write rules are
+ * docs/module.md's: token objects need an R/W session and a login, private
+ * objects a user login.
+ */
+#ifndef EVERTOKEN_STORE_H
+#define EVERTOKEN_STORE_H
+
+#include "mod_int.h"
+
+/* What session S's login allows the object layer (CKA_TRUSTED by the SO). */
+obj_policy store_policy_inlock(const struct mod_session *s);
+
+/* May session S create, change or destroy an object with these properties?
+ * CKR_SESSION_READ_ONLY or CKR_USER_NOT_LOGGED_IN otherwise. */
+CK_RV store_write_check_inlock(const struct mod_session *s, CK_BBOOL token, CK_BBOOL priv);
+
+/* Session H and its visible object OH, after syncing the token's cache. */
+CK_RV store_lookup_inlock(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, struct mod_session **sp,
+                          struct mod_object **op);
+
+/* Store ATTRS (always taken) as a new object of S's token after the write
+ * check; *OUT its handle. On failure nothing was created. */
+CK_RV store_object_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out);
+
+/* Store two objects (both always taken) or neither: both are write-checked
+ * first, and if the second cannot be stored the first is removed again. */
+CK_RV store_pair_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b, CK_OBJECT_HANDLE *ha,
+                        CK_OBJECT_HANDLE *hb);
+
+#endif /* EVERTOKEN_STORE_H */

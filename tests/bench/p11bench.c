@@ -4,7 +4,8 @@
  *
  *   p11bench [--evertoken PATH] [--softhsm PATH] [--module PATH]...
  *            [--seconds S] [--objects N,N,...] [--kdf SPEC] [--reps R]
- *            [--quick] [--strict] [--allow-missing NAME:MECH]... [--json FILE]
+ *            [--quick] [--strict] [--allow-missing NAME:MECH]...
+ *            [--max-objects NAME:N]... [--json FILE]
  *
  * Every module is loaded by path (dlopen + C_GetFunctionList) in a process of
  * its own, forked before anything else is loaded: a module's global choices
@@ -93,6 +94,8 @@ static struct {
     const char *json;
     char allow[16][64]; /* NAME:MECH pairs allowed to be unsupported */
     int nallow;
+    char maxobj[MAX_MODULES][64]; /* NAME:N, --max-objects */
+    int nmaxobj;
 } O;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1695,6 +1698,18 @@ spawn_init(double *init_ms, double *find_ms, char *err, size_t errlen)
     return 0;
 }
 
+/* The largest token size measured for module NAME (--max-objects). */
+static unsigned long
+max_objects(const char *name)
+{
+    size_t nl = strlen(name);
+
+    for (int i = 0; i < O.nmaxobj; i++)
+        if (strncmp(O.maxobj[i], name, nl) == 0 && O.maxobj[i][nl] == ':')
+            return strtoul(O.maxobj[i] + nl + 1, NULL, 10);
+    return ULONG_MAX;
+}
+
 static void
 objects_at(unsigned long n)
 {
@@ -1704,6 +1719,18 @@ objects_at(unsigned long n)
     double si, ga, v[64], w[64];
     int reps = O.reps > 64 ? 64 : O.reps, got = 0;
     char err[160] = "";
+
+    if (n > max_objects(M.spec->name)) {
+        static const char *const what[] = {"create",    "init",     "initfind", "findid",
+                                           "findlabel", "sessinfo", "getattr",  "check"};
+        for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
+            snprintf(key, sizeof(key), "%s@%lu", what[i], n);
+            if (row_find(key) != NULL)
+                report_err(key, "skipped: --max-objects %s:%lu", M.spec->name,
+                           max_objects(M.spec->name));
+        }
+        return;
+    }
 
     /* Populate up to N, batched in one session. */
     if (n > M.nobjs) {
@@ -2134,7 +2161,9 @@ print_table(FILE *out)
                 fmt_val(cell, sizeof(cell), r->val[s]);
             else if (r->err[s][0])
                 snprintf(cell, sizeof(cell), "%s",
-                         strncmp(r->err[s], "unsupported", 11) == 0 ? "unsupported" : "FAILED");
+                         strncmp(r->err[s], "unsupported", 11) == 0 ? "unsupported"
+                         : strncmp(r->err[s], "skipped", 7) == 0    ? "skipped"
+                                                                    : "FAILED");
             else
                 snprintf(cell, sizeof(cell), "-");
             fprintf(out, " %12s", cell);
@@ -2246,7 +2275,8 @@ usage(FILE *out)
     fprintf(out,
             "usage: p11bench [--evertoken PATH] [--softhsm PATH] [--module PATH]...\n"
             "                [--seconds S] [--objects N,N,...] [--kdf SPEC] [--reps R]\n"
-            "                [--quick] [--strict] [--allow-missing NAME:MECH]... [--json FILE]\n"
+            "                [--quick] [--strict] [--allow-missing NAME:MECH]...\n"
+            "                [--max-objects NAME:N]... [--json FILE]\n"
             "  --seconds S     time per throughput measurement (default 1; --quick 0.05)\n"
             "  --objects LIST  token sizes measured (default 0,10000; e.g. 0,10000,100000)\n"
             "  --kdf SPEC      EVERTOKEN_KDF for the tokens: fast, interactive, moderate,\n"
@@ -2256,6 +2286,8 @@ usage(FILE *out)
             "  --strict        exit 1 unless every measurement of every module ran\n"
             "  --allow-missing NAME:MECH  in --strict mode, module NAME may lack mechanism\n"
             "                  MECH (rsa-pkcs, rsa-pss, ecdsa, ecdsa-sha256, eddsa)\n"
+            "  --max-objects NAME:N  measure module NAME only on tokens of at most N objects\n"
+            "                  (SoftHSMv2 needs many minutes to create 100,000)\n"
             "  --json FILE     also write the results as JSON (- = standard output)\n");
 }
 
@@ -2370,6 +2402,8 @@ main(int argc, char **argv)
             O.json = v, i++;
         } else if (strcmp(a, "--allow-missing") == 0 && O.nallow < 16) {
             snprintf(O.allow[O.nallow++], sizeof(O.allow[0]), "%s", v), i++;
+        } else if (strcmp(a, "--max-objects") == 0 && O.nmaxobj < MAX_MODULES) {
+            snprintf(O.maxobj[O.nmaxobj++], sizeof(O.maxobj[0]), "%s", v), i++;
         } else {
             usage(stderr);
             return 2;

@@ -1,0 +1,500 @@
+/*
+ * engine.c — one check of one profile, and the service loop.
+ *
+ * A check opens the token, finishes any interrupted rollover, destroys
+ * retired keys past their grace period, then decides (docs/enrollment.md
+ * "Conditions"): no certificate, a certificate without its key in this token,
+ * an expired or revoked one → a fresh enrollment (PKCSReq); a valid one in
+ * its renewal window that was not renewed already → a renewal (RenewalReq
+ * signed by the old key). The issued certificate passes enr_check_issued()
+ * before the token changes; a refusal leaves the token as it was.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+
+#include "enr_int.h"
+
+static char *
+serial_hex(X509 *x)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    char *h = bn ? BN_bn2hex(bn) : NULL, *s = h ? enr_strdup(h) : NULL;
+
+    OPENSSL_free(h);
+    BN_free(bn);
+    return s;
+}
+
+static time_t
+asn1_to_time(const ASN1_TIME *t)
+{
+    struct tm tm;
+
+    if (ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    return timegm(&tm);
+}
+
+static void
+remember_cert(enr_pstate *ps, X509 *x)
+{
+    char *s = serial_hex(x), name[256];
+
+    enr_pstate_set(&ps->cert_serial, s);
+    free(s);
+    X509_NAME_oneline(X509_get_subject_name(x), name, sizeof(name));
+    enr_pstate_set(&ps->cert_subject, name);
+    ps->cert_not_before = asn1_to_time(X509_get0_notBefore(x));
+    ps->cert_not_after = asn1_to_time(X509_get0_notAfter(x));
+}
+
+static char *
+save_cert_pem(enr_state *st, const enr_profile *p, X509 *x)
+{
+    char *dir = enr_aprintf("%s/certs", enr_state_dir(st)), *path = NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data;
+    long n;
+
+    if (dir == NULL || b == NULL || enr_mkdir_private(dir) != 0 || !PEM_write_bio_X509(b, x))
+        goto done;
+    path = enr_aprintf("%s/%s.pem", dir, p->name);
+    n = BIO_get_mem_data(b, &data);
+    if (path != NULL && enr_write_file(path, data, (size_t)n) != 0) {
+        free(path);
+        path = NULL;
+    }
+done:
+    BIO_free(b);
+    free(dir);
+    return path;
+}
+
+void
+enr_expiry_warnings(enr_ctx *ctx, const enr_profile *p, enr_pstate *ps, time_t now)
+{
+    long left;
+
+    if (ps->cert_not_after == 0)
+        return;
+    left = (long)((ps->cert_not_after - now) / ENR_DAY);
+    for (int i = p->n_warn - 1; i >= 0; i--) {
+        int d = p->warn_days[i];
+        if (left > d)
+            continue;
+        /* The smallest threshold crossed, once per certificate. */
+        if (ps->warned_days == 0 || ps->warned_days > d) {
+            char *msg = enr_aprintf("the certificate %s expires in %ld days (%s) and has not "
+                                    "been renewed yet",
+                                    ps->cert_serial ? ps->cert_serial : "", left,
+                                    left < 0 ? "expired" : "renewal pending");
+            enr_event ev = {"expiry-warning",
+                            msg ? msg : "certificate expires soon",
+                            NULL,
+                            NULL,
+                            ps->cert_serial,
+                            (time_t)ps->cert_not_after,
+                            (int)left};
+            enr_notify(p, ctx->st, &ev);
+            free(msg);
+            ps->warned_days = d;
+        }
+        break;
+    }
+}
+
+typedef struct job {
+    enr_ctx *ctx;
+    const enr_profile *p;
+    enr_pstate *ps;
+    enr_token *t;
+    STACK_OF(X509) * anchors;
+    time_t now;
+} job;
+
+/* Enroll (OLD == NULL) or renew OLD; the common tail stores and notifies. */
+static enr_rc
+obtain(job *j, X509 *old, const char *why)
+{
+    const enr_profile *p = j->p;
+    enr_pstate *ps = j->ps;
+    EVP_PKEY *newkey = NULL, *oldkey = NULL;
+    enr_scep_result res;
+    const char *kind = old ? "renew" : "enroll";
+    const char *txid = NULL;
+    char *uri = NULL, *pem = NULL, *oldserial = NULL, *msg = NULL;
+    enr_rc rc;
+
+    memset(&res, 0, sizeof(res));
+    enr_info("profile %s: %s (%s)", p->name, old ? "renewing" : "enrolling", why);
+    if (old != NULL) {
+        rc = enr_token_current_key(j->t, p, &oldkey);
+        if (rc != ENR_OK)
+            goto done;
+        oldserial = serial_hex(old);
+    }
+    if (old != NULL && !p->rekey) {
+        newkey = oldkey;
+        EVP_PKEY_up_ref(newkey);
+    } else {
+        rc = enr_token_pending_key(j->t, p, &newkey);
+        if (rc != ENR_OK)
+            goto done;
+        if (newkey != NULL) {
+            enr_info("profile %s: reusing the new key pair of an earlier attempt", p->name);
+        } else {
+            rc = enr_token_generate(j->t, p, &newkey);
+            if (rc != ENR_OK)
+                goto done;
+        }
+    }
+    if (ps->pending_txid != NULL && ps->pending_kind != NULL && !strcmp(ps->pending_kind, kind))
+        txid = ps->pending_txid;
+    rc = enr_scep_enroll(p, newkey, old, oldkey, j->anchors, txid, &res);
+    if (rc == ENR_E_PENDING) {
+        enr_pstate_set(&ps->pending_txid, res.txid);
+        enr_pstate_set(&ps->pending_kind, kind);
+        if (ps->pending_since == 0)
+            ps->pending_since = enr_now();
+        enr_pstate_set(&ps->state, "pending");
+        goto done;
+    }
+    if (rc != ENR_OK)
+        goto refused;
+    rc = enr_check_issued(p, res.cert, newkey, res.chain, j->anchors, enr_now());
+    if (rc != ENR_OK)
+        goto refused;
+    rc = enr_token_commit(j->t, p, res.cert, enr_now());
+    if (rc != ENR_OK)
+        goto done;
+    /* Stored: from here on the new credential is what applications see. */
+    enr_pstate_set(&ps->pending_txid, NULL);
+    enr_pstate_set(&ps->pending_kind, NULL);
+    ps->pending_since = 0;
+    if (oldserial != NULL)
+        enr_pstate_set(&ps->renewed_serial, oldserial);
+    remember_cert(ps, res.cert);
+    ps->warned_days = 0;
+    enr_pstate_set(&ps->state, "valid");
+    enr_pstate_set(&ps->last_result, old ? "renewed" : "enrolled");
+    uri = enr_token_cred_uri(j->t, p);
+    pem = save_cert_pem(j->ctx->st, p, res.cert);
+    {
+        char na[32];
+        msg = enr_aprintf("%s certificate serial %s for %s, valid until %s",
+                          old ? "renewed" : "issued", ps->cert_serial, p->subject,
+                          enr_fmt_time((time_t)ps->cert_not_after, na, sizeof(na)));
+    }
+    enr_event ev = {old ? "renewed" : "enrolled",
+                    msg ? msg : "certificate stored",
+                    uri,
+                    pem,
+                    ps->cert_serial,
+                    (time_t)ps->cert_not_after,
+                    (int)((ps->cert_not_after - enr_now()) / ENR_DAY)};
+    enr_notify(p, j->ctx->st, &ev);
+    enr_state_event(j->ctx->st, p->name, old ? "renewed" : "enrolled", ps->cert_serial);
+    if (p->instructions != NULL)
+        enr_info("profile %s: instructions for this credential: %s", p->name, p->instructions);
+    /* A failing script does not undo the certificate; it is reported and
+     * can be re-run (hooks rerun). */
+    enr_run_post_script(p, ps, j->ctx->st, uri, pem);
+    rc = ENR_OK;
+    goto done;
+refused:
+    /* Nothing stored: drop the new key pair unless the same attempt will be
+     * retried (network trouble), so the token is as it was. */
+    if (rc != ENR_E_NETWORK && (old == NULL || p->rekey))
+        enr_token_discard_pending(j->t, p);
+    if (rc != ENR_E_NETWORK) {
+        enr_pstate_set(&ps->pending_txid, NULL);
+        enr_pstate_set(&ps->pending_kind, NULL);
+        ps->pending_since = 0;
+    }
+done:
+    enr_scep_result_clear(&res);
+    EVP_PKEY_free(newkey);
+    EVP_PKEY_free(oldkey);
+    free(uri);
+    free(pem);
+    free(oldserial);
+    free(msg);
+    return rc;
+}
+
+static enr_rc
+decide(job *j, const char *kind)
+{
+    const enr_profile *p = j->p;
+    enr_pstate *ps = j->ps;
+    enr_cred c;
+    enr_rev rev = ENR_REV_NONE;
+    enr_rc rc;
+    time_t nb, na, ws;
+    char *serial = NULL;
+    int want_renew = !strcmp(kind, "renew") || !strcmp(kind, "check");
+
+    rc = enr_token_repair(j->t, p, j->ctx->st, j->now);
+    if (rc == ENR_OK)
+        rc = enr_token_expire_retired(j->t, p, j->now);
+    if (rc == ENR_OK)
+        rc = enr_token_find(j->t, p, &c);
+    if (rc != ENR_OK)
+        return rc;
+    if (c.cert == NULL) {
+        enr_pstate_set(&ps->state, "none");
+        rc = obtain(j, NULL, "no certificate in the token");
+        goto done;
+    }
+    remember_cert(ps, c.cert);
+    serial = serial_hex(c.cert);
+    if (!c.have_key) {
+        /* A certificate from elsewhere (another device's token): not ours
+         * to renew; this device gets its own credential. */
+        rc = obtain(j, NULL, "the certificate's private key is not in this token");
+        goto done;
+    }
+    nb = asn1_to_time(X509_get0_notBefore(c.cert));
+    na = asn1_to_time(X509_get0_notAfter(c.cert));
+    if (j->now >= na) {
+        enr_pstate_set(&ps->state, "expired");
+        rc = obtain(j, NULL, "the certificate has expired");
+        goto done;
+    }
+    rc = enr_revocation(p, c.cert, j->anchors, j->now, &rev);
+    if (rc != ENR_OK)
+        goto done;
+    if (rev == ENR_REV_REVOKED) {
+        enr_pstate_set(&ps->state, "revoked");
+        enr_state_event(j->ctx->st, p->name, "revoked", serial);
+        rc = obtain(j, NULL, "the certificate is revoked");
+        goto done;
+    }
+    if (rev == ENR_REV_UNKNOWN)
+        enr_warn("profile %s: the OCSP responder does not know certificate %s", p->name, serial);
+    ws = enr_profile_window_start(p, nb, na);
+    if (!want_renew || (j->now < ws && !j->ctx->force)) {
+        char w[32];
+        enr_pstate_set(&ps->state, j->now < ws ? "valid" : "renewal-due");
+        enr_debug("profile %s: certificate %s valid; renewal window opens %s", p->name, serial,
+                  enr_fmt_time(ws, w, sizeof(w)));
+        rc = ENR_OK;
+        goto done;
+    }
+    if (ps->renewed_serial != NULL && !strcmp(ps->renewed_serial, serial)) {
+        /* Renewed already (e.g. this token was restored from a backup taken
+         * before the renewal): a second renewal would only duplicate it. */
+        enr_err("certificate %s was already renewed; not renewing it again (restore the "
+                "renewed credential, or use 'renew --force')",
+                serial);
+        if (!j->ctx->force) {
+            enr_pstate_set(&ps->state, "failed");
+            rc = ENR_E_REJECTED;
+            goto done;
+        }
+    }
+    enr_pstate_set(&ps->state, "renewing");
+    rc = obtain(j, c.cert, j->ctx->force && j->now < ws ? "forced" : "in the renewal window");
+done:
+    if (rc != ENR_OK && rc != ENR_E_PENDING)
+        enr_expiry_warnings(j->ctx, p, ps, j->now);
+    free(serial);
+    enr_cred_clear(&c);
+    return rc;
+}
+
+static void
+report_failure(enr_ctx *ctx, const enr_profile *p, enr_pstate *ps, enr_rc rc)
+{
+    const char *ev = "failure";
+    const char *msg = enr_last_error()[0] ? enr_last_error() : enr_rc_name(rc);
+    int once = 0;
+
+    switch (rc) {
+    case ENR_E_NETWORK:
+        ev = "network-failure";
+        once = 1;
+        break;
+    case ENR_E_TOKEN:
+        ev = "token-absent";
+        once = 1;
+        break;
+    case ENR_E_PIN:
+        ev = "pin-needed";
+        once = 1;
+        break;
+    case ENR_E_PENDING:
+        ev = "pending";
+        once = 1;
+        msg = "the CA holds the request for approval; polling every 300 s";
+        break;
+    default:
+        break;
+    }
+    enr_pstate_set(&ps->last_error, msg);
+    ps->last_error_time = enr_now();
+    /* Transient trouble is reported once per streak, then retried silently. */
+    if (once && ps->net_notified)
+        return;
+    if (once)
+        ps->net_notified = 1;
+    char *full = rc == ENR_E_NETWORK
+                     ? enr_aprintf("%s; retrying every %d s", msg, ENR_RETRY_SECONDS)
+                     : enr_strdup(msg);
+    enr_event e = {ev, full ? full : msg, NULL, NULL, ps->cert_serial, (time_t)ps->cert_not_after,
+                   -1};
+    enr_notify(p, ctx->st, &e);
+    free(full);
+    if (!once)
+        enr_show_instructions(p);
+}
+
+enr_rc
+enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
+{
+    enr_pstate ps;
+    job j;
+    const char *what = kind;
+    int found;
+    enr_rc rc;
+
+    if (enr_state_lock(ctx->st) != 0)
+        return ENR_E_FAIL;
+    rc = enr_state_get(ctx->st, p->name, &ps, &found);
+    if (rc != ENR_OK) {
+        enr_state_unlock(ctx->st);
+        return rc;
+    }
+    memset(&j, 0, sizeof(j));
+    j.ctx = ctx;
+    j.p = p;
+    j.ps = &ps;
+    j.now = enr_now();
+    if (!found)
+        enr_sched_init(&ps, j.now);
+    if (!strcmp(kind, "retry"))
+        what = ps.retry_kind ? ps.retry_kind : "check";
+    enr_clear_error();
+    enr_debug("profile %s: %s check", p->name, what);
+    rc = enr_load_anchors(p, &j.anchors);
+    if (rc == ENR_OK)
+        rc = enr_token_open(p, &j.t);
+    if (rc == ENR_OK)
+        rc = decide(&j, what);
+    enr_token_close(j.t);
+    sk_X509_pop_free(j.anchors, X509_free);
+    enr_sched_after(&ps, kind, j.now, rc);
+    if (rc == ENR_OK) {
+        if (ps.last_error != NULL && ps.attempts == 0 && ps.net_notified == 0 &&
+            ps.last_result != NULL && strcmp(ps.last_result, "failed") == 0) {
+            enr_event e = {"recovered",    "the last check succeeded again", NULL, NULL,
+                           ps.cert_serial, (time_t)ps.cert_not_after,        -1};
+            enr_notify(p, ctx->st, &e);
+        }
+        enr_pstate_set(&ps.last_error, NULL);
+        if (ps.last_result == NULL || !strcmp(ps.last_result, "failed"))
+            enr_pstate_set(&ps.last_result, "ok");
+        enr_expiry_warnings(ctx, p, &ps, j.now);
+    } else {
+        enr_pstate_set(&ps.last_result, rc == ENR_E_PENDING ? "pending" : "failed");
+        if (rc != ENR_E_PENDING && (ps.state == NULL || strcmp(ps.state, "expired")))
+            enr_pstate_set(&ps.state, ps.retry_at ? "retry" : "failed");
+        report_failure(ctx, p, &ps, rc);
+    }
+    enr_state_event(ctx->st, p->name, what, enr_rc_name(rc));
+    enr_state_put(ctx->st, &ps);
+    enr_pstate_clear(&ps);
+    enr_state_unlock(ctx->st);
+    return rc;
+}
+
+/* ---- Service loop ------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_flag;
+
+static void
+on_term(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+int
+enr_run_service(enr_ctx *ctx, time_t until)
+{
+    enr_profile **v = NULL;
+    size_t n = 0, bad = 0;
+    int first = 1;
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    if (until > 0 && !enr_clock_is_fake())
+        enr_clock_set(enr_now());
+    enr_info("service started (%s)", until > 0 ? "simulated time" : "real time");
+    while (!stop_flag) {
+        time_t now = enr_now(), next = 0;
+        int ran = 0;
+
+        /* Profiles are re-read each round: new ones are picked up. */
+        enr_profile_free_all(v, n);
+        if (enr_profile_load_dir(ctx->profile_dir, &v, &n, &bad) != ENR_OK)
+            n = 0;
+        for (size_t i = 0; i < n; i++) {
+            enr_pstate ps;
+            const char *kind;
+            int found;
+            time_t due;
+
+            if (enr_state_get(ctx->st, v[i]->name, &ps, &found) != ENR_OK)
+                continue;
+            if (!found || first) {
+                /* Service start with a usable login: an enrollment check at
+                 * once, so a certificate can be issued immediately. */
+                if (!found) {
+                    enr_sched_init(&ps, now);
+                    enr_state_put(ctx->st, &ps);
+                }
+                enr_pstate_clear(&ps);
+                enr_check_profile(ctx, v[i], "enroll");
+                ran = 1;
+                continue;
+            }
+            due = enr_sched_next_due(&ps, &kind);
+            enr_pstate_clear(&ps);
+            if (due <= now) {
+                enr_check_profile(ctx, v[i], kind);
+                ran = 1;
+                continue;
+            }
+            if (next == 0 || due < next)
+                next = due;
+        }
+        first = 0;
+        if (ran)
+            continue;
+        if (until > 0) {
+            if (next == 0 || next > until)
+                break;
+            enr_clock_set(next);
+            continue;
+        }
+        /* Real time: wake at the next due time, at least once a minute to see
+         * new profiles and 'evertoken-enroll retry' done by hand. */
+        long wait = next == 0 ? 60 : (long)(next - now);
+        if (wait > 60)
+            wait = 60;
+        if (wait > 0)
+            sleep((unsigned)wait);
+    }
+    enr_profile_free_all(v, n);
+    enr_info("service stopped");
+    return 0;
+}

@@ -1,0 +1,286 @@
+/*
+ * main.c — the evertoken-enroll command line (docs/enrollment.md "Commands").
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <sodium.h>
+
+#include "enr_int.h"
+
+static void
+usage(FILE *out)
+{
+    fputs("usage: evertoken-enroll [OPTIONS] COMMAND [ARGS]\n"
+          "\n"
+          "commands:\n"
+          "  check [PROFILE...]         enrollment and renewal check now\n"
+          "  enroll [PROFILE...]        enrollment check now (enroll if no valid certificate)\n"
+          "  renew [--force] [PROFILE...] renewal check now (--force: even outside the window)\n"
+          "  retry [PROFILE...]         retry failed checks now\n"
+          "  status [--json]            every profile's certificate and state; exit 0/1/2\n"
+          "  run [--until TIME]         the service (--until: simulate up to TIME, no sleeping)\n"
+          "  hooks rerun PROFILE        re-run the post-processing script\n"
+          "  history [PROFILE]          the event history\n"
+          "  validate [FILE...]         parse profiles and report errors\n"
+          "\n"
+          "options:\n"
+          "  --profiles DIR   profile directory (default $XDG_CONFIG_HOME/evertoken/profiles)\n"
+          "  --state-dir DIR  state directory (default $XDG_STATE_HOME/evertoken)\n"
+          "  --now TIME       pretend the time is TIME (epoch or YYYY-MM-DDTHH:MM:SSZ; tests)\n"
+          "  -v, --verbose    debug messages\n"
+          "  -h, --help       this help\n",
+          out);
+}
+
+/* Profiles named on the command line (by name or path), or all of them. */
+static int
+load_selected(enr_ctx *ctx, int argc, char **argv, enr_profile ***out, size_t *n)
+{
+    enr_profile **all = NULL;
+    size_t na = 0, bad = 0;
+
+    *out = NULL;
+    *n = 0;
+    if (enr_profile_load_dir(ctx->profile_dir, &all, &na, &bad) != ENR_OK)
+        return ENR_EXIT_CONFIG;
+    if (argc == 0) {
+        *out = all;
+        *n = na;
+        if (na == 0 && bad == 0)
+            enr_warn("no profiles in %s", ctx->profile_dir);
+        return bad ? ENR_EXIT_CONFIG : ENR_EXIT_OK;
+    }
+    enr_profile **sel = calloc((size_t)argc, sizeof(*sel));
+    int rc = ENR_EXIT_OK;
+    for (int i = 0; i < argc && sel != NULL; i++) {
+        enr_profile *p = NULL;
+        if (strchr(argv[i], '/') != NULL) {
+            if (enr_profile_load(argv[i], &p) != ENR_OK) {
+                rc = ENR_EXIT_CONFIG;
+                continue;
+            }
+        } else {
+            for (size_t j = 0; j < na; j++)
+                if (all[j] != NULL && !strcmp(all[j]->name, argv[i])) {
+                    p = all[j];
+                    all[j] = NULL;
+                }
+            if (p == NULL) {
+                enr_err("no valid profile named %s in %s", argv[i], ctx->profile_dir);
+                rc = ENR_EXIT_CONFIG;
+                continue;
+            }
+        }
+        sel[(*n)++] = p;
+    }
+    enr_profile_free_all(all, na);
+    *out = sel;
+    return rc;
+}
+
+static int
+cmd_checks(enr_ctx *ctx, const char *kind, int argc, char **argv)
+{
+    enr_profile **v;
+    size_t n;
+    int rc = load_selected(ctx, argc, argv, &v, &n), worst = rc;
+
+    for (size_t i = 0; i < n; i++) {
+        const char *k = kind;
+        if (!strcmp(kind, "retry")) {
+            enr_pstate ps;
+            int found = 0;
+            /* Nothing waiting for a retry: a full check is what "retry now" means. */
+            if (enr_state_get(ctx->st, v[i]->name, &ps, &found) == ENR_OK && found &&
+                ps.retry_at == 0)
+                k = "check";
+            enr_pstate_clear(&ps);
+        }
+        int r = enr_rc_exit(enr_check_profile(ctx, v[i], k));
+        if (r > worst)
+            worst = r;
+    }
+    enr_profile_free_all(v, n);
+    return worst;
+}
+
+static int
+cmd_hooks(enr_ctx *ctx, int argc, char **argv)
+{
+    enr_profile **v;
+    size_t n;
+    enr_pstate ps;
+    int found, rc;
+    char *pem, *uri = NULL;
+    enr_token *t = NULL;
+
+    if (argc != 2 || strcmp(argv[0], "rerun") != 0) {
+        enr_err("usage: evertoken-enroll hooks rerun PROFILE");
+        return ENR_EXIT_USAGE;
+    }
+    rc = load_selected(ctx, 1, argv + 1, &v, &n);
+    if (rc != ENR_EXIT_OK || n != 1) {
+        enr_profile_free_all(v, n);
+        return rc ? rc : ENR_EXIT_CONFIG;
+    }
+    if (enr_state_get(ctx->st, v[0]->name, &ps, &found) != ENR_OK || !found ||
+        ps.cert_serial == NULL) {
+        enr_err("profile %s has no certificate yet; nothing to post-process", v[0]->name);
+        enr_pstate_clear(&ps);
+        enr_profile_free_all(v, n);
+        return ENR_EXIT_FAIL;
+    }
+    pem = enr_aprintf("%s/certs/%s.pem", enr_state_dir(ctx->st), v[0]->name);
+    if (enr_token_open(v[0], &t) == ENR_OK)
+        uri = enr_token_cred_uri(t, v[0]);
+    enr_token_close(t);
+    enr_pstate_set(&ps.last_result, ps.last_result ? ps.last_result : "enrolled");
+    rc = enr_run_post_script(v[0], &ps, ctx->st, uri, pem) == ENR_OK ? ENR_EXIT_OK : ENR_EXIT_FAIL;
+    enr_state_event(ctx->st, v[0]->name, "hooks-rerun", ps.hook_status);
+    enr_state_put(ctx->st, &ps);
+    enr_pstate_clear(&ps);
+    free(pem);
+    free(uri);
+    enr_profile_free_all(v, n);
+    return rc;
+}
+
+static int
+cmd_validate(enr_ctx *ctx, int argc, char **argv)
+{
+    enr_profile **v;
+    size_t n;
+    int rc = load_selected(ctx, argc, argv, &v, &n);
+
+    for (size_t i = 0; i < n; i++)
+        printf("%s: ok (%s, subject %s, token %s)\n", v[i]->path, v[i]->url, v[i]->subject,
+               v[i]->token_uri);
+    enr_profile_free_all(v, n);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"profiles", required_argument, NULL, 'P'},
+                                         {"state-dir", required_argument, NULL, 'S'},
+                                         {"now", required_argument, NULL, 'N'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"force", no_argument, NULL, 'f'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"until", required_argument, NULL, 'U'},
+                                         {NULL, 0, NULL, 0}};
+    const char *profiles = NULL, *state_dir = NULL, *cmd;
+    enr_ctx ctx;
+    time_t until = 0, t;
+    int c, json = 0, force = 0, rc;
+    char *pdir;
+
+    memset(&ctx, 0, sizeof(ctx));
+    while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'P':
+            profiles = optarg;
+            break;
+        case 'S':
+            state_dir = optarg;
+            break;
+        case 'N':
+            if (enr_parse_time(optarg, &t) != 0) {
+                enr_err("--now %s: not a time (epoch seconds or YYYY-MM-DDTHH:MM:SSZ)", optarg);
+                return ENR_EXIT_USAGE;
+            }
+            enr_clock_set(t);
+            break;
+        case 'v':
+            enr_set_verbose(1);
+            break;
+        case 'h':
+            usage(stdout);
+            return ENR_EXIT_OK;
+        default:
+            usage(stderr);
+            return ENR_EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return ENR_EXIT_USAGE;
+    }
+    cmd = argv[optind];
+    /* Command options (after the command name). */
+    optind++;
+    int cargc = 0;
+    char **cargv = calloc((size_t)argc + 1, sizeof(char *));
+    if (cargv == NULL)
+        return ENR_EXIT_FAIL;
+    for (int i = optind; i < argc; i++) {
+        if (!strcmp(argv[i], "--force") && !strcmp(cmd, "renew"))
+            force = 1;
+        else if (!strcmp(argv[i], "--json") && !strcmp(cmd, "status"))
+            json = 1;
+        else if (!strcmp(argv[i], "--until") && !strcmp(cmd, "run") && i + 1 < argc) {
+            if (enr_parse_time(argv[++i], &until) != 0) {
+                enr_err("--until %s: not a time", argv[i]);
+                free(cargv);
+                return ENR_EXIT_USAGE;
+            }
+        } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v"))
+            enr_set_verbose(1);
+        else if (argv[i][0] == '-' && argv[i][1] == '-') {
+            enr_err("%s: unknown option %s", cmd, argv[i]);
+            free(cargv);
+            return ENR_EXIT_USAGE;
+        } else
+            cargv[cargc++] = argv[i];
+    }
+    if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        enr_err("cannot initialise libsodium/libcurl");
+        free(cargv);
+        return ENR_EXIT_FAIL;
+    }
+    pdir = enr_profile_dir(profiles);
+    if (pdir == NULL) {
+        free(cargv);
+        return ENR_EXIT_CONFIG;
+    }
+    ctx.profile_dir = pdir;
+    ctx.force = force;
+    if (!strcmp(cmd, "validate")) {
+        rc = cmd_validate(&ctx, cargc, cargv);
+        goto out;
+    }
+    if (enr_state_open(state_dir, &ctx.st) != ENR_OK) {
+        rc = ENR_EXIT_FAIL;
+        goto out;
+    }
+    if (!strcmp(cmd, "check") || !strcmp(cmd, "enroll") || !strcmp(cmd, "renew") ||
+        !strcmp(cmd, "retry"))
+        rc = cmd_checks(&ctx, cmd, cargc, cargv);
+    else if (!strcmp(cmd, "status"))
+        rc = enr_status(&ctx, json, stdout);
+    else if (!strcmp(cmd, "run"))
+        rc = enr_run_service(&ctx, until);
+    else if (!strcmp(cmd, "hooks"))
+        rc = cmd_hooks(&ctx, cargc, cargv);
+    else if (!strcmp(cmd, "history"))
+        rc = enr_state_print_events(ctx.st, cargc ? cargv[0] : NULL, stdout) == ENR_OK
+                 ? ENR_EXIT_OK
+                 : ENR_EXIT_FAIL;
+    else {
+        enr_err("unknown command '%s'", cmd);
+        usage(stderr);
+        rc = ENR_EXIT_USAGE;
+    }
+out:
+    enr_state_close(ctx.st);
+    free(pdir);
+    free(cargv);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,169 @@
+/*
+ * status.c — `evertoken-enroll status`: every profile's certificate, expiry,
+ * days left, state, last/next check and last error, as a table or JSON, with
+ * an exit code for monitoring (0 all fine, 1 warning, 2 critical). It reads
+ * the state database only, so it works while the token is locked.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "enr_int.h"
+
+static void
+json_str(FILE *out, const char *s)
+{
+    if (s == NULL) {
+        fputs("null", out);
+        return;
+    }
+    fputc('"', out);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            fprintf(out, "\\%c", *c);
+        else if (*c < 0x20)
+            fprintf(out, "\\u%04x", *c);
+        else
+            fputc(*c, out);
+    }
+    fputc('"', out);
+}
+
+static void
+json_time(FILE *out, long long t)
+{
+    char b[32];
+
+    if (t == 0)
+        fputs("null", out);
+    else
+        json_str(out, enr_fmt_time((time_t)t, b, sizeof(b)));
+}
+
+/* 0 ok, 1 warning, 2 critical, with the reason. */
+static int
+level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days, const char **why)
+{
+    int min_warn = p->n_warn > 0 ? p->warn_days[p->n_warn - 1] : 10;
+
+    *days = ps->cert_not_after ? (long)((ps->cert_not_after - now) / ENR_DAY) : -1;
+    if (ps->cert_not_after == 0) {
+        *why = "no certificate";
+        return 2;
+    }
+    if (ps->cert_not_after <= now) {
+        *why = "expired";
+        return 2;
+    }
+    if (ps->state != NULL && !strcmp(ps->state, "revoked")) {
+        *why = "revoked";
+        return 2;
+    }
+    if (*days <= min_warn && ps->last_error != NULL) {
+        *why = "expires soon and renewal is failing";
+        return 2;
+    }
+    if (ps->last_error != NULL) {
+        *why = "last check failed";
+        return 1;
+    }
+    if (ps->hook_status != NULL && !strcmp(ps->hook_status, "failed")) {
+        *why = "post-processing script failed";
+        return 1;
+    }
+    if (ps->pending_txid != NULL) {
+        *why = "request pending at the CA";
+        return 1;
+    }
+    if (p->n_warn > 0 && *days <= p->warn_days[0]) {
+        *why = "expires soon";
+        return 1;
+    }
+    *why = "ok";
+    return 0;
+}
+
+int
+enr_status(enr_ctx *ctx, int json, FILE *out)
+{
+    enr_profile **v = NULL;
+    size_t n = 0, bad = 0;
+    time_t now = enr_now();
+    int worst = 0;
+
+    if (enr_profile_load_dir(ctx->profile_dir, &v, &n, &bad) != ENR_OK)
+        return 2;
+    if (bad > 0)
+        worst = 2;
+    if (json)
+        fprintf(out, "{\"time\": \"%s\", \"invalid_profiles\": %zu, \"profiles\": [",
+                enr_fmt_time(now, (char[32]){0}, 32), bad);
+    else
+        fprintf(out, "%-14s %-28s %-20s %5s %-12s %-20s %-20s %s\n", "PROFILE", "SUBJECT",
+                "NOT-AFTER", "DAYS", "STATE", "LAST-CHECK", "NEXT-CHECK", "LAST-ERROR");
+    for (size_t i = 0; i < n; i++) {
+        enr_pstate ps;
+        int found, lv;
+        long days;
+        const char *why, *kind;
+        char na[32], lc[32], nc[32], dl[24];
+        time_t next;
+
+        if (enr_state_get(ctx->st, v[i]->name, &ps, &found) != ENR_OK)
+            continue;
+        lv = level(v[i], &ps, now, &days, &why);
+        if (lv > worst)
+            worst = lv;
+        next = found ? enr_sched_next_due(&ps, &kind) : 0;
+        if (json) {
+            fprintf(out, "%s\n  {\"profile\": ", i ? "," : "");
+            json_str(out, v[i]->name);
+            fputs(", \"subject\": ", out);
+            json_str(out, v[i]->subject);
+            fputs(", \"serial\": ", out);
+            json_str(out, ps.cert_serial);
+            fputs(", \"not_after\": ", out);
+            json_time(out, ps.cert_not_after);
+            if (ps.cert_not_after)
+                fprintf(out, ", \"days_left\": %ld", days);
+            else
+                fputs(", \"days_left\": null", out);
+            fputs(", \"state\": ", out);
+            json_str(out, ps.state ? ps.state : "new");
+            fputs(", \"last_check\": ", out);
+            json_time(out, ps.last_check);
+            fputs(", \"last_result\": ", out);
+            json_str(out, ps.last_result);
+            fputs(", \"next_check\": ", out);
+            json_time(out, next);
+            fputs(", \"enroll_check_time\": ", out);
+            json_time(out, ps.next_enroll);
+            fputs(", \"renew_check_time\": ", out);
+            json_time(out, ps.next_renew);
+            fputs(", \"retry_at\": ", out);
+            json_time(out, ps.retry_at);
+            fprintf(out, ", \"attempts\": %lld, \"last_error\": ", ps.attempts);
+            json_str(out, ps.last_error);
+            fputs(", \"pending\": ", out);
+            fputs(ps.pending_txid ? "true" : "false", out);
+            fputs(", \"hook\": ", out);
+            json_str(out, ps.hook_status);
+            fprintf(out, ", \"hook_exit\": %d, \"level\": %d, \"level_reason\": ", ps.hook_exit,
+                    lv);
+            json_str(out, why);
+            fputs("}", out);
+        } else {
+            char subj[29];
+            snprintf(subj, sizeof(subj), "%s", v[i]->subject);
+            fprintf(out, "%-14s %-28s %-20s %5s %-12s %-20s %-20s %s\n", v[i]->name, subj,
+                    enr_fmt_time((time_t)ps.cert_not_after, na, sizeof(na)),
+                    ps.cert_not_after ? (snprintf(dl, sizeof(dl), "%ld", days), dl) : "-",
+                    ps.state ? ps.state : "new", enr_fmt_time((time_t)ps.last_check, lc, 32),
+                    enr_fmt_time(next, nc, sizeof(nc)), ps.last_error ? ps.last_error : "");
+        }
+        enr_pstate_clear(&ps);
+    }
+    if (json)
+        fputs("\n]}\n", out);
+    enr_profile_free_all(v, n);
+    return worst;
+}

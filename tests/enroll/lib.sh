@@ -1,0 +1,137 @@
+# Shared helpers for tests/enroll/t_*.sh (sourced). Each script runs in its
+# own network namespace (unshare -n, only lo up) when it can, so the SCEP CA
+# and OCSP responder it starts are unreachable from outside and never clash
+# with other tests' ports. It reuses tests/external/lib.sh (temporary HOME,
+# XDG dirs, cleanup) and adds:
+#   ENR_TOKEN_KIND  softhsm | evertoken (set by CTest: each script runs on both)
+#   MOD             the PKCS#11 module of the token under test
+#   enr ARGS        the helper (profiles/state under $T), never sleeping
+#   ca_init / scep_start ARGS / scep_stop / profile NAME [LINES…] / p11 ARGS
+if [ -z "${ENR_IN_NETNS:-}" ] && [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
+    export ENR_IN_NETNS=1
+    exec unshare -n bash -c 'ip link set lo up && exec bash "$@"' bash "$0" "$@"
+fi
+. "$EVERTOKEN_SOURCE_DIR/tests/external/lib.sh"
+: "${ENROLL_BIN:?run through ctest}" "${SCEPSRV:?run through ctest}"
+need openssl pkcs11-tool
+ENR_TOKEN_KIND=${ENR_TOKEN_KIND:-softhsm}
+PIN=1234
+SO_PIN=12345678
+LABEL=enr
+PROFILES=$XDG_CONFIG_HOME/evertoken/profiles
+STATE=$T/state
+CA=$T/ca
+mkdir -p "$PROFILES" "$CA"
+printf '%s\n' "$PIN" >"$T/pin"
+printf 'let-me-in\n' >"$T/challenge"
+chmod 600 "$T/pin" "$T/challenge"
+
+case "$ENR_TOKEN_KIND" in
+softhsm)
+    MOD=/usr/lib/softhsm/libsofthsm2.so
+    [ -e "$MOD" ] || { echo "SKIP: SoftHSMv2 not installed" >&2; exit 77; }
+    export SOFTHSM2_CONF=$T/softhsm2.conf
+    mkdir -p "$T/softhsm"
+    echo "directories.tokendir = $T/softhsm" >"$SOFTHSM2_CONF"
+    softhsm2-util --init-token --free --label "$LABEL" --so-pin "$SO_PIN" --pin "$PIN" >/dev/null
+    ;;
+evertoken)
+    MOD=$EVERTOKEN_MODULE
+    DEMO_SO=$SO_PIN DEMO_PIN=$PIN "$CLI" init --label "$LABEL" --so-pin env:DEMO_SO --pin env:DEMO_PIN >/dev/null
+    ;;
+*) die "unknown ENR_TOKEN_KIND $ENR_TOKEN_KIND" ;;
+esac
+
+# The helper, with this test's profiles and state.
+enr() { host "$ENROLL_BIN" --profiles "$PROFILES" --state-dir "$STATE" "$@"; }
+# pkcs11-tool on the token under test, logged in.
+p11() { host pkcs11-tool --module "$MOD" --token-label "$LABEL" --login --pin "$PIN" "$@"; }
+
+# A test CA (and an RA certificate when RA=1) for scepsrv.
+ca_init() {
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$CA/ca.key" -out "$CA/ca.pem" \
+        -subj "/CN=evertoken test CA" -days 3650 -sha256 \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    if [ "${RA:-0}" = 1 ]; then
+        openssl req -new -newkey rsa:2048 -nodes -keyout "$CA/ra.key" -subj "/CN=evertoken test RA" \
+            -out "$CA/ra.csr" 2>/dev/null
+        printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n' >"$CA/ra.ext"
+        openssl x509 -req -in "$CA/ra.csr" -CA "$CA/ca.pem" -CAkey "$CA/ca.key" -CAcreateserial \
+            -days 3650 -sha256 -extfile "$CA/ra.ext" -out "$CA/ra.pem" 2>/dev/null
+    fi
+    cat >"$CA/ca.cnf" <<CNF
+[ca]
+default_ca = CA_default
+[CA_default]
+dir = $CA
+database = $CA/index.txt
+certificate = $CA/ca.pem
+private_key = $CA/ca.key
+crlnumber = $CA/crlnumber
+default_md = sha256
+default_crl_days = 30
+CNF
+    echo 01 >"$CA/crlnumber"
+    touch "$CA/index.txt"
+}
+
+# Start scepsrv with ARGS; sets SCEP_URL.
+scep_start() {
+    rm -f "$CA/port"
+    "$SCEPSRV" --dir "$CA" --port-file "$CA/port" --challenge-file "$T/challenge" "$@" \
+        2>>"$T/scepsrv.log" &
+    SCEP_PID=$!
+    ET_PIDS+=("$SCEP_PID")
+    for _ in $(seq 100); do [ -s "$CA/port" ] && break; sleep 0.05; done
+    [ -s "$CA/port" ] || die "scepsrv did not start: $(cat "$T/scepsrv.log")"
+    SCEP_PORT=$(cat "$CA/port")
+    SCEP_URL=http://127.0.0.1:$SCEP_PORT/scep
+}
+scep_stop() { kill "$SCEP_PID" 2>/dev/null; wait "$SCEP_PID" 2>/dev/null || true; }
+
+# Write profile NAME: the base settings, then extra LINES (each "[section] key = value"
+# style lines are appended verbatim).
+profile() {
+    local name=$1; shift
+    {
+        printf '[ca]\nurl = %s\nanchors = %s\nsecret_file = %s\npoll_interval = 5\n' \
+            "${URL_OVERRIDE:-$SCEP_URL}" "$CA/ca.pem" "$T/challenge"
+        printf '[certificate]\nsubject = CN=%s, O=evertoken tests\nsan = DNS:%s.example\n' "$name" "$name"
+        printf '[token]\nuri = pkcs11:token=%s;object=%s\nmodule = %s\npin_file = %s\n' "$LABEL" "$name" "$MOD" "$T/pin"
+        printf '[hooks]\nnotify_command = printf "%%s|%%s|%%s\\n" "$EVERTOKEN_EVENT" "$EVERTOKEN_PROFILE" "$EVERTOKEN_MESSAGE" >>%s\n' "$T/notify.log"
+        for l in "$@"; do printf '%s\n' "$l"; done
+    } >"$PROFILES/$name.conf"
+}
+
+# The certificate stored under label NAME in the token (PEM on stdout).
+token_cert() {
+    p11 --read-object --type cert --label "$1" -o "$T/tc.der" >/dev/null 2>&1 || return 1
+    openssl x509 -inform DER -in "$T/tc.der"
+}
+token_serial() { token_cert "$1" | openssl x509 -noout -serial | sed 's/serial=//'; }
+# Objects of the token, one "class label" per line.
+token_objects() {
+    p11 -O 2>/dev/null | awk '/Object;/{c=$1} /label:/{sub(/^[ \t]*label:[ \t]*/,""); print c, $0}' | sort
+}
+count_objects() { token_objects | grep -c "^$1 $2\$" || true; }
+
+# The credential NAME works: its key signs, the certificate's key verifies.
+cred_works() {
+    local name=$1
+    token_cert "$name" >"$T/cw.pem" || { echo "no certificate $name" >&2; return 1; }
+    openssl x509 -in "$T/cw.pem" -noout -pubkey >"$T/cw.pub"
+    printf 'data to sign' >"$T/cw.dat"
+    p11 --sign --mechanism SHA256-RSA-PKCS --label "$name" -i "$T/cw.dat" -o "$T/cw.sig" >/dev/null 2>"$T/cw.err" ||
+        { echo "signing with key $name failed: $(cat "$T/cw.err")" >&2; return 1; }
+    openssl dgst -sha256 -verify "$T/cw.pub" -signature "$T/cw.sig" "$T/cw.dat" >/dev/null ||
+        { echo "signature of $name does not verify with its certificate" >&2; return 1; }
+}
+
+# Expect exit code CODE from a command.
+expect_rc() {
+    local want=$1; shift
+    local rc=0
+    "$@" || rc=$?
+    [ "$rc" = "$want" ] || die "expected exit $want, got $rc: $*"
+}
+now_epoch() { date +%s; }

@@ -149,14 +149,40 @@ e2e_port() {
 }
 
 # Wait until something listens on 127.0.0.1:$1; $2 is the server's pid (its
-# early death fails at once) and $3 its log.
+# early death fails at once) and $3 its log. Checked with ss, not by
+# connecting, so a server that accepts one connection only keeps it.
 e2e_wait_port() {
     for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        [ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ] && return 0
         kill -0 "$2" 2>/dev/null || die "server (pid $2) exited before listening on $1: $(cat "$3" 2>/dev/null)"
         sleep 0.1
     done
     die "nothing listens on 127.0.0.1:$1 after 10 s: $(cat "$3" 2>/dev/null)"
+}
+
+# Wait (at most 10 s) for the background process $1 to end; its exit status.
+e2e_wait_exit() {
+    local st
+    for _ in $(seq 1 100); do
+        st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || break
+        [ "$st" = Z ] && break
+        sleep 0.1
+    done
+    [ "${st:-}" = Z ] || [ ! -e "/proc/$1" ] || die "process $1 did not end within 10 s"
+    wait "$1"
+}
+
+# Start `openssl s_server` on a free loopback port with the test server
+# certificate, requiring a client certificate from the test CA; extra
+# arguments are added. Sets SPORT, SPID; its output goes to $SLOG.
+e2e_s_server() {
+    SLOG=$1
+    shift
+    SPORT=$(e2e_port)
+    et_bg openssl s_server -accept "127.0.0.1:$SPORT" -cert "$T/server.pem" -key "$T/server.key" \
+        -Verify 1 -CAfile "$T/ca/ca.pem" -verify_return_error "$@" >"$SLOG" 2>&1 </dev/null
+    SPID=${ET_PIDS[-1]}
+    e2e_wait_port "$SPORT" "$SPID" "$SLOG"
 }
 
 # A test CA in $T/ca: ca.key, ca.pem (CN "e2e test CA").
@@ -201,9 +227,11 @@ e2e_server_cert() {
     e2e_ca_sign "$T/server.csr" "$T/server.pem" server
 }
 
-# An openssl.cnf ($T/openssl.cnf, exported as OPENSSL_CONF) loading the
-# pkcs11 engine (libengine-pkcs11-openssl) with MODULE_PATH = the module under
-# test and the user PIN (read from this file, never from a person).
+# An openssl.cnf ($T/openssl.cnf) loading the pkcs11 engine
+# (libengine-pkcs11-openssl) with MODULE_PATH = the module under test and the
+# user PIN (read from this file, never from a person). Only the commands that
+# use the engine get it (E); with it, OpenSSL 3.0 fails to sign certificates
+# with an ordinary EC key ("default_check: command not supported").
 e2e_engine_conf() {
     local so
     so=$(find /usr/lib/*/engines-3 -name pkcs11.so 2>/dev/null | head -1)
@@ -228,5 +256,7 @@ init = 0
 distinguished_name = req_dn
 [req_dn]
 EOF
-    export OPENSSL_CONF=$T/openssl.cnf
+    chmod 600 "$T/openssl.cnf"
 }
+# Run a program that loads the module through the engine.
+E() { OPENSSL_CONF=$T/openssl.cnf host "$@"; }

@@ -138,7 +138,8 @@ cmd_hooks(enr_ctx *ctx, int argc, char **argv)
     if (enr_token_open(v[0], &t) == ENR_OK)
         uri = enr_token_cred_uri(t, v[0]);
     enr_token_close(t);
-    enr_pstate_set(&ps.last_result, ps.last_result ? ps.last_result : "enrolled");
+    if (ps.last_result == NULL)
+        enr_pstate_set(&ps.last_result, "enrolled");
     rc = enr_run_post_script(v[0], &ps, ctx->st, uri, pem) == ENR_OK ? ENR_EXIT_OK : ENR_EXIT_FAIL;
     enr_state_event(ctx->st, v[0]->name, "hooks-rerun", ps.hook_status);
     enr_state_put(ctx->st, &ps);

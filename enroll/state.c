@@ -136,8 +136,11 @@ enr_state_dir(const enr_state *st)
 void
 enr_pstate_set(char **field, const char *value)
 {
-    free(*field);
+    char *old = *field;
+
+    /* VALUE may be the field's own string: copy before freeing. */
     *field = value ? strdup(value) : NULL;
+    free(old);
 }
 
 void

@@ -114,6 +114,10 @@ token_objects() {
     p11 -O 2>/dev/null | awk '/Object;/{c=$1} /label:/{sub(/^[ \t]*label:[ \t]*/,""); print c, $0}' | sort
 }
 count_objects() { token_objects | grep -c "^$1 $2\$" || true; }
+# CKA_ID (hex) of the certificate labelled NAME.
+token_id() {
+    p11 -O --type cert 2>/dev/null | awk -v n="$1" '/label:/{sub(/^[ \t]*label:[ \t]*/,""); l=$0} /ID:/{if (l==n) print $2}' | head -1
+}
 
 # The credential NAME works: its key signs, the certificate's key verifies.
 cred_works() {
@@ -121,7 +125,8 @@ cred_works() {
     token_cert "$name" >"$T/cw.pem" || { echo "no certificate $name" >&2; return 1; }
     openssl x509 -in "$T/cw.pem" -noout -pubkey >"$T/cw.pub"
     printf 'data to sign' >"$T/cw.dat"
-    p11 --sign --mechanism SHA256-RSA-PKCS --label "$name" -i "$T/cw.dat" -o "$T/cw.sig" >/dev/null 2>"$T/cw.err" ||
+    # pkcs11-tool selects the signing key by --id (it ignores --label there).
+    p11 --sign --mechanism SHA256-RSA-PKCS --id "$(token_id "$name")" -i "$T/cw.dat" -o "$T/cw.sig" >/dev/null 2>"$T/cw.err" ||
         { echo "signing with key $name failed: $(cat "$T/cw.err")" >&2; return 1; }
     openssl dgst -sha256 -verify "$T/cw.pub" -signature "$T/cw.sig" "$T/cw.dat" >/dev/null ||
         { echo "signature of $name does not verify with its certificate" >&2; return 1; }

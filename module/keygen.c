@@ -6,9 +6,11 @@
  * Locking (mod_int.h): the global lock is held only to look up the session
  * and the base key, to check the write rules early, and to store the result.
  * Key generation, the ECDH computation, the KDF and the object layer's checks
- * (the RSA pairwise check is not cheap) run without it; the session is looked
- * up again by handle before storing, and the write rules are checked again
- * there (store.h), since the login may have changed meanwhile.
+ * (the RSA pairwise check is not cheap) run without it, with the session's
+ * token marked busy (so C_Finalize waits and the token stays); the session is
+ * looked up again by handle before storing (it may have been closed), and the
+ * write rules are checked again there (store.h), since the login may have
+ * changed meanwhile.
  *
  * Secrets: private key values leave OpenSSL through EVP_PKEY_todata (whose
  * secure parameter block is cleansed on free) into secure BIGNUMs and then
@@ -108,10 +110,12 @@ tulong(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ULONG dflt)
 
 /* The session may store objects with these templates' CKA_TOKEN/CKA_PRIVATE
  * (defaults as the object layer's: keys private unless public keys). A
- * cheap early check; store_*_inlock check again. */
+ * cheap early check; store_*_inlock check again. On success the session's
+ * token is marked busy in *BUSY (C_Finalize waits for it, mod_int.h) until
+ * the caller's unbusy(). */
 static CK_RV
 write_check(CK_SESSION_HANDLE hs, const CK_ATTRIBUTE *t1, CK_ULONG n1, CK_BBOOL priv1,
-            const CK_ATTRIBUTE *t2, CK_ULONG n2, CK_BBOOL priv2)
+            const CK_ATTRIBUTE *t2, CK_ULONG n2, CK_BBOOL priv2, struct mod_token **busy)
 {
     struct mod_session *s = NULL;
     CK_RV rv;
@@ -124,8 +128,21 @@ write_check(CK_SESSION_HANDLE hs, const CK_ATTRIBUTE *t1, CK_ULONG n1, CK_BBOOL 
     if (rv == CKR_OK && t2 != NULL)
         rv = store_write_check_inlock(s, tbool(t2, n2, CKA_TOKEN, CK_FALSE),
                                       tbool(t2, n2, CKA_PRIVATE, priv2));
+    if (rv == CKR_OK) {
+        *busy = s->tok;
+        s->tok->busy++;
+    }
     mod_unlock();
     return rv;
+}
+
+/* End the unlocked part: lock, and release the token marked busy. */
+static void
+lock_unbusy(struct mod_token *t)
+{
+    mod_lock();
+    if (t != NULL)
+        t->busy--;
 }
 
 /* ---- material: the values a mechanism hands to obj_from_generated -------- */
@@ -438,6 +455,7 @@ mod_C_GenerateKeyPair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_
                       CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)
 {
     struct mod_session *s = NULL;
+    struct mod_token *busy = NULL;
     struct kp_req req;
     struct mat mpub, mprv;
     obj_policy pol;
@@ -483,7 +501,7 @@ mod_C_GenerateKeyPair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_
     if (rv == CKR_OK)
         rv = kp_request(pubt, pubn, &req);
     if (rv == CKR_OK)
-        rv = write_check(hs, pubt, pubn, CK_FALSE, privt, privn, CK_TRUE);
+        rv = write_check(hs, pubt, pubn, CK_FALSE, privt, privn, CK_TRUE, &busy);
     if (rv != CKR_OK)
         return rv;
 
@@ -517,8 +535,12 @@ mod_C_GenerateKeyPair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_
     if (rv != CKR_OK)
         goto done;
 
-    mod_lock();
-    rv = session_lookup_inlock(hs, &s);
+    lock_unbusy(busy);
+    busy = NULL;
+    /* Closed meanwhile (2.40 section 5.1: "the session was closed during
+     * the execution of the function"). */
+    if (session_lookup_inlock(hs, &s) != CKR_OK)
+        rv = CKR_SESSION_CLOSED;
     if (rv == CKR_OK) {
         rv = store_pair_inlock(s, apub, aprv, pub, priv);
     } else {
@@ -528,6 +550,10 @@ mod_C_GenerateKeyPair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_
     apub = aprv = NULL;
     mod_unlock();
 done:
+    if (busy != NULL) {
+        lock_unbusy(busy);
+        mod_unlock();
+    }
     obj_free(apub);
     obj_free(aprv);
     mat_free(&mpub);
@@ -717,6 +743,7 @@ mod_C_DeriveKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ba
 {
     struct mod_session *s = NULL;
     struct mod_object *o = NULL;
+    struct mod_token *busy = NULL;
     const CK_ECDH1_DERIVE_PARAMS *prm;
     const char *md = NULL;
     CK_KEY_TYPE kt;
@@ -805,6 +832,10 @@ mod_C_DeriveKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ba
     origin.base_always_sensitive = obj_bool(o->attrs, CKA_ALWAYS_SENSITIVE, CK_FALSE);
     origin.base_never_extractable = obj_bool(o->attrs, CKA_NEVER_EXTRACTABLE, CK_FALSE);
     rv = obj_pkey(o->attrs, &bk);
+    if (rv == CKR_OK) {
+        busy = s->tok;
+        busy->busy++;
+    }
 unlock:
     mod_unlock();
     if (rv != CKR_OK)
@@ -841,8 +872,12 @@ unlock:
     if (rv != CKR_OK)
         goto done;
 
-    mod_lock();
-    rv = session_lookup_inlock(hs, &s);
+    lock_unbusy(busy);
+    busy = NULL;
+    /* Closed meanwhile (2.40 section 5.1: "the session was closed during
+     * the execution of the function"). */
+    if (session_lookup_inlock(hs, &s) != CKR_OK)
+        rv = CKR_SESSION_CLOSED;
     if (rv == CKR_OK)
         rv = store_object_inlock(s, attrs, key);
     else
@@ -850,6 +885,10 @@ unlock:
     attrs = NULL;
     mod_unlock();
 done:
+    if (busy != NULL) {
+        lock_unbusy(busy);
+        mod_unlock();
+    }
     obj_free(attrs);
     if (z != NULL)
         sodium_free(z);

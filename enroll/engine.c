@@ -406,7 +406,7 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
             enr_pstate_set(&ps.state, ps.retry_at ? "retry" : "failed");
         report_failure(ctx, p, &ps, rc);
     }
-    enr_state_event(ctx->st, p->name, what, enr_rc_name(rc));
+    enr_state_event(ctx->st, p->name, kind, enr_rc_name(rc));
     enr_state_put(ctx->st, &ps);
     enr_pstate_clear(&ps);
     enr_state_unlock(ctx->st);

@@ -4,7 +4,8 @@
  * that the session keeps and re-initialises per operation.
  *
  * C_DigestKey feeds the value of a secret key (CKO_SECRET_KEY's CKA_VALUE)
- * into the digest; other keys are CKR_KEY_INDIGESTIBLE. The value is read
+ * into the digest; other keys are CKR_KEY_INDIGESTIBLE, other objects
+ * CKR_KEY_HANDLE_INVALID. The value is read
  * under the lock (the key cannot be freed meanwhile) and is short.
  */
 #include <openssl/err.h>
@@ -129,9 +130,11 @@ mod_C_DigestKey(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE key)
     if (rv == CKR_OBJECT_HANDLE_INVALID) {
         rv = CKR_KEY_HANDLE_INVALID;
     } else if (rv == CKR_OK) {
+        CK_OBJECT_CLASS cls = obj_ulong(o->attrs, CKA_CLASS, CK_UNAVAILABLE_INFORMATION);
         v = obj_find(o->attrs, CKA_VALUE);
-        if (obj_ulong(o->attrs, CKA_CLASS, CK_UNAVAILABLE_INFORMATION) != CKO_SECRET_KEY ||
-            v == NULL)
+        if (cls != CKO_SECRET_KEY && cls != CKO_PRIVATE_KEY && cls != CKO_PUBLIC_KEY)
+            rv = CKR_KEY_HANDLE_INVALID; /* not a key */
+        else if (cls != CKO_SECRET_KEY || v == NULL)
             rv = CKR_KEY_INDIGESTIBLE;
         else if (v->len > 0 && EVP_DigestUpdate(op->hctx, v->value, v->len) != 1)
             rv = CKR_FUNCTION_FAILED;

@@ -353,8 +353,9 @@ mod_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_P
             goto out;
         }
     }
-    obj_free(o->attrs);
-    o->attrs = attrs;
+    /* Also drops the OpenSSL key built from the old set (a new set may
+     * later reuse the old one's address). */
+    cache_set_attrs_inlock(o, attrs);
     attrs = NULL;
 out:
     obj_free(attrs);

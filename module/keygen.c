@@ -831,7 +831,7 @@ mod_C_DeriveKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ba
     origin.gen_mech = CK_UNAVAILABLE_INFORMATION;
     origin.base_always_sensitive = obj_bool(o->attrs, CKA_ALWAYS_SENSITIVE, CK_FALSE);
     origin.base_never_extractable = obj_bool(o->attrs, CKA_NEVER_EXTRACTABLE, CK_FALSE);
-    rv = obj_pkey(o->attrs, &bk);
+    rv = cache_pkey_inlock(o, &bk); /* the object's cached key, a reference */
     if (rv == CKR_OK) {
         busy = s->tok;
         busy->busy++;

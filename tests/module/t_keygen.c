@@ -714,6 +714,159 @@ t_generate_rules(void **state)
     assert_ok(F->C_CloseSession(rw));
 }
 
+/* ---- using generated keys ------------------------------------------------- */
+
+/* The OpenSSL public key of a generated public key object, from its
+ * standard attributes (CKA_MODULUS/CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS/
+ * CKA_EC_POINT), so the check does not rest on CKA_PUBLIC_KEY_INFO. */
+static EVP_PKEY *
+public_from_attrs(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE pub, CK_KEY_TYPE kt, const char *alg)
+{
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params;
+    EVP_PKEY_CTX *ctx;
+    EVP_PKEY *pk = NULL;
+    struct val raw;
+    BIGNUM *n = NULL, *e = NULL;
+
+    assert_non_null(bld);
+    if (kt == CKK_EC_EDWARDS) {
+        raw = ec_point_raw(h, pub);
+        pk = EVP_PKEY_new_raw_public_key_ex(NULL, alg, NULL, raw.p, raw.n);
+        assert_non_null(pk);
+        free(raw.p);
+        OSSL_PARAM_BLD_free(bld);
+        return pk;
+    }
+    if (kt == CKK_RSA) {
+        n = attr_bn(h, pub, CKA_MODULUS);
+        e = attr_bn(h, pub, CKA_PUBLIC_EXPONENT);
+        assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n), 1);
+        assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e), 1);
+        raw.p = NULL;
+    } else {
+        raw = ec_point_raw(h, pub);
+        assert_int_equal(OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, alg, 0),
+                         1);
+        assert_int_equal(
+            OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, raw.p, raw.n), 1);
+    }
+    params = OSSL_PARAM_BLD_to_param(bld);
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, kt == CKK_RSA ? "RSA" : "EC", NULL);
+    assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params), 1);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+    free(raw.p);
+    return pk;
+}
+
+/* C_Sign with the generated private key; OpenSSL verifies the signature
+ * with the key read from the public object. ECDSA signatures are r || s
+ * (2.40 current mechanisms 2.3.1), re-encoded as DER for OpenSSL. */
+static void
+sign_and_verify(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv,
+                CK_MECHANISM_TYPE m, CK_KEY_TYPE kt, const char *alg)
+{
+    static const unsigned char msg[] = "signed by a key the token generated";
+    CK_MECHANISM mech = {m, NULL, 0};
+    unsigned char sig[1024], der[256], *pder = der;
+    CK_ULONG siglen = sizeof(sig);
+    const unsigned char *vsig = sig;
+    size_t vlen;
+    EVP_PKEY *pk = public_from_attrs(h, pub, kt, alg);
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+    if (m == CKM_ECDSA_SHA256 && !have_mech(CKM_ECDSA_SHA256)) {
+        /* SoftHSMv2 2.6 has no hashed ECDSA: sign the SHA-256 digest. */
+        unsigned char md[32];
+        mech.mechanism = CKM_ECDSA;
+        SHA256(msg, sizeof(msg), md);
+        assert_ok(F->C_SignInit(h, &mech, priv));
+        assert_ok(F->C_Sign(h, md, sizeof(md), sig, &siglen));
+    } else {
+        assert_ok(F->C_SignInit(h, &mech, priv));
+        assert_ok(F->C_Sign(h, (CK_BYTE_PTR)msg, sizeof(msg), sig, &siglen));
+    }
+    vlen = siglen;
+    if (kt == CKK_EC) {
+        ECDSA_SIG *es = ECDSA_SIG_new();
+        BIGNUM *r = BN_bin2bn(sig, (int)siglen / 2, NULL);
+        BIGNUM *s = BN_bin2bn(sig + siglen / 2, (int)siglen / 2, NULL);
+        assert_int_equal(ECDSA_SIG_set0(es, r, s), 1);
+        vlen = (size_t)i2d_ECDSA_SIG(es, &pder);
+        ECDSA_SIG_free(es);
+        vsig = der;
+    }
+    assert_int_equal(
+        EVP_DigestVerifyInit(c, NULL, kt == CKK_EC_EDWARDS ? NULL : EVP_sha256(), NULL, pk), 1);
+    assert_int_equal(EVP_DigestVerify(c, vsig, vlen, msg, sizeof(msg)), 1);
+    EVP_MD_CTX_free(c);
+    EVP_PKEY_free(pk);
+}
+
+static void
+t_generated_keys_sign(void **state)
+{
+    CK_SESSION_HANDLE h = conf_open(CKF_RW_SESSION);
+    CK_OBJECT_HANDLE pub, priv;
+
+    (void)state;
+    conf_login_user(h);
+    assert_ok(gen_rsa(h, 2048, CK_FALSE, CK_TRUE, CK_FALSE, &pub, &priv));
+    sign_and_verify(h, pub, priv, CKM_SHA256_RSA_PKCS, CKK_RSA, NULL);
+    assert_ok(gen_ec(h, CKM_EC_KEY_PAIR_GEN, oid_p256, sizeof(oid_p256), CK_TRUE, CK_FALSE,
+                     CK_FALSE, &pub, &priv));
+    sign_and_verify(h, pub, priv, CKM_ECDSA_SHA256, CKK_EC, "P-256");
+    assert_ok(gen_ec(h, CKM_EC_KEY_PAIR_GEN, oid_p384, sizeof(oid_p384), CK_TRUE, CK_FALSE,
+                     CK_FALSE, &pub, &priv));
+    sign_and_verify(h, pub, priv, CKM_ECDSA_SHA256, CKK_EC, "P-384");
+    if (!is_softhsm() || have_mech(CKM_EDDSA)) {
+        assert_ok(gen_ec(h, CKM_EC_EDWARDS_KEY_PAIR_GEN, oid_ed25519, sizeof(oid_ed25519), CK_TRUE,
+                         CK_FALSE, CK_FALSE, &pub, &priv));
+        sign_and_verify(h, pub, priv, CKM_EDDSA, CKK_EC_EDWARDS, "ED25519");
+        assert_ok(gen_ec(h, CKM_EC_EDWARDS_KEY_PAIR_GEN, oid_ed448, sizeof(oid_ed448), CK_TRUE,
+                         CK_FALSE, CK_FALSE, &pub, &priv));
+        sign_and_verify(h, pub, priv, CKM_EDDSA, CKK_EC_EDWARDS, "ED448");
+    }
+    assert_ok(F->C_CloseSession(h));
+}
+
+/* The mechanism table lists what C_GenerateKeyPair and C_DeriveKey do. */
+static void
+t_keygen_mechanism_info(void **state)
+{
+    static const struct {
+        CK_MECHANISM_TYPE m;
+        CK_FLAGS flag;
+        CK_ULONG min, max;
+    } want[] = {
+        {CKM_RSA_PKCS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR, 2048, 8192},
+        {CKM_EC_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR, 256, 521},
+        {CKM_EC_EDWARDS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR, 255, 456},
+        {CKM_ECDH1_DERIVE, CKF_DERIVE, 256, 521},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < NA(want); i++) {
+        CK_MECHANISM_INFO info;
+        CK_RV rv = F->C_GetMechanismInfo(E.slot, want[i].m, &info);
+
+        if (is_softhsm() && rv == CKR_MECHANISM_INVALID)
+            continue; /* EdDSA when SoftHSMv2 was built without it */
+        assert_ok(rv);
+        assert_true(info.flags & want[i].flag);
+        /* The sizes are evertoken's (SoftHSMv2's RSA range starts lower). */
+        if (is_evertoken()) {
+            assert_int_equal(info.ulMinKeySize, want[i].min);
+            assert_int_equal(info.ulMaxKeySize, want[i].max);
+        }
+    }
+}
+
 /* ---- C_DeriveKey: CKM_ECDH1_DERIVE ---------------------------------------- */
 
 struct peer {
@@ -1116,11 +1269,12 @@ struct conf_group
 conf_keygen_tests(void)
 {
     static const struct CMUnitTest tests[] = {
-        CONF_TEST_TOKEN(t_generate_rsa),   CONF_TEST_TOKEN(t_generate_rsa_template),
-        CONF_TEST_TOKEN(t_generate_ec),    CONF_TEST_TOKEN(t_generate_ec_template),
-        CONF_TEST_TOKEN(t_generate_eddsa), CONF_TEST_TOKEN(t_generate_rules),
-        CONF_TEST_TOKEN(t_derive_ecdh),    CONF_TEST_TOKEN(t_derive_ecdh_kdf),
-        CONF_TEST_TOKEN(t_derive_errors),  CONF_TEST_TOKEN(t_no_mechanism),
+        CONF_TEST_TOKEN(t_generate_rsa),        CONF_TEST_TOKEN(t_generate_rsa_template),
+        CONF_TEST_TOKEN(t_generate_ec),         CONF_TEST_TOKEN(t_generate_ec_template),
+        CONF_TEST_TOKEN(t_generate_eddsa),      CONF_TEST_TOKEN(t_generate_rules),
+        CONF_TEST_TOKEN(t_derive_ecdh),         CONF_TEST_TOKEN(t_derive_ecdh_kdf),
+        CONF_TEST_TOKEN(t_derive_errors),       CONF_TEST_TOKEN(t_no_mechanism),
+        CONF_TEST_TOKEN(t_generated_keys_sign), CONF_TEST_TOKEN(t_keygen_mechanism_info),
     };
     struct conf_group g = {"keygen", tests, sizeof(tests) / sizeof(tests[0])};
     return g;

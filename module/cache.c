@@ -10,6 +10,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -161,6 +162,24 @@ profile_ensure_inlock(struct mod_token *t)
     return CKR_OK;
 }
 
+static double
+mono_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+CK_RV
+cache_sync_recent_inlock(struct mod_token *t)
+{
+    if (t->state == TOK_OPEN && t->loaded && t->prof != NULL &&
+        mono_now() - t->synced_at < MOD_SYNC_RECENT)
+        return CKR_OK;
+    return cache_sync_inlock(t);
+}
+
 CK_RV
 cache_sync_inlock(struct mod_token *t)
 {
@@ -178,6 +197,7 @@ cache_sync_inlock(struct mod_token *t)
     kr = ks_changed(t->ks, &changed);
     if (kr != KS_OK)
         return mod_ks_ckr(kr, t->ks, "ks_changed");
+    t->synced_at = mono_now();
     if (t->loaded && !changed)
         return CKR_OK;
     memset(&c, 0, sizeof(c));

@@ -103,12 +103,20 @@ mod_mutex_unlock(void *m)
         mod_log("mutex unlock failed");
 }
 
+/* Set in a forked child by the atfork handler; cleared by C_Initialize.
+ * Saves a getpid() system call (glibc no longer caches it) in every entry
+ * point; without the handler (pthread_atfork failed) getpid() is used. */
+static volatile int mod_in_child;
+static int mod_atfork_ok;
+
 int
 mod_ready(void)
 {
     /* A forked child inherits initialized = 1 but a state it must not use
      * (PKCS#11 2.40 section 6.7.1: the child must call C_Initialize). */
-    return mod_g.initialized && mod_g.pid == getpid();
+    if (!mod_g.initialized || mod_in_child)
+        return 0;
+    return mod_atfork_ok || mod_g.pid == getpid();
 }
 
 void
@@ -154,13 +162,22 @@ fork_release(void)
     pthread_mutex_unlock(&mod_init_mutex);
 }
 
+static void
+fork_child(void)
+{
+    mod_in_child = 1;
+    fork_release();
+}
+
 static pthread_once_t mod_atfork_once = PTHREAD_ONCE_INIT;
 
 static void
 atfork_register(void)
 {
-    if (pthread_atfork(fork_prepare, fork_release, fork_release) != 0)
+    if (pthread_atfork(fork_prepare, fork_release, fork_child) != 0)
         mod_log("pthread_atfork failed; fork safety relies on C_Initialize only");
+    else
+        mod_atfork_ok = 1;
 }
 
 void
@@ -331,6 +348,7 @@ mod_C_Initialize(CK_VOID_PTR init_args)
     }
     mod_g.pid = getpid();
     mod_g.initialized = 1;
+    mod_in_child = 0;
     mod_log("initialised (token directory %s, %s locking)", mod_g.dir,
             mod_mx.app ? "application" : "pthread");
     mod_lock();

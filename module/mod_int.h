@@ -91,6 +91,7 @@ struct mod_token {
     int present;         /* seen in the last directory scan */
     /* Object cache. */
     int loaded;               /* objs reflects the keystore as of ks_changed */
+    double synced_at;         /* monotonic time of the last ks_changed check */
     struct mod_object **objs; /* token objects, sorted by handle */
     size_t nobjs, capobjs;
     struct mod_object *prof;  /* CKO_PROFILE */
@@ -180,6 +181,12 @@ void session_forget_all(void);
 
 /* Bring the token's cache up to date (ks_changed, reload when needed). */
 CK_RV cache_sync_inlock(struct mod_token *t);
+/* The same, unless the last check is younger than MOD_SYNC_RECENT seconds:
+ * for the cryptographic C_xInit functions, which look up one key by handle
+ * (handles are never reused) and must not pay a database round trip (a
+ * SQLite read transaction, two fcntl locks) per signature. */
+#define MOD_SYNC_RECENT 0.5
+CK_RV cache_sync_recent_inlock(struct mod_token *t);
 /* Drop the cached stored objects (wiping them); reloaded on next sync. */
 void cache_drop_inlock(struct mod_token *t);
 /* Free the whole cache including session objects and the profile object. */

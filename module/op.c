@@ -262,7 +262,7 @@ key_check_inlock(struct mod_session *s, enum op_kind kind, const struct mod_mech
     int bits;
     CK_RV rv;
 
-    rv = cache_sync_inlock(t);
+    rv = cache_sync_recent_inlock(t);
     if (rv != CKR_OK)
         return rv;
     rv = cache_lookup_inlock(t, key, &o);

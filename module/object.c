@@ -388,7 +388,8 @@ ob_finish(obj_build *b, int secure, mod_attrs **out)
     ks_attr *arr;
 
     *out = NULL;
-    qsort(b->a, b->n, sizeof(*b->a), bval_cmp);
+    if (b->n > 1)
+        qsort(b->a, b->n, sizeof(*b->a), bval_cmp);
     for (i = 0; i < b->n; i++) {
         if (i > 0 && b->a[i].type == b->a[i - 1].type)
             return CKR_GENERAL_ERROR; /* ob_put_* replace, so never */

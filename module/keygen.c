@@ -493,8 +493,9 @@ mod_C_GenerateKeyPair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_
     default:
         return CKR_MECHANISM_INVALID;
     }
-    if (mech->pParameter != NULL || mech->ulParameterLen != 0)
-        return CKR_MECHANISM_PARAM_INVALID; /* none of them takes one */
+    /* None of them takes a parameter (a pointer with length 0 is none). */
+    if (mech->ulParameterLen != 0)
+        return CKR_MECHANISM_PARAM_INVALID;
     rv = obj_gen_check(pubt, pubn, CKO_PUBLIC_KEY, req.kt, &pol);
     if (rv == CKR_OK)
         rv = obj_gen_check(privt, privn, CKO_PRIVATE_KEY, req.kt, &pol);

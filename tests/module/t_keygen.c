@@ -1132,6 +1132,69 @@ t_derive_ecdh(void **state)
     assert_ok(F->C_CloseSession(h));
 }
 
+/* An imported base key (never "always sensitive"), a token key as the
+ * derived key, and CKA_ALLOWED_MECHANISMS on the base key. */
+static void
+t_derive_imported_base(void **state)
+{
+    const struct conf_material *m = conf_material();
+    CK_SESSION_HANDLE h = conf_open(CKF_RW_SESSION);
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE kt = CKK_EC;
+    CK_BBOOL t = CK_TRUE;
+    CK_MECHANISM_TYPE only_ecdsa = CKM_ECDSA;
+    CK_ATTRIBUTE tpriv[] = {
+        {CKA_CLASS, &cls, sizeof(cls)},
+        {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_PRIVATE, &t, sizeof(t)},
+        {CKA_SENSITIVE, &t, sizeof(t)},
+        {CKA_DERIVE, &t, sizeof(t)},
+        {CKA_EC_PARAMS, m->ec_params.p, m->ec_params.n},
+        {CKA_VALUE, m->ec_value.p, m->ec_value.n},
+        {CKA_ALLOWED_MECHANISMS, &only_ecdsa, sizeof(only_ecdsa)},
+    };
+    CK_OBJECT_HANDLE base, restricted, k, found[2];
+    CK_OBJECT_CLASS sec = CKO_SECRET_KEY;
+    CK_KEY_TYPE aes = CKK_AES;
+    CK_ULONG len = 32;
+    CK_ECDH1_DERIVE_PARAMS prm;
+    CK_MECHANISM mech = {CKM_ECDH1_DERIVE, &prm, sizeof(prm)};
+    CK_ATTRIBUTE tk[] = {{CKA_CLASS, &sec, sizeof(sec)},     {CKA_KEY_TYPE, &aes, sizeof(aes)},
+                         {CKA_VALUE_LEN, &len, sizeof(len)}, {CKA_TOKEN, &t, sizeof(t)},
+                         {CKA_SENSITIVE, &t, sizeof(t)},     {CKA_LABEL, "derived", 7}};
+    CK_ATTRIBUTE bylabel[] = {{CKA_LABEL, "derived", 7}};
+    struct peer p;
+
+    (void)state;
+    conf_login_user(h);
+    peer_new(&p, "P-256");
+    assert_ok(F->C_CreateObject(h, tpriv, NA(tpriv) - 1, &base));
+    assert_ok(F->C_CreateObject(h, tpriv, NA(tpriv), &restricted));
+    memset(&prm, 0, sizeof(prm));
+    prm.kdf = CKD_NULL;
+    prm.pPublicData = p.raw;
+    prm.ulPublicDataLen = (CK_ULONG)p.rawlen;
+    /* The base key's CKA_ALLOWED_MECHANISMS does not list ECDH. */
+    assert_rv(F->C_DeriveKey(h, &mech, restricted, tk, NA(tk), &k), CKR_MECHANISM_INVALID);
+    assert_ok(F->C_DeriveKey(h, &mech, base, tk, NA(tk), &k));
+    assert_int_equal(get_bool(h, k, CKA_TOKEN), CK_TRUE);
+    assert_int_equal(get_bool(h, k, CKA_SENSITIVE), CK_TRUE);
+    /* Sensitive now, but its base key has been outside a token. */
+    assert_int_equal(get_bool(h, k, CKA_ALWAYS_SENSITIVE), CK_FALSE);
+    assert_int_equal(get_bool(h, k, CKA_NEVER_EXTRACTABLE), CK_FALSE);
+    assert_int_equal(get_bool(h, k, CKA_LOCAL), CK_FALSE);
+    /* A token object: still there after C_Finalize. */
+    assert_ok(F->C_CloseSession(h));
+    conf_reinit();
+    E.slot = conf_slot_by_label(CONF_LABEL);
+    h = conf_open(0);
+    conf_login_user(h);
+    assert_int_equal(conf_find(h, bylabel, NA(bylabel), found, 2, 2), 1);
+    assert_int_equal(get_ulong(h, found[0], CKA_VALUE_LEN), 32);
+    EVP_PKEY_free(p.key);
+    assert_ok(F->C_CloseSession(h));
+}
+
 /* ANSI X9.63 KDF written out: SHA-256(Z || counter || info), counter from 1. */
 static void
 x963_sha256(const unsigned char *z, size_t zlen, const unsigned char *info, size_t infolen,
@@ -1357,7 +1420,7 @@ conf_keygen_tests(void)
         CONF_TEST_TOKEN(t_derive_ecdh),         CONF_TEST_TOKEN(t_derive_ecdh_kdf),
         CONF_TEST_TOKEN(t_derive_errors),       CONF_TEST_TOKEN(t_no_mechanism),
         CONF_TEST_TOKEN(t_generated_keys_sign), CONF_TEST_TOKEN(t_keygen_mechanism_info),
-        CONF_TEST_TOKEN(t_generate_unlocked),
+        CONF_TEST_TOKEN(t_generate_unlocked),   CONF_TEST_TOKEN(t_derive_imported_base),
     };
     struct conf_group g = {"keygen", tests, sizeof(tests) / sizeof(tests[0])};
     return g;

@@ -782,6 +782,25 @@ enr_token_discard_pending(enr_token *t, const enr_profile *p)
 
 /* ---- The rollover ------------------------------------------------------- */
 
+/* "L (retired EPOCH)": an old key of this credential (WHEN: EPOCH). */
+static int
+parse_retired_label(const char *label, const enr_profile *p, long long *when)
+{
+    size_t ll = strlen(p->label);
+    char tail;
+
+    return strncmp(label, p->label, ll) == 0 &&
+           sscanf(label + ll, " (retired %lld%c", when, &tail) == 2 && tail == ')';
+}
+
+static int
+is_retired_label(const char *label, const enr_profile *p)
+{
+    long long w;
+
+    return parse_retired_label(label, p, &w);
+}
+
 enr_rc
 enr_token_repair(enr_token *t, const enr_profile *p, enr_state *st, time_t now)
 {
@@ -833,14 +852,18 @@ enr_token_repair(enr_token *t, const enr_profile *p, enr_state *st, time_t now)
             CK_OBJECT_CLASS want = pass == 0 ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
             for (size_t i = 0; i < l.n && rc == ENR_OK; i++) {
                 obj *o = &l.v[i];
-                if (o->cls != want || !id_is(o, p, 0) || strcmp(o->label, p->label) != 0)
+                int labelled = is_retired_label(o->label, p);
+                if (o->cls != want || !id_is(o, p, 0) ||
+                    (strcmp(o->label, p->label) != 0 && !labelled))
                     continue;
                 if (p->grace_period > 0) {
-                    /* Retired: out of the credential's ID (applications no
-                     * longer pair it), destroyed after the grace period. */
-                    rc = set_id(t, o->h, rid, p->id_len + 1, "retire an old key");
+                    /* Retired: first labelled (so a crash in between still
+                     * tells it from the new key), then moved out of the
+                     * credential's ID; destroyed after the grace period. */
+                    if (!labelled)
+                        rc = set_label(t, o->h, rl, "label an old key retired");
                     if (rc == ENR_OK)
-                        rc = set_label(t, o->h, rl, "label a retired key");
+                        rc = set_id(t, o->h, rid, p->id_len + 1, "move an old key out of the ID");
                 } else {
                     rc = destroy(t, o->h, "delete an old key");
                 }
@@ -866,15 +889,13 @@ enr_token_expire_retired(enr_token *t, const enr_profile *p, time_t now)
 {
     objlist l;
     enr_rc rc = list_objects(t, -1, &l);
-    size_t ll = strlen(p->label);
 
     if (rc != ENR_OK)
         return rc;
     for (size_t i = 0; i < l.n && rc == ENR_OK; i++) {
         obj *o = &l.v[i];
         long long when;
-        if (!id_is(o, p, TAG_RETIRED) || strncmp(o->label, p->label, ll) != 0 ||
-            sscanf(o->label + ll, " (retired %lld)", &when) != 1)
+        if (!id_is(o, p, TAG_RETIRED) || !parse_retired_label(o->label, p, &when))
             continue;
         if (now >= when + p->grace_period)
             rc = destroy(t, o->h, "destroy a retired key after its grace period");

@@ -4,7 +4,7 @@
  *
  *   scepsrv --dir DIR [--port N | --port-file F] [--challenge-file F]
  *           [--pending N] [--wrong-key] [--no-post] [--no-renewal] [--no-aes]
- *           [--days D] [--renew-window D] [--ocsp-url URL] [--crl-url URL]
+ *           [--days D] [--renew-window D] [--ocsp-url URL] [--crl-url URL|self]
  *
  * DIR holds ca.pem/ca.key (and optionally ra.pem/ra.key, then GetCACert
  * returns both). Issued certificates are written to DIR/issued/SERIAL.pem and
@@ -849,6 +849,12 @@ main(int argc, char **argv)
             fclose(fp);
             rename(tmp, port_file);
         }
+    }
+    if (cfg.crl_url != NULL && !strcmp(cfg.crl_url, "self")) {
+        /* The CRL this server serves itself, at its own (possibly chosen) port. */
+        static char self[64];
+        snprintf(self, sizeof(self), "http://127.0.0.1:%d/crl", port);
+        cfg.crl_url = self;
     }
     fprintf(stderr, "scepsrv: listening on 127.0.0.1:%d\n", port);
     signal(SIGTERM, on_sig);

@@ -247,7 +247,20 @@ decide(job *j, const char *kind)
     if (rc != ENR_OK)
         return rc;
     if (c.cert == NULL) {
+        char *dup = NULL;
         enr_pstate_set(&ps->state, "none");
+        if (!p->allow_duplicate) {
+            rc = enr_token_duplicate(j->t, p, j->now, &dup);
+            if (rc == ENR_OK && dup != NULL) {
+                enr_err("token \"%s\" already holds a valid certificate for %s (\"%s\"); not "
+                        "enrolling a duplicate (set allow_duplicate = true in [certificate])",
+                        enr_token_label(j->t), p->subject, dup);
+                rc = ENR_E_REJECTED;
+            }
+            free(dup);
+            if (rc != ENR_OK)
+                goto done;
+        }
         rc = obtain(j, NULL, "no certificate in the token");
         goto done;
     }

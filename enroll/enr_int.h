@@ -253,6 +253,9 @@ enr_rc enr_token_repair(enr_token *t, const enr_profile *p, enr_state *st, time_
 /* Destroy retired keys whose grace period is over. */
 enr_rc enr_token_expire_retired(enr_token *t, const enr_profile *p, time_t now);
 enr_rc enr_token_find(enr_token *t, const enr_profile *p, enr_cred *c);
+/* Another valid certificate (not this credential's) with the profile's
+ * subject at NOW: *LABEL (malloc'd) names it, else NULL. */
+enr_rc enr_token_duplicate(enr_token *t, const enr_profile *p, time_t now, char **label);
 void enr_cred_clear(enr_cred *c);
 
 /*

@@ -624,6 +624,32 @@ enr_token_find(enr_token *t, const enr_profile *p, enr_cred *c)
     return ENR_OK;
 }
 
+enr_rc
+enr_token_duplicate(enr_token *t, const enr_profile *p, time_t now, char **label)
+{
+    objlist l;
+    enr_rc rc;
+
+    *label = NULL;
+    rc = list_objects(t, CKO_CERTIFICATE, &l);
+    if (rc != ENR_OK)
+        return rc;
+    for (size_t i = 0; i < l.n && *label == NULL; i++) {
+        obj *o = &l.v[i];
+        X509 *x;
+        if (id_is(o, p, 0) || id_is(o, p, TAG_PENDING) || id_is(o, p, TAG_RETIRED))
+            continue;
+        x = read_cert(t, o->h);
+        if (x != NULL && X509_NAME_cmp(X509_get_subject_name(x), p->subject_name) == 0 &&
+            X509_cmp_time(X509_get0_notBefore(x), &now) <= 0 &&
+            X509_cmp_time(X509_get0_notAfter(x), &now) > 0)
+            *label = enr_strdup(o->label);
+        X509_free(x);
+    }
+    objlist_free(&l);
+    return ENR_OK;
+}
+
 /* ---- Key generation ----------------------------------------------------- */
 
 static const unsigned char oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,

@@ -265,7 +265,49 @@ KS_WUR ks_rv ks_changed(ks_token *tok, int *changed);
  * text. ks_get_setting returns a malloc'd copy in *OUT (free() it) or
  * KS_E_NOT_FOUND. */
 KS_WUR ks_rv ks_get_setting(ks_token *tok, const char *key, char **out);
+/* Keys starting with "ks." are the keystore's own (KS_E_ARGS here). */
 KS_WUR ks_rv ks_set_setting(ks_token *tok, const char *key, const char *value);
+/* ks_get_setting, also telling in *AUTHENTICATED whether the value is
+ * vouched for: non-zero only when the handle is logged in and the value
+ * carries a MAC that verified. A value written without a login, or read
+ * before one, is returned with *AUTHENTICATED = 0 (a bad MAC is still
+ * KS_E_TAMPERED). Policies that weaken PIN protection trust only
+ * authenticated values. */
+KS_WUR ks_rv ks_get_setting_auth(ks_token *tok, const char *key, char **out, int *authenticated);
+
+/* ---- Login cache support (the module's login_cache=user:N) -------------- */
+
+/*
+ * The user PIN generation: a counter kept in the token (internal setting
+ * "ks.user_pin_generation", MAC'd under the TMK; absent means 0) and
+ * incremented in the same transaction as every change of the user PIN
+ * (ks_set_pin for KS_USER, ks_init_user_pin). A user login records the
+ * generation it proved (read in the same transaction as the PIN record it
+ * verified), so a TMK cached with that number is refused by ks_login_tmk
+ * once the PIN changed — whichever process changed it.
+ */
+#define KS_TMK_LEN 32
+
+/*
+ * Copy the TMK held by a handle logged in as the user (by PIN or by
+ * ks_login_tmk) into TMK (caller's locked memory) and the PIN generation that
+ * login proved into *PIN_GEN. KS_E_NOT_LOGGED_IN without a user login, or if
+ * the user PIN changed since (the generation moved on) or the token was
+ * re-initialised.
+ */
+KS_WUR ks_rv ks_export_tmk(ks_token *tok, unsigned char tmk[KS_TMK_LEN], uint64_t *pin_gen);
+
+/*
+ * Log in as the user with a TMK from a login cache instead of a PIN. The TMK
+ * must open this token as it is now (the metadata MAC verifies with its MAC
+ * key) and PIN_GEN must equal the token's current user PIN generation; a
+ * wrong key or a stale generation is KS_E_PIN_INCORRECT (not counted: a
+ * 256-bit key cannot be guessed), a locked user PIN KS_E_PIN_LOCKED, an
+ * uninitialised one KS_E_PIN_NOT_INITIALIZED. On success the handle holds the
+ * keys exactly as after ks_login(KS_USER). TMK_LEN must be KS_TMK_LEN.
+ */
+KS_WUR ks_rv ks_login_tmk(ks_token *tok, const unsigned char *tmk, size_t tmk_len,
+                          uint64_t pin_gen);
 
 /* ---- Backup ------------------------------------------------------------- */
 

@@ -80,7 +80,9 @@ struct ks_token {
     char *path;
     unsigned char token_id[KS_TOKEN_ID_LEN]; /* fixed at creation */
     struct ks_keys *keys;                    /* non-NULL while logged in */
-    unsigned char *scratch;                  /* sodium_malloc'd plaintext buffer */
+    int login_user;                          /* keys came from a user login (PIN or ks_login_tmk) */
+    uint64_t login_gen;     /* the user PIN generation that login proved (login cache) */
+    unsigned char *scratch; /* sodium_malloc'd plaintext buffer */
     size_t scratch_cap;
     ks_attr *attrs; /* parse buffer for one object (pointers only) */
     size_t attrs_cap;
@@ -193,6 +195,11 @@ void ks_attrs_serialise(const ks_attr *attrs, size_t n, unsigned char *out, size
 int ks_attrs_parse_inlock(ks_token *tok, const unsigned char *buf, size_t len, size_t *nattrs);
 
 /* ---- token.c ---- */
+
+/* Internal setting holding the user PIN generation (login cache binding);
+ * keys starting with KS_INTERNAL_PREFIX are refused by ks_set_setting. */
+#define KS_INTERNAL_PREFIX "ks."
+#define KS_PIN_GEN_SETTING "ks.user_pin_generation"
 
 /* Verify the stored meta MAC with the handle's keys: the TMK is still this
  * token's (another process may have re-initialised it). */

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,11 +17,19 @@
 #include "ks_int.h"
 
 /* What a successful PIN check hands to its caller (secrets in locked memory). */
+struct gen_raw {
+    int present; /* the row exists (absent: generation 0) */
+    int has_mac;
+    uint64_t value;
+    unsigned char mac[KS_MAC_LEN];
+};
+
 struct pin_ok {
     struct ks_keys *keys;    /* the TMK and its derived keys */
     unsigned char *wrap_key; /* the PIN's Argon2id output */
     struct ks_pin_row row;   /* that PIN's salt and cost */
     struct ks_meta meta;
+    struct gen_raw gen; /* user PIN generation, read with ROW (KS_USER only) */
 };
 
 static void
@@ -88,6 +97,16 @@ label_ok(const char *label)
     return 1;
 }
 
+/* Forget the keys the handle holds (and what its login proved). */
+static void
+keys_drop_inlock(ks_token *tok)
+{
+    ks_keys_free(tok->keys);
+    tok->keys = NULL;
+    tok->login_user = 0;
+    tok->login_gen = 0;
+}
+
 /* Check the meta MAC with KEYS: proves KEYS belong to this token as it is
  * now (not re-initialised by another process) and the meta rows are intact. */
 static ks_rv
@@ -116,13 +135,111 @@ ks_tmk_current_inlock(ks_token *tok)
     rv = meta_check_inlock(tok, tok->keys, &m);
     if (rv == KS_E_TAMPERED) {
         /* The key we hold no longer opens this token: forget it. */
-        ks_keys_free(tok->keys);
-        tok->keys = NULL;
+        keys_drop_inlock(tok);
         return KS_ERR(tok, KS_E_NOT_LOGGED_IN,
                       "the token key held no longer matches the token (re-initialised by another "
                       "process, or metadata tampered); logged out");
     }
     return rv;
+}
+
+/* ---- user PIN generation (see ks_login_tmk in keystore.h) -------------- */
+
+static void
+gen_text(char buf[24], uint64_t v)
+{
+    snprintf(buf, 24, "%llu", (unsigned long long)v);
+}
+
+/* Read the generation row as stored (its MAC is checked by gen_check once
+ * keys are at hand). */
+static ks_rv
+gen_read_inlock(ks_token *tok, struct gen_raw *g)
+{
+    sqlite3_stmt *st = ks_stmt_inlock(tok, ST_SET_GET);
+    const unsigned char *v;
+    char *end = NULL;
+    ks_rv rv = KS_OK;
+    int rc, n;
+
+    memset(g, 0, sizeof(*g));
+    sqlite3_bind_text(st, 1, KS_PIN_GEN_SETTING, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        goto out;
+    if (rc != SQLITE_ROW) {
+        rv = KS_SQLERR(tok, rc, "reading the PIN generation");
+        goto out;
+    }
+    v = sqlite3_column_text(st, 0);
+    n = sqlite3_column_bytes(st, 0);
+    if (sqlite3_column_type(st, 0) != SQLITE_TEXT || v == NULL || n < 1 || n > 20 || v[0] < '0' ||
+        v[0] > '9') {
+        rv = KS_ERR(tok, KS_E_CORRUPT, "PIN generation malformed");
+        goto out;
+    }
+    errno = 0;
+    g->value = strtoull((const char *)v, &end, 10);
+    if (errno != 0 || end != (const char *)v + n) {
+        rv = KS_ERR(tok, KS_E_CORRUPT, "PIN generation malformed");
+        goto out;
+    }
+    g->present = 1;
+    if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
+        if (sqlite3_column_bytes(st, 1) != KS_MAC_LEN) {
+            rv = KS_ERR(tok, KS_E_TAMPERED, "PIN generation MAC malformed");
+            goto out;
+        }
+        memcpy(g->mac, sqlite3_column_blob(st, 1), KS_MAC_LEN);
+        g->has_mac = 1;
+    }
+out:
+    ks_stmt_done(st);
+    return rv;
+}
+
+/* The generation G vouched for by KEYS: absent is 0; present without a MAC
+ * or with a wrong one is tampering. */
+static ks_rv
+gen_check(ks_token *tok, const struct ks_keys *keys, const struct gen_raw *g, uint64_t *out)
+{
+    unsigned char mac[KS_MAC_LEN];
+    char text[24];
+
+    *out = 0;
+    if (!g->present)
+        return KS_OK;
+    gen_text(text, g->value);
+    ks_setting_mac(mac, keys->mac, tok->token_id, KS_PIN_GEN_SETTING, text);
+    if (!g->has_mac || sodium_memcmp(mac, g->mac, KS_MAC_LEN) != 0)
+        return KS_ERR(tok, KS_E_TAMPERED, "PIN generation failed its MAC check");
+    *out = g->value;
+    return KS_OK;
+}
+
+/* Inside the caller's write transaction: generation + 1, MAC'd by KEYS. */
+static ks_rv
+gen_bump_inlock(ks_token *tok, const struct ks_keys *keys)
+{
+    unsigned char mac[KS_MAC_LEN];
+    struct gen_raw g;
+    uint64_t cur = 0;
+    sqlite3_stmt *st;
+    char text[24];
+    ks_rv rv;
+
+    rv = gen_read_inlock(tok, &g);
+    if (rv == KS_OK)
+        rv = gen_check(tok, keys, &g, &cur);
+    if (rv != KS_OK)
+        return rv;
+    gen_text(text, cur + 1);
+    ks_setting_mac(mac, keys->mac, tok->token_id, KS_PIN_GEN_SETTING, text);
+    st = ks_stmt_inlock(tok, ST_SET_PUT);
+    sqlite3_bind_text(st, 1, KS_PIN_GEN_SETTING, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 3, mac, sizeof(mac), SQLITE_STATIC);
+    return ks_step_done_inlock(tok, st, "writing the PIN generation");
 }
 
 /*
@@ -145,6 +262,9 @@ pin_verify_relock(ks_token *tok, ks_who who, const unsigned char *pin, size_t le
     rv = ks_meta_read_inlock(tok, &ok->meta);
     if (rv == KS_OK)
         rv = ks_pin_read_inlock(tok, who, &ok->row);
+    /* The generation of the PIN record about to be verified: same snapshot. */
+    if (rv == KS_OK && who == KS_USER)
+        rv = gen_read_inlock(tok, &ok->gen);
     if (rv != KS_OK)
         goto fail_tx;
     if (!ok->row.initialized) {
@@ -409,10 +529,8 @@ ks_reinit(ks_token *tok, const unsigned char *so_pin, size_t so_pin_len, const c
         rv = ks_commit_inlock(tok);
     else
         ks_rollback_inlock(tok);
-    if (rv == KS_OK) {
-        ks_keys_free(tok->keys);
-        tok->keys = NULL;
-    }
+    if (rv == KS_OK)
+        keys_drop_inlock(tok);
 out:
     ks_unlock(tok);
     ks_keys_free(nk);
@@ -428,6 +546,7 @@ ks_login(ks_token *tok, ks_who who, const unsigned char *pin, size_t pin_len)
 {
     struct pin_ok ok;
     struct ks_meta m;
+    uint64_t gen = 0;
     ks_rv rv;
 
     if (tok == NULL || (who != KS_SO && who != KS_USER))
@@ -439,11 +558,15 @@ ks_login(ks_token *tok, ks_who who, const unsigned char *pin, size_t pin_len)
     if (rv != KS_OK)
         goto out;
     rv = meta_check_inlock(tok, ok.keys, &m);
+    if (rv == KS_OK && who == KS_USER)
+        rv = gen_check(tok, ok.keys, &ok.gen, &gen);
     if (rv != KS_OK)
         goto out;
-    ks_keys_free(tok->keys);
+    keys_drop_inlock(tok);
     tok->keys = ok.keys;
     ok.keys = NULL;
+    tok->login_user = who == KS_USER;
+    tok->login_gen = gen;
 out:
     ks_unlock(tok);
     pin_ok_clear(&ok);
@@ -456,8 +579,7 @@ ks_logout(ks_token *tok)
     if (tok == NULL)
         return;
     ks_lock(tok);
-    ks_keys_free(tok->keys);
-    tok->keys = NULL;
+    keys_drop_inlock(tok);
     ks_unlock(tok);
 }
 
@@ -530,6 +652,8 @@ ks_init_user_pin(ks_token *tok, const unsigned char *pin, size_t pin_len)
     if (rv == KS_OK)
         rv = pin_write_inlock(tok, KS_USER, &p); /* also resets the counter: unlock */
     if (rv == KS_OK)
+        rv = gen_bump_inlock(tok, tok->keys); /* a cached login of the old PIN dies */
+    if (rv == KS_OK)
         rv = ks_commit_inlock(tok);
     else
         ks_rollback_inlock(tok);
@@ -585,6 +709,8 @@ ks_set_pin(ks_token *tok, ks_who who, const unsigned char *old_pin, size_t old_l
     rv = meta_check_inlock(tok, ok.keys, &m);
     if (rv == KS_OK)
         rv = pin_write_inlock(tok, who, &p);
+    if (rv == KS_OK && who == KS_USER)
+        rv = gen_bump_inlock(tok, ok.keys); /* a cached login of the old PIN dies */
     if (rv == KS_OK)
         rv = ks_commit_inlock(tok);
     else
@@ -706,15 +832,24 @@ setting_args(ks_token *tok, const char *key)
 ks_rv
 ks_get_setting(ks_token *tok, const char *key, char **out)
 {
+    int authenticated;
+
+    return ks_get_setting_auth(tok, key, out, &authenticated);
+}
+
+ks_rv
+ks_get_setting_auth(ks_token *tok, const char *key, char **out, int *authenticated)
+{
     unsigned char mac[KS_MAC_LEN];
     sqlite3_stmt *st;
     const char *v;
     ks_rv rv;
     int rc;
 
-    if (tok == NULL || out == NULL)
+    if (tok == NULL || out == NULL || authenticated == NULL)
         return KS_E_ARGS;
     *out = NULL;
+    *authenticated = 0;
     rv = setting_args(tok, key);
     if (rv != KS_OK)
         return rv;
@@ -753,10 +888,13 @@ ks_get_setting(ks_token *tok, const char *key, char **out)
             rv = KS_ERR(tok, KS_E_TAMPERED, "setting %s failed its MAC check", key);
             goto out;
         }
+        *authenticated = 1;
     }
     *out = strdup(v);
-    if (*out == NULL)
+    if (*out == NULL) {
         rv = KS_ERR(tok, KS_E_NOMEM, "out of memory");
+        *authenticated = 0;
+    }
 out:
     ks_stmt_done(st);
     ks_unlock(tok);
@@ -778,6 +916,8 @@ ks_set_setting(ks_token *tok, const char *key, const char *value)
         return rv;
     if (value == NULL || strlen(value) > KS_SETTING_VALUE_MAX)
         return KS_ERR(tok, KS_E_ARGS, "setting value must be 0..%d bytes", KS_SETTING_VALUE_MAX);
+    if (strncmp(key, KS_INTERNAL_PREFIX, strlen(KS_INTERNAL_PREFIX)) == 0)
+        return KS_ERR(tok, KS_E_ARGS, "setting %s is the keystore's own", key);
     ks_lock(tok);
     if (tok->keys != NULL) {
         rv = ks_begin_inlock(tok, 1);
@@ -807,5 +947,125 @@ out:
     if (in_tx)
         ks_rollback_inlock(tok);
     ks_unlock(tok);
+    return rv;
+}
+
+/* ---- login cache support ------------------------------------------------ */
+
+ks_rv
+ks_export_tmk(ks_token *tok, unsigned char tmk[KS_TMK_LEN], uint64_t *pin_gen)
+{
+    struct gen_raw g;
+    uint64_t cur = 0;
+    ks_rv rv;
+
+    if (tok == NULL || tmk == NULL || pin_gen == NULL)
+        return KS_E_ARGS;
+    *pin_gen = 0;
+    ks_lock(tok);
+    if (tok->keys == NULL || !tok->login_user) {
+        rv = KS_ERR(tok, KS_E_NOT_LOGGED_IN, "exporting the token key needs a user login");
+        goto out;
+    }
+    rv = ks_begin_inlock(tok, 0);
+    if (rv != KS_OK)
+        goto out;
+    rv = ks_tmk_current_inlock(tok);
+    if (rv == KS_OK)
+        rv = gen_read_inlock(tok, &g);
+    if (rv == KS_OK)
+        rv = gen_check(tok, tok->keys, &g, &cur);
+    if (rv == KS_OK)
+        rv = ks_commit_inlock(tok);
+    else
+        ks_rollback_inlock(tok);
+    if (rv != KS_OK)
+        goto out;
+    if (cur != tok->login_gen) {
+        rv = KS_ERR(tok, KS_E_NOT_LOGGED_IN,
+                    "the user PIN changed since this login (generation %llu, now %llu)",
+                    (unsigned long long)tok->login_gen, (unsigned long long)cur);
+        goto out;
+    }
+    memcpy(tmk, tok->keys->tmk, KS_TMK_LEN);
+    *pin_gen = tok->login_gen;
+out:
+    ks_unlock(tok);
+    return rv;
+}
+
+ks_rv
+ks_login_tmk(ks_token *tok, const unsigned char *tmk, size_t tmk_len, uint64_t pin_gen)
+{
+    struct ks_keys *keys = NULL;
+    struct ks_pin_row user;
+    struct ks_meta m;
+    struct gen_raw g;
+    uint64_t cur = 0;
+    ks_rv rv;
+
+    if (tok == NULL)
+        return KS_E_ARGS;
+    if (tmk == NULL || tmk_len != KS_TMK_LEN)
+        return KS_ERR(tok, KS_E_ARGS, "a cached token key is %d bytes", KS_TMK_LEN);
+    memset(&user, 0, sizeof(user));
+    keys = ks_secure_alloc(sizeof(*keys));
+    if (keys == NULL)
+        return KS_ERR(tok, KS_E_NOMEM, "cannot allocate locked memory");
+    memcpy(keys->tmk, tmk, KS_TMK_LEN);
+    rv = ks_keys_derive(keys);
+    if (rv != KS_OK) {
+        ks_keys_free(keys);
+        return KS_ERR(tok, rv, "key derivation failed");
+    }
+    ks_lock(tok);
+    /* One snapshot: the PIN state, the metadata and the generation. */
+    rv = ks_begin_inlock(tok, 0);
+    if (rv != KS_OK)
+        goto out;
+    rv = ks_meta_read_inlock(tok, &m);
+    if (rv == KS_OK)
+        rv = ks_pin_read_inlock(tok, KS_USER, &user);
+    if (rv == KS_OK)
+        rv = gen_read_inlock(tok, &g);
+    if (rv != KS_OK) {
+        ks_rollback_inlock(tok);
+        goto out;
+    }
+    if (!user.initialized) {
+        rv = KS_ERR(tok, KS_E_PIN_NOT_INITIALIZED, "the user PIN is not initialised");
+    } else if (user.fail_count >= m.max_attempts) {
+        rv = KS_ERR(tok, KS_E_PIN_LOCKED,
+                    "user PIN locked after %u failed attempts: a cached login is refused",
+                    user.fail_count);
+    } else {
+        rv = meta_check_inlock(tok, keys, &m);
+        if (rv == KS_E_TAMPERED)
+            rv = KS_ERR(tok, KS_E_PIN_INCORRECT,
+                        "the cached key does not open this token (wrong key, or the token was "
+                        "re-initialised)");
+        if (rv == KS_OK)
+            rv = gen_check(tok, keys, &g, &cur);
+        if (rv == KS_OK && cur != pin_gen)
+            rv = KS_ERR(tok, KS_E_PIN_INCORRECT,
+                        "stale cached key: the user PIN changed since it was cached (generation "
+                        "%llu, now %llu)",
+                        (unsigned long long)pin_gen, (unsigned long long)cur);
+    }
+    if (rv == KS_OK)
+        rv = ks_commit_inlock(tok);
+    else
+        ks_rollback_inlock(tok);
+    if (rv != KS_OK)
+        goto out;
+    keys_drop_inlock(tok);
+    tok->keys = keys;
+    keys = NULL;
+    tok->login_user = 1;
+    tok->login_gen = pin_gen;
+out:
+    ks_unlock(tok);
+    ks_keys_free(keys);
+    sodium_memzero(&user, sizeof(user));
     return rv;
 }

@@ -67,3 +67,42 @@ modutil -dbdir "sql:$W/nss" -list evertoken </dev/null | sed -n '1,20p'
 certutil -L -d "sql:$W/nss" -h all
 
 step "done: token file $(ls "$EVERTOKEN_DIR")"
+
+# ---- Automatic enrollment and renewal (evertoken-enroll, docs/enrollment.md) ----
+step "evertoken-enroll: enroll bob into the token from a local SCEP test CA (tests/enroll/scepsrv)"
+ENROLL=$here/build-demo/enroll/evertoken-enroll
+mkdir -p "$W/scep" "$W/profiles"
+openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=evertoken demo SCEP CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -keyout "$W/scep/ca.key" -out "$W/scep/ca.pem" 2>/dev/null
+printf 'demo-challenge\n' >"$W/challenge"
+printf '%s\n' "$DEMO_PIN" >"$W/pin"
+chmod 600 "$W/challenge" "$W/pin"
+"$here/build-demo/tests/enroll/scepsrv" --dir "$W/scep" --port-file "$W/scep/port" \
+    --challenge-file "$W/challenge" 2>"$W/scep/log" &
+SCEP_PID=$!
+trap 'kill $SCEP_PID 2>/dev/null; rm -rf "$W"' EXIT
+for _ in $(seq 100); do [ -s "$W/scep/port" ] && break; sleep 0.05; done
+cat >"$W/profiles/bob.conf" <<CONF
+[ca]
+url = http://127.0.0.1:$(cat "$W/scep/port")/scep
+anchors = $W/scep/ca.pem
+secret_file = $W/challenge
+[certificate]
+subject = CN=bob, O=evertoken demo
+san = DNS:bob.example.test
+[token]
+uri = pkcs11:token=demo;object=bob
+module = $MODULE
+pin_file = $W/pin
+CONF
+enr() { "$ENROLL" --profiles "$W/profiles" --state-dir "$W/state" "$@"; }
+enr enroll
+enr status || true
+
+step "time travel 65 days into the renewal window: the renewal check sends RenewalReq signed by the old key"
+export EVERTOKEN_ENROLL_FAKE_TIME=$(($(date +%s) + 65 * 86400))
+echo "$EVERTOKEN_ENROLL_FAKE_TIME" >"$W/scep/now"
+enr check
+enr status || true
+grep -E "PKCSReq|RenewalReq" "$W/scep/requests.log"
+pkcs11-tool --module "$MODULE" --token-label demo --login --pin "$DEMO_PIN" -O | grep -A3 "label: *bob"

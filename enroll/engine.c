@@ -341,6 +341,9 @@ report_failure(enr_ctx *ctx, const enr_profile *p, enr_pstate *ps, enr_rc rc)
         ev = "pin-needed";
         once = 1;
         break;
+    case ENR_E_PIN_WRONG:
+        ev = "pin-needed";
+        break;
     case ENR_E_PENDING:
         ev = "pending";
         once = 1;

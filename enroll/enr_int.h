@@ -40,7 +40,8 @@ typedef enum {
     ENR_E_NETWORK,
     ENR_E_PENDING,
     ENR_E_TOKEN,
-    ENR_E_PIN,
+    ENR_E_PIN,       /* PIN needed: no PIN source and the token is not unlocked */
+    ENR_E_PIN_WRONG, /* the PIN was refused or is locked (never retried by itself) */
     ENR_E_REJECTED
 } enr_rc;
 

@@ -57,7 +57,9 @@ enr_sched_next_due(const enr_pstate *ps, const char **kind)
 static int
 is_transient(enr_rc rc)
 {
-    return rc == ENR_E_NETWORK || rc == ENR_E_TOKEN || rc == ENR_E_PENDING;
+    /* PIN needed is retried too: the check then runs within 300 s of the
+     * person unlocking the token (evertoken's per-user PIN cache). */
+    return rc == ENR_E_NETWORK || rc == ENR_E_TOKEN || rc == ENR_E_PENDING || rc == ENR_E_PIN;
 }
 
 void

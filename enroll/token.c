@@ -134,7 +134,7 @@ login(enr_token *t, const enr_profile *p)
 
     if (p->pin_file != NULL) {
         if (enr_secret_read_file(p->pin_file, "user PIN", &pin) != 0)
-            return ENR_E_PIN;
+            return ENR_E_CONFIG;
         rv = t->f->C_Login(t->sh, CKU_USER, (CK_UTF8CHAR_PTR)pin.buf, pin.len);
         enr_secret_free(&pin);
     } else {
@@ -150,7 +150,11 @@ login(enr_token *t, const enr_profile *p)
         return ENR_E_PIN;
     }
     enr_err("login to token \"%s\" failed: %s", t->label, ckr(rv));
-    return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ? ENR_E_PIN : ENR_E_TOKEN;
+    /* A refused PIN is not retried automatically: every retry would count
+     * towards the token's lockout. */
+    return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED || rv == CKR_PIN_EXPIRED
+               ? ENR_E_PIN_WRONG
+               : ENR_E_TOKEN;
 }
 
 enr_rc

@@ -114,6 +114,7 @@ enr_rc_exit(enr_rc rc)
         return ENR_EXIT_PENDING;
     case ENR_E_TOKEN:
     case ENR_E_PIN:
+    case ENR_E_PIN_WRONG:
         return ENR_EXIT_TOKEN;
     case ENR_E_REJECTED:
         return ENR_EXIT_REJECTED;
@@ -139,6 +140,8 @@ enr_rc_name(enr_rc rc)
         return "token-absent";
     case ENR_E_PIN:
         return "pin-needed";
+    case ENR_E_PIN_WRONG:
+        return "pin-refused";
     case ENR_E_REJECTED:
         return "rejected";
     case ENR_E_FAIL:

@@ -32,12 +32,18 @@ rc=0; enr enroll bob 2>"$T/p.err" || rc=$?
 [ "$rc" = 6 ] || die "no PIN: exit $rc, want 6: $(cat "$T/p.err")"
 grep -q "PIN needed" "$T/p.err" || die "not explained: $(cat "$T/p.err")"
 grep -q "^pin-needed|bob|" "$T/notify.log" || die "pin-needed not notified"
+enr status --json >"$T/st.json" || true
+python3 -c 'import json,sys; p=[p for p in json.load(open(sys.argv[1]))["profiles"] if p["profile"]=="bob"][0]; assert p["retry_at"], p' "$T/st.json" ||
+    die "PIN needed: no retry scheduled: $(cat "$T/st.json")"
 printf '9999\n' >"$T/badpin"; chmod 600 "$T/badpin"
 sed -i "s|^\\[hooks\\]|[token]\\npin_file = $T/badpin\\n[hooks]|" "$PROFILES/bob.conf"
 rc=0; enr enroll bob 2>"$T/w.err" || rc=$?
 [ "$rc" = 6 ] || die "wrong PIN: exit $rc, want 6: $(cat "$T/w.err")"
 grep -q "wrong PIN (CKR_PIN_INCORRECT)" "$T/w.err" || die "wrong PIN not explained: $(cat "$T/w.err")"
 ! grep -q 9999 "$T/w.err" "$STATE/enroll.db" "$T/notify.log" || die "the PIN leaked"
+enr status --json >"$T/st.json" || true
+python3 -c 'import json,sys; p=[p for p in json.load(open(sys.argv[1]))["profiles"] if p["profile"]=="bob"][0]; assert p["retry_at"] is None, p' "$T/st.json" ||
+    die "a refused PIN is retried (lockout risk): $(cat "$T/st.json")"
 ok "PIN needed and wrong PIN reported"
 
 # A second credential with alice's subject: refused unless allow_duplicate.

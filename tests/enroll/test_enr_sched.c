@@ -89,6 +89,18 @@ test_after_and_retry(void **st)
     enr_sched_after(&ps, "enroll", T0 + 600 + 86400, ENR_E_REJECTED);
     assert_int_equal(ps.retry_at, 0);
     assert_int_equal(ps.next_enroll, T0 + 600 + 2 * 86400);
+
+    /* PIN needed is retried (the person may unlock the token any moment)… */
+    enr_sched_after(&ps, "check", T0 + 700 + 86400, ENR_E_PIN);
+    assert_int_equal(ps.retry_at, T0 + 1000 + 86400);
+    /* …a refused PIN never (each attempt counts towards the lockout). */
+    enr_sched_after(&ps, "retry", T0 + 1000 + 86400, ENR_E_PIN_WRONG);
+    assert_int_equal(ps.retry_at, 0);
+    /* An absent token and a CA holding the request are retried. */
+    enr_sched_after(&ps, "check", T0 + 1100 + 86400, ENR_E_TOKEN);
+    assert_int_equal(ps.retry_at, T0 + 1400 + 86400);
+    enr_sched_after(&ps, "retry", T0 + 1400 + 86400, ENR_E_PENDING);
+    assert_int_equal(ps.retry_at, T0 + 1700 + 86400);
     enr_pstate_clear(&ps);
 }
 

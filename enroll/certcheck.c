@@ -187,6 +187,45 @@ profile_sans(const enr_profile *p)
     return g;
 }
 
+/* Entry I of A has an equal entry (type and UTF-8 value) in B not yet used. */
+static int
+entry_in(const X509_NAME *a, int i, const X509_NAME *b, unsigned char *used)
+{
+    const X509_NAME_ENTRY *ea = X509_NAME_get_entry(a, i);
+    unsigned char *va = NULL;
+    int la = ASN1_STRING_to_UTF8(&va, X509_NAME_ENTRY_get_data(ea)), found = 0;
+
+    for (int j = 0; la >= 0 && j < X509_NAME_entry_count(b) && !found; j++) {
+        const X509_NAME_ENTRY *eb = X509_NAME_get_entry(b, j);
+        unsigned char *vb = NULL;
+        int lb;
+        if (used[j] || OBJ_cmp(X509_NAME_ENTRY_get_object(ea), X509_NAME_ENTRY_get_object(eb)))
+            continue;
+        lb = ASN1_STRING_to_UTF8(&vb, X509_NAME_ENTRY_get_data(eb));
+        if (lb == la && memcmp(va, vb, (size_t)la) == 0)
+            found = used[j] = 1;
+        OPENSSL_free(vb);
+    }
+    OPENSSL_free(va);
+    return found;
+}
+
+static int
+same_name(const X509_NAME *a, const X509_NAME *b)
+{
+    unsigned char used[64] = {0};
+    int n = X509_NAME_entry_count(a);
+
+    if (X509_NAME_cmp(a, b) == 0)
+        return 1;
+    if (n != X509_NAME_entry_count(b) || n > 64)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (!entry_in(a, i, b, used))
+            return 0;
+    return 1;
+}
+
 static int
 has_name(GENERAL_NAMES *set, const GENERAL_NAME *n)
 {
@@ -218,8 +257,9 @@ enr_check_issued(const enr_profile *p, X509 *cert, EVP_PKEY *pub, STACK_OF(X509)
             goto done;
         }
     }
-    /* 2. Subject exactly as requested. */
-    if (X509_NAME_cmp(X509_get_subject_name(cert), p->subject_name) != 0) {
+    /* 2. Subject as requested: the same attributes and values (CAs such as
+     * scepserver re-order the RDNs, which is no different request). */
+    if (!same_name(X509_get_subject_name(cert), p->subject_name)) {
         char got_s[256];
         X509_NAME_oneline(X509_get_subject_name(cert), got_s, sizeof(got_s));
         enr_err("the issued certificate's subject %s is not the requested %s", got_s, p->subject);

@@ -22,6 +22,7 @@
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/pkcs7.h>
+#include <openssl/provider.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
@@ -391,6 +392,37 @@ fail_info(const char *v)
     }
 }
 
+/*
+ * Some CAs (e.g. micromdm scepserver 2.1) encrypt the CertRep with single DES
+ * whatever they advertise. OpenSSL 3 keeps DES in its legacy provider; the
+ * answer holds only the (public) certificate, so decrypting it that way
+ * exposes nothing, but it is worth a warning. One retry, after loading the
+ * legacy provider beside the default one.
+ */
+static int
+decrypt_legacy(const unsigned char *der, long len, EVP_PKEY *key, X509 *signer, BIO *dec)
+{
+    static OSSL_PROVIDER *legacy;
+    const unsigned char *pp = der;
+    CMS_ContentInfo *env;
+    int ok;
+
+    if (legacy != NULL)
+        return 0;
+    legacy = OSSL_PROVIDER_try_load(NULL, "legacy", 1);
+    if (legacy == NULL)
+        return 0;
+    ERR_clear_error();
+    env = d2i_CMS_ContentInfo(NULL, &pp, len);
+    (void)BIO_reset(dec);
+    ok = env != NULL && CMS_decrypt(env, key, signer, NULL, dec, CMS_BINARY) == 1;
+    CMS_ContentInfo_free(env);
+    if (ok)
+        enr_warn("the CA encrypted its answer with a legacy cipher (single DES?); decrypted "
+                 "through OpenSSL's legacy provider (the answer holds only the certificate)");
+    return ok;
+}
+
 /* Parse and check a CertRep; on SUCCESS decrypt the certificates with KEY. */
 static enr_rc
 parse_reply(scep *s, const unsigned char *der, size_t len, const char *txid,
@@ -468,7 +500,8 @@ parse_reply(scep *s, const unsigned char *der, size_t len, const char *txid,
         enr_err("the CA's SUCCESS answer carries no EnvelopedData");
         goto done;
     }
-    if (CMS_decrypt(env, key, signer, NULL, dec, CMS_BINARY) != 1) {
+    if (CMS_decrypt(env, key, signer, NULL, dec, CMS_BINARY) != 1 &&
+        !decrypt_legacy(content, clen, key, signer, dec)) {
         enr_err("cannot decrypt the CA's answer with the token's key");
         goto done;
     }
@@ -566,6 +599,14 @@ enr_scep_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PK
         rc = get_cacert(&s, anchors);
     if (rc != ENR_OK)
         goto done;
+    /* The challenge goes into PKCSReq and, when configured, RenewalReq too:
+     * RFC 8894 lets a renewal carry it, and some CAs (micromdm scepserver)
+     * insist on it. */
+    if (p->secret_file != NULL &&
+        enr_secret_read_file(p->secret_file, "enrollment secret", &chal) != 0) {
+        rc = ENR_E_CONFIG;
+        goto done;
+    }
     txid = make_txid(newkey);
     if (txid == NULL) {
         rc = ENR_E_FAIL;
@@ -580,11 +621,6 @@ enr_scep_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PK
         if (!s.c.renewal)
             enr_info("the CA does not advertise Renewal; sending PKCSReq signed by the old key");
     } else {
-        if (p->secret_file != NULL &&
-            enr_secret_read_file(p->secret_file, "enrollment secret", &chal) != 0) {
-            rc = ENR_E_CONFIG;
-            goto done;
-        }
         own = self_signed(p, newkey, s.md);
         if (own == NULL) {
             rc = ENR_E_TOKEN;
@@ -595,7 +631,7 @@ enr_scep_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PK
         mtype = MT_PKCSREQ;
     }
     if (txid_in == NULL || strcmp(txid_in, txid) != 0) {
-        req = enr_make_csr(p, newkey, renew_cert ? NULL : &chal);
+        req = enr_make_csr(p, newkey, &chal);
         if (req == NULL) {
             rc = ENR_E_TOKEN;
             goto done;

@@ -579,6 +579,7 @@ struct worker {
     /* results */
     unsigned long ops;
     double elapsed;
+    double cpu; /* CPU time of the thread, seconds */
     CK_RV rv;
     const char *where;
     int failed;
@@ -650,13 +651,22 @@ worker_op(struct worker *w, EVP_MD_CTX *mctx, unsigned long i)
     }
 }
 
+static double
+thread_cpu(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void *
 worker_main(void *arg)
 {
     struct worker *w = arg;
     EVP_MD_CTX *mctx = EVP_MD_CTX_new();
     unsigned long i = 0;
-    double t0;
+    double t0, c0;
 
     if (mctx == NULL) {
         worker_fail(w, CKR_HOST_MEMORY, "EVP_MD_CTX_new");
@@ -665,6 +675,7 @@ worker_main(void *arg)
     }
     pthread_barrier_wait(w->bar);
     t0 = now();
+    c0 = thread_cpu();
     for (;;) {
         if (!worker_op(w, mctx, i))
             break;
@@ -673,20 +684,23 @@ worker_main(void *arg)
             break;
     }
     w->elapsed = now() - t0;
+    w->cpu = thread_cpu() - c0;
     w->ops = i;
     EVP_MD_CTX_free(mctx);
     return NULL;
 }
 
 /* Run NT configured workers started together; ops/s over the slowest one,
- * or -1 when one failed (its rv/where say why). */
+ * or -1 when one failed (its rv/where say why). *PER_CPU: operations per
+ * second of the threads' own CPU time, which load from other processes on
+ * the machine changes much less than the wall clock. */
 static double
-run_workers(struct worker *w, int nt)
+run_workers(struct worker *w, int nt, double *per_cpu)
 {
     pthread_t th[NTHREADS];
     pthread_barrier_t bar;
     unsigned long ops = 0;
-    double el = 0;
+    double el = 0, cpu = 0;
 
     pthread_barrier_init(&bar, NULL, (unsigned)nt);
     for (int i = 0; i < nt; i++) {
@@ -703,9 +717,11 @@ run_workers(struct worker *w, int nt)
         if (w[i].failed)
             return -1;
         ops += w[i].ops;
+        cpu += w[i].cpu;
         if (w[i].elapsed > el)
             el = w[i].elapsed;
     }
+    *per_cpu = cpu > 0 ? (double)ops / cpu : -1;
     return el > 0 ? (double)ops / el : -1;
 }
 
@@ -761,7 +777,8 @@ rowkey(char *out, size_t n, const char *what, const char *mech)
 /* The same error for every row of mechanism MD. */
 static PRINTF(2, 3) void report_mech_err(const struct mechdef *md, const char *fmt, ...)
 {
-    static const char *const what[] = {"sign1", "sign2", "scale", "verify1", "verify2"};
+    static const char *const what[] = {"sign1", "sign1cpu", "sign2",  "sign2cpu",
+                                       "scale", "verify1",  "verify2"};
     char key[48], text[192];
     va_list ap;
 
@@ -778,10 +795,10 @@ static PRINTF(2, 3) void report_mech_err(const struct mechdef *md, const char *f
  * it is a module). Returns ops/s, or -1 with the row's error reported. */
 static double
 throughput(const struct signer *sg, const struct mechdef *md, enum wkind kind, int nt,
-           const struct sigset *sigs, const char *key)
+           const struct sigset *sigs, const char *key, const char *cpukey)
 {
     struct worker w[NTHREADS];
-    double r;
+    double r, per_cpu = -1;
 
     memset(w, 0, sizeof(w));
     for (int i = 0; i < nt; i++) {
@@ -802,7 +819,7 @@ throughput(const struct signer *sg, const struct mechdef *md, enum wkind kind, i
             }
         }
     }
-    r = run_workers(w, nt);
+    r = run_workers(w, nt, &per_cpu);
     if (r < 0) {
         for (int i = 0; i < nt; i++)
             if (w[i].failed)
@@ -814,6 +831,8 @@ throughput(const struct signer *sg, const struct mechdef *md, enum wkind kind, i
         if (kind == W_MOD_SIGN || kind == W_SSL_SIGN)
             verify_samples(w, nt, sg->pub, cur_name);
         report_val(key, r);
+        if (cpukey != NULL && per_cpu > 0)
+            report_val(cpukey, per_cpu);
     }
     free_workers(w, nt);
     if (sg->f != NULL)
@@ -905,9 +924,11 @@ bench_mech(const struct signer *sg, const struct mechdef *md)
     }
 
     rowkey(key, sizeof(key), "sign1", md->key);
-    s1 = throughput(sg, md, sg->f ? W_MOD_SIGN : W_SSL_SIGN, 1, NULL, key);
+    rowkey(k2, sizeof(k2), "sign1cpu", md->key);
+    s1 = throughput(sg, md, sg->f ? W_MOD_SIGN : W_SSL_SIGN, 1, NULL, key, k2);
     rowkey(key, sizeof(key), "sign2", md->key);
-    s2 = throughput(sg, md, sg->f ? W_MOD_SIGN : W_SSL_SIGN, NTHREADS, NULL, key);
+    rowkey(k2, sizeof(k2), "sign2cpu", md->key);
+    s2 = throughput(sg, md, sg->f ? W_MOD_SIGN : W_SSL_SIGN, NTHREADS, NULL, key, k2);
     rowkey(k2, sizeof(k2), "scale", md->key);
     if (s1 > 0 && s2 > 0)
         report_val(k2, s2 / s1);
@@ -915,9 +936,9 @@ bench_mech(const struct signer *sg, const struct mechdef *md)
         report_err(k2, "failed: no sign throughput");
     if (can_verify) {
         rowkey(key, sizeof(key), "verify1", md->key);
-        v1 = throughput(sg, md, sg->f ? W_MOD_VERIFY : W_SSL_VERIFY, 1, sigs, key);
+        v1 = throughput(sg, md, sg->f ? W_MOD_VERIFY : W_SSL_VERIFY, 1, sigs, key, NULL);
         rowkey(key, sizeof(key), "verify2", md->key);
-        v2 = throughput(sg, md, sg->f ? W_MOD_VERIFY : W_SSL_VERIFY, NTHREADS, sigs, key);
+        v2 = throughput(sg, md, sg->f ? W_MOD_VERIFY : W_SSL_VERIFY, NTHREADS, sigs, key, NULL);
         (void)v1;
         (void)v2;
     }
@@ -1964,8 +1985,12 @@ define_rows(void)
         sec = md->name;
         rowkey(key, sizeof(key), "sign1", md->key);
         row_def(sec, key, "ops/s", B_HIGHER, "sign, 1 thread");
+        rowkey(key, sizeof(key), "sign1cpu", md->key);
+        row_def(sec, key, "op/cs", B_HIGHER, "sign, 1 thread, per CPU-second of the thread");
         rowkey(key, sizeof(key), "sign2", md->key);
         row_def(sec, key, "ops/s", B_HIGHER, "sign, 2 threads (own sessions, same key)");
+        rowkey(key, sizeof(key), "sign2cpu", md->key);
+        row_def(sec, key, "op/cs", B_HIGHER, "sign, 2 threads, per CPU-second of the threads");
         rowkey(key, sizeof(key), "scale", md->key);
         row_def(sec, key, "x", B_HIGHER, "sign scaling, 2 threads / 1 thread");
         rowkey(key, sizeof(key), "verify1", md->key);

@@ -169,12 +169,36 @@ test_refusals(void **st)
                    "does not chain to the profile's trust anchors");
 }
 
+/* The same attributes in another RDN order are the requested subject; an
+ * extra or changed attribute is not. */
+static void
+test_subject_order(void **st)
+{
+    char msg[1024];
+    X509 *x = make(ca, ca_key, key, "alice", SAN, -60, 86400, 0);
+    X509_NAME *n = X509_NAME_new();
+
+    X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"Example", -1, -1, 0);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"alice", -1, -1, 0);
+    X509_set_subject_name(x, n);
+    assert_true(X509_sign(x, ca_key, EVP_sha256()) > 0);
+    assert_int_equal(check(x, key, msg, sizeof(msg)), ENR_OK);
+
+    x = make(ca, ca_key, key, "alice", SAN, -60, 86400, 0);
+    X509_NAME_add_entry_by_txt(n, "OU", MBSTRING_ASC, (const unsigned char *)"Extra", -1, -1, 0);
+    X509_set_subject_name(x, n);
+    assert_true(X509_sign(x, ca_key, EVP_sha256()) > 0);
+    expect_refused(x, key, "is not the requested CN=alice, O=Example");
+    X509_NAME_free(n);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_subject_order),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,12 +4,14 @@
  * C_GetInterface), the debug log and the keystore-to-CKR mapping.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "evertoken_ext.h"
 #include "mod_int.h"
 
 #define MOD_EXPORT __attribute__((visibility("default")))
@@ -610,11 +612,15 @@ static CK_FUNCTION_LIST_3_0 mod_list_30 = {
     .C_SessionCancel = mod_C_SessionCancel,
 };
 
-/* The default (first) interface is 3.0; the 2.40 list is offered too. The
+/* The default (first) interface is 3.0; the 2.40 list is offered too, and
+ * the vendor interface "Vendor evertoken". The
  * flags are 0: not CKF_INTERFACE_FORK_SAFE, a child must call C_Initialize. */
 static CK_INTERFACE mod_ifaces[] = {
     {(CK_UTF8CHAR_PTR) "PKCS 11", &mod_list_30, 0},
     {(CK_UTF8CHAR_PTR) "PKCS 11", &mod_list_240, 0},
+    /* Settings and the login cache (evertoken_ext.h, docs/module.md). The
+     * list is never written through this pointer. */
+    {(CK_UTF8CHAR_PTR)ET_VENDOR_INTERFACE, (CK_VOID_PTR)(uintptr_t)&mod_ext_list, 0},
 };
 #define MOD_NIFACES (sizeof(mod_ifaces) / sizeof(mod_ifaces[0]))
 

@@ -83,8 +83,11 @@ struct mod_token {
     uint32_t slot;
     enum mod_tok_state state;
     ks_token *ks;
-    ks_rv open_err;      /* why the file did not open (TOK_BROKEN) */
-    CK_USER_TYPE login;  /* CKU_SO, CKU_USER or MOD_NOBODY */
+    ks_rv open_err;     /* why the file did not open (TOK_BROKEN) */
+    CK_USER_TYPE login; /* CKU_SO, CKU_USER or MOD_NOBODY */
+    int login_cached;   /* that user login came from the login cache, not a PIN */
+    int have_id;        /* token_id below is known (read once, fixed at creation) */
+    unsigned char token_id[KS_TOKEN_ID_LEN];
     unsigned busy;       /* threads working on it with the lock released */
     void *op_mutex;      /* serialises PIN operations (taken before mod_lock) */
     CK_ULONG nsess, nrw; /* open sessions of this process on it */
@@ -207,6 +210,42 @@ void cache_remove_inlock(struct mod_token *t, struct mod_object *o);
 CK_RV cache_pkey_inlock(struct mod_object *o, EVP_PKEY **out);
 /* Replace O's attributes (taking ATTRS) and forget its cached key. */
 void cache_set_attrs_inlock(struct mod_object *o, mod_attrs *attrs);
+
+/* ---- logincache.c: login cache policy and the kernel user keyring ------- */
+
+/* The token's login_cache setting (docs/module.md). */
+enum lc_kind {
+    LC_PROCESS = 0, /* standard PKCS#11 (the default) */
+    LC_NONE,        /* every C_Login verifies its PIN; nothing cached anywhere */
+    LC_USER,        /* TMK cached in the user keyring for SECS seconds */
+};
+#define LC_SECS_MAX (30U * 24 * 3600) /* user:N accepts 1..30 days */
+struct lc_policy {
+    enum lc_kind kind;
+    unsigned secs; /* LC_USER only */
+};
+/* Parse "none", "process" or "user:N"; -1 if malformed. */
+int lc_parse(const char *s, struct lc_policy *out);
+/* Canonical text of P (at least 24 bytes). */
+void lc_format(const struct lc_policy *p, char *buf, size_t n);
+/* T's policy. With NEED_AUTH a user:N value counts only when the keystore
+ * vouches for it (written and read while logged in, MAC verified); an
+ * unauthenticated one is then taken as "process". Missing: "process". */
+void lc_policy_inlock(struct mod_token *t, int need_auth, struct lc_policy *out);
+/* A cache entry exists for T (one keyctl search, no keystore access). */
+int lc_present_inlock(struct mod_token *t);
+/* After a user login with the PIN under policy P (LC_USER): put the TMK in
+ * the user keyring with P's timeout (replacing an older entry). */
+void lc_store_inlock(struct mod_token *t, const struct lc_policy *p);
+/* Log T in as the user from its cache entry. CKR_OK: logged in (t->login,
+ * t->login_cached set, cache dropped for reload); CKR_USER_NOT_LOGGED_IN: no
+ * entry (or no keyring); another CKR: an entry existed but was refused (and
+ * has been removed). */
+CK_RV lc_login_inlock(struct mod_token *t);
+/* Remove T's entry; returns 1 if one was removed. */
+int lc_clear_inlock(struct mod_token *t);
+/* The vendor interface "Vendor evertoken" (evertoken_ext.h). */
+extern const struct ET_FUNCTION_LIST mod_ext_list;
 
 /* ---- mech.c: the mechanism table ----------------------------------------- */
 

@@ -5,6 +5,13 @@
  * on it (PKCS#11 2.40 section 6.7.1). Closing the last session on a token
  * logs it out. PIN checks run Argon2id, so they run with the global lock
  * released, serialised per token by op_begin_inlock/op_end_inlock.
+ *
+ * The token's login_cache policy (logincache.c, docs/module.md) adds: with
+ * user:N a user login with the PIN fills the cache, C_Login(CKU_USER) with a
+ * NULL or empty PIN and C_OpenSession on a logged-out token log in from it;
+ * with none every C_Login verifies its PIN, even when already logged in.
+ * C_SetPIN of the user PIN, C_InitPIN and a lockout empty the cache.
+ * CKU_CONTEXT_SPECIFIC never uses it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +36,7 @@ tok_logout_inlock(struct mod_token *t)
     if (t->ks != NULL)
         ks_logout(t->ks);
     t->login = MOD_NOBODY;
+    t->login_cached = 0;
     /* Operations on private keys end, and no session keeps a reference to
      * a private key's OpenSSL key beyond this point. */
     op_logout_inlock(t);
@@ -168,6 +176,17 @@ mod_C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY noti
     if (flags & CKF_RW_SESSION)
         t->nrw++;
     *out = s->h;
+    /* login_cache=user:N: a new session on a logged-out token starts logged
+     * in when this user's cache holds the token key, so applications do not
+     * prompt. Not while another thread is in a PIN operation on the token
+     * (it holds the op mutex; its result decides the state). */
+    if (t->login == MOD_NOBODY && t->busy == 0) {
+        CK_RV lr = lc_login_inlock(t);
+
+        if (lr != CKR_OK && lr != CKR_USER_NOT_LOGGED_IN)
+            mod_log("slot %u: cached login refused (CKR 0x%lx); session stays public",
+                    (unsigned)t->slot, (unsigned long)lr);
+    }
 out:
     mod_unlock();
     return rv;
@@ -328,11 +347,22 @@ release:
     return rv;
 }
 
+/* The user PIN is locked now (after a failed attempt). */
+static int
+user_pin_locked_inlock(struct mod_token *t)
+{
+    ks_info ki;
+
+    return ks_get_info(t->ks, &ki) == KS_OK && ki.user_fail_count >= ki.max_attempts;
+}
+
 CK_RV
 mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
 {
     struct mod_session *s = NULL;
     struct mod_token *t = NULL;
+    struct lc_policy pol;
+    int relogin;
     ks_rv kr;
     CK_RV rv;
 
@@ -342,11 +372,13 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
         return CKR_USER_TYPE_INVALID;
     mod_lock();
     if (type == CKU_CONTEXT_SPECIFIC) {
+        /* PIN only: never the login cache. */
         rv = context_login_inlock(h, pin, pin_len);
         goto out;
     }
-    /* A NULL PIN would ask for a protected authentication path (none). */
-    if (pin == NULL) {
+    /* A NULL PIN asks for the protected authentication path; the SO has
+     * none. */
+    if (pin == NULL && type == CKU_SO) {
         rv = session_lookup_inlock(h, &s);
         if (rv == CKR_OK)
             rv = CKR_ARGUMENTS_BAD;
@@ -356,17 +388,39 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
     if (rv != CKR_OK)
         goto out;
     t = s->tok;
-    if (t->login == type) {
-        rv = CKR_USER_ALREADY_LOGGED_IN;
-        goto release;
-    }
-    if (t->login != MOD_NOBODY) {
+    /* Not authenticated yet (no key): only used to be stricter (none). */
+    lc_policy_inlock(t, 0, &pol);
+    if (t->login != MOD_NOBODY && t->login != type) {
         rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
         goto release;
     }
+    /* login_cache=none: "already logged in" is not given away without
+     * the PIN; the PIN is verified (and a wrong one counted) first. */
+    if (t->login == type && pol.kind != LC_NONE) {
+        rv = CKR_USER_ALREADY_LOGGED_IN;
+        goto release;
+    }
+    relogin = t->login == type;
     /* Section 6.7.1: the SO cannot log in while R/O sessions exist. */
-    if (type == CKU_SO && t->nsess > t->nrw) {
+    if (!relogin && type == CKU_SO && t->nsess > t->nrw) {
         rv = CKR_SESSION_READ_ONLY_EXISTS;
+        goto release;
+    }
+    /* C_Login(CKU_USER) with a NULL or empty PIN: the login cache. */
+    if (!relogin && type == CKU_USER && (pin == NULL || pin_len == 0) && pol.kind != LC_NONE) {
+        rv = lc_login_inlock(t);
+        if (rv != CKR_USER_NOT_LOGGED_IN)
+            goto release; /* logged in, or an entry was refused (and removed) */
+        /* No cache entry: a NULL PIN is a bad argument unless the policy
+         * says a cache could have been there (it expired: ask for the
+         * PIN); an empty PIN goes on to be too short. */
+        if (pin == NULL) {
+            rv = pol.kind == LC_USER ? CKR_PIN_INCORRECT : CKR_ARGUMENTS_BAD;
+            goto release;
+        }
+    }
+    if (pin == NULL) {
+        rv = CKR_ARGUMENTS_BAD;
         goto release;
     }
     mod_unlock();
@@ -374,6 +428,15 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
     mod_lock();
     if (kr != KS_OK) {
         rv = mod_ks_ckr(kr, t->ks, "ks_login");
+        /* A lockout ends the cache at once. */
+        if (type == CKU_USER &&
+            (kr == KS_E_PIN_LOCKED || (kr == KS_E_PIN_INCORRECT && user_pin_locked_inlock(t))))
+            (void)lc_clear_inlock(t);
+        goto release;
+    }
+    if (relogin && t->login == type) {
+        /* none: the PIN was right; the state is unchanged. */
+        rv = CKR_USER_ALREADY_LOGGED_IN;
         goto release;
     }
     if (t->nsess == 0) {
@@ -390,9 +453,18 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
         goto release;
     }
     t->login = type;
+    t->login_cached = 0;
     /* Reload: private objects become visible, and the public ones are now
      * checked against their MAC. */
     cache_drop_inlock(t);
+    if (type == CKU_USER) {
+        /* Logged in, the policy can be checked against its MAC. */
+        lc_policy_inlock(t, 1, &pol);
+        if (pol.kind == LC_USER)
+            lc_store_inlock(t, &pol);
+        else
+            (void)lc_clear_inlock(t); /* left from before a policy change */
+    }
     rv = CKR_OK;
 release:
     op_end_inlock(t);
@@ -468,6 +540,10 @@ mod_C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
     kr = ks_init_user_pin(t->ks, pin, pin_len);
     mod_lock();
     rv = mod_ks_ckr(kr, t->ks, "ks_init_user_pin");
+    /* The SO reset the user PIN: a cached login of the old one goes (the
+     * keystore's PIN generation moved on too, for other processes). */
+    if (rv == CKR_OK)
+        (void)lc_clear_inlock(t);
 release:
     op_end_inlock(t);
 out:
@@ -505,6 +581,11 @@ mod_C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
     kr = ks_set_pin(t->ks, who, old_pin, old_len, new_pin, new_len);
     mod_lock();
     rv = mod_ks_ckr(kr, t->ks, "ks_set_pin");
+    if (rv == CKR_OK && who == KS_USER)
+        (void)lc_clear_inlock(t); /* see C_InitPIN */
+    else if (who == KS_USER &&
+             (kr == KS_E_PIN_LOCKED || (kr == KS_E_PIN_INCORRECT && user_pin_locked_inlock(t))))
+        (void)lc_clear_inlock(t);
 release:
     op_end_inlock(t);
 out:

@@ -109,6 +109,8 @@ tok_open_inlock(struct mod_token *t)
         t->state = TOK_OPEN;
         t->loaded = 0;
         t->login = MOD_NOBODY;
+        t->login_cached = 0;
+        t->have_id = 0;
     } else {
         t->state = TOK_BROKEN;
         t->open_err = kr;
@@ -363,6 +365,15 @@ mod_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
                              CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED);
     info->flags |= pin_flags(ki.so_fail_count, ki.max_attempts, CKF_SO_PIN_COUNT_LOW,
                              CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED);
+    /* login_cache=user:N: while this user's keyring holds the token key, no
+     * PIN needs typing — C_Login(CKU_USER, NULL_PTR) logs in, as on a token
+     * with a PIN pad. One keyctl search (the token id is known by now). */
+    if (!t->have_id) {
+        memcpy(t->token_id, ki.token_id, KS_TOKEN_ID_LEN);
+        t->have_id = 1;
+    }
+    if (ki.user_pin_initialized && ki.user_fail_count < ki.max_attempts && lc_present_inlock(t))
+        info->flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
 out:
     mod_unlock();
     return rv;
@@ -398,8 +409,9 @@ mod_C_InitToken(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len, CK_UTF8CHA
 
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
-    /* A NULL PIN asks for a protected authentication path, which a software
-     * token does not have (no CKF_PROTECTED_AUTHENTICATION_PATH). */
+    /* A NULL PIN asks for a protected authentication path; the SO has none
+     * (CKF_PROTECTED_AUTHENTICATION_PATH only ever means the user's login
+     * cache). */
     if (pin == NULL || p11label == NULL)
         return CKR_ARGUMENTS_BAD;
     label_from_p11(p11label, label);
@@ -445,6 +457,8 @@ mod_C_InitToken(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len, CK_UTF8CHA
         t->present = 1;
         t->loaded = 0;
         t->login = MOD_NOBODY;
+        t->login_cached = 0;
+        t->have_id = 0;
         mod_log("slot %u: token created", (unsigned)t->slot);
         rv = CKR_OK;
         goto release;
@@ -465,8 +479,11 @@ mod_C_InitToken(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len, CK_UTF8CHA
         rv = mod_ks_ckr(kr, t->ks, "ks_reinit");
         goto release;
     }
-    /* Every object is gone and nobody is logged in. */
+    /* Every object is gone and nobody is logged in; a cached login of the
+     * old token key could not open it any more, and is removed. */
     t->login = MOD_NOBODY;
+    t->login_cached = 0;
+    (void)lc_clear_inlock(t);
     cache_drop_inlock(t);
     cache_destroy_sobjs_inlock(t, 0, 0);
     rv = CKR_OK;

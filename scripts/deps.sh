@@ -10,6 +10,7 @@ ET_PACKAGES=(
   openssh-client openssh-server
   libmicrohttpd-dev python3 scep
   xxd iproute2
+  libkeyutils-dev keyutils
 )
 
 et_install_deps() {

@@ -278,11 +278,13 @@ t_interface_list(void **state)
     }
     assert_true(found30);
     if (is_evertoken()) {
-        /* evertoken: the 3.0 list (default) and the 2.40 list, flags 0 (not
-         * fork safe: a child must C_Initialize). */
-        assert_int_equal(n, 2);
+        /* evertoken: the 3.0 list (default), the 2.40 list and the vendor
+         * interface (settings, login cache), flags 0 (not fork safe: a child
+         * must C_Initialize). */
+        assert_int_equal(n, 3);
         for (CK_ULONG i = 0; i < n; i++)
             assert_int_equal(list[i].flags, 0);
+        assert_string_equal((char *)list[2].pInterfaceName, "Vendor evertoken");
     }
     free(list);
 }

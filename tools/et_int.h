@@ -58,8 +58,9 @@ typedef struct et_secret {
 } et_secret;
 
 /*
- * Obtain a secret from SRC ("env:VAR", "file:PATH", "pass:VALUE", "prompt"),
- * or by prompting on /dev/tty when SRC is NULL. WHAT names it in prompts and
+ * Obtain a secret from SRC ("env:VAR", "file:PATH", "pass:VALUE", "prompt",
+ * "stdin": one line of standard input), or by prompting on /dev/tty when SRC
+ * is NULL. WHAT names it in prompts and
  * errors ("user PIN"). CONFIRM asks twice when prompting (new PINs). Returns
  * an ET_EXIT_* code; on success OUT owns the secret (free with
  * et_secret_free).
@@ -104,6 +105,13 @@ int et_find_token(et_p11 *p, const et_opts *o, CK_SLOT_ID *slot, CK_TOKEN_INFO *
 int et_open_session(et_p11 *p, const et_opts *o, CK_SLOT_ID slot, int rw, long who,
                     CK_SESSION_HANDLE *sh);
 void et_close_session(et_p11 *p, CK_SESSION_HANDLE sh);
+/* Session SH is in a user state (e.g. restored from the login cache). */
+int et_session_user(et_p11 *p, CK_SESSION_HANDLE sh);
+
+/* The module's vendor interface (evertoken_ext.h), or NULL with an error
+ * reported when the module has none (not evertoken, or too old). */
+struct ET_FUNCTION_LIST;
+const struct ET_FUNCTION_LIST *et_ext(et_p11 *p);
 
 /* Read one attribute into a malloc'd buffer (NULL/0 if absent or not
  * readable). */
@@ -131,6 +139,9 @@ int et_cmd_delete(et_opts *o);
 int et_cmd_export_cert(et_opts *o);
 int et_cmd_backup(et_opts *o);
 int et_cmd_restore(et_opts *o);
+int et_cmd_settings(et_opts *o);
+int et_cmd_unlock(et_opts *o);
+int et_cmd_lock(et_opts *o);
 
 /* Keystore side of `info` (backup.c): print file details for a token whose
  * PKCS#11 slot is SLOT, if it is an evertoken keystore with that label. */

@@ -75,10 +75,14 @@ static const int a_export[] = {O_TOKEN, O_SLOT, O_LABEL, O_ID, O_DER, O_OUT, 0};
 static const int a_backup[] = {O_TOKEN, O_SLOT, 0};
 static const int a_restore[] = {O_TOKEN, O_SLOT, O_FORCE, 0};
 static const int a_info[] = {O_TOKEN, O_SLOT, 0};
+static const int a_settings[] = {O_TOKEN, O_SLOT, O_PIN, O_SO, O_SO_PIN, 0};
+static const int a_unlock[] = {O_TOKEN, O_SLOT, O_PIN, 0};
+static const int a_lock[] = {O_TOKEN, O_SLOT, 0};
 
 #define PIN_SRC_HELP                                                                               \
     "PIN and passphrase sources (SRC): env:VAR, file:PATH, pass:VALUE (visible to other\n"         \
-    "users in the process list), prompt. Without one, evertoken prompts on the terminal.\n"
+    "users in the process list), stdin (one line), prompt. Without one, evertoken\n"               \
+    "prompts on the terminal.\n"
 
 static const et_cmd et_cmds[] = {
     {"init", et_cmd_init, a_init,
@@ -122,6 +126,25 @@ static const et_cmd et_cmds[] = {
      "usage: evertoken info [--token LABEL | --slot N]\n"
      "Module, token and keystore details (KDF parameters, schema version, file,\n"
      "failed-PIN counters).\n"},
+    {"settings", et_cmd_settings, a_settings,
+     "usage: evertoken settings (--token LABEL | --slot N)\n"
+     "       evertoken settings (--token LABEL | --slot N) [--pin SRC | --so --so-pin SRC]\n"
+     "                          login_cache=none|process|user:SECONDS\n"
+     "Show the token's settings, or change one (needs the user PIN, or with --so the\n"
+     "SO PIN). login_cache: none = every login needs the PIN; process = one login per\n"
+     "process (standard PKCS#11, the default); user:SECONDS = after `evertoken unlock`\n"
+     "(or any login with the PIN) this user's programs log in without the PIN for\n"
+     "SECONDS (1..2592000). Changing it empties the login cache.\n" PIN_SRC_HELP},
+    {"unlock", et_cmd_unlock, a_unlock,
+     "usage: evertoken unlock (--token LABEL | --slot N) [--pin SRC]\n"
+     "Ask for the user PIN and fill the token's login cache (login_cache=user:SECONDS):\n"
+     "until it expires, this user's programs log in without a PIN. Without --pin the\n"
+     "PIN is asked on the terminal, or read as one line from standard input when that\n"
+     "is not a terminal.\n" PIN_SRC_HELP},
+    {"lock", et_cmd_lock, a_lock,
+     "usage: evertoken lock (--token LABEL | --slot N)\n"
+     "Empty the token's login cache: the next login needs the PIN again. Programs\n"
+     "already logged in stay logged in until they log out or exit.\n"},
 };
 
 void
@@ -163,6 +186,9 @@ et_usage_all(FILE *fp)
           "  backup       copy a token's keystore file while in use\n"
           "  restore      restore a backup into a slot\n"
           "  info         module, token and keystore details\n"
+          "  settings     show or change token settings (login_cache)\n"
+          "  unlock       fill the login cache (login_cache=user:SECONDS)\n"
+          "  lock         empty the login cache\n"
           "  help [CMD]   this text, or a command's help\n"
           "\n"
           "Tokens are selected with --token LABEL or --slot N. The module is --module PATH,\n"

@@ -214,6 +214,15 @@ done:
 }
 
 int
+et_session_user(et_p11 *p, CK_SESSION_HANDLE sh)
+{
+    CK_SESSION_INFO si;
+
+    return p->f->C_GetSessionInfo(sh, &si) == CKR_OK &&
+           (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS);
+}
+
+int
 et_open_session(et_p11 *p, const et_opts *o, CK_SLOT_ID slot, int rw, long who,
                 CK_SESSION_HANDLE *sh)
 {
@@ -227,6 +236,14 @@ et_open_session(et_p11 *p, const et_opts *o, CK_SLOT_ID slot, int rw, long who,
         return et_ckr_fail("cannot open a session", rv);
     if (who < 0)
         return ET_EXIT_OK;
+    /* With login_cache=user:N a new session may start logged in as the user
+     * (docs/module.md): no PIN is needed for a user login then, and an SO
+     * login first ends this process's user login (the cache stays). */
+    if (et_session_user(p, *sh)) {
+        if (who == CKU_USER)
+            return ET_EXIT_OK;
+        (void)p->f->C_Logout(*sh);
+    }
     if (who == CKU_SO)
         rc = et_secret_get(o->so_pin_src, "SO PIN", 0, &pin);
     else

@@ -169,6 +169,10 @@ et_pin_change(et_p11 *p, et_opts *o, CK_SLOT_ID slot)
     rc = et_secret_get(o->so ? o->so_pin_src : o->pin_src, o->so ? "SO PIN" : "user PIN", 0, &oldp);
     if (rc != ET_EXIT_OK)
         goto done;
+    /* A session restored from the login cache is already logged in: the
+     * old PIN must still be proven, so end that login first. */
+    if (et_session_user(p, sh))
+        (void)p->f->C_Logout(sh);
     rv = p->f->C_Login(sh, o->so ? CKU_SO : CKU_USER, oldp.buf, (CK_ULONG)oldp.len);
     if (rv != CKR_OK) {
         rc = et_ckr_fail(o->so ? "SO login failed" : "login failed", rv);

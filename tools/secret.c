@@ -116,6 +116,37 @@ done:
     return rc;
 }
 
+/* One line of standard input, read a byte at a time so that nothing after
+ * the line is consumed (and no stdio buffer keeps a copy). */
+static int
+et_secret_from_stdin(const char *what, et_secret *s)
+{
+    unsigned char c;
+
+    for (;;) {
+        ssize_t r = read(STDIN_FILENO, &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            et_err("cannot read the %s from standard input: %s", what, strerror(errno));
+            return ET_EXIT_FAIL;
+        }
+        if (r == 0 || c == '\n')
+            break;
+        if (s->len >= ET_SECRET_MAX) {
+            et_err("the %s on standard input is longer than %d bytes", what, ET_SECRET_MAX);
+            return ET_EXIT_USAGE;
+        }
+        s->buf[s->len++] = c;
+    }
+    c = 0;
+    sodium_memzero(&c, sizeof(c));
+    if (s->len > 0 && s->buf[s->len - 1] == '\r')
+        s->buf[--s->len] = '\0';
+    s->buf[s->len] = '\0';
+    return ET_EXIT_OK;
+}
+
 /* Prompt on the controlling terminal with echo off. */
 static int
 et_secret_prompt(const char *prompt, const char *what, et_secret *s)
@@ -225,6 +256,10 @@ et_secret_get(const char *src, const char *what, int confirm, et_secret *out)
         }
         memcpy(s.buf, v, n);
         s.len = n;
+    } else if (strcmp(src, "stdin") == 0) {
+        rc = et_secret_from_stdin(what, &s);
+        if (rc != ET_EXIT_OK)
+            goto done;
     } else if (strncmp(src, "file:", 5) == 0) {
         rc = et_secret_from_file(src + 5, what, &s);
         if (rc != ET_EXIT_OK)
@@ -245,8 +280,9 @@ et_secret_get(const char *src, const char *what, int confirm, et_secret *out)
          * /proc/PID/cmdline stops showing it (it was visible until now). */
         sodium_memzero((char *)src + 5, n);
     } else {
-        et_err("unknown source '%s' for the %s: use env:VAR, file:PATH, pass:VALUE or prompt", src,
-               what);
+        et_err("unknown source '%s' for the %s: use env:VAR, file:PATH, pass:VALUE, stdin or "
+               "prompt",
+               src, what);
         rc = ET_EXIT_USAGE;
         goto done;
     }

@@ -51,7 +51,7 @@ for name in rsa ec; do
         uri-cert) args=(--engine pkcs11 --key-type ENG --key "$key" --cert-type ENG --cert "$crt") ;;
         bare-uri) args=(--key "$key" --cert "$crt") ;;
         esac
-        out=$(E timeout 30 curl -sS --fail --cacert "$T/ca/ca.pem" "${args[@]}" \
+        out=$(EK timeout 30 curl -sS --fail --cacert "$T/ca/ca.pem" "${args[@]}" \
             "https://127.0.0.1:$SPORT/" 2>&1) ||
             die "curl ($name, $how) with the token key failed: $out
 server: $(tail -20 "$SLOG")"

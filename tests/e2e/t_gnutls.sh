@@ -22,7 +22,7 @@ e2e_token "$TOK"
 e2e_ca
 e2e_server_cert
 export GNUTLS_PIN=$E2E_PIN
-G() { host p11tool --provider "$M" "$@" </dev/null; }
+G() { hostk p11tool --provider "$M" "$@" </dev/null; }
 turl="pkcs11:token=$TOK"
 
 for k in rsa:01:--bits=2048 ec:02:--curve=secp256r1; do
@@ -53,7 +53,7 @@ organization = "evertoken e2e"
 tls_www_client
 signing_key
 EOF
-    out=$(host certtool --provider "$M" --generate-request \
+    out=$(hostk certtool --provider "$M" --generate-request \
         --load-privkey "$turl;object=$label;type=private" --template "$T/$name.tmpl" \
         --outfile "$T/$name.csr" </dev/null 2>&1) || die "certtool --generate-request ($name): $out"
     out=$(openssl req -verify -in "$T/$name.csr" -noout -subject 2>&1) ||
@@ -85,7 +85,7 @@ EOF
         fi
         e2e_s_server "$T/srv.$name.$proto.log" "${sopts[@]}"
         msg="evertoken e2e gnutls $name $proto $RANDOM"
-        out=$(printf '%s\nCLOSE\n' "$msg" | host timeout 30 gnutls-cli --provider "$M" \
+        out=$(printf '%s\nCLOSE\n' "$msg" | hostk timeout 30 gnutls-cli --provider "$M" \
             --priority "NORMAL:-VERS-ALL:+VERS-TLS$proto" \
             --x509keyfile "$turl;object=$label;type=private" \
             --x509certfile "$turl;object=$label;type=cert" \

@@ -342,11 +342,11 @@ kp_generate(const struct kp_req *r, EVP_PKEY **out)
 
     *out = NULL;
     if (r->kt == CKK_RSA)
-        alg = "RSA";
+        alg = OBJ_KT_RSA;
     else if (r->kt == CKK_EC)
-        alg = "EC";
+        alg = OBJ_KT_EC;
     else
-        alg = r->nid == NID_ED25519 ? "ED25519" : "ED448";
+        alg = r->nid == NID_ED25519 ? OBJ_KT_ED25519 : OBJ_KT_ED448;
     ctx = EVP_PKEY_CTX_new_from_name(NULL, alg, NULL);
     if (ctx == NULL || EVP_PKEY_keygen_init(ctx) != 1) {
         rv = CKR_HOST_MEMORY;
@@ -630,7 +630,7 @@ ecdh_peer(EVP_PKEY *base, const unsigned char *v, size_t len, EVP_PKEY **out)
             !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, glen) ||
             !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, ptlen) ||
             (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
-            (ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL) {
+            (ctx = EVP_PKEY_CTX_new_from_name(NULL, OBJ_KT_EC, NULL)) == NULL) {
             rv = CKR_HOST_MEMORY;
         } else if (EVP_PKEY_fromdata_init(ctx) != 1 ||
                    EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {

@@ -202,7 +202,7 @@ rsa_build(obj_build *b, int priv)
         rv = CKR_HOST_MEMORY;
         goto done;
     }
-    pub = pkey_fromdata("RSA", EVP_PKEY_PUBLIC_KEY, bld);
+    pub = pkey_fromdata(OBJ_KT_RSA, EVP_PKEY_PUBLIC_KEY, bld);
     if (pub == NULL) {
         rv = CKR_ATTRIBUTE_VALUE_INVALID;
         goto done;
@@ -233,7 +233,7 @@ rsa_build(obj_build *b, int priv)
                     goto done;
                 }
             }
-            full = pkey_fromdata("RSA", EVP_PKEY_KEYPAIR, bld);
+            full = pkey_fromdata(OBJ_KT_RSA, EVP_PKEY_KEYPAIR, bld);
             cctx = full ? EVP_PKEY_CTX_new_from_pkey(NULL, full, NULL) : NULL;
             if (cctx == NULL || EVP_PKEY_pairwise_check(cctx) != 1) {
                 rv = CKR_TEMPLATE_INCONSISTENT;
@@ -366,7 +366,7 @@ ec_put_spki(obj_build *b, int nid, const unsigned char *pt, size_t ptlen)
         OSSL_PARAM_BLD_free(bld);
         return CKR_HOST_MEMORY;
     }
-    pk = pkey_fromdata("EC", EVP_PKEY_PUBLIC_KEY, bld);
+    pk = pkey_fromdata(OBJ_KT_EC, EVP_PKEY_PUBLIC_KEY, bld);
     rv = pk != NULL ? put_spki(b, pk) : CKR_ATTRIBUTE_VALUE_INVALID;
     EVP_PKEY_free(pk);
     OSSL_PARAM_BLD_free(bld);

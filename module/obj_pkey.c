@@ -98,7 +98,7 @@ rsa_private(const mod_attrs *o, EVP_PKEY **out)
             goto done;
         }
     }
-    rv = fromdata("RSA", bld, out);
+    rv = fromdata(OBJ_KT_RSA, bld, out);
 done:
     OSSL_PARAM_BLD_free(bld);
     for (int i = 0; i < 5; i++)
@@ -136,7 +136,7 @@ ec_private(const mod_attrs *o, EVP_PKEY *pub, EVP_PKEY **out)
         rv = CKR_HOST_MEMORY;
         goto done;
     }
-    rv = fromdata("EC", bld, out);
+    rv = fromdata(OBJ_KT_EC, bld, out);
 done:
     OSSL_PARAM_BLD_free(bld);
     BN_clear_free(d);

@@ -164,6 +164,20 @@ CK_RV obj_dup(const mod_attrs *src, mod_attrs **out);
  * CKA_PRIVATE=FALSE, CKA_MODIFIABLE=FALSE, CKA_DESTROYABLE=FALSE. */
 CK_RV obj_profile(mod_attrs **out);
 
+/*
+ * Key types for EVP_PKEY_CTX_new_from_name, named by their OIDs on purpose:
+ * in a host process that made an ENGINE the default for RSA or EC (openssl
+ * -engine, curl --engine: ENGINE_set_default(ALL)), OpenSSL 3.0 maps the
+ * names "RSA"/"EC" to the legacy NID and hands the context to that engine,
+ * which cannot build keys from parameters (EVP_PKEY_fromdata fails) and may
+ * route our own operations back into a PKCS#11 module. An OID has no legacy
+ * NID mapping, so the context always comes from the provider.
+ */
+#define OBJ_KT_RSA     "1.2.840.113549.1.1.1"
+#define OBJ_KT_EC      "1.2.840.10045.2.1"
+#define OBJ_KT_ED25519 "1.3.101.112"
+#define OBJ_KT_ED448   "1.3.101.113"
+
 /* The OpenSSL key of a public or private key object (RSA, EC, EdDSA),
  * built from its stored attributes (module/obj_pkey.c): a public key from
  * CKA_PUBLIC_KEY_INFO, a private key with its secret parts (RSA CRT when

@@ -37,6 +37,7 @@ tok_logout_inlock(struct mod_token *t)
         ks_logout(t->ks);
     t->login = MOD_NOBODY;
     t->login_cached = 0;
+    t->login_implicit = 0;
     /* Operations on private keys end, and no session keeps a reference to
      * a private key's OpenSSL key beyond this point. */
     op_logout_inlock(t);
@@ -183,7 +184,9 @@ mod_C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY noti
     if (t->login == MOD_NOBODY && t->busy == 0) {
         CK_RV lr = lc_login_inlock(t);
 
-        if (lr != CKR_OK && lr != CKR_USER_NOT_LOGGED_IN)
+        if (lr == CKR_OK)
+            t->login_implicit = 1;
+        else if (lr != CKR_USER_NOT_LOGGED_IN)
             mod_log("slot %u: cached login refused (CKR 0x%lx); session stays public",
                     (unsigned)t->slot, (unsigned long)lr);
     }
@@ -362,7 +365,7 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
     struct mod_session *s = NULL;
     struct mod_token *t = NULL;
     struct lc_policy pol;
-    int relogin;
+    int relogin, implicit;
     ks_rv kr;
     CK_RV rv;
 
@@ -394,9 +397,19 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
         rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
         goto release;
     }
+    /* A login the module made itself at C_OpenSession (from the cache) is
+     * invisible to the application, which may well call C_Login next:
+     * that call succeeds — with a NULL or empty PIN at once, with a PIN
+     * once the PIN is verified — instead of CKR_USER_ALREADY_LOGGED_IN. */
+    implicit = t->login == CKU_USER && t->login_implicit;
+    if (implicit && (pin == NULL || pin_len == 0)) {
+        t->login_implicit = 0;
+        rv = CKR_OK;
+        goto release;
+    }
     /* login_cache=none: "already logged in" is not given away without
      * the PIN; the PIN is verified (and a wrong one counted) first. */
-    if (t->login == type && pol.kind != LC_NONE) {
+    if (t->login == type && pol.kind != LC_NONE && !implicit) {
         rv = CKR_USER_ALREADY_LOGGED_IN;
         goto release;
     }
@@ -434,10 +447,17 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
             (void)lc_clear_inlock(t);
         goto release;
     }
-    if (relogin && t->login == type) {
+    if (relogin && t->login == type && !t->login_implicit) {
         /* none: the PIN was right; the state is unchanged. */
         rv = CKR_USER_ALREADY_LOGGED_IN;
         goto release;
+    }
+    if (relogin && t->login == type) {
+        /* The application's first C_Login after a login restored at
+         * C_OpenSession: now proven by the PIN (refills the cache below). */
+        t->login_implicit = 0;
+        t->login_cached = 0;
+        goto user_pin_ok;
     }
     if (t->nsess == 0) {
         /* Every session closed during the KDF: closing the last session
@@ -454,9 +474,11 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
     }
     t->login = type;
     t->login_cached = 0;
+    t->login_implicit = 0;
     /* Reload: private objects become visible, and the public ones are now
      * checked against their MAC. */
     cache_drop_inlock(t);
+user_pin_ok:
     if (type == CKU_USER) {
         /* Logged in, the policy can be checked against its MAC. */
         lc_policy_inlock(t, 1, &pol);

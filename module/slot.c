@@ -110,6 +110,7 @@ tok_open_inlock(struct mod_token *t)
         t->loaded = 0;
         t->login = MOD_NOBODY;
         t->login_cached = 0;
+        t->login_implicit = 0;
         t->have_id = 0;
     } else {
         t->state = TOK_BROKEN;
@@ -372,8 +373,15 @@ mod_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
         memcpy(t->token_id, ki.token_id, KS_TOKEN_ID_LEN);
         t->have_id = 1;
     }
-    if (ki.user_pin_initialized && ki.user_fail_count < ki.max_attempts && lc_present_inlock(t))
-        info->flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
+    if (ki.user_pin_initialized && ki.user_fail_count < ki.max_attempts && lc_present_inlock(t)) {
+        struct lc_policy pol;
+
+        /* Only then is the setting read (an entry under another policy is
+         * never used, and removed at the next login attempt). */
+        lc_policy_inlock(t, 0, &pol);
+        if (pol.kind == LC_USER)
+            info->flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
+    }
 out:
     mod_unlock();
     return rv;
@@ -458,6 +466,7 @@ mod_C_InitToken(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len, CK_UTF8CHA
         t->loaded = 0;
         t->login = MOD_NOBODY;
         t->login_cached = 0;
+        t->login_implicit = 0;
         t->have_id = 0;
         mod_log("slot %u: token created", (unsigned)t->slot);
         rv = CKR_OK;
@@ -483,6 +492,7 @@ mod_C_InitToken(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len, CK_UTF8CHA
      * old token key could not open it any more, and is removed. */
     t->login = MOD_NOBODY;
     t->login_cached = 0;
+    t->login_implicit = 0;
     (void)lc_clear_inlock(t);
     cache_drop_inlock(t);
     cache_destroy_sobjs_inlock(t, 0, 0);

@@ -37,7 +37,16 @@ softhsm)
     ;;
 *) die "E2E_MODULE=$E2E_MODULE: expected evertoken or softhsm" ;;
 esac
-echo "e2e: module under test: $E2E_MODULE ($M)"
+# E2E_SPY=FILE: load the module through OpenSC's pkcs11-spy, which logs
+# every PKCS#11 call with its arguments to FILE (to see what a client asks of
+# the token).
+if [ -n "${E2E_SPY:-}" ]; then
+    spy=$(find /usr/lib/*/pkcs11-spy.so /usr/lib/*/pkcs11/pkcs11-spy.so 2>/dev/null | head -1)
+    [ -n "$spy" ] || die "E2E_SPY: OpenSC's pkcs11-spy.so not found"
+    export PKCS11SPY=$M PKCS11SPY_OUTPUT=$E2E_SPY
+    M=$spy
+fi
+echo "e2e: module under test: $E2E_MODULE ($M${E2E_SPY:+, spied on into $E2E_SPY})"
 
 # Run a host program that links p11-kit (GnuTLS's tools; curl, through
 # librtmp and GnuTLS): with the ASan runtime preloaded these deadlock while

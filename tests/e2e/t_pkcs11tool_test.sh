@@ -103,6 +103,7 @@ declare -A DI=([sha256]=3031300d060960864801650304020105000420
 # reject it.
 SIGNOPTS=()
 n=0
+declare -A TAMPERED
 MECHS=$(P --token-label "$TOK" -M 2>&1) || die "pkcs11-tool -M: $MECHS"
 round() {
     local mech=$1 id=$2 in=$3 sig out
@@ -128,8 +129,12 @@ round() {
     local off=$(($(stat -c %s "$sig") / 2)) b
     b=$(xxd -p -s "$off" -l 1 "$sig")
     printf '%02x' $((0x$b ^ 1)) | xxd -r -p | dd of="$sig.bad" bs=1 seek="$off" conv=notrunc status=none
-    out=$(PL --verify -m "$mech" --id "$id" -i "$in" --signature-file "$sig.bad" "${SIGNOPTS[@]}" 2>&1) &&
-        echo "$out" | grep -q "^Signature is valid" && die "--verify -m $mech accepted a tampered signature"
+    # The token's C_Verify rejects it (checked once per mechanism: time).
+    if [ -z "${TAMPERED[$mech]:-}" ]; then
+        TAMPERED[$mech]=1
+        out=$(PL --verify -m "$mech" --id "$id" -i "$in" --signature-file "$sig.bad" "${SIGNOPTS[@]}" 2>&1) &&
+            echo "$out" | grep -q "^Signature is valid" && die "--verify -m $mech accepted a tampered signature"
+    fi
     "$@" -pubin -inkey "$T/pub$id.pem" -sigfile "$sig.bad" >/dev/null 2>&1 &&
         die "OpenSSL accepted a tampered $mech signature"
     return 0

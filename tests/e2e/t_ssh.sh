@@ -33,7 +33,8 @@ ssh_cleanup() {
     local rc=$?
     for p in "${ET_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${ET_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    [ -n "$MADE_PRIVSEP" ] && rmdir /run/sshd 2>/dev/null
+    if [ -n "$MADE_PRIVSEP" ]; then rmdir /run/sshd 2>/dev/null || true; fi
+    set +e # so that the next line only sets $? for et_cleanup
     (exit "$rc")
     et_cleanup
 }

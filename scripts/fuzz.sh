@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Build the fuzz targets with clang + libFuzzer (+ ASan/UBSan) in build-fuzz,
+# fuzz each for a bounded time, then replay the committed corpora.
+#   scripts/fuzz.sh [SECONDS]     seconds per target (default 60)
+#   FUZZ_TARGETS="attrs import"   only these targets
+#   FUZZ_JOBS=N                   build jobs (default 2)
+# Inputs libFuzzer finds interesting go to build-fuzz/fuzz-corpus/<target>
+# (not committed; copy small, new ones into tests/fuzz/corpus/<target>/),
+# crashes to build-fuzz/fuzz-artifacts/<target>/; the script fails on any.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+secs=${1:-60}
+targets=${FUZZ_TARGETS:-"attrs import keystore"}
+build=build-fuzz
+
+command -v clang >/dev/null || { echo "fuzz.sh: clang is not installed (scripts/deps.sh)" >&2; exit 1; }
+echo "== configure $build (clang, libFuzzer, ASan+UBSan)"
+CC=clang cmake -S . -B "$build" -DEVERTOKEN_FUZZ=ON -DEVERTOKEN_SANITIZE=ON \
+    -DEVERTOKEN_WERROR=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+echo "== build"
+cmake --build "$build" -j"${FUZZ_JOBS:-2}" --target $(printf 'fuzz_%s ' $targets)
+
+export EVERTOKEN_KDF=fast
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_odr_violation=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+failed=0
+for t in $targets; do
+    corpus=$build/fuzz-corpus/$t
+    arts=$build/fuzz-artifacts/$t
+    mkdir -p "$corpus" "$arts"
+    echo "== fuzz $t for ${secs}s"
+    if ! "$build/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2560 \
+        -print_final_stats=1 -artifact_prefix="$arts/" "$corpus" "tests/fuzz/corpus/$t" \
+        >"$build/fuzz-$t.log" 2>&1; then
+        echo "fuzz.sh: $t FAILED; log $build/fuzz-$t.log, inputs in $arts:" >&2
+        tail -40 "$build/fuzz-$t.log" >&2
+        failed=1
+    else
+        grep -E "stat::number_of_executed_units|cov:" "$build/fuzz-$t.log" | tail -2
+    fi
+done
+echo "== replay the committed corpora"
+ctest --test-dir "$build" -L fuzz --output-on-failure || failed=1
+[ $failed = 0 ] && echo "== fuzzing passed"
+exit $failed

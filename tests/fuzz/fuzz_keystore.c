@@ -1,0 +1,184 @@
+/*
+ * fuzz_keystore.c — opening a damaged keystore file.
+ *
+ * A valid token (SO and user PIN, two private and two public objects, a
+ * setting) is built once in a temporary directory and read into memory.
+ * Each input is a list of damages applied to a copy of it:
+ *   byte 0         flags: bit 0 truncate (length from bytes 1-2), bit 1 also
+ *                  damage every page at the same page offset
+ *   then records   u16 little-endian offset (modulo the file size), XOR byte
+ * The copy is written as the token file (no -wal), then ks_open, ks_get_info,
+ * ks_login (user PIN), ks_load_objects, ks_object_get, ks_get_setting,
+ * ks_changed, a create and a destroy, ks_close: every result is acceptable
+ * except a crash, a sanitizer report, or objects handed out with attributes
+ * that are not sorted and unique (the keystore.h contract).
+ */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "keystore.h"
+
+#define USER_PIN "fuzz-user-pin"
+#define SO_PIN   "fuzz-so-pin"
+
+static char dir[256], path[300];
+static unsigned char *base;
+static size_t base_len;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+rm_files(void)
+{
+    char p[320];
+
+    unlink(path);
+    snprintf(p, sizeof(p), "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", path);
+    unlink(p);
+}
+
+static void
+cleanup(void)
+{
+    rm_files();
+    rmdir(dir);
+}
+
+static void
+die(const char *what)
+{
+    fprintf(stderr, "fuzz_keystore: set-up failed: %s\n", what);
+    exit(1);
+}
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    const char *t = getenv("TMPDIR");
+    ks_kdf_params kdf = {crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN};
+    ks_token *tok = NULL;
+    ks_attr a[3] = {{3, 5, (unsigned char *)"label"},
+                    {0x11, 16, (unsigned char *)"0123456789abcdef"},
+                    {0x102, 2, (unsigned char *)"id"}};
+    int64_t id;
+    FILE *f;
+    long n;
+
+    (void)argc;
+    (void)argv;
+    if (sodium_init() < 0)
+        die("sodium_init");
+    snprintf(dir, sizeof(dir), "%s/et-fuzz-ks.XXXXXX", t && *t ? t : "/tmp");
+    if (mkdtemp(dir) == NULL)
+        die("mkdtemp");
+    snprintf(path, sizeof(path), "%s/token-0.db", dir);
+    atexit(cleanup);
+    if (ks_create(path, "fuzz", (const unsigned char *)SO_PIN, strlen(SO_PIN), &kdf, &tok) !=
+            KS_OK ||
+        ks_login(tok, KS_SO, (const unsigned char *)SO_PIN, strlen(SO_PIN)) != KS_OK ||
+        ks_init_user_pin(tok, (const unsigned char *)USER_PIN, strlen(USER_PIN)) != KS_OK)
+        die("token");
+    ks_logout(tok);
+    if (ks_login(tok, KS_USER, (const unsigned char *)USER_PIN, strlen(USER_PIN)) != KS_OK)
+        die("login");
+    for (int i = 0; i < 4; i++)
+        if (ks_object_create(tok, i & 1, a, 3, &id) != KS_OK)
+            die("objects");
+    if (ks_set_setting(tok, "login_cache", "process") != KS_OK)
+        die("setting");
+    ks_close(tok); /* the last connection: the WAL is checkpointed and removed */
+    f = fopen(path, "rb");
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) <= 0 ||
+        fseek(f, 0, SEEK_SET) != 0)
+        die("reading the token");
+    base_len = (size_t)n;
+    base = malloc(base_len);
+    if (base == NULL || fread(base, 1, base_len, f) != base_len)
+        die("reading the token");
+    fclose(f);
+    return 0;
+}
+
+static int
+check_cb(void *ctx, const ks_object *o)
+{
+    size_t sum = 0;
+
+    (void)ctx;
+    for (size_t i = 0; i < o->nattrs; i++) {
+        if (i > 0 && o->attrs[i].type <= o->attrs[i - 1].type)
+            abort(); /* contract: sorted, no duplicates */
+        for (size_t j = 0; j < o->attrs[i].len; j++)
+            sum += o->attrs[i].value[j]; /* every byte readable */
+    }
+    return sum == (size_t)-1;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    unsigned char *copy;
+    size_t len = base_len, page = 4096;
+    ks_token *tok = NULL;
+    ks_info info;
+    unsigned tampered = 0;
+    int changed, fd;
+    char *val = NULL;
+
+    if (size > 4096 || base == NULL)
+        return 0;
+    copy = malloc(base_len);
+    if (copy == NULL)
+        return 0;
+    memcpy(copy, base, base_len);
+    if (size >= 3 && (data[0] & 1))
+        len = (size_t)(data[1] | data[2] << 8) % base_len;
+    for (size_t i = 1 + ((size >= 3 && (data[0] & 1)) ? 2 : 0); i + 3 <= size; i += 3) {
+        size_t off = (size_t)(data[i] | data[i + 1] << 8) % base_len;
+
+        copy[off] ^= data[i + 2];
+        if (data[0] & 2)
+            for (size_t p = off % page; p < base_len; p += page)
+                if (p != off)
+                    copy[p] ^= data[i + 2];
+    }
+    rm_files();
+    fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, copy, len) != (ssize_t)len) {
+        if (fd >= 0)
+            close(fd);
+        free(copy);
+        return 0;
+    }
+    close(fd);
+    free(copy);
+
+    if (ks_open(path, &tok) != KS_OK)
+        return 0;
+    (void)!ks_get_info(tok, &info);
+    (void)!ks_load_objects(tok, check_cb, NULL, &tampered); /* logged out: public only */
+    if (ks_login(tok, KS_USER, (const unsigned char *)USER_PIN, strlen(USER_PIN)) == KS_OK) {
+        ks_attr a = {3, 4, (unsigned char *)"fuzz"};
+        int64_t id = 0;
+
+        (void)!ks_load_objects(tok, check_cb, NULL, &tampered);
+        (void)!ks_object_get(tok, 1, check_cb, NULL);
+        (void)!ks_object_get(tok, 2, check_cb, NULL);
+        if (ks_get_setting(tok, "login_cache", &val) == KS_OK)
+            free(val);
+        if (ks_object_create(tok, 1, &a, 1, &id) == KS_OK)
+            (void)!ks_object_destroy(tok, id);
+    }
+    (void)!ks_changed(tok, &changed);
+    ks_close(tok);
+    return 0;
+}

@@ -41,7 +41,7 @@ esac
 # every PKCS#11 call with its arguments to FILE (to see what a client asks of
 # the token).
 if [ -n "${E2E_SPY:-}" ]; then
-    spy=$(find /usr/lib/*/pkcs11-spy.so /usr/lib/*/pkcs11/pkcs11-spy.so 2>/dev/null | head -1)
+    spy=$(find /usr/lib/*/pkcs11-spy.so /usr/lib/*/pkcs11/pkcs11-spy.so -print -quit 2>/dev/null || true)
     [ -n "$spy" ] || die "E2E_SPY: OpenSC's pkcs11-spy.so not found"
     export PKCS11SPY=$M PKCS11SPY_OUTPUT=$E2E_SPY
     M=$spy
@@ -92,7 +92,7 @@ e2e_keygen() {
     out=$(P --token-label "$tok" --login --pin "$E2E_PIN" --keypairgen --key-type "$type" \
         --id "$id" --label "$label" "${usage[@]}" 2>&1) ||
         die "pkcs11-tool --keypairgen --key-type $type on $E2E_MODULE: $out"
-    echo "$out" | grep -q "^Key pair generated:" || die "--keypairgen $type said: $out"
+    grep -q "^Key pair generated:" <<<"$out" || die "--keypairgen $type said: $out"
 }
 
 # Import a PEM/PKCS#12 private key and/or certificate file $3 into token $1
@@ -131,7 +131,7 @@ der() {
 e2e_pubkey() {
     local out blk params point b hex
     out=$(P --token-label "$1" -O 2>&1) || die "pkcs11-tool -O: $out"
-    blk=$(echo "$out" | e2e_obj Public "$2")
+    blk=$(e2e_obj Public "$2" <<<"$out")
     [ -n "$blk" ] || die "no public key with CKA_ID $2 on $1: $out"
     case $blk in
     "Public Key Object; RSA"*)
@@ -139,8 +139,8 @@ e2e_pubkey() {
             die "--read-object pubkey $2: $out"
         hex=$(xxd -p "$3.der" | tr -d '\n') ;;
     "Public Key Object; EC"*)
-        params=$(echo "$blk" | awk '$1 == "EC_PARAMS:" { print $2 }')
-        point=$(echo "$blk" | awk '$1 == "EC_POINT:" { print $2 }')
+        params=$(awk '$1 == "EC_PARAMS:" { print $2 }' <<<"$blk")
+        point=$(awk '$1 == "EC_POINT:" { print $2 }' <<<"$blk")
         { [ -n "$params" ] && [ "${point:0:2}" = 04 ]; } || die "public key $2: no EC_PARAMS/EC_POINT: $blk"
         # PKCS#11 3.0 allows a curve name (PrintableString) as EdDSA parameters.
         case $params in
@@ -156,7 +156,7 @@ e2e_pubkey() {
         esac ;;
     *) die "public key $2: unexpected type: $blk" ;;
     esac
-    echo "$hex" | xxd -r -p | openssl pkey -pubin -inform DER -out "$3" 2>"$3.err" ||
+    xxd -r -p <<<"$hex" | openssl pkey -pubin -inform DER -out "$3" 2>"$3.err" ||
         die "public key $2 read from the token is no valid key: $(cat "$3.err") $blk"
 }
 
@@ -256,7 +256,7 @@ e2e_server_cert() {
 # with an ordinary EC key ("default_check: command not supported").
 e2e_engine_conf() {
     local so
-    so=$(find /usr/lib/*/engines-3 -name pkcs11.so 2>/dev/null | head -1)
+    so=$(find /usr/lib/*/engines-3 -name pkcs11.so -print -quit 2>/dev/null || true)
     [ -n "$so" ] || { echo "SKIP: libengine-pkcs11-openssl not installed" >&2; exit 77; }
     cat >"$T/openssl.cnf" <<EOF
 openssl_conf = openssl_init

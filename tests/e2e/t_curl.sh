@@ -55,8 +55,8 @@ for name in rsa ec; do
             "https://127.0.0.1:$SPORT/" 2>&1) ||
             die "curl ($name, $how) with the token key failed: $out
 server: $(tail -20 "$SLOG")"
-        echo "$out" | grep -q "^Client certificate" || die "server saw no client certificate ($name, $how): $out"
-        echo "$out" | page_cert | openssl x509 -outform DER 2>/dev/null |
+        grep -q "^Client certificate" <<<"$out" || die "server saw no client certificate ($name, $how): $out"
+        page_cert <<<"$out" | openssl x509 -outform DER 2>/dev/null |
             cmp -s - <(openssl x509 -in "$T/$name.pem" -outform DER) ||
             die "server saw another client certificate ($name, $how): $out"
         ok "curl $how ($name): TLS with the token's key, server verified the client certificate"
@@ -66,6 +66,6 @@ done
 # ---- without a client certificate the request fails
 out=$(timeout 30 curl -sS --cacert "$T/ca/ca.pem" "https://127.0.0.1:$SPORT/" 2>&1) &&
     die "curl without a client certificate succeeded: $out"
-echo "$out" | grep -Eq "certificate required|handshake failure|alert" ||
+grep -Eq "certificate required|handshake failure|alert" <<<"$out" ||
     die "curl without a client certificate failed for another reason: $out"
 ok "curl without a client certificate is refused"

@@ -36,13 +36,13 @@ for k in rsa:01:--bits=2048 ec:02:--curve=secp256r1; do
         --outfile "$T/$name.gen.pub" "$turl" 2>&1) ||
         die "p11tool --generate-privkey $type $opt on $E2E_MODULE: $out"
     out=$(G --login --list-all-privkeys "$turl" 2>&1) || die "p11tool --list-all-privkeys: $out"
-    echo "$out" | grep -q "Label: $label\$" || die "generated key $label not listed: $out"
+    grep -q "Label: $label\$" <<<"$out" || die "generated key $label not listed: $out"
     e2e_pubkey "$TOK" "$id" "$T/$name.pub.pem"
     openssl pkey -pubin -in "$T/$name.gen.pub" | cmp -s - "$T/$name.pub.pem" ||
         die "p11tool printed another public key than the token holds ($name)"
     out=$(G --login --test-sign "$turl;object=$label;type=private" 2>&1) ||
         die "p11tool --test-sign ($name): $out"
-    echo "$out" | grep -q "Verifying against public key in the token... ok" ||
+    grep -q "Verifying against public key in the token... ok" <<<"$out" ||
         die "p11tool --test-sign ($name) said: $out"
     ok "$name: p11tool --generate-privkey $type $opt, --test-sign"
 
@@ -58,8 +58,8 @@ EOF
         --outfile "$T/$name.csr" </dev/null 2>&1) || die "certtool --generate-request ($name): $out"
     out=$(openssl req -verify -in "$T/$name.csr" -noout -subject 2>&1) ||
         die "certtool's CSR ($name) does not verify: $out"
-    echo "$out" | grep -q "verify OK" || die "openssl req -verify ($name): $out"
-    echo "$out" | grep -q "subject=O = evertoken e2e, CN = e2e gnutls $name client" ||
+    grep -q "verify OK" <<<"$out" || die "openssl req -verify ($name): $out"
+    grep -q "subject=O = evertoken e2e, CN = e2e gnutls $name client" <<<"$out" ||
         die "CSR subject ($name): $out"
     openssl req -in "$T/$name.csr" -pubkey -noout | cmp -s - "$T/$name.pub.pem" ||
         die "certtool's CSR ($name) does not carry the token's public key"
@@ -94,13 +94,13 @@ EOF
 server: $(cat "$SLOG")"
         e2e_wait_exit "$SPID" || true
         slog=$(cat "$SLOG")
-        rev=$(echo "$msg" | rev)
-        echo "$out" | grep -qxF "$rev" || die "no reply '$rev' from the server ($name, TLS $proto): $out
+        rev=$(rev <<<"$msg")
+        grep -qxF "$rev" <<<"$out" || die "no reply '$rev' from the server ($name, TLS $proto): $out
 server: $slog"
-        echo "$slog" | grep -q "^depth=0 O = evertoken e2e, CN = e2e gnutls $name client\$" ||
+        grep -q "^depth=0 O = evertoken e2e, CN = e2e gnutls $name client\$" <<<"$slog" ||
             die "server did not see the client certificate ($name, TLS $proto): $slog"
-        echo "$slog" | grep -q "^Protocol version: TLSv$proto\$" || die "not TLS $proto: $slog"
-        echo "$slog" | grep -q "^Signature type: $want\$" ||
+        grep -q "^Protocol version: TLSv$proto\$" <<<"$slog" || die "not TLS $proto: $slog"
+        grep -q "^Signature type: $want\$" <<<"$slog" ||
             die "client signature ($name, TLS $proto) is not $want: $slog"
         ok "$name: gnutls-cli TLS $proto with pkcs11: key and certificate, client certificate verified ($want)"
     done

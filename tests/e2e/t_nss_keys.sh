@@ -37,7 +37,7 @@ for k in rsa:-g:2048 ec:-q:nistp256; do
         die "certificate $nick not found in the token: $out"
     openssl x509 -inform DER -in "$T/$kt.der" -out "$T/$kt.pem" 2>/dev/null ||
         die "token object $nick is no certificate"
-    openssl x509 -in "$T/$kt.pem" -noout -subject | grep -q "^subject=O = evertoken e2e, CN = e2e nss $kt\$" ||
+    grep -q "^subject=O = evertoken e2e, CN = e2e nss $kt\$" <<<"$(openssl x509 -in "$T/$kt.pem" -noout -subject)" ||
         die "certificate $nick subject: $(openssl x509 -in "$T/$kt.pem" -noout -subject)"
     out=$(openssl verify -check_ss_sig -CAfile "$T/$kt.pem" "$T/$kt.pem" 2>&1) ||
         die "the self-signature of $nick (made by the token key) does not verify: $out"
@@ -47,13 +47,13 @@ done
 # The certificates are on the token (listed through -h TOKEN) ...
 out=$(N certutil -L -d "$DB" -h "$TOK" "${PW[@]}" 2>&1) || die "certutil -L -h $TOK: $out"
 for kt in rsa ec; do
-    echo "$out" | grep -Eq "^$TOK:nss-$kt +u,u,u\$" || die "certutil -L -h $TOK does not list nss-$kt: $out"
+    grep -Eq "^$TOK:nss-$kt +u,u,u\$" <<<"$out" || die "certutil -L -h $TOK does not list nss-$kt: $out"
 done
 # ... and so are their keys, with NSS's key ids.
 keys=$(N certutil -K -d "$DB" -h "$TOK" "${PW[@]}" 2>&1) || die "certutil -K -h $TOK: $keys"
 declare -A KID
 for kt in rsa ec; do
-    KID[$kt]=$(echo "$keys" | awk -v t="$kt" -v n="$TOK:nss-$kt" '$3 == t && $5 == n { print $4 }')
+    KID[$kt]=$(awk -v t="$kt" -v n="$TOK:nss-$kt" '$3 == t && $5 == n { print $4 }' <<<"$keys")
     [ -n "${KID[$kt]}" ] || die "certutil -K -h $TOK does not list the $kt key of nss-$kt: $keys"
 done
 # pkcs11-tool sees certificates and private keys in the token itself, and the
@@ -61,8 +61,8 @@ done
 list=$(P --token-label "$TOK" --login --pin "$E2E_PIN" -O 2>&1) || die "pkcs11-tool -O: $list"
 for kt in rsa ec; do
     id=${KID[$kt]}
-    echo "$list" | grep -q "^Certificate Object" || die "no certificate object on the token: $list"
-    [ -n "$(echo "$list" | e2e_obj Private "$id")" ] || die "no private key $id ($kt) on the token: $list"
+    grep -q "^Certificate Object" <<<"$list" || die "no certificate object on the token: $list"
+    [ -n "$(e2e_obj Private "$id" <<<"$list")" ] || die "no private key $id ($kt) on the token: $list"
     e2e_pubkey "$TOK" "$id" "$T/$kt.pub.pem"
     openssl x509 -in "$T/$kt.pem" -noout -pubkey | cmp -s - "$T/$kt.pub.pem" ||
         die "certificate nss-$kt does not carry the token's public key $id"
@@ -75,8 +75,8 @@ out=$(N certutil -R -d "$DB" -h "$TOK" "${PW[@]}" -z "$T/noise" -k "${KID[rsa]}"
     die "certutil -R -k ${KID[rsa]} (existing RSA key): $out"
 out=$(openssl req -inform DER -in "$T/req.der" -verify -noout -subject 2>&1) ||
     die "request by the token's RSA key does not verify: $out"
-echo "$out" | grep -q "verify OK" || die "openssl req -verify: $out"
-echo "$out" | grep -q "subject=O = evertoken e2e, CN = e2e nss request" || die "request subject: $out"
+grep -q "verify OK" <<<"$out" || die "openssl req -verify: $out"
+grep -q "subject=O = evertoken e2e, CN = e2e nss request" <<<"$out" || die "request subject: $out"
 openssl req -inform DER -in "$T/req.der" -noout -pubkey | cmp -s - "$T/rsa.pub.pem" ||
     die "request does not carry the existing RSA key"
 ok "certutil -R with the existing token RSA key: request verified by OpenSSL"
@@ -87,7 +87,7 @@ out=$(N certutil -R -d "$DB" -h "$TOK" "${PW[@]}" -z "$T/noise" -k ec -q nistp38
     die "certutil -R -k ec -q nistp384 -h $TOK: $out"
 out=$(openssl req -inform DER -in "$T/req2.der" -verify -noout -text 2>&1) ||
     die "request with the new P-384 key does not verify: $out"
-echo "$out" | grep -q "NIST CURVE: P-384" || die "request key is not P-384: $out"
+grep -q "NIST CURVE: P-384" <<<"$out" || die "request key is not P-384: $out"
 keys=$(N certutil -K -d "$DB" -h "$TOK" "${PW[@]}" 2>&1) || die "certutil -K: $keys"
-[ "$(echo "$keys" | grep -c "^<")" = 3 ] || die "the new P-384 key is not in the token: $keys"
+[ "$(grep -c "^<" <<<"$keys")" = 3 ] || die "the new P-384 key is not in the token: $keys"
 ok "certutil -R -k ec -q nistp384: key generated in the token, request verified by OpenSSL"

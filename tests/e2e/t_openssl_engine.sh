@@ -37,7 +37,7 @@ for k in rsa:rsa:2048:01 ec:EC:prime256v1:02; do
         -subj "/CN=e2e engine $name client/O=evertoken e2e" -out "$T/$name.csr" 2>&1 </dev/null) ||
         die "openssl req -engine pkcs11 with the $name token key: $out"
     out=$(openssl req -verify -in "$T/$name.csr" -noout 2>&1) || die "CSR ($name) does not verify: $out"
-    echo "$out" | grep -q "verify OK" || die "openssl req -verify ($name) said: $out"
+    grep -q "verify OK" <<<"$out" || die "openssl req -verify ($name) said: $out"
     openssl req -in "$T/$name.csr" -pubkey -noout | cmp -s - "$T/$name.pub.pem" ||
         die "CSR ($name) does not carry the token's public key"
     ok "$name: CSR signed by the token key through the engine, verified by openssl req -verify"
@@ -68,13 +68,13 @@ for k in rsa:rsa:2048:01 ec:EC:prime256v1:02; do
 server: $(cat "$SLOG")"
         e2e_wait_exit "$SPID" || true
         slog=$(cat "$SLOG")
-        rev=$(echo "$msg" | rev)
-        echo "$out" | grep -qxF "$rev" || die "no reply '$rev' from the server ($name, $proto): $out
+        rev=$(rev <<<"$msg")
+        grep -qxF "$rev" <<<"$out" || die "no reply '$rev' from the server ($name, $proto): $out
 server: $slog"
-        echo "$slog" | grep -q "^depth=0 CN = e2e engine $name client, O = evertoken e2e\$" ||
+        grep -q "^depth=0 CN = e2e engine $name client, O = evertoken e2e\$" <<<"$slog" ||
             die "server did not see the client certificate ($name, $proto): $slog"
-        echo "$slog" | grep -q "^Protocol version: ${proto/tls1_/TLSv1.}\$" || die "not ${proto}: $slog"
-        echo "$slog" | grep -q "^Signature type: $want\$" ||
+        grep -q "^Protocol version: ${proto/tls1_/TLSv1.}\$" <<<"$slog" || die "not ${proto}: $slog"
+        grep -q "^Signature type: $want\$" <<<"$slog" ||
             die "client signature ($name, $proto) is not $want: $slog"
         ok "$name: openssl s_client -engine pkcs11 ${proto/tls1_/TLS 1.}: client certificate verified ($want), data exchanged"
     done
@@ -85,7 +85,7 @@ e2e_s_server "$T/srv.nocert.log" -rev -naccept 1
 out=$(printf 'no cert\nCLOSE\n' | timeout 30 openssl s_client -connect "127.0.0.1:$SPORT" \
     -CAfile "$T/ca/ca.pem" -verify_return_error -ign_eof -quiet 2>&1) || true
 e2e_wait_exit "$SPID" || true
-echo "$out" | grep -q "trec on" && die "server answered a client without certificate: $out"
+grep -q "trec on" <<<"$out" && die "server answered a client without certificate: $out"
 grep -q "peer did not return a certificate" "$SLOG" ||
     die "server did not refuse the client without certificate: $(cat "$SLOG")"
 ok "without a client certificate s_server refuses the connection"

@@ -110,7 +110,7 @@ ssh_login() {
         -o ConnectTimeout=20 -v "$USER_NAME@127.0.0.1" "echo $word" </dev/null 2>"$T/ssh/client.log") ||
         die "ssh with the $what token key failed: $(grep -v '^debug1: \(Reading\|kex\|compat\|SSH2\|expecting\|rekey\)' "$T/ssh/client.log")
 sshd: $(sshd_log)"
-    echo "$out" | grep -qx "$word" || die "the remote command did not run ($what): $out"
+    grep -qx "$word" <<<"$out" || die "the remote command did not run ($what): $out"
     [ -s "$T/ssh/askpass.log" ] || die "ssh did not ask for the PIN through SSH_ASKPASS ($what)"
 }
 
@@ -118,7 +118,7 @@ sshd: $(sshd_log)"
 sshpub "$T/ec.pub.pem" >"$T/ssh/authorized_keys"
 EC_FP=$(ssh-keygen -lf "$T/ssh/authorized_keys" | cut -d' ' -f2)
 ssh_login EC -I "$M"
-sshd_log | grep -q "^Accepted publickey for $USER_NAME from 127.0.0.1 port [0-9]* ssh2: ECDSA $EC_FP\$" ||
+grep -q "^Accepted publickey for $USER_NAME from 127.0.0.1 port [0-9]* ssh2: ECDSA $EC_FP\$" <<<"$(sshd_log)" ||
     die "sshd did not accept the token's EC key $EC_FP: $(sshd_log)"
 ok "ssh -I: logged in with the token's EC key (PIN from SSH_ASKPASS), command ran"
 
@@ -134,7 +134,7 @@ ok "ssh-keygen -D lists the token's EC and RSA keys"
 echo "$RSA_PUB" >"$T/ssh/authorized_keys"
 RSA_FP=$(ssh-keygen -lf "$T/ssh/authorized_keys" | cut -d' ' -f2)
 ssh_login RSA -o PKCS11Provider="$M"
-sshd_log | grep -q "^Accepted publickey for $USER_NAME from 127.0.0.1 port [0-9]* ssh2: RSA $RSA_FP\$" ||
+grep -q "^Accepted publickey for $USER_NAME from 127.0.0.1 port [0-9]* ssh2: RSA $RSA_FP\$" <<<"$(sshd_log)" ||
     die "sshd did not accept the token's RSA key $RSA_FP: $(sshd_log)"
 ok "ssh -o PKCS11Provider: logged in with the token's RSA key, command ran"
 
@@ -143,5 +143,5 @@ out=$(host timeout 60 setsid -w ssh -F /dev/null -p "$PORT" -o IdentityFile=none
     -o UserKnownHostsFile="$T/ssh/known_hosts" -o GlobalKnownHostsFile=/dev/null \
     -o StrictHostKeyChecking=yes -o BatchMode=yes "$USER_NAME@127.0.0.1" "echo no" </dev/null 2>&1) &&
     die "ssh without the token logged in: $out"
-echo "$out" | grep -q "Permission denied (publickey)" || die "ssh without the token failed otherwise: $out"
+grep -q "Permission denied (publickey)" <<<"$out" || die "ssh without the token failed otherwise: $out"
 ok "ssh without the token is refused"

@@ -393,6 +393,11 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
     t = s->tok;
     /* Not authenticated yet (no key): only used to be stricter (none). */
     lc_policy_inlock(t, 0, &pol);
+    /* The application never asked for a user login the module restored at
+     * C_OpenSession: an SO login replaces it rather than failing with
+     * CKR_USER_ANOTHER_ALREADY_LOGGED_IN (the cache entry stays). */
+    if (type == CKU_SO && t->login == CKU_USER && t->login_implicit)
+        tok_logout_inlock(t);
     if (t->login != MOD_NOBODY && t->login != type) {
         rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
         goto release;

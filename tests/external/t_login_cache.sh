@@ -214,10 +214,13 @@ echo "$PIN2" | E unlock --token "$LABEL" >/dev/null || die "unlock with the new 
 state | grep -q "session=user" || die "unlock with the new PIN does not work"
 ok "PIN change empties the cache; the old entry put back is refused (PIN generation) and removed"
 
-# ---- SO reset (C_InitPIN) invalidates too
-E pin unlock --token "$LABEL" --so-pin env:SO --new-pin env:PIN >/dev/null || die "pin unlock (SO)"
+# ---- SO reset (C_InitPIN) invalidates too. pkcs11-tool's R/W session starts
+# logged in as the user (from the cache); its SO login replaces that login.
+[ -n "$(entry)" ] || die "no entry before the SO reset"
+out=$(P --token-label "$LABEL" --init-pin --login --login-type so --so-pin "$SO" --new-pin "$PIN" 2>&1) ||
+    die "SO login + C_InitPIN while the cache is live: $out"
 [ -z "$(entry)" ] || die "entry survives C_InitPIN"
-ok "SO reset of the user PIN empties the cache"
+ok "SO login replaces a login restored from the cache; the SO reset of the user PIN empties the cache"
 
 # ---- lockout invalidates
 echo "$PIN" | E unlock --token "$LABEL" >/dev/null || die "unlock"

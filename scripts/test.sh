@@ -31,4 +31,5 @@ run_suite build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ "${ET_SKIP_ASAN:-0}" != 1 ]; then
     run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DEVERTOKEN_SANITIZE=ON
 fi
+scripts/fuzz.sh "${ET_FUZZ_SECONDS:-30}"
 echo "== all tests passed"

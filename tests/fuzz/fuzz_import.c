@@ -40,6 +40,17 @@ et_warn(const char *fmt, ...)
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static OSSL_PROVIDER *legacy;
+
+/* Before OpenSSL's own clean-up (atexit handlers run in reverse order). */
+static void
+unload_legacy(void)
+{
+    if (legacy != NULL)
+        OSSL_PROVIDER_unload(legacy);
+    legacy = NULL;
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -48,8 +59,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     if (sodium_init() < 0) /* secrets live in sodium_malloc'd memory */
         abort();
     /* As the CLI does: RC2-40 PKCS#12 files need the legacy provider. */
-    (void)OSSL_PROVIDER_try_load(NULL, "legacy", 1);
+    legacy = OSSL_PROVIDER_try_load(NULL, "legacy", 1);
     ERR_clear_error();
+    atexit(unload_legacy);
     return 0;
 }
 

@@ -11,8 +11,8 @@ PIN=1234
 
 # ---- an empty directory: one free slot holding an uninitialised token
 out=$(P -L)
-echo "$out" | grep -q "Slot 0" || die "no free slot 0: $out"
-echo "$out" | grep -qi "uninitialized" || die "free slot token not uninitialised: $out"
+grep -q "Slot 0" <<<"$out" || die "no free slot 0: $out"
+grep -qi "uninitialized" <<<"$out" || die "free slot token not uninitialised: $out"
 ok "empty directory lists one free slot"
 
 # ---- create the token in the free slot, then the user PIN
@@ -21,8 +21,8 @@ P --init-token --label smoke --so-pin "$SO" --slot 0 >/dev/null || die "init-tok
 [ "$(stat -c %a "$EVERTOKEN_DIR")" = 700 ] || die "token dir not 0700"
 [ "$(stat -c %a "$EVERTOKEN_DIR/token-0.db")" = 600 ] || die "token file not 0600"
 out=$(P -L)
-echo "$out" | grep -q "smoke" || die "label not listed: $out"
-echo "$out" | grep -q "Slot 1" || die "no new free slot 1: $out"
+grep -q "smoke" <<<"$out" || die "label not listed: $out"
+grep -q "Slot 1" <<<"$out" || die "no new free slot 1: $out"
 ok "C_InitToken created token-0.db and a new free slot"
 
 P --slot 0 --login --login-type so --so-pin "$SO" --init-pin --new-pin "$PIN" >/dev/null ||
@@ -46,8 +46,8 @@ must_fail P --slot 0 --write-object "$T/c.der" --type cert --id 01 --label c1 >/
 P --slot 0 --login --pin "$PIN" --write-object "$T/c.der" --type cert --id 01 --label c1 \
     >/dev/null || die "write cert"
 out=$(P --slot 0 -O)
-echo "$out" | grep -q "Certificate Object" || die "cert not visible without login: $out"
-echo "$out" | grep -q "c1" || die "cert label missing: $out"
+grep -q "Certificate Object" <<<"$out" || die "cert not visible without login: $out"
+grep -q "c1" <<<"$out" || die "cert label missing: $out"
 ok "certificate written with login, visible without"
 
 # ---- a private data object is invisible without login

@@ -42,27 +42,27 @@ N modutil -dbdir "$DB" -add evertoken -libfile "$MODULE" -force >"$T/add.log" 2>
     die "modutil -add: $(cat "$T/add.log")"
 grep -q 'Module "evertoken" added to database.' "$T/add.log" || die "modutil -add said: $(cat "$T/add.log")"
 out=$(N modutil -dbdir "$DB" -list evertoken 2>&1) || die "modutil -list evertoken: $out"
-echo "$out" | grep -Eq "Library file: $MODULE\$" || die "modutil -list: library file: $out"
-echo "$out" | grep -Eq "^Manufacturer: evertoken *\$" || die "modutil -list: library manufacturer: $out"
+grep -Eq "Library file: $MODULE\$" <<<"$out" || die "modutil -list: library file: $out"
+grep -Eq "^Manufacturer: evertoken *\$" <<<"$out" || die "modutil -list: library manufacturer: $out"
 # modutil prints the blank-padded PKCS#11 strings as they are.
 tok=$(echo "$out" | awk -v l="$LABEL" '/^  Slot: / { blk = "" } { blk = blk $0 "\n" }
                                        $0 ~ "^  Token Name: " l " *$" { found = 1 }
                                        found && /^  User Pin:/ { printf "%s", blk; exit }')
 [ -n "$tok" ] || die "modutil -list: token $LABEL missing: $out"
-echo "$tok" | grep -Eq "^  Token Manufacturer: evertoken *\$" || die "modutil -list: token manufacturer: $tok"
-echo "$tok" | grep -q "^  Status: Enabled" || die "modutil -list: token slot not enabled: $tok"
-echo "$tok" | grep -q "^  User Pin: Initialized" || die "modutil -list: user PIN state: $tok"
+grep -Eq "^  Token Manufacturer: evertoken *\$" <<<"$tok" || die "modutil -list: token manufacturer: $tok"
+grep -q "^  Status: Enabled" <<<"$tok" || die "modutil -list: token slot not enabled: $tok"
+grep -q "^  User Pin: Initialized" <<<"$tok" || die "modutil -list: user PIN state: $tok"
 out=$(N modutil -dbdir "$DB" -list 2>&1) || die "modutil -list: $out"
-echo "$out" | grep -Eq "^ *[0-9]+\. evertoken\$" || die "modutil -list does not show evertoken: $out"
-echo "$out" | grep -Eq "token: $LABEL\$" || die "modutil -list does not show token $LABEL: $out"
+grep -Eq "^ *[0-9]+\. evertoken\$" <<<"$out" || die "modutil -list does not show evertoken: $out"
+grep -Eq "token: $LABEL\$" <<<"$out" || die "modutil -list does not show token $LABEL: $out"
 ok "modutil: module added, token $LABEL listed"
 
 # ---- certificates are listed without a PIN
 out=$(N certutil -L -d "$DB" -h all 2>&1) || die "certutil -L -h all (no PIN): $out"
 # Without the profile NSS tries to log in first: the prompt fails (no
 # terminal) and is printed, even though the public certificate is then found.
-echo "$out" | grep -q "Error opening input terminal" && die "certutil -L asked for a PIN: $out"
-echo "$out" | grep -Eq "^$LABEL:$NICK +[a-zA-Z,]* *\$" ||
+grep -q "Error opening input terminal" <<<"$out" && die "certutil -L asked for a PIN: $out"
+grep -Eq "^$LABEL:$NICK +[a-zA-Z,]* *\$" <<<"$out" ||
     die "certutil -L does not list $LABEL:$NICK without a PIN: $out"
 out=$(N certutil -L -d "$DB" -n "$LABEL:$NICK" -a 2>&1) || die "certutil -L -n -a: $out"
 echo "$out" | openssl x509 -outform DER -out "$T/nss.der" 2>/dev/null ||
@@ -71,16 +71,16 @@ cmp -s "$T/cert.der" "$T/nss.der" || die "NSS returned a different certificate"
 ok "certutil -L lists $LABEL:$NICK without a PIN, same certificate"
 
 # ---- the private key: not without a PIN, listed after login
-out=$(N certutil -K -d "$DB" -h "$LABEL" 2>&1) && echo "$out" | grep -q "$NICK" &&
+out=$(N certutil -K -d "$DB" -h "$LABEL" 2>&1) && grep -q "$NICK" <<<"$out" &&
     die "private key listed without a PIN: $out"
 printf '%s\n' "$PIN" >"$T/pwfile"
 out=$(N certutil -K -d "$DB" -h "$LABEL" -f "$T/pwfile" 2>&1) || die "certutil -K with PIN: $out"
 # NSS prints the key's CKA_ID in hex and its nickname (its CKA_LABEL).
-echo "$out" | grep -Eq "^< *0> ec +c0ffee +($LABEL:)?$NICK *\$" ||
+grep -Eq "^< *0> ec +c0ffee +($LABEL:)?$NICK *\$" <<<"$out" ||
     die "certutil -K does not list the EC key c0ffee ($NICK): $out"
 # NSS retries a failing password file once more: two counted failures.
 printf '0000\n' >"$T/badpw"
 out=$(N certutil -K -d "$DB" -h "$LABEL" -f "$T/badpw" 2>&1) && die "certutil -K with a wrong PIN succeeded: $out"
-echo "$out" | grep -q "SEC_ERROR_BAD_PASSWORD" || die "wrong PIN not SEC_ERROR_BAD_PASSWORD: $out"
-echo "$out" | grep -q "$NICK" && die "wrong PIN listed the key: $out"
+grep -q "SEC_ERROR_BAD_PASSWORD" <<<"$out" || die "wrong PIN not SEC_ERROR_BAD_PASSWORD: $out"
+grep -q "$NICK" <<<"$out" && die "wrong PIN listed the key: $out"
 ok "certutil -K lists the private key only with the PIN"

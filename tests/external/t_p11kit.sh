@@ -89,14 +89,14 @@ if [ -z "$blk" ]; then
 $out"
 fi
 echo "$blk" | head -1 | grep -q "^evertoken: $so\$" || die "evertoken module path is not $so: $blk"
-echo "$blk" | grep -Eq "^ +library-manufacturer: evertoken\$" || die "library manufacturer: $blk"
-echo "$blk" | grep -Eq "^ +token: $LABEL\$" || die "token $LABEL not listed: $blk"
+grep -Eq "^ +library-manufacturer: evertoken\$" <<<"$blk" || die "library manufacturer: $blk"
+grep -Eq "^ +token: $LABEL\$" <<<"$blk" || die "token $LABEL not listed: $blk"
 echo "$blk" | awk -v l="$LABEL" '$0 ~ "^ +token: " l "$" { on = 1; next } /^ +token:/ { on = 0 } on' |
     grep -Eq "^ +manufacturer: evertoken\$" || die "token manufacturer is not evertoken: $blk"
 ok "p11-kit list-modules: evertoken with token $LABEL"
 
 # ---- programs that load modules through p11-kit see the token without a path
 out=$(UK p11tool --list-tokens 2>&1) || die "p11tool --list-tokens (p11-kit config): $out"
-echo "$out" | grep -q "URL: pkcs11:.*manufacturer=evertoken.*token=$LABEL" ||
+grep -q "URL: pkcs11:.*manufacturer=evertoken.*token=$LABEL" <<<"$out" ||
     die "p11tool (through p11-kit) does not list $LABEL: $out"
 ok "p11tool without --provider lists $LABEL through p11-kit"

@@ -44,10 +44,10 @@ tok=$(echo "$out" | awk -v l="$LABEL" '/^Token [0-9]+:/ { blk = "" } { blk = blk
                                         $0 ~ "^\tLabel: " l "$" { found = 1 }
                                         found && /^\tModule:/ { printf "%s", blk; exit }')
 [ -n "$tok" ] || die "token '$LABEL' not in --list-tokens: $out"
-echo "$tok" | grep -q "Manufacturer: evertoken\$" || die "manufacturer is not evertoken: $tok"
-echo "$tok" | grep -q "Serial: $serial\$" || die "serial $serial not shown: $tok"
-echo "$serial" | grep -Eq '^[0-9A-Fa-f]{16}$' || die "serial '$serial' is not 16 hex digits"
-echo "$tok" | grep -q "URL: pkcs11:.*manufacturer=evertoken.*serial=$serial.*token=$LABEL" ||
+grep -q "Manufacturer: evertoken\$" <<<"$tok" || die "manufacturer is not evertoken: $tok"
+grep -q "Serial: $serial\$" <<<"$tok" || die "serial $serial not shown: $tok"
+grep -Eq '^[0-9A-Fa-f]{16}$' <<<"$serial" || die "serial '$serial' is not 16 hex digits"
+grep -q "URL: pkcs11:.*manufacturer=evertoken.*serial=$serial.*token=$LABEL" <<<"$tok" ||
     die "token URL lacks manufacturer/serial/label: $tok"
 url=$(echo "$tok" | sed -n 's/^\tURL: //p')
 ok "--list-tokens: $LABEL, manufacturer evertoken, serial $serial"
@@ -56,15 +56,15 @@ ok "--list-tokens: $LABEL, manufacturer evertoken, serial $serial"
 unset GNUTLS_PIN
 out=$(G --list-all "$url" </dev/null 2>&1) || die "--list-all: $out"
 cert=$(echo "$out" | obj extcert)
-echo "$cert" | grep -q "Type: X.509 Certificate" || die "certificate not listed without login: $out"
-echo "$cert" | grep -q "ID: a1:b2" || die "certificate ID missing: $out"
-echo "$out" | grep -Eq "extsecret|extkey" && die "private object listed without login: $out"
+grep -q "Type: X.509 Certificate" <<<"$cert" || die "certificate not listed without login: $out"
+grep -q "ID: a1:b2" <<<"$cert" || die "certificate ID missing: $out"
+grep -Eq "extsecret|extkey" <<<"$out" && die "private object listed without login: $out"
 ok "--list-all without login shows the certificate only"
 
 # ---- --list-all --login with the PIN from GNUTLS_PIN: private objects too
 export GNUTLS_PIN=$PIN
 out=$(G --login --list-all "$url" </dev/null 2>&1) || die "--login --list-all: $out"
-echo "$out" | grep -q "Label: extcert" || die "certificate not listed after login: $out"
+grep -q "Label: extcert" <<<"$out" || die "certificate not listed after login: $out"
 echo "$out" | obj extsecret | grep -q "Type: Data" || die "private data object not listed after login: $out"
 echo "$out" | obj extkey | grep -q "Type: Private key (EC" ||
     die "private key not listed after login: $out"
@@ -74,14 +74,14 @@ ok "--login --list-all (GNUTLS_PIN) shows the private data object and key"
 unset GNUTLS_PIN
 out=$(G --login --set-pin "$PIN" --list-all-privkeys "$url" </dev/null 2>&1) ||
     die "--set-pin --list-all-privkeys: $out"
-echo "$out" | grep -q "Label: extkey" || die "private key not listed with --set-pin: $out"
+grep -q "Label: extkey" <<<"$out" || die "private key not listed with --set-pin: $out"
 out=$(G --login --set-pin 11112222 --list-all "$url" </dev/null 2>&1) &&
-    echo "$out" | grep -q "extsecret" && die "wrong PIN showed private objects: $out"
+    grep -q "extsecret" <<<"$out" && die "wrong PIN showed private objects: $out"
 ok "--set-pin works; a wrong PIN shows no private object"
 
 # ---- --list-all-certs and --list-certs (certificate with a matching private key)
 out=$(G --list-all-certs "$url" </dev/null 2>&1) || die "--list-all-certs: $out"
-echo "$out" | grep -q "Label: extcert" || die "--list-all-certs misses the certificate: $out"
+grep -q "Label: extcert" <<<"$out" || die "--list-all-certs misses the certificate: $out"
 [ "$(echo "$out" | grep -c "^Object ")" = 1 ] || die "--list-all-certs lists other objects: $out"
 ok "--list-all-certs"
 

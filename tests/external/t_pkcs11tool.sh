@@ -22,7 +22,7 @@ free_slot() {
 
 # ---- -L lists the free slot holding an uninitialised token
 out=$(P -L) || die "pkcs11-tool -L: $out"
-echo "$out" | grep -q "^Available slots:" || die "-L printed no slot list: $out"
+grep -q "^Available slots:" <<<"$out" || die "-L printed no slot list: $out"
 slot=$(echo "$out" | free_slot)
 [ -n "$slot" ] || die "-L shows no free slot with an uninitialised token: $out"
 ok "-L lists the free slot $slot"
@@ -30,11 +30,11 @@ ok "-L lists the free slot $slot"
 # ---- --init-token on the free slot
 out=$(P --init-token --slot "$slot" --label "$LABEL" --so-pin "$SO" 2>&1) ||
     die "--init-token: $out"
-echo "$out" | grep -q "Token successfully initialized" || die "--init-token said: $out"
+grep -q "Token successfully initialized" <<<"$out" || die "--init-token said: $out"
 out=$(P -L)
-echo "$out" | grep -Eq "token label +: $LABEL\$" || die "new token label not listed: $out"
-echo "$out" | grep -q "token initialized" || die "token initialized flag missing: $out"
-echo "$out" | grep -q "PIN initialized" && die "user PIN flagged initialised too early: $out"
+grep -Eq "token label +: $LABEL\$" <<<"$out" || die "new token label not listed: $out"
+grep -q "token initialized" <<<"$out" || die "token initialized flag missing: $out"
+grep -q "PIN initialized" <<<"$out" && die "user PIN flagged initialised too early: $out"
 # A new free slot appears next to the token.
 [ -n "$(echo "$out" | free_slot)" ] || die "no free slot after --init-token: $out"
 ok "--init-token created '$LABEL' and a new free slot"
@@ -45,16 +45,16 @@ TOK=(--token-label "$LABEL")
 # ---- --init-pin as the SO
 out=$(P "${TOK[@]}" --init-pin --login --login-type so --so-pin "$SO" --new-pin "$PIN" 2>&1) ||
     die "--init-pin: $out"
-echo "$out" | grep -q "User PIN successfully initialized" || die "--init-pin said: $out"
+grep -q "User PIN successfully initialized" <<<"$out" || die "--init-pin said: $out"
 P -L | grep -A8 "token label *: $LABEL\$" | grep -q "PIN initialized" ||
     die "user PIN initialized flag missing: $(P -L)"
 ok "--init-pin set the user PIN"
 
 # ---- --change-pin (user, old -> new); the old PIN stops working
 out=$(P "${TOK[@]}" --change-pin --pin "$PIN" --new-pin "$PIN2" 2>&1) || die "--change-pin: $out"
-echo "$out" | grep -q "PIN successfully changed" || die "--change-pin said: $out"
+grep -q "PIN successfully changed" <<<"$out" || die "--change-pin said: $out"
 out=$(P "${TOK[@]}" --login --pin "$PIN" -O 2>&1) && die "old PIN still accepted: $out"
-echo "$out" | grep -q "CKR_PIN_INCORRECT" || die "old PIN not CKR_PIN_INCORRECT: $out"
+grep -q "CKR_PIN_INCORRECT" <<<"$out" || die "old PIN not CKR_PIN_INCORRECT: $out"
 out=$(P "${TOK[@]}" --login --pin "$PIN2" -O 2>&1) || die "login with the new PIN: $out"
 ok "--change-pin: new PIN works, old PIN is CKR_PIN_INCORRECT"
 PIN=$PIN2
@@ -65,24 +65,24 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T
 openssl x509 -in "$T/cert.pem" -outform DER -out "$T/cert.der"
 out=$(P "${TOK[@]}" --login --pin 000000 --write-object "$T/cert.der" --type cert --id 01 \
     --label extcert 2>&1) && die "write with a wrong PIN succeeded: $out"
-echo "$out" | grep -q "CKR_PIN_INCORRECT" || die "wrong PIN not CKR_PIN_INCORRECT: $out"
+grep -q "CKR_PIN_INCORRECT" <<<"$out" || die "wrong PIN not CKR_PIN_INCORRECT: $out"
 P "${TOK[@]}" -O 2>&1 | grep -q "extcert" && die "object written despite the wrong PIN"
 ok "wrong PIN: CKR_PIN_INCORRECT, nothing written"
 
 # ---- --login -O on the empty token lists no certificate or data object
 out=$(P "${TOK[@]}" --login --pin "$PIN" -O 2>&1) || die "--login -O: $out"
-echo "$out" | grep -Eq "Certificate Object|Data object" && die "fresh token has objects: $out"
+grep -Eq "Certificate Object|Data object" <<<"$out" && die "fresh token has objects: $out"
 ok "--login -O on the fresh token"
 
 # ---- write a certificate (logged in); it is listed WITHOUT login
 out=$(P "${TOK[@]}" --login --pin "$PIN" --write-object "$T/cert.der" --type cert --id 01 \
     --label extcert 2>&1) || die "--write-object cert: $out"
-echo "$out" | grep -q "Created certificate:" || die "--write-object cert said: $out"
+grep -q "Created certificate:" <<<"$out" || die "--write-object cert said: $out"
 out=$(P "${TOK[@]}" -O 2>&1) || die "-O without login: $out"
-echo "$out" | grep -q "Certificate Object; type = X.509 cert" || die "cert not listed without login: $out"
-echo "$out" | grep -Eq "label: +extcert\$" || die "cert label missing: $out"
-echo "$out" | grep -Eq "subject: +DN: CN=evertoken ext test, ?O=Ext Org" || die "cert subject missing: $out"
-echo "$out" | grep -Eq "ID: +01\$" || die "cert ID missing: $out"
+grep -q "Certificate Object; type = X.509 cert" <<<"$out" || die "cert not listed without login: $out"
+grep -Eq "label: +extcert\$" <<<"$out" || die "cert label missing: $out"
+grep -Eq "subject: +DN: CN=evertoken ext test, ?O=Ext Org" <<<"$out" || die "cert subject missing: $out"
+grep -Eq "ID: +01\$" <<<"$out" || die "cert ID missing: $out"
 ok "certificate written with login, listed without login (label, subject, ID)"
 
 # ---- the certificate reads back byte for byte
@@ -95,16 +95,16 @@ ok "--read-object returns the same certificate"
 printf 'evertoken data object payload\n' >"$T/data.bin"
 out=$(P "${TOK[@]}" --login --pin "$PIN" --write-object "$T/data.bin" --type data \
     --label extdata --application-label extapp 2>&1) || die "--write-object data: $out"
-echo "$out" | grep -q "Created Data Object:" || die "--write-object data said: $out"
+grep -q "Created Data Object:" <<<"$out" || die "--write-object data said: $out"
 out=$(P "${TOK[@]}" --login --pin "$PIN" --write-object "$T/data.bin" --type data \
     --label extsecret --private 2>&1) || die "--write-object private data: $out"
 out=$(P "${TOK[@]}" -O 2>&1)
-echo "$out" | grep -q "Data object" || die "public data object not listed: $out"
-echo "$out" | grep -Eq "label: +'extdata'" || die "data object label missing: $out"
-echo "$out" | grep -Eq "application: +'extapp'" || die "data object application missing: $out"
-echo "$out" | grep -q "extsecret" && die "private data object listed without login: $out"
+grep -q "Data object" <<<"$out" || die "public data object not listed: $out"
+grep -Eq "label: +'extdata'" <<<"$out" || die "data object label missing: $out"
+grep -Eq "application: +'extapp'" <<<"$out" || die "data object application missing: $out"
+grep -q "extsecret" <<<"$out" && die "private data object listed without login: $out"
 out=$(P "${TOK[@]}" --login --pin "$PIN" -O 2>&1)
-echo "$out" | grep -Eq "label: +'extsecret'" || die "private data object not listed after login: $out"
+grep -Eq "label: +'extsecret'" <<<"$out" || die "private data object not listed after login: $out"
 echo "$out" | grep -A6 "label: *'extsecret'" | grep -q "private" ||
     die "private data object not flagged private: $out"
 P "${TOK[@]}" --read-object --type data --label extdata -o "$T/data.back" >/dev/null 2>&1 ||
@@ -116,8 +116,8 @@ ok "data objects: public listed without login, private only with it, value round
 out=$(P "${TOK[@]}" --login --pin "$PIN" --delete-object --type cert --id 01 2>&1) ||
     die "--delete-object cert: $out"
 out=$(P "${TOK[@]}" --login --pin "$PIN" -O 2>&1)
-echo "$out" | grep -q "Certificate Object" && die "certificate still listed after delete: $out"
-echo "$out" | grep -q "extcert" && die "certificate label still listed after delete: $out"
-echo "$out" | grep -Eq "label: +'extdata'" || die "delete of the cert removed the data object: $out"
+grep -q "Certificate Object" <<<"$out" && die "certificate still listed after delete: $out"
+grep -q "extcert" <<<"$out" && die "certificate label still listed after delete: $out"
+grep -Eq "label: +'extdata'" <<<"$out" || die "delete of the cert removed the data object: $out"
 must_fail P "${TOK[@]}" --read-object --type cert --id 01 -o "$T/gone.der" >/dev/null 2>&1
 ok "--delete-object removed the certificate only"

@@ -39,12 +39,14 @@ mktoken() {
     E init --label "$1" --so-pin env:SO --pin env:PIN >/dev/null || die "init $1"
     TOKENS+=("$1")
 }
-# The keyring entry of token $1 (by its id, read from the entry names that
-# appear after the first unlock) — serial or empty.
+# The keyring entry of the token (by its id, from `evertoken info`; other
+# tests may hold entries of their own tokens meanwhile) — serial or empty.
 entry() { keyctl search @u user "evertoken:$TID" 2>/dev/null || true; }
 state() { probe "$LABEL" state; }
 
 mktoken "$LABEL"
+TID=$(E info --token "$LABEL" | awk '/^ *token id:/ { print $3 }')
+[[ $TID =~ ^[0-9a-f]{32}$ ]] || die "no token id from evertoken info: $(E info --token "$LABEL")"
 # An EC key for signing and one with CKA_ALWAYS_AUTHENTICATE.
 P --token-label "$LABEL" --login --pin "$PIN" --keypairgen --key-type EC:prime256v1 \
     --label k1 --id 01 >/dev/null || die "keypairgen k1"
@@ -100,13 +102,13 @@ echo "$WRONG" | E unlock --token "$LABEL" >/dev/null 2>&1
 rc=$?
 set -e
 [ $rc -eq 4 ] || die "unlock with a wrong PIN: exit $rc"
-keyctl show @u | grep -q "evertoken:" && die "an entry appeared after a wrong PIN: $(keyctl show @u)"
+[ -z "$(entry)" ] || die "an entry appeared after a wrong PIN: $(keyctl show @u)"
 out=$(echo "$PIN" | E unlock --token "$LABEL") || die "unlock: $out"
 echo "$out" | grep -q "unlocked for 300 seconds" || die "unlock said: $out"
-desc=$(keyctl show @u | grep -o "evertoken:[0-9a-f]*" | head -1)
-TID=${desc#evertoken:}
-[[ $TID =~ ^[0-9a-f]{32}$ ]] || die "entry description is not evertoken:<token id>: $desc"
-[ "$(keyctl show @u | grep -c "evertoken:")" -eq 1 ] || die "more than one entry: $(keyctl show @u)"
+# Named by the token id (not the label), exactly once.
+desc=evertoken:$TID
+[ "$(keyctl show @u | grep -c "$desc")" -eq 1 ] || die "not one entry $desc: $(keyctl show @u)"
+keyctl show @u | grep "evertoken:" | grep -q "$LABEL" && die "the label shows in the keyring"
 serial=$(entry)
 [ -n "$serial" ] || die "no keyring entry after unlock"
 # type;uid;gid;perm;description — possessor + user only, nothing for group/other.
@@ -255,7 +257,8 @@ if [ "$(id -u)" -eq 0 ]; then
     if [ $ok_nb = 1 ]; then
         nbcli settings --token nb --pin env:PIN login_cache=user:60 >/dev/null || die "nb settings"
         echo "$PIN" | nbcli unlock --token nb >/dev/null || die "nb unlock"
-        nserial=$("${NB[@]}" keyctl show @u | grep -o "^ *[0-9]*.*evertoken:" | awk '{print $1}')
+        nid=$(nbcli info --token nb | awk '/^ *token id:/ { print $3 }')
+        nserial=$("${NB[@]}" keyctl search @u user "evertoken:$nid" 2>/dev/null || true)
         [ -n "$nserial" ] || die "no entry for uid 65534"
         keyctl print "$nserial" >/dev/null 2>&1 && die "root reads uid 65534's entry directly"
         "${NB[@]}" keyctl print "$nserial" >/dev/null 2>&1 || die "uid 65534 cannot read its own entry"

@@ -46,3 +46,24 @@ a = [ts(x) % 86400 for x in sys.argv[4:6]]
 assert sorted(a) == sorted(b), (a, b)
 PY
 ok "daily times survive a restart"
+
+# The real service (real clock): enrolls a new profile at once, then sleeps;
+# SIGTERM stops it cleanly within a moment.
+profile bob
+unset EVERTOKEN_ENROLL_FAKE_TIME
+rm -f "$CA/now"
+# (the binary itself in the background, so $! is its pid, not a subshell's)
+"$ENROLL_BIN" --profiles "$PROFILES" --state-dir "$STATE" run 2>"$T/svc.err" &
+svc=$!
+ET_PIDS+=("$svc")
+# Watch the log, not the token (no second process on the token meanwhile).
+for _ in $(seq 600); do grep -q "profile bob: enrolled" "$T/svc.err" && break; sleep 0.1; done
+grep -q "profile bob: enrolled" "$T/svc.err" || die "the service did not enroll bob: $(cat "$T/svc.err")"
+kill -TERM "$svc"
+for _ in $(seq 100); do kill -0 "$svc" 2>/dev/null || break; sleep 0.05; done
+! kill -0 "$svc" 2>/dev/null || die "the service did not stop on SIGTERM"
+rc=0; wait "$svc" || rc=$?
+[ "$rc" = 0 ] || die "service exit code $rc"
+grep -q "service stopped" "$T/svc.err" || die "no clean stop: $(cat "$T/svc.err")"
+[ "$(count_objects Certificate bob)" = 1 ] || die "bob's certificate not in the token: $(token_objects)"
+ok "service: new profile enrolled at once, SIGTERM stops it"

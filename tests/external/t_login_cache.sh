@@ -69,28 +69,28 @@ ok "settings: default process, malformed values and a wrong PIN refused"
 
 # ---- process: no cache, unlock refused, empty PIN is no login
 out=$(echo "$PIN" | E unlock --token "$LABEL" 2>&1) && die "unlock under process succeeded: $out"
-echo "$out" | grep -q "login_cache=process" || die "unlock did not say why: $out"
+grep -q "login_cache=process" <<<"$out" || die "unlock did not say why: $out"
 out=$(state)
-echo "$out" | grep -q "pap=0" || die "process: PIN pad flag: $out"
-echo "$out" | grep -q "session=public" || die "process: session not public: $out"
+grep -q "pap=0" <<<"$out" || die "process: PIN pad flag: $out"
+grep -q "session=public" <<<"$out" || die "process: session not public: $out"
 out=$(probe "$LABEL" login-twice "$PIN" "$WRONG")
-echo "$out" | grep -q "again=0x100" || die "process: second C_Login not ALREADY_LOGGED_IN: $out"
-echo "$out" | grep -q "wrong=0x100" || die "process: logged-in C_Login not ALREADY_LOGGED_IN: $out"
+grep -q "again=0x100" <<<"$out" || die "process: second C_Login not ALREADY_LOGGED_IN: $out"
+grep -q "wrong=0x100" <<<"$out" || die "process: logged-in C_Login not ALREADY_LOGGED_IN: $out"
 set +e
 out=$(probe "$LABEL" login-null)
 rc=$?
 set -e
-[ $rc -ne 0 ] && echo "$out" | grep -q "login=0x7 " || die "process: NULL PIN login: $out"
+[ $rc -ne 0 ] && grep -q "login=0x7 " <<<"$out" || die "process: NULL PIN login: $out"
 ok "process: no cache, unlock refused, NULL PIN is CKR_ARGUMENTS_BAD, standard re-login"
 
 # ---- none: every C_Login verifies its PIN; a planted entry is never used
 E settings --token "$LABEL" --pin env:PIN login_cache=none >/dev/null || die "set none"
 [ "$(E settings --token "$LABEL")" = "login_cache=none" ] || die "none not stored"
 out=$(probe "$LABEL" login-twice "$PIN" "$WRONG")
-echo "$out" | grep -q "first=0x0" || die "none: first login: $out"
-echo "$out" | grep -q "again=0x100" || die "none: right PIN again is not ALREADY_LOGGED_IN: $out"
-echo "$out" | grep -q "wrong=0xa0" || die "none: wrong PIN while logged in not refused: $out"
-echo "$out" | grep -q "session=user" || die "none: the process login ended: $out"
+grep -q "first=0x0" <<<"$out" || die "none: first login: $out"
+grep -q "again=0x100" <<<"$out" || die "none: right PIN again is not ALREADY_LOGGED_IN: $out"
+grep -q "wrong=0xa0" <<<"$out" || die "none: wrong PIN while logged in not refused: $out"
+grep -q "session=user" <<<"$out" || die "none: the process login ended: $out"
 out=$(echo "$PIN" | E unlock --token "$LABEL" 2>&1) && die "unlock under none succeeded: $out"
 ok "none: a logged-in C_Login still verifies the PIN (wrong one CKR_PIN_INCORRECT); unlock refused"
 
@@ -104,7 +104,7 @@ set -e
 [ $rc -eq 4 ] || die "unlock with a wrong PIN: exit $rc"
 [ -z "$(entry)" ] || die "an entry appeared after a wrong PIN: $(keyctl show @u)"
 out=$(echo "$PIN" | E unlock --token "$LABEL") || die "unlock: $out"
-echo "$out" | grep -q "unlocked for 300 seconds" || die "unlock said: $out"
+grep -q "unlocked for 300 seconds" <<<"$out" || die "unlock said: $out"
 # Named by the token id (not the label), exactly once.
 desc=evertoken:$TID
 [ "$(keyctl show @u | grep -c "$desc")" -eq 1 ] || die "not one entry $desc: $(keyctl show @u)"
@@ -125,13 +125,13 @@ ok "unlock: entry $desc (perm $kperm, expires in $exp, 44 bytes) in the user key
 
 # ---- other processes: no PIN needed
 out=$(state)
-echo "$out" | grep -q "pap=1" || die "no CKF_PROTECTED_AUTHENTICATION_PATH while cached: $out"
-echo "$out" | grep -q "session=user" || die "new session not logged in: $out"
-echo "$out" | grep -q "private=2" || die "new session does not see the private keys: $out"
+grep -q "pap=1" <<<"$out" || die "no CKF_PROTECTED_AUTHENTICATION_PATH while cached: $out"
+grep -q "session=user" <<<"$out" || die "new session not logged in: $out"
+grep -q "private=2" <<<"$out" || die "new session does not see the private keys: $out"
 out=$(P --token-label "$LABEL" -O 2>&1) || die "pkcs11-tool -O: $out"
-echo "$out" | grep -q "Private Key Object; EC" || die "pkcs11-tool -O (no --login) lists no private key: $out"
+grep -q "Private Key Object; EC" <<<"$out" || die "pkcs11-tool -O (no --login) lists no private key: $out"
 out=$(P --token-label "$LABEL" -T 2>&1)
-echo "$out" | grep -q "PIN pad present" || die "pkcs11-tool -T: no PIN pad flag: $out"
+grep -q "PIN pad present" <<<"$out" || die "pkcs11-tool -T: no PIN pad flag: $out"
 head -c 32 /dev/urandom >"$T/data"
 P --token-label "$LABEL" --login --sign --mechanism ECDSA-SHA256 --id 01 --signature-format openssl \
     -i "$T/data" -o "$T/sig" >"$T/sign.log" 2>&1 </dev/null || die "sign without PIN: $(cat "$T/sign.log")"
@@ -142,12 +142,12 @@ host p11tool --provider "$MODULE" --export-pubkey "pkcs11:token=$LABEL;object=k1
 openssl dgst -sha256 -verify "$T/pub.pem" -signature "$T/sig" "$T/data" >/dev/null ||
     die "the signature made without a PIN does not verify"
 out=$(E list --token "$LABEL" --login </dev/null 2>&1) || die "evertoken list --login: $out"
-echo "$out" | grep -q "k1" || die "list --login without PIN: $out"
+grep -q "k1" <<<"$out" || die "list --login without PIN: $out"
 ok "after unlock: pkcs11-tool -O lists private keys and signs (verified) with no PIN, PIN pad flag set"
 
 out=$(probe "$LABEL" login-null) || die "C_Login(USER, NULL): $out"
-echo "$out" | grep -q "private_before=0" || die "after C_Logout private keys still visible: $out"
-echo "$out" | grep -q "private=2" || die "NULL-PIN login does not show private keys: $out"
+grep -q "private_before=0" <<<"$out" || die "after C_Logout private keys still visible: $out"
+grep -q "private=2" <<<"$out" || die "NULL-PIN login does not show private keys: $out"
 out=$(probe "$LABEL" login-empty) || die "C_Login(USER, \"\"): $out"
 out=$(probe "$LABEL" relogin) || die "C_Logout / new session: $out"
 [ "$(entry)" = "$serial" ] || die "C_Logout in one process removed the cache"
@@ -164,22 +164,22 @@ N certutil -N -d "$DB" --empty-password >"$T/n.log" 2>&1 || die "certutil -N: $(
 N modutil -dbdir "$DB" -add evertoken -libfile "$MODULE" -force >"$T/add.log" 2>&1 ||
     die "modutil -add: $(cat "$T/add.log")"
 out=$(N certutil -K -d "$DB" -h "$LABEL" 2>&1) || die "certutil -K without PIN after unlock: $out"
-echo "$out" | grep -q "Error opening input terminal" && die "certutil asked for a PIN: $out"
-echo "$out" | grep -Eq "^< *[01]> ec +01 " || die "certutil -K does not list key 01: $out"
+grep -q "Error opening input terminal" <<<"$out" && die "certutil asked for a PIN: $out"
+grep -Eq "^< *[01]> ec +01 " <<<"$out" || die "certutil -K does not list key 01: $out"
 ok "NSS certutil -K lists the token's private keys with no PIN and no prompt"
 
 # ---- lock empties the cache
 out=$(E lock --token "$LABEL") || die "lock: $out"
-echo "$out" | grep -q "cached login removed" || die "lock said: $out"
+grep -q "cached login removed" <<<"$out" || die "lock said: $out"
 [ -z "$(entry)" ] || die "entry still there after lock"
 out=$(state)
-echo "$out" | grep -q "pap=0" && echo "$out" | grep -q "session=public" || die "after lock: $out"
+grep -q "pap=0" <<<"$out" && grep -q "session=public" <<<"$out" || die "after lock: $out"
 set +e
 out=$(probe "$LABEL" login-null)
 rc=$?
 set -e
-[ $rc -ne 0 ] && echo "$out" | grep -q "login=0xa0 " || die "NULL PIN after lock: $out"
-out=$(N certutil -K -d "$DB" -h "$LABEL" 2>&1) && echo "$out" | grep -Eq "^< *[01]> ec +01 " &&
+[ $rc -ne 0 ] && grep -q "login=0xa0 " <<<"$out" || die "NULL PIN after lock: $out"
+out=$(N certutil -K -d "$DB" -h "$LABEL" 2>&1) && grep -Eq "^< *[01]> ec +01 " <<<"$out" &&
     die "certutil lists the key after lock: $out"
 [ "$(E lock --token "$LABEL")" = "token '$LABEL': no cached login (nothing to remove)" ] ||
     die "second lock"
@@ -191,7 +191,7 @@ echo "$PIN" | E unlock --token "$LABEL" >/dev/null || die "unlock user:2"
 state | grep -q "session=user" || die "user:2: not logged in right after unlock"
 sleep 3
 out=$(state)
-echo "$out" | grep -q "pap=0" && echo "$out" | grep -q "session=public" ||
+grep -q "pap=0" <<<"$out" && grep -q "session=public" <<<"$out" ||
     die "cache alive after its 2 s: $out"
 ok "user:2: the cache is gone after 3 s"
 
@@ -209,7 +209,7 @@ set +e
 out=$(probe "$LABEL" login-null)
 rc=$?
 set -e
-[ $rc -ne 0 ] && echo "$out" | grep -q "login=0xa0 " || die "stale entry accepted: $out"
+[ $rc -ne 0 ] && grep -q "login=0xa0 " <<<"$out" || die "stale entry accepted: $out"
 [ -z "$(entry)" ] || die "refused stale entry not removed"
 state | grep -q "session=public" || die "stale entry logged a session in"
 echo "$PIN2" | E unlock --token "$LABEL" >/dev/null || die "unlock with the new PIN"
@@ -233,7 +233,7 @@ done
 E pin change --token "$LABEL" --pin env:WRONG --new-pin env:PIN2 >/dev/null 2>&1 && die "wrong PIN accepted"
 [ -z "$(entry)" ] || die "the cache survives the lockout"
 out=$(P --token-label "$LABEL" -T 2>&1)
-echo "$out" | grep -q "PIN pad present" && die "PIN pad flag on a locked token: $out"
+grep -q "PIN pad present" <<<"$out" && die "PIN pad flag on a locked token: $out"
 E pin unlock --token "$LABEL" --so-pin env:SO --new-pin env:PIN >/dev/null || die "SO unlock"
 ok "10 wrong PINs lock the user PIN and empty the cache"
 
@@ -281,7 +281,7 @@ E settings --token "$LABEL" --pin env:PIN login_cache=process >/dev/null || die 
 [ -z "$(entry)" ] || die "policy change kept the entry"
 keyctl padd user "evertoken:$TID" @u <"$T/stale" >/dev/null
 out=$(state)
-echo "$out" | grep -q "pap=0" && echo "$out" | grep -q "session=public" ||
+grep -q "pap=0" <<<"$out" && grep -q "session=public" <<<"$out" ||
     die "an entry under process was used: $out"
 [ -z "$(entry)" ] || die "an entry under process was not removed"
 ok "a policy change empties the cache; under process an entry is neither used nor kept"

@@ -5,6 +5,7 @@
  *   scepsrv --dir DIR [--port N | --port-file F] [--challenge-file F]
  *           [--pending N] [--wrong-key] [--no-post] [--no-renewal] [--no-aes]
  *           [--days D] [--renew-window D] [--ocsp-url URL] [--crl-url URL|self]
+ *           [--garbage cacert|racert|reply|truncated|ctype|signer|nonce]
  *
  * DIR holds ca.pem/ca.key (and optionally ra.pem/ra.key, then GetCACert
  * returns both). Issued certificates are written to DIR/issued/SERIAL.pem and
@@ -69,6 +70,8 @@ ASN1_SEQUENCE(SRV_IAS) =
     char *challenge;
     int pending, wrong_key, no_post, no_renewal, no_aes, days, renew_window;
     const char *ocsp_url, *crl_url;
+    const char
+        *garbage; /* hostile answers: cacert, racert, reply, truncated, ctype, signer, nonce */
     X509 *ca, *ra;
     EVP_PKEY *ca_key, *ra_key;
 } cfg = {.days = 90, .renew_window = -1};
@@ -321,6 +324,12 @@ done:
 
 /* ---- Replies ------------------------------------------------------------ */
 
+static int
+garbage(const char *what)
+{
+    return cfg.garbage != NULL && !strcmp(cfg.garbage, what);
+}
+
 /* CertRep: status "0"/"2"/"3"; on success CERT enveloped for RCPT. */
 static unsigned char *
 certrep(const char *status, const char *fail, X509 *cert, X509 *rcpt, const ASN1_STRING *txid,
@@ -335,6 +344,31 @@ certrep(const char *status, const char *fail, X509 *cert, X509 *rcpt, const ASN1
     BIO *in = NULL, *content = NULL;
     X509 *signer = cfg.ra ? cfg.ra : cfg.ca;
     EVP_PKEY *skey = cfg.ra ? cfg.ra_key : cfg.ca_key;
+    unsigned char bad_nonce[64];
+    static X509 *foreign;
+    static EVP_PKEY *foreign_key;
+
+    if (garbage("signer")) {
+        /* Signed by a stranger with the CA's name: must be refused. */
+        if (foreign == NULL) {
+            time_t now = time(NULL);
+            foreign_key = EVP_RSA_gen(2048);
+            foreign = X509_new();
+            ASN1_INTEGER_set(X509_get_serialNumber(foreign), 666);
+            X509_set_subject_name(foreign, X509_get_subject_name(cfg.ca));
+            X509_set_issuer_name(foreign, X509_get_subject_name(cfg.ca));
+            X509_set_pubkey(foreign, foreign_key);
+            X509_time_adj_ex(X509_getm_notBefore(foreign), 0, -60, &now);
+            X509_time_adj_ex(X509_getm_notAfter(foreign), 1, 0, &now);
+            X509_sign(foreign, foreign_key, EVP_sha256());
+        }
+        signer = foreign;
+        skey = foreign_key;
+    }
+    if (garbage("nonce") && ASN1_STRING_length(nonce) <= (int)sizeof(bad_nonce)) {
+        memcpy(bad_nonce, ASN1_STRING_get0_data(nonce), (size_t)ASN1_STRING_length(nonce));
+        bad_nonce[0] ^= 0xff;
+    }
 
     *outlen = 0;
     if (cert != NULL) {
@@ -359,7 +393,8 @@ certrep(const char *status, const char *fail, X509 *cert, X509 *rcpt, const ASN1
         !add_attr(si, OID_PKI_STATUS, V_ASN1_PRINTABLESTRING, status, (int)strlen(status)) ||
         !add_attr(si, OID_TRANSACTION_ID, V_ASN1_PRINTABLESTRING, ASN1_STRING_get0_data(txid),
                   ASN1_STRING_length(txid)) ||
-        !add_attr(si, OID_RECIPIENT_NONCE, V_ASN1_OCTET_STRING, ASN1_STRING_get0_data(nonce),
+        !add_attr(si, OID_RECIPIENT_NONCE, V_ASN1_OCTET_STRING,
+                  garbage("nonce") ? bad_nonce : ASN1_STRING_get0_data(nonce),
                   ASN1_STRING_length(nonce)) ||
         !add_attr(si, OID_SENDER_NONCE, V_ASN1_OCTET_STRING, sn, 16))
         goto done;
@@ -684,6 +719,15 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
         unsigned char *der = NULL;
         int n;
         logf_("%s GetCACert", method);
+        if (garbage("cacert") || garbage("racert")) {
+            unsigned char junk[300];
+            RAND_bytes(junk, sizeof(junk));
+            junk[0] = 0x30; /* looks like DER for a moment */
+            return send_bytes(c, 200,
+                              garbage("cacert") ? "application/x-x509-ca-cert"
+                                                : "application/x-x509-ca-ra-cert",
+                              junk, sizeof(junk), MHD_RESPMEM_MUST_COPY);
+        }
         if (cfg.ra != NULL) {
             PKCS7 *p7 = PKCS7_new();
             PKCS7_set_type(p7, NID_pkcs7_signed);
@@ -725,8 +769,13 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
         free(msg);
         if (reply == NULL)
             return send_text(c, 400, "bad PKIOperation\n");
-        enum MHD_Result r = send_bytes(c, 200, "application/x-pki-message", reply, (size_t)rl,
-                                       MHD_RESPMEM_MUST_COPY);
+        if (garbage("reply"))
+            RAND_bytes(reply, rl);
+        if (garbage("truncated"))
+            rl /= 2;
+        enum MHD_Result r =
+            send_bytes(c, 200, garbage("ctype") ? "text/html" : "application/x-pki-message", reply,
+                       (size_t)rl, MHD_RESPMEM_MUST_COPY);
         OPENSSL_free(reply);
         return r;
     }
@@ -790,6 +839,8 @@ main(int argc, char **argv)
             cfg.no_post = 1;
         else if (!strcmp(a, "--no-renewal"))
             cfg.no_renewal = 1;
+        else if (!strcmp(a, "--garbage") && v)
+            cfg.garbage = argv[++i];
         else if (!strcmp(a, "--no-aes"))
             cfg.no_aes = 1;
         else {

@@ -178,7 +178,8 @@ struct conf_group conf_slot_tests(void);
 struct conf_group conf_session_tests(void);
 struct conf_group conf_object_tests(void);
 struct conf_group conf_process_tests(void);
-struct conf_group conf_mech_tests(void); /* t_mech.c */
+struct conf_group conf_mech_tests(void);   /* t_mech.c */
 struct conf_group conf_keygen_tests(void); /* t_keygen.c */
+struct conf_group conf_kat_tests(void);    /* t_kat.c */
 
 #endif /* EVERTOKEN_CONF_H */

@@ -603,7 +603,7 @@ main(int argc, char **argv)
     int failed = 0;
     struct conf_group (*groups[])(void) = {
         conf_init_tests,    conf_slot_tests, conf_session_tests, conf_object_tests,
-        conf_process_tests, conf_mech_tests, conf_keygen_tests};
+        conf_process_tests, conf_mech_tests, conf_keygen_tests,  conf_kat_tests};
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--target") == 0 && i + 1 < argc)

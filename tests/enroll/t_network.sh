@@ -29,7 +29,7 @@ assert len(retries) >= 20, len(retries)
 times = [t for t, _ in checks]
 gaps = [b - a for a, b in zip(times, times[1:])]
 assert max(gaps) == 300 and min(gaps) > 0, gaps            # never more than 300 s apart
-assert retries[0] - t0 <= 300, retries[0] - t0
+assert checks[1][0] - t0 <= 300, checks[1][0] - t0   # (a daily check may come first)
 assert all(t <= t0 + 7200 for t, _ in checks)
 PY
 [ "$(count_objects Certificate alice)" = 0 ] || die "certificate without a CA?"

@@ -9,7 +9,7 @@ ET_PACKAGES=(
   libengine-pkcs11-openssl libp11-dev curl libcurl4-openssl-dev
   openssh-client openssh-server
   libmicrohttpd-dev python3 scep
-  xxd iproute2 clang valgrind openvpn
+  xxd iproute2 clang valgrind openvpn iputils-ping
   libkeyutils-dev keyutils
 )
 

@@ -165,14 +165,17 @@ static const char *const stmt_sql[ST_COUNT] = {
                    "nonce = ?5, wrapped = ?6 WHERE who = ?1",
     [ST_PIN_CLEAR] = "UPDATE pins SET fail_count = 0, kdf_ops = NULL, kdf_mem = NULL, salt = NULL, "
                      "nonce = NULL, wrapped = NULL WHERE who = ?1",
-    [ST_OBJ_ALL] = "SELECT id, is_private, version, nonce, data, mac FROM objects ORDER BY id",
-    [ST_OBJ_PUBLIC] = "SELECT id, is_private, version, nonce, data, mac FROM objects "
-                      "WHERE is_private = 0 ORDER BY id",
-    [ST_OBJ_ONE] = "SELECT id, is_private, version, nonce, data, mac FROM objects WHERE id = ?1",
-    [ST_OBJ_HEAD] = "SELECT is_private, version FROM objects WHERE id = ?1",
+    [ST_OBJ_ALL] = "SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred "
+                   "FROM objects ORDER BY id",
+    [ST_OBJ_PUBLIC] = "SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred "
+                      "FROM objects WHERE is_private = 0 ORDER BY id",
+    [ST_OBJ_ONE] = "SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred "
+                   "FROM objects WHERE id = ?1",
+    [ST_OBJ_HEAD] =
+        "SELECT is_private, version, state, retired_at, cred FROM objects WHERE id = ?1",
     [ST_OBJ_INSERT] = "INSERT INTO objects(is_private, version, data) VALUES (?1, 1, x'')",
-    [ST_OBJ_WRITE] =
-        "UPDATE objects SET version = ?2, nonce = ?3, data = ?4, mac = ?5 WHERE id = ?1",
+    [ST_OBJ_WRITE] = "UPDATE objects SET version = ?2, nonce = ?3, data = ?4, mac = ?5, "
+                     "state = ?6, retired_at = ?7, cred = ?8 WHERE id = ?1",
     [ST_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
     [ST_OBJ_DELETE_ALL] = "DELETE FROM objects",
     [ST_OBJ_COUNT] = "SELECT count(*) FROM objects",
@@ -740,6 +743,11 @@ static const struct ks_migration {
     /* 1 -> 2: per-token settings (e.g. the module's login cache policy). */
     {1, "CREATE TABLE settings (key TEXT PRIMARY KEY NOT NULL,"
         " value TEXT NOT NULL, mac BLOB);"},
+    /* 2 -> 3: credential rollover state (keystore/object.c, docs/rollover.md). */
+    {2, "ALTER TABLE objects ADD COLUMN state INTEGER NOT NULL DEFAULT 0"
+        " CHECK (state IN (0, 1, 2));"
+        "ALTER TABLE objects ADD COLUMN retired_at INTEGER;"
+        "ALTER TABLE objects ADD COLUMN cred BLOB;"},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KS_SCHEMA_VERSION - 1,

@@ -42,8 +42,8 @@ extern "C" {
 #endif
 
 /* Schema this code writes; older ones are migrated on open (1 -> 2 added the
- * settings table). */
-#define KS_SCHEMA_VERSION  2
+ * settings table, 2 -> 3 the rollover state columns of objects). */
+#define KS_SCHEMA_VERSION  3
 #define KS_LABEL_MAX       32  /* bytes, UTF-8, no padding */
 #define KS_SERIAL_LEN      16  /* hex characters */
 #define KS_TOKEN_ID_LEN    16  /* random bytes, fixed at creation */
@@ -200,13 +200,31 @@ typedef struct ks_attr {
     unsigned char *value;
 } ks_attr;
 
+/* Rollover state of an object (docs/rollover.md). Active objects are the
+ * token's ordinary ones; a pending one is a key pair generated for a
+ * credential renewal, not yet in use; a retired one was replaced by a
+ * rollover and is kept for the grace period (never handed out by
+ * ks_load_objects / ks_object_get). The state, retired_at and the
+ * credential link are bound into the object's AEAD associated data / MAC. */
+typedef enum ks_state { KS_ACTIVE = 0, KS_PENDING = 1, KS_RETIRED = 2 } ks_state;
+
+#define KS_CRED_MAX 255 /* bytes of a credential link (the credential's CKA_ID) */
+
+/* Attribute types the rollover functions read and set (PKCS#11 numbers). */
+#define KS_ATTR_CLASS 0x000 /* CKA_CLASS */
+#define KS_ATTR_LABEL 0x003 /* CKA_LABEL */
+#define KS_ATTR_ID    0x102 /* CKA_ID */
+
 /* A stored object as handed to a caller. */
 typedef struct ks_object {
     int64_t id;       /* stable, never reused within a file; > 0 */
     int is_private;   /* sealed under the TMK */
     uint32_t version; /* increases with every update */
     size_t nattrs;
-    const ks_attr *attrs; /* sorted by type, no duplicates */
+    const ks_attr *attrs;      /* sorted by type, no duplicates */
+    ks_state state;            /* KS_ACTIVE or KS_PENDING (retired ones are not handed out) */
+    const unsigned char *cred; /* credential link (NULL if none), valid during the callback */
+    size_t cred_len;
 } ks_object;
 
 /*
@@ -247,6 +265,64 @@ KS_WUR ks_rv ks_object_update(ks_token *tok, int64_t id, const ks_attr *attrs, s
 /* Destroy an object; with secure_delete its bytes are overwritten in the file.
  * Needs the TMK. KS_E_NOT_FOUND if absent. */
 KS_WUR ks_rv ks_object_destroy(ks_token *tok, int64_t id);
+
+/* ---- Credential rollover (docs/rollover.md) ----------------------------- */
+
+/*
+ * A credential is the set of active objects whose CKA_ID equals CRED
+ * (key pair and certificate). Times are seconds since the epoch and always
+ * passed in by the caller (injectable clock); nothing here reads the clock.
+ */
+
+/* Like ks_object_create, but the object is KS_PENDING for credential CRED
+ * (1..KS_CRED_MAX bytes; the credential need not exist yet). */
+KS_WUR ks_rv ks_object_create_pending(ks_token *tok, int is_private, const ks_attr *attrs, size_t n,
+                                      const unsigned char *cred, size_t cred_len, int64_t *out_id);
+
+/* State of object ID, any state (retired included); RETIRED_AT (may be
+ * NULL) is 0 unless retired. No login needed (the state is not secret; it
+ * is authenticated when the object is read while logged in). */
+KS_WUR ks_rv ks_object_state(ks_token *tok, int64_t id, ks_state *state, int64_t *retired_at);
+
+/*
+ * Commit the rollover of credential CRED, in ONE transaction (needs the TMK):
+ *   - every active object whose CKA_ID is CRED becomes KS_RETIRED with
+ *     retired_at = NOW and link CRED;
+ *   - every pending object linked to CRED becomes active, with CKA_ID = CRED
+ *     and the CKA_LABEL of the retired object of the same CKA_CLASS (else of
+ *     any retired object; unchanged if none had a label), linked to CRED;
+ *   - a new active public object (the certificate) is created from
+ *     CERT_ATTRS with CKA_ID and CKA_LABEL set the same way; its id in
+ *     *OUT_CERT_ID (may be NULL).
+ * KS_E_NOT_FOUND (nothing changes) if there is no pending object for CRED.
+ * Any record that fails its check is KS_E_TAMPERED and nothing changes.
+ * Checking that the certificate matches the pending key is the caller's job.
+ */
+KS_WUR ks_rv ks_rollover_commit(ks_token *tok, const unsigned char *cred, size_t cred_len,
+                                const ks_attr *cert_attrs, size_t n_cert, int64_t now,
+                                int64_t *out_cert_id);
+
+/*
+ * Undo the last committed rollover of CRED while its old objects are still
+ * retained, in one transaction (needs the TMK): the active objects that
+ * rollover activated (linked to CRED) are destroyed, and the objects it
+ * retired (the retired ones linked to CRED with the latest retired_at)
+ * become active again (link cleared). KS_E_NOT_FOUND (nothing changes) if
+ * there is no such pair of sets (never committed, already rolled back, or
+ * the old objects were purged).
+ */
+KS_WUR ks_rv ks_rollover_rollback(ks_token *tok, const unsigned char *cred, size_t cred_len);
+
+/* Destroy every pending object linked to CRED (an abandoned renewal), in
+ * one transaction; *N (may be NULL) gets how many. Needs the TMK. */
+KS_WUR ks_rv ks_rollover_discard(ks_token *tok, const unsigned char *cred, size_t cred_len,
+                                 unsigned *n);
+
+/* Destroy (secure_delete) every retired object with retired_at + GRACE <=
+ * NOW, in one transaction; *N (may be NULL) gets how many. Needs the TMK;
+ * only records whose state authenticates are destroyed (a forged "retired"
+ * flag cannot make it delete an active key). GRACE >= 0 seconds. */
+KS_WUR ks_rv ks_purge_retired(ks_token *tok, int64_t now, int64_t grace, unsigned *n);
 
 /* ---- Change detection --------------------------------------------------- */
 

@@ -38,7 +38,12 @@ test_newer_version_refused(void **state)
 
     ks_close(f->tok);
     f->tok = NULL;
-    raw_exec(f->path, "PRAGMA user_version = 3;");
+    {
+        char sql[64];
+
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d;", KS_SCHEMA_VERSION + 1);
+        raw_exec(f->path, sql);
+    }
     expect_open(f->path, KS_E_VERSION, "newer");
     raw_exec(f->path, "PRAGMA user_version = 0;");
     expect_open(f->path, KS_E_CORRUPT, "schema version 0");
@@ -59,6 +64,7 @@ test_old_version_migrates(void **state)
     assert_int_equal(ks_object_create(f->tok, 1, &a, 1, &id), KS_OK);
     ks_close(f->tok);
     f->tok = NULL;
+    raw_objects_v2(f->path);
     raw_exec(f->path, "DROP TABLE settings; PRAGMA user_version = 1;");
     assert_int_equal(ks_open(f->path, &f->tok), KS_OK);
     assert_int_equal(ks_get_info(f->tok, &info), KS_OK);
@@ -73,7 +79,7 @@ test_old_version_migrates(void **state)
     assert_int_equal(s.count, 1);
     assert_memory_equal(s.value[0], "kept!", 5);
     ks_close(f->tok);
-    /* The file itself now says version 2. */
+    /* The file itself now says the current version. */
     {
         sqlite3 *db;
         sqlite3_stmt *st;

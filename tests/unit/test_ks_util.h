@@ -103,6 +103,20 @@ raw_exec(const char *path, const char *sql)
     sqlite3_close(db);
 }
 
+/* Turn a current token file's objects table back into the version 1/2
+ * layout (no rollover state columns), as the old code wrote it. */
+static inline void
+raw_objects_v2(const char *path)
+{
+    raw_exec(path, "CREATE TABLE o2 (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                   " is_private INTEGER NOT NULL CHECK (is_private IN (0, 1)),"
+                   " version INTEGER NOT NULL CHECK (version >= 1),"
+                   " nonce BLOB, data BLOB NOT NULL, mac BLOB);"
+                   "INSERT INTO o2 SELECT id, is_private, version, nonce, data, mac FROM objects;"
+                   "DROP TABLE objects; ALTER TABLE o2 RENAME TO objects;"
+                   "PRAGMA user_version = 2;");
+}
+
 /* Copies every attribute of the objects it is shown (for checks). */
 struct seen {
     int count;

@@ -1663,7 +1663,7 @@ test_from_ks_and_dup(void **state)
                         {CKA_PRIVATE, sizeof(f), &f}};
     ks_attr dup[] = {{CKA_CLASS, sizeof(dcls), (unsigned char *)&dcls},
                      {CKA_CLASS, sizeof(dcls), (unsigned char *)&dcls}};
-    ks_object ko = {7, 0, 1, 3, attrs};
+    ks_object ko = {.id = 7, .is_private = 0, .version = 1, .nattrs = 3, .attrs = attrs};
     mod_attrs *o = NULL, *d = NULL;
 
     (void)state;

@@ -155,7 +155,10 @@ obtain(job *j, X509 *old, const char *why)
     }
     if (ps->pending_txid != NULL && ps->pending_kind != NULL && !strcmp(ps->pending_kind, kind))
         txid = ps->pending_txid;
-    rc = enr_scep_enroll(p, newkey, old, oldkey, j->anchors, txid, &res);
+    if (p->proto == ENR_PROTO_EST)
+        rc = enr_est_enroll(p, newkey, old, oldkey, j->anchors, &res);
+    else
+        rc = enr_scep_enroll(p, newkey, old, oldkey, j->anchors, txid, &res);
     if (rc == ENR_E_PENDING) {
         enr_pstate_set(&ps->pending_txid, res.txid);
         enr_pstate_set(&ps->pending_kind, kind);

@@ -110,7 +110,9 @@ typedef struct enr_profile {
     char *url;
     enr_proto proto;
     char *anchors;     /* PEM file of trust anchors */
-    char *secret_file; /* enrollment secret (SCEP challenge), never inline */
+    char *secret_file; /* enrollment secret (SCEP challenge, EST password or code), never inline */
+    char *est_label;   /* EST: optional label segment (/.well-known/est/<label>/...) */
+    char *username;    /* EST: HTTP basic user name (password in secret_file) */
     int poll_interval; /* seconds between polls while PENDING */
     int poll_max;      /* polls in one check before giving up for now */
     int http_timeout;  /* seconds */
@@ -326,6 +328,19 @@ enr_rc enr_scep_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert,
 void enr_scep_result_clear(enr_scep_result *r);
 /* Build the CSR for P signed by KEY (token-backed), with challenge CHAL (may be NULL). */
 X509_REQ *enr_make_csr(const enr_profile *p, EVP_PKEY *key, const enr_secret *chal);
+
+/* ---- est.c -------------------------------------------------------------- */
+
+/*
+ * One EST transaction (RFC 7030): /cacerts (its certificates chaining to
+ * ANCHORS are added to ANCHORS: the implicit trust anchors), then
+ * /simpleenroll (RENEW_CERT NULL; HTTP basic credentials or the enrollment
+ * code of the profile) or /simplereenroll (TLS client authentication by
+ * RENEW_CERT and the token-backed RENEW_KEY). NEWKEY signs the CSR. HTTP 202
+ * is polled poll_max times, then ENR_E_PENDING. RES as for SCEP (txid "est").
+ */
+enr_rc enr_est_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PKEY *renew_key,
+                      STACK_OF(X509) * anchors, enr_scep_result *res);
 
 /* ---- hooks.c ------------------------------------------------------------ */
 

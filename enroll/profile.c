@@ -330,11 +330,23 @@ handler(void *user, const char *section, const char *name, const char *value)
         if (!strcasecmp(value, "scep"))
             p->proto = ENR_PROTO_SCEP;
         else if (!strcasecmp(value, "est"))
-            perr(c, section, name, "EST is not supported yet (only scep)");
+            p->proto = ENR_PROTO_EST;
         else
-            perr(c, section, name, "unknown protocol '%s' (scep)", value);
+            perr(c, section, name, "unknown protocol '%s' (scep, est)", value);
         return 1;
     }
+    if (IS("ca", "est_label")) {
+        for (const char *q = value; *q; q++)
+            if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                  (*q >= '0' && *q <= '9') || strchr("-._~", *q))) {
+                perr(c, section, name, "'%s' is not a URL path segment (letters, digits, -._~)",
+                     value);
+                return 1;
+            }
+        return set_str(c, section, name, &p->est_label, value);
+    }
+    if (IS("ca", "username"))
+        return set_str(c, section, name, &p->username, value);
     if (IS("ca", "anchors"))
         return set_path(c, section, name, &p->anchors, value);
     if (IS("ca", "secret_file"))
@@ -630,6 +642,19 @@ enr_profile_load(const char *path, enr_profile **out)
         bad |= missing(path, "uri", "token");
     if (bad)
         goto fail;
+    if (p->proto == ENR_PROTO_EST && strncmp(p->url, "https://", 8) != 0) {
+        enr_err("%s: [ca] url: EST runs over TLS only (RFC 7030 section 3.3); use https://", path);
+        goto fail;
+    }
+    if (p->proto != ENR_PROTO_EST && (p->est_label != NULL || p->username != NULL)) {
+        enr_err("%s: [ca] %s: only for protocol = est", path,
+                p->est_label != NULL ? "est_label" : "username");
+        goto fail;
+    }
+    if (p->username != NULL && p->secret_file == NULL) {
+        enr_err("%s: [ca] username: the password is read from secret_file, which is missing", path);
+        goto fail;
+    }
     if (p->proto == ENR_PROTO_SCEP && p->key_type != ENR_KEY_RSA) {
         enr_err("%s: [certificate] key_type: SCEP needs an RSA key (the CA encrypts its "
                 "answer to it, RFC 8894 section 3.5.2)",
@@ -681,6 +706,8 @@ enr_profile_free(enr_profile *p)
     free(p->url);
     free(p->anchors);
     free(p->secret_file);
+    free(p->est_label);
+    free(p->username);
     free(p->subject);
     X509_NAME_free(p->subject_name);
     free(p->san);

@@ -140,3 +140,37 @@ expect_rc() {
     [ "$rc" = "$want" ] || die "expected exit $want, got $rc: $*"
 }
 now_epoch() { date +%s; }
+
+# ---- EST (est_*.sh) ----------------------------------------------------------
+# est_tls: a TLS server certificate for estsrv (127.0.0.1), issued by the CA.
+est_tls() {
+    openssl req -new -newkey rsa:2048 -nodes -keyout "$CA/tls.key" -subj "/CN=127.0.0.1" \
+        -out "$CA/tls.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$CA/tls.ext"
+    openssl x509 -req -in "$CA/tls.csr" -CA "$CA/ca.pem" -CAkey "$CA/ca.key" -CAcreateserial \
+        -days 3650 -sha256 -extfile "$CA/tls.ext" -out "$CA/tls.pem" 2>/dev/null
+}
+# Start estsrv on DIR ($CA unless ESTDIR) with ARGS; sets EST_URL.
+est_start() {
+    local dir=${ESTDIR:-$CA}
+    rm -f "$dir/port"
+    "$ESTSRV" --dir "$dir" --port-file "$dir/port" "$@" 2>>"$T/estsrv.log" &
+    EST_PID=$!
+    ET_PIDS+=("$EST_PID")
+    for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.05; done
+    [ -s "$dir/port" ] || die "estsrv did not start: $(cat "$T/estsrv.log")"
+    EST_URL=https://127.0.0.1:$(cat "$dir/port")
+}
+est_stop() { kill "$EST_PID" 2>/dev/null; wait "$EST_PID" 2>/dev/null || true; }
+# An EST profile NAME (token, subject, SAN, notifications as in profile()) plus
+# LINES ("[ca]" "username = …" "secret_file = …" and so on).
+est_profile() {
+    local name=$1; shift
+    {
+        printf '[ca]\nprotocol = est\nurl = %s\nanchors = %s\npoll_interval = 5\n' "$EST_URL" "${EST_ANCHORS:-$CA/ca.pem}"
+        printf '[certificate]\nsubject = CN=%s, O=evertoken tests\nsan = DNS:%s.example\n' "$name" "$name"
+        printf '[token]\nuri = pkcs11:token=%s;object=%s\nmodule = %s\npin_file = %s\n' "$LABEL" "$name" "$MOD" "$T/pin"
+        printf '[hooks]\nnotify_command = printf "%%s|%%s|%%s\\n" "$EVERTOKEN_EVENT" "$EVERTOKEN_PROFILE" "$EVERTOKEN_MESSAGE" >>%s\n' "$T/notify.log"
+        for l in "$@"; do printf '%s\n' "$l"; done
+    } >"$PROFILES/$name.conf"
+}

@@ -160,8 +160,10 @@ test_uri_fields(void **st)
 static const struct {
     const char *text, *expect;
 } bad[] = {
-    {BASE "[ca]\nprotocol = est\n", "p.conf:10: [ca] protocol: EST is not supported yet"},
-    {BASE "[ca]\nprotocol = cmp\n", "p.conf:10: [ca] protocol: unknown protocol 'cmp'"},
+    {BASE "[ca]\nprotocol = cmp\n", "p.conf:10: [ca] protocol: unknown protocol 'cmp' (scep, est)"},
+    {BASE "[ca]\nprotocol = est\n", "[ca] url: EST runs over TLS only"},
+    {BASE "[ca]\nest_label = a/b\n", "[ca] est_label: 'a/b' is not a URL path segment"},
+    {BASE "[ca]\nusername = bob\n", "[ca] username: only for protocol = est"},
     {BASE "[ca]\nsecret = x\n", "p.conf:10: [ca] secret: secrets are never written"},
     {BASE "pin = 1234\n", "p.conf:9: [token] pin: PINs are never written"},
     {BASE "[certificate]\nkey_size = 1024\n", "p.conf:10: [certificate] key_size: '1024'"},

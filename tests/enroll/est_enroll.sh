@@ -1,0 +1,73 @@
+# EST first enrollment (RFC 7030): /cacerts over TLS authenticated by the
+# profile's anchors, then /simpleenroll with HTTP basic credentials (a wrong
+# password and no credentials are 401s that leave the token untouched), and
+# with a one-time enrollment code (a reused code is a 403); the label segment
+# of the profile selects the server's CA.
+. "$(dirname "$0")/lib.sh"
+: "${ESTSRV:?run through ctest}"
+ca_init
+est_tls
+printf 'pw-of-bob\n' >"$T/password"
+printf 'one-time-4711\n' >"$T/code"
+chmod 600 "$T/password" "$T/code"
+est_start --user bob --password-file "$T/password" --code-file "$T/code" --label tests
+
+# No credentials at all: 401, explained, token untouched.
+est_profile nocred "[ca]" "est_label = tests"
+rc=0; enr enroll 2>"$T/nocred.err" || rc=$?
+[ "$rc" = 7 ] || die "no credentials: exit $rc (want 7): $(cat "$T/nocred.err")"
+grep -q "requires authentication (HTTP 401); the profile gives none" "$T/nocred.err" || die "401 not explained: $(cat "$T/nocred.err")"
+grep -q "^simpleenroll 401 no credentials" "$CA/requests.log" || die "server log: $(cat "$CA/requests.log")"
+[ -z "$(token_objects)" ] || die "token changed by a refused enrollment: $(token_objects)"
+rm "$PROFILES/nocred.conf"
+ok "no credentials: HTTP 401, token untouched"
+
+# A wrong password: 401 again, the password never in the output.
+printf 'not-the-password\n' >"$T/badpw"; chmod 600 "$T/badpw"
+est_profile badpw "[ca]" "est_label = tests" "username = bob" "secret_file = $T/badpw"
+rc=0; enr -v enroll 2>"$T/badpw.err" || rc=$?
+[ "$rc" = 7 ] || die "wrong password: exit $rc: $(cat "$T/badpw.err")"
+grep -q "the credentials were not accepted" "$T/badpw.err" || die "$(cat "$T/badpw.err")"
+! grep -q "not-the-password" "$T/badpw.err" || die "password logged"
+[ -z "$(token_objects)" ] || die "token changed: $(token_objects)"
+rm "$PROFILES/badpw.conf"
+ok "wrong password: HTTP 401, token untouched, password not logged"
+
+# A wrong label: 404 from the server, reported.
+est_profile lbl "[ca]" "est_label = other" "username = bob" "secret_file = $T/password"
+rc=0; enr enroll 2>"$T/lbl.err" || rc=$?
+[ "$rc" = 7 ] && grep -q "EST cacerts: the server rejected the request (HTTP 404): unknown EST label" "$T/lbl.err" || die "label: exit $rc $(cat "$T/lbl.err")"
+rm "$PROFILES/lbl.conf"
+ok "unknown label: HTTP 404 explained"
+
+# Basic credentials.
+est_profile alice "[ca]" "est_label = tests" "username = bob" "secret_file = $T/password"
+enr -v enroll 2>"$T/alice.err" || die "basic enrollment failed: $(cat "$T/alice.err")"
+grep -q "^simpleenroll 200 basic issued" "$CA/requests.log" || die "server log: $(cat "$CA/requests.log")"
+! grep -q "pw-of-bob" "$T/alice.err" || die "password logged"
+token_cert alice >"$T/alice.pem" || die "no certificate stored: $(token_objects)"
+openssl verify -CAfile "$CA/ca.pem" "$T/alice.pem" >/dev/null || die "does not chain"
+openssl x509 -in "$T/alice.pem" -noout -ext subjectAltName | grep -q "DNS:alice.example" || die "SAN"
+p11 -O --type privkey 2>/dev/null | grep -q "never extractable" || die "key not generated in the token"
+cred_works alice || die "the enrolled credential does not sign/verify"
+grep -q "^enrolled|alice|issued certificate serial" "$T/notify.log" || die "no notification: $(cat "$T/notify.log")"
+enr status >"$T/status.txt" || true
+grep -q "^alice .* valid" "$T/status.txt" || die "status: $(cat "$T/status.txt")"
+ok "enrolled with HTTP basic credentials: key in the token, certificate checked and stored"
+
+# A one-time enrollment code (challengePassword in the CSR).
+est_profile carol "[ca]" "est_label = tests" "secret_file = $T/code"
+enr enroll 2>"$T/carol.err" || die "code enrollment failed: $(cat "$T/carol.err")"
+grep -q "^simpleenroll 200 code issued" "$CA/requests.log" || die "server log: $(cat "$CA/requests.log")"
+token_cert carol >/dev/null || die "no certificate for carol"
+cred_works carol || die "carol's credential does not work"
+ok "enrolled with a one-time enrollment code"
+
+# The code is spent: a second device using it is refused (403), untouched.
+est_profile dave "[ca]" "est_label = tests" "secret_file = $T/code"
+before=$(token_objects)
+rc=0; enr enroll 2>"$T/dave.err" || rc=$?
+[ "$rc" = 7 ] || die "reused code: exit $rc: $(cat "$T/dave.err")"
+grep -q "refused the request (HTTP 403, forbidden): enrollment code already used" "$T/dave.err" || die "$(cat "$T/dave.err")"
+[ "$(token_objects)" = "$before" ] || die "token changed: $(token_objects)"
+ok "a used enrollment code is refused (403), token untouched"

@@ -11,6 +11,7 @@ ET_PACKAGES=(
   libmicrohttpd-dev python3 scep
   xxd iproute2 clang valgrind openvpn iputils-ping
   libkeyutils-dev keyutils
+  chromium xvfb xdotool nginx x11-utils nodejs
 )
 
 et_install_deps() {

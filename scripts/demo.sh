@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # evertoken end to end: install, build, create a token in a temporary
 # directory, import a PKCS#12 client credential, and show it through
-# pkcs11-tool, p11tool and NSS certutil. Touches no real token or NSS db.
+# pkcs11-tool, p11tool and NSS certutil; then generate a key in the token, have
+# the demo CA certify it, and use it for a TLS client-certificate handshake on
+# 127.0.0.1. Touches no real token or NSS db.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -66,25 +68,107 @@ modutil -dbdir "sql:$W/nss" -add evertoken -libfile "$MODULE" -force </dev/null 
 modutil -dbdir "sql:$W/nss" -list evertoken </dev/null | sed -n '1,20p'
 certutil -L -d "sql:$W/nss" -h all
 
+# ---- A key generated in the token, certified by the CA, used for TLS ----
+step "generate a key pair IN the token (pkcs11-tool --keypairgen): the private key never leaves it"
+pkcs11-tool --module "$MODULE" --token-label demo --login --pin "$DEMO_PIN" \
+    --keypairgen --key-type EC:prime256v1 --id 42 --label carol --usage-sign
+# OpenSSL reaches the token through the pkcs11 engine (libengine-pkcs11-openssl),
+# configured in a private openssl.cnf. Only the commands that use the token key get it.
+cat >"$W/engine.cnf" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+engines = engine_section
+[engine_section]
+pkcs11 = pkcs11_section
+[pkcs11_section]
+engine_id = pkcs11
+dynamic_path = $(find /usr/lib/*/engines-3 -name pkcs11.so -print -quit)
+MODULE_PATH = $MODULE
+PIN = $DEMO_PIN
+init = 0
+[req]
+distinguished_name = req_dn
+[req_dn]
+CNF
+chmod 600 "$W/engine.cnf"
+KEY_URI="pkcs11:token=demo;object=carol;type=private"
+CERT_URI="pkcs11:token=demo;object=carol;type=cert"
+
+step "a certificate request signed by the token key (openssl req -engine pkcs11), issued by the demo CA"
+OPENSSL_CONF=$W/engine.cnf openssl req -new -engine pkcs11 -keyform engine -key "$KEY_URI" \
+    -subj "/CN=carol@example.test/O=evertoken demo" -out "$W/carol.csr"
+openssl req -verify -in "$W/carol.csr" -noout
+openssl x509 -req -in "$W/carol.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial \
+    -days 30 -extfile "$W/ext.cnf" -out "$W/carol.pem" 2>/dev/null
+openssl x509 -in "$W/carol.pem" -noout -subject -issuer
+
+step "write the certificate to the token next to its key (same CKA_ID 42)"
+"$CLI" import --token demo --pin env:DEMO_PIN --id 42 --label carol "$W/carol.pem"
+"$CLI" list --token demo --login --pin env:DEMO_PIN
+
+step "TLS with a client certificate: openssl s_server -Verify 1 on 127.0.0.1, curl with key and certificate from the token"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$W/server.key" -out "$W/server.csr" 2>/dev/null
+printf 'extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$W/server.ext"
+openssl x509 -req -in "$W/server.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial \
+    -days 30 -extfile "$W/server.ext" -out "$W/server.pem" 2>/dev/null
+for PORT in $(shuf -i 20000-60000 -n 50); do [ -z "$(ss -Htln "sport = :$PORT")" ] && break; done
+# -Verify 1: a client certificate from the demo CA is required; -www answers
+# one HTTP request with what the server saw of the connection; -naccept 1: then it exits.
+openssl s_server -accept "127.0.0.1:$PORT" -cert "$W/server.pem" -key "$W/server.key" \
+    -Verify 1 -CAfile "$W/ca.pem" -verify_return_error -www -naccept 1 >"$W/s_server.log" 2>&1 </dev/null &
+SERVER_PID=$!
+trap 'kill $SERVER_PID 2>/dev/null; rm -rf "$W"' EXIT
+for _ in $(seq 100); do [ -n "$(ss -Htln "sport = :$PORT")" ] && break; sleep 0.1; done
+OPENSSL_CONF=$W/engine.cnf curl -sS --fail --cacert "$W/ca.pem" \
+    --engine pkcs11 --key-type ENG --key "$KEY_URI" --cert-type ENG --cert "$CERT_URI" \
+    "https://127.0.0.1:$PORT/" >"$W/page.txt"
+wait $SERVER_PID || true
+trap 'rm -rf "$W"' EXIT
+echo "what the server saw (s_server -www page and log):"
+grep -E "^(New, |Peer signing digest|Peer signature type)" "$W/page.txt"
+grep "^depth=" "$W/s_server.log"
+awk '/^Client certificate/ { on = 1 } on' "$W/page.txt" | openssl x509 -noout -subject -issuer -fingerprint -sha256
+
 step "done: token file $(ls "$EVERTOKEN_DIR")"
 
 # ---- Automatic enrollment and renewal (evertoken-enroll, docs/enrollment.md) ----
-step "evertoken-enroll: enroll bob into the token from a local SCEP test CA (tests/enroll/scepsrv)"
+# EST=1 uses the local EST test CA (tests/enroll/estsrv, RFC 7030) instead of
+# SCEP: the only difference for the helper is the profile's [ca] section.
+EST=${EST:-0}
 ENROLL=$here/build-demo/enroll/evertoken-enroll
 mkdir -p "$W/scep" "$W/profiles"
-openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=evertoken demo SCEP CA" \
+openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=evertoken demo CA" \
     -addext "basicConstraints=critical,CA:TRUE" -keyout "$W/scep/ca.key" -out "$W/scep/ca.pem" 2>/dev/null
 printf 'demo-challenge\n' >"$W/challenge"
 printf '%s\n' "$DEMO_PIN" >"$W/pin"
 chmod 600 "$W/challenge" "$W/pin"
-"$here/build-demo/tests/enroll/scepsrv" --dir "$W/scep" --port-file "$W/scep/port" \
-    --challenge-file "$W/challenge" 2>"$W/scep/log" &
+if [ "$EST" = 1 ]; then
+    step "evertoken-enroll: enroll bob into the token from a local EST test CA (tests/enroll/estsrv)"
+    openssl req -new -newkey rsa:2048 -nodes -keyout "$W/scep/tls.key" -subj "/CN=127.0.0.1" 2>/dev/null |
+        openssl x509 -req -CA "$W/scep/ca.pem" -CAkey "$W/scep/ca.key" -CAcreateserial -days 30 \
+            -extfile <(printf 'subjectAltName=IP:127.0.0.1\n') -out "$W/scep/tls.pem" 2>/dev/null
+    "$here/build-demo/tests/enroll/estsrv" --dir "$W/scep" --port-file "$W/scep/port" \
+        --user bob --password-file "$W/challenge" 2>"$W/scep/log" &
+else
+    step "evertoken-enroll: enroll bob into the token from a local SCEP test CA (tests/enroll/scepsrv)"
+    "$here/build-demo/tests/enroll/scepsrv" --dir "$W/scep" --port-file "$W/scep/port" \
+        --challenge-file "$W/challenge" 2>"$W/scep/log" &
+fi
 SCEP_PID=$!
 trap 'kill $SCEP_PID 2>/dev/null; rm -rf "$W"' EXIT
 for _ in $(seq 100); do [ -s "$W/scep/port" ] && break; sleep 0.05; done
+if [ "$EST" = 1 ]; then
+    CA_SECTION="[ca]
+protocol = est
+url = https://127.0.0.1:$(cat "$W/scep/port")
+username = bob"
+else
+    CA_SECTION="[ca]
+url = http://127.0.0.1:$(cat "$W/scep/port")/scep"
+fi
 cat >"$W/profiles/bob.conf" <<CONF
-[ca]
-url = http://127.0.0.1:$(cat "$W/scep/port")/scep
+$CA_SECTION
 anchors = $W/scep/ca.pem
 secret_file = $W/challenge
 [certificate]
@@ -99,10 +183,10 @@ enr() { "$ENROLL" --profiles "$W/profiles" --state-dir "$W/state" "$@"; }
 enr enroll
 enr status || true
 
-step "time travel 65 days into the renewal window: the renewal check sends RenewalReq signed by the old key"
+step "time travel 65 days into the renewal window: the renewal check sends RenewalReq (SCEP) or simplereenroll over TLS client-authenticated by the old key (EST)"
 export EVERTOKEN_ENROLL_FAKE_TIME=$(($(date +%s) + 65 * 86400))
 echo "$EVERTOKEN_ENROLL_FAKE_TIME" >"$W/scep/now"
 enr check
 enr status || true
-grep -E "PKCSReq|RenewalReq" "$W/scep/requests.log"
+grep -E "PKCSReq|RenewalReq|simpleenroll|simplereenroll" "$W/scep/requests.log"
 pkcs11-tool --module "$MODULE" --token-label demo --login --pin "$DEMO_PIN" -O | grep -A3 "label: *bob"

@@ -8,7 +8,7 @@ ET_PACKAGES=(
   softhsm2 opensc gnutls-bin libnss3-tools util-linux
   libengine-pkcs11-openssl libp11-dev curl libcurl4-openssl-dev
   openssh-client openssh-server
-  libmicrohttpd-dev python3 scep
+  libmicrohttpd-dev libgnutls28-dev python3 scep
   xxd iproute2 clang valgrind openvpn iputils-ping
   libkeyutils-dev keyutils
   chromium xvfb xdotool nginx x11-utils nodejs

@@ -138,7 +138,7 @@ step "done: token file $(ls "$EVERTOKEN_DIR")"
 EST=${EST:-0}
 ENROLL=$here/build-demo/enroll/evertoken-enroll
 mkdir -p "$W/scep" "$W/profiles"
-openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=evertoken demo CA" \
+openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=evertoken demo enrollment CA" \
     -addext "basicConstraints=critical,CA:TRUE" -keyout "$W/scep/ca.key" -out "$W/scep/ca.pem" 2>/dev/null
 printf 'demo-challenge\n' >"$W/challenge"
 printf '%s\n' "$DEMO_PIN" >"$W/pin"

@@ -127,6 +127,7 @@ load_cb(void *ctx, const ks_object *ko)
     o->h = (CK_OBJECT_HANDLE)ko->id;
     o->attrs = attrs;
     o->token = CK_TRUE;
+    o->pending = ko->state == KS_PENDING;
     /* Sealed records are private whatever their attributes say. */
     o->priv = ko->is_private || obj_bool(attrs, CKA_PRIVATE, CK_FALSE);
     rv = objs_push(&c->objs, &c->n, &c->cap, o);

@@ -23,11 +23,14 @@
 
 #define ET_VENDOR_INTERFACE  "Vendor evertoken"
 #define ET_EXT_VERSION_MAJOR 1
-#define ET_EXT_VERSION_MINOR 0
+#define ET_EXT_VERSION_MINOR 1 /* 1.1 added the rollover functions */
 
-/* The one setting so far. Values: "none", "process" (default), "user:N"
- * with N seconds, 1..2592000. */
-#define ET_SETTING_LOGIN_CACHE "login_cache"
+/* Settings. login_cache: "none", "process" (default), "user:N" with N
+ * seconds, 1..2592000. rollover_grace: seconds a retired credential is kept
+ * (for ET_RolloverRollback) before it is destroyed, 0..315360000, default
+ * 604800 (7 days); see docs/rollover.md. */
+#define ET_SETTING_LOGIN_CACHE    "login_cache"
+#define ET_SETTING_ROLLOVER_GRACE "rollover_grace"
 
 typedef struct ET_FUNCTION_LIST {
     CK_VERSION version; /* first, like every PKCS#11 function list */
@@ -54,6 +57,26 @@ typedef struct ET_FUNCTION_LIST {
      * invalidated; *REMOVED (may be NULL) tells whether there was one.
      * Logins that processes already hold are not ended. */
     CK_RV (*ET_LoginCacheClear)(CK_SLOT_ID slot, CK_BBOOL *removed);
+
+    /* ---- 1.1: credential rollover (docs/rollover.md) ----
+     * Each needs an R/W session H whose token is logged in as the user
+     * (CKR_SESSION_READ_ONLY, CKR_USER_NOT_LOGGED_IN) and is one keystore
+     * transaction; other processes see the result at their next lookup. */
+
+    /* Undo the last committed rollover of the credential whose CKA_ID is
+     * ID: the objects it activated are destroyed and the retired ones become
+     * visible again. CKR_OBJECT_HANDLE_INVALID (nothing changes) if there is
+     * none to undo (never committed, already undone, or purged). */
+    CK_RV (*ET_RolloverRollback)(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len);
+
+    /* Destroy the pending keys of credential ID (an abandoned renewal);
+     * *COUNT (may be NULL) gets how many. */
+    CK_RV (*ET_RolloverDiscard)
+    (CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len, CK_ULONG *count);
+
+    /* Destroy (secure_delete) retired objects older than rollover_grace now
+     * (C_Login does this too); *COUNT (may be NULL) gets how many. */
+    CK_RV (*ET_PurgeRetired)(CK_SESSION_HANDLE h, CK_ULONG *count);
 } ET_FUNCTION_LIST;
 
 #endif /* EVERTOKEN_EXT_H */

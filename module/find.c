@@ -86,6 +86,13 @@ unstore_inlock(struct mod_session *s, CK_OBJECT_HANDLE h)
 CK_RV
 store_object_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
 {
+    return store_object_ex_inlock(s, attrs, NULL, 0, out);
+}
+
+CK_RV
+store_object_ex_inlock(struct mod_session *s, mod_attrs *attrs, const unsigned char *cred,
+                       size_t cred_len, CK_OBJECT_HANDLE *out)
+{
     struct mod_token *t = s->tok;
     CK_BBOOL token = obj_bool(attrs, CKA_TOKEN, CK_FALSE);
     CK_BBOOL priv = obj_bool(attrs, CKA_PRIVATE, CK_FALSE);
@@ -96,9 +103,16 @@ store_object_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *o
     rv = store_write_check_inlock(s, token, priv);
     if (rv != CKR_OK)
         goto fail;
+    if (!token && cred != NULL) {
+        rv = CKR_TEMPLATE_INCONSISTENT; /* a pending key is a token object */
+        goto fail;
+    }
     if (!token)
         return cache_add_session_inlock(t, s->h, attrs, out);
-    kr = ks_object_create(t->ks, priv, attrs->a, attrs->n, &id);
+    if (cred != NULL)
+        kr = ks_object_create_pending(t->ks, priv, attrs->a, attrs->n, cred, cred_len, &id);
+    else
+        kr = ks_object_create(t->ks, priv, attrs->a, attrs->n, &id);
     if (kr != KS_OK) {
         rv = mod_ks_ckr(kr, t->ks, "ks_object_create");
         goto fail;
@@ -124,6 +138,12 @@ store_object_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *o
         }
         return rv;
     }
+    if (cred != NULL) {
+        struct mod_object *o = NULL;
+
+        if (cache_lookup_inlock(t, (CK_OBJECT_HANDLE)id, &o) == CKR_OK)
+            o->pending = 1;
+    }
     *out = (CK_OBJECT_HANDLE)id;
     return CKR_OK;
 fail:
@@ -134,6 +154,13 @@ fail:
 CK_RV
 store_pair_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b, CK_OBJECT_HANDLE *ha,
                   CK_OBJECT_HANDLE *hb)
+{
+    return store_pair_ex_inlock(s, a, b, NULL, 0, ha, hb);
+}
+
+CK_RV
+store_pair_ex_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b, const unsigned char *cred,
+                     size_t cred_len, CK_OBJECT_HANDLE *ha, CK_OBJECT_HANDLE *hb)
 {
     CK_OBJECT_HANDLE h1 = CK_INVALID_HANDLE, h2 = CK_INVALID_HANDLE;
     CK_RV rv;
@@ -148,12 +175,12 @@ store_pair_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b, CK_OBJECT_H
         obj_free(b);
         return rv;
     }
-    rv = store_object_inlock(s, a, &h1);
+    rv = store_object_ex_inlock(s, a, cred, cred_len, &h1);
     if (rv != CKR_OK) {
         obj_free(b);
         return rv;
     }
-    rv = store_object_inlock(s, b, &h2);
+    rv = store_object_ex_inlock(s, b, cred, cred_len, &h2);
     if (rv != CKR_OK) {
         unstore_inlock(s, h1);
         return rv;
@@ -168,6 +195,9 @@ mod_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OB
 {
     struct mod_session *s = NULL;
     mod_attrs *attrs = NULL;
+    CK_ATTRIBUTE *t2 = NULL;
+    CK_ULONG n2 = 0;
+    CK_BBOOL commit = CK_FALSE;
     obj_policy pol;
     CK_RV rv;
 
@@ -178,17 +208,25 @@ mod_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OB
     rv = obj_template_check(tmpl, n);
     if (rv != CKR_OK)
         return rv;
+    /* The rollover commit is a certificate template with a vendor flag. */
+    rv = rollover_strip(tmpl, n, CKA_EVERTOKEN_COMMIT_ROLLOVER, &t2, &n2, &commit);
+    if (rv != CKR_OK)
+        return rv;
     mod_lock();
     rv = session_lookup_inlock(h, &s);
     if (rv != CKR_OK)
         goto out;
     pol = store_policy_inlock(s);
-    rv = obj_from_template(tmpl, n, &pol, &attrs);
+    rv = obj_from_template(t2, n2, &pol, &attrs);
     if (rv != CKR_OK)
         goto out;
-    rv = store_object_inlock(s, attrs, out);
+    if (commit)
+        rv = rollover_commit_inlock(s, attrs, out);
+    else
+        rv = store_object_inlock(s, attrs, out);
 out:
     mod_unlock();
+    free(t2);
     return rv;
 }
 
@@ -378,7 +416,9 @@ static int
 find_match(const struct mod_token *t, const struct mod_object *o, const CK_ATTRIBUTE *tmpl,
            CK_ULONG n)
 {
-    return o != NULL && cache_visible(t, o) && obj_match(o->attrs, tmpl, n);
+    /* Pending rollover keys are reachable only through the handles
+     * C_GenerateKeyPair returned (docs/rollover.md). */
+    return o != NULL && !o->pending && cache_visible(t, o) && obj_match(o->attrs, tmpl, n);
 }
 
 CK_RV

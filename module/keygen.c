@@ -449,10 +449,10 @@ done:
     return rv;
 }
 
-CK_RV
-mod_C_GenerateKeyPair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pubt,
-                      CK_ULONG pubn, CK_ATTRIBUTE_PTR privt, CK_ULONG privn,
-                      CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)
+static CK_RV
+generate_key_pair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pubt, CK_ULONG pubn,
+                  CK_ATTRIBUTE_PTR privt, CK_ULONG privn, CK_OBJECT_HANDLE_PTR pub,
+                  CK_OBJECT_HANDLE_PTR priv, const unsigned char *cred, size_t cred_len)
 {
     struct mod_session *s = NULL;
     struct mod_token *busy = NULL;
@@ -543,7 +543,7 @@ mod_C_GenerateKeyPair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_
     if (session_lookup_inlock(hs, &s) != CKR_OK)
         rv = CKR_SESSION_CLOSED;
     if (rv == CKR_OK) {
-        rv = store_pair_inlock(s, apub, aprv, pub, priv);
+        rv = store_pair_ex_inlock(s, apub, aprv, cred, cred_len, pub, priv);
     } else {
         obj_free(apub);
         obj_free(aprv);
@@ -560,6 +560,63 @@ done:
     mat_free(&mpub);
     mat_free(&mprv);
     ERR_clear_error();
+    return rv;
+}
+
+/*
+ * C_GenerateKeyPair. CKA_EVERTOKEN_PENDING = TRUE in either template
+ * (docs/rollover.md) makes both keys pending rollover keys of the
+ * credential named by CKA_ID, which must then be given (the same value if in
+ * both templates), with both keys token objects.
+ */
+CK_RV
+mod_C_GenerateKeyPair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pubt,
+                      CK_ULONG pubn, CK_ATTRIBUTE_PTR privt, CK_ULONG privn,
+                      CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)
+{
+    CK_ATTRIBUTE *pt = NULL, *vt = NULL;
+    CK_ULONG pn = 0, vn = 0;
+    CK_BBOOL p1 = CK_FALSE, p2 = CK_FALSE;
+    const CK_ATTRIBUTE *id1, *id2, *id;
+    CK_RV rv;
+
+    if (!mod_ready())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    rv = obj_template_check(pubt, pubn);
+    if (rv == CKR_OK)
+        rv = obj_template_check(privt, privn);
+    if (rv == CKR_OK)
+        rv = rollover_strip(pubt, pubn, CKA_EVERTOKEN_PENDING, &pt, &pn, &p1);
+    if (rv == CKR_OK)
+        rv = rollover_strip(privt, privn, CKA_EVERTOKEN_PENDING, &vt, &vn, &p2);
+    if (rv != CKR_OK)
+        goto out;
+    if (!p1 && !p2) {
+        rv = generate_key_pair(hs, mech, pt, pn, vt, vn, pub, priv, NULL, 0);
+        goto out;
+    }
+    id1 = tfind(pt, pn, CKA_ID);
+    id2 = tfind(vt, vn, CKA_ID);
+    id = id1 != NULL ? id1 : id2;
+    if (id == NULL || id->ulValueLen == 0) {
+        rv = CKR_TEMPLATE_INCOMPLETE;
+        goto out;
+    }
+    if (id->ulValueLen > KS_CRED_MAX) {
+        rv = CKR_ATTRIBUTE_VALUE_INVALID;
+        goto out;
+    }
+    if ((id1 != NULL && id2 != NULL &&
+         (id1->ulValueLen != id2->ulValueLen ||
+          memcmp(id1->pValue, id2->pValue, id1->ulValueLen) != 0)) ||
+        !tbool(pt, pn, CKA_TOKEN, CK_FALSE) || !tbool(vt, vn, CKA_TOKEN, CK_FALSE)) {
+        rv = CKR_TEMPLATE_INCONSISTENT;
+        goto out;
+    }
+    rv = generate_key_pair(hs, mech, pt, pn, vt, vn, pub, priv, id->pValue, (size_t)id->ulValueLen);
+out:
+    free(pt);
+    free(vt);
     return rv;
 }
 

@@ -358,16 +358,21 @@ ext_GetSetting(CK_SLOT_ID slot, const char *key, char *value, CK_ULONG_PTR len)
 
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (key == NULL || len == NULL || strcmp(key, ET_SETTING_LOGIN_CACHE) != 0)
+    if (key == NULL || len == NULL ||
+        (strcmp(key, ET_SETTING_LOGIN_CACHE) != 0 && strcmp(key, ET_SETTING_ROLLOVER_GRACE) != 0))
         return CKR_ARGUMENTS_BAD;
     mod_lock();
     rv = ext_token_inlock(slot, &t);
     if (rv != CKR_OK)
         goto out;
-    /* What is stored, authenticated or not (the module honours user:N only
-     * when authenticated; docs/module.md). */
-    lc_policy_inlock(t, 0, &pol);
-    lc_format(&pol, text, sizeof(text));
+    if (strcmp(key, ET_SETTING_ROLLOVER_GRACE) == 0) {
+        rollover_get_grace_inlock(t, text, sizeof(text));
+    } else {
+        /* What is stored, authenticated or not (the module honours user:N
+         * only when authenticated; docs/module.md). */
+        lc_policy_inlock(t, 0, &pol);
+        lc_format(&pol, text, sizeof(text));
+    }
     need = strlen(text) + 1;
     if (value == NULL) {
         *len = need;
@@ -390,13 +395,18 @@ ext_SetSetting(CK_SESSION_HANDLE h, const char *key, const char *value)
     struct mod_token *t;
     struct lc_policy pol;
     char text[32];
+    int64_t grace = 0;
+    int is_grace;
     ks_rv kr;
     CK_RV rv;
 
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (key == NULL || value == NULL || strcmp(key, ET_SETTING_LOGIN_CACHE) != 0 ||
-        lc_parse(value, &pol) != 0)
+    if (key == NULL || value == NULL)
+        return CKR_ARGUMENTS_BAD;
+    is_grace = strcmp(key, ET_SETTING_ROLLOVER_GRACE) == 0;
+    if (is_grace ? rollover_parse_grace(value, &grace) != 0
+                 : (strcmp(key, ET_SETTING_LOGIN_CACHE) != 0 || lc_parse(value, &pol) != 0))
         return CKR_ARGUMENTS_BAD;
     mod_lock();
     rv = session_lookup_inlock(h, &s);
@@ -410,6 +420,12 @@ ext_SetSetting(CK_SESSION_HANDLE h, const char *key, const char *value)
     /* Written under the TMK (MAC'd), by someone who typed a PIN. */
     if (t->login == MOD_NOBODY || t->login_cached) {
         rv = CKR_USER_NOT_LOGGED_IN;
+        goto out;
+    }
+    if (is_grace) {
+        snprintf(text, sizeof(text), "%lld", (long long)grace);
+        kr = ks_set_setting(t->ks, ET_SETTING_ROLLOVER_GRACE, text);
+        rv = mod_ks_ckr(kr, t->ks, "ks_set_setting");
         goto out;
     }
     lc_format(&pol, text, sizeof(text));
@@ -469,4 +485,7 @@ const ET_FUNCTION_LIST mod_ext_list = {
     ext_SetSetting,
     ext_LoginCacheStatus,
     ext_LoginCacheClear,
+    ext_RolloverRollback,
+    ext_RolloverDiscard,
+    ext_PurgeRetired,
 };

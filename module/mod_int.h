@@ -75,6 +75,7 @@ struct mod_object {
     CK_BBOOL token;          /* stored in the keystore (or the profile object) */
     CK_BBOOL priv;           /* CKA_PRIVATE */
     int profile;             /* the built-in CKO_PROFILE object: never stored */
+    int pending;             /* a pending rollover key: never found, usable by handle */
     CK_SESSION_HANDLE owner; /* session objects: the creating session */
     struct mod_object *next; /* session object list */
 };
@@ -247,6 +248,29 @@ CK_RV lc_login_inlock(struct mod_token *t);
 int lc_clear_inlock(struct mod_token *t);
 /* The vendor interface "Vendor evertoken" (evertoken_ext.h). */
 extern const struct ET_FUNCTION_LIST mod_ext_list;
+
+/* ---- rollover.c: credential rollover (docs/rollover.md) ------------------ */
+
+/* Seconds since the epoch: EVERTOKEN_FAKE_TIME (decimal) if set, for tests
+ * of the grace period only; else time(NULL). */
+int64_t mod_now(void);
+/* Copy of template T (N) without attribute TYPE into *OUT (malloc'd; free()),
+ * *OUTN its length; *VAL = the CK_BBOOL value given (CK_FALSE if absent).
+ * CKR_ATTRIBUTE_VALUE_INVALID if TYPE is there with a length other than 1. */
+CK_RV rollover_strip(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ATTRIBUTE **out,
+                     CK_ULONG *outn, CK_BBOOL *val);
+/* C_CreateObject with CKA_EVERTOKEN_COMMIT_ROLLOVER: ATTRS is the built
+ * certificate (always consumed). */
+CK_RV rollover_commit_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out);
+/* Destroy T's retired objects older than the grace period (after a user
+ * login; failures are logged). */
+void rollover_purge_inlock(struct mod_token *t);
+/* The setting "rollover_grace" (ET_SETTING_ROLLOVER_GRACE). */
+CK_RV rollover_get_grace_inlock(struct mod_token *t, char *text, size_t n);
+int rollover_parse_grace(const char *v, int64_t *out);
+CK_RV ext_RolloverRollback(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len);
+CK_RV ext_RolloverDiscard(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len, CK_ULONG *n);
+CK_RV ext_PurgeRetired(CK_SESSION_HANDLE h, CK_ULONG *n);
 
 /* ---- mech.c: the mechanism table ----------------------------------------- */
 

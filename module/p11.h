@@ -191,4 +191,14 @@ typedef CK_FUNCTION_LIST_3_0 *CK_FUNCTION_LIST_3_0_PTR;
  */
 #define CKA_EVERTOKEN_BASE (CKA_VENDOR_DEFINED | 0x45540000UL)
 
+/* Credential rollover (docs/rollover.md). CK_BBOOL attributes that are only
+ * ever given in templates; they are not stored and cannot be read. */
+/* C_GenerateKeyPair: TRUE in either template makes both new keys pending
+ * (invisible to C_FindObjects) for the credential named by the templates'
+ * CKA_ID. */
+#define CKA_EVERTOKEN_PENDING (CKA_EVERTOKEN_BASE + 1)
+/* C_CreateObject of an X.509 certificate: TRUE commits the rollover of the
+ * credential named by its CKA_ID in one transaction. */
+#define CKA_EVERTOKEN_COMMIT_ROLLOVER (CKA_EVERTOKEN_BASE + 2)
+
 #endif /* EVERTOKEN_P11_H */

@@ -485,6 +485,8 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
     cache_drop_inlock(t);
 user_pin_ok:
     if (type == CKU_USER) {
+        /* Retired rollover material past its grace period goes now. */
+        rollover_purge_inlock(t);
         /* Logged in, the policy can be checked against its MAC. */
         lc_policy_inlock(t, 1, &pol);
         if (pol.kind == LC_USER)

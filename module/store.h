@@ -26,10 +26,18 @@ CK_RV store_lookup_inlock(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, struct mod_s
 /* Store ATTRS (always taken) as a new object of S's token after the write
  * check; *OUT its handle. On failure nothing was created. */
 CK_RV store_object_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out);
+/* Same; with CRED (non-NULL) the token object is stored pending for that
+ * credential (docs/rollover.md). */
+CK_RV store_object_ex_inlock(struct mod_session *s, mod_attrs *attrs, const unsigned char *cred,
+                             size_t cred_len, CK_OBJECT_HANDLE *out);
 
 /* Store two objects (both always taken) or neither: both are write-checked
  * first, and if the second cannot be stored the first is removed again. */
 CK_RV store_pair_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b, CK_OBJECT_HANDLE *ha,
                         CK_OBJECT_HANDLE *hb);
+/* Same, both pending for credential CRED when CRED is non-NULL. */
+CK_RV store_pair_ex_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b,
+                           const unsigned char *cred, size_t cred_len, CK_OBJECT_HANDLE *ha,
+                           CK_OBJECT_HANDLE *hb);
 
 #endif /* EVERTOKEN_STORE_H */

@@ -324,6 +324,13 @@ t_rollover_pending(void **state)
     }
     /* But its handles work: it signs (a CSR or renewal request). */
     assert_ok(sign_verify(h, nw.kp.priv, nw.pub));
+    /* The vendor flag was not stored. */
+    {
+        CK_BBOOL b;
+        CK_ATTRIBUTE a = {CKA_EVERTOKEN_PENDING, &b, sizeof(b)};
+
+        assert_rv(F->C_GetAttributeValue(h, nw.kp.pub, &a, 1), CKR_ATTRIBUTE_TYPE_INVALID);
+    }
     /* A pending pair needs the credential's CKA_ID and token objects. */
     {
         CK_MECHANISM m = {CKM_EC_KEY_PAIR_GEN, NULL, 0};

@@ -56,6 +56,18 @@ ovpn_cleanup() {
     et_cleanup
 }
 trap ovpn_cleanup EXIT
+# A signal ends the test through the EXIT trap too (bash skips it otherwise).
+trap 'exit 143' TERM
+trap 'exit 130' INT
+trap 'exit 129' HUP
+
+# Namespaces left by an earlier run of this test that was killed (SIGKILL,
+# e.g. a CTest timeout): their test process is gone.
+for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^et-ovpn-[0-9]+-(srv|cli)$/ { print $1 }'); do
+    pid=${ns#et-ovpn-}
+    pid=${pid%-*}
+    kill -0 "$pid" 2>/dev/null || ip netns del "$ns" 2>/dev/null || true
+done
 
 # ---- two network namespaces joined by a veth pair (192.0.2.0/24)
 for ns in "$NS_S" "$NS_C"; do

@@ -240,6 +240,10 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
     txt = body_text(r);
     if (r->code == 200 || r->code == 202) {
         rc = ENR_OK;
+    } else if (r->code == 401 && e->ccert != NULL) {
+        enr_err("EST %s: the server did not accept the TLS client certificate (HTTP 401)%s", op,
+                txt ? txt : "");
+        rc = ENR_E_REJECTED;
     } else if (r->code == 401) {
         enr_err("EST %s: the server requires authentication (HTTP 401)%s%s", op,
                 e->p->username || e->p->secret_file ? "; the credentials were not accepted"
@@ -286,6 +290,10 @@ parse_certs(const char *op, const est_resp *r, STACK_OF(X509) * *out)
     if (r->ctype == NULL || strncasecmp(r->ctype, "application/pkcs7-mime", 22) != 0) {
         enr_err("EST %s: the answer is not application/pkcs7-mime (%s)", op,
                 r->ctype ? r->ctype : "no content type");
+        goto done;
+    }
+    if (r->n == 0) {
+        enr_err("EST %s: the answer is empty", op);
         goto done;
     }
     if (b64 == NULL || mem == NULL || (der = malloc(r->n + 1)) == NULL) {

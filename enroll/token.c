@@ -26,8 +26,11 @@
 #include <unistd.h>
 
 #include <libp11.h>
+#include <openssl/asn1.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
 #include <p11-kit/uri.h>
@@ -481,6 +484,63 @@ read_cert(enr_token *t, CK_OBJECT_HANDLE h)
     return x;
 }
 
+/* An EC public key object (CKA_EC_PARAMS: a named curve's OID; CKA_EC_POINT:
+ * the point, DER OCTET STRING as PKCS#11 says, or raw as some tokens give it)
+ * as an EVP_PKEY. */
+static EVP_PKEY *
+read_ec_pubkey(enr_token *t, CK_OBJECT_HANDLE h)
+{
+    unsigned char *par = NULL, *pt = NULL;
+    CK_ULONG pl, ptl;
+    const unsigned char *q;
+    ASN1_OBJECT *oid = NULL;
+    ASN1_OCTET_STRING *os = NULL;
+    OSSL_PARAM_BLD *b = NULL;
+    OSSL_PARAM *prm = NULL;
+    EVP_PKEY_CTX *pc = NULL;
+    EVP_PKEY *pk = NULL;
+    const char *group;
+    const unsigned char *point;
+    size_t point_len;
+
+    if (get_attr(t, h, CKA_EC_PARAMS, &par, &pl) != 0 ||
+        get_attr(t, h, CKA_EC_POINT, &pt, &ptl) != 0)
+        goto done;
+    q = par;
+    oid = d2i_ASN1_OBJECT(NULL, &q, (long)pl);
+    group = oid ? OBJ_nid2sn(OBJ_obj2nid(oid)) : NULL;
+    if (group == NULL || OBJ_obj2nid(oid) == NID_undef)
+        goto done;
+    q = pt;
+    os = d2i_ASN1_OCTET_STRING(NULL, &q, (long)ptl);
+    if (os != NULL && q == pt + ptl) {
+        point = ASN1_STRING_get0_data(os);
+        point_len = (size_t)ASN1_STRING_length(os);
+    } else {
+        point = pt;
+        point_len = ptl;
+    }
+    b = OSSL_PARAM_BLD_new();
+    if (b == NULL || !OSSL_PARAM_BLD_push_utf8_string(b, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) ||
+        !OSSL_PARAM_BLD_push_octet_string(b, OSSL_PKEY_PARAM_PUB_KEY, point, point_len))
+        goto done;
+    prm = OSSL_PARAM_BLD_to_param(b);
+    pc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (prm == NULL || pc == NULL || EVP_PKEY_fromdata_init(pc) <= 0 ||
+        EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, prm) <= 0)
+        pk = NULL;
+done:
+    ERR_clear_error();
+    free(par);
+    free(pt);
+    ASN1_OBJECT_free(oid);
+    ASN1_OCTET_STRING_free(os);
+    OSSL_PARAM_free(prm);
+    OSSL_PARAM_BLD_free(b);
+    EVP_PKEY_CTX_free(pc);
+    return pk;
+}
+
 /* Public key of a key object (RSA: modulus/exponent, readable on private
  * keys too; EC: the public key object's point) as an EVP_PKEY. */
 static EVP_PKEY *
@@ -495,8 +555,10 @@ read_pubkey(enr_token *t, CK_OBJECT_HANDLE h)
     BIGNUM *bn = NULL, *be = NULL;
 
     if (get_attr(t, h, CKA_MODULUS, &n, &nl) != 0 ||
-        get_attr(t, h, CKA_PUBLIC_EXPONENT, &e, &el) != 0)
-        goto done; /* EC keys are matched by their public key object via libp11 */
+        get_attr(t, h, CKA_PUBLIC_EXPONENT, &e, &el) != 0) {
+        pk = read_ec_pubkey(t, h);
+        goto done;
+    }
     bn = BN_bin2bn(n, (int)nl, NULL);
     be = BN_bin2bn(e, (int)el, NULL);
     b = OSSL_PARAM_BLD_new();
@@ -740,6 +802,24 @@ done:
     return rc;
 }
 
+/* The public key of private key object PRIV read from its public key object
+ * (same CKA_ID and label): an EC private key does not carry its point. */
+static EVP_PKEY *
+pair_pubkey(enr_token *t, const obj *priv)
+{
+    objlist l;
+    EVP_PKEY *pub = NULL;
+
+    if (list_objects(t, CKO_PUBLIC_KEY, &l) != ENR_OK)
+        return NULL;
+    for (size_t i = 0; i < l.n && pub == NULL; i++)
+        if (l.v[i].id_len == priv->id_len && !memcmp(l.v[i].id, priv->id, priv->id_len) &&
+            !strcmp(l.v[i].label, priv->label))
+            pub = read_pubkey(t, l.v[i].h);
+    objlist_free(&l);
+    return pub;
+}
+
 /* The private key (class CKO_PRIVATE_KEY) matching TAG/label rule, as a
  * token-backed EVP_PKEY. */
 static enr_rc
@@ -763,6 +843,8 @@ key_where(enr_token *t, const enr_profile *p, int pending, EVP_PKEY **pkey)
         if (!match)
             continue;
         pub = read_pubkey(t, l.v[i].h);
+        if (pub == NULL)
+            pub = pair_pubkey(t, &l.v[i]);
         if (pub != NULL)
             *pkey = libp11_key(t, pub);
         EVP_PKEY_free(pub);

@@ -70,9 +70,8 @@ typedef struct ET_FUNCTION_LIST {
     CK_RV (*ET_RolloverRollback)(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len);
 
     /* Destroy the pending keys of credential ID (an abandoned renewal);
-     * *COUNT (may be NULL) gets how many. */
-    CK_RV (*ET_RolloverDiscard)
-    (CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len, CK_ULONG *count);
+     * *N (may be NULL) gets how many. */
+    CK_RV (*ET_RolloverDiscard)(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len, CK_ULONG *n);
 
     /* Destroy (secure_delete) retired objects older than rollover_grace now
      * (C_Login does this too); *COUNT (may be NULL) gets how many. */

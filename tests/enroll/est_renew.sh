@@ -14,11 +14,12 @@ pubkey_of() { openssl x509 -in "$1" -noout -pubkey; }
 
 est_profile alice "[ca]" "username = bob" "secret_file = $T/password"
 est_profile bob "[ca]" "username = bob" "secret_file = $T/password" "[renewal]" "rekey = no"
+est_profile carol "[ca]" "username = bob" "secret_file = $T/password" "[certificate]" "key_type = ec"
 enr enroll 2>"$T/e.err" || die "enroll: $(cat "$T/e.err")"
-token_cert alice >"$T/alice1.pem"; token_cert bob >"$T/bob1.pem"
+token_cert alice >"$T/alice1.pem"; token_cert bob >"$T/bob1.pem"; token_cert carol >"$T/carol1.pem"
 
 enr -v renew --force 2>"$T/r.err" || die "re-enrollment failed: $(cat "$T/r.err")"
-[ "$(grep -c '^simplereenroll 200 client-cert issued' "$CA/requests.log")" = 2 ] || die "no client-authenticated simplereenroll: $(cat "$CA/requests.log")"
+[ "$(grep -c '^simplereenroll 200 client-cert issued' "$CA/requests.log")" = 3 ] || die "no client-authenticated simplereenroll: $(cat "$CA/requests.log")"
 grep -q "TLS client certificate from the token" "$T/r.err" || die "client certificate not used: $(cat "$T/r.err")"
 token_cert alice >"$T/alice2.pem"; token_cert bob >"$T/bob2.pem"
 [ "$(openssl x509 -in "$T/alice2.pem" -noout -serial)" != "$(openssl x509 -in "$T/alice1.pem" -noout -serial)" ] || die "alice not renewed"
@@ -32,8 +33,14 @@ for n in alice bob; do
     cred_works $n || die "$n: renewed credential does not work"
 done
 token_objects | grep -q "^Private alice (retired " || die "alice's old key not retired: $(token_objects)"
+# An EC credential (EST, unlike SCEP, needs no RSA key): the TLS client
+# signature is ECDSA in the token.
+token_cert carol >"$T/carol2.pem"
+openssl x509 -in "$T/carol2.pem" -noout -text | grep -q "id-ecPublicKey" || die "carol: not an EC certificate"
+[ "$(openssl x509 -in "$T/carol2.pem" -noout -serial)" != "$(openssl x509 -in "$T/carol1.pem" -noout -serial)" ] || die "carol not renewed"
+! cmp -s <(pubkey_of "$T/carol1.pem") <(pubkey_of "$T/carol2.pem") || die "carol kept its key"
 grep -q "^renewed|alice|renewed certificate serial" "$T/notify.log" || die "renewal not notified"
-ok "re-enrolled over client-authenticated TLS: alice with a new key, bob with the same key"
+ok "re-enrolled over client-authenticated TLS: alice with a new key, bob with the same key, carol (EC)"
 
 # A server whose CA did not issue the token's certificate (another CA, same
 # TLS identity): 403, explained, the token untouched, the old credential fine.
@@ -46,7 +53,7 @@ cp "$CA/tls.pem" "$CA/tls.key" "$T/ca2/"
 cat "$CA/ca.pem" "$T/ca2/ca.pem" >"$T/both.pem"
 ESTDIR=$T/ca2 est_start --user bob --password-file "$T/password"
 sed -i "s|^url = .*|url = $EST_URL|; s|^anchors = .*|anchors = $T/both.pem|" "$PROFILES/alice.conf"
-rm "$PROFILES/bob.conf"
+rm "$PROFILES/bob.conf" "$PROFILES/carol.conf"
 before=$(token_objects); serial=$(token_serial alice)
 rc=0; enr renew --force 2>"$T/x.err" || rc=$?
 [ "$rc" = 7 ] || die "foreign server: exit $rc, want 7: $(cat "$T/x.err")"

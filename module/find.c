@@ -412,13 +412,15 @@ find_end(struct mod_session *s)
     s->find_active = 0;
 }
 
+/* Pending rollover keys are found only by a template that asks for them
+ * with CKA_EVERTOKEN_PENDING = TRUE, and then nothing else is
+ * (docs/rollover.md): an application's ordinary search never sees them. */
 static int
 find_match(const struct mod_token *t, const struct mod_object *o, const CK_ATTRIBUTE *tmpl,
-           CK_ULONG n)
+           CK_ULONG n, CK_BBOOL pending)
 {
-    /* Pending rollover keys are reachable only through the handles
-     * C_GenerateKeyPair returned (docs/rollover.md). */
-    return o != NULL && !o->pending && cache_visible(t, o) && obj_match(o->attrs, tmpl, n);
+    return o != NULL && (o->pending != 0) == (pending != CK_FALSE) && cache_visible(t, o) &&
+           obj_match(o->attrs, tmpl, n);
 }
 
 CK_RV
@@ -427,12 +429,18 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
     struct mod_session *s = NULL;
     struct mod_token *t;
     CK_OBJECT_HANDLE *found = NULL;
+    CK_ATTRIBUTE *t2 = NULL;
+    CK_ULONG n2 = 0;
+    CK_BBOOL pending = CK_FALSE;
     size_t cap, nf = 0;
     CK_RV rv;
 
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     rv = obj_template_check(tmpl, n);
+    if (rv != CKR_OK)
+        return rv;
+    rv = rollover_strip(tmpl, n, CKA_EVERTOKEN_PENDING, &t2, &n2, &pending);
     if (rv != CKR_OK)
         return rv;
     mod_lock();
@@ -457,13 +465,13 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
         rv = CKR_HOST_MEMORY;
         goto out;
     }
-    if (find_match(t, t->prof, tmpl, n))
+    if (find_match(t, t->prof, t2, n2, pending))
         found[nf++] = t->prof->h;
     for (size_t i = 0; i < t->nobjs; i++)
-        if (find_match(t, t->objs[i], tmpl, n))
+        if (find_match(t, t->objs[i], t2, n2, pending))
             found[nf++] = t->objs[i]->h;
     for (struct mod_object *o = t->sobjs; o != NULL; o = o->next)
-        if (find_match(t, o, tmpl, n))
+        if (find_match(t, o, t2, n2, pending))
             found[nf++] = o->h;
     s->found = found;
     s->nfound = nf;
@@ -471,6 +479,7 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
     s->find_active = 1;
 out:
     mod_unlock();
+    free(t2);
     return rv;
 }
 

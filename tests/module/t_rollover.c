@@ -324,6 +324,19 @@ t_rollover_pending(void **state)
     }
     /* But its handles work: it signs (a CSR or renewal request). */
     assert_ok(sign_verify(h, nw.kp.priv, nw.pub));
+    /* A search asking for pending objects finds exactly the pending pair
+     * (how a helper restarted during a renewal gets back to it). */
+    {
+        CK_ATTRIBUTE pt[] = {{CKA_EVERTOKEN_PENDING, (void *)&yes, sizeof(yes)},
+                             {CKA_ID, (void *)CRED, CRED_LEN}};
+        CK_ATTRIBUTE bad = {CKA_EVERTOKEN_PENDING, (void *)&yes, 4};
+
+        n = conf_find(h, pt, 2, all, 64, 7);
+        assert_int_equal(n, 2);
+        assert_true((all[0] == nw.kp.priv && all[1] == nw.kp.pub) ||
+                    (all[0] == nw.kp.pub && all[1] == nw.kp.priv));
+        assert_rv(F->C_FindObjectsInit(h, &bad, 1), CKR_ATTRIBUTE_VALUE_INVALID);
+    }
     /* The vendor flag was not stored. */
     {
         CK_BBOOL b;

@@ -29,6 +29,7 @@
 #include <openssl/x509v3.h>
 
 #include "enr_int.h"
+#include "enr_parse.h"
 
 typedef struct est {
     const enr_profile *p;
@@ -76,30 +77,41 @@ on_body(char *ptr, size_t sz, size_t nm, void *u)
     return n;
 }
 
+int
+enr_est_retry_after(const char *ptr, size_t n, long *seconds)
+{
+    char line[256];
+    char *s, *end;
+    long v;
+
+    if (n >= sizeof(line) || n < 12 || strncasecmp(ptr, "Retry-After:", 12) != 0)
+        return 0;
+    memcpy(line, ptr + 12, n - 12);
+    line[n - 12] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+    s = line + strspn(line, " \t");
+    v = strtol(s, &end, 10);
+    if (end != s && *end == '\0' && v >= 0) {
+        *seconds = v;
+        return 1;
+    } else {
+        /* HTTP-date form (RFC 9110 section 10.2.3). */
+        time_t t = curl_getdate(s, NULL);
+        if (t > 0) {
+            *seconds = t > enr_now() ? (long)(t - enr_now()) : 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static size_t
 on_header(char *ptr, size_t sz, size_t nm, void *u)
 {
     est_resp *r = u;
     size_t n = sz * nm;
-    char line[256];
 
-    if (n >= sizeof(line) || n < 12 || strncasecmp(ptr, "Retry-After:", 12) != 0)
-        return n;
-    memcpy(line, ptr + 12, n - 12);
-    line[n - 12] = '\0';
-    line[strcspn(line, "\r\n")] = '\0';
-    {
-        char *s = line + strspn(line, " \t"), *end;
-        long v = strtol(s, &end, 10);
-        if (end != s && *end == '\0' && v >= 0) {
-            r->retry_after = v;
-        } else {
-            /* HTTP-date form (RFC 9110 section 10.2.3). */
-            time_t t = curl_getdate(s, NULL);
-            if (t > 0)
-                r->retry_after = t > enr_now() ? (long)(t - enr_now()) : 0;
-        }
-    }
+    (void)enr_est_retry_after(ptr, n, &r->retry_after);
     return n;
 }
 
@@ -275,10 +287,11 @@ done:
 }
 
 /* Decode the base64 body of an application/pkcs7-mime certs-only answer. */
-static enr_rc
-parse_certs(const char *op, const est_resp *r, STACK_OF(X509) * *out)
+enr_rc
+enr_est_parse_certs(const char *op, const char *ctype, const unsigned char *body, size_t n,
+                    STACK_OF(X509) * *out)
 {
-    BIO *b64 = BIO_new(BIO_f_base64()), *mem = BIO_new_mem_buf(r->body, (int)r->n);
+    BIO *b64 = BIO_new(BIO_f_base64()), *mem = BIO_new_mem_buf(body, (int)n);
     unsigned char *der = NULL;
     const unsigned char *pp;
     int len = 0, k;
@@ -287,22 +300,22 @@ parse_certs(const char *op, const est_resp *r, STACK_OF(X509) * *out)
     enr_rc rc = ENR_E_REJECTED;
 
     *out = NULL;
-    if (r->ctype == NULL || strncasecmp(r->ctype, "application/pkcs7-mime", 22) != 0) {
+    if (ctype == NULL || strncasecmp(ctype, "application/pkcs7-mime", 22) != 0) {
         enr_err("EST %s: the answer is not application/pkcs7-mime (%s)", op,
-                r->ctype ? r->ctype : "no content type");
+                ctype ? ctype : "no content type");
         goto done;
     }
-    if (r->n == 0) {
+    if (n == 0) {
         enr_err("EST %s: the answer is empty", op);
         goto done;
     }
-    if (b64 == NULL || mem == NULL || (der = malloc(r->n + 1)) == NULL) {
+    if (b64 == NULL || mem == NULL || (der = malloc(n + 1)) == NULL) {
         rc = ENR_E_FAIL;
         goto done;
     }
     BIO_push(b64, mem);
     mem = NULL;
-    while (len < (int)r->n && (k = BIO_read(b64, der + len, (int)r->n - len)) > 0)
+    while (len < (int)n && (k = BIO_read(b64, der + len, (int)n - len)) > 0)
         len += k;
     if (len <= 0) {
         enr_err("EST %s: the answer is not base64", op);
@@ -421,34 +434,20 @@ set_ca_blob(est *e, STACK_OF(X509) * anchors)
  * certificate with the same subject and key chains (NewWithOld vouching for
  * NewWithNew in a rollover). The rest is ignored. *CERTS receives them all.
  */
-static enr_rc
-get_cacerts(est *e, STACK_OF(X509) * anchors, STACK_OF(X509) * *certs)
+enr_rc
+enr_est_take_cacerts(const char *name, STACK_OF(X509) * certs, STACK_OF(X509) * anchors, time_t now)
 {
-    est_resp r = {0};
-    STACK_OF(X509) *trusted = NULL;
-    time_t now = enr_now();
-    enr_rc rc;
+    STACK_OF(X509) *trusted = sk_X509_new_null();
 
-    rc = est_call(e, "cacerts", NULL, 0, 0, &r);
-    if (rc == ENR_OK && r.code != 200) {
-        enr_err("EST cacerts: unexpected HTTP status %ld", r.code);
-        rc = ENR_E_REJECTED;
-    }
-    if (rc == ENR_OK)
-        rc = parse_certs("cacerts", &r, certs);
-    resp_clear(&r);
-    if (rc != ENR_OK)
-        return rc;
-    trusted = sk_X509_new_null();
     if (trusted == NULL)
         return ENR_E_FAIL;
-    for (int i = 0; i < sk_X509_num(*certs); i++) {
-        X509 *x = sk_X509_value(*certs, i);
-        if (chains(x, *certs, anchors, now))
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        X509 *x = sk_X509_value(certs, i);
+        if (chains(x, certs, anchors, now))
             sk_X509_push(trusted, x);
     }
-    for (int i = 0; i < sk_X509_num(*certs); i++) {
-        X509 *x = sk_X509_value(*certs, i);
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        X509 *x = sk_X509_value(certs, i);
         if (in_stack(trusted, x) || !(X509_get_extension_flags(x) & EXFLAG_SS))
             continue;
         for (int j = 0; j < sk_X509_num(trusted); j++) {
@@ -463,26 +462,47 @@ get_cacerts(est *e, STACK_OF(X509) * anchors, STACK_OF(X509) * *certs)
     if (sk_X509_num(trusted) == 0) {
         enr_err("EST cacerts: none of the %d certificates returned chains to the profile's "
                 "anchors",
-                sk_X509_num(*certs));
+                sk_X509_num(certs));
         sk_X509_free(trusted);
         return ENR_E_REJECTED;
     }
     for (int i = 0; i < sk_X509_num(trusted); i++) {
         X509 *x = sk_X509_value(trusted, i);
-        char name[256];
+        char xname[256];
         if (in_stack(anchors, x) || !X509_up_ref(x))
             continue;
         if (!sk_X509_push(anchors, x)) {
             X509_free(x);
             continue;
         }
-        X509_NAME_oneline(X509_get_subject_name(x), name, sizeof(name));
-        enr_info("profile %s: implicit trust anchor from /cacerts: %s", e->p->name, name);
+        X509_NAME_oneline(X509_get_subject_name(x), xname, sizeof(xname));
+        enr_info("profile %s: implicit trust anchor from /cacerts: %s", name, xname);
     }
-    for (int i = 0; i < sk_X509_num(*certs); i++)
-        if (!in_stack(trusted, sk_X509_value(*certs, i)))
+    for (int i = 0; i < sk_X509_num(certs); i++)
+        if (!in_stack(trusted, sk_X509_value(certs, i)))
             enr_debug("EST cacerts: certificate %d does not chain to the anchors; ignored", i);
     sk_X509_free(trusted);
+    return ENR_OK;
+}
+
+static enr_rc
+get_cacerts(est *e, STACK_OF(X509) * anchors, STACK_OF(X509) * *certs)
+{
+    est_resp r = {0};
+    enr_rc rc;
+
+    rc = est_call(e, "cacerts", NULL, 0, 0, &r);
+    if (rc == ENR_OK && r.code != 200) {
+        enr_err("EST cacerts: unexpected HTTP status %ld", r.code);
+        rc = ENR_E_REJECTED;
+    }
+    if (rc == ENR_OK)
+        rc = enr_est_parse_certs("cacerts", r.ctype, r.body, r.n, certs);
+    resp_clear(&r);
+    if (rc == ENR_OK)
+        rc = enr_est_take_cacerts(e->p->name, *certs, anchors, enr_now());
+    if (rc != ENR_OK)
+        return rc;
     return set_ca_blob(e, anchors);
 }
 
@@ -556,6 +576,26 @@ csr_base64(X509_REQ *req, size_t *len)
     return out;
 }
 
+enr_rc
+enr_est_parse_issued(const char *op, const char *ctype, const unsigned char *body, size_t n,
+                     EVP_PKEY *newkey, enr_scep_result *res)
+{
+    STACK_OF(X509) *got = NULL;
+    enr_rc rc = enr_est_parse_certs(op, ctype, body, n, &got);
+
+    if (rc != ENR_OK)
+        return rc;
+    /* The certificate for our key when several came back; the checks that
+     * follow (enr_check_issued) refuse anything else. */
+    for (int i = 0; i < sk_X509_num(got) && res->cert == NULL; i++)
+        if (same_pub(X509_get0_pubkey(sk_X509_value(got, i)), newkey))
+            res->cert = sk_X509_delete(got, i);
+    if (res->cert == NULL)
+        res->cert = sk_X509_shift(got);
+    res->chain = got;
+    return ENR_OK;
+}
+
 static char *
 make_base(const enr_profile *p)
 {
@@ -576,7 +616,7 @@ enr_est_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PKE
                STACK_OF(X509) * anchors, enr_scep_result *res)
 {
     est e;
-    STACK_OF(X509) *cacerts = NULL, *got = NULL;
+    STACK_OF(X509) *cacerts = NULL;
     X509_REQ *req = NULL;
     char *body = NULL;
     size_t blen = 0;
@@ -647,18 +687,9 @@ enr_est_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PKE
     }
     if (rc != ENR_OK)
         goto done;
-    rc = parse_certs(op, &r, &got);
+    rc = enr_est_parse_issued(op, r.ctype, r.body, r.n, newkey, res);
     if (rc != ENR_OK)
         goto done;
-    /* The certificate for our key when several came back; the checks that
-     * follow (enr_check_issued) refuse anything else. */
-    for (int i = 0; i < sk_X509_num(got) && res->cert == NULL; i++)
-        if (same_pub(X509_get0_pubkey(sk_X509_value(got, i)), newkey))
-            res->cert = sk_X509_delete(got, i);
-    if (res->cert == NULL)
-        res->cert = sk_X509_shift(got);
-    res->chain = got;
-    got = NULL;
     for (int i = 0; i < sk_X509_num(cacerts); i++)
         if (X509_up_ref(sk_X509_value(cacerts, i)))
             sk_X509_push(res->chain, sk_X509_value(cacerts, i));
@@ -671,7 +702,6 @@ done:
     free(body);
     X509_REQ_free(req);
     sk_X509_pop_free(cacerts, X509_free);
-    sk_X509_pop_free(got, X509_free);
     enr_secret_free(&e.password);
     free(e.base);
     free(e.ca_blob);

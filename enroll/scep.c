@@ -27,6 +27,7 @@
 #include <openssl/x509v3.h>
 
 #include "enr_int.h"
+#include "enr_parse.h"
 
 /* SCEP attribute OIDs (RFC 8894 section 3.2.1.4). */
 #define OID_MESSAGE_TYPE    "2.16.840.1.113733.1.9.2"
@@ -53,19 +54,7 @@ ASN1_SEQUENCE(ENR_IAS) =
         ASN1_SIMPLE(ENR_IAS, subject, X509_NAME),
 } ASN1_SEQUENCE_END(ENR_IAS) IMPLEMENT_ASN1_FUNCTIONS(ENR_IAS)
 
-        typedef struct caps {
-    int post, sha256, aes, renewal;
-} caps;
-
-typedef struct scep {
-    const enr_profile *p;
-    caps c;
-    STACK_OF(X509) * cacerts; /* everything GetCACert returned, validated */
-    X509 *ra;                 /* recipient of our EnvelopedData */
-    X509 *ca;                 /* issuer of our certificates */
-    const EVP_MD *md;
-    const EVP_CIPHER *cipher;
-} scep;
+        typedef enr_scep scep;
 
 void
 enr_scep_result_clear(enr_scep_result *r)
@@ -83,6 +72,29 @@ op_url(const enr_profile *p, const char *op)
     return enr_aprintf("%s%soperation=%s", p->url, strchr(p->url, '?') ? "&" : "?", op);
 }
 
+void
+enr_scep_parse_caps(scep *s, unsigned char *body, size_t n)
+{
+    (void)n; /* NUL-terminated by enr_http */
+    for (char *save = NULL, *l = strtok_r((char *)body, "\r\n", &save); l != NULL;
+         l = strtok_r(NULL, "\r\n", &save)) {
+        if (!strcasecmp(l, "POSTPKIOperation"))
+            s->c.post = 1;
+        else if (!strcasecmp(l, "SHA-256"))
+            s->c.sha256 = 1;
+        else if (!strcasecmp(l, "AES"))
+            s->c.aes = 1;
+        else if (!strcasecmp(l, "Renewal"))
+            s->c.renewal = 1;
+        else if (!strcasecmp(l, "SCEPStandard"))
+            s->c.post = s->c.sha256 = s->c.aes = 1; /* RFC 8894 section 3.5.2 */
+    }
+    s->md = s->c.sha256 ? EVP_sha256() : EVP_sha1();
+    s->cipher = s->c.aes ? EVP_aes_128_cbc() : EVP_des_ede3_cbc();
+    enr_debug("CA capabilities: POST %d, SHA-256 %d, AES %d, Renewal %d", s->c.post, s->c.sha256,
+              s->c.aes, s->c.renewal);
+}
+
 static enr_rc
 get_caps(scep *s)
 {
@@ -97,24 +109,8 @@ get_caps(scep *s)
     free(url);
     if (rc != ENR_OK)
         return rc;
-    for (char *save = NULL, *l = strtok_r((char *)body, "\r\n", &save); l != NULL;
-         l = strtok_r(NULL, "\r\n", &save)) {
-        if (!strcasecmp(l, "POSTPKIOperation"))
-            s->c.post = 1;
-        else if (!strcasecmp(l, "SHA-256"))
-            s->c.sha256 = 1;
-        else if (!strcasecmp(l, "AES"))
-            s->c.aes = 1;
-        else if (!strcasecmp(l, "Renewal"))
-            s->c.renewal = 1;
-        else if (!strcasecmp(l, "SCEPStandard"))
-            s->c.post = s->c.sha256 = s->c.aes = 1; /* RFC 8894 section 3.5.2 */
-    }
+    enr_scep_parse_caps(s, body, n);
     free(body);
-    s->md = s->c.sha256 ? EVP_sha256() : EVP_sha1();
-    s->cipher = s->c.aes ? EVP_aes_128_cbc() : EVP_des_ede3_cbc();
-    enr_debug("CA capabilities: POST %d, SHA-256 %d, AES %d, Renewal %d", s->c.post, s->c.sha256,
-              s->c.aes, s->c.renewal);
     return ENR_OK;
 }
 
@@ -124,23 +120,13 @@ is_ca(X509 *x)
     return X509_check_ca(x) > 0;
 }
 
-static enr_rc
-get_cacert(scep *s, STACK_OF(X509) * anchors)
+enr_rc
+enr_scep_parse_cacert(scep *s, const unsigned char *body, size_t n, const char *ct,
+                      STACK_OF(X509) * anchors)
 {
-    char *url = op_url(s->p, "GetCACert"), *ct = NULL;
-    unsigned char *body = NULL;
-    const unsigned char *pp;
-    size_t n;
-    enr_rc rc;
+    const unsigned char *pp = body;
+    enr_rc rc = ENR_E_REJECTED;
 
-    if (url == NULL)
-        return ENR_E_FAIL;
-    rc = enr_http(url, NULL, NULL, 0, s->p->http_timeout, &body, &n, &ct);
-    free(url);
-    if (rc != ENR_OK)
-        goto done;
-    rc = ENR_E_REJECTED;
-    pp = body;
     if (ct != NULL && !strncasecmp(ct, "application/x-x509-ca-ra-cert", 29)) {
         CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &pp, (long)n);
         if (cms != NULL)
@@ -156,7 +142,7 @@ get_cacert(scep *s, STACK_OF(X509) * anchors)
     if (s->cacerts == NULL || sk_X509_num(s->cacerts) == 0) {
         enr_err("GetCACert from %s: no certificate in the answer (%s)", s->p->url,
                 ct ? ct : "no content type");
-        goto done;
+        return rc;
     }
     /* RA: an end-entity certificate that can receive keys; else the CA itself. */
     for (int i = 0; i < sk_X509_num(s->cacerts); i++) {
@@ -174,10 +160,25 @@ get_cacert(scep *s, STACK_OF(X509) * anchors)
         rc = enr_verify_chain(sk_X509_value(s->cacerts, i), s->cacerts, anchors, enr_now(),
                               "a certificate from GetCACert");
         if (rc != ENR_OK)
-            goto done;
+            return rc;
     }
-    rc = ENR_OK;
-done:
+    return ENR_OK;
+}
+
+static enr_rc
+get_cacert(scep *s, STACK_OF(X509) * anchors)
+{
+    char *url = op_url(s->p, "GetCACert"), *ct = NULL;
+    unsigned char *body = NULL;
+    size_t n;
+    enr_rc rc;
+
+    if (url == NULL)
+        return ENR_E_FAIL;
+    rc = enr_http(url, NULL, NULL, 0, s->p->http_timeout, &body, &n, &ct);
+    free(url);
+    if (rc == ENR_OK)
+        rc = enr_scep_parse_cacert(s, body, n, ct, anchors);
     free(body);
     free(ct);
     return rc;
@@ -424,10 +425,10 @@ decrypt_legacy(const unsigned char *der, long len, EVP_PKEY *key, X509 *signer, 
 }
 
 /* Parse and check a CertRep; on SUCCESS decrypt the certificates with KEY. */
-static enr_rc
-parse_reply(scep *s, const unsigned char *der, size_t len, const char *txid,
-            const unsigned char nonce[16], X509 *signer, EVP_PKEY *key, EVP_PKEY *newkey,
-            enr_scep_result *res)
+enr_rc
+enr_scep_parse_reply(scep *s, const unsigned char *der, size_t len, const char *txid,
+                     const unsigned char nonce[16], X509 *signer, EVP_PKEY *key, EVP_PKEY *newkey,
+                     enr_scep_result *res)
 {
     const unsigned char *pp = der;
     CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &pp, (long)len), *env = NULL, *deg = NULL;
@@ -570,7 +571,7 @@ exchange(scep *s, const unsigned char *inner, int ilen, const char *mtype, const
     OPENSSL_free(msg);
     if (rc != ENR_OK)
         return rc;
-    rc = parse_reply(s, resp, rlen, txid, nonce, signer, key, newkey, res);
+    rc = enr_scep_parse_reply(s, resp, rlen, txid, nonce, signer, key, newkey, res);
     free(resp);
     return rc;
 }

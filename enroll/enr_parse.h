@@ -1,0 +1,69 @@
+/*
+ * enr_parse.h — the parsers of evertoken-enroll for what a CA sends back,
+ * split from the HTTP exchanges of scep.c and est.c so that the fuzz target
+ * tests/fuzz/fuzz_ca.c runs exactly the code the helper runs on an answer.
+ * Not an interface for anything else: enr_int.h is the helper's.
+ */
+#ifndef EVERTOKEN_ENROLL_ENR_PARSE_H
+#define EVERTOKEN_ENROLL_ENR_PARSE_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "enr_int.h"
+
+/* ---- scep.c ------------------------------------------------------------- */
+
+typedef struct enr_scep_caps {
+    int post, sha256, aes, renewal;
+} enr_scep_caps;
+
+/* One SCEP transaction's view of the CA. */
+typedef struct enr_scep {
+    const enr_profile *p; /* url and name appear in messages */
+    enr_scep_caps c;
+    STACK_OF(X509) * cacerts; /* everything GetCACert returned, validated (owned) */
+    X509 *ra;                 /* recipient of our EnvelopedData (in cacerts) */
+    X509 *ca;                 /* issuer of our certificates (in cacerts) */
+    const EVP_MD *md;
+    const EVP_CIPHER *cipher;
+} enr_scep;
+
+/* GetCACaps answer: BODY as enr_http gives it (N bytes, NUL-terminated, NULL
+ * when empty), split into lines in place; sets S->c, S->md, S->cipher. */
+void enr_scep_parse_caps(enr_scep *s, unsigned char *body, size_t n);
+/* GetCACert answer of content type CT (NULL: none): a DER certificate or,
+ * for application/x-x509-ca-ra-cert, a certs-only PKCS#7; every certificate
+ * must chain to ANCHORS at enr_now(). Sets S->cacerts, S->ra, S->ca. */
+enr_rc enr_scep_parse_cacert(enr_scep *s, const unsigned char *body, size_t n, const char *ct,
+                             STACK_OF(X509) * anchors);
+/* A CertRep for the transaction TXID whose request carried NONCE and was
+ * signed by SIGNER/KEY: signed by S->cacerts, CertRep, transaction id,
+ * recipient nonce, pkiStatus (ENR_E_PENDING, failInfo into RES->fail on
+ * FAILURE), and on SUCCESS the EnvelopedData decrypted with KEY and the
+ * certificate for NEWKEY taken into RES->cert (the rest into RES->chain). */
+enr_rc enr_scep_parse_reply(enr_scep *s, const unsigned char *der, size_t len, const char *txid,
+                            const unsigned char nonce[16], X509 *signer, EVP_PKEY *key,
+                            EVP_PKEY *newkey, enr_scep_result *res);
+
+/* ---- est.c -------------------------------------------------------------- */
+
+/* An answer of OP ("cacerts", "simpleenroll", ...) with content type CTYPE
+ * (NULL: none): base64 of a certs-only PKCS#7 SignedData. *OUT: its
+ * certificates. */
+enr_rc enr_est_parse_certs(const char *op, const char *ctype, const unsigned char *body, size_t n,
+                           STACK_OF(X509) * *out);
+/* /cacerts answered CERTS: those chaining to ANCHORS at NOW (and self-signed
+ * ones vouched for by them) are added to ANCHORS; NAME is the profile's. */
+enr_rc enr_est_take_cacerts(const char *name, STACK_OF(X509) * certs, STACK_OF(X509) * anchors,
+                            time_t now);
+/* A /simple(re)enroll answer: RES->cert the certificate for NEWKEY (else the
+ * first one), RES->chain the others. */
+enr_rc enr_est_parse_issued(const char *op, const char *ctype, const unsigned char *body, size_t n,
+                            EVP_PKEY *newkey, enr_scep_result *res);
+/* One HTTP header line of N bytes (as libcurl gives it, with CRLF): when it
+ * is a Retry-After with a delay in seconds or an HTTP-date, *SECONDS gets the
+ * delay from enr_now() and 1 is returned; else 0. */
+int enr_est_retry_after(const char *line, size_t n, long *seconds);
+
+#endif /* EVERTOKEN_ENROLL_ENR_PARSE_H */

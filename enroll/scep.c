@@ -75,9 +75,11 @@ op_url(const enr_profile *p, const char *op)
 void
 enr_scep_parse_caps(scep *s, unsigned char *body, size_t n)
 {
-    (void)n; /* NUL-terminated by enr_http */
-    for (char *save = NULL, *l = strtok_r((char *)body, "\r\n", &save); l != NULL;
-         l = strtok_r(NULL, "\r\n", &save)) {
+    /* NUL-terminated by enr_http, but NULL when the answer is empty, which
+     * RFC 8894 section 3.5.2 allows: no capability (strtok_r would crash). */
+    for (char *save = NULL,
+              *l = n > 0 && body != NULL ? strtok_r((char *)body, "\r\n", &save) : NULL;
+         l != NULL; l = strtok_r(NULL, "\r\n", &save)) {
         if (!strcasecmp(l, "POSTPKIOperation"))
             s->c.post = 1;
         else if (!strcasecmp(l, "SHA-256"))

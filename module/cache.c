@@ -7,6 +7,11 @@
  * what the keystore hands out is cached: public objects always, private
  * ones while the token key is unwrapped (in secure memory, wiped on drop).
  * Session objects and the token's CKO_PROFILE object live here too.
+ *
+ * Stored objects are also indexed by CKA_ID and CKA_LABEL (chained hash
+ * tables, t->ix), kept up to date on load, add, remove and attribute
+ * changes, so that C_FindObjectsInit with one of them in its template looks
+ * at the few candidates instead of every object.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +43,175 @@ object_free(struct mod_object *o)
     free(o);
 }
 
+/* ---- indexes ------------------------------------------------------------- */
+
+static const CK_ATTRIBUTE_TYPE ix_types[MOD_IX_COUNT] = {CKA_ID, CKA_LABEL};
+
+#define IX_MIN_BUCKETS 64
+
+CK_ATTRIBUTE_TYPE
+cache_ix_type(int k)
+{
+    return ix_types[k];
+}
+
+/* FNV-1a, 64 bits. Not keyed: values that collide on purpose cost search
+ * time, never a wrong answer (every candidate is matched), and whoever can
+ * write them into the token file can do worse to it. */
+static uint64_t
+ix_hash(const void *v, size_t len)
+{
+    const unsigned char *p = v;
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static struct mod_object **
+ix_bucket(const struct mod_index *ix, uint64_t h)
+{
+    return &ix->b[(size_t)(h ^ (h >> 29)) & (ix->nb - 1)];
+}
+
+static void
+ix_link(struct mod_index *ix, int k, struct mod_object *o)
+{
+    struct mod_object **head = ix_bucket(ix, o->ix_hash[k]);
+
+    o->ix_next[k] = *head;
+    if (*head != NULL)
+        (*head)->ix_pprev[k] = &o->ix_next[k];
+    *head = o;
+    o->ix_pprev[k] = head;
+}
+
+/* Rehash index K into NB buckets; -1 (nothing changed) without memory. */
+static int
+ix_resize(struct mod_index *ix, int k, size_t nb)
+{
+    struct mod_object **b = calloc(nb, sizeof(*b)), **old = ix->b;
+    size_t onb = ix->nb;
+
+    if (b == NULL)
+        return -1;
+    ix->b = b;
+    ix->nb = nb;
+    for (size_t i = 0; i < onb; i++) {
+        struct mod_object *o = old[i], *next;
+
+        for (; o != NULL; o = next) {
+            next = o->ix_next[k];
+            ix_link(ix, k, o);
+        }
+    }
+    free(old);
+    return 0;
+}
+
+/* Forget index K: searches scan until it is rebuilt (next reload). */
+static void
+ix_break(struct mod_token *t, int k)
+{
+    for (size_t i = 0; i < t->nobjs; i++) {
+        t->objs[i]->ix_next[k] = NULL;
+        t->objs[i]->ix_pprev[k] = NULL;
+    }
+    free(t->ix[k].b);
+    t->ix[k].b = NULL;
+    t->ix[k].nb = t->ix[k].n = 0;
+    t->ix[k].broken = 1;
+}
+
+static void
+ix_unlink(struct mod_token *t, struct mod_object *o)
+{
+    for (int k = 0; k < MOD_IX_COUNT; k++) {
+        if (o->ix_pprev[k] == NULL)
+            continue;
+        *o->ix_pprev[k] = o->ix_next[k];
+        if (o->ix_next[k] != NULL)
+            o->ix_next[k]->ix_pprev[k] = o->ix_pprev[k];
+        o->ix_next[k] = NULL;
+        o->ix_pprev[k] = NULL;
+        t->ix[k].n--;
+    }
+}
+
+/* Add stored object O (already in t->objs) to every index. */
+static void
+ix_insert(struct mod_token *t, struct mod_object *o)
+{
+    for (int k = 0; k < MOD_IX_COUNT; k++) {
+        struct mod_index *ix = &t->ix[k];
+        const ks_attr *a = obj_find(o->attrs, ix_types[k]);
+
+        o->ix_next[k] = NULL;
+        o->ix_pprev[k] = NULL;
+        if (a == NULL || ix->broken)
+            continue;
+        /* Load factor at most 1; a failed growth only lengthens chains. */
+        if (ix->n >= ix->nb && ix_resize(ix, k, ix->nb ? ix->nb * 2 : IX_MIN_BUCKETS) != 0 &&
+            ix->nb == 0) {
+            ix_break(t, k);
+            continue;
+        }
+        o->ix_hash[k] = ix_hash(a->value, a->len);
+        ix_link(ix, k, o);
+        ix->n++;
+    }
+}
+
+static void
+ix_clear(struct mod_token *t)
+{
+    for (int k = 0; k < MOD_IX_COUNT; k++) {
+        free(t->ix[k].b);
+        memset(&t->ix[k], 0, sizeof(t->ix[k]));
+    }
+}
+
+/* Build the indexes of every object in t->objs. */
+static void
+ix_rebuild(struct mod_token *t)
+{
+    size_t nb = IX_MIN_BUCKETS;
+
+    ix_clear(t);
+    while (nb < t->nobjs)
+        nb *= 2;
+    for (int k = 0; k < MOD_IX_COUNT; k++)
+        if (ix_resize(&t->ix[k], k, nb) != 0)
+            ix_break(t, k);
+    for (size_t i = 0; i < t->nobjs; i++)
+        ix_insert(t, t->objs[i]);
+}
+
+int
+cache_ix_lookup_inlock(const struct mod_token *t, int k, const void *value, size_t len,
+                       struct mod_object **first)
+{
+    const struct mod_index *ix = &t->ix[k];
+    uint64_t h;
+    struct mod_object *o;
+
+    *first = NULL;
+    if (ix->broken || !t->loaded)
+        return 0;
+    if (ix->nb == 0)
+        return 1; /* nothing indexed */
+    h = ix_hash(value, len);
+    for (o = *ix_bucket(ix, h); o != NULL && o->ix_hash[k] != h; o = o->ix_next[k])
+        ;
+    *first = o;
+    return 1;
+}
+
+/* ---- objects -------------------------------------------------------------- */
+
 CK_RV
 cache_pkey_inlock(struct mod_object *o, EVP_PKEY **out)
 {
@@ -65,11 +239,17 @@ cache_pkey_inlock(struct mod_object *o, EVP_PKEY **out)
 }
 
 void
-cache_set_attrs_inlock(struct mod_object *o, mod_attrs *attrs)
+cache_set_attrs_inlock(struct mod_token *t, struct mod_object *o, mod_attrs *attrs)
 {
+    int stored = o->token && !o->profile;
+
+    if (stored)
+        ix_unlink(t, o);
     object_forget_pkey(o);
     obj_free(o->attrs);
     o->attrs = attrs;
+    if (stored)
+        ix_insert(t, o);
 }
 
 static void
@@ -211,17 +391,20 @@ cache_sync_inlock(struct mod_token *t)
     if (tampered > 0)
         mod_log("slot %u: %u stored object(s) failed their integrity check and are hidden (%s)",
                 (unsigned)t->slot, tampered, ks_last_error(t->ks));
+    ix_clear(t);
     objs_free(t->objs, t->nobjs);
     t->objs = c.objs;
     t->nobjs = c.n;
     t->capobjs = c.cap;
     t->loaded = 1;
+    ix_rebuild(t);
     return CKR_OK;
 }
 
 void
 cache_drop_inlock(struct mod_token *t)
 {
+    ix_clear(t);
     objs_free(t->objs, t->nobjs);
     t->objs = NULL;
     t->nobjs = t->capobjs = 0;
@@ -309,7 +492,7 @@ cache_add_token_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, mod_attrs *attrs
     i = objs_search(t, h, &found);
     if (found) {
         /* Already loaded by a reload since the write: keep ours. */
-        cache_set_attrs_inlock(t->objs[i], attrs);
+        cache_set_attrs_inlock(t, t->objs[i], attrs);
         return CKR_OK;
     }
     o = calloc(1, sizeof(*o));
@@ -328,6 +511,7 @@ cache_add_token_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, mod_attrs *attrs
     }
     memmove(&t->objs[i + 1], &t->objs[i], (t->nobjs - 1 - i) * sizeof(*t->objs));
     t->objs[i] = o;
+    ix_insert(t, o);
     return CKR_OK;
 }
 
@@ -370,6 +554,7 @@ cache_remove_inlock(struct mod_token *t, struct mod_object *o)
         object_free(o);
         return;
     }
+    ix_unlink(t, o);
     i = objs_search(t, o->h, &found);
     if (found && t->objs[i] == o) {
         memmove(&t->objs[i], &t->objs[i + 1], (t->nobjs - 1 - i) * sizeof(*t->objs));

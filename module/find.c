@@ -393,7 +393,7 @@ mod_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_P
     }
     /* Also drops the OpenSSL key built from the old set (a new set may
      * later reuse the old one's address). */
-    cache_set_attrs_inlock(o, attrs);
+    cache_set_attrs_inlock(s->tok, o, attrs);
     attrs = NULL;
 out:
     obj_free(attrs);
@@ -423,6 +423,14 @@ find_match(const struct mod_token *t, const struct mod_object *o, const CK_ATTRI
            obj_match(o->attrs, tmpl, n);
 }
 
+static int
+handle_cmp(const void *a, const void *b)
+{
+    CK_OBJECT_HANDLE x = *(const CK_OBJECT_HANDLE *)a, y = *(const CK_OBJECT_HANDLE *)b;
+
+    return x < y ? -1 : x > y;
+}
+
 CK_RV
 mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 {
@@ -432,7 +440,9 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
     CK_ATTRIBUTE *t2 = NULL;
     CK_ULONG n2 = 0;
     CK_BBOOL pending = CK_FALSE;
+    struct mod_object *first = NULL;
     size_t cap, nf = 0;
+    int k = -1;
     CK_RV rv;
 
     if (!mod_ready())
@@ -456,8 +466,23 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
     if (rv != CKR_OK)
         goto out;
     /* A snapshot of the matching handles: objects created later are not
-     * found by this search; destroyed ones are skipped when returned. */
-    cap = 1 + t->nobjs;
+     * found by this search; destroyed ones are skipped when returned. With
+     * CKA_ID or CKA_LABEL in the template, the stored objects looked at are
+     * the index's candidates for that value (still matched in full). */
+    for (int j = 0; j < MOD_IX_COUNT && k < 0; j++)
+        for (CK_ULONG i = 0; i < n2; i++)
+            if (t2[i].type == cache_ix_type(j)) {
+                if (cache_ix_lookup_inlock(t, j, t2[i].pValue, t2[i].ulValueLen, &first))
+                    k = j;
+                break;
+            }
+    cap = 1;
+    if (k >= 0) {
+        for (struct mod_object *o = first; o != NULL; o = o->ix_next[k])
+            cap++;
+    } else {
+        cap += t->nobjs;
+    }
     for (struct mod_object *o = t->sobjs; o != NULL; o = o->next)
         cap++;
     found = malloc(cap * sizeof(*found));
@@ -467,9 +492,20 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
     }
     if (find_match(t, t->prof, t2, n2, pending))
         found[nf++] = t->prof->h;
-    for (size_t i = 0; i < t->nobjs; i++)
-        if (find_match(t, t->objs[i], t2, n2, pending))
-            found[nf++] = t->objs[i]->h;
+    if (k >= 0) {
+        size_t from = nf;
+
+        for (struct mod_object *o = first; o != NULL; o = o->ix_next[k])
+            if (find_match(t, o, t2, n2, pending))
+                found[nf++] = o->h;
+        /* In handle order, as the scan returns them. */
+        if (nf - from > 1)
+            qsort(found + from, nf - from, sizeof(*found), handle_cmp);
+    } else {
+        for (size_t i = 0; i < t->nobjs; i++)
+            if (find_match(t, t->objs[i], t2, n2, pending))
+                found[nf++] = t->objs[i]->h;
+    }
     for (struct mod_object *o = t->sobjs; o != NULL; o = o->next)
         if (find_match(t, o, t2, n2, pending))
             found[nf++] = o->h;

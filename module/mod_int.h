@@ -64,6 +64,9 @@ enum mod_tok_state {
     TOK_BROKEN,   /* file exists but ks_open failed (retried on every rescan) */
 };
 
+/* Indexes of a token's stored objects (cache.c): by CKA_ID and CKA_LABEL. */
+enum { MOD_IX_ID = 0, MOD_IX_LABEL, MOD_IX_COUNT };
+
 struct mod_object {
     CK_OBJECT_HANDLE h;
     mod_attrs *attrs;
@@ -78,6 +81,18 @@ struct mod_object {
     int pending;             /* a pending rollover key: never found, usable by handle */
     CK_SESSION_HANDLE owner; /* session objects: the creating session */
     struct mod_object *next; /* session object list */
+    /* Stored objects only: the chains of the token's indexes. ix_pprev[k]
+     * is NULL when the object is not in index k (attribute absent). */
+    struct mod_object *ix_next[MOD_IX_COUNT];
+    struct mod_object **ix_pprev[MOD_IX_COUNT];
+    uint64_t ix_hash[MOD_IX_COUNT];
+};
+
+/* A chained hash table of stored objects by one attribute's value. */
+struct mod_index {
+    struct mod_object **b; /* nb buckets (a power of two), or NULL */
+    size_t nb, n;
+    int broken; /* no memory for it: searches scan until the next reload */
 };
 
 struct mod_token {
@@ -99,9 +114,10 @@ struct mod_token {
     double synced_at;         /* monotonic time of the last ks_changed check */
     struct mod_object **objs; /* token objects, sorted by handle */
     size_t nobjs, capobjs;
-    struct mod_object *prof;  /* CKO_PROFILE */
-    struct mod_object *sobjs; /* session objects of all sessions on it */
-    struct mod_token *next;   /* sorted by slot */
+    struct mod_index ix[MOD_IX_COUNT]; /* objs by CKA_ID, CKA_LABEL */
+    struct mod_object *prof;           /* CKO_PROFILE */
+    struct mod_object *sobjs;          /* session objects of all sessions on it */
+    struct mod_token *next;            /* sorted by slot */
 };
 
 struct mod_session {
@@ -210,8 +226,17 @@ void cache_remove_inlock(struct mod_token *t, struct mod_object *o);
 /* A new reference to key object O's OpenSSL key (built once, obj_pkey);
  * the caller frees it with EVP_PKEY_free. */
 CK_RV cache_pkey_inlock(struct mod_object *o, EVP_PKEY **out);
-/* Replace O's attributes (taking ATTRS) and forget its cached key. */
-void cache_set_attrs_inlock(struct mod_object *o, mod_attrs *attrs);
+/* Replace O's attributes (taking ATTRS), forget its cached key, and keep
+ * T's indexes up to date. */
+void cache_set_attrs_inlock(struct mod_token *t, struct mod_object *o, mod_attrs *attrs);
+/* The attribute type index K is built on (CKA_ID, CKA_LABEL). */
+CK_ATTRIBUTE_TYPE cache_ix_type(int k);
+/* Look VALUE (LEN bytes) up in index K: *FIRST = the first stored object
+ * whose value may be VALUE (NULL if none); the next ones follow
+ * o->ix_next[K]. Candidates only (hash collisions): the caller still matches
+ * each. Returns 0 when the index cannot be used (scan instead). */
+int cache_ix_lookup_inlock(const struct mod_token *t, int k, const void *value, size_t len,
+                           struct mod_object **first);
 
 /* ---- logincache.c: login cache policy and the kernel user keyring ------- */
 

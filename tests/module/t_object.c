@@ -720,6 +720,92 @@ t_find_objects(void **state)
     assert_ok(F->C_CloseSession(h));
 }
 
+/* Finds by CKA_LABEL and CKA_ID (evertoken answers them from an index of
+ * its stored objects): the index follows creation, attribute changes,
+ * destruction, duplicates and a reload after C_Finalize. */
+/* Every object labelled LABEL (up to 64) into OUT. */
+static CK_ULONG
+find_lab(CK_SESSION_HANDLE h, const char *label, CK_OBJECT_HANDLE *out)
+{
+    CK_ATTRIBUTE t = {CKA_LABEL, (void *)label, strlen(label)};
+
+    return conf_find(h, &t, 1, out, 64, 3);
+}
+
+static void
+t_find_indexed(void **state)
+{
+    CK_SESSION_HANDLE h = conf_open(CKF_RW_SESSION);
+    CK_OBJECT_HANDLE objs[40], got[64], cert, cert2;
+    CK_OBJECT_CLASS data = CKO_DATA;
+    char label[16];
+
+    (void)state;
+    conf_login_user(h);
+    for (int i = 0; i < 40; i++) {
+        snprintf(label, sizeof(label), "ix-%d", i % 20); /* each label twice */
+        assert_ok(conf_create_data(h, i % 4 != 3, i % 5 == 0, label, &objs[i]));
+    }
+    for (int i = 0; i < 20; i++) {
+        snprintf(label, sizeof(label), "ix-%d", i);
+        assert_int_equal(find_lab(h, label, got), 2);
+        assert_true(handle_in(objs[i], got, 2));
+        assert_true(handle_in(objs[i + 20], got, 2));
+    }
+    assert_int_equal(find_lab(h, "ix-", got), 0);
+    assert_int_equal(find_lab(h, "ix-20", got), 0);
+    /* With another attribute: the full template still applies. */
+    CK_ATTRIBUTE lab_priv[] = {{CKA_LABEL, "ix-0", 4}, {CKA_PRIVATE, &yes, sizeof(yes)}};
+    assert_int_equal(conf_find(h, lab_priv, NA(lab_priv), got, NA(got), 8), 2); /* 0 and 20 */
+    CK_ATTRIBUTE lab_cls[] = {{CKA_CLASS, &data, sizeof(data)}, {CKA_LABEL, "ix-1", 4}};
+    assert_int_equal(conf_find(h, lab_cls, NA(lab_cls), got, NA(got), 8), 2);
+
+    /* A new label: found under it, no longer under the old one. */
+    CK_ATTRIBUTE relabel = {CKA_LABEL, "ix-renamed", 10};
+    assert_ok(F->C_SetAttributeValue(h, objs[2], &relabel, 1));
+    assert_int_equal(find_lab(h, "ix-2", got), 1);
+    assert_int_equal(got[0], objs[22]);
+    assert_int_equal(find_lab(h, "ix-renamed", got), 1);
+    assert_int_equal(got[0], objs[2]);
+    /* Destroyed: gone from the answers. */
+    assert_ok(F->C_DestroyObject(h, objs[22]));
+    assert_int_equal(find_lab(h, "ix-2", got), 0);
+
+    /* CKA_ID: two certificates share one, then one of them changes it. */
+    assert_ok(create_cert(h, CK_TRUE, &cert));
+    assert_ok(create_cert(h, CK_TRUE, &cert2));
+    CK_ATTRIBUTE by_id = {CKA_ID, "\x01\x02", 2};
+    assert_int_equal(conf_find(h, &by_id, 1, got, NA(got), 1), 2);
+    assert_true(handle_in(cert, got, 2) && handle_in(cert2, got, 2));
+    CK_ATTRIBUTE new_id = {CKA_ID, "\x07\x07\x07", 3};
+    assert_ok(F->C_SetAttributeValue(h, cert2, &new_id, 1));
+    assert_int_equal(conf_find(h, &by_id, 1, got, NA(got), 8), 1);
+    assert_int_equal(got[0], cert);
+    assert_int_equal(conf_find(h, &new_id, 1, got, NA(got), 8), 1);
+    assert_int_equal(got[0], cert2);
+    CK_ATTRIBUTE empty_id = {CKA_ID, "", 0};
+    assert_int_equal(conf_find(h, &empty_id, 1, got, NA(got), 8), 0);
+
+    /* After a reload from the file: the same answers for the token objects
+     * (SoftHSMv2 numbers slots and handles anew). */
+    conf_reinit();
+    E.slot = conf_slot_by_label(CONF_LABEL);
+    h = conf_open(CKF_RW_SESSION);
+    conf_login_user(h);
+    assert_int_equal(find_lab(h, "ix-renamed", got), 1);
+    assert_attr_eq(h, got[0], CKA_VALUE, "ix-2", 4); /* created as ix-2 */
+    assert_int_equal(find_lab(h, "ix-1", got), 2);
+    assert_int_equal(find_lab(h, "ix-3", got), 0); /* objs[3] and [23]: session objects */
+    assert_int_equal(find_lab(h, "ix-2", got), 0);
+    assert_int_equal(conf_find(h, &new_id, 1, got, NA(got), 8), 1);
+    assert_int_equal(conf_find(h, &by_id, 1, got, NA(got), 8), 1);
+    /* Logged out: private ones drop out (objs[0] and [20] are private). */
+    assert_ok(F->C_Logout(h));
+    assert_int_equal(find_lab(h, "ix-0", got), 0);
+    assert_int_equal(find_lab(h, "ix-1", got), 2);
+    assert_ok(F->C_CloseSession(h));
+}
+
 static void
 t_find_in_progress(void **state)
 {
@@ -895,6 +981,7 @@ conf_object_tests(void)
         CONF_TEST_TOKEN(t_copy_object),
         CONF_TEST_TOKEN(t_destroy_object),
         CONF_TEST_TOKEN(t_find_objects),
+        CONF_TEST_TOKEN(t_find_indexed),
         CONF_TEST_TOKEN(t_find_in_progress),
         CONF_TEST_TOKEN(t_object_size),
         CONF_TEST_TOKEN(t_profile_object),

@@ -91,6 +91,7 @@ static struct {
     const char *kdf;
     int reps;
     int quick, strict;
+    int objects_only; /* --objects-only: no key generation or signature rows */
     const char *json;
     char allow[16][64]; /* NAME:MECH pairs allowed to be unsupported */
     int nallow;
@@ -1872,8 +1873,11 @@ bench_module(int idx)
     M.target = h;
 
     for (int kt = 0; kt < KT_COUNT; kt++)
-        module_key((enum keytype)kt, &keys[kt]);
-    for (int a = 0; a < A_COUNT; a++) {
+        if (!O.objects_only)
+            module_key((enum keytype)kt, &keys[kt]);
+        else
+            memset(&keys[kt], 0, sizeof(keys[kt]));
+    for (int a = 0; a < A_COUNT && !O.objects_only; a++) {
         struct signer sg;
         struct modkey *k = &keys[MECHS[a].kt];
         if (!k->ok)
@@ -2329,7 +2333,7 @@ usage(FILE *out)
             "usage: p11bench [--evertoken PATH] [--softhsm PATH] [--module PATH]...\n"
             "                [--seconds S] [--objects N,N,...] [--kdf SPEC] [--reps R]\n"
             "                [--quick] [--strict] [--allow-missing NAME:MECH]...\n"
-            "                [--max-objects NAME:N]... [--json FILE]\n"
+            "                [--max-objects NAME:N]... [--objects-only] [--json FILE]\n"
             "  --seconds S     time per throughput measurement (default 1; --quick 0.05)\n"
             "  --objects LIST  token sizes measured (default 0,10000; e.g. 0,10000,100000)\n"
             "  --kdf SPEC      EVERTOKEN_KDF for the tokens: fast, interactive, moderate,\n"
@@ -2341,6 +2345,8 @@ usage(FILE *out)
             "                  MECH (rsa-pkcs, rsa-pss, ecdsa, ecdsa-sha256, eddsa)\n"
             "  --max-objects NAME:N  measure module NAME only on tokens of at most N objects\n"
             "                  (SoftHSMv2 needs many minutes to create 100,000)\n"
+            "  --objects-only  only the token-size rows (start-up, find, create, change\n"
+            "                  check): no key generation, signatures or reference run\n"
             "  --json FILE     also write the results as JSON (- = standard output)\n");
 }
 
@@ -2434,6 +2440,8 @@ main(int argc, char **argv)
             O.quick = 1;
         } else if (strcmp(a, "--strict") == 0) {
             O.strict = 1;
+        } else if (strcmp(a, "--objects-only") == 0) {
+            O.objects_only = 1;
         } else if (v == NULL) {
             usage(stderr);
             return 2;
@@ -2476,11 +2484,13 @@ main(int argc, char **argv)
     messages_init();
     define_rows();
     loadavg(load_start, sizeof(load_start));
-    bench_reference();
+    if (!O.objects_only)
+        bench_reference();
     for (int m = 0; m < O.nmods; m++)
         if (run_module(m) != 0)
             failed = 1;
-    bench_reference();
+    if (!O.objects_only)
+        bench_reference();
     loadavg(load_end, sizeof(load_end));
 
     if (O.json != NULL && strcmp(O.json, "-") == 0) {

@@ -275,6 +275,32 @@ done:
     return rc;
 }
 
+const char *
+et_keystore_open_error(CK_SLOT_ID slot, char *buf, size_t n)
+{
+    char *dir, *path = NULL;
+    ks_token *tok = NULL;
+    const char *res = NULL;
+
+    if (slot > KS_SLOT_MAX)
+        return NULL;
+    dir = ks_token_dir(&res);
+    res = NULL;
+    if (dir != NULL)
+        path = ks_token_path(dir, (uint32_t)slot);
+    if (path != NULL && access(path, F_OK) == 0) {
+        if (ks_open(path, &tok) != KS_OK) {
+            snprintf(buf, n, "cannot open %s: %s", path, ks_open_error());
+            res = buf;
+        } else {
+            ks_close(tok);
+        }
+    }
+    free(path);
+    free(dir);
+    return res;
+}
+
 void
 et_print_keystore_info(CK_SLOT_ID slot, const char *label, const char *serial)
 {

@@ -87,6 +87,11 @@ void et_p11_unload(et_p11 *p);
 
 /* Human message for a CKR code (e.g. "wrong PIN"), and its exit code. */
 const char *et_ckr_str(CK_RV rv);
+/* Why SLOT's token is unusable, C_GetTokenInfo having returned RV: for a
+ * token the evertoken module does not recognise, the keystore's reason for
+ * refusing the file (permissions, owner, damage), else et_ckr_str(RV). The
+ * text lives until the next call. */
+const char *et_slot_error(et_p11 *p, CK_SLOT_ID slot, CK_RV rv);
 int et_ckr_exit(CK_RV rv);
 /* Report "WHAT: message (CKR_...)" and return the exit code. */
 int et_ckr_fail(const char *what, CK_RV rv);
@@ -146,5 +151,8 @@ int et_cmd_lock(et_opts *o);
 /* Keystore side of `info` (backup.c): print file details for a token whose
  * PKCS#11 slot is SLOT, if it is an evertoken keystore with that label. */
 void et_print_keystore_info(CK_SLOT_ID slot, const char *label, const char *serial);
+/* Why the keystore file of SLOT cannot be opened ("cannot open FILE: ..."),
+ * into BUF; NULL when it opens or there is no such file. */
+const char *et_keystore_open_error(CK_SLOT_ID slot, char *buf, size_t n);
 
 #endif /* EVERTOKEN_TOOLS_ET_INT_H */

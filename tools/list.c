@@ -76,8 +76,8 @@ et_list_tokens(et_p11 *p)
             continue;
         }
         if (rv != CKR_OK) {
-            printf("slot %lu: (token info unavailable: %s)\n", (unsigned long)slots[i],
-                   et_ckr_str(rv));
+            printf("slot %lu: (token unusable: %s)\n", (unsigned long)slots[i],
+                   et_slot_error(p, slots[i], rv));
             continue;
         }
         if (!(t.flags & CKF_TOKEN_INITIALIZED)) {

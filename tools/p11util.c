@@ -98,6 +98,24 @@ et_ckr_str(CK_RV rv)
     }
 }
 
+const char *
+et_slot_error(et_p11 *p, CK_SLOT_ID slot, CK_RV rv)
+{
+    static char buf[1024];
+    CK_INFO info;
+    char maker[sizeof(info.manufacturerID) + 1];
+    const char *why;
+
+    /* The slot-to-file rule holds for the evertoken module only. */
+    if (rv != CKR_TOKEN_NOT_RECOGNIZED || p->f->C_GetInfo(&info) != CKR_OK)
+        return et_ckr_str(rv);
+    et_p11_str(maker, sizeof(maker), info.manufacturerID, sizeof(info.manufacturerID));
+    if (strcmp(maker, "evertoken") != 0)
+        return et_ckr_str(rv);
+    why = et_keystore_open_error(slot, buf, sizeof(buf));
+    return why != NULL ? why : et_ckr_str(rv);
+}
+
 int
 et_ckr_exit(CK_RV rv)
 {
@@ -146,6 +164,7 @@ et_find_token(et_p11 *p, const et_opts *o, CK_SLOT_ID *slot, CK_TOKEN_INFO *ti)
     CK_ULONG n = 0;
     CK_RV rv;
     int rc = ET_EXIT_NOTFOUND, found = 0;
+    long unusable = -1; /* index of the first slot whose token is not recognised */
     char label[sizeof(ti->label) + 1];
 
     if (o->token == NULL && o->slot < 0) {
@@ -155,7 +174,7 @@ et_find_token(et_p11 *p, const et_opts *o, CK_SLOT_ID *slot, CK_TOKEN_INFO *ti)
     if (o->slot >= 0) {
         rv = p->f->C_GetTokenInfo((CK_SLOT_ID)o->slot, ti);
         if (rv != CKR_OK) {
-            et_err("slot %ld: %s", o->slot, et_ckr_str(rv));
+            et_err("slot %ld: %s", o->slot, et_slot_error(p, (CK_SLOT_ID)o->slot, rv));
             return et_ckr_exit(rv);
         }
         if (!(ti->flags & CKF_TOKEN_INITIALIZED)) {
@@ -185,7 +204,10 @@ et_find_token(et_p11 *p, const et_opts *o, CK_SLOT_ID *slot, CK_TOKEN_INFO *ti)
     }
     for (CK_ULONG i = 0; i < n; i++) {
         CK_TOKEN_INFO t;
-        if (p->f->C_GetTokenInfo(slots[i], &t) != CKR_OK)
+        rv = p->f->C_GetTokenInfo(slots[i], &t);
+        if (rv == CKR_TOKEN_NOT_RECOGNIZED && unusable < 0)
+            unusable = (long)i;
+        if (rv != CKR_OK)
             continue;
         if (!(t.flags & CKF_TOKEN_INITIALIZED))
             continue;
@@ -201,6 +223,14 @@ et_find_token(et_p11 *p, const et_opts *o, CK_SLOT_ID *slot, CK_TOKEN_INFO *ti)
         found = 1;
         *slot = slots[i];
         *ti = t;
+    }
+    if (!found && unusable >= 0) {
+        /* The token may be the one whose file the module refused. */
+        et_err("no token labelled '%s'; slot %lu holds a token that cannot be read: %s", o->token,
+               (unsigned long)slots[unusable],
+               et_slot_error(p, slots[unusable], CKR_TOKEN_NOT_RECOGNIZED));
+        rc = ET_EXIT_NOTFOUND;
+        goto done;
     }
     if (!found) {
         et_err("no token labelled '%s' (`evertoken list` shows the tokens)", o->token);

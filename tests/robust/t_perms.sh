@@ -4,7 +4,8 @@
 # with a message naming the file and the fix — by the keystore (the CLI's
 # backup/info path prints it), and by the module (EVERTOKEN_DEBUG=1 logs it;
 # the slot's token is not recognised: C_GetTokenInfo fails, objects are not
-# reachable). Restoring the mode makes the token usable again.
+# reachable); `evertoken list` and a command naming the token print the
+# keystore's reason. Restoring the mode makes the token usable again.
 . "$EVERTOKEN_SOURCE_DIR/tests/external/lib.sh"
 [ -n "$CLI" ] || die "EVERTOKEN_CLI unset"
 export SO_PIN=so-secret-1234 USER_PIN=123456
@@ -39,6 +40,9 @@ expect_refused() {
     rc=$?
     set -e
     [ $rc != 0 ] || die "$what: the CLI reached the token through the module"
+    grep -qF "$want" <<<"$out" || die "$what: the CLI's message lacks '$want': $out"
+    out=$("$CLI" list 2>&1) || die "$what: list failed: $out"
+    grep -qF "$want" <<<"$out" || die "$what: list does not say why: $out"
     ok "$what: refused ($want)"
 }
 

@@ -244,12 +244,46 @@ ks_exec_inlock(ks_token *tok, enum ks_stmt which)
     return ks_step_done_inlock(tok, tok->st[which], stmt_sql[which]);
 }
 
+/* The connection's synchronous setting for the next commit, set outside a
+ * transaction (SQLite refuses it inside one) and only when it changes: a
+ * PRAGMA without I/O. */
+static ks_rv
+sync_mode_inlock(ks_token *tok, int normal)
+{
+    int rc;
+
+    if (tok->sync_normal == normal)
+        return KS_OK;
+    rc = sqlite3_exec(tok->db, normal ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL",
+                      NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return KS_SQLERR(tok, rc, "PRAGMA synchronous");
+    tok->sync_normal = normal;
+    return KS_OK;
+}
+
 ks_rv
 ks_begin_inlock(ks_token *tok, int immediate)
 {
+    ks_rv rv;
+
+    /* Every write not explicitly relaxed is committed with FULL: PIN
+     * counters, PINs, destruction, rollover, settings. */
+    if (immediate && (rv = sync_mode_inlock(tok, 0)) != KS_OK)
+        return rv;
     /* IMMEDIATE takes the write lock up front, so a writer never fails half
      * way on a lock upgrade; the busy handler waits KS_BUSY_TIMEOUT_MS. */
     return ks_exec_inlock(tok, immediate ? ST_BEGIN_IMMEDIATE : ST_BEGIN);
+}
+
+ks_rv
+ks_begin_normal_inlock(ks_token *tok)
+{
+    ks_rv rv = sync_mode_inlock(tok, 1);
+
+    if (rv != KS_OK)
+        return rv;
+    return ks_exec_inlock(tok, ST_BEGIN_IMMEDIATE);
 }
 
 ks_rv
@@ -678,9 +712,11 @@ pragma_int(ks_token *tok, const char *sql, int64_t *out)
 }
 
 /*
- * Connection settings. synchronous=FULL: in WAL mode NORMAL may lose the last
- * commits on power loss, and one of them may be a failed-PIN count written
- * before the KDF ran; FULL syncs the WAL at every commit.
+ * Connection settings. synchronous=FULL by default: in WAL mode NORMAL may
+ * lose the last commits on power loss, and one of them may be a failed-PIN
+ * count written before the KDF ran; FULL syncs the WAL at every commit.
+ * Object creation and update switch to NORMAL (ks_begin_normal_inlock;
+ * docs/keystore-format.md, "Durability").
  */
 static ks_rv
 configure(ks_token *tok)
@@ -934,7 +970,7 @@ open_db(ks_token *tok)
     if (rv != KS_OK)
         return rv;
     memcpy(tok->token_id, m.token_id, KS_TOKEN_ID_LEN);
-    return pragma_int(tok, "PRAGMA data_version", &tok->data_version);
+    return ks_changed_init_inlock(tok);
 }
 
 ks_rv
@@ -1066,29 +1102,110 @@ done:
 
 /* ---- change detection --------------------------------------------------- */
 
+/*
+ * PRAGMA data_version is the authority: SQLite changes it for every commit
+ * by another connection. Reading it opens and closes a read transaction,
+ * which costs two fcntl() lock calls and a few microseconds. A commit in WAL
+ * mode becomes visible to every reader only through the wal-index header at
+ * the start of the shared memory (-shm) that SQLite maps anyway: each commit
+ * rewrites it (iChange counts transactions; mxFrame, the checksums and, after
+ * a WAL restart, the salts change too). So while that header holds exactly
+ * the bytes it held just before data_version was last read, nobody can have
+ * committed since, and data_version is not asked. Any difference (a commit
+ * by anyone, this handle included, or a torn read of a header being
+ * rewritten) sends the check to data_version. The header is read lock-free,
+ * as SQLite's own readers do first. The mapping stays valid while the
+ * connection is open in WAL mode (it keeps the WAL and -shm open; nobody can
+ * leave WAL mode or truncate -shm while it holds its shared locks).
+ */
+
+/* Region 0 of the connection's shared memory, as SQLite mapped it (after a
+ * read transaction); NULL if unavailable (not WAL, heap memory, old VFS). */
+static const volatile unsigned char *
+shm_map(ks_token *tok)
+{
+    sqlite3_file *f = NULL;
+    volatile void *p = NULL;
+
+    if (sqlite3_file_control(tok->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
+        f == NULL || f->pMethods == NULL || f->pMethods->iVersion < 2 ||
+        f->pMethods->xShmMap == NULL)
+        return NULL;
+    /* bExtend = 0: never creates or grows anything, only returns the region
+     * SQLite already mapped. */
+    if (f->pMethods->xShmMap(f, 0, 32768, 0, &p) != SQLITE_OK)
+        return NULL;
+    return (const volatile unsigned char *)p;
+}
+
+static void
+shm_read(const ks_token *tok, unsigned char out[KS_WAL_HDR_LEN])
+{
+    for (size_t i = 0; i < KS_WAL_HDR_LEN; i++)
+        out[i] = tok->shm[i];
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+}
+
+/* PRAGMA data_version into *V; HDR (may be NULL) the header read first. */
+static ks_rv
+data_version_inlock(ks_token *tok, int64_t *v, const unsigned char *hdr)
+{
+    sqlite3_stmt *st = tok->st[ST_DATA_VERSION];
+    ks_rv rv = KS_OK;
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW) {
+        *v = sqlite3_column_int64(st, 0);
+        if (hdr != NULL) {
+            memcpy(tok->shm_hdr, hdr, KS_WAL_HDR_LEN);
+            tok->shm_hdr_ok = 1;
+        }
+    } else {
+        rv = KS_SQLERR(tok, rc, "PRAGMA data_version");
+    }
+    ks_stmt_done(st);
+    return rv;
+}
+
+ks_rv
+ks_changed_init_inlock(ks_token *tok)
+{
+    unsigned char hdr[KS_WAL_HDR_LEN];
+    ks_rv rv;
+
+    /* Open's read transactions mapped the shared memory. */
+    tok->shm = getenv("EVERTOKEN_NO_SHM_CHECK") != NULL ? NULL : shm_map(tok);
+    tok->shm_hdr_ok = 0;
+    if (tok->shm != NULL)
+        shm_read(tok, hdr);
+    rv = data_version_inlock(tok, &tok->data_version, tok->shm != NULL ? hdr : NULL);
+    return rv;
+}
+
 ks_rv
 ks_changed(ks_token *tok, int *changed)
 {
-    sqlite3_stmt *st;
-    ks_rv rv = KS_OK;
-    int rc;
+    unsigned char hdr[KS_WAL_HDR_LEN];
+    int64_t v = 0;
+    ks_rv rv;
 
     if (tok == NULL || changed == NULL)
         return KS_E_ARGS;
     *changed = 0;
     ks_lock(tok);
-    st = tok->st[ST_DATA_VERSION];
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        int64_t v = sqlite3_column_int64(st, 0);
-
+    if (tok->shm != NULL) {
+        shm_read(tok, hdr);
+        if (tok->shm_hdr_ok && memcmp(hdr, tok->shm_hdr, KS_WAL_HDR_LEN) == 0) {
+            ks_unlock(tok);
+            return KS_OK; /* nobody committed since data_version was read */
+        }
+    }
+    rv = data_version_inlock(tok, &v, tok->shm != NULL ? hdr : NULL);
+    if (rv == KS_OK) {
         /* data_version moves only for commits by other connections. */
         *changed = v != tok->data_version;
         tok->data_version = v;
-    } else {
-        rv = KS_SQLERR(tok, rc, "PRAGMA data_version");
     }
-    ks_stmt_done(st);
     ks_unlock(tok);
     return rv;
 }

@@ -156,6 +156,15 @@ typedef struct ks_info {
  * process are seen). */
 KS_WUR ks_rv ks_get_info(ks_token *tok, ks_info *out);
 
+/* What ks_get_info_ex fills in beyond the metadata and PIN state. */
+#define KS_INFO_OBJECT_COUNT 0x1u /* object_count: reads the whole objects table, O(N) */
+
+/* ks_get_info with a choice: without KS_INFO_OBJECT_COUNT, object_count is
+ * 0 and the call costs the same at any number of objects (the module's
+ * C_GetTokenInfo, which every application calls at start). ks_get_info is
+ * ks_get_info_ex(tok, out, KS_INFO_OBJECT_COUNT). */
+KS_WUR ks_rv ks_get_info_ex(ks_token *tok, ks_info *out, unsigned flags);
+
 /* ---- PINs and login ----------------------------------------------------- */
 
 /*
@@ -329,8 +338,11 @@ KS_WUR ks_rv ks_purge_retired(ks_token *tok, int64_t now, int64_t grace, unsigne
 /*
  * Set *CHANGED to non-zero if another connection (another process, or another
  * handle in this one) committed a write since the previous call on this handle
- * (or since open). Writes through this handle do not count. One
- * PRAGMA data_version query: cheap enough to call before every lookup.
+ * (or since open). Writes through this handle do not count. On an unchanged
+ * token a comparison of SQLite's wal-index header in shared memory (no
+ * system call); after any commit one PRAGMA data_version query, which is the
+ * authority (docs/keystore-format.md, "Change detection"). Cheap enough to
+ * call before every lookup.
  */
 KS_WUR ks_rv ks_changed(ks_token *tok, int *changed);
 

@@ -43,6 +43,10 @@ struct ks_keys {
     unsigned char mac[KS_KEY_LEN]; /* authenticates public objects, meta, settings */
 };
 
+/* Bytes of SQLite's wal-index header (struct WalIndexHdr) at the start of
+ * the -shm file: a commit always changes it (iChange, mxFrame, checksums). */
+#define KS_WAL_HDR_LEN 48
+
 /* Cached prepared statements (db.c has the SQL, same order). */
 enum ks_stmt {
     ST_DATA_VERSION,
@@ -87,6 +91,14 @@ struct ks_token {
     ks_attr *attrs; /* parse buffer for one object (pointers only) */
     size_t attrs_cap;
     int64_t data_version;
+    /* Change detection without a system call (ks_changed): the wal-index
+     * header in SQLite's shared memory (-shm), as seen when data_version
+     * was last read. shm is NULL when it could not be mapped (then every
+     * check runs PRAGMA data_version). */
+    const volatile unsigned char *shm;
+    unsigned char shm_hdr[KS_WAL_HDR_LEN];
+    int shm_hdr_ok;
+    int sync_normal; /* the connection is at synchronous=NORMAL (else FULL) */
     char err[320];
 };
 
@@ -140,7 +152,13 @@ void ks_unlock(ks_token *tok);
 sqlite3_stmt *ks_stmt_inlock(ks_token *tok, enum ks_stmt which);
 void ks_stmt_done(sqlite3_stmt *st);
 ks_rv ks_exec_inlock(ks_token *tok, enum ks_stmt which);
+/* BEGIN (IMMEDIATE: a write transaction, committed with synchronous=FULL). */
 ks_rv ks_begin_inlock(ks_token *tok, int immediate);
+/* BEGIN IMMEDIATE of a write committed with synchronous=NORMAL: durable
+ * against process crashes, atomic, may be lost (never half-applied) on power
+ * loss unless a later FULL commit or checkpoint follows. Object creation and
+ * update only (docs/keystore-format.md, "Durability"). */
+ks_rv ks_begin_normal_inlock(ks_token *tok);
 ks_rv ks_commit_inlock(ks_token *tok);
 void ks_rollback_inlock(ks_token *tok);
 ks_rv ks_meta_read_inlock(ks_token *tok, struct ks_meta *m);
@@ -149,6 +167,9 @@ ks_rv ks_meta_put_text_inlock(ks_token *tok, const char *key, const char *v);
 ks_rv ks_meta_put_int_inlock(ks_token *tok, const char *key, int64_t v);
 ks_rv ks_pin_read_inlock(ks_token *tok, ks_who who, struct ks_pin_row *p);
 ks_rv ks_step_done_inlock(ks_token *tok, sqlite3_stmt *st, const char *what);
+
+/* At open: map the wal-index header and read data_version (ks_changed). */
+ks_rv ks_changed_init_inlock(ks_token *tok);
 
 /* Create the database in the (new, empty) file PATH. Used by ks_create. */
 ks_rv ks_db_create_file(const char *path, const struct ks_meta *m, const struct ks_pin_row *so,

@@ -332,7 +332,8 @@ write_begin_inlock(ks_token *tok, const ks_attr *attrs, size_t n, size_t *ser_le
     if (rv != KS_OK)
         return rv;
     ks_attrs_serialise(attrs, n, tok->scratch, *ser_len);
-    rv = ks_begin_inlock(tok, 1);
+    /* synchronous=NORMAL: see docs/keystore-format.md, "Durability". */
+    rv = ks_begin_normal_inlock(tok);
     if (rv != KS_OK)
         goto fail;
     rv = ks_tmk_current_inlock(tok);

@@ -767,6 +767,12 @@ out:
 ks_rv
 ks_get_info(ks_token *tok, ks_info *out)
 {
+    return ks_get_info_ex(tok, out, KS_INFO_OBJECT_COUNT);
+}
+
+ks_rv
+ks_get_info_ex(ks_token *tok, ks_info *out, unsigned flags)
+{
     struct ks_pin_row so, user;
     struct ks_meta m;
     sqlite3_stmt *st;
@@ -785,7 +791,7 @@ ks_get_info(ks_token *tok, ks_info *out)
         rv = ks_pin_read_inlock(tok, KS_SO, &so);
     if (rv == KS_OK)
         rv = ks_pin_read_inlock(tok, KS_USER, &user);
-    if (rv == KS_OK) {
+    if (rv == KS_OK && (flags & KS_INFO_OBJECT_COUNT)) {
         st = ks_stmt_inlock(tok, ST_OBJ_COUNT);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW)

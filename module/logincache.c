@@ -151,7 +151,7 @@ lc_desc_inlock(struct mod_token *t, char desc[sizeof(LC_DESC_PREFIX) + 2 * KS_TO
 
         if (t->ks == NULL)
             return -1;
-        kr = ks_get_info(t->ks, &ki);
+        kr = ks_get_info_ex(t->ks, &ki, 0);
         if (kr != KS_OK) {
             mod_log("slot %u: token id unreadable: %s", (unsigned)t->slot, ks_strerror(kr));
             return -1;

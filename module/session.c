@@ -356,7 +356,7 @@ user_pin_locked_inlock(struct mod_token *t)
 {
     ks_info ki;
 
-    return ks_get_info(t->ks, &ki) == KS_OK && ki.user_fail_count >= ki.max_attempts;
+    return ks_get_info_ex(t->ks, &ki, 0) == KS_OK && ki.user_fail_count >= ki.max_attempts;
 }
 
 CK_RV

@@ -351,7 +351,7 @@ mod_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
     if (rv != CKR_OK)
         goto out;
     memset(&ki, 0, sizeof(ki));
-    kr = ks_get_info(t->ks, &ki);
+    kr = ks_get_info_ex(t->ks, &ki, 0);
     if (kr != KS_OK) {
         rv = mod_ks_ckr(kr, t->ks, "ks_get_info");
         goto out;

@@ -2,6 +2,9 @@
  * test_ks_object.c — objects: create/read/update/destroy, visibility,
  * tamper detection, blob swaps, secure delete, change detection.
  */
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "test_ks_util.h"
 
 /* Flip one byte of objects.COL of row ID at OFFSET, behind the keystore's back. */
@@ -343,6 +346,85 @@ test_changed_two_handles(void **state)
     ks_close(b);
 }
 
+/* ks_changed's shared-memory shortcut (and, with EVERTOKEN_NO_SHM_CHECK,
+ * the PRAGMA data_version path alone) against writes by another handle,
+ * by another process, and checkpoints (which restart the WAL): every commit
+ * by someone else is seen exactly once, nothing else is. */
+static void
+changed_stress(struct ks_fixture *f)
+{
+    ks_token *b = NULL;
+    int ch = -1;
+    unsigned seed = 7;
+
+    assert_int_equal(ks_open(f->path, &b), KS_OK);
+    assert_int_equal(ks_login(b, KS_USER, PIN(USER_PIN)), KS_OK);
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    assert_int_equal(ks_changed(f->tok, &ch), KS_OK);
+    for (int i = 0; i < 200; i++) {
+        int what = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 6;
+
+        if (what == 0 || what == 1) { /* B commits */
+            mk(b, what, "b");
+        } else if (what == 2) { /* A commits: not a change for A */
+            mk(f->tok, 0, "a");
+        } else if (what == 3) { /* a checkpoint elsewhere: no change */
+            raw_exec(f->path, "PRAGMA wal_checkpoint(PASSIVE);");
+        } else if (what == 4) {
+            /* A truncating checkpoint restarts the WAL: data_version may
+             * count that as a change; either answer is right once. */
+            raw_exec(f->path, "PRAGMA wal_checkpoint(TRUNCATE);");
+        }
+        assert_int_equal(ks_changed(f->tok, &ch), KS_OK);
+        if (what != 4)
+            assert_int_equal(ch, what <= 1);
+        assert_int_equal(ks_changed(f->tok, &ch), KS_OK);
+        assert_int_equal(ch, 0);
+    }
+    /* Another process writes. */
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ks_token *c = NULL;
+        int64_t id = 0;
+        ks_attr a = {0x3, 1, (unsigned char *)"c"};
+
+        _exit(ks_open(f->path, &c) != KS_OK || ks_login(c, KS_USER, PIN(USER_PIN)) != KS_OK ||
+              ks_object_create(c, 0, &a, 1, &id) != KS_OK);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(ks_changed(f->tok, &ch), KS_OK);
+    assert_int_equal(ch, 1);
+    assert_int_equal(ks_changed(b, &ch), KS_OK);
+    assert_int_equal(ch, 1); /* A's and the child's commits */
+    assert_int_equal(ks_changed(f->tok, &ch), KS_OK);
+    assert_int_equal(ch, 0);
+    ks_close(b);
+}
+
+static void
+test_changed_stress(void **state)
+{
+    changed_stress(*state);
+}
+
+static void
+test_changed_stress_no_shm(void **state)
+{
+    struct ks_fixture *f = *state;
+
+    /* Reopen the fixture's handle with the shortcut disabled. */
+    setenv("EVERTOKEN_NO_SHM_CHECK", "1", 1);
+    ks_close(f->tok);
+    f->tok = NULL;
+    assert_int_equal(ks_open(f->path, &f->tok), KS_OK);
+    changed_stress(f);
+    unsetenv("EVERTOKEN_NO_SHM_CHECK");
+}
+
 int
 main(void)
 {
@@ -356,6 +438,9 @@ main(void)
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_secure_delete, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_changed_two_handles, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_changed_stress, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_changed_stress_no_shm, fixture_setup,
+                                        fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

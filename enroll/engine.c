@@ -131,7 +131,10 @@ obtain(job *j, X509 *old, const char *why)
     enr_rc rc;
 
     memset(&res, 0, sizeof(res));
-    enr_info("profile %s: %s (%s)", p->name, old ? "renewing" : "enrolling", why);
+    enr_info("profile %s: %s (%s; %s rollover on token \"%s\")", p->name,
+             old ? "renewing" : "enrolling", why,
+             old != NULL && !p->rekey ? "standard (same key)" : enr_token_rollover(j->t),
+             enr_token_label(j->t));
     if (old != NULL) {
         rc = enr_token_current_key(j->t, p, &oldkey);
         if (rc != ENR_OK)
@@ -172,7 +175,7 @@ obtain(job *j, X509 *old, const char *why)
     rc = enr_check_issued(p, res.cert, newkey, res.chain, j->anchors, enr_now());
     if (rc != ENR_OK)
         goto refused;
-    rc = enr_token_commit(j->t, p, res.cert, enr_now());
+    rc = enr_token_commit(j->t, p, res.cert, old == NULL || p->rekey, enr_now());
     if (rc != ENR_OK)
         goto done;
     /* Stored: from here on the new credential is what applications see. */
@@ -403,8 +406,10 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
     rc = enr_load_anchors(p, &j.anchors);
     if (rc == ENR_OK)
         rc = enr_token_open(p, &j.t);
-    if (rc == ENR_OK)
+    if (rc == ENR_OK) {
+        enr_pstate_set(&ps.rollover, enr_token_rollover(j.t));
         rc = decide(&j, what);
+    }
     enr_token_close(j.t);
     sk_X509_pop_free(j.anchors, X509_free);
     enr_sched_after(&ps, kind, j.now, rc);

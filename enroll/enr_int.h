@@ -192,7 +192,9 @@ typedef struct enr_pstate {
     int hook_exit;
     long long hook_time;
     char *hook_output;
-    char *state; /* "new", "valid", "renewing", "pending", "retry", "failed", "expired" */
+    char *state;    /* "new", "valid", "renewing", "pending", "retry", "failed",
+                       "expired" */
+    char *rollover; /* token's rollover path at the last check: "native" or "standard" */
 } enr_pstate;
 
 /* Open (create) the state database in DIR (0700; file 0600). DIR NULL:
@@ -273,12 +275,19 @@ enr_rc enr_token_current_key(enr_token *t, const enr_profile *p, EVP_PKEY **pkey
 /* Delete pending objects (abandoned request). */
 enr_rc enr_token_discard_pending(enr_token *t, const enr_profile *p);
 /*
- * Store CERT as the pending certificate and run the switch-over sequence:
- * pending objects take the credential's CKA_ID, the old certificate is
- * deleted, the old pair retired (grace period) or deleted, labels switched.
- * FAIL_AFTER (tests, EVERTOKEN_ENROLL_CRASH_AT) stops after that step.
+ * Store CERT and switch the credential over to it. NEW_KEY: CERT is for the
+ * pending pair enr_token_generate/enr_token_pending_key gave (else for the
+ * current key, rekey = false). On an evertoken token with a new key this is
+ * the native commit (one C_CreateObject with CKA_EVERTOKEN_COMMIT_ROLLOVER,
+ * then the grace period applied, docs/enrollment.md); otherwise CERT is
+ * stored pending and the standard-call sequence runs: pending objects take
+ * the credential's CKA_ID, the old certificate is deleted, the old pair
+ * retired (grace period) or deleted, labels switched. The crash test
+ * (EVERTOKEN_ENROLL_CRASH_AT=N) kills the process after the Nth mutation.
  */
-enr_rc enr_token_commit(enr_token *t, const enr_profile *p, X509 *cert, time_t now);
+enr_rc enr_token_commit(enr_token *t, const enr_profile *p, X509 *cert, int new_key, time_t now);
+/* "native" (evertoken's vendor rollover) or "standard" (standard calls). */
+const char *enr_token_rollover(const enr_token *t);
 
 /* ---- certcheck.c -------------------------------------------------------- */
 

@@ -31,7 +31,7 @@ static const char schema[] =
     " retry_kind TEXT, net_notified INTEGER, cert_serial TEXT, cert_subject TEXT,"
     " cert_not_before INTEGER, cert_not_after INTEGER, pending_txid TEXT, pending_kind TEXT,"
     " pending_since INTEGER, renewed_serial TEXT, warned_days INTEGER, hook_status TEXT,"
-    " hook_exit INTEGER, hook_time INTEGER, hook_output TEXT, state TEXT);"
+    " hook_exit INTEGER, hook_time INTEGER, hook_output TEXT, state TEXT, rollover TEXT);"
     "CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, time INTEGER, profile TEXT,"
     " kind TEXT, detail TEXT);"
     "INSERT OR IGNORE INTO meta VALUES('schema', '1');";
@@ -105,6 +105,16 @@ enr_state_open(const char *dir, enr_state **out)
         sqlite3_free(msg);
         goto fail;
     }
+    /* Databases from before the rollover column: add it (an error only
+     * means it exists already). */
+    if (sqlite3_exec(st->db, "ALTER TABLE profile_state ADD COLUMN rollover TEXT;", NULL, NULL,
+                     &msg) != SQLITE_OK) {
+        if (msg == NULL || strstr(msg, "duplicate column") == NULL)
+            enr_warn("state database %s: cannot add the rollover column: %s", path,
+                     msg ? msg : sqlite3_errmsg(st->db));
+        sqlite3_free(msg);
+        msg = NULL;
+    }
     free(path);
     *out = st;
     return ENR_OK;
@@ -158,6 +168,7 @@ enr_pstate_clear(enr_pstate *ps)
     free(ps->hook_status);
     free(ps->hook_output);
     free(ps->state);
+    free(ps->rollover);
     memset(ps, 0, sizeof(*ps));
 }
 
@@ -167,7 +178,7 @@ enr_pstate_clear(enr_pstate *ps)
     " last_result, attempts, last_error, last_error_time, retry_at, retry_kind, net_notified,"     \
     " cert_serial, cert_subject, cert_not_before, cert_not_after, pending_txid, pending_kind,"     \
     " pending_since, renewed_serial, warned_days, hook_status, hook_exit, hook_time,"              \
-    " hook_output, state"
+    " hook_output, state, rollover"
 
 static char *
 col_text(sqlite3_stmt *s, int i)
@@ -219,6 +230,7 @@ enr_state_get(enr_state *st, const char *profile, enr_pstate *ps, int *found)
         ps->hook_time = sqlite3_column_int64(s, i++);
         ps->hook_output = col_text(s, i++);
         ps->state = col_text(s, i++);
+        ps->rollover = col_text(s, i++);
     } else if (r != SQLITE_DONE) {
         sqlite3_finalize(s);
         return sq_fail(st, "read");
@@ -235,7 +247,7 @@ enr_state_put(enr_state *st, const enr_pstate *ps)
 
     if (sqlite3_prepare_v2(st->db,
                            "INSERT OR REPLACE INTO profile_state (" COLS ") VALUES (?,?,?,?,?,?,?,"
-                           "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s, NULL) != SQLITE_OK)
         return sq_fail(st, "write");
     sqlite3_bind_text(s, i++, ps->profile, -1, SQLITE_STATIC);
@@ -266,6 +278,7 @@ enr_state_put(enr_state *st, const enr_pstate *ps)
     sqlite3_bind_int64(s, i++, ps->hook_time);
     sqlite3_bind_text(s, i++, ps->hook_output, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, i++, ps->state, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, i++, ps->rollover, -1, SQLITE_STATIC);
     r = sqlite3_step(s);
     sqlite3_finalize(s);
     if (r != SQLITE_DONE)

@@ -98,8 +98,8 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
         fprintf(out, "{\"time\": \"%s\", \"invalid_profiles\": %zu, \"profiles\": [",
                 enr_fmt_time(now, (char[32]){0}, 32), bad);
     else
-        fprintf(out, "%-14s %-28s %-20s %5s %-12s %-20s %-20s %s\n", "PROFILE", "SUBJECT",
-                "NOT-AFTER", "DAYS", "STATE", "LAST-CHECK", "NEXT-CHECK", "LAST-ERROR");
+        fprintf(out, "%-14s %-28s %-20s %5s %-12s %-9s %-20s %-20s %s\n", "PROFILE", "SUBJECT",
+                "NOT-AFTER", "DAYS", "STATE", "ROLLOVER", "LAST-CHECK", "NEXT-CHECK", "LAST-ERROR");
     for (size_t i = 0; i < n; i++) {
         enr_pstate ps;
         int found, lv;
@@ -129,6 +129,8 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
                 fputs(", \"days_left\": null", out);
             fputs(", \"state\": ", out);
             json_str(out, ps.state ? ps.state : "new");
+            fputs(", \"rollover\": ", out);
+            json_str(out, ps.rollover);
             fputs(", \"last_check\": ", out);
             json_time(out, ps.last_check);
             fputs(", \"last_result\": ", out);
@@ -154,11 +156,12 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
         } else {
             char subj[29];
             snprintf(subj, sizeof(subj), "%s", v[i]->subject);
-            fprintf(out, "%-14s %-28s %-20s %5s %-12s %-20s %-20s %s\n", v[i]->name, subj,
+            fprintf(out, "%-14s %-28s %-20s %5s %-12s %-9s %-20s %-20s %s\n", v[i]->name, subj,
                     enr_fmt_time((time_t)ps.cert_not_after, na, sizeof(na)),
                     ps.cert_not_after ? (snprintf(dl, sizeof(dl), "%ld", days), dl) : "-",
-                    ps.state ? ps.state : "new", enr_fmt_time((time_t)ps.last_check, lc, 32),
-                    enr_fmt_time(next, nc, sizeof(nc)), ps.last_error ? ps.last_error : "");
+                    ps.state ? ps.state : "new", ps.rollover ? ps.rollover : "-",
+                    enr_fmt_time((time_t)ps.last_check, lc, 32), enr_fmt_time(next, nc, sizeof(nc)),
+                    ps.last_error ? ps.last_error : "");
         }
         enr_pstate_clear(&ps);
     }

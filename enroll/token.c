@@ -18,6 +18,16 @@
  * is one PKCS#11 call and the token contents alone say which steps are done,
  * so re-running repair after a crash anywhere finishes the job; at every
  * point the token holds at least one complete, working credential.
+ *
+ * On an evertoken token (vendor interface "Vendor evertoken" 1.1, found by
+ * detect_native) the rollover is the module's own (docs/rollover.md): the
+ * new pair is generated pending (CKA_EVERTOKEN_PENDING), found again after a
+ * restart with a CKA_EVERTOKEN_PENDING search, discarded with
+ * ET_RolloverDiscard, committed by storing the certificate with
+ * CKA_EVERTOKEN_COMMIT_ROLLOVER (one transaction), and retired objects are
+ * purged with ET_PurgeRetired after the profile's grace period has been
+ * written into the token's rollover_grace setting. Pending keys are
+ * invisible to libp11, so p11key.c backs their EVP_PKEY by handle.
  */
 #include <dlfcn.h>
 #include <signal.h>
@@ -36,7 +46,8 @@
 #include <p11-kit/uri.h>
 
 #include "enr_int.h"
-#include "p11.h"
+#include "evertoken_ext.h"
+#include "p11key.h"
 
 #define PENDING_SUFFIX " (pending)"
 #define RETIRED_FMT    "%s (retired %lld)"
@@ -58,6 +69,9 @@ struct enr_token {
     char manufacturer[33];
     int steps; /* mutation steps done (crash-test hook) */
     int crash_at;
+    /* evertoken's vendor interface (1.1 or later) when the token is one of
+     * its slots: the native rollover is used (docs/rollover.md). */
+    const ET_FUNCTION_LIST *et;
 };
 
 static const char *
@@ -129,6 +143,65 @@ enr_token_label(const enr_token *t)
 
 /* ---- Open / close ------------------------------------------------------- */
 
+/*
+ * Is the token an evertoken token with the native rollover? The loaded
+ * module must offer the "Vendor evertoken" interface at version 1.1 or later
+ * (C_GetInterface) and know the rollover_grace setting of the selected slot
+ * (so the slot is one of its tokens, not a slot some proxy module added).
+ * EVERTOKEN_ENROLL_ROLLOVER=standard forces the standard-call sequence.
+ */
+static void
+detect_native(enr_token *t)
+{
+    CK_C_GetInterface gi;
+    CK_INTERFACE_PTR ifc = NULL;
+    const ET_FUNCTION_LIST *et;
+    const char *force = getenv("EVERTOKEN_ENROLL_ROLLOVER");
+    char val[32];
+    CK_ULONG len = sizeof(val);
+
+    if (force != NULL && !strcmp(force, "standard")) {
+        enr_debug("token \"%s\": EVERTOKEN_ENROLL_ROLLOVER=standard: standard-call rollover",
+                  t->label);
+        return;
+    }
+    *(void **)&gi = dlsym(t->dl, "C_GetInterface");
+    if (gi == NULL || gi((CK_UTF8CHAR_PTR)ET_VENDOR_INTERFACE, NULL, &ifc, 0) != CKR_OK ||
+        ifc == NULL || ifc->pFunctionList == NULL)
+        return;
+    et = ifc->pFunctionList;
+    if (et->version.major != ET_EXT_VERSION_MAJOR || et->version.minor < 1) {
+        enr_debug("token \"%s\": vendor interface %u.%u has no rollover; standard calls", t->label,
+                  et->version.major, et->version.minor);
+        return;
+    }
+    if (et->ET_GetSetting(t->slot, ET_SETTING_ROLLOVER_GRACE, val, &len) != CKR_OK)
+        return;
+    t->et = et;
+    enr_debug("token \"%s\": evertoken vendor interface %u.%u: native rollover", t->label,
+              et->version.major, et->version.minor);
+}
+
+/* The module's rollover clock follows the helper's injectable one, so a
+ * simulated renewal and grace period (--now, EVERTOKEN_ENROLL_FAKE_TIME)
+ * stamp and purge retired objects at the simulated time. */
+static void
+sync_module_clock(const enr_token *t)
+{
+    char b[32];
+
+    if (t->et == NULL || !enr_clock_is_fake())
+        return;
+    snprintf(b, sizeof(b), "%lld", (long long)enr_now());
+    setenv("EVERTOKEN_FAKE_TIME", b, 1);
+}
+
+const char *
+enr_token_rollover(const enr_token *t)
+{
+    return t->et != NULL ? "native" : "standard";
+}
+
 static enr_rc
 login(enr_token *t, const enr_profile *p)
 {
@@ -160,13 +233,25 @@ login(enr_token *t, const enr_profile *p)
                : ENR_E_TOKEN;
 }
 
+/* Is the token in slot ID initialised and selected by URI? TI receives its info. */
+static int
+token_matches(CK_FUNCTION_LIST_PTR f, CK_SLOT_ID id, P11KitUri *uri, CK_TOKEN_INFO *ti)
+{
+    CK_SLOT_ID want_slot = p11_kit_uri_get_slot_id(uri);
+
+    if (f->C_GetTokenInfo(id, ti) != CKR_OK || !(ti->flags & CKF_TOKEN_INITIALIZED))
+        return 0;
+    if (want_slot != (CK_SLOT_ID)-1 && want_slot != id)
+        return 0;
+    return p11_kit_uri_match_token_info(uri, ti) != 0;
+}
+
 enr_rc
 enr_token_open(const enr_profile *p, enr_token **out)
 {
     enr_token *t;
     P11KitUri *uri = NULL;
     CK_C_GetFunctionList gfl;
-    CK_SLOT_ID want_slot;
     int matches = 0, r;
     enr_rc rc = ENR_E_TOKEN;
     const char *crash = getenv("EVERTOKEN_ENROLL_CRASH_AT");
@@ -209,17 +294,10 @@ enr_token_open(const enr_profile *p, enr_token **out)
         enr_err("cannot list the slots of %s", p->module);
         goto fail;
     }
-    want_slot = p11_kit_uri_get_slot_id(uri);
     for (unsigned int i = 0; i < t->nslots; i++) {
         CK_TOKEN_INFO ti;
         CK_SLOT_ID id = PKCS11_get_slotid_from_slot(&t->slots[i]);
-        if (t->slots[i].token == NULL || t->f->C_GetTokenInfo(id, &ti) != CKR_OK)
-            continue;
-        if (!(ti.flags & CKF_TOKEN_INITIALIZED))
-            continue;
-        if (want_slot != (CK_SLOT_ID)-1 && want_slot != id)
-            continue;
-        if (!p11_kit_uri_match_token_info(uri, &ti))
+        if (t->slots[i].token == NULL || !token_matches(t->f, id, uri, &ti))
             continue;
         if (matches++ == 0) {
             t->slot = id;
@@ -240,6 +318,8 @@ enr_token_open(const enr_profile *p, enr_token **out)
         rc = ENR_E_CONFIG;
         goto fail;
     }
+    detect_native(t);
+    sync_module_clock(t);
     r = (int)t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &t->sh);
     if (r != CKR_OK) {
         enr_err("cannot open a session on token \"%s\": %s", t->label, ckr((CK_RV)r));
@@ -733,7 +813,7 @@ enr_token_generate(enr_token *t, const enr_profile *p, EVP_PKEY **pkey)
     char *pl = pending_label(p);
     CK_OBJECT_HANDLE hpub, hpriv;
     CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
-    CK_ATTRIBUTE pub[8], priv[10];
+    CK_ATTRIBUTE pub[9], priv[10];
     CK_ULONG np = 0, nk = 0;
     EVP_PKEY *pubk = NULL;
     CK_RV rv;
@@ -749,15 +829,25 @@ enr_token_generate(enr_token *t, const enr_profile *p, EVP_PKEY **pkey)
     A(pub, np, CKA_TOKEN, &yes, sizeof(yes));
     A(pub, np, CKA_PRIVATE, &no, sizeof(no));
     A(pub, np, CKA_VERIFY, &yes, sizeof(yes));
-    A(pub, np, CKA_ID, pid, p->id_len + 1);
-    A(pub, np, CKA_LABEL, pl, strlen(pl));
     A(priv, nk, CKA_TOKEN, &yes, sizeof(yes));
     A(priv, nk, CKA_PRIVATE, &yes, sizeof(yes));
     A(priv, nk, CKA_SENSITIVE, &yes, sizeof(yes));
     A(priv, nk, CKA_EXTRACTABLE, &no, sizeof(no));
     A(priv, nk, CKA_SIGN, &yes, sizeof(yes));
-    A(priv, nk, CKA_ID, pid, p->id_len + 1);
-    A(priv, nk, CKA_LABEL, pl, strlen(pl));
+    if (t->et != NULL) {
+        /* Native: pending (invisible) under the credential's own ID and
+         * label; the commit gives them the old objects' labels anyway. */
+        A(pub, np, CKA_EVERTOKEN_PENDING, &yes, sizeof(yes));
+        A(pub, np, CKA_ID, p->id, p->id_len);
+        A(pub, np, CKA_LABEL, p->label, strlen(p->label));
+        A(priv, nk, CKA_ID, p->id, p->id_len);
+        A(priv, nk, CKA_LABEL, p->label, strlen(p->label));
+    } else {
+        A(pub, np, CKA_ID, pid, p->id_len + 1);
+        A(pub, np, CKA_LABEL, pl, strlen(pl));
+        A(priv, nk, CKA_ID, pid, p->id_len + 1);
+        A(priv, nk, CKA_LABEL, pl, strlen(pl));
+    }
     if (p->key_type == ENR_KEY_RSA) {
         A(pub, np, CKA_MODULUS_BITS, &bits, sizeof(bits));
         A(pub, np, CKA_PUBLIC_EXPONENT, e, sizeof(e));
@@ -784,13 +874,19 @@ enr_token_generate(enr_token *t, const enr_profile *p, EVP_PKEY **pkey)
                 ckr(rv));
         goto done;
     }
-    step_done(t, "generate the pending key pair");
+    step_done(t,
+              t->et ? "generate the pending key pair (native)" : "generate the pending key pair");
     pubk = read_pubkey(t, hpub);
-    if (pubk == NULL && p->key_type == ENR_KEY_RSA) {
+    if (pubk == NULL && (p->key_type == ENR_KEY_RSA || t->et != NULL)) {
         enr_err("token \"%s\": cannot read the new public key", t->label);
         goto done;
     }
-    *pkey = pubk ? libp11_key(t, pubk) : NULL;
+    /* A native pending key cannot be found by libp11 (C_FindObjects skips
+     * it): its handle backs the EVP_PKEY directly. */
+    if (t->et != NULL)
+        *pkey = enr_p11key_new(t->f, t->sh, hpriv, pubk);
+    else
+        *pkey = pubk ? libp11_key(t, pubk) : NULL;
     if (*pkey == NULL) {
         enr_err("token \"%s\": the new private key is not usable through libp11", t->label);
         goto done;
@@ -854,9 +950,97 @@ key_where(enr_token *t, const enr_profile *p, int pending, EVP_PKEY **pkey)
     return ENR_OK;
 }
 
+/* Native: handles of the credential's pending objects of class CLS (found
+ * with CKA_EVERTOKEN_PENDING, the only way to see them). */
+static enr_rc
+find_pending(enr_token *t, const enr_profile *p, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *hs,
+             CK_ULONG max, CK_ULONG *n)
+{
+    CK_BBOOL yes = CK_TRUE;
+    CK_ATTRIBUTE tmpl[] = {{CKA_EVERTOKEN_PENDING, &yes, sizeof(yes)},
+                           {CKA_CLASS, &cls, sizeof(cls)},
+                           {CKA_ID, (void *)p->id, p->id_len}};
+    CK_RV rv;
+
+    *n = 0;
+    rv = t->f->C_FindObjectsInit(t->sh, tmpl, 3);
+    if (rv == CKR_OK) {
+        rv = t->f->C_FindObjects(t->sh, hs, max, n);
+        t->f->C_FindObjectsFinal(t->sh);
+    }
+    if (rv != CKR_OK) {
+        enr_err("token \"%s\": cannot look for pending keys: %s", t->label, ckr(rv));
+        return ENR_E_TOKEN;
+    }
+    return ENR_OK;
+}
+
+static enr_rc
+native_discard(enr_token *t, const enr_profile *p)
+{
+    CK_ULONG n = 0;
+    CK_RV rv = t->et->ET_RolloverDiscard(t->sh, p->id, p->id_len, &n);
+
+    if (rv != CKR_OK) {
+        enr_err("token \"%s\": cannot discard the pending keys (ET_RolloverDiscard): %s", t->label,
+                ckr(rv));
+        return ENR_E_TOKEN;
+    }
+    if (n > 0)
+        step_done(t, "discard the pending keys (native)");
+    return ENR_OK;
+}
+
+/* Native: the pending pair of an earlier attempt (a CA that answered
+ * PENDING, a check interrupted by the network or a crash). A pair that
+ * cannot be used any more (a lone public key, an EC key whose public half
+ * is missing) is discarded so the next generation starts clean: the commit
+ * takes every pending key of the credential. */
+static enr_rc
+native_pending_key(enr_token *t, const enr_profile *p, EVP_PKEY **pkey)
+{
+    CK_OBJECT_HANDLE hk[4], hp[4];
+    CK_ULONG nk, np;
+    EVP_PKEY *pub = NULL;
+    enr_rc rc;
+
+    if ((rc = find_pending(t, p, CKO_PRIVATE_KEY, hk, 4, &nk)) != ENR_OK ||
+        (rc = find_pending(t, p, CKO_PUBLIC_KEY, hp, 4, &np)) != ENR_OK)
+        return rc;
+    if (nk == 0 && np == 0)
+        return ENR_OK;
+    if (nk == 1 && np <= 1) {
+        pub = read_pubkey(t, hk[0]);
+        if (pub == NULL && np == 1)
+            pub = read_pubkey(t, hp[0]);
+        if (pub != NULL && np == 1) {
+            /* Both halves present: they must be one pair. */
+            EVP_PKEY *pp = read_pubkey(t, hp[0]);
+            if (!same_pubkey(pub, pp)) {
+                EVP_PKEY_free(pub);
+                pub = NULL;
+            }
+            EVP_PKEY_free(pp);
+        }
+        if (pub != NULL)
+            *pkey = enr_p11key_new(t->f, t->sh, hk[0], pub);
+        EVP_PKEY_free(pub);
+        if (*pkey != NULL)
+            return ENR_OK;
+    }
+    enr_warn("profile %s: token \"%s\" holds %lu pending private and %lu pending public keys "
+             "that do not form one usable pair; discarding them",
+             p->name, t->label, (unsigned long)nk, (unsigned long)np);
+    return native_discard(t, p);
+}
+
 enr_rc
 enr_token_pending_key(enr_token *t, const enr_profile *p, EVP_PKEY **pkey)
 {
+    if (t->et != NULL) {
+        *pkey = NULL;
+        return native_pending_key(t, p, pkey);
+    }
     return key_where(t, p, 1, pkey);
 }
 
@@ -879,6 +1063,10 @@ enr_token_discard_pending(enr_token *t, const enr_profile *p)
     char *pl = pending_label(p);
     enr_rc rc;
 
+    if (t->et != NULL) {
+        free(pl);
+        return native_discard(t, p);
+    }
     rc = list_objects(t, -1, &l);
     if (rc != ENR_OK || pl == NULL) {
         free(pl);
@@ -996,12 +1184,70 @@ done:
     return rc;
 }
 
+/*
+ * Native retired objects: the token keeps them for its rollover_grace
+ * setting and destroys them at a user C_Login or ET_PurgeRetired. The
+ * profile's grace_period is written into that setting when it differs (the
+ * setting is per token: profiles sharing an evertoken token should agree on
+ * it, the last one checked wins), then expired objects are purged now.
+ * ET_SetSetting needs a login with the PIN (pin_file); after a login from
+ * evertoken's login cache the module refuses it and the token's own setting
+ * applies, which is said once per check with -v.
+ */
+static enr_rc
+native_grace(enr_token *t, const enr_profile *p)
+{
+    char cur[32], want[32];
+    CK_ULONG len = sizeof(cur), n = 0;
+    long g = p->grace_period < 0 ? 0 : p->grace_period;
+    CK_RV rv;
+
+    if (g > 315360000L)
+        g = 315360000L;
+    snprintf(want, sizeof(want), "%ld", g);
+    sync_module_clock(t);
+    rv = t->et->ET_GetSetting(t->slot, ET_SETTING_ROLLOVER_GRACE, cur, &len);
+    if (rv == CKR_OK && strcmp(cur, want) != 0) {
+        rv = t->et->ET_SetSetting(t->sh, ET_SETTING_ROLLOVER_GRACE, want);
+        if (rv == CKR_OK) {
+            step_done(t, "set the token's rollover_grace (native)");
+            enr_info("profile %s: token \"%s\": rollover_grace %s s (was %s s), the profile's "
+                     "grace_period",
+                     p->name, t->label, want, cur);
+        } else {
+            enr_debug("profile %s: token \"%s\" keeps rollover_grace %s s (the profile asks %s "
+                      "s; changing it needs a login with the PIN: %s)",
+                      p->name, t->label, cur, want, ckr(rv));
+        }
+    }
+    rv = t->et->ET_PurgeRetired(t->sh, &n);
+    if (rv != CKR_OK) {
+        enr_err("token \"%s\": cannot purge retired objects (ET_PurgeRetired): %s", t->label,
+                ckr(rv));
+        return ENR_E_TOKEN;
+    }
+    if (n > 0) {
+        step_done(t, "purge retired objects (native)");
+        enr_info("profile %s: token \"%s\": %lu retired objects past the grace period destroyed",
+                 p->name, t->label, (unsigned long)n);
+    }
+    return ENR_OK;
+}
+
 enr_rc
 enr_token_expire_retired(enr_token *t, const enr_profile *p, time_t now)
 {
     objlist l;
-    enr_rc rc = list_objects(t, -1, &l);
+    enr_rc rc;
 
+    if (t->et != NULL) {
+        rc = native_grace(t, p);
+        if (rc != ENR_OK)
+            return rc;
+    }
+    /* Objects an earlier rollover by standard calls retired (also on an
+     * evertoken token renewed before the helper used its native path). */
+    rc = list_objects(t, -1, &l);
     if (rc != ENR_OK)
         return rc;
     for (size_t i = 0; i < l.n && rc == ENR_OK; i++) {
@@ -1016,8 +1262,47 @@ enr_token_expire_retired(enr_token *t, const enr_profile *p, time_t now)
     return rc;
 }
 
+/* Native commit: one C_CreateObject with CKA_EVERTOKEN_COMMIT_ROLLOVER. The
+ * module checks the certificate's key against the pending keys, retires the
+ * old pair and certificate and activates the new ones in one transaction. */
+static enr_rc
+native_commit(enr_token *t, const enr_profile *p, CK_ATTRIBUTE *tmpl, CK_ULONG n)
+{
+    CK_BBOOL yes = CK_TRUE;
+    CK_ATTRIBUTE full[12];
+    CK_OBJECT_HANDLE h;
+    CK_RV rv;
+
+    for (CK_ULONG i = 0; i < n; i++) {
+        full[i] = tmpl[i];
+        if (full[i].type == CKA_ID) {
+            full[i].pValue = (void *)p->id;
+            full[i].ulValueLen = p->id_len;
+        } else if (full[i].type == CKA_LABEL) {
+            full[i].pValue = p->label;
+            full[i].ulValueLen = strlen(p->label);
+        }
+    }
+    full[n].type = CKA_EVERTOKEN_COMMIT_ROLLOVER;
+    full[n].pValue = &yes;
+    full[n].ulValueLen = sizeof(yes);
+    sync_module_clock(t);
+    rv = t->f->C_CreateObject(t->sh, full, n + 1, &h);
+    if (rv != CKR_OK) {
+        enr_err("token \"%s\": the rollover commit was refused: %s%s", t->label, ckr(rv),
+                rv == CKR_TEMPLATE_INCONSISTENT
+                    ? " (the certificate's key is not the pending key, or no key is pending)"
+                    : "");
+        return ENR_E_TOKEN;
+    }
+    step_done(t, "commit the rollover (native)");
+    enr_info("profile %s: token \"%s\" holds the new credential \"%s\" (native rollover)", p->name,
+             t->label, p->label);
+    return native_grace(t, p);
+}
+
 enr_rc
-enr_token_commit(enr_token *t, const enr_profile *p, X509 *cert, time_t now)
+enr_token_commit(enr_token *t, const enr_profile *p, X509 *cert, int new_key, time_t now)
 {
     CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
     CK_CERTIFICATE_TYPE ct = CKC_X_509;
@@ -1045,6 +1330,10 @@ enr_token_commit(enr_token *t, const enr_profile *p, X509 *cert, time_t now)
             {CKA_SUBJECT, subj, (CK_ULONG)sl},      {CKA_ISSUER, iss, (CK_ULONG)il},
             {CKA_SERIAL_NUMBER, ser, (CK_ULONG)rl}, {CKA_VALUE, der, (CK_ULONG)dl},
         };
+        if (t->et != NULL && new_key) {
+            rc = native_commit(t, p, tmpl, sizeof(tmpl) / sizeof(tmpl[0]));
+            goto done;
+        }
         rv = t->f->C_CreateObject(t->sh, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h);
         if (rv != CKR_OK) {
             enr_err("token \"%s\": cannot store the new certificate: %s", t->label, ckr(rv));

@@ -12,7 +12,7 @@ if [ -z "${ENR_IN_NETNS:-}" ] && [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/nu
     exec unshare -n bash -c 'ip link set lo up && exec bash "$@"' bash "$0" "$@"
 fi
 . "$EVERTOKEN_SOURCE_DIR/tests/external/lib.sh"
-: "${ENROLL_BIN:?run through ctest}" "${SCEPSRV:?run through ctest}"
+: "${ENROLL_BIN:?run through ctest}" "${SCEPSRV:?run through ctest}" "${ENR_PROBE:?run through ctest}"
 need openssl pkcs11-tool
 ENR_TOKEN_KIND=${ENR_TOKEN_KIND:-softhsm}
 PIN=1234
@@ -130,6 +130,19 @@ cred_works() {
         { echo "signing with key $name failed: $(cat "$T/cw.err")" >&2; return 1; }
     openssl dgst -sha256 -verify "$T/cw.pub" -signature "$T/cw.sig" "$T/cw.dat" >/dev/null ||
         { echo "signature of $name does not verify with its certificate" >&2; return 1; }
+}
+
+# The default CKA_ID of profile NAME (hex): SHA-256("evertoken-enroll:NAME")[0:16].
+cred_id() { printf 'evertoken-enroll:%s' "$1" | openssl dgst -sha256 -binary | head -c 16 | od -An -tx1 | tr -d ' \n'; }
+# enr_probe (tests/enroll/enr_probe.c) on the token under test: CMD NAME [ARGS].
+probe() { local cmd=$1 name=$2; shift 2; host "$ENR_PROBE" "$cmd" "$MOD" "$LABEL" "$(cred_id "$name")" "$T/pin" "$@"; }
+# On evertoken the helper uses the native rollover: pending and retired objects
+# are invisible, so the tests ask the module (probe pending/rollback) instead of
+# looking for the standard sequence's label tags.
+native() { [ "$ENR_TOKEN_KIND" = evertoken ]; }
+# Pending objects of credential NAME: native ones (probe), else "NAME (pending)" labels.
+pending_count() {
+    if native; then probe pending "$1"; else token_objects | grep -c "^[A-Za-z]* $1 (pending)\$" || true; fi
 }
 
 # Expect exit code CODE from a command.

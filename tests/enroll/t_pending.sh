@@ -14,7 +14,10 @@ rc=0; enr enroll 2>"$T/p1.err" || rc=$?
 grep -q "GET PKCSReq .* PENDING" "$CA/requests.log" || die "no PENDING: $(cat "$CA/requests.log")"
 grep -q "GET CertPoll .* PENDING" "$CA/requests.log" || die "no CertPoll: $(cat "$CA/requests.log")"
 ! grep -q "POST" "$CA/requests.log" || die "POST used although not advertised"
-[ "$(count_objects Private 'alice (pending)')" = 1 ] || die "pending key not kept: $(token_objects)"
+# The new pair waits invisibly: evertoken's native pending objects (seen only
+# through CKA_EVERTOKEN_PENDING), else the standard sequence's "alice (pending)".
+[ "$(pending_count alice)" = 2 ] || die "pending key pair not kept: $(pending_count alice) pending objects; $(token_objects)"
+[ "$(count_objects Private alice)" = 0 ] || die "the pending key is visible under the credential's label: $(token_objects)"
 [ "$(count_objects Certificate alice)" = 0 ] || die "certificate before issue"
 enr status --json >"$T/st.json" || true
 grep -q '"state": "pending".*"pending": true' "$T/st.json" || die "status does not say pending: $(cat "$T/st.json")"
@@ -27,6 +30,7 @@ grep -q "GET CertPoll .* SUCCESS" "$CA/requests.log" || die "no successful CertP
 [ "$(grep -c 'PKCSReq' "$CA/requests.log")" = 1 ] || die "request sent twice instead of polled"
 [ "$(count_objects Certificate alice)" = 1 ] && [ "$(count_objects Private alice)" = 1 ] || die "not stored: $(token_objects)"
 ! token_objects | grep -q pending || die "pending objects left: $(token_objects)"
+[ "$(pending_count alice)" = 0 ] || die "pending objects left after the commit: $(pending_count alice)"
 cred_works alice || die "credential does not work"
 enr status --json >"$T/st.json" || die "status exit $?"
 grep -q '"state": "valid".*"pending": false' "$T/st.json" || die "status after issue: $(cat "$T/st.json")"

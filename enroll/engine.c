@@ -426,7 +426,11 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
         enr_expiry_warnings(ctx, p, &ps, j.now);
     } else {
         enr_pstate_set(&ps.last_result, rc == ENR_E_PENDING ? "pending" : "failed");
-        if (rc != ENR_E_PENDING && (ps.state == NULL || strcmp(ps.state, "expired")))
+        /* PIN needed: the service watches the token and checks again as soon
+         * as it is unlocked (enr_run_service). */
+        if (rc == ENR_E_PIN)
+            enr_pstate_set(&ps.state, "pin-needed");
+        else if (rc != ENR_E_PENDING && (ps.state == NULL || strcmp(ps.state, "expired")))
             enr_pstate_set(&ps.state, ps.retry_at ? "retry" : "failed");
         report_failure(ctx, p, &ps, rc);
     }
@@ -446,6 +450,51 @@ on_term(int sig)
 {
     (void)sig;
     stop_flag = 1;
+}
+
+/*
+ * Sleep up to WAIT seconds (real time), but every unlock_poll seconds look at
+ * the profiles whose last check needed a PIN (state "pin-needed", also when a
+ * check by hand found the token locked): once the token's login is usable —
+ * the person ran `evertoken unlock`, or any program filled evertoken's login
+ * cache — the waiting check runs at once instead of at the next 300 s retry.
+ * The look is cheap (enr_token_login_ready: no login, no keystore
+ * decryption on evertoken) and there is none while nothing waits. Returns
+ * early after running a check, so the loop re-plans.
+ */
+static void
+wait_or_unlock(enr_ctx *ctx, enr_profile **v, size_t n, long wait)
+{
+    const char *e = getenv("EVERTOKEN_ENROLL_UNLOCK_POLL");
+    int poll = ctx->unlock_poll > 0 ? ctx->unlock_poll : e != NULL ? atoi(e) : 0;
+    time_t end = time(NULL) + wait;
+
+    if (poll <= 0)
+        poll = ENR_UNLOCK_POLL;
+    while (!stop_flag) {
+        long left = (long)(end - time(NULL));
+        int ran = 0;
+
+        for (size_t i = 0; i < n && !stop_flag; i++) {
+            enr_pstate ps;
+            int found, waiting;
+            if (enr_state_get(ctx->st, v[i]->name, &ps, &found) != ENR_OK)
+                continue;
+            waiting = found && ps.state != NULL && !strcmp(ps.state, "pin-needed");
+            enr_pstate_clear(&ps);
+            if (!waiting || enr_token_login_ready(v[i]) != 1)
+                continue;
+            enr_info("profile %s: the token is unlocked (a login is usable now); checking at once",
+                     v[i]->name);
+            enr_state_event(ctx->st, v[i]->name, "unlocked",
+                            "login usable: the waiting check runs at once");
+            enr_check_profile(ctx, v[i], "retry");
+            ran = 1;
+        }
+        if (ran || left <= 0)
+            return;
+        sleep((unsigned)(left < poll ? left : poll));
+    }
 }
 
 int
@@ -511,12 +560,13 @@ enr_run_service(enr_ctx *ctx, time_t until)
             continue;
         }
         /* Real time: wake at the next due time, at least once a minute to see
-         * new profiles and 'evertoken-enroll retry' done by hand. */
+         * new profiles and 'evertoken-enroll retry' done by hand; meanwhile
+         * watch the tokens of profiles that wait for a login. */
         long wait = next == 0 ? 60 : (long)(next - now);
         if (wait > 60)
             wait = 60;
         if (wait > 0)
-            sleep((unsigned)wait);
+            wait_or_unlock(ctx, v, n, wait);
     }
     enr_profile_free_all(v, n);
     enr_info("service stopped");

@@ -192,7 +192,7 @@ typedef struct enr_pstate {
     int hook_exit;
     long long hook_time;
     char *hook_output;
-    char *state;    /* "new", "valid", "renewing", "pending", "retry", "failed",
+    char *state;    /* "new", "valid", "renewing", "pending", "retry", "pin-needed", "failed",
                        "expired" */
     char *rollover; /* token's rollover path at the last check: "native" or "standard" */
 } enr_pstate;
@@ -286,6 +286,17 @@ enr_rc enr_token_discard_pending(enr_token *t, const enr_profile *p);
  * (EVERTOKEN_ENROLL_CRASH_AT=N) kills the process after the Nth mutation.
  */
 enr_rc enr_token_commit(enr_token *t, const enr_profile *p, X509 *cert, int new_key, time_t now);
+/*
+ * Could a check log in now without a PIN? A cheap look for the service while
+ * a profile waits for its token to be unlocked: the module is loaded, the
+ * profile's token found, then evertoken's login cache state read through the
+ * vendor interface (ET_LoginCacheStatus), or for other modules a new session
+ * opened and its state read (C_GetSessionInfo: a user-functions state means
+ * the session starts logged in); the module is finalised again, so the
+ * service holds no login between checks. 1 usable, 0 not, -1 the token or
+ * module could not be reached.
+ */
+int enr_token_login_ready(const enr_profile *p);
 /* "native" (evertoken's vendor rollover) or "standard" (standard calls). */
 const char *enr_token_rollover(const enr_token *t);
 
@@ -373,10 +384,15 @@ void enr_show_instructions(const enr_profile *p);
 
 /* ---- engine.c ----------------------------------------------------------- */
 
+/* Seconds between looks at a locked token while a profile waits for a login
+ * (run --unlock-poll, EVERTOKEN_ENROLL_UNLOCK_POLL). */
+#define ENR_UNLOCK_POLL 5
+
 typedef struct enr_ctx {
     enr_state *st;
     const char *profile_dir;
-    int force; /* renew --force */
+    int force;       /* renew --force */
+    int unlock_poll; /* run: seconds between looks at a locked token (0: default) */
 } enr_ctx;
 
 /* One check of KIND ("enroll", "renew", "check"=both) for profile P. */

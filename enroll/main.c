@@ -22,7 +22,9 @@ usage(FILE *out)
           "  renew [--force] [PROFILE...] renewal check now (--force: even outside the window)\n"
           "  retry [PROFILE...]         retry failed checks now\n"
           "  status [--json]            every profile's certificate and state; exit 0/1/2\n"
-          "  run [--until TIME]         the service (--until: simulate up to TIME, no sleeping)\n"
+          "  run [--until TIME] [--unlock-poll S]\n"
+          "                             the service (--until: simulate up to TIME, no sleeping;\n"
+          "                             --unlock-poll: seconds between looks at a locked token)\n"
           "  hooks rerun PROFILE        re-run the post-processing script\n"
           "  history [PROFILE]          the event history\n"
           "  validate [FILE...]         parse profiles and report errors\n"
@@ -179,7 +181,7 @@ main(int argc, char **argv)
     const char *profiles = NULL, *state_dir = NULL, *cmd;
     enr_ctx ctx;
     time_t until = 0, t;
-    int c, json = 0, force = 0, rc;
+    int c, json = 0, force = 0, unlock_poll = 0, rc;
     char *pdir;
 
     memset(&ctx, 0, sizeof(ctx));
@@ -225,7 +227,16 @@ main(int argc, char **argv)
             force = 1;
         else if (!strcmp(argv[i], "--json") && !strcmp(cmd, "status"))
             json = 1;
-        else if (!strcmp(argv[i], "--until") && !strcmp(cmd, "run") && i + 1 < argc) {
+        else if (!strcmp(argv[i], "--unlock-poll") && !strcmp(cmd, "run") && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || v < 1 || v > 3600) {
+                enr_err("--unlock-poll %s: seconds between 1 and 3600", argv[i]);
+                free(cargv);
+                return ENR_EXIT_USAGE;
+            }
+            unlock_poll = (int)v;
+        } else if (!strcmp(argv[i], "--until") && !strcmp(cmd, "run") && i + 1 < argc) {
             if (enr_parse_time(argv[++i], &until) != 0) {
                 enr_err("--until %s: not a time", argv[i]);
                 free(cargv);
@@ -252,6 +263,7 @@ main(int argc, char **argv)
     }
     ctx.profile_dir = pdir;
     ctx.force = force;
+    ctx.unlock_poll = unlock_poll;
     if (!strcmp(cmd, "validate")) {
         rc = cmd_validate(&ctx, cargc, cargv);
         goto out;

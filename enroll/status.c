@@ -62,6 +62,10 @@ level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days, const 
         *why = "expires soon and renewal is failing";
         return 2;
     }
+    if (ps->state != NULL && !strcmp(ps->state, "pin-needed")) {
+        *why = "waiting for a login: unlock the token (PIN needed)";
+        return 1;
+    }
     if (ps->last_error != NULL) {
         *why = "last check failed";
         return 1;

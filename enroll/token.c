@@ -246,6 +246,64 @@ token_matches(CK_FUNCTION_LIST_PTR f, CK_SLOT_ID id, P11KitUri *uri, CK_TOKEN_IN
     return p11_kit_uri_match_token_info(uri, ti) != 0;
 }
 
+int
+enr_token_login_ready(const enr_profile *p)
+{
+    P11KitUri *uri = p11_kit_uri_new();
+    void *dl = NULL;
+    CK_C_GetFunctionList gfl;
+    CK_C_GetInterface gi;
+    CK_INTERFACE_PTR ifc = NULL;
+    CK_FUNCTION_LIST_PTR f = NULL;
+    CK_SLOT_ID slots[64], slot = 0;
+    CK_ULONG ns = 64;
+    CK_SESSION_HANDLE sh;
+    CK_SESSION_INFO si;
+    CK_BBOOL live = CK_FALSE;
+    int matches = 0, ready = -1, inited = 0;
+
+    if (uri == NULL || p11_kit_uri_parse(p->token_uri, P11_KIT_URI_FOR_ANY, uri) != 0)
+        goto done;
+    dl = dlopen(p->module, RTLD_NOW | RTLD_LOCAL);
+    if (dl == NULL)
+        goto done;
+    *(void **)&gfl = dlsym(dl, "C_GetFunctionList");
+    if (gfl == NULL || gfl(&f) != CKR_OK || f == NULL || f->C_Initialize(NULL) != CKR_OK)
+        goto done;
+    inited = 1;
+    if (f->C_GetSlotList(CK_TRUE, slots, &ns) != CKR_OK)
+        goto done;
+    for (CK_ULONG i = 0; i < ns; i++) {
+        CK_TOKEN_INFO ti;
+        if (token_matches(f, slots[i], uri, &ti) && matches++ == 0)
+            slot = slots[i];
+    }
+    if (matches != 1)
+        goto done;
+    *(void **)&gi = dlsym(dl, "C_GetInterface");
+    if (gi != NULL && gi((CK_UTF8CHAR_PTR)ET_VENDOR_INTERFACE, NULL, &ifc, 0) == CKR_OK &&
+        ifc != NULL && ifc->pFunctionList != NULL) {
+        /* evertoken: the per-user login cache, without opening a session. */
+        const ET_FUNCTION_LIST *et = ifc->pFunctionList;
+        if (et->ET_LoginCacheStatus(slot, &live) == CKR_OK) {
+            ready = live == CK_TRUE;
+            goto done;
+        }
+    }
+    if (f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &sh) != CKR_OK)
+        goto done;
+    ready = f->C_GetSessionInfo(sh, &si) == CKR_OK &&
+            (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS);
+    f->C_CloseSession(sh);
+done:
+    if (inited)
+        f->C_Finalize(NULL);
+    if (dl != NULL)
+        dlclose(dl);
+    p11_kit_uri_free(uri);
+    return ready;
+}
+
 enr_rc
 enr_token_open(const enr_profile *p, enr_token **out)
 {

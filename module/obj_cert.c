@@ -7,6 +7,12 @@
  * template also gives them they must agree (CKR_TEMPLATE_INCONSISTENT; a
  * wrong CKA_CHECK_VALUE is CKR_ATTRIBUTE_VALUE_INVALID as 3.0 section 4.6.3
  * says). Derived attributes are stored, so C_FindObjects can match on them.
+ *
+ * The certificate is parsed with an ASN.1 template of its own (RFC 5280
+ * section 4.1, every field and tag, DER) rather than d2i_X509: OpenSSL 3's
+ * X509_PUBKEY decodes the subject's key through the provider decoders at
+ * parse time, which was 57 % of the CPU of a certificate's C_CreateObject,
+ * and nothing here uses that key (obj_pkey parses it when a key is needed).
  */
 #include <limits.h>
 #include <stdio.h>
@@ -14,6 +20,7 @@
 #include <time.h>
 
 #include <openssl/asn1.h>
+#include <openssl/asn1t.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/sha.h>
@@ -51,10 +58,68 @@ obj_der_is_oid(const unsigned char *v, size_t len)
     return ok;
 }
 
-/* Store DER (from an OpenSSL i2d_*(x, &der) call that returned LEN, freed
- * here) as the derived value of TYPE. */
-static CK_RV
-put_der(obj_build *b, CK_ATTRIBUTE_TYPE type, unsigned char *der, int len, CK_RV mismatch)
+/* SubjectPublicKeyInfo without decoding the key. */
+typedef struct {
+    X509_ALGOR *alg;
+    ASN1_BIT_STRING *key;
+} ET_SPKI;
+
+typedef struct {
+    ASN1_INTEGER *version;
+    ASN1_INTEGER *serial;
+    X509_ALGOR *sig_alg;
+    X509_NAME *issuer;
+    X509_VAL *validity;
+    X509_NAME *subject;
+    ET_SPKI *spki;
+    ASN1_BIT_STRING *issuer_uid;
+    ASN1_BIT_STRING *subject_uid;
+    STACK_OF(X509_EXTENSION) * ext;
+} ET_TBS;
+
+typedef struct {
+    ET_TBS *tbs;
+    X509_ALGOR *sig_alg;
+    ASN1_BIT_STRING *sig;
+} ET_CERT;
+
+DECLARE_ASN1_ITEM(ET_TBS)
+DECLARE_ASN1_FUNCTIONS(ET_SPKI)
+DECLARE_ASN1_FUNCTIONS(ET_CERT)
+
+ASN1_SEQUENCE(ET_SPKI) =
+    {
+        ASN1_SIMPLE(ET_SPKI, alg, X509_ALGOR),
+        ASN1_SIMPLE(ET_SPKI, key, ASN1_BIT_STRING),
+} ASN1_SEQUENCE_END(ET_SPKI)
+
+        ASN1_SEQUENCE(ET_TBS) =
+            {
+                ASN1_EXP_OPT(ET_TBS, version, ASN1_INTEGER, 0),
+                ASN1_SIMPLE(ET_TBS, serial, ASN1_INTEGER),
+                ASN1_SIMPLE(ET_TBS, sig_alg, X509_ALGOR),
+                ASN1_SIMPLE(ET_TBS, issuer, X509_NAME),
+                ASN1_SIMPLE(ET_TBS, validity, X509_VAL),
+                ASN1_SIMPLE(ET_TBS, subject, X509_NAME),
+                ASN1_SIMPLE(ET_TBS, spki, ET_SPKI),
+                ASN1_IMP_OPT(ET_TBS, issuer_uid, ASN1_BIT_STRING, 1),
+                ASN1_IMP_OPT(ET_TBS, subject_uid, ASN1_BIT_STRING, 2),
+                ASN1_EXP_SEQUENCE_OF_OPT(ET_TBS, ext, X509_EXTENSION, 3),
+} ASN1_SEQUENCE_END(ET_TBS)
+
+                ASN1_SEQUENCE(ET_CERT) =
+                    {
+                        ASN1_SIMPLE(ET_CERT, tbs, ET_TBS),
+                        ASN1_SIMPLE(ET_CERT, sig_alg, X509_ALGOR),
+                        ASN1_SIMPLE(ET_CERT, sig, ASN1_BIT_STRING),
+} ASN1_SEQUENCE_END(ET_CERT)
+
+                        IMPLEMENT_ASN1_FUNCTIONS(ET_SPKI) IMPLEMENT_ASN1_FUNCTIONS(ET_CERT)
+
+    /* Store DER (from an OpenSSL i2d_*(x, &der) call that returned LEN, freed
+     * here) as the derived value of TYPE. */
+    static CK_RV
+    put_der(obj_build * b, CK_ATTRIBUTE_TYPE type, unsigned char *der, int len, CK_RV mismatch)
 {
     CK_RV rv;
 
@@ -92,7 +157,7 @@ obj_cert_build(obj_build *b)
     const unsigned char *v, *p;
     unsigned char *der = NULL, md[SHA_DIGEST_LENGTH];
     size_t len;
-    X509 *x = NULL;
+    ET_CERT *x = NULL;
     int n;
     CK_RV rv;
 
@@ -105,28 +170,28 @@ obj_cert_build(obj_build *b)
     if (len == 0 || len > LONG_MAX)
         return CKR_ATTRIBUTE_VALUE_INVALID;
     p = v;
-    x = d2i_X509(NULL, &p, (long)len);
+    x = d2i_ET_CERT(NULL, &p, (long)len);
     if (x == NULL || p != v + len) {
         rv = CKR_ATTRIBUTE_VALUE_INVALID; /* malformed, or trailing bytes */
         goto done;
     }
     der = NULL;
-    n = i2d_X509_NAME(X509_get_subject_name(x), &der);
+    n = i2d_X509_NAME(x->tbs->subject, &der);
     rv = put_der(b, CKA_SUBJECT, der, n, CKR_TEMPLATE_INCONSISTENT);
     if (rv != CKR_OK)
         goto done;
     der = NULL;
-    n = i2d_X509_NAME(X509_get_issuer_name(x), &der);
+    n = i2d_X509_NAME(x->tbs->issuer, &der);
     rv = put_der(b, CKA_ISSUER, der, n, CKR_TEMPLATE_INCONSISTENT);
     if (rv != CKR_OK)
         goto done;
     der = NULL;
-    n = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der); /* DER INTEGER, tag included */
+    n = i2d_ASN1_INTEGER(x->tbs->serial, &der); /* DER INTEGER, tag included */
     rv = put_der(b, CKA_SERIAL_NUMBER, der, n, CKR_TEMPLATE_INCONSISTENT);
     if (rv != CKR_OK)
         goto done;
     der = NULL;
-    n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    n = i2d_ET_SPKI(x->tbs->spki, &der);
     rv = put_der(b, CKA_PUBLIC_KEY_INFO, der, n, CKR_TEMPLATE_INCONSISTENT);
     if (rv != CKR_OK)
         goto done;
@@ -138,12 +203,12 @@ obj_cert_build(obj_build *b)
     rv = ob_put_derived(b, CKA_CHECK_VALUE, md, 3, CKR_ATTRIBUTE_VALUE_INVALID);
     if (rv != CKR_OK)
         goto done;
-    rv = put_date(b, CKA_START_DATE, X509_get0_notBefore(x));
+    rv = put_date(b, CKA_START_DATE, x->tbs->validity->notBefore);
     if (rv != CKR_OK)
         goto done;
-    rv = put_date(b, CKA_END_DATE, X509_get0_notAfter(x));
+    rv = put_date(b, CKA_END_DATE, x->tbs->validity->notAfter);
 done:
-    X509_free(x);
+    ET_CERT_free(x);
     ERR_clear_error(); /* leave no reasons on the host's error queue */
     return rv;
 }

@@ -135,6 +135,25 @@ op_end_inlock(struct mod_token *t)
 
 /* ---- sessions ----------------------------------------------------------- */
 
+/* login_cache=user:N: a logged-out token whose cache entry (this user's
+ * kernel keyring) holds the token key is logged in from it, as if the
+ * application had logged in. Not while another thread is in a PIN operation
+ * on the token (it holds the op mutex; its result decides the state). */
+static void
+cached_login_inlock(struct mod_token *t)
+{
+    CK_RV lr;
+
+    if (t->login != MOD_NOBODY || t->busy != 0 || t->logged_out)
+        return;
+    lr = lc_login_inlock(t);
+    if (lr == CKR_OK)
+        t->login_implicit = 1;
+    else if (lr != CKR_USER_NOT_LOGGED_IN)
+        mod_log("slot %u: cached login refused (CKR 0x%lx); sessions stay public",
+                (unsigned)t->slot, (unsigned long)lr);
+}
+
 CK_RV
 mod_C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
                   CK_SESSION_HANDLE_PTR out)
@@ -179,17 +198,9 @@ mod_C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY noti
     *out = s->h;
     /* login_cache=user:N: a new session on a logged-out token starts logged
      * in when this user's cache holds the token key, so applications do not
-     * prompt. Not while another thread is in a PIN operation on the token
-     * (it holds the op mutex; its result decides the state). */
-    if (t->login == MOD_NOBODY && t->busy == 0) {
-        CK_RV lr = lc_login_inlock(t);
-
-        if (lr == CKR_OK)
-            t->login_implicit = 1;
-        else if (lr != CKR_USER_NOT_LOGGED_IN)
-            mod_log("slot %u: cached login refused (CKR 0x%lx); session stays public",
-                    (unsigned)t->slot, (unsigned long)lr);
-    }
+     * prompt. */
+    t->logged_out = 0;
+    cached_login_inlock(t);
 out:
     mod_unlock();
     return rv;
@@ -249,6 +260,12 @@ mod_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
     rv = session_lookup_inlock(h, &s);
     if (rv != CKR_OK)
         goto out;
+    /* A session opened before the token was unlocked (evertoken unlock)
+     * becomes logged in when asked for its state: this is what NSS checks
+     * before it prompts for the PIN, so a browser that loaded the module
+     * earlier stops asking once the cache is filled. Not after this
+     * process's own C_Logout (until its next session or login). */
+    cached_login_inlock(s->tok);
     rw = (s->flags & CKF_RW_SESSION) != 0;
     memset(info, 0, sizeof(*info));
     info->slotID = s->tok->slot;
@@ -480,6 +497,7 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
     t->login = type;
     t->login_cached = 0;
     t->login_implicit = 0;
+    t->logged_out = 0;
     /* Reload: private objects become visible, and the public ones are now
      * checked against their MAC. */
     cache_drop_inlock(t);
@@ -535,6 +553,7 @@ mod_C_Logout(CK_SESSION_HANDLE h)
         goto out;
     }
     tok_logout_inlock(s->tok);
+    s->tok->logged_out = 1;
 out:
     mod_unlock();
     return rv;

@@ -9,9 +9,11 @@
  *   lc_probe MODULE LABEL login-empty    the same with an empty PIN
  *   lc_probe MODULE LABEL relogin        new session logged in; C_Logout; state;
  *                                        another new session logged in again
- *   lc_probe MODULE LABEL login-twice PIN WRONG
- *       C_Login(PIN), C_Login(PIN) again, C_Login(WRONG): results printed
- *       (login_cache=none verifies the PIN even when already logged in)
+ *   lc_probe MODULE LABEL wait-unlock
+ *       a session opened while the token is locked ("before=public" printed
+ *       at once); waits up to 30 s for C_GetSessionInfo to show the user
+ *       state once another process ran `evertoken unlock`, reads the
+ *       private keys, C_Logout, and the session stays public
  *   lc_probe MODULE LABEL login-twice PIN WRONG
  *       C_Login(PIN), C_Login(PIN) again, C_Login(WRONG): results printed
  *       (login_cache=none verifies the PIN even when already logged in)
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "p11.h"
 
@@ -134,6 +137,33 @@ relogin(CK_SLOT_ID slot)
         bad = 1;
 }
 
+/* A browser that loaded the module before the unlock: its session turns to
+ * the user state when it next asks (C_GetSessionInfo), without C_Login. */
+static void
+wait_unlock(CK_SLOT_ID slot)
+{
+    CK_SESSION_HANDLE sh = open_session(slot);
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    int user = is_user(sh), tries = 0;
+
+    printf("before=%s\n", user ? "user" : "public");
+    fflush(stdout);
+    if (user) {
+        bad = 1;
+        return;
+    }
+    while (!(user = is_user(sh)) && tries++ < 300)
+        nanosleep(&ts, NULL);
+    printf("after_unlock=%s private=%lu\n", user ? "user" : "public",
+           (unsigned long)count_private_keys(sh));
+    expect("logout", f->C_Logout(sh), user ? CKR_OK : CKR_USER_NOT_LOGGED_IN);
+    /* This process logged out: asking again does not log it back in. */
+    printf("after_logout=%s again=%s\n", is_user(sh) ? "user" : "public",
+           is_user(sh) ? "user" : "public");
+    if (!user || is_user(sh) || count_private_keys(sh) != 0)
+        bad = 1;
+}
+
 static void
 always_auth(CK_SLOT_ID slot, const char *pin)
 {
@@ -204,6 +234,8 @@ main(int argc, char **argv)
         login_from_cache(slot, 0);
     } else if (strcmp(argv[3], "relogin") == 0) {
         relogin(slot);
+    } else if (strcmp(argv[3], "wait-unlock") == 0) {
+        wait_unlock(slot);
     } else if (strcmp(argv[3], "login-twice") == 0 && argc == 6) {
         CK_SESSION_HANDLE sh = open_session(slot);
         CK_UTF8CHAR_PTR pin = (CK_UTF8CHAR_PTR)argv[4], wrong = (CK_UTF8CHAR_PTR)argv[5];

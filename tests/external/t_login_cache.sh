@@ -103,8 +103,17 @@ rc=$?
 set -e
 [ $rc -eq 4 ] || die "unlock with a wrong PIN: exit $rc"
 [ -z "$(entry)" ] || die "an entry appeared after a wrong PIN: $(keyctl show @u)"
+# A process that opened its session while the token was locked (a browser
+# that loaded the module earlier) sees it logged in after the unlock.
+probe "$LABEL" wait-unlock >"$T/wait.out" 2>&1 &
+wpid=$!
+for _ in $(seq 100); do grep -q "^before=" "$T/wait.out" && break; sleep 0.1; done
+grep -q "^before=public" "$T/wait.out" || { kill $wpid 2>/dev/null; die "wait-unlock: $(cat "$T/wait.out")"; }
 out=$(echo "$PIN" | E unlock --token "$LABEL") || die "unlock: $out"
 grep -q "unlocked for 300 seconds" <<<"$out" || die "unlock said: $out"
+wait $wpid || die "session opened before the unlock: $(cat "$T/wait.out")"
+grep -q "^after_unlock=user private=[1-9]" "$T/wait.out" || die "wait-unlock: $(cat "$T/wait.out")"
+ok "a session opened while locked is logged in after the unlock (C_GetSessionInfo), its C_Logout sticks"
 # Named by the token id (not the label), exactly once.
 desc=evertoken:$TID
 [ "$(keyctl show @u | grep -c "$desc")" -eq 1 ] || die "not one entry $desc: $(keyctl show @u)"

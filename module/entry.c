@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "evertoken_ext.h"
 #include "mod_int.h"
 
@@ -35,6 +37,35 @@ static struct {
 } mod_mx;
 static void *mod_glock;
 static int mod_debug;
+
+/*
+ * OpenSSL's secure heap: private key BIGNUMs (BN_secure_new: EC scalars,
+ * RSA private parts) go to it only when one exists in the process, else to
+ * the ordinary, dumpable heap. Unless the host already made one, the module
+ * makes one of MOD_SECURE_HEAP bytes (mmap'd with guard pages, mlock'd when
+ * RLIMIT_MEMLOCK allows, MADV_DONTDUMP, cleansed on free) at the first
+ * C_Initialize. It is process-wide and stays until exit (OpenSSL cannot
+ * drop a heap that may still hold the host's allocations).
+ * EVERTOKEN_SECURE_HEAP=0 leaves OpenSSL as the host set it up
+ * (docs/threat-model.md).
+ */
+#define MOD_SECURE_HEAP (4u << 20)
+
+static void
+secure_heap_init(void)
+{
+    const char *e = getenv("EVERTOKEN_SECURE_HEAP");
+    int r;
+
+    if ((e != NULL && strcmp(e, "0") == 0) || CRYPTO_secure_malloc_initialized())
+        return;
+    r = CRYPTO_secure_malloc_init(MOD_SECURE_HEAP, 16);
+    if (r == 0)
+        mod_log("no OpenSSL secure heap (CRYPTO_secure_malloc_init failed): private key "
+                "numbers live in the ordinary heap");
+    else if (r == 2)
+        mod_log("OpenSSL secure heap made but not locked in memory (RLIMIT_MEMLOCK)");
+}
 
 /* mod_init_mutex (below) serialises C_Initialize and C_Finalize against each
  * other, which the global lock cannot do (it does not exist before
@@ -319,6 +350,7 @@ mod_C_Initialize(CK_VOID_PTR init_args)
         forget_parent_state();
     }
     mod_debug = getenv("EVERTOKEN_DEBUG") != NULL && strcmp(getenv("EVERTOKEN_DEBUG"), "0") != 0;
+    secure_heap_init();
     if (use_app) {
         mod_mx.create = a->CreateMutex;
         mod_mx.destroy = a->DestroyMutex;

@@ -56,6 +56,22 @@ kv_get(const obj_build *b, CK_ATTRIBUTE_TYPE type)
     return k;
 }
 
+/* The code for an OpenSSL call that failed on caller-supplied key material:
+ * CKR_HOST_MEMORY when OpenSSL ran out of memory (ERR_R_MALLOC_FAILURE on
+ * its error queue, which this drains), else OTHERWISE (the material was
+ * refused). */
+static CK_RV
+ossl_fail(CK_RV otherwise)
+{
+    unsigned long e;
+    int oom = 0;
+
+    while ((e = ERR_get_error()) != 0)
+        if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+            oom = 1;
+    return oom ? CKR_HOST_MEMORY : otherwise;
+}
+
 static BIGNUM *
 bn_of(struct kv k, int secret)
 {
@@ -80,7 +96,7 @@ put_spki(obj_build *b, EVP_PKEY *pk)
 
     if (n <= 0 || der == NULL) {
         OPENSSL_free(der);
-        return CKR_GENERAL_ERROR;
+        return ossl_fail(CKR_GENERAL_ERROR);
     }
     rv = ob_put_derived(b, CKA_PUBLIC_KEY_INFO, der, (size_t)n, CKR_TEMPLATE_INCONSISTENT);
     OPENSSL_free(der);
@@ -204,7 +220,7 @@ rsa_build(obj_build *b, int priv)
     }
     pub = pkey_fromdata(OBJ_KT_RSA, EVP_PKEY_PUBLIC_KEY, bld);
     if (pub == NULL) {
-        rv = CKR_ATTRIBUTE_VALUE_INVALID;
+        rv = ossl_fail(CKR_ATTRIBUTE_VALUE_INVALID);
         goto done;
     }
     if (priv) {
@@ -236,11 +252,11 @@ rsa_build(obj_build *b, int priv)
             full = pkey_fromdata(OBJ_KT_RSA, EVP_PKEY_KEYPAIR, bld);
             cctx = full ? EVP_PKEY_CTX_new_from_pkey(NULL, full, NULL) : NULL;
             if (cctx == NULL || EVP_PKEY_pairwise_check(cctx) != 1) {
-                rv = CKR_TEMPLATE_INCONSISTENT;
+                rv = ossl_fail(CKR_TEMPLATE_INCONSISTENT);
                 goto done;
             }
         } else if (!rsa_roundtrip(n, e, d)) {
-            rv = CKR_TEMPLATE_INCONSISTENT;
+            rv = ossl_fail(CKR_TEMPLATE_INCONSISTENT);
             goto done;
         }
     }
@@ -333,9 +349,13 @@ ec_curve(const unsigned char *v, size_t len, int edwards, int *nid)
 CK_RV
 obj_ec_curve(const unsigned char *v, size_t len, int edwards, int *nid)
 {
-    CK_RV rv = ec_curve(v, len, edwards, nid);
+    CK_RV rv;
 
-    ERR_clear_error(); /* failed decodings queue errors */
+    ERR_clear_error(); /* so that ossl_fail sees this call's errors only */
+    rv = ec_curve(v, len, edwards, nid);
+    if (rv != CKR_OK && rv != CKR_ARGUMENTS_BAD)
+        rv = ossl_fail(rv); /* a decoder out of memory is no verdict on the value */
+    ERR_clear_error();      /* failed decodings queue errors */
     return rv;
 }
 
@@ -366,8 +386,12 @@ ec_put_spki(obj_build *b, int nid, const unsigned char *pt, size_t ptlen)
         OSSL_PARAM_BLD_free(bld);
         return CKR_HOST_MEMORY;
     }
+    /* The caller checked PT is a point of the curve, so a refusal here is
+     * OpenSSL failing, not the value: some of its allocation failures
+     * (OSSL_PARAM_get_octet_string, EVP_PKEY_set_type_by_keymgmt) leave
+     * nothing on the error queue. */
     pk = pkey_fromdata(OBJ_KT_EC, EVP_PKEY_PUBLIC_KEY, bld);
-    rv = pk != NULL ? put_spki(b, pk) : CKR_ATTRIBUTE_VALUE_INVALID;
+    rv = pk != NULL ? put_spki(b, pk) : ossl_fail(CKR_HOST_MEMORY);
     EVP_PKEY_free(pk);
     OSSL_PARAM_BLD_free(bld);
     return rv;
@@ -417,7 +441,7 @@ ec_build(obj_build *b, int priv, int nid)
         /* oct2point checks the point is on the curve; the point at
          * infinity is a valid encoding but no public key. */
         if (!ok || EC_POINT_is_at_infinity(group, pt)) {
-            rv = CKR_ATTRIBUTE_VALUE_INVALID;
+            rv = ossl_fail(CKR_ATTRIBUTE_VALUE_INVALID);
             goto done;
         }
     } else {
@@ -428,20 +452,28 @@ ec_build(obj_build *b, int priv, int nid)
             rv = CKR_TEMPLATE_INCOMPLETE;
             goto done;
         }
+        if (k.len == 0 || k.len > INT_MAX) {
+            rv = CKR_ATTRIBUTE_VALUE_INVALID;
+            goto done;
+        }
         d = bn_of(k, 1);
-        if (k.len == 0 || d == NULL || BN_is_zero(d) || BN_cmp(d, order) >= 0) {
+        if (d == NULL) { /* BN_secure_new or BN_bin2bn: only memory fails them */
+            rv = CKR_HOST_MEMORY;
+            goto done;
+        }
+        if (BN_is_zero(d) || BN_cmp(d, order) >= 0) {
             rv = CKR_ATTRIBUTE_VALUE_INVALID;
             goto done;
         }
         BN_set_flags(d, BN_FLG_CONSTTIME);
         if (!EC_POINT_mul(group, pt, d, NULL, NULL, ctx)) {
-            rv = CKR_GENERAL_ERROR;
+            rv = ossl_fail(CKR_GENERAL_ERROR);
             goto done;
         }
     }
     enclen = EC_POINT_point2buf(group, pt, POINT_CONVERSION_UNCOMPRESSED, &enc, ctx);
     if (enclen == 0) {
-        rv = CKR_GENERAL_ERROR;
+        rv = ossl_fail(CKR_GENERAL_ERROR);
         goto done;
     }
     if (!priv) {
@@ -486,14 +518,14 @@ ed_build(obj_build *b, int priv, int nid)
             p = k.v;
             os = k.len < LONG_MAX ? d2i_ASN1_OCTET_STRING(NULL, &p, (long)k.len) : NULL;
             if (os == NULL || p != k.v + k.len || (size_t)ASN1_STRING_length(os) != klen) {
-                rv = CKR_ATTRIBUTE_VALUE_INVALID;
+                rv = ossl_fail(CKR_ATTRIBUTE_VALUE_INVALID);
                 goto done;
             }
             memcpy(raw, ASN1_STRING_get0_data(os), klen);
         }
         pk = EVP_PKEY_new_raw_public_key(id, NULL, raw, klen);
         if (pk == NULL) {
-            rv = CKR_ATTRIBUTE_VALUE_INVALID;
+            rv = ossl_fail(CKR_ATTRIBUTE_VALUE_INVALID);
             goto done;
         }
         rv = put_octet_string(b, CKA_EC_POINT, raw, klen);
@@ -510,12 +542,12 @@ ed_build(obj_build *b, int priv, int nid)
         sk = EVP_PKEY_new_raw_private_key(id, NULL, k.v, klen);
         plen = sizeof(raw);
         if (sk == NULL || !EVP_PKEY_get_raw_public_key(sk, raw, &plen) || plen != klen) {
-            rv = CKR_ATTRIBUTE_VALUE_INVALID;
+            rv = ossl_fail(CKR_ATTRIBUTE_VALUE_INVALID);
             goto done;
         }
         pk = EVP_PKEY_new_raw_public_key(id, NULL, raw, klen);
         if (pk == NULL) {
-            rv = CKR_GENERAL_ERROR;
+            rv = ossl_fail(CKR_GENERAL_ERROR);
             goto done;
         }
     }
@@ -587,6 +619,8 @@ obj_key_build(obj_build *b, unsigned cb)
     int nid = NID_undef;
     CK_RV rv;
 
+    /* ossl_fail reads the queue: only this call's errors may be on it. */
+    ERR_clear_error();
     switch (cb) {
     case OC_PUB_RSA:
     case OC_PRV_RSA:

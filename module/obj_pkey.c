@@ -53,6 +53,16 @@ fromdata(const char *alg, OSSL_PARAM_BLD *bld, EVP_PKEY **out)
     else if (EVP_PKEY_fromdata_init(ctx) != 1 ||
              EVP_PKEY_fromdata(ctx, out, EVP_PKEY_KEYPAIR, params) != 1)
         rv = CKR_GENERAL_ERROR; /* it was checked when built: damage */
+    else if (EVP_PKEY_get_bits(*out) <= 0) {
+        /* OpenSSL 3.0 can report success for an import whose internal
+         * BN_CTX allocation failed, leaving a key without a size (op.c
+         * would call it CKR_KEY_SIZE_RANGE, and the object would keep it).
+         * The material was validated when the object was built, so this is
+         * OpenSSL running out of memory: not cached, tried again next time. */
+        EVP_PKEY_free(*out);
+        *out = NULL;
+        rv = CKR_HOST_MEMORY;
+    }
     OSSL_PARAM_free(params);
     EVP_PKEY_CTX_free(ctx);
     return rv;

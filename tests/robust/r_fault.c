@@ -494,22 +494,19 @@ trim(CK_SESSION_HANDLE s)
 
 /*
  * Misleading codes found by this test in module/ and reported, not yet fixed
- * (docs/testing.md, "Known findings"): counted and printed but not fatal
- * unless R_FAULT_STRICT=1. Any other misleading code fails the test.
- *   create: an OpenSSL allocation failure while validating an EC key
- *           (module/obj_key.c: ec_build/bn_of, pkey_fromdata via
- *           ec_put_spki) is reported as CKR_ATTRIBUTE_VALUE_INVALID;
- *   sign:   one inside EVP_PKEY_fromdata (module/obj_pkey.c: fromdata via
- *           ec_private) yields a key whose EVP_PKEY_get_bits is 0, which
- *           module/op.c reports as CKR_KEY_SIZE_RANGE.
+ * (docs/testing.md, "Findings"): counted and printed but not fatal unless
+ * R_FAULT_STRICT=1. None at the moment: the EC import (obj_key.c) now tells
+ * OpenSSL running out of memory from a refused key (CKR_HOST_MEMORY), and a
+ * key OpenSSL imported without a size (obj_pkey.c) is CKR_HOST_MEMORY and not
+ * cached, instead of CKR_KEY_SIZE_RANGE. Add (op, code) pairs here when a new
+ * finding is reported.
  */
 static int
 known_wrong(enum op op, CK_RV rv)
 {
-    if (getenv("R_FAULT_STRICT") != NULL && strcmp(getenv("R_FAULT_STRICT"), "1") == 0)
-        return 0;
-    return (op == OP_CREATE && rv == CKR_ATTRIBUTE_VALUE_INVALID) ||
-           (op == OP_SIGN && rv == CKR_KEY_SIZE_RANGE);
+    (void)op;
+    (void)rv;
+    return 0; /* with entries: 0 as well when R_FAULT_STRICT=1 */
 }
 
 static void

@@ -131,7 +131,7 @@ obtain(job *j, X509 *old, const char *why)
     enr_rc rc;
 
     memset(&res, 0, sizeof(res));
-    enr_info("profile %s: %s (%s; %s rollover on token \"%s\")", p->name,
+    enr_info("profile %s: %s (%s), %s rollover on token \"%s\"", p->name,
              old ? "renewing" : "enrolling", why,
              old != NULL && !p->rekey ? "standard (same key)" : enr_token_rollover(j->t),
              enr_token_label(j->t));

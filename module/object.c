@@ -1183,35 +1183,62 @@ obj_size(const mod_attrs *o)
 CK_RV
 obj_from_ks(const ks_object *ko, mod_attrs **out)
 {
-    obj_build b;
-    size_t i;
-    CK_RV rv = CKR_OK;
-    mod_attrs tmp;
+    mod_attrs tmp, *o;
+    unsigned char *block = NULL, *p;
+    size_t i, total;
+    ks_attr *arr;
+    int secure;
 
     if (ko == NULL || out == NULL || (ko->nattrs > 0 && ko->attrs == NULL))
         return CKR_ARGUMENTS_BAD;
     *out = NULL;
-    ob_init(&b);
-    for (i = 0; i < ko->nattrs && rv == CKR_OK; i++) {
-        if (ob_get(&b, ko->attrs[i].type) != NULL)
-            rv = CKR_GENERAL_ERROR; /* the keystore promises unique types */
-        else
-            rv = ob_put_ref(&b, ko->attrs[i].type, ko->attrs[i].value, ko->attrs[i].len);
+    /* The keystore hands out sorted, unique types: copied as they are into
+     * one block (this runs for every object when a token is loaded). */
+    for (i = 0; i < ko->nattrs; i++)
+        if ((i > 0 && ko->attrs[i].type <= ko->attrs[i - 1].type) ||
+            (ko->attrs[i].len > 0 && ko->attrs[i].value == NULL))
+            return CKR_GENERAL_ERROR;
+    /* Class and privacy of the stored set, looked up through a view of the
+     * keystore's array. */
+    tmp.n = ko->nattrs;
+    tmp.a = (ks_attr *)ko->attrs;
+    tmp.secure = 0;
+    secure = ko->is_private || wants_secure(obj_ulong(&tmp, CKA_CLASS, CK_UNAVAILABLE_INFORMATION),
+                                            obj_bool(&tmp, CKA_PRIVATE, CK_FALSE));
+    total = block_size(ko->attrs, ko->nattrs);
+    o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return CKR_HOST_MEMORY;
+    o->secure = secure;
+    if (total > 0) {
+        if (secure) {
+            if (sodium_init() < 0) {
+                free(o);
+                return CKR_GENERAL_ERROR;
+            }
+            block = sodium_malloc(total);
+        } else {
+            block = malloc(total);
+        }
+        if (block == NULL) {
+            free(o);
+            return CKR_HOST_MEMORY;
+        }
     }
-    if (rv == CKR_OK) {
-        /* Class and privacy of the stored set, looked up through a view of
-         * the keystore's (sorted) array. */
-        tmp.n = ko->nattrs;
-        tmp.a = (ks_attr *)ko->attrs;
-        tmp.secure = 0;
-        rv = ob_finish(&b,
-                       ko->is_private ||
-                           wants_secure(obj_ulong(&tmp, CKA_CLASS, CK_UNAVAILABLE_INFORMATION),
-                                        obj_bool(&tmp, CKA_PRIVATE, CK_FALSE)),
-                       out);
+    arr = (ks_attr *)(void *)block;
+    p = block + ko->nattrs * sizeof(ks_attr);
+    for (i = 0; i < ko->nattrs; i++) {
+        arr[i].type = ko->attrs[i].type;
+        arr[i].len = ko->attrs[i].len;
+        arr[i].value = p;
+        if (ko->attrs[i].len > 0)
+            memcpy(p, ko->attrs[i].value, ko->attrs[i].len);
+        p += ko->attrs[i].len;
     }
-    ob_clear(&b);
-    return rv;
+    o->n = ko->nattrs;
+    o->a = arr;
+    *out = o;
+    return CKR_OK;
 }
 
 CK_RV

@@ -125,6 +125,8 @@ obtain(job *j, X509 *old, const char *why)
     enr_pstate *ps = j->ps;
     EVP_PKEY *newkey = NULL, *oldkey = NULL;
     enr_scep_result res;
+    enr_est *est = NULL;
+    enr_profile kp = *p; /* the new key's parameters: EST's /csrattrs may choose them */
     const char *kind = old ? "renew" : "enroll";
     const char *txid = NULL;
     char *uri = NULL, *pem = NULL, *oldserial = NULL, *msg = NULL;
@@ -141,6 +143,11 @@ obtain(job *j, X509 *old, const char *why)
             goto done;
         oldserial = serial_hex(old);
     }
+    if (p->proto == ENR_PROTO_EST) {
+        rc = enr_est_begin(p, old, oldkey, j->anchors, &kp, &est);
+        if (rc != ENR_OK)
+            goto refused;
+    }
     if (old != NULL && !p->rekey) {
         newkey = oldkey;
         EVP_PKEY_up_ref(newkey);
@@ -151,7 +158,7 @@ obtain(job *j, X509 *old, const char *why)
         if (newkey != NULL) {
             enr_info("profile %s: reusing the new key pair of an earlier attempt", p->name);
         } else {
-            rc = enr_token_generate(j->t, p, &newkey);
+            rc = enr_token_generate(j->t, &kp, &newkey);
             if (rc != ENR_OK)
                 goto done;
         }
@@ -159,7 +166,7 @@ obtain(job *j, X509 *old, const char *why)
     if (ps->pending_txid != NULL && ps->pending_kind != NULL && !strcmp(ps->pending_kind, kind))
         txid = ps->pending_txid;
     if (p->proto == ENR_PROTO_EST)
-        rc = enr_est_enroll(p, newkey, old, oldkey, j->anchors, &res);
+        rc = enr_est_enroll(est, newkey, &res);
     else
         rc = enr_scep_enroll(p, newkey, old, oldkey, j->anchors, txid, &res);
     if (rc == ENR_E_PENDING) {
@@ -223,6 +230,7 @@ refused:
         ps->pending_since = 0;
     }
 done:
+    enr_est_free(est);
     enr_scep_result_clear(&res);
     EVP_PKEY_free(newkey);
     EVP_PKEY_free(oldkey);

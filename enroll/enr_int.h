@@ -102,6 +102,9 @@ char *enr_hex(const unsigned char *b, size_t n);
 
 typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST } enr_proto;
 typedef enum { ENR_KEY_RSA = 1, ENR_KEY_EC } enr_keytype;
+/* Key parameters written in the profile (else defaults an EST server's
+ * /csrattrs may choose). */
+enum { ENR_KEYSET_TYPE = 1, ENR_KEYSET_SIZE = 2, ENR_KEYSET_CURVE = 4 };
 
 typedef struct enr_profile {
     char *name; /* file name without ".conf" */
@@ -123,6 +126,7 @@ typedef struct enr_profile {
     int key_type; /* enr_keytype */
     int key_bits; /* RSA modulus bits */
     char *curve;  /* EC curve name (P-256, P-384, P-521) */
+    int key_set;  /* ENR_KEYSET_*: what the profile file itself fixes */
     int allow_duplicate;
     /* [token] */
     char *token_uri;      /* RFC 7512 URI selecting token and credential */
@@ -352,15 +356,24 @@ X509_REQ *enr_make_csr(const enr_profile *p, EVP_PKEY *key, const enr_secret *ch
 /* ---- est.c -------------------------------------------------------------- */
 
 /*
- * One EST transaction (RFC 7030): /cacerts (its certificates chaining to
- * ANCHORS are added to ANCHORS: the implicit trust anchors), then
- * /simpleenroll (RENEW_CERT NULL; HTTP basic credentials or the enrollment
+ * One EST transaction (RFC 7030), in two steps around the key generation.
+ * enr_est_begin: /cacerts (its certificates chaining to ANCHORS are added to
+ * ANCHORS: the implicit trust anchors), then /csrattrs (section 4.5): KEYP, a
+ * copy of P made by the caller, gets the key type, size and curve the new key
+ * must have (ENR_E_CONFIG when the server requires what the profile fixes
+ * otherwise; ENR_E_REJECTED for a malformed answer). RENEW_CERT/RENEW_KEY:
+ * the TLS client credential of a renewal (NULL for a first enrollment).
+ * enr_est_enroll: /simpleenroll (HTTP basic credentials or the enrollment
  * code of the profile) or /simplereenroll (TLS client authentication by
- * RENEW_CERT and the token-backed RENEW_KEY). NEWKEY signs the CSR. HTTP 202
- * is polled poll_max times, then ENR_E_PENDING. RES as for SCEP (txid "est").
+ * RENEW_CERT and its token-backed key). NEWKEY signs the CSR, which carries
+ * what /csrattrs asked for. HTTP 202 is polled poll_max times, then
+ * ENR_E_PENDING. RES as for SCEP (txid "est"). enr_est_free(NULL) is a no-op.
  */
-enr_rc enr_est_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PKEY *renew_key,
-                      STACK_OF(X509) * anchors, enr_scep_result *res);
+typedef struct enr_est enr_est;
+enr_rc enr_est_begin(const enr_profile *p, X509 *renew_cert, EVP_PKEY *renew_key,
+                     STACK_OF(X509) * anchors, enr_profile *keyp, enr_est **out);
+enr_rc enr_est_enroll(enr_est *e, EVP_PKEY *newkey, enr_scep_result *res);
+void enr_est_free(enr_est *e);
 
 /* ---- hooks.c ------------------------------------------------------------ */
 

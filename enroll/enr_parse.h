@@ -61,6 +61,28 @@ enr_rc enr_est_take_cacerts(const char *name, STACK_OF(X509) * certs, STACK_OF(X
  * first one), RES->chain the others. */
 enr_rc enr_est_parse_issued(const char *op, const char *ctype, const unsigned char *body, size_t n,
                             EVP_PKEY *newkey, enr_scep_result *res);
+/* What a /csrattrs answer asks of the CSR (RFC 7030 section 4.5, RFC 9908),
+ * as far as a client can honour it. */
+typedef struct enr_est_attrs {
+    int ec;           /* id-ecPublicKey asked (OID or attribute) */
+    int curve_nid;    /* its curve (attribute value), 0: any */
+    int rsa;          /* rsaEncryption asked (OID or attribute) */
+    int rsa_bits;     /* its modulus size (attribute value, RFC 9908), 0: any */
+    int sig_key;      /* key type of the signature algorithm asked (ENR_KEY_*), 0: none */
+    const EVP_MD *md; /* hash of the signature asked, NULL: none (SHA-256) */
+    int linking;      /* challengePassword asked: tls-unique linking (RFC 7030 3.5) */
+    int ignored;      /* entries logged as ignored */
+    STACK_OF(X509_EXTENSION) * exts; /* extensions from extensionRequest the CSR carries */
+} enr_est_attrs;
+
+/* A /csrattrs answer of content type CTYPE: base64 of a DER CsrAttrs
+ * (SEQUENCE OF AttrOrOID). An empty body is no attribute. *OUT (cleared
+ * first, enr_est_attrs_clear after) gets what is asked; what cannot be
+ * honoured is logged as ignored. ENR_E_REJECTED with a precise message for a
+ * malformed answer. */
+enr_rc enr_est_parse_csrattrs(const char *ctype, const unsigned char *body, size_t n,
+                              enr_est_attrs *out);
+void enr_est_attrs_clear(enr_est_attrs *a);
 /* One HTTP header line of N bytes (as libcurl gives it, with CRLF): when it
  * is a Retry-After with a delay in seconds or an HTTP-date, *SECONDS gets the
  * delay from enr_now() and 1 is returned; else 0. */

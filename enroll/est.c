@@ -7,7 +7,11 @@
  * transaction (section 4.1.3) when they chain to the explicit ones; during a
  * CA key rollover the self-signed NewWithNew certificate is accepted because
  * NewWithOld, signed by the trusted old key, certifies the same name and key.
- * Then /simpleenroll (first enrollment: HTTP basic credentials, or a one-time
+ * Then /csrattrs (section 4.5, with the clarifications of RFC 9908): what the
+ * server asks of the CSR — key type, curve or RSA size (chosen before the key
+ * is generated, unless the profile fixes something else: then an error),
+ * signature hash, extensions — is honoured where a client can, and the rest
+ * is logged as ignored. Then /simpleenroll (first enrollment: HTTP basic credentials, or a one-time
  * enrollment code sent as the CSR's challengePassword) or /simplereenroll
  * (renewal: TLS client authentication by the current certificate and its key
  * in the token; the CSR repeats the certificate's subject and SANs, section
@@ -15,11 +19,13 @@
  * is signed in the token by the new key (or the kept key, rekey = false); the
  * TLS client signature runs in the token too: the private key never leaves it.
  */
+#include <limits.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/asn1t.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -31,10 +37,15 @@
 #include "enr_int.h"
 #include "enr_parse.h"
 
-typedef struct est {
+typedef struct enr_est {
     const enr_profile *p;
-    char *base;    /* https://host[:port][/path]/.well-known/est[/label] */
-    char *ca_blob; /* PEM of explicit + implicit anchors, for TLS server auth */
+    X509 *renew_cert;         /* the certificate being renewed, NULL: first enrollment */
+    STACK_OF(X509) * anchors; /* explicit + implicit (the caller's stack) */
+    STACK_OF(X509) * cacerts; /* what /cacerts returned */
+    enr_est_attrs attrs;      /* what /csrattrs asked */
+    enr_profile keyp;         /* the key parameters planned from it */
+    char *base;               /* https://host[:port][/path]/.well-known/est[/label] */
+    char *ca_blob;            /* PEM of explicit + implicit anchors, for TLS server auth */
     size_t ca_len;
     enr_secret password; /* basic password or enrollment code */
     X509 *ccert;         /* TLS client certificate (simplereenroll) */
@@ -252,6 +263,8 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
     txt = body_text(r);
     if (r->code == 200 || r->code == 202) {
         rc = ENR_OK;
+    } else if (!strcmp(op, "csrattrs") && (r->code == 204 || r->code == 404 || r->code == 501)) {
+        rc = ENR_OK; /* no CSR attributes (RFC 7030 section 4.5.2) */
     } else if (r->code == 401 && e->ccert != NULL) {
         enr_err("EST %s: the server did not accept the TLS client certificate (HTTP 401)%s", op,
                 txt ? txt : "");
@@ -286,15 +299,45 @@ done:
     return rc;
 }
 
+/* The base64 body (N > 0 bytes) of an answer of OP: *DER (malloc'd), *LEN. */
+static enr_rc
+unbase64(const char *op, const unsigned char *body, size_t n, unsigned char **der, int *len)
+{
+    BIO *b64 = BIO_new(BIO_f_base64()), *mem = BIO_new_mem_buf(body, (int)n);
+    int k;
+    enr_rc rc = ENR_E_FAIL;
+
+    *len = 0;
+    *der = NULL;
+    if (b64 == NULL || mem == NULL || n > INT_MAX || (*der = malloc(n + 1)) == NULL)
+        goto done;
+    BIO_push(b64, mem);
+    mem = NULL;
+    while (*len < (int)n && (k = BIO_read(b64, *der + *len, (int)n - *len)) > 0)
+        *len += k;
+    rc = ENR_OK;
+    if (*len <= 0) {
+        enr_err("EST %s: the answer is not base64", op);
+        rc = ENR_E_REJECTED;
+    }
+done:
+    if (rc != ENR_OK) {
+        free(*der);
+        *der = NULL;
+    }
+    BIO_free(mem);
+    BIO_free_all(b64);
+    return rc;
+}
+
 /* Decode the base64 body of an application/pkcs7-mime certs-only answer. */
 enr_rc
 enr_est_parse_certs(const char *op, const char *ctype, const unsigned char *body, size_t n,
                     STACK_OF(X509) * *out)
 {
-    BIO *b64 = BIO_new(BIO_f_base64()), *mem = BIO_new_mem_buf(body, (int)n);
     unsigned char *der = NULL;
     const unsigned char *pp;
-    int len = 0, k;
+    int len = 0;
     PKCS7 *p7 = NULL;
     STACK_OF(X509) *certs = NULL;
     enr_rc rc = ENR_E_REJECTED;
@@ -309,18 +352,10 @@ enr_est_parse_certs(const char *op, const char *ctype, const unsigned char *body
         enr_err("EST %s: the answer is empty", op);
         goto done;
     }
-    if (b64 == NULL || mem == NULL || (der = malloc(n + 1)) == NULL) {
-        rc = ENR_E_FAIL;
+    rc = unbase64(op, body, n, &der, &len);
+    if (rc != ENR_OK)
         goto done;
-    }
-    BIO_push(b64, mem);
-    mem = NULL;
-    while (len < (int)n && (k = BIO_read(b64, der + len, (int)n - len)) > 0)
-        len += k;
-    if (len <= 0) {
-        enr_err("EST %s: the answer is not base64", op);
-        goto done;
-    }
+    rc = ENR_E_REJECTED;
     pp = der;
     p7 = d2i_PKCS7(NULL, &pp, len);
     if (p7 == NULL || pp != der + len) {
@@ -351,8 +386,6 @@ done:
     enr_ssl_errors();
     PKCS7_free(p7);
     free(der);
-    BIO_free(mem);
-    BIO_free_all(b64);
     return rc;
 }
 
@@ -506,37 +539,469 @@ get_cacerts(est *e, STACK_OF(X509) * anchors, STACK_OF(X509) * *certs)
     return set_ca_blob(e, anchors);
 }
 
-/* The re-enrollment CSR: subject and SANs of OLD, unchanged (section 4.2.2). */
+/* ---- /csrattrs (RFC 7030 section 4.5, RFC 9908) -------------------------- */
+
+/* CsrAttrs ::= SEQUENCE SIZE (0..MAX) OF AttrOrOID
+ * AttrOrOID ::= CHOICE { oid OBJECT IDENTIFIER, attribute Attribute } */
+typedef struct est_attr_or_oid {
+    int type; /* 0: oid, 1: attribute */
+    union {
+        ASN1_OBJECT *oid;
+        X509_ATTRIBUTE *attribute;
+    } d;
+} EST_ATTR_OR_OID;
+
+ASN1_CHOICE(EST_ATTR_OR_OID) =
+    {
+        ASN1_SIMPLE(EST_ATTR_OR_OID, d.oid, ASN1_OBJECT),
+        ASN1_SIMPLE(EST_ATTR_OR_OID, d.attribute, X509_ATTRIBUTE),
+} static_ASN1_CHOICE_END(EST_ATTR_OR_OID)
+
+        ASN1_ITEM_TEMPLATE(EST_CSRATTRS) = ASN1_EX_TEMPLATE_TYPE(ASN1_TFLG_SEQUENCE_OF, 0, CsrAttrs,
+                                                                 EST_ATTR_OR_OID)
+            static_ASN1_ITEM_TEMPLATE_END(EST_CSRATTRS)
+
+                DEFINE_STACK_OF(EST_ATTR_OR_OID)
+
+                    void enr_est_attrs_clear(enr_est_attrs * a)
+{
+    sk_X509_EXTENSION_pop_free(a->exts, X509_EXTENSION_free);
+    memset(a, 0, sizeof(*a));
+}
+
+static const char *
+oid_name(const ASN1_OBJECT *o, char *buf, int n)
+{
+    if (OBJ_obj2txt(buf, n, o, 0) <= 0)
+        snprintf(buf, (size_t)n, "(unreadable OID)");
+    return buf;
+}
+
+static void
+ignored(enr_est_attrs *a, const char *what, const char *name, const char *why)
+{
+    a->ignored++;
+    enr_info("EST csrattrs: ignored: %s %s (%s)", what, name, why);
+}
+
+/* The curves this client generates (profile names). */
+static const char *
+curve_name(int nid)
+{
+    switch (nid) {
+    case NID_X9_62_prime256v1:
+        return "P-256";
+    case NID_secp384r1:
+        return "P-384";
+    case NID_secp521r1:
+        return "P-521";
+    }
+    return NULL;
+}
+
+/* A signature algorithm or hash OID: the CSR's signature. 0: not one. */
+static int
+take_sigalg(enr_est_attrs *a, int nid, const char *name)
+{
+    static const struct {
+        int nid, key, bits;
+    } algs[] = {
+        {NID_ecdsa_with_SHA256, ENR_KEY_EC, 256},
+        {NID_ecdsa_with_SHA384, ENR_KEY_EC, 384},
+        {NID_ecdsa_with_SHA512, ENR_KEY_EC, 512},
+        {NID_sha256WithRSAEncryption, ENR_KEY_RSA, 256},
+        {NID_sha384WithRSAEncryption, ENR_KEY_RSA, 384},
+        {NID_sha512WithRSAEncryption, ENR_KEY_RSA, 512},
+        {NID_sha256, 0, 256},
+        {NID_sha384, 0, 384},
+        {NID_sha512, 0, 512},
+    };
+
+    for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+        if (algs[i].nid != nid)
+            continue;
+        if (a->md != NULL) {
+            ignored(a, "signature algorithm", name, "another one came first");
+            return 1;
+        }
+        a->md = algs[i].bits == 256   ? EVP_sha256()
+                : algs[i].bits == 384 ? EVP_sha384()
+                                      : EVP_sha512();
+        if (algs[i].key != 0)
+            a->sig_key = algs[i].key;
+        return 1;
+    }
+    return 0;
+}
+
+static enr_rc
+take_oid(enr_est_attrs *a, const ASN1_OBJECT *o)
+{
+    int nid = OBJ_obj2nid(o);
+    char name[96];
+
+    oid_name(o, name, sizeof(name));
+    if (take_sigalg(a, nid, name))
+        return ENR_OK;
+    switch (nid) {
+    case NID_pkcs9_challengePassword:
+        a->linking = 1;
+        break;
+    case NID_X9_62_id_ecPublicKey:
+        a->ec = 1;
+        break;
+    case NID_rsaEncryption:
+        a->rsa = 1;
+        break;
+    default:
+        ignored(a, "OID", name, "not an algorithm or attribute this client fills in");
+    }
+    return ENR_OK;
+}
+
+/* One extension of an extensionRequest attribute. */
+static enr_rc
+take_ext(enr_est_attrs *a, X509_EXTENSION *x)
+{
+    const ASN1_OBJECT *o = X509_EXTENSION_get_object(x);
+    int nid = OBJ_obj2nid(o);
+    char name[96];
+    void *dec;
+
+    oid_name(o, name, sizeof(name));
+    if (nid == NID_subject_alt_name) {
+        ignored(a, "extension", name,
+                "the CSR carries the profile's subjectAltName, on renewal the certificate's");
+        return ENR_OK;
+    }
+    if (nid != NID_key_usage && nid != NID_ext_key_usage) {
+        ignored(a, "extension", name, "only keyUsage and extKeyUsage are taken");
+        return ENR_OK;
+    }
+    if (ASN1_STRING_length(X509_EXTENSION_get_data(x)) == 0) {
+        ignored(a, "extension", name, "no value given, and the client has none to fill in");
+        return ENR_OK;
+    }
+    dec = X509V3_EXT_d2i(x);
+    if (dec == NULL) {
+        enr_err("EST csrattrs: the %s extension in extensionRequest does not decode", name);
+        return ENR_E_REJECTED;
+    }
+    if (nid == NID_key_usage)
+        ASN1_BIT_STRING_free(dec);
+    else
+        EXTENDED_KEY_USAGE_free(dec);
+    for (int i = 0; i < sk_X509_EXTENSION_num(a->exts); i++)
+        if (OBJ_cmp(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(a->exts, i)), o) == 0) {
+            ignored(a, "extension", name, "given twice; the first is taken");
+            return ENR_OK;
+        }
+    if (a->exts == NULL)
+        a->exts = sk_X509_EXTENSION_new_null();
+    dec = X509_EXTENSION_dup(x);
+    if (a->exts == NULL || dec == NULL || !sk_X509_EXTENSION_push(a->exts, dec)) {
+        X509_EXTENSION_free(dec);
+        return ENR_E_FAIL;
+    }
+    enr_info("EST csrattrs: the CSR asks for the %s the server requests", name);
+    return ENR_OK;
+}
+
+static enr_rc
+take_attr(enr_est_attrs *a, X509_ATTRIBUTE *at)
+{
+    const ASN1_OBJECT *o = X509_ATTRIBUTE_get0_object(at);
+    int nid = OBJ_obj2nid(o), n = X509_ATTRIBUTE_count(at);
+    char name[96], v[96];
+    enr_rc rc = ENR_OK;
+
+    oid_name(o, name, sizeof(name));
+    switch (nid) {
+    case NID_X9_62_id_ecPublicKey:
+        /* RFC 7030 section 4.5.2's example: the curve as the value. */
+        a->ec = 1;
+        for (int i = 0; i < n; i++) {
+            ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(at, i);
+            if (t->type != V_ASN1_OBJECT) {
+                enr_err("EST csrattrs: the id-ecPublicKey attribute's value is not a curve OBJECT "
+                        "IDENTIFIER (ASN.1 type %d)",
+                        t->type);
+                return ENR_E_REJECTED;
+            }
+            if (a->curve_nid == 0 && curve_name(OBJ_obj2nid(t->value.object)) != NULL)
+                a->curve_nid = OBJ_obj2nid(t->value.object);
+        }
+        if (n > 0 && a->curve_nid == 0) {
+            enr_err("EST csrattrs: the server requires the elliptic curve %s, which "
+                    "evertoken-enroll does not generate (P-256, P-384, P-521)",
+                    oid_name(X509_ATTRIBUTE_get0_type(at, 0)->value.object, v, sizeof(v)));
+            return ENR_E_REJECTED;
+        }
+        return ENR_OK;
+    case NID_rsaEncryption:
+        /* RFC 9908: the modulus size as an INTEGER value. */
+        a->rsa = 1;
+        for (int i = 0; i < n && a->rsa_bits == 0; i++) {
+            ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(at, i);
+            long bits = t->type == V_ASN1_INTEGER ? ASN1_INTEGER_get(t->value.integer) : -1;
+            if (bits <= 0 || bits > 65536) {
+                enr_err("EST csrattrs: the rsaEncryption attribute's value is not a key size "
+                        "(INTEGER)");
+                return ENR_E_REJECTED;
+            }
+            a->rsa_bits = (int)bits;
+        }
+        return ENR_OK;
+    case NID_ext_req:
+        for (int i = 0; i < n && rc == ENR_OK; i++) {
+            ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(at, i);
+            STACK_OF(X509_EXTENSION) * exts;
+            if (t->type == V_ASN1_OBJECT) {
+                /* RFC 7030's example style (an extension type, no value). */
+                ignored(a, "extensionRequest for", oid_name(t->value.object, v, sizeof(v)),
+                        OBJ_obj2nid(t->value.object) == NID_subject_alt_name
+                            ? "the CSR carries the profile's subjectAltName"
+                            : "no value given, and the client has none to fill in");
+                continue;
+            }
+            exts = t->type == V_ASN1_SEQUENCE
+                       ? ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(X509_EXTENSIONS), t)
+                       : NULL;
+            if (exts == NULL) {
+                enr_err("EST csrattrs: the extensionRequest attribute's value is not a SEQUENCE "
+                        "OF Extension (RFC 9908)");
+                return ENR_E_REJECTED;
+            }
+            for (int k = 0; k < sk_X509_EXTENSION_num(exts) && rc == ENR_OK; k++)
+                rc = take_ext(a, sk_X509_EXTENSION_value(exts, k));
+            sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+        }
+        return rc;
+    case NID_pkcs9_challengePassword:
+        a->linking = 1;
+        return ENR_OK;
+    }
+    ignored(a, "attribute", name, "not one this client fills in");
+    return ENR_OK;
+}
+
+enr_rc
+enr_est_parse_csrattrs(const char *ctype, const unsigned char *body, size_t n, enr_est_attrs *out)
+{
+    unsigned char *der = NULL;
+    const unsigned char *pp;
+    int len = 0;
+    size_t blank = 0;
+    STACK_OF(EST_ATTR_OR_OID) *sk = NULL;
+    enr_rc rc;
+
+    memset(out, 0, sizeof(*out));
+    while (blank < n && strchr(" \t\r\n", body[blank]) != NULL && body[blank] != '\0')
+        blank++;
+    if (blank == n)
+        return ENR_OK; /* an empty answer: no attribute */
+    if (ctype == NULL || strncasecmp(ctype, "application/csrattrs", 20) != 0) {
+        enr_err("EST csrattrs: the answer is not application/csrattrs (%s)",
+                ctype ? ctype : "no content type");
+        return ENR_E_REJECTED;
+    }
+    rc = unbase64("csrattrs", body, n, &der, &len);
+    if (rc != ENR_OK)
+        return rc;
+    pp = der;
+    sk = (STACK_OF(EST_ATTR_OR_OID) *)ASN1_item_d2i(NULL, &pp, len, ASN1_ITEM_rptr(EST_CSRATTRS));
+    if (sk == NULL || pp != der + len) {
+        enr_err("EST csrattrs: the answer is not a DER CsrAttrs (a SEQUENCE OF OBJECT IDENTIFIER "
+                "or Attribute, RFC 7030 section 4.5.2): %d bytes%s",
+                len, sk != NULL ? " with data after it" : " that do not decode as one");
+        rc = ENR_E_REJECTED;
+        goto done;
+    }
+    for (int i = 0; i < sk_EST_ATTR_OR_OID_num(sk) && rc == ENR_OK; i++) {
+        EST_ATTR_OR_OID *e = sk_EST_ATTR_OR_OID_value(sk, i);
+        rc = e->type == 0 ? take_oid(out, e->d.oid) : take_attr(out, e->d.attribute);
+    }
+done:
+    ERR_clear_error();
+    if (rc != ENR_OK)
+        enr_est_attrs_clear(out);
+    ASN1_item_free((ASN1_VALUE *)sk, ASN1_ITEM_rptr(EST_CSRATTRS));
+    free(der);
+    return rc;
+}
+
+/* The named curve of an EC key (NID), NID_undef else. */
+static int
+key_curve(EVP_PKEY *k)
+{
+    X509_PUBKEY *xp = NULL;
+    X509_ALGOR *alg = NULL;
+    const ASN1_OBJECT *ao;
+    const void *pv = NULL;
+    int ptype = 0, nid = NID_undef;
+
+    if (X509_PUBKEY_set(&xp, k) == 1 && X509_PUBKEY_get0_param(NULL, NULL, NULL, &alg, xp) == 1) {
+        X509_ALGOR_get0(&ao, &ptype, &pv, alg);
+        if (ptype == V_ASN1_OBJECT)
+            nid = OBJ_obj2nid(pv);
+    }
+    X509_PUBKEY_free(xp);
+    ERR_clear_error();
+    return nid;
+}
+
+/* "RSA 2048" or "EC P-384" into BUF. */
+static const char *
+key_text(int type, int bits, const char *curve, char *buf, size_t n)
+{
+    if (type == ENR_KEY_EC)
+        snprintf(buf, n, "EC %s", curve ? curve : "(any curve)");
+    else if (bits > 0)
+        snprintf(buf, n, "RSA %d-bit", bits);
+    else
+        snprintf(buf, n, "RSA");
+    return buf;
+}
+
+/* The key type the answer asks for (ENR_KEY_*), 0: none; the profile's type
+ * when the server accepts either. */
+static int
+asked_type(const enr_profile *p, const enr_est_attrs *a)
+{
+    if (a->ec && a->rsa)
+        return p->key_type;
+    if (a->ec)
+        return ENR_KEY_EC;
+    if (a->rsa)
+        return ENR_KEY_RSA;
+    return a->sig_key;
+}
+
+/* KP (a copy of P): the new key's parameters, as /csrattrs asks when the
+ * profile leaves them open; ENR_E_CONFIG when the profile fixes others. */
+static enr_rc
+key_plan(const enr_profile *p, const enr_est_attrs *a, enr_profile *kp)
+{
+    static char p256[] = "P-256", p384[] = "P-384", p521[] = "P-521";
+    int type = asked_type(p, a);
+    char want[64], have[64];
+    const char *cn;
+
+    if (type == 0)
+        return ENR_OK;
+    key_text(type, type == ENR_KEY_RSA ? a->rsa_bits : 0,
+             type == ENR_KEY_EC ? curve_name(a->curve_nid) : NULL, want, sizeof(want));
+    if (type != p->key_type) {
+        if (p->key_set != 0) {
+            enr_err("profile %s: the EST server requires an %s key (/csrattrs) but the profile "
+                    "fixes an %s key; change the profile's key_type, key_size or curve (or remove "
+                    "them to let the server choose)",
+                    p->name, want,
+                    key_text(p->key_type, (p->key_set & ENR_KEYSET_SIZE) ? p->key_bits : 0,
+                             p->curve, have, sizeof(have)));
+            return ENR_E_CONFIG;
+        }
+        kp->key_type = type;
+        kp->curve = type == ENR_KEY_EC ? p256 : NULL;
+        kp->key_bits = 2048;
+    }
+    if (type == ENR_KEY_EC && (cn = curve_name(a->curve_nid)) != NULL && strcmp(kp->curve, cn)) {
+        if (p->key_set & ENR_KEYSET_CURVE) {
+            enr_err("profile %s: the EST server requires an %s key (/csrattrs) but the profile "
+                    "sets curve = %s; change or remove the profile's curve",
+                    p->name, want, p->curve);
+            return ENR_E_CONFIG;
+        }
+        kp->curve = !strcmp(cn, "P-384") ? p384 : !strcmp(cn, "P-521") ? p521 : p256;
+    }
+    if (type == ENR_KEY_RSA && a->rsa_bits != 0 && a->rsa_bits != kp->key_bits) {
+        if (a->rsa_bits < 2048 || a->rsa_bits > 8192 || a->rsa_bits % 8 != 0) {
+            enr_err("profile %s: the EST server requires a %d-bit RSA key (/csrattrs), which "
+                    "evertoken-enroll does not generate (2048..8192, a multiple of 8)",
+                    p->name, a->rsa_bits);
+            return ENR_E_REJECTED;
+        }
+        if (p->key_set & ENR_KEYSET_SIZE) {
+            enr_err("profile %s: the EST server requires an %s key (/csrattrs) but the profile "
+                    "sets key_size = %d; change or remove the profile's key_size",
+                    p->name, want, p->key_bits);
+            return ENR_E_CONFIG;
+        }
+        kp->key_bits = a->rsa_bits;
+    }
+    if (kp->key_type != p->key_type || kp->key_bits != p->key_bits ||
+        (kp->curve != p->curve &&
+         (kp->curve == NULL || p->curve == NULL || strcmp(kp->curve, p->curve))))
+        enr_info("profile %s: the EST server asks for an %s key (/csrattrs); a new key will be %s",
+                 p->name, want,
+                 key_text(kp->key_type, kp->key_bits, kp->curve, have, sizeof(have)));
+    return ENR_OK;
+}
+
+/* KEY is what /csrattrs asks (as planned in KP); else a message. */
+static int
+key_meets(const enr_profile *p, const enr_est_attrs *a, const enr_profile *kp, EVP_PKEY *key,
+          const char *which)
+{
+    int type = asked_type(p, a);
+    int kt = EVP_PKEY_get_base_id(key) == EVP_PKEY_EC ? ENR_KEY_EC : ENR_KEY_RSA;
+    const char *cn = kt == ENR_KEY_EC ? curve_name(key_curve(key)) : NULL;
+    char want[64], have[64];
+    int ok;
+
+    if (type == 0)
+        return 1;
+    ok = kt == type;
+    if (ok && type == ENR_KEY_EC && a->curve_nid != 0)
+        ok = cn != NULL && !strcmp(cn, kp->curve);
+    if (ok && type == ENR_KEY_RSA && a->rsa_bits != 0)
+        ok = EVP_PKEY_get_bits(key) == a->rsa_bits;
+    if (!ok)
+        enr_err("profile %s: the %s key is %s, but the EST server requires an %s key (/csrattrs)%s",
+                p->name, which,
+                key_text(kt, EVP_PKEY_get_bits(key), cn ? cn : "(other curve)", have, sizeof(have)),
+                key_text(type, type == ENR_KEY_RSA ? a->rsa_bits : 0,
+                         type == ENR_KEY_EC ? curve_name(a->curve_nid) : NULL, want, sizeof(want)),
+                !strcmp(which, "kept") ? "; set rekey = true to renew with a new key" : "");
+    return ok;
+}
+
+/*
+ * The CSR: SUBJECT, the subjectAltName extension SAN (NULL: none), the
+ * extensions /csrattrs asked for, CHAL as challengePassword (NULL: none),
+ * signed in the token by KEY with the hash /csrattrs asked for (SHA-256 else).
+ */
 static X509_REQ *
-reenroll_csr(X509 *old, EVP_PKEY *key)
+make_csr(const X509_NAME *subject, X509_EXTENSION *san, EVP_PKEY *key, const enr_secret *chal,
+         const enr_est_attrs *a)
 {
     X509_REQ *req = X509_REQ_new();
-    STACK_OF(X509_EXTENSION) *exts = NULL;
-    int i = X509_get_ext_by_NID(old, NID_subject_alt_name, -1);
+    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+    const EVP_MD *md = a->md != NULL ? a->md : EVP_sha256();
 
-    if (req == NULL || !X509_REQ_set_version(req, 0) ||
-        !X509_REQ_set_subject_name(req, X509_get_subject_name(old)) ||
-        !X509_REQ_set_pubkey(req, key))
+    if (req == NULL || exts == NULL || !X509_REQ_set_version(req, 0) ||
+        !X509_REQ_set_subject_name(req, subject) || !X509_REQ_set_pubkey(req, key))
         goto fail;
-    if (i >= 0) {
-        X509_EXTENSION *ext = X509_EXTENSION_dup(X509_get_ext(old, i));
-        exts = sk_X509_EXTENSION_new_null();
-        if (ext == NULL || exts == NULL || !sk_X509_EXTENSION_push(exts, ext)) {
-            X509_EXTENSION_free(ext);
+    if (san != NULL && !sk_X509_EXTENSION_push(exts, san))
+        goto fail;
+    for (int i = 0; i < sk_X509_EXTENSION_num(a->exts); i++)
+        if (!sk_X509_EXTENSION_push(exts, sk_X509_EXTENSION_value(a->exts, i)))
             goto fail;
-        }
-        if (!X509_REQ_add_extensions(req, exts))
-            goto fail;
-    }
-    if (X509_REQ_sign(req, key, EVP_sha256()) <= 0) {
-        enr_err("the token could not sign the certificate request");
+    if (sk_X509_EXTENSION_num(exts) > 0 && !X509_REQ_add_extensions(req, exts))
+        goto fail;
+    if (chal != NULL && chal->len > 0 &&
+        !X509_REQ_add1_attr_by_NID(req, NID_pkcs9_challengePassword, MBSTRING_UTF8,
+                                   (const unsigned char *)chal->buf, (int)chal->len))
+        goto fail;
+    if (X509_REQ_sign(req, key, md) <= 0) {
+        enr_err("the token could not sign the certificate request (%s)", EVP_MD_get0_name(md));
         goto fail;
     }
-    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    sk_X509_EXTENSION_free(exts); /* the extensions are not ours */
     return req;
 fail:
     enr_ssl_errors();
-    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    sk_X509_EXTENSION_free(exts);
     X509_REQ_free(req);
     return NULL;
 }
@@ -612,12 +1077,93 @@ make_base(const enr_profile *p)
 }
 
 enr_rc
-enr_est_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PKEY *renew_key,
-               STACK_OF(X509) * anchors, enr_scep_result *res)
+enr_est_begin(const enr_profile *p, X509 *renew_cert, EVP_PKEY *renew_key, STACK_OF(X509) * anchors,
+              enr_profile *keyp, enr_est **out)
 {
-    est e;
-    STACK_OF(X509) *cacerts = NULL;
+    est *e = calloc(1, sizeof(*e));
+    est_resp r = {0};
+    enr_rc rc;
+
+    *out = NULL;
+    if (e == NULL)
+        return ENR_E_FAIL;
+    e->p = p;
+    e->anchors = anchors;
+    e->renew_cert = renew_cert;
+    e->base = make_base(p);
+    if (e->base == NULL || set_ca_blob(e, anchors) != ENR_OK) {
+        rc = ENR_E_FAIL;
+        goto done;
+    }
+    rc = get_cacerts(e, anchors, &e->cacerts);
+    if (rc != ENR_OK)
+        goto done;
+    if (p->secret_file != NULL &&
+        enr_secret_read_file(p->secret_file, p->username ? "EST password" : "enrollment code",
+                             &e->password) != 0) {
+        rc = ENR_E_CONFIG;
+        goto done;
+    }
+    /* A renewal asks with the client certificate: the server may answer
+     * what it wants of this client. */
+    e->ccert = renew_cert;
+    e->ckey = renew_key;
+    rc = est_call(e, "csrattrs", NULL, 0, 0, &r);
+    if (rc == ENR_OK && r.code == 200) {
+        rc = enr_est_parse_csrattrs(r.ctype, r.body, r.n, &e->attrs);
+    } else if (rc == ENR_OK && r.code == 202) {
+        enr_err("EST csrattrs: unexpected HTTP status 202");
+        rc = ENR_E_REJECTED;
+    } else if (rc == ENR_OK) {
+        enr_debug("EST csrattrs: the server asks for nothing (HTTP %ld)", r.code);
+    }
+    if (rc != ENR_OK)
+        goto done;
+    rc = key_plan(p, &e->attrs, keyp);
+    if (rc != ENR_OK)
+        goto done;
+    e->keyp = *keyp;
+    if (e->attrs.linking && (p->username != NULL || p->secret_file == NULL))
+        enr_warn("profile %s: the EST server asks for the challengePassword attribute "
+                 "(/csrattrs): tls-unique linking of the CSR to the TLS session (RFC 7030 "
+                 "section 3.5) is not supported by evertoken-enroll; the request goes without "
+                 "it and the server may refuse it",
+                 p->name);
+    /* The kept key of a renewal (rekey = false) is checked now: the token
+     * stays as it is when it cannot do. */
+    if (renew_cert != NULL && !p->rekey && !key_meets(p, &e->attrs, &e->keyp, renew_key, "kept"))
+        rc = ENR_E_CONFIG;
+done:
+    resp_clear(&r);
+    if (rc != ENR_OK) {
+        enr_est_free(e);
+        e = NULL;
+    }
+    ERR_clear_error();
+    *out = e;
+    return rc;
+}
+
+void
+enr_est_free(enr_est *e)
+{
+    if (e == NULL)
+        return;
+    sk_X509_pop_free(e->cacerts, X509_free);
+    enr_est_attrs_clear(&e->attrs);
+    enr_secret_free(&e->password);
+    free(e->base);
+    free(e->ca_blob);
+    free(e);
+}
+
+enr_rc
+enr_est_enroll(enr_est *e, EVP_PKEY *newkey, enr_scep_result *res)
+{
+    const enr_profile *p = e->p;
+    X509 *renew_cert = e->renew_cert;
     X509_REQ *req = NULL;
+    X509_EXTENSION *san = NULL;
     char *body = NULL;
     size_t blen = 0;
     const char *op = renew_cert ? "simplereenroll" : "simpleenroll";
@@ -625,44 +1171,50 @@ enr_est_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PKE
     int polls = 0;
     enr_rc rc;
 
-    memset(&e, 0, sizeof(e));
     memset(res, 0, sizeof(*res));
-    e.p = p;
-    e.base = make_base(p);
-    if (e.base == NULL || set_ca_blob(&e, anchors) != ENR_OK) {
-        rc = ENR_E_FAIL;
-        goto done;
-    }
-    rc = get_cacerts(&e, anchors, &cacerts);
-    if (rc != ENR_OK)
-        goto done;
-    if (p->secret_file != NULL &&
-        enr_secret_read_file(p->secret_file, p->username ? "EST password" : "enrollment code",
-                             &e.password) != 0) {
-        rc = ENR_E_CONFIG;
+    /* A pending key of an earlier attempt may predate the server's wishes. */
+    if (!key_meets(p, &e->attrs, &e->keyp, newkey,
+                   renew_cert != NULL && !p->rekey ? "kept" : "new")) {
+        rc = ENR_E_REJECTED;
         goto done;
     }
     if (renew_cert != NULL) {
-        e.ccert = renew_cert;
-        e.ckey = renew_key;
-        req = reenroll_csr(renew_cert, newkey);
+        /* The re-enrollment CSR: subject and SANs of the certificate,
+         * unchanged (section 4.2.2). */
+        int i = X509_get_ext_by_NID(renew_cert, NID_subject_alt_name, -1);
+        req = make_csr(X509_get_subject_name(renew_cert),
+                       i >= 0 ? X509_get_ext(renew_cert, i) : NULL, newkey, NULL, &e->attrs);
     } else {
+        if (p->san != NULL) {
+            X509V3_CTX v3;
+            X509V3_set_ctx(&v3, NULL, NULL, NULL, NULL, 0);
+            san = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, p->san);
+            if (san == NULL) {
+                enr_ssl_errors();
+                rc = ENR_E_FAIL;
+                goto done;
+            }
+        }
         /* Without a user name the secret is a one-time enrollment code: it
          * travels as the CSR's challengePassword. */
-        req = enr_make_csr(p, newkey, p->username == NULL ? &e.password : NULL);
+        req = make_csr(p->subject_name, san, newkey, p->username == NULL ? &e->password : NULL,
+                       &e->attrs);
     }
     if (req == NULL) {
         rc = ENR_E_TOKEN;
         goto done;
     }
+    if (e->attrs.md != NULL)
+        enr_info("profile %s: the CSR is signed with %s, as the EST server asks", p->name,
+                 EVP_MD_get0_name(e->attrs.md));
     body = csr_base64(req, &blen);
     if (body == NULL) {
         rc = ENR_E_FAIL;
         goto done;
     }
-    enr_info("profile %s: sending EST %s to %s", p->name, op, e.base);
+    enr_info("profile %s: sending EST %s to %s", p->name, op, e->base);
     for (;;) {
-        rc = est_call(&e, op, (unsigned char *)body, blen, renew_cert == NULL, &r);
+        rc = est_call(e, op, (unsigned char *)body, blen, renew_cert == NULL, &r);
         if (rc != ENR_OK || r.code != 202)
             break;
         if (polls >= p->poll_max) {
@@ -690,9 +1242,9 @@ enr_est_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PKE
     rc = enr_est_parse_issued(op, r.ctype, r.body, r.n, newkey, res);
     if (rc != ENR_OK)
         goto done;
-    for (int i = 0; i < sk_X509_num(cacerts); i++)
-        if (X509_up_ref(sk_X509_value(cacerts, i)))
-            sk_X509_push(res->chain, sk_X509_value(cacerts, i));
+    for (int i = 0; i < sk_X509_num(e->cacerts); i++)
+        if (X509_up_ref(sk_X509_value(e->cacerts, i)))
+            sk_X509_push(res->chain, sk_X509_value(e->cacerts, i));
     rc = ENR_OK;
 done:
     ERR_clear_error();
@@ -700,10 +1252,7 @@ done:
     if (body != NULL)
         OPENSSL_cleanse(body, blen);
     free(body);
+    X509_EXTENSION_free(san);
     X509_REQ_free(req);
-    sk_X509_pop_free(cacerts, X509_free);
-    enr_secret_free(&e.password);
-    free(e.base);
-    free(e.ca_blob);
     return rc;
 }

@@ -387,6 +387,7 @@ handler(void *user, const char *section, const char *name, const char *value)
             p->key_type = ENR_KEY_EC;
         else
             perr(c, section, name, "unknown key type '%s' (rsa, ec)", value);
+        p->key_set |= ENR_KEYSET_TYPE;
         return 1;
     }
     if (IS("certificate", "key_size")) {
@@ -394,13 +395,16 @@ handler(void *user, const char *section, const char *name, const char *value)
             perr(c, section, name, "'%s' is not an RSA size (2048..8192, multiple of 8)", value);
         else
             p->key_bits = (int)n;
+        p->key_set |= ENR_KEYSET_SIZE;
         return 1;
     }
     if (IS("certificate", "curve")) {
         if (strcmp(value, "P-256") && strcmp(value, "P-384") && strcmp(value, "P-521"))
             perr(c, section, name, "unknown curve '%s' (P-256, P-384, P-521)", value);
-        else
+        else {
+            p->key_set |= ENR_KEYSET_CURVE;
             return set_str(c, section, name, &p->curve, value);
+        }
         return 1;
     }
     if (IS("certificate", "allow_duplicate")) {

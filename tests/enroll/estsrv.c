@@ -7,6 +7,7 @@
  *   estsrv --dir DIR [--port-file F] [--user U --password-file F]
  *          [--code-file F] [--label L] [--pending N] [--wrong-key] [--days D]
  *          [--rollover] [--garbage cacerts|enroll]
+ *          [--csrattrs FILE [--csrattrs-enforce]]
  *
  * DIR holds ca.pem/ca.key (the CA), tls.pem/tls.key (the server's TLS
  * certificate) and, with --rollover, ca2.pem/ca2.key: the new CA key. Then
@@ -27,6 +28,13 @@
  *  - --pending N answers the first N enrollment requests with 202 and
  *    Retry-After: 2; --wrong-key issues for a freshly generated key;
  *    --garbage answers with base64 that is not PKCS#7.
+ *  - /csrattrs: 404 (unknown operation) unless --csrattrs FILE: then FILE's
+ *    bytes as they are (base64 of a DER CsrAttrs, or anything for the tests
+ *    of malformed answers), 204 when FILE is empty. --csrattrs-enforce
+ *    rejects (400) a CSR that does not meet them: signature algorithm, key
+ *    type, curve or RSA size, and keyUsage/extKeyUsage values asked in an
+ *    extensionRequest. The issued line of requests.log names the CSR's
+ *    signature algorithm and key ("sig=... key=...").
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -41,7 +49,9 @@
 
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
+#include <openssl/asn1t.h>
 #include <openssl/bio.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -52,6 +62,9 @@
 static struct {
     const char *dir, *user, *label, *garbage;
     char *password, *code;
+    char *csrattrs; /* --csrattrs FILE's bytes, NUL-terminated */
+    size_t csrattrs_len;
+    int csrattrs_enforce;
     int code_used, pending, wrong_key, days, rollover;
     X509 *ca, *ca2, *old_with_new, *new_with_old;
     EVP_PKEY *ca_key, *ca2_key;
@@ -393,6 +406,148 @@ same_san(X509 *x, X509_REQ *req)
     return eq;
 }
 
+/* ---- /csrattrs ------------------------------------------------------------ */
+
+/* CsrAttrs ::= SEQUENCE OF AttrOrOID (RFC 7030 section 4.5.2), for --csrattrs-enforce. */
+typedef struct srv_attr_or_oid {
+    int type;
+    union {
+        ASN1_OBJECT *oid;
+        X509_ATTRIBUTE *attribute;
+    } d;
+} SRV_ATTR_OR_OID;
+
+ASN1_CHOICE(SRV_ATTR_OR_OID) =
+    {
+        ASN1_SIMPLE(SRV_ATTR_OR_OID, d.oid, ASN1_OBJECT),
+        ASN1_SIMPLE(SRV_ATTR_OR_OID, d.attribute, X509_ATTRIBUTE),
+} static_ASN1_CHOICE_END(SRV_ATTR_OR_OID)
+
+        ASN1_ITEM_TEMPLATE(SRV_CSRATTRS) = ASN1_EX_TEMPLATE_TYPE(ASN1_TFLG_SEQUENCE_OF, 0, CsrAttrs,
+                                                                 SRV_ATTR_OR_OID)
+            static_ASN1_ITEM_TEMPLATE_END(SRV_CSRATTRS)
+
+                DEFINE_STACK_OF(SRV_ATTR_OR_OID)
+
+                    static int is_sigalg(int nid)
+{
+    return nid == NID_ecdsa_with_SHA256 || nid == NID_ecdsa_with_SHA384 ||
+           nid == NID_ecdsa_with_SHA512 || nid == NID_sha256WithRSAEncryption ||
+           nid == NID_sha384WithRSAEncryption || nid == NID_sha512WithRSAEncryption;
+}
+
+/* The CSR's extension of type NID, NULL when absent (in EXTS). */
+static X509_EXTENSION *
+find_ext(STACK_OF(X509_EXTENSION) * exts, int nid)
+{
+    for (int i = 0; i < sk_X509_EXTENSION_num(exts); i++)
+        if (OBJ_obj2nid(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(exts, i))) == nid)
+            return sk_X509_EXTENSION_value(exts, i);
+    return NULL;
+}
+
+/* Why REQ does not meet --csrattrs (static text in WHY), NULL when it does. */
+static const char *
+csrattrs_refusal(X509_REQ *req, char *why, size_t wn)
+{
+    unsigned char *der = malloc(cfg.csrattrs_len + 1);
+    const unsigned char *p = der;
+    STACK_OF(SRV_ATTR_OR_OID) *sk = NULL;
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+    EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
+    const X509_ALGOR *sig = NULL;
+    const ASN1_OBJECT *sigoid = NULL;
+    char grp[64] = "";
+    const char *res = NULL;
+    int len;
+
+    X509_REQ_get0_signature(req, NULL, &sig);
+    X509_ALGOR_get0(&sigoid, NULL, NULL, sig);
+    EVP_PKEY_get_group_name(pub, grp, sizeof(grp), NULL);
+    {
+        /* EVP_DecodeBlock wants one line: drop the line breaks first. */
+        char *flat = malloc(cfg.csrattrs_len + 1);
+        size_t j = 0;
+        for (size_t i = 0; flat != NULL && i < cfg.csrattrs_len; i++)
+            if (cfg.csrattrs[i] != '\n' && cfg.csrattrs[i] != '\r')
+                flat[j++] = cfg.csrattrs[i];
+        len = flat && der && j > 0 ? EVP_DecodeBlock(der, (unsigned char *)flat, (int)j) : -1;
+        if (len > 0 && j >= 2)
+            len -= (flat[j - 1] == '=') + (flat[j - 2] == '=');
+        free(flat);
+    }
+    sk = len > 0 ? (STACK_OF(SRV_ATTR_OR_OID) *)ASN1_item_d2i(NULL, &p, len,
+                                                              ASN1_ITEM_rptr(SRV_CSRATTRS))
+                 : NULL;
+    for (int i = 0; sk != NULL && res == NULL && i < sk_SRV_ATTR_OR_OID_num(sk); i++) {
+        SRV_ATTR_OR_OID *e = sk_SRV_ATTR_OR_OID_value(sk, i);
+        const ASN1_OBJECT *o = e->type == 0 ? e->d.oid : X509_ATTRIBUTE_get0_object(e->d.attribute);
+        int nid = OBJ_obj2nid(o);
+        if (e->type == 0 && is_sigalg(nid) && OBJ_cmp(o, sigoid) != 0)
+            res = "CSR signature algorithm is not the one csrattrs asks for";
+        else if (nid == NID_X9_62_id_ecPublicKey && EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC)
+            res = "CSR key is not an EC key as csrattrs asks";
+        else if (nid == NID_rsaEncryption && EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA)
+            res = "CSR key is not an RSA key as csrattrs asks";
+        else if (e->type == 1 && nid == NID_X9_62_id_ecPublicKey) {
+            ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(e->d.attribute, 0);
+            if (t != NULL && t->type == V_ASN1_OBJECT &&
+                OBJ_txt2nid(grp) != OBJ_obj2nid(t->value.object) &&
+                EC_curve_nist2nid(grp) != OBJ_obj2nid(t->value.object))
+                res = "CSR key is not on the curve csrattrs asks for";
+        } else if (e->type == 1 && nid == NID_rsaEncryption) {
+            ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(e->d.attribute, 0);
+            if (t != NULL && t->type == V_ASN1_INTEGER &&
+                ASN1_INTEGER_get(t->value.integer) != EVP_PKEY_get_bits(pub))
+                res = "CSR RSA key is not of the size csrattrs asks for";
+        } else if (e->type == 1 && nid == NID_ext_req) {
+            for (int v = 0; res == NULL && v < X509_ATTRIBUTE_count(e->d.attribute); v++) {
+                ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(e->d.attribute, v);
+                STACK_OF(X509_EXTENSION) *want =
+                    t->type == V_ASN1_SEQUENCE
+                        ? ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(X509_EXTENSIONS), t)
+                        : NULL;
+                for (int k = 0; res == NULL && k < sk_X509_EXTENSION_num(want); k++) {
+                    X509_EXTENSION *w = sk_X509_EXTENSION_value(want, k);
+                    int wn_ = OBJ_obj2nid(X509_EXTENSION_get_object(w));
+                    X509_EXTENSION *h = find_ext(exts, wn_);
+                    if ((wn_ == NID_key_usage || wn_ == NID_ext_key_usage) &&
+                        (h == NULL || ASN1_OCTET_STRING_cmp(X509_EXTENSION_get_data(h),
+                                                            X509_EXTENSION_get_data(w)) != 0))
+                        res = "CSR lacks an extension csrattrs asks for";
+                }
+                sk_X509_EXTENSION_pop_free(want, X509_EXTENSION_free);
+            }
+        }
+    }
+    if (res != NULL)
+        snprintf(why, wn, "%s", res);
+    ASN1_item_free((ASN1_VALUE *)sk, ASN1_ITEM_rptr(SRV_CSRATTRS));
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    free(der);
+    return res ? why : NULL;
+}
+
+/* "sha384WithRSAEncryption" and "RSA-2048" / "EC-secp384r1" of REQ. */
+static void
+describe_csr(X509_REQ *req, char *sig, size_t sn, char *key, size_t kn)
+{
+    const X509_ALGOR *alg = NULL;
+    const ASN1_OBJECT *o = NULL;
+    EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
+    char grp[64] = "";
+
+    X509_REQ_get0_signature(req, NULL, &alg);
+    X509_ALGOR_get0(&o, NULL, NULL, alg);
+    OBJ_obj2txt(sig, (int)sn, o, 0);
+    if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC) {
+        EVP_PKEY_get_group_name(pub, grp, sizeof(grp), NULL);
+        snprintf(key, kn, "EC-%s", grp);
+    } else {
+        snprintf(key, kn, "RSA-%d", EVP_PKEY_get_bits(pub));
+    }
+}
+
 static enum MHD_Result
 enroll(struct MHD_Connection *c, const char *op, const upload *u)
 {
@@ -404,12 +559,18 @@ enroll(struct MHD_Connection *c, const char *op, const upload *u)
     STACK_OF(X509_EXTENSION) *exts = NULL;
     const char *why = NULL, *how = NULL;
     char *user = NULL, *pass = NULL, *ser = NULL;
+    char sig[80] = "", kdesc[80] = "", cwhy[160];
     enum MHD_Result r;
     int code = 0;
 
     if (req == NULL || X509_REQ_verify(req, X509_REQ_get0_pubkey(req)) != 1) {
         code = 400;
         why = req ? "CSR signature does not verify" : "body is not a base64 PKCS#10 request";
+        goto done;
+    }
+    describe_csr(req, sig, sizeof(sig), kdesc, sizeof(kdesc));
+    if (cfg.csrattrs_enforce && (why = csrattrs_refusal(req, cwhy, sizeof(cwhy))) != NULL) {
+        code = 400;
         goto done;
     }
     if (re) {
@@ -487,8 +648,8 @@ enroll(struct MHD_Connection *c, const char *op, const upload *u)
         ser = bn ? BN_bn2hex(bn) : NULL;
         BN_free(bn);
     }
-    logf_("%s 200 %s issued %s%s%s", op, how, ser ? ser : "?", cfg.wrong_key ? " WRONG-KEY" : "",
-          cfg.rollover ? " by new CA key" : "");
+    logf_("%s 200 %s issued %s%s%s sig=%s key=%s", op, how, ser ? ser : "?",
+          cfg.wrong_key ? " WRONG-KEY" : "", cfg.rollover ? " by new CA key" : "", sig, kdesc);
     out = sk_X509_new_null();
     sk_X509_push(out, x);
     r = certs_only(c, out);
@@ -559,6 +720,25 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
         sk_X509_free(s);
         return r;
     }
+    if (!strcmp(op, "csrattrs") && !strcmp(method, "GET") && cfg.csrattrs != NULL) {
+        struct MHD_Response *resp;
+        enum MHD_Result r;
+        if (cfg.csrattrs_len == 0) {
+            logf_("csrattrs 204 none");
+            resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+            r = MHD_queue_response(c, 204, resp);
+            MHD_destroy_response(resp);
+            return r;
+        }
+        logf_("csrattrs 200 %zu bytes", cfg.csrattrs_len);
+        resp =
+            MHD_create_response_from_buffer(cfg.csrattrs_len, cfg.csrattrs, MHD_RESPMEM_PERSISTENT);
+        MHD_add_response_header(resp, "Content-Type", "application/csrattrs");
+        MHD_add_response_header(resp, "Content-Transfer-Encoding", "base64");
+        r = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        return r;
+    }
     if ((!strcmp(op, "simpleenroll") || !strcmp(op, "simplereenroll")) && !strcmp(method, "POST")) {
         const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
         if (ct == NULL || strncasecmp(ct, "application/pkcs10", 18) != 0)
@@ -624,6 +804,17 @@ main(int argc, char **argv)
             cfg.wrong_key = 1;
         else if (!strcmp(a, "--rollover"))
             cfg.rollover = 1;
+        else if (!strcmp(a, "--csrattrs") && v) {
+            FILE *fp = fopen(argv[++i], "rb");
+            cfg.csrattrs = calloc(1, 1 << 16);
+            if (fp == NULL || cfg.csrattrs == NULL) {
+                fprintf(stderr, "estsrv: cannot read %s\n", argv[i]);
+                return 1;
+            }
+            cfg.csrattrs_len = fread(cfg.csrattrs, 1, (1 << 16) - 1, fp);
+            fclose(fp);
+        } else if (!strcmp(a, "--csrattrs-enforce"))
+            cfg.csrattrs_enforce = 1;
         else {
             fprintf(stderr, "estsrv: unknown argument %s\n", a);
             return 2;

@@ -24,6 +24,9 @@
  *     are taken as implicit anchors
  *   6 EST /simpleenroll: the same, the certificate for REQ_KEY taken
  *   7 an HTTP header line, as libcurl gives it (Retry-After)
+ *   8 EST /csrattrs: a content-type byte (0 and 3: application/csrattrs,
+ *     1: text/plain, 2: none), then the base64 body (CsrAttrs, RFC 7030
+ *     section 4.5.2)
  *
  * The CA and requester keys are fixed (below) so that the committed seeds,
  * real answers signed by the CA and encrypted for the requester, stay valid;
@@ -173,6 +176,7 @@ enum {
     P_EST_CACERTS,
     P_EST_ENROLL,
     P_HEADER,
+    P_EST_CSRATTRS,
     P_COUNT
 };
 
@@ -442,6 +446,32 @@ run_header(const uint8_t *d, size_t n)
         abort(); /* a delay is never negative */
 }
 
+static void
+run_csrattrs(const uint8_t *d, size_t n)
+{
+    static const char *const ct[4] = {"application/csrattrs", "text/plain", NULL,
+                                      "application/csrattrs; charset=binary"};
+    enr_est_attrs a;
+
+    if (n < 1)
+        return;
+    if (enr_est_parse_csrattrs(ct[d[0] & 3], d + 1, n - 1, &a) == ENR_OK) {
+        /* What the helper acts on stays within what it can do. */
+        if ((a.curve_nid != 0 && a.curve_nid != NID_X9_62_prime256v1 &&
+             a.curve_nid != NID_secp384r1 && a.curve_nid != NID_secp521r1) ||
+            (a.md != NULL && a.md != EVP_sha256() && a.md != EVP_sha384() &&
+             a.md != EVP_sha512()) ||
+            a.rsa_bits < 0)
+            abort();
+        for (int i = 0; i < sk_X509_EXTENSION_num(a.exts); i++) {
+            int nid = OBJ_obj2nid(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(a.exts, i)));
+            if (nid != NID_key_usage && nid != NID_ext_key_usage)
+                abort();
+        }
+    }
+    enr_est_attrs_clear(&a);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -469,6 +499,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case P_HEADER:
         run_header(data + 1, size - 1);
+        break;
+    case P_EST_CSRATTRS:
+        run_csrattrs(data + 1, size - 1);
         break;
     }
     ERR_clear_error();
@@ -700,6 +733,22 @@ write_seeds(void)
     seed("header-retry-date", P_HEADER, "retry-after:\tFri, 01 Jan 2027 00:10:00 GMT\r\n", 44, NULL,
          0);
     seed("header-other", P_HEADER, "Content-Type: application/pkcs7-mime\r\n", 38, NULL, 0);
+
+    /* /csrattrs: RFC 7030 section 4.5.2's example (challengePassword, EC
+     * P-384, extensionRequest for macAddress, ecdsa-with-SHA384); RFC 9908
+     * style (RSA 3072, sha384WithRSAEncryption, extKeyUsage and an empty
+     * subjectAltName to fill in); empty; malformed. */
+    {
+        static const char rfc7030[] = "MEEGCSqGSIb3DQEJBzASBgcqhkjOPQIBMQcGBSuBBAAiMBYGCSqGSIb3DQEJ"
+                                      "DjEJBgcrBgEBAQEWBggqhkjOPQQDAw==\n";
+        static const char rsa[] =
+            "ME0wEQYJKoZIhvcNAQEBMQQCAgwABgkqhkiG9w0BAQwwLQYJKoZIhvcNAQkOMSAw\n"
+            "HjATBgNVHSUEDDAKBggrBgEFBQcDAjAHBgNVHREEAA==\n";
+        seed("est-csrattrs-rfc7030", P_EST_CSRATTRS, "\0", 1, rfc7030, strlen(rfc7030));
+        seed("est-csrattrs-rsa-eku", P_EST_CSRATTRS, "\0", 1, rsa, strlen(rsa));
+        seed("est-csrattrs-empty-seq", P_EST_CSRATTRS, "\0", 1, "MAA=\n", 5);
+        seed("est-csrattrs-malformed", P_EST_CSRATTRS, "\0", 1, "MAMCAQE=\n", 9);
+    }
 
     sk_X509_free(sk);
     X509_free(mine);

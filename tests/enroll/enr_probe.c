@@ -16,7 +16,13 @@
  *   round N ERROR what went wrong          (lookup failed, several objects,
  *                                           sign failed, signature does not
  *                                           verify: a half-finished rollover)
- * and at exit "summary rounds=N errors=E serials=S" (S distinct serials).
+ *   round N raced WHAT; …                  (the round's certificate and key
+ *                                           lookups straddled a commit: a
+ *                                           fresh lookup finds another
+ *                                           certificate than at the start;
+ *                                           the next round repeats it)
+ * and at exit "summary rounds=N errors=E raced=R serials=S" (S distinct
+ * serials).
  * Exit 0 when no round failed, 1 otherwise.
  *
  * pending: prints how many pending objects of credential ID evertoken holds
@@ -176,7 +182,27 @@ get_value(CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type, CK_U
     return v;
 }
 
-/* One round; 0 and *SERIAL (malloc'd hex) on success, else -1 with WHY. */
+/* The DER of the one certificate under ID now (fresh lookup), or NULL. */
+static unsigned char *
+cert_now(CK_SESSION_HANDLE sh, const unsigned char *id, size_t idlen, CK_ULONG *len)
+{
+    CK_OBJECT_CLASS cc = CKO_CERTIFICATE;
+    CK_ATTRIBUTE tc[] = {{CKA_CLASS, &cc, sizeof(cc)}, {CKA_ID, (void *)id, idlen}};
+    CK_OBJECT_HANDLE hc[4];
+
+    return find(sh, tc, 2, hc, 4) == 1 ? get_value(sh, hc[0], CKA_VALUE, len) : NULL;
+}
+
+/*
+ * One round: 0 and *SERIAL (malloc'd hex) on success; -1 with WHY on an
+ * error; 1 when the round straddled a commit by another process. Each
+ * lookup sees one consistent state (exactly one certificate, exactly one
+ * key, else an error), but the certificate and the key are two lookups: a
+ * commit between them (or between a lookup and the use of its handle) gives
+ * the old certificate with the new key. Such a round is recognised by a
+ * fresh lookup at its end finding another certificate than at its start
+ * and is repeated; with the certificate unchanged any failure is an error.
+ */
 static int
 round_once(CK_SESSION_HANDLE sh, const unsigned char *id, size_t idlen, char **serial, char *why,
            size_t wn)
@@ -204,6 +230,16 @@ round_once(CK_SESSION_HANDLE sh, const unsigned char *id, size_t idlen, char **s
         goto done;
     }
     der = get_value(sh, hc[0], CKA_VALUE, &dl);
+    if (der == NULL) {
+        /* The handle went away: raced if the credential changed since. */
+        CK_ULONG l2 = 0;
+        unsigned char *d2 = cert_now(sh, id, idlen, &l2);
+        CK_OBJECT_HANDLE h2[4];
+        rc = d2 != NULL && find(sh, tc, 2, h2, 4) == 1 && h2[0] != hc[0] ? 1 : -1;
+        free(d2);
+        snprintf(why, wn, "cannot read the certificate found by CKA_ID");
+        goto done;
+    }
     p = der;
     x = der ? d2i_X509(NULL, &p, (long)dl) : NULL;
     kt = get_value(sh, hk[0], CKA_KEY_TYPE, &ktl);
@@ -268,6 +304,13 @@ round_once(CK_SESSION_HANDLE sh, const unsigned char *id, size_t idlen, char **s
     *serial = h ? strdup(h) : NULL;
     rc = *serial ? 0 : -1;
 done:
+    if (rc == -1 && der != NULL) {
+        CK_ULONG l2 = 0;
+        unsigned char *d2 = cert_now(sh, id, idlen, &l2);
+        if (d2 != NULL && (l2 != dl || memcmp(d2, der, dl) != 0))
+            rc = 1; /* another certificate now: the round straddled a commit */
+        free(d2);
+    }
     OPENSSL_free(h);
     BN_free(bn);
     EVP_MD_CTX_free(vc);
@@ -283,13 +326,19 @@ watch(CK_SESSION_HANDLE sh, const unsigned char *id, size_t idlen, long interval
 {
     char *seen[64];
     int nseen = 0;
-    long rounds = 0, errors = 0;
+    long rounds = 0, errors = 0, raced = 0;
     struct timespec ts = {interval_ms / 1000, (interval_ms % 1000) * 1000000L};
 
     while (!stop) {
         char why[256] = "", *serial = NULL;
+        int r;
         rounds++;
-        if (round_once(sh, id, idlen, &serial, why, sizeof(why)) != 0) {
+        r = round_once(sh, id, idlen, &serial, why, sizeof(why));
+        if (r == 1) {
+            raced++;
+            printf("round %ld raced %s; a commit happened during the round, repeated\n", rounds,
+                   why);
+        } else if (r != 0) {
             errors++;
             printf("round %ld ERROR %s\n", rounds, why);
         } else {
@@ -304,7 +353,7 @@ watch(CK_SESSION_HANDLE sh, const unsigned char *id, size_t idlen, long interval
         fflush(stdout);
         nanosleep(&ts, NULL);
     }
-    printf("summary rounds=%ld errors=%ld serials=%d\n", rounds, errors, nseen);
+    printf("summary rounds=%ld errors=%ld raced=%ld serials=%d\n", rounds, errors, raced, nseen);
     for (int i = 0; i < nseen; i++)
         free(seen[i]);
     return errors ? 1 : 0;

@@ -15,6 +15,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <openssl/err.h>
@@ -40,7 +41,67 @@ object_free(struct mod_object *o)
         return;
     object_forget_pkey(o);
     obj_free(o->attrs);
-    free(o);
+    if (!o->in_arena)
+        free(o);
+}
+
+/* ---- load arena ------------------------------------------------------------ */
+
+/*
+ * A full load copies every public object of the token (100 MB at 100,000
+ * certificates): one malloc per object, and a page fault per fresh page,
+ * were most of its cost. Public objects of a load are therefore placed in
+ * large mmap'd chunks, populated by the kernel in one go; the chunks go
+ * when the next load replaces the cache or it is dropped (an object
+ * destroyed or changed meanwhile leaves its bytes there until then).
+ * Objects in locked memory (private, keys) are never placed here.
+ */
+struct mod_arena {
+    struct mod_arena *next;
+    size_t size, used;
+};
+
+#define ARENA_FIRST (64u << 10)
+#define ARENA_CHUNK (4u << 20)
+#define ARENA_HEAD  ((sizeof(struct mod_arena) + 15) & ~(size_t)15)
+
+static void *
+arena_alloc(struct mod_arena **list, size_t n)
+{
+    struct mod_arena *a = *list;
+    void *p;
+
+    n = (n + 15) & ~(size_t)15;
+    if (a == NULL || a->size - a->used < n) {
+        /* 64 KiB, doubling up to 4 MiB: a small token costs little. */
+        size_t sz = a == NULL ? ARENA_FIRST : a->size * 2 > ARENA_CHUNK ? ARENA_CHUNK : a->size * 2;
+
+        if (n > sz - ARENA_HEAD)
+            sz = (ARENA_HEAD + n + 4095) & ~(size_t)4095;
+        p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1,
+                 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        a = p;
+        a->size = sz;
+        a->used = ARENA_HEAD;
+        a->next = *list;
+        *list = a;
+    }
+    p = (unsigned char *)a + a->used;
+    a->used += n;
+    return p;
+}
+
+static void
+arena_free(struct mod_arena *a)
+{
+    while (a != NULL) {
+        struct mod_arena *next = a->next;
+
+        munmap(a, a->size);
+        a = next;
+    }
 }
 
 /* ---- indexes ------------------------------------------------------------- */
@@ -275,9 +336,12 @@ objs_push(struct mod_object ***objs, size_t *n, size_t *cap, struct mod_object *
     return CKR_OK;
 }
 
+#define OBJ_HEAD ((sizeof(struct mod_object) + 15) & ~(size_t)15)
+
 struct load_ctx {
     struct mod_object **objs;
     size_t n, cap;
+    struct mod_arena *arena;
     CK_RV rv;
 };
 
@@ -287,22 +351,38 @@ load_cb(void *ctx, const ks_object *ko)
     struct load_ctx *c = ctx;
     struct mod_object *o;
     mod_attrs *attrs = NULL;
+    void *mem;
+    size_t len;
     CK_RV rv;
 
     if (ko->id <= 0 || (uint64_t)ko->id > MOD_TOKEN_HANDLE_MAX) {
         mod_log("object id %lld has no handle; skipped", (long long)ko->id);
         return 0;
     }
-    rv = obj_from_ks(ko, &attrs);
-    if (rv != CKR_OK) {
-        c->rv = rv;
-        return 1;
-    }
-    o = calloc(1, sizeof(*o));
-    if (o == NULL) {
-        obj_free(attrs);
-        c->rv = CKR_HOST_MEMORY;
-        return 1;
+    len = obj_from_ks_len(ko);
+    /* The object, then its set at the next multiple of 16. */
+    mem = len > 0 ? arena_alloc(&c->arena, OBJ_HEAD + len) : NULL;
+    if (mem != NULL) {
+        o = mem;
+        memset(o, 0, sizeof(*o));
+        o->in_arena = 1;
+        rv = obj_from_ks_in(ko, (unsigned char *)mem + OBJ_HEAD, &attrs);
+        if (rv != CKR_OK) {
+            c->rv = rv;
+            return 1;
+        }
+    } else {
+        rv = obj_from_ks(ko, &attrs);
+        if (rv != CKR_OK) {
+            c->rv = rv;
+            return 1;
+        }
+        o = calloc(1, sizeof(*o));
+        if (o == NULL) {
+            obj_free(attrs);
+            c->rv = CKR_HOST_MEMORY;
+            return 1;
+        }
     }
     o->h = (CK_OBJECT_HANDLE)ko->id;
     o->attrs = attrs;
@@ -386,6 +466,7 @@ cache_sync_inlock(struct mod_token *t)
     kr = ks_load_objects(t->ks, load_cb, &c, &tampered);
     if (kr != KS_OK || c.rv != CKR_OK) {
         objs_free(c.objs, c.n);
+        arena_free(c.arena);
         return kr != KS_OK ? mod_ks_ckr(kr, t->ks, "ks_load_objects") : c.rv;
     }
     if (tampered > 0)
@@ -393,9 +474,11 @@ cache_sync_inlock(struct mod_token *t)
                 (unsigned)t->slot, tampered, ks_last_error(t->ks));
     ix_clear(t);
     objs_free(t->objs, t->nobjs);
+    arena_free(t->arena); /* after the objects that lived in it */
     t->objs = c.objs;
     t->nobjs = c.n;
     t->capobjs = c.cap;
+    t->arena = c.arena;
     t->loaded = 1;
     ix_rebuild(t);
     return CKR_OK;
@@ -406,6 +489,8 @@ cache_drop_inlock(struct mod_token *t)
 {
     ix_clear(t);
     objs_free(t->objs, t->nobjs);
+    arena_free(t->arena);
+    t->arena = NULL;
     t->objs = NULL;
     t->nobjs = t->capobjs = 0;
     t->loaded = 0;

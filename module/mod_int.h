@@ -79,6 +79,7 @@ struct mod_object {
     CK_BBOOL priv;           /* CKA_PRIVATE */
     int profile;             /* the built-in CKO_PROFILE object: never stored */
     int pending;             /* a pending rollover key: never found, usable by handle */
+    int in_arena;            /* allocated in the token's load arena (cache.c): not freed alone */
     CK_SESSION_HANDLE owner; /* session objects: the creating session */
     struct mod_object *next; /* session object list */
     /* Stored objects only: the chains of the token's indexes. ix_pprev[k]
@@ -87,6 +88,8 @@ struct mod_object {
     struct mod_object **ix_pprev[MOD_IX_COUNT];
     uint64_t ix_hash[MOD_IX_COUNT];
 };
+
+struct mod_arena;
 
 /* A chained hash table of stored objects by one attribute's value. */
 struct mod_index {
@@ -116,6 +119,7 @@ struct mod_token {
     struct mod_object **objs; /* token objects, sorted by handle */
     size_t nobjs, capobjs;
     struct mod_index ix[MOD_IX_COUNT]; /* objs by CKA_ID, CKA_LABEL */
+    struct mod_arena *arena;           /* memory of the last full load (cache.c) */
     struct mod_object *prof;           /* CKO_PROFILE */
     struct mod_object *sobjs;          /* session objects of all sessions on it */
     struct mod_token *next;            /* sorted by slot */

@@ -434,7 +434,7 @@ ob_finish(obj_build *b, int secure, mod_attrs **out)
 void
 obj_free(mod_attrs *o)
 {
-    if (o == NULL)
+    if (o == NULL || o->placed)
         return;
     if (o->a != NULL) {
         if (o->secure) {
@@ -1180,13 +1180,85 @@ obj_size(const mod_attrs *o)
 
 /* ---- Other constructors ------------------------------------------------- */
 
+/* KO's types are sorted and unique, its values present: -1 if not. */
+static int
+ks_check(const ks_object *ko)
+{
+    for (size_t i = 0; i < ko->nattrs; i++)
+        if ((i > 0 && ko->attrs[i].type <= ko->attrs[i - 1].type) ||
+            (ko->attrs[i].len > 0 && ko->attrs[i].value == NULL))
+            return -1;
+    return 0;
+}
+
+/* KO's set belongs in locked memory. */
+static int
+ks_secure(const ks_object *ko)
+{
+    mod_attrs tmp;
+
+    /* Class and privacy of the stored set, looked up through a view of the
+     * keystore's array. */
+    tmp.n = ko->nattrs;
+    tmp.a = (ks_attr *)ko->attrs;
+    tmp.secure = 0;
+    tmp.placed = 0;
+    return ko->is_private || wants_secure(obj_ulong(&tmp, CKA_CLASS, CK_UNAVAILABLE_INFORMATION),
+                                          obj_bool(&tmp, CKA_PRIVATE, CK_FALSE));
+}
+
+/* Copy KO's attributes into BLOCK (block_size bytes). */
+static ks_attr *
+ks_copy(const ks_object *ko, unsigned char *block)
+{
+    ks_attr *arr = (ks_attr *)(void *)block;
+    unsigned char *p = block + ko->nattrs * sizeof(ks_attr);
+
+    for (size_t i = 0; i < ko->nattrs; i++) {
+        arr[i].type = ko->attrs[i].type;
+        arr[i].len = ko->attrs[i].len;
+        arr[i].value = p;
+        if (ko->attrs[i].len > 0)
+            memcpy(p, ko->attrs[i].value, ko->attrs[i].len);
+        p += ko->attrs[i].len;
+    }
+    return arr;
+}
+
+#define PLACED_HEAD ((sizeof(mod_attrs) + 15) & ~(size_t)15)
+
+size_t
+obj_from_ks_len(const ks_object *ko)
+{
+    if (ko == NULL || (ko->nattrs > 0 && ko->attrs == NULL) || ks_secure(ko))
+        return 0;
+    return PLACED_HEAD + block_size(ko->attrs, ko->nattrs);
+}
+
+CK_RV
+obj_from_ks_in(const ks_object *ko, void *mem, mod_attrs **out)
+{
+    mod_attrs *o = mem;
+
+    if (ko == NULL || mem == NULL || out == NULL || (ko->nattrs > 0 && ko->attrs == NULL))
+        return CKR_ARGUMENTS_BAD;
+    *out = NULL;
+    if (ks_check(ko) != 0)
+        return CKR_GENERAL_ERROR;
+    o->n = ko->nattrs;
+    o->secure = 0;
+    o->placed = 1;
+    o->a = ks_copy(ko, (unsigned char *)mem + PLACED_HEAD);
+    *out = o;
+    return CKR_OK;
+}
+
 CK_RV
 obj_from_ks(const ks_object *ko, mod_attrs **out)
 {
-    mod_attrs tmp, *o;
-    unsigned char *block = NULL, *p;
-    size_t i, total;
-    ks_attr *arr;
+    unsigned char *block = NULL;
+    size_t total;
+    mod_attrs *o;
     int secure;
 
     if (ko == NULL || out == NULL || (ko->nattrs > 0 && ko->attrs == NULL))
@@ -1194,17 +1266,9 @@ obj_from_ks(const ks_object *ko, mod_attrs **out)
     *out = NULL;
     /* The keystore hands out sorted, unique types: copied as they are into
      * one block (this runs for every object when a token is loaded). */
-    for (i = 0; i < ko->nattrs; i++)
-        if ((i > 0 && ko->attrs[i].type <= ko->attrs[i - 1].type) ||
-            (ko->attrs[i].len > 0 && ko->attrs[i].value == NULL))
-            return CKR_GENERAL_ERROR;
-    /* Class and privacy of the stored set, looked up through a view of the
-     * keystore's array. */
-    tmp.n = ko->nattrs;
-    tmp.a = (ks_attr *)ko->attrs;
-    tmp.secure = 0;
-    secure = ko->is_private || wants_secure(obj_ulong(&tmp, CKA_CLASS, CK_UNAVAILABLE_INFORMATION),
-                                            obj_bool(&tmp, CKA_PRIVATE, CK_FALSE));
+    if (ks_check(ko) != 0)
+        return CKR_GENERAL_ERROR;
+    secure = ks_secure(ko);
     total = block_size(ko->attrs, ko->nattrs);
     o = calloc(1, sizeof(*o));
     if (o == NULL)
@@ -1225,18 +1289,8 @@ obj_from_ks(const ks_object *ko, mod_attrs **out)
             return CKR_HOST_MEMORY;
         }
     }
-    arr = (ks_attr *)(void *)block;
-    p = block + ko->nattrs * sizeof(ks_attr);
-    for (i = 0; i < ko->nattrs; i++) {
-        arr[i].type = ko->attrs[i].type;
-        arr[i].len = ko->attrs[i].len;
-        arr[i].value = p;
-        if (ko->attrs[i].len > 0)
-            memcpy(p, ko->attrs[i].value, ko->attrs[i].len);
-        p += ko->attrs[i].len;
-    }
     o->n = ko->nattrs;
-    o->a = arr;
+    o->a = block != NULL ? ks_copy(ko, block) : NULL;
     *out = o;
     return CKR_OK;
 }

@@ -28,6 +28,7 @@ typedef struct mod_attrs {
     size_t n;
     ks_attr *a; /* sorted by type, unique */
     int secure; /* values live in locked memory and are wiped on free */
+    int placed; /* obj_from_ks_in: the caller owns the memory; obj_free leaves it */
 } mod_attrs;
 
 /* What the caller is allowed to do, decided by module core. */
@@ -155,6 +156,12 @@ CK_ULONG obj_ulong(const mod_attrs *o, CK_ATTRIBUTE_TYPE type, CK_ULONG dflt);
 
 /* Copy a stored keystore object into a new set (secure memory when private). */
 CK_RV obj_from_ks(const ks_object *ko, mod_attrs **out);
+/* Bytes obj_from_ks_in needs for KO (a multiple of 16), or 0 when KO's set
+ * belongs in locked memory (then use obj_from_ks). */
+size_t obj_from_ks_len(const ks_object *ko);
+/* obj_from_ks into MEM (obj_from_ks_len(KO) bytes, 16-byte aligned), which
+ * the caller owns and frees (obj_free on the result frees nothing). */
+CK_RV obj_from_ks_in(const ks_object *ko, void *mem, mod_attrs **out);
 
 /* Deep copy. */
 CK_RV obj_dup(const mod_attrs *src, mod_attrs **out);

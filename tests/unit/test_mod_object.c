@@ -1697,6 +1697,33 @@ test_from_ks_and_dup(void **state)
     assert_int_equal(o->n, 0);
     obj_free(o);
     assert_int_equal(obj_from_ks(NULL, &o), CKR_ARGUMENTS_BAD);
+
+    /* Placed in caller memory (the cache's load arena): public sets only. */
+    ko.is_private = 0;
+    ko.attrs = attrs;
+    ko.nattrs = 3;
+    assert_int_equal(obj_from_ks_len(&ko), 0); /* a private key: locked memory */
+    ko.attrs = dattrs;
+    ko.nattrs = 2;
+    size_t len = obj_from_ks_len(&ko);
+    assert_true(len > 0 && len % 16 == 0);
+    unsigned char *mem = aligned_alloc(16, len);
+    assert_non_null(mem);
+    assert_int_equal(obj_from_ks_in(&ko, mem, &o), CKR_OK);
+    assert_ptr_equal(o, (void *)mem);
+    assert_int_equal(o->n, 2);
+    assert_int_equal(o->secure, 0);
+    assert_attr(o, CKA_CLASS, &dcls, sizeof(dcls));
+    assert_true((unsigned char *)obj_find(o, CKA_PRIVATE)->value + 1 <= mem + len);
+    obj_free(o); /* frees nothing: the caller owns MEM */
+    free(mem);
+    ko.is_private = 1;
+    assert_int_equal(obj_from_ks_len(&ko), 0);
+    ko.is_private = 0;
+    ko.attrs = dup;
+    mem = aligned_alloc(16, 256);
+    assert_int_equal(obj_from_ks_in(&ko, mem, &o), CKR_GENERAL_ERROR);
+    free(mem);
 }
 
 static void

@@ -221,8 +221,11 @@ login(enr_token *t, const enr_profile *p)
     if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
         return ENR_OK;
     if (p->pin_file == NULL) {
+        /* evertoken answers a NULL PIN with CKR_PIN_INCORRECT when its
+         * login cache is empty or expired: no PIN was wrong. */
         enr_err("PIN needed: token \"%s\" is locked and the profile has no pin_file (%s)", t->label,
-                ckr(rv));
+                rv == CKR_PIN_INCORRECT ? "no login cached: unlock the token, e.g. evertoken unlock"
+                                        : ckr(rv));
         return ENR_E_PIN;
     }
     enr_err("login to token \"%s\" failed: %s", t->label, ckr(rv));

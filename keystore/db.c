@@ -715,7 +715,7 @@ pragma_int(ks_token *tok, const char *sql, int64_t *out)
  * Connection settings. synchronous=FULL by default: in WAL mode NORMAL may
  * lose the last commits on power loss, and one of them may be a failed-PIN
  * count written before the KDF ran; FULL syncs the WAL at every commit.
- * Object creation and update switch to NORMAL (ks_begin_normal_inlock;
+ * The creation of public objects switches to NORMAL (ks_begin_normal_inlock;
  * docs/keystore-format.md, "Durability").
  */
 static ks_rv

@@ -156,8 +156,8 @@ ks_rv ks_exec_inlock(ks_token *tok, enum ks_stmt which);
 ks_rv ks_begin_inlock(ks_token *tok, int immediate);
 /* BEGIN IMMEDIATE of a write committed with synchronous=NORMAL: durable
  * against process crashes, atomic, may be lost (never half-applied) on power
- * loss unless a later FULL commit or checkpoint follows. Object creation and
- * update only (docs/keystore-format.md, "Durability"). */
+ * loss unless a later FULL commit or checkpoint follows. The creation of
+ * public, active objects only (docs/keystore-format.md, "Durability"). */
 ks_rv ks_begin_normal_inlock(ks_token *tok);
 ks_rv ks_commit_inlock(ks_token *tok);
 void ks_rollback_inlock(ks_token *tok);

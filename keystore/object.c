@@ -322,7 +322,7 @@ record_write_inlock(ks_token *tok, int64_t id, int is_private, uint32_t ver,
 /* Common front of create/update: check ATTRS, serialise them into the
  * locked scratch buffer, start a write transaction with a current TMK. */
 static ks_rv
-write_begin_inlock(ks_token *tok, const ks_attr *attrs, size_t n, size_t *ser_len)
+write_begin_inlock(ks_token *tok, const ks_attr *attrs, size_t n, size_t *ser_len, int normal)
 {
     ks_rv rv;
 
@@ -332,8 +332,8 @@ write_begin_inlock(ks_token *tok, const ks_attr *attrs, size_t n, size_t *ser_le
     if (rv != KS_OK)
         return rv;
     ks_attrs_serialise(attrs, n, tok->scratch, *ser_len);
-    /* synchronous=NORMAL: see docs/keystore-format.md, "Durability". */
-    rv = ks_begin_normal_inlock(tok);
+    /* synchronous=NORMAL or FULL: docs/keystore-format.md, "Durability". */
+    rv = normal ? ks_begin_normal_inlock(tok) : ks_begin_inlock(tok, 1);
     if (rv != KS_OK)
         goto fail;
     rv = ks_tmk_current_inlock(tok);
@@ -373,7 +373,11 @@ object_create(ks_token *tok, int is_private, const ks_attr *attrs, size_t n,
     if (rv != KS_OK)
         return rv;
     ks_lock(tok);
-    rv = write_begin_inlock(tok, attrs, n, &ser_len);
+    /* Public objects (certificates, public keys, public data) commit with
+     * synchronous=NORMAL; private ones (keys: a CA may already have been
+     * asked to certify one) and pending ones (a rollover in progress) with
+     * FULL. */
+    rv = write_begin_inlock(tok, attrs, n, &ser_len, !is_private && rs->state == KS_ACTIVE);
     if (rv != KS_OK)
         goto out;
     /* The id is part of the AD, so insert first to learn it (AUTOINCREMENT:
@@ -433,7 +437,9 @@ ks_object_update(ks_token *tok, int64_t id, const ks_attr *attrs, size_t n)
     if (rv != KS_OK)
         return rv;
     ks_lock(tok);
-    rv = write_begin_inlock(tok, attrs, n, &ser_len);
+    /* Updates are rare: FULL (the object's privacy is only known inside
+     * the transaction). */
+    rv = write_begin_inlock(tok, attrs, n, &ser_len, 0);
     if (rv != KS_OK)
         goto out;
     st = ks_stmt_inlock(tok, ST_OBJ_HEAD);

@@ -183,10 +183,48 @@ enr() { "$ENROLL" --profiles "$W/profiles" --state-dir "$W/state" "$@"; }
 enr enroll
 enr status || true
 
+FAKE=$(($(date +%s) + 65 * 86400))
+step "a running TLS client: curl, started once, connects twice a second with bob's key and certificate from the token"
+# The enrollment CA signs a server certificate; s_server verifies client
+# certificates at the demo's future time (-attime), where both bob's current
+# certificate and the renewed one are valid, and answers every request with
+# the client certificate it saw (-www). curl is never restarted: one process,
+# one load of the module and one login, a new TLS handshake per request.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$W/scep/web.key" 2>/dev/null |
+    openssl x509 -req -CA "$W/scep/ca.pem" -CAkey "$W/scep/ca.key" -CAcreateserial -days 90 \
+        -extfile <(printf 'subjectAltName=IP:127.0.0.1\n') -out "$W/scep/web.pem" 2>/dev/null
+for WPORT in $(shuf -i 20000-60000 -n 50); do [ -z "$(ss -Htln "sport = :$WPORT")" ] && break; done
+openssl s_server -accept "127.0.0.1:$WPORT" -cert "$W/scep/web.pem" -key "$W/scep/web.key" \
+    -Verify 1 -CAfile "$W/scep/ca.pem" -verify_return_error -attime "$FAKE" -www \
+    >"$W/web.log" 2>&1 </dev/null &
+WEB_PID=$!
+CURL_PID=
+trap 'kill $SCEP_PID $WEB_PID $CURL_PID 2>/dev/null; rm -rf "$W"' EXIT
+for _ in $(seq 100); do [ -n "$(ss -Htln "sport = :$WPORT")" ] && break; sleep 0.1; done
+mkdir -p "$W/pages"
+OPENSSL_CONF=$W/engine.cnf curl -sS --cacert "$W/scep/ca.pem" --no-sessionid --rate 2/s \
+    --engine pkcs11 --key-type ENG --key "pkcs11:token=demo;object=bob;type=private" \
+    --cert-type ENG --cert "pkcs11:token=demo;object=bob;type=cert" \
+    "https://127.0.0.1:$WPORT/?n=[100-139]" -o "$W/pages/#1" 2>"$W/curl.err" &
+CURL_PID=$!
+sleep 4
+
 step "time travel 65 days into the renewal window: the renewal check sends RenewalReq (SCEP) or simplereenroll over TLS client-authenticated by the old key (EST)"
-export EVERTOKEN_ENROLL_FAKE_TIME=$(($(date +%s) + 65 * 86400))
+export EVERTOKEN_ENROLL_FAKE_TIME=$FAKE
 echo "$EVERTOKEN_ENROLL_FAKE_TIME" >"$W/scep/now"
 enr check
 enr status || true
 grep -E "PKCSReq|RenewalReq|simpleenroll|simplereenroll" "$W/scep/requests.log"
 pkcs11-tool --module "$MODULE" --token-label demo --login --pin "$DEMO_PIN" -O | grep -A3 "label: *bob"
+
+step "the same curl process, never restarted, now presents the renewed certificate"
+wait $CURL_PID || true
+for f in $(ls "$W/pages" | sort -n); do
+    printf 'request %s: ' "$f"
+    openssl x509 -noout -serial -in "$W/pages/$f" 2>/dev/null || echo "(no page)"
+done | uniq -c -f 2
+echo "renewed certificate in the token: $(pkcs11-tool --module "$MODULE" --token-label demo \
+    --read-object --type cert --label bob 2>/dev/null | openssl x509 -inform DER -noout -serial)"
+[ -s "$W/curl.err" ] && { echo "curl reported:"; sort "$W/curl.err" | uniq -c; }
+kill $WEB_PID 2>/dev/null || true

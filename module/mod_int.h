@@ -107,6 +107,7 @@ struct mod_token {
     int login_cached;   /* that user login came from the login cache, not a PIN */
     int login_implicit; /* ... made by C_OpenSession; no C_Login acknowledged it yet */
     int logged_out;     /* C_Logout called: only a new session or C_Login logs in again */
+    long long lc_tried; /* CLOCK_MONOTONIC ns of the last cache login that found nothing */
     int have_id;        /* token_id below is known (read once, fixed at creation) */
     unsigned char token_id[KS_TOKEN_ID_LEN];
     unsigned busy;       /* threads working on it with the lock released */

@@ -15,6 +15,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mod_int.h"
 
@@ -138,15 +139,25 @@ op_end_inlock(struct mod_token *t)
 /* login_cache=user:N: a logged-out token whose cache entry (this user's
  * kernel keyring) holds the token key is logged in from it, as if the
  * application had logged in. Not while another thread is in a PIN operation
- * on the token (it holds the op mutex; its result decides the state). */
+ * on the token (it holds the op mutex; its result decides the state).
+ * THROTTLE (C_GetSessionInfo, which applications call often): at most one
+ * keyring search per LC_RETRY_NS while there is no entry. */
+#define LC_RETRY_NS 200000000LL
 static void
-cached_login_inlock(struct mod_token *t)
+cached_login_inlock(struct mod_token *t, int throttle)
 {
+    struct timespec ts;
+    long long now;
     CK_RV lr;
 
     if (t->login != MOD_NOBODY || t->busy != 0 || t->logged_out)
         return;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    if (throttle && t->lc_tried != 0 && now - t->lc_tried < LC_RETRY_NS)
+        return;
     lr = lc_login_inlock(t);
+    t->lc_tried = lr == CKR_OK ? 0 : now;
     if (lr == CKR_OK)
         t->login_implicit = 1;
     else if (lr != CKR_USER_NOT_LOGGED_IN)
@@ -200,7 +211,7 @@ mod_C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY noti
      * in when this user's cache holds the token key, so applications do not
      * prompt. */
     t->logged_out = 0;
-    cached_login_inlock(t);
+    cached_login_inlock(t, 0);
 out:
     mod_unlock();
     return rv;
@@ -265,7 +276,7 @@ mod_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
      * before it prompts for the PIN, so a browser that loaded the module
      * earlier stops asking once the cache is filled. Not after this
      * process's own C_Logout (until its next session or login). */
-    cached_login_inlock(s->tok);
+    cached_login_inlock(s->tok, 1);
     rw = (s->flags & CKF_RW_SESSION) != 0;
     memset(info, 0, sizeof(*info));
     info->slotID = s->tok->slot;

@@ -377,6 +377,33 @@ block_size(const ks_attr *a, size_t n)
     return (total + 15) & ~(size_t)15;
 }
 
+/* A mod_attrs with room for TOTAL bytes of attribute array and values in
+ * one block: locked, wiped-on-free memory (sodium) when SECURE. */
+static CK_RV
+attrs_alloc(size_t total, int secure, mod_attrs **out, unsigned char **block)
+{
+    mod_attrs *o = calloc(1, sizeof(*o));
+
+    *out = NULL;
+    *block = NULL;
+    if (o == NULL)
+        return CKR_HOST_MEMORY;
+    o->secure = secure;
+    if (total > 0) {
+        if (secure && sodium_init() < 0) {
+            free(o);
+            return CKR_GENERAL_ERROR;
+        }
+        *block = secure ? sodium_malloc(total) : malloc(total);
+        if (*block == NULL) {
+            free(o);
+            return CKR_HOST_MEMORY;
+        }
+    }
+    *out = o;
+    return CKR_OK;
+}
+
 /* Turn B into a sorted mod_attrs (values copied into one block). B is left
  * as it was; the caller still clears it. */
 static CK_RV
@@ -386,6 +413,7 @@ ob_finish(obj_build *b, int secure, mod_attrs **out)
     unsigned char *block = NULL, *p;
     size_t i, total = b->n * sizeof(ks_attr);
     ks_attr *arr;
+    CK_RV rv;
 
     *out = NULL;
     if (b->n > 1)
@@ -396,25 +424,9 @@ ob_finish(obj_build *b, int secure, mod_attrs **out)
         total += b->a[i].len;
     }
     total = (total + 15) & ~(size_t)15;
-    o = calloc(1, sizeof(*o));
-    if (o == NULL)
-        return CKR_HOST_MEMORY;
-    o->secure = secure;
-    if (total > 0) {
-        if (secure) {
-            if (sodium_init() < 0) {
-                free(o);
-                return CKR_GENERAL_ERROR;
-            }
-            block = sodium_malloc(total);
-        } else {
-            block = malloc(total);
-        }
-        if (block == NULL) {
-            free(o);
-            return CKR_HOST_MEMORY;
-        }
-    }
+    rv = attrs_alloc(total, secure, &o, &block);
+    if (rv != CKR_OK)
+        return rv;
     arr = (ks_attr *)(void *)block;
     p = block + b->n * sizeof(ks_attr);
     for (i = 0; i < b->n; i++) {
@@ -1260,6 +1272,7 @@ obj_from_ks(const ks_object *ko, mod_attrs **out)
     size_t total;
     mod_attrs *o;
     int secure;
+    CK_RV rv;
 
     if (ko == NULL || out == NULL || (ko->nattrs > 0 && ko->attrs == NULL))
         return CKR_ARGUMENTS_BAD;
@@ -1270,25 +1283,9 @@ obj_from_ks(const ks_object *ko, mod_attrs **out)
         return CKR_GENERAL_ERROR;
     secure = ks_secure(ko);
     total = block_size(ko->attrs, ko->nattrs);
-    o = calloc(1, sizeof(*o));
-    if (o == NULL)
-        return CKR_HOST_MEMORY;
-    o->secure = secure;
-    if (total > 0) {
-        if (secure) {
-            if (sodium_init() < 0) {
-                free(o);
-                return CKR_GENERAL_ERROR;
-            }
-            block = sodium_malloc(total);
-        } else {
-            block = malloc(total);
-        }
-        if (block == NULL) {
-            free(o);
-            return CKR_HOST_MEMORY;
-        }
-    }
+    rv = attrs_alloc(total, secure, &o, &block);
+    if (rv != CKR_OK)
+        return rv;
     o->n = ko->nattrs;
     o->a = block != NULL ? ks_copy(ko, block) : NULL;
     *out = o;

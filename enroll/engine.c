@@ -123,7 +123,8 @@ obtain(job *j, X509 *old, const char *why)
 {
     const enr_profile *p = j->p;
     enr_pstate *ps = j->ps;
-    EVP_PKEY *newkey = NULL, *oldkey = NULL;
+    EVP_PKEY *newkey = NULL, *oldkey = NULL, *bootkey = NULL;
+    X509 *bootcert = NULL;
     enr_scep_result res;
     enr_est *est = NULL;
     enr_profile kp = *p; /* the new key's parameters: EST's /csrattrs may choose them */
@@ -143,8 +144,15 @@ obtain(job *j, X509 *old, const char *why)
             goto done;
         oldserial = serial_hex(old);
     }
+    if (p->proto == ENR_PROTO_EST && old == NULL && p->bootstrap != NULL) {
+        rc = enr_token_bootstrap(j->t, p->bootstrap, &bootcert, &bootkey);
+        if (rc != ENR_OK)
+            goto done;
+        enr_info("profile %s: TLS client authentication by the bootstrap certificate \"%s\"",
+                 p->name, p->bootstrap);
+    }
     if (p->proto == ENR_PROTO_EST) {
-        rc = enr_est_begin(p, old, oldkey, j->anchors, &kp, &est);
+        rc = enr_est_begin(p, old, oldkey, bootcert, bootkey, j->anchors, &kp, &est);
         if (rc != ENR_OK)
             goto refused;
     }
@@ -234,6 +242,8 @@ done:
     enr_scep_result_clear(&res);
     EVP_PKEY_free(newkey);
     EVP_PKEY_free(oldkey);
+    EVP_PKEY_free(bootkey);
+    X509_free(bootcert);
     free(uri);
     free(pem);
     free(oldserial);

@@ -116,6 +116,7 @@ typedef struct enr_profile {
     char *secret_file; /* enrollment secret (SCEP challenge, EST password or code), never inline */
     char *est_label;   /* EST: optional label segment (/.well-known/est/<label>/...) */
     char *username;    /* EST: HTTP basic user name (password in secret_file) */
+    char *bootstrap;   /* EST: label of a bootstrap credential in the token (TLS client auth) */
     int poll_interval; /* seconds between polls while PENDING */
     int poll_max;      /* polls in one check before giving up for now */
     int http_timeout;  /* seconds */
@@ -262,6 +263,10 @@ enr_rc enr_token_repair(enr_token *t, const enr_profile *p, enr_state *st, time_
 /* Destroy retired keys whose grace period is over. */
 enr_rc enr_token_expire_retired(enr_token *t, const enr_profile *p, time_t now);
 enr_rc enr_token_find(enr_token *t, const enr_profile *p, enr_cred *c);
+/* The certificate labelled LABEL in the token and its private key (found by
+ * the certificate's public key; token-backed): a bootstrap credential for
+ * EST's TLS client authentication. ENR_E_TOKEN when either is missing. */
+enr_rc enr_token_bootstrap(enr_token *t, const char *label, X509 **cert, EVP_PKEY **key);
 /* Another valid certificate (not this credential's) with the profile's
  * subject at NOW: *LABEL (malloc'd) names it, else NULL. */
 enr_rc enr_token_duplicate(enr_token *t, const enr_profile *p, time_t now, char **label);
@@ -363,15 +368,18 @@ X509_REQ *enr_make_csr(const enr_profile *p, EVP_PKEY *key, const enr_secret *ch
  * must have (ENR_E_CONFIG when the server requires what the profile fixes
  * otherwise; ENR_E_REJECTED for a malformed answer). RENEW_CERT/RENEW_KEY:
  * the TLS client credential of a renewal (NULL for a first enrollment).
- * enr_est_enroll: /simpleenroll (HTTP basic credentials or the enrollment
- * code of the profile) or /simplereenroll (TLS client authentication by
- * RENEW_CERT and its token-backed key). NEWKEY signs the CSR, which carries
- * what /csrattrs asked for. HTTP 202 is polled poll_max times, then
- * ENR_E_PENDING. RES as for SCEP (txid "est"). enr_est_free(NULL) is a no-op.
+ * BOOT_CERT/BOOT_KEY: for a first enrollment, a bootstrap credential from the
+ * token (profile key bootstrap) presented as TLS client certificate (NULL:
+ * none). enr_est_enroll: /simpleenroll (the bootstrap certificate, HTTP basic
+ * credentials or the enrollment code of the profile) or /simplereenroll (TLS client authentication
+ * by RENEW_CERT and its token-backed key). NEWKEY signs the CSR, which carries what /csrattrs asked
+ * for. HTTP 202 is polled poll_max times, then ENR_E_PENDING. RES as for SCEP (txid "est").
+ * enr_est_free(NULL) is a no-op.
  */
 typedef struct enr_est enr_est;
-enr_rc enr_est_begin(const enr_profile *p, X509 *renew_cert, EVP_PKEY *renew_key,
-                     STACK_OF(X509) * anchors, enr_profile *keyp, enr_est **out);
+enr_rc enr_est_begin(const enr_profile *p, X509 *renew_cert, EVP_PKEY *renew_key, X509 *boot_cert,
+                     EVP_PKEY *boot_key, STACK_OF(X509) * anchors, enr_profile *keyp,
+                     enr_est **out);
 enr_rc enr_est_enroll(enr_est *e, EVP_PKEY *newkey, enr_scep_result *res);
 void enr_est_free(enr_est *e);
 

@@ -1077,8 +1077,8 @@ make_base(const enr_profile *p)
 }
 
 enr_rc
-enr_est_begin(const enr_profile *p, X509 *renew_cert, EVP_PKEY *renew_key, STACK_OF(X509) * anchors,
-              enr_profile *keyp, enr_est **out)
+enr_est_begin(const enr_profile *p, X509 *renew_cert, EVP_PKEY *renew_key, X509 *boot_cert,
+              EVP_PKEY *boot_key, STACK_OF(X509) * anchors, enr_profile *keyp, enr_est **out)
 {
     est *e = calloc(1, sizeof(*e));
     est_resp r = {0};
@@ -1104,10 +1104,11 @@ enr_est_begin(const enr_profile *p, X509 *renew_cert, EVP_PKEY *renew_key, STACK
         rc = ENR_E_CONFIG;
         goto done;
     }
-    /* A renewal asks with the client certificate: the server may answer
-     * what it wants of this client. */
-    e->ccert = renew_cert;
-    e->ckey = renew_key;
+    /* A renewal asks with the client certificate (a first enrollment with
+     * the bootstrap certificate, if any): the server may answer what it
+     * wants of this client. */
+    e->ccert = renew_cert != NULL ? renew_cert : boot_cert;
+    e->ckey = renew_cert != NULL ? renew_key : boot_key;
     rc = est_call(e, "csrattrs", NULL, 0, 0, &r);
     if (rc == ENR_OK && r.code == 200) {
         rc = enr_est_parse_csrattrs(r.ctype, r.body, r.n, &e->attrs);

@@ -347,6 +347,8 @@ handler(void *user, const char *section, const char *name, const char *value)
     }
     if (IS("ca", "username"))
         return set_str(c, section, name, &p->username, value);
+    if (IS("ca", "bootstrap"))
+        return set_str(c, section, name, &p->bootstrap, value);
     if (IS("ca", "anchors"))
         return set_path(c, section, name, &p->anchors, value);
     if (IS("ca", "secret_file"))
@@ -650,9 +652,12 @@ enr_profile_load(const char *path, enr_profile **out)
         enr_err("%s: [ca] url: EST runs over TLS only (RFC 7030 section 3.3); use https://", path);
         goto fail;
     }
-    if (p->proto != ENR_PROTO_EST && (p->est_label != NULL || p->username != NULL)) {
+    if (p->proto != ENR_PROTO_EST &&
+        (p->est_label != NULL || p->username != NULL || p->bootstrap != NULL)) {
         enr_err("%s: [ca] %s: only for protocol = est", path,
-                p->est_label != NULL ? "est_label" : "username");
+                p->est_label != NULL  ? "est_label"
+                : p->username != NULL ? "username"
+                                      : "bootstrap");
         goto fail;
     }
     if (p->username != NULL && p->secret_file == NULL) {
@@ -712,6 +717,7 @@ enr_profile_free(enr_profile *p)
     free(p->secret_file);
     free(p->est_label);
     free(p->username);
+    free(p->bootstrap);
     free(p->subject);
     X509_NAME_free(p->subject_name);
     free(p->san);

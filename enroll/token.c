@@ -769,6 +769,37 @@ libp11_key(enr_token *t, EVP_PKEY *pub)
 
 /* ---- Finding the credential --------------------------------------------- */
 
+enr_rc
+enr_token_bootstrap(enr_token *t, const char *label, X509 **cert, EVP_PKEY **key)
+{
+    objlist l;
+    X509 *x = NULL;
+    enr_rc rc;
+
+    *cert = NULL;
+    *key = NULL;
+    rc = list_objects(t, CKO_CERTIFICATE, &l);
+    if (rc != ENR_OK)
+        return rc;
+    for (size_t i = 0; i < l.n && x == NULL; i++)
+        if (!strcmp(l.v[i].label, label))
+            x = read_cert(t, l.v[i].h);
+    objlist_free(&l);
+    if (x == NULL) {
+        enr_err("token \"%s\": no bootstrap certificate labelled \"%s\"", t->label, label);
+        return ENR_E_TOKEN;
+    }
+    *key = libp11_key(t, X509_get0_pubkey(x));
+    if (*key == NULL) {
+        enr_err("token \"%s\": no private key for the bootstrap certificate \"%s\"", t->label,
+                label);
+        X509_free(x);
+        return ENR_E_TOKEN;
+    }
+    *cert = x;
+    return ENR_OK;
+}
+
 void
 enr_cred_clear(enr_cred *c)
 {

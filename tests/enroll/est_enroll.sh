@@ -1,8 +1,9 @@
 # EST first enrollment (RFC 7030): /cacerts over TLS authenticated by the
 # profile's anchors, then /simpleenroll with HTTP basic credentials (a wrong
 # password and no credentials are 401s that leave the token untouched), and
-# with a one-time enrollment code (a reused code is a 403); the label segment
-# of the profile selects the server's CA.
+# with a one-time enrollment code (a reused code is a 403), and with a
+# bootstrap certificate in the token (TLS client authentication); the label
+# segment of the profile selects the server's CA.
 . "$(dirname "$0")/lib.sh"
 : "${ESTSRV:?run through ctest}"
 ca_init
@@ -71,3 +72,39 @@ rc=0; enr enroll 2>"$T/dave.err" || rc=$?
 grep -q "refused the request (HTTP 403, forbidden): enrollment code already used" "$T/dave.err" || die "$(cat "$T/dave.err")"
 [ "$(token_objects)" = "$before" ] || die "token changed: $(token_objects)"
 ok "a used enrollment code is refused (403), token untouched"
+
+# An existing bootstrap certificate (a device credential already in the
+# token, issued by a bootstrap CA the EST server trusts) authenticates
+# /simpleenroll by TLS client authentication; no password, no code.
+est_stop
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=evertoken tests bootstrap CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+    -keyout "$T/boot-ca.key" -out "$T/boot-ca.pem" 2>/dev/null
+openssl req -new -newkey rsa:2048 -nodes -subj "/CN=device 0042" -keyout "$T/boot.key" 2>/dev/null |
+    openssl x509 -req -CA "$T/boot-ca.pem" -CAkey "$T/boot-ca.key" -CAcreateserial -days 30 \
+        -extfile <(printf 'extendedKeyUsage=clientAuth\n') -out "$T/boot.pem" 2>/dev/null
+openssl pkey -in "$T/boot.key" -outform DER -out "$T/boot.key.der"
+openssl x509 -in "$T/boot.pem" -outform DER -out "$T/boot.der"
+p11 --write-object "$T/boot.key.der" --type privkey --id b007 --label boot --usage-sign >/dev/null 2>&1 ||
+    die "bootstrap key not written: $(p11 --write-object "$T/boot.key.der" --type privkey --id b007 --label boot 2>&1)"
+p11 --write-object "$T/boot.der" --type cert --id b007 --label boot >/dev/null 2>&1 || die "bootstrap certificate not written"
+est_start --bootstrap-ca "$T/boot-ca.pem" --label tests
+est_profile erin "[ca]" "est_label = tests" "bootstrap = boot"
+enr -v enroll erin 2>"$T/erin.err" || die "bootstrap enrollment failed: $(cat "$T/erin.err")"
+grep -q "^simpleenroll 200 bootstrap-cert issued" "$CA/requests.log" || die "server log: $(cat "$CA/requests.log")"
+grep -q 'TLS client authentication by the bootstrap certificate "boot"' "$T/erin.err" || die "$(cat "$T/erin.err")"
+token_cert erin >"$T/erin.pem" || die "no certificate for erin"
+openssl x509 -in "$T/erin.pem" -noout -subject | grep -q "CN *= *erin" || die "erin: $(openssl x509 -in "$T/erin.pem" -noout -subject)"
+cred_works erin || die "erin's credential does not work"
+[ "$(token_cert boot | openssl x509 -noout -fingerprint)" = "$(openssl x509 -in "$T/boot.pem" -noout -fingerprint)" ] || die "the bootstrap certificate was touched"
+ok "enrolled with a bootstrap certificate from the token (TLS client authentication)"
+
+# A bootstrap label that is not in the token: a clear error, nothing sent.
+est_profile frank "[ca]" "est_label = tests" "bootstrap = nosuch"
+before=$(token_objects); n=$(grep -c . "$CA/requests.log")
+rc=0; enr enroll frank 2>"$T/frank.err" || rc=$?
+[ "$rc" != 0 ] || die "a missing bootstrap credential was not an error"
+grep -q 'no bootstrap certificate labelled "nosuch"' "$T/frank.err" || die "$(cat "$T/frank.err")"
+[ "$(token_objects)" = "$before" ] || die "token changed: $(token_objects)"
+[ "$(grep -c . "$CA/requests.log")" = "$n" ] || die "requests were sent: $(cat "$CA/requests.log")"
+ok "a missing bootstrap credential is refused before anything is sent"

@@ -7,7 +7,7 @@
  *   estsrv --dir DIR [--port-file F] [--user U --password-file F]
  *          [--code-file F] [--label L] [--pending N] [--wrong-key] [--days D]
  *          [--rollover] [--garbage cacerts|enroll]
- *          [--csrattrs FILE [--csrattrs-enforce]]
+ *          [--csrattrs FILE [--csrattrs-enforce]] [--bootstrap-ca FILE]
  *
  * DIR holds ca.pem/ca.key (the CA), tls.pem/tls.key (the server's TLS
  * certificate) and, with --rollover, ca2.pem/ca2.key: the new CA key. Then
@@ -19,8 +19,9 @@
  * Policy, as RFC 7030 asks of a server:
  *  - /simpleenroll needs HTTP basic credentials (--user, --password-file) or
  *    the one-time enrollment code (--code-file) as the CSR's
- *    challengePassword; nothing: 401 with a Basic challenge; a wrong password:
- *    401; a wrong or used code: 403.
+ *    challengePassword, or (--bootstrap-ca FILE) a TLS client certificate
+ *    issued by that bootstrap CA and valid now; nothing: 401 with a Basic
+ *    challenge; a wrong password: 401; a wrong or used code: 403.
  *  - /simplereenroll needs a TLS client certificate this CA issued, valid
  *    now (none: 401; another: 403), whose subject and subjectAltName the CSR
  *    repeats (else 400, section 4.2.2).
@@ -67,6 +68,7 @@ static struct {
     int csrattrs_enforce;
     int code_used, pending, wrong_key, days, rollover;
     X509 *ca, *ca2, *old_with_new, *new_with_old;
+    X509 *boot_ca; /* --bootstrap-ca: issuer of bootstrap certificates for /simpleenroll */
     EVP_PKEY *ca_key, *ca2_key;
 } cfg = {.days = 90};
 
@@ -388,6 +390,22 @@ client_refusal(X509 *x)
     return why;
 }
 
+/* Issued by the bootstrap CA and valid now. */
+static int
+bootstrap_ok(X509 *x)
+{
+    X509_STORE *st = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    int ok = st != NULL && ctx != NULL && X509_STORE_add_cert(st, cfg.boot_ca) == 1 &&
+             X509_STORE_CTX_init(ctx, st, x, NULL) == 1 &&
+             X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1 &&
+             X509_verify_cert(ctx) == 1;
+
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(st);
+    return ok;
+}
+
 static int
 same_san(X509 *x, X509_REQ *req)
 {
@@ -591,8 +609,12 @@ enroll(struct MHD_Connection *c, const char *op, const upload *u)
         if (code != 0)
             goto done;
     } else {
+        if (cfg.boot_ca != NULL)
+            cc = client_cert(c);
         user = MHD_basic_auth_get_username_password(c, &pass);
-        if (user != NULL) {
+        if (cc != NULL && bootstrap_ok(cc)) {
+            how = "bootstrap-cert"; /* authenticated by the device's bootstrap credential */
+        } else if (user != NULL) {
             if (cfg.user == NULL || cfg.password == NULL || strcmp(user, cfg.user) ||
                 pass == NULL || strcmp(pass, cfg.password)) {
                 code = 401;
@@ -774,7 +796,7 @@ on_sig(int s)
 int
 main(int argc, char **argv)
 {
-    const char *port_file = NULL, *pw_file = NULL, *code_file = NULL;
+    const char *port_file = NULL, *pw_file = NULL, *code_file = NULL, *boot_file = NULL;
     struct MHD_Daemon *d;
     struct sockaddr_in sa;
     char *tls_key, *tls_cert, *trust;
@@ -804,6 +826,8 @@ main(int argc, char **argv)
             cfg.wrong_key = 1;
         else if (!strcmp(a, "--rollover"))
             cfg.rollover = 1;
+        else if (!strcmp(a, "--bootstrap-ca") && v)
+            boot_file = argv[++i];
         else if (!strcmp(a, "--csrattrs") && v) {
             FILE *fp = fopen(argv[++i], "rb");
             cfg.csrattrs = calloc(1, 1 << 16);
@@ -849,6 +873,32 @@ main(int argc, char **argv)
         char *both = malloc(strlen(trust) + strlen(t2) + 1);
         if (both == NULL || cfg.new_with_old == NULL || cfg.old_with_new == NULL)
             return 1;
+        strcpy(both, trust);
+        strcat(both, t2);
+        free(trust);
+        free(t2);
+        trust = both;
+    }
+    if (boot_file != NULL) {
+        /* Trusted too, so that GnuTLS asks for and accepts its certificates. */
+        FILE *fp = fopen(boot_file, "r");
+        char *t2 = NULL, *both;
+        long n;
+
+        cfg.boot_ca = fp ? PEM_read_X509(fp, NULL, NULL, NULL) : NULL;
+        if (fp != NULL && fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) > 0 &&
+            fseek(fp, 0, SEEK_SET) == 0 && (t2 = calloc(1, (size_t)n + 1)) != NULL &&
+            fread(t2, 1, (size_t)n, fp) != (size_t)n) {
+            free(t2);
+            t2 = NULL;
+        }
+        if (fp != NULL)
+            fclose(fp);
+        both = t2 ? malloc(strlen(trust) + strlen(t2) + 1) : NULL;
+        if (cfg.boot_ca == NULL || both == NULL) {
+            fprintf(stderr, "estsrv: cannot read the bootstrap CA %s\n", boot_file);
+            return 1;
+        }
         strcpy(both, trust);
         strcat(both, t2);
         free(trust);

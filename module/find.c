@@ -437,8 +437,9 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
     struct mod_session *s = NULL;
     struct mod_token *t;
     CK_OBJECT_HANDLE *found = NULL;
-    CK_ATTRIBUTE *t2 = NULL;
-    CK_ULONG n2 = 0;
+    CK_ATTRIBUTE *owned = NULL;
+    const CK_ATTRIBUTE *t2 = tmpl;
+    CK_ULONG n2 = n;
     CK_BBOOL pending = CK_FALSE;
     struct mod_object *first = NULL;
     size_t cap, nf = 0;
@@ -450,9 +451,15 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
     rv = obj_template_check(tmpl, n);
     if (rv != CKR_OK)
         return rv;
-    rv = rollover_strip(tmpl, n, CKA_EVERTOKEN_PENDING, &t2, &n2, &pending);
-    if (rv != CKR_OK)
-        return rv;
+    /* Only a template asking for pending keys is copied without the flag:
+     * an ordinary search allocates nothing here. */
+    for (CK_ULONG i = 0; i < n && owned == NULL; i++)
+        if (tmpl[i].type == CKA_EVERTOKEN_PENDING) {
+            rv = rollover_strip(tmpl, n, CKA_EVERTOKEN_PENDING, &owned, &n2, &pending);
+            if (rv != CKR_OK)
+                return rv;
+            t2 = owned;
+        }
     mod_lock();
     rv = session_lookup_inlock(h, &s);
     if (rv != CKR_OK)
@@ -515,7 +522,7 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
     s->find_active = 1;
 out:
     mod_unlock();
-    free(t2);
+    free(owned);
     return rv;
 }
 

@@ -147,6 +147,13 @@ ks_unlock(ks_token *tok)
     pthread_mutex_unlock(&tok->mu);
 }
 
+/* The next change sequence number (docs/keystore-format.md, "Change
+ * sequence"): one more than any row or tombstone has. Evaluated inside the
+ * writing statement, so under the write lock: numbers follow commit order. */
+#define SEQ_NEXT                                                                                   \
+    "(SELECT max(coalesce((SELECT max(seq) FROM objects), 0),"                                     \
+    " coalesce((SELECT max(seq) FROM gone), 0)) + 1)"
+
 /* SQL of the cached statements, in enum ks_stmt order. */
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_DATA_VERSION] = "PRAGMA data_version",
@@ -165,20 +172,31 @@ static const char *const stmt_sql[ST_COUNT] = {
                    "nonce = ?5, wrapped = ?6 WHERE who = ?1",
     [ST_PIN_CLEAR] = "UPDATE pins SET fail_count = 0, kdf_ops = NULL, kdf_mem = NULL, salt = NULL, "
                      "nonce = NULL, wrapped = NULL WHERE who = ?1",
-    [ST_OBJ_ALL] = "SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred "
+    [ST_OBJ_ALL] = "SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred, seq "
                    "FROM objects ORDER BY id",
-    [ST_OBJ_PUBLIC] = "SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred "
-                      "FROM objects WHERE is_private = 0 ORDER BY id",
-    [ST_OBJ_ONE] = "SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred "
+    [ST_OBJ_PUBLIC] =
+        "SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred, seq "
+        "FROM objects WHERE is_private = 0 ORDER BY id",
+    [ST_OBJ_ONE] = "SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred, seq "
                    "FROM objects WHERE id = ?1",
     [ST_OBJ_HEAD] =
         "SELECT is_private, version, state, retired_at, cred FROM objects WHERE id = ?1",
     [ST_OBJ_INSERT] = "INSERT INTO objects(is_private, version, data) VALUES (?1, 1, x'')",
     [ST_OBJ_WRITE] = "UPDATE objects SET version = ?2, nonce = ?3, data = ?4, mac = ?5, "
-                     "state = ?6, retired_at = ?7, cred = ?8 WHERE id = ?1",
+                     "state = ?6, retired_at = ?7, cred = ?8, seq = " SEQ_NEXT " WHERE id = ?1",
     [ST_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
     [ST_OBJ_DELETE_ALL] = "DELETE FROM objects",
     [ST_OBJ_COUNT] = "SELECT count(*) FROM objects",
+    /* One statement, one snapshot: rows first, then tombstones (a NULL
+     * is_private marks one), each in sequence order. */
+    [ST_OBJ_SINCE] =
+        "SELECT * FROM (SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred,"
+        " seq FROM objects WHERE seq > ?1 ORDER BY seq)"
+        " UNION ALL SELECT * FROM (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, seq"
+        " FROM gone WHERE seq > ?1 ORDER BY seq)",
+    [ST_GONE_ONE] = "INSERT OR REPLACE INTO gone(id, seq) VALUES (?1, " SEQ_NEXT ")",
+    [ST_GONE_ALL] = "INSERT OR REPLACE INTO gone(id, seq) SELECT id, " SEQ_NEXT " FROM objects",
+    [ST_GONE_PRUNE] = "DELETE FROM gone WHERE seq < (SELECT max(seq) FROM gone)",
     [ST_SET_GET] = "SELECT value, mac FROM settings WHERE key = ?1",
     [ST_SET_PUT] = "INSERT OR REPLACE INTO settings(key, value, mac) VALUES (?1, ?2, ?3)",
     [ST_SET_DELETE_ALL] = "DELETE FROM settings",
@@ -784,6 +802,12 @@ static const struct ks_migration {
         " CHECK (state IN (0, 1, 2));"
         "ALTER TABLE objects ADD COLUMN retired_at INTEGER;"
         "ALTER TABLE objects ADD COLUMN cred BLOB;"},
+    /* 3 -> 4: change sequence numbers and tombstones, so that a process
+     * holding a cache reads only what others changed (docs/keystore-format.md). */
+    {3, "ALTER TABLE objects ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;"
+        "CREATE INDEX objects_seq ON objects(seq);"
+        "CREATE TABLE gone (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);"
+        "CREATE INDEX gone_seq ON gone(seq);"},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KS_SCHEMA_VERSION - 1,
@@ -834,7 +858,8 @@ migrate(ks_token *tok)
 static ks_rv
 check_tables(ks_token *tok)
 {
-    static const char *const tables[] = {"meta", "pins", "objects", "settings", "sqlite_sequence"};
+    static const char *const tables[] = {"meta",     "pins", "objects",
+                                         "settings", "gone", "sqlite_sequence"};
     sqlite3_stmt *st = NULL;
     ks_rv rv = KS_OK;
     size_t i;

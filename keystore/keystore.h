@@ -43,7 +43,7 @@ extern "C" {
 
 /* Schema this code writes; older ones are migrated on open (1 -> 2 added the
  * settings table, 2 -> 3 the rollover state columns of objects). */
-#define KS_SCHEMA_VERSION  3
+#define KS_SCHEMA_VERSION  4
 #define KS_LABEL_MAX       32  /* bytes, UTF-8, no padding */
 #define KS_SERIAL_LEN      16  /* hex characters */
 #define KS_TOKEN_ID_LEN    16  /* random bytes, fixed at creation */
@@ -234,6 +234,7 @@ typedef struct ks_object {
     ks_state state;            /* KS_ACTIVE or KS_PENDING (retired ones are not handed out) */
     const unsigned char *cred; /* credential link (NULL if none), valid during the callback */
     size_t cred_len;
+    int64_t seq; /* change sequence number of its last write (ks_load_changes) */
 } ks_object;
 
 /*
@@ -253,6 +254,24 @@ typedef int (*ks_object_cb)(void *ctx, const ks_object *obj);
  * NULL), and ks_last_error() names it. Objects are visited in id order.
  */
 KS_WUR ks_rv ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned *tampered);
+
+/*
+ * Incremental reload. Every write of an object gives it a new change
+ * sequence number, and every destroyed object leaves a tombstone with one;
+ * numbers grow in commit order. ks_load_changes hands out, from one read
+ * snapshot, what changed after SINCE: CB for each object now visible as
+ * ks_load_objects would (same checks), GONE for each id that is no longer
+ * visible (destroyed, retired, private while logged out, or failing its
+ * check: counted in *TAMPERED). *UPTO gets the highest number seen (SINCE
+ * if nothing changed): pass it as SINCE next time. A caller that loaded
+ * everything starts from the highest ks_object.seq its ks_load_objects
+ * walk saw (a lower bound is safe: changes are handed out again, never
+ * missed). CB returning non-zero aborts with KS_E_ARGS (reload in full).
+ */
+typedef void (*ks_gone_cb)(void *ctx, int64_t id);
+
+KS_WUR ks_rv ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_gone_cb gone,
+                             void *ctx, int64_t *upto, unsigned *tampered);
 
 /* Fetch one object by id (same visibility and checks as ks_load_objects);
  * KS_E_NOT_FOUND if absent or invisible, KS_E_TAMPERED if it fails its check. */

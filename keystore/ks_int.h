@@ -71,6 +71,10 @@ enum ks_stmt {
     ST_OBJ_DELETE,
     ST_OBJ_DELETE_ALL,
     ST_OBJ_COUNT,
+    ST_OBJ_SINCE,  /* changed rows and tombstones after a sequence number */
+    ST_GONE_ONE,   /* tombstone of one destroyed object */
+    ST_GONE_ALL,   /* tombstones of every object (before ST_OBJ_DELETE_ALL) */
+    ST_GONE_PRUNE, /* keep only the newest tombstone (after ST_GONE_ALL) */
     ST_SET_GET,
     ST_SET_PUT,
     ST_SET_DELETE_ALL,

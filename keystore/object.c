@@ -12,7 +12,7 @@
 #include "ks_int.h"
 
 /* Columns of ST_OBJ_ALL / ST_OBJ_PUBLIC / ST_OBJ_ONE. */
-enum { C_ID, C_PRIV, C_VERSION, C_NONCE, C_DATA, C_MAC, C_STATE, C_RETIRED, C_CRED };
+enum { C_ID, C_PRIV, C_VERSION, C_NONCE, C_DATA, C_MAC, C_STATE, C_RETIRED, C_CRED, C_SEQ };
 
 /* The rollover state of one record, as stored in its row and bound into
  * its AD / MAC. */
@@ -119,6 +119,7 @@ row_decode_inlock(ks_token *tok, sqlite3_stmt *st, ks_object *obj, size_t *wipe,
     if (ver < 1 || ver > UINT32_MAX || dtype != SQLITE_BLOB || row_state(st, C_STATE, &rs) != 0)
         return KS_ERR(tok, KS_E_TAMPERED, "object %" PRId64 ": malformed record", id);
     obj->id = id;
+    obj->seq = sqlite3_column_int64(st, C_SEQ);
     obj->is_private = sqlite3_column_int(st, C_PRIV) != 0;
     obj->version = (uint32_t)ver;
     obj->state = rs.state;
@@ -184,6 +185,99 @@ wipe_after_cb(ks_token *tok, size_t wipe)
 {
     if (wipe > 0)
         sodium_memzero(tok->scratch, wipe);
+}
+
+/* Record that object ID was destroyed (inside the caller's transaction):
+ * processes holding a cache learn it from ks_load_changes. */
+static ks_rv
+tombstone_inlock(ks_token *tok, int64_t id)
+{
+    sqlite3_stmt *st = ks_stmt_inlock(tok, ST_GONE_ONE);
+
+    sqlite3_bind_int64(st, 1, id);
+    return ks_step_done_inlock(tok, st, "recording a destroyed object");
+}
+
+/* Destroy object ID (inside the caller's transaction); sqlite3_changes()
+ * tells whether there was one. The tombstone is numbered before the row
+ * goes: were the row the one with the highest number, numbering after it
+ * could hand out that same number again. */
+static ks_rv
+delete_inlock(ks_token *tok, int64_t id)
+{
+    sqlite3_stmt *st;
+    ks_rv rv = tombstone_inlock(tok, id);
+
+    if (rv != KS_OK)
+        return rv;
+    st = ks_stmt_inlock(tok, ST_OBJ_DELETE);
+    sqlite3_bind_int64(st, 1, id);
+    return ks_step_done_inlock(tok, st, "destroying an object");
+}
+
+ks_rv
+ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_gone_cb gone, void *ctx,
+                int64_t *upto, unsigned *tampered)
+{
+    unsigned bad = 0;
+    int64_t top = since;
+    sqlite3_stmt *st;
+    ks_object obj;
+    size_t wipe;
+    ks_rv rv = KS_OK;
+    int rc;
+
+    if (tampered != NULL)
+        *tampered = 0;
+    if (tok == NULL || cb == NULL || gone == NULL || upto == NULL || since < 0)
+        return KS_E_ARGS;
+    *upto = since;
+    ks_lock(tok);
+    /* One statement: one read snapshot, rows and tombstones alike. */
+    st = ks_stmt_inlock(tok, ST_OBJ_SINCE);
+    sqlite3_bind_int64(st, 1, since);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, C_ID), seq = sqlite3_column_int64(st, C_SEQ);
+        int stop = 0;
+
+        if (seq > top)
+            top = seq;
+        if (sqlite3_column_type(st, C_PRIV) == SQLITE_NULL) {
+            gone(ctx, id); /* a tombstone */
+            continue;
+        }
+        if (sqlite3_column_int(st, C_PRIV) != 0 && tok->keys == NULL) {
+            gone(ctx, id); /* private (perhaps newly): not visible logged out */
+            continue;
+        }
+        rv = row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, NULL);
+        if (rv == KS_E_TAMPERED) {
+            bad++;
+            rv = KS_OK;
+            gone(ctx, id);
+            continue;
+        }
+        if (rv != KS_OK)
+            break;
+        if (obj.state == KS_RETIRED)
+            gone(ctx, id);
+        else
+            stop = cb(ctx, &obj);
+        wipe_after_cb(tok, wipe);
+        if (stop) {
+            rv = KS_E_ARGS; /* the caller could not take it: its view is incomplete */
+            break;
+        }
+    }
+    if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        rv = KS_SQLERR(tok, rc, "reading changed objects");
+    ks_stmt_done(st);
+    ks_unlock(tok);
+    if (rv == KS_OK)
+        *upto = top;
+    if (tampered != NULL)
+        *tampered = bad;
+    return rv;
 }
 
 ks_rv
@@ -480,7 +574,6 @@ out:
 ks_rv
 ks_object_destroy(ks_token *tok, int64_t id)
 {
-    sqlite3_stmt *st;
     ks_rv rv;
 
     if (tok == NULL)
@@ -495,9 +588,7 @@ ks_object_destroy(ks_token *tok, int64_t id)
         goto out;
     rv = ks_tmk_current_inlock(tok);
     if (rv == KS_OK) {
-        st = ks_stmt_inlock(tok, ST_OBJ_DELETE);
-        sqlite3_bind_int64(st, 1, id);
-        rv = ks_step_done_inlock(tok, st, "destroying an object");
+        rv = delete_inlock(tok, id);
         if (rv == KS_OK && sqlite3_changes(tok->db) == 0)
             rv = KS_ERR(tok, KS_E_NOT_FOUND, "no object %" PRId64, id);
     }
@@ -703,15 +794,6 @@ item_rewrite_inlock(ks_token *tok, const struct item *it, const struct rec_state
     rv = write_attrs_inlock(tok, it->id, it->is_private, it->version + 1, rs, v, nv);
     free(v);
     return rv;
-}
-
-static ks_rv
-delete_inlock(ks_token *tok, int64_t id)
-{
-    sqlite3_stmt *st = ks_stmt_inlock(tok, ST_OBJ_DELETE);
-
-    sqlite3_bind_int64(st, 1, id);
-    return ks_step_done_inlock(tok, st, "destroying an object");
 }
 
 /* Start a write transaction with a current TMK. */

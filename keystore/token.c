@@ -505,8 +505,13 @@ ks_reinit(ks_token *tok, const unsigned char *so_pin, size_t so_pin_len, const c
     if (rv != KS_OK)
         goto out;
     rv = ks_meta_read_inlock(tok, &m);
+    /* Tombstones first: a process caching the old objects drops them. */
+    if (rv == KS_OK)
+        rv = ks_exec_inlock(tok, ST_GONE_ALL);
     if (rv == KS_OK)
         rv = ks_exec_inlock(tok, ST_OBJ_DELETE_ALL);
+    if (rv == KS_OK)
+        rv = ks_exec_inlock(tok, ST_GONE_PRUNE);
     if (rv == KS_OK)
         rv = ks_exec_inlock(tok, ST_SET_DELETE_ALL);
     if (rv == KS_OK)

@@ -342,8 +342,18 @@ struct load_ctx {
     struct mod_object **objs;
     size_t n, cap;
     struct mod_arena *arena;
+    int64_t seq; /* highest change sequence number seen */
     CK_RV rv;
 };
+
+/* The flags of stored object O that come from its keystore record KO. */
+static void
+obj_set_flags(struct mod_object *o, const ks_object *ko)
+{
+    o->pending = ko->state == KS_PENDING;
+    /* Sealed records are private whatever their attributes say. */
+    o->priv = ko->is_private || obj_bool(o->attrs, CKA_PRIVATE, CK_FALSE);
+}
 
 static int
 load_cb(void *ctx, const ks_object *ko)
@@ -387,9 +397,9 @@ load_cb(void *ctx, const ks_object *ko)
     o->h = (CK_OBJECT_HANDLE)ko->id;
     o->attrs = attrs;
     o->token = CK_TRUE;
-    o->pending = ko->state == KS_PENDING;
-    /* Sealed records are private whatever their attributes say. */
-    o->priv = ko->is_private || obj_bool(attrs, CKA_PRIVATE, CK_FALSE);
+    obj_set_flags(o, ko);
+    if (ko->seq > c->seq)
+        c->seq = ko->seq;
     rv = objs_push(&c->objs, &c->n, &c->cap, o);
     if (rv != CKR_OK) {
         object_free(o);
@@ -441,6 +451,183 @@ cache_sync_recent_inlock(struct mod_token *t)
     return cache_sync_inlock(t);
 }
 
+/* ---- incremental reload -------------------------------------------------- */
+
+/*
+ * What another process changed since t->seq, applied to the loaded cache
+ * (ks_load_changes): changed objects get their new attributes in place, new
+ * ones are collected and merged into t->objs once at the end, and gone ones
+ * are marked and swept out in one pass, so a change costs in proportion to
+ * its size, not to the token's.
+ */
+static size_t objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found);
+
+struct delta_ctx {
+    struct mod_token *t;
+    struct mod_object **add; /* new objects, handle order not assumed */
+    size_t nadd, capadd;
+    size_t ngone;
+    CK_RV rv;
+};
+
+static struct mod_object *
+objs_find(const struct mod_token *t, CK_OBJECT_HANDLE h)
+{
+    int found = 0;
+    size_t i = objs_search(t, h, &found);
+
+    return found ? t->objs[i] : NULL;
+}
+
+static int
+delta_cb(void *ctx, const ks_object *ko)
+{
+    struct delta_ctx *c = ctx;
+    struct mod_object *o;
+    mod_attrs *attrs = NULL;
+    CK_RV rv;
+
+    if (ko->id <= 0 || (uint64_t)ko->id > MOD_TOKEN_HANDLE_MAX)
+        return 0; /* as load_cb: no handle for it */
+    rv = obj_from_ks(ko, &attrs);
+    if (rv != CKR_OK) {
+        c->rv = rv;
+        return 1;
+    }
+    o = objs_find(c->t, (CK_OBJECT_HANDLE)ko->id);
+    if (o != NULL) {
+        cache_set_attrs_inlock(c->t, o, attrs);
+        o->gone = 0;
+        obj_set_flags(o, ko);
+        return 0;
+    }
+    o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        obj_free(attrs);
+        c->rv = CKR_HOST_MEMORY;
+        return 1;
+    }
+    o->h = (CK_OBJECT_HANDLE)ko->id;
+    o->attrs = attrs;
+    o->token = CK_TRUE;
+    obj_set_flags(o, ko);
+    rv = objs_push(&c->add, &c->nadd, &c->capadd, o);
+    if (rv != CKR_OK) {
+        object_free(o);
+        c->rv = rv;
+        return 1;
+    }
+    return 0;
+}
+
+static void
+delta_gone(void *ctx, int64_t id)
+{
+    struct delta_ctx *c = ctx;
+    struct mod_object *o;
+
+    if (id <= 0 || (uint64_t)id > MOD_TOKEN_HANDLE_MAX)
+        return;
+    o = objs_find(c->t, (CK_OBJECT_HANDLE)id);
+    if (o != NULL && !o->gone) {
+        o->gone = 1;
+        c->ngone++;
+        return;
+    }
+    /* New in this same delta, then gone (a private one seen twice, say). */
+    for (size_t i = 0; i < c->nadd; i++) {
+        if (c->add[i]->h == (CK_OBJECT_HANDLE)id) {
+            object_free(c->add[i]);
+            c->add[i] = c->add[--c->nadd];
+            return;
+        }
+    }
+}
+
+static int
+cmp_handle(const void *a, const void *b)
+{
+    CK_OBJECT_HANDLE x = (*(struct mod_object *const *)a)->h;
+    CK_OBJECT_HANDLE y = (*(struct mod_object *const *)b)->h;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Sweep the gone objects out and merge the new ones in (both sorted). */
+static CK_RV
+delta_apply(struct mod_token *t, struct delta_ctx *c)
+{
+    size_t w = 0, n;
+
+    if (c->ngone > 0) {
+        for (size_t i = 0; i < t->nobjs; i++) {
+            struct mod_object *o = t->objs[i];
+            if (o->gone) {
+                ix_unlink(t, o);
+                object_free(o);
+            } else {
+                t->objs[w++] = o;
+            }
+        }
+        t->nobjs = w;
+    }
+    if (c->nadd == 0)
+        return CKR_OK;
+    qsort(c->add, c->nadd, sizeof(*c->add), cmp_handle);
+    n = t->nobjs + c->nadd;
+    if (n > t->capobjs) {
+        struct mod_object **p = realloc(t->objs, n * sizeof(*p));
+        if (p == NULL)
+            return CKR_HOST_MEMORY;
+        t->objs = p;
+        t->capobjs = n;
+    }
+    /* Merge from the back; new handles are usually above all old ones. */
+    for (size_t i = t->nobjs, j = c->nadd, k = n; j > 0;) {
+        if (i > 0 && t->objs[i - 1]->h > c->add[j - 1]->h)
+            t->objs[--k] = t->objs[--i];
+        else
+            t->objs[--k] = c->add[--j];
+    }
+    t->nobjs = n;
+    for (size_t j = 0; j < c->nadd; j++)
+        ix_insert(t, c->add[j]);
+    c->nadd = 0;
+    return CKR_OK;
+}
+
+/* CKR_OK: the cache is up to date; anything else: reload in full. */
+static CK_RV
+cache_sync_delta_inlock(struct mod_token *t)
+{
+    struct delta_ctx c;
+    unsigned tampered = 0;
+    int64_t upto = t->seq;
+    ks_rv kr;
+    CK_RV rv;
+
+    memset(&c, 0, sizeof(c));
+    c.t = t;
+    c.rv = CKR_OK;
+    kr = ks_load_changes(t->ks, t->seq, delta_cb, delta_gone, &c, &upto, &tampered);
+    rv = kr != KS_OK ? CKR_GENERAL_ERROR : c.rv;
+    if (rv == CKR_OK)
+        rv = delta_apply(t, &c);
+    if (rv != CKR_OK) {
+        /* Changed ones were updated in place, which a full load redoes. */
+        for (size_t i = 0; i < t->nobjs; i++)
+            t->objs[i]->gone = 0;
+        objs_free(c.add, c.nadd);
+        return rv;
+    }
+    free(c.add);
+    if (tampered > 0)
+        mod_log("slot %u: %u stored object(s) failed their integrity check and are hidden (%s)",
+                (unsigned)t->slot, tampered, ks_last_error(t->ks));
+    t->seq = upto;
+    return CKR_OK;
+}
+
 CK_RV
 cache_sync_inlock(struct mod_token *t)
 {
@@ -461,6 +648,9 @@ cache_sync_inlock(struct mod_token *t)
     t->synced_at = mono_now();
     if (t->loaded && !changed)
         return CKR_OK;
+    if (t->loaded && getenv("EVERTOKEN_FULL_RELOAD") == NULL &&
+        cache_sync_delta_inlock(t) == CKR_OK)
+        return CKR_OK;
     memset(&c, 0, sizeof(c));
     c.rv = CKR_OK;
     kr = ks_load_objects(t->ks, load_cb, &c, &tampered);
@@ -480,6 +670,7 @@ cache_sync_inlock(struct mod_token *t)
     t->capobjs = c.cap;
     t->arena = c.arena;
     t->loaded = 1;
+    t->seq = c.seq;
     ix_rebuild(t);
     return CKR_OK;
 }

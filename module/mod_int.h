@@ -80,6 +80,7 @@ struct mod_object {
     int profile;             /* the built-in CKO_PROFILE object: never stored */
     int pending;             /* a pending rollover key: never found, usable by handle */
     int in_arena;            /* allocated in the token's load arena (cache.c): not freed alone */
+    int gone;                /* cache.c, during an incremental reload: no longer in the keystore */
     CK_SESSION_HANDLE owner; /* session objects: the creating session */
     struct mod_object *next; /* session object list */
     /* Stored objects only: the chains of the token's indexes. ix_pprev[k]
@@ -116,6 +117,7 @@ struct mod_token {
     int present;         /* seen in the last directory scan */
     /* Object cache. */
     int loaded;               /* objs reflects the keystore as of ks_changed */
+    int64_t seq;              /* keystore change sequence objs reflects (ks_load_changes) */
     double synced_at;         /* monotonic time of the last ks_changed check */
     struct mod_object **objs; /* token objects, sorted by handle */
     size_t nobjs, capobjs;

@@ -110,7 +110,14 @@ writer_child(int go, int done)
     CHILD_OK(6, conf_create_data(h, CK_TRUE, CK_FALSE, "from-child", &o));
     if (pipe_send(done) != 0)
         return 7;
-    /* Second round: destroy it. */
+    /* Second round: rename it. */
+    if (pipe_wait(go) != 0)
+        return 12;
+    CK_ATTRIBUTE lab = {CKA_LABEL, (CK_VOID_PTR) "renamed-by-child", 16};
+    CHILD_OK(13, F->C_SetAttributeValue(h, o, &lab, 1));
+    if (pipe_send(done) != 0)
+        return 14;
+    /* Third round: destroy it. */
     if (pipe_wait(go) != 0)
         return 8;
     CHILD_OK(9, F->C_DestroyObject(h, o));
@@ -165,6 +172,15 @@ t_second_process(void **state)
     assert_ok(F->C_GetAttributeValue(h, o, &a, 1));
     assert_int_equal(a.ulValueLen, 10);
     assert_memory_equal(v, "from-child", 10);
+
+    /* A change of its label: found by the new one only (the cache's label
+     * index follows), same handle. */
+    CK_OBJECT_HANDLE o2;
+    assert_int_equal(pipe_send(go[1]), 0);
+    assert_int_equal(pipe_wait(done[0]), 0);
+    assert_int_equal(conf_find_label(h, "from-child", NULL), 0);
+    assert_int_equal(conf_find_label(h, "renamed-by-child", &o2), 1);
+    assert_int_equal(o2, o);
 
     /* And its destruction. */
     assert_int_equal(pipe_send(go[1]), 0);

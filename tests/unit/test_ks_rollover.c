@@ -398,7 +398,7 @@ test_migrate_from_v2(void **state)
     }
     assert_int_equal(ks_open(f->path, &f->tok), KS_OK);
     assert_int_equal(ks_get_info(f->tok, &info), KS_OK);
-    assert_int_equal(info.schema_version, 3);
+    assert_int_equal(info.schema_version, KS_SCHEMA_VERSION);
     assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
     assert_old_active(f->tok);
     mk(f->tok, 1, CLS_PRIV, "t", "t", "new-secret");

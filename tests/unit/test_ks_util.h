@@ -104,7 +104,8 @@ raw_exec(const char *path, const char *sql)
 }
 
 /* Turn a current token file's objects table back into the version 1/2
- * layout (no rollover state columns), as the old code wrote it. */
+ * layout (no rollover state or change sequence columns, no tombstones), as
+ * the old code wrote it. */
 static inline void
 raw_objects_v2(const char *path)
 {
@@ -114,7 +115,7 @@ raw_objects_v2(const char *path)
                    " nonce BLOB, data BLOB NOT NULL, mac BLOB);"
                    "INSERT INTO o2 SELECT id, is_private, version, nonce, data, mac FROM objects;"
                    "DROP TABLE objects; ALTER TABLE o2 RENAME TO objects;"
-                   "PRAGMA user_version = 2;");
+                   "DROP TABLE gone; PRAGMA user_version = 2;");
 }
 
 /* Copies every attribute of the objects it is shown (for checks). */

@@ -1731,11 +1731,8 @@ time_cheap(int getattr, const char *key)
 /* C_Initialize to first session (and to the first C_FindObjects answer) in
  * a fresh process: this program again, with --child-init. */
 static int
-spawn_init(double *init_ms, double *find_ms, char *err, size_t errlen)
+spawn_child(char *const argv[], char *buf, size_t bufsz)
 {
-    char buf[256];
-    char *argv[] = {(char *)"p11bench",  (char *)"--child-init", (char *)M.spec->path,
-                    (char *)TOKEN_LABEL, (char *)TARGET_ID,      NULL};
     posix_spawn_file_actions_t fa;
     int fds[2], status = 0;
     size_t len = 0;
@@ -1751,7 +1748,7 @@ spawn_init(double *init_ms, double *find_ms, char *err, size_t errlen)
         die("posix_spawn: %s", strerror(errno));
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
-    while (len < sizeof(buf) - 1 && (r = read(fds[0], buf + len, sizeof(buf) - 1 - len)) != 0) {
+    while (len < bufsz - 1 && (r = read(fds[0], buf + len, bufsz - 1 - len)) != 0) {
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -1761,12 +1758,63 @@ spawn_init(double *init_ms, double *find_ms, char *err, size_t errlen)
     buf[len] = '\0';
     close(fds[0]);
     waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static int
+spawn_init(double *init_ms, double *find_ms, char *err, size_t errlen)
+{
+    char buf[256];
+    char *argv[] = {(char *)"p11bench",  (char *)"--child-init", (char *)M.spec->path,
+                    (char *)TOKEN_LABEL, (char *)TARGET_ID,      NULL};
+
+    if (spawn_child(argv, buf, sizeof(buf)) != 0 ||
         sscanf(buf, "ok %lf %lf", init_ms, find_ms) != 2) {
         buf[strcspn(buf, "\n")] = '\0';
         snprintf(err, errlen, "failed: %.120s", buf[0] ? buf : "child process died");
         return -1;
     }
+    return 0;
+}
+
+/* Milliseconds of the first find by CKA_ID after another process (this
+ * program again, --child-write) created one object in the token: what a
+ * long-running application pays to see another's write. */
+static int
+refind_after_write(double *ms, char *err, size_t errlen)
+{
+    static unsigned seq;
+    char buf[256], tag[32];
+    char *argv[] = {(char *)"p11bench",
+                    (char *)"--child-write",
+                    (char *)M.spec->path,
+                    (char *)TOKEN_LABEL,
+                    tag,
+                    NULL};
+    CK_ATTRIBUTE by_id = {CKA_ID, (void *)TARGET_ID, strlen(TARGET_ID)};
+    CK_OBJECT_HANDLE h[2];
+    CK_ULONG got = 0;
+    double t0;
+    CK_RV rv;
+
+    snprintf(tag, sizeof(tag), "p11bench-write-%u", seq++);
+    if (spawn_child(argv, buf, sizeof(buf)) != 0 || strncmp(buf, "ok", 2) != 0) {
+        buf[strcspn(buf, "\n")] = '\0';
+        snprintf(err, errlen, "failed: %.120s", buf[0] ? buf : "child process died");
+        return -1;
+    }
+    t0 = now();
+    rv = M.f->C_FindObjectsInit(M.s0, &by_id, 1);
+    if (rv == CKR_OK) {
+        rv = M.f->C_FindObjects(M.s0, h, 2, &got);
+        M.f->C_FindObjectsFinal(M.s0);
+    }
+    *ms = (now() - t0) * 1e3;
+    if (rv != CKR_OK || got != 1 || h[0] != M.target) {
+        snprintf(err, errlen, "failed: %s, found %lu objects", rvname(rv), (unsigned long)got);
+        return -1;
+    }
+    M.nobjs++;
     return 0;
 }
 
@@ -1793,8 +1841,8 @@ objects_at(unsigned long n)
     char err[160] = "";
 
     if (n > max_objects(M.spec->name)) {
-        static const char *const what[] = {"create",    "init",     "initfind", "findid",
-                                           "findlabel", "sessinfo", "getattr",  "check"};
+        static const char *const what[] = {"create", "init",     "initfind", "findid", "findlabel",
+                                           "refind", "sessinfo", "getattr",  "check"};
         for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
             snprintf(key, sizeof(key), "%s@%lu", what[i], n);
             if (row_find(key) != NULL)
@@ -1849,6 +1897,16 @@ objects_at(unsigned long n)
     else
         report_err(key, "failed: see the two rows above");
 
+    snprintf(key, sizeof(key), "refind@%lu", n);
+    for (got = 0; got < reps; got++)
+        if (refind_after_write(&v[got], err, sizeof(err)) != 0)
+            break;
+    if (got == reps)
+        report_val(key, median(v, got));
+    else
+        report_err(key, "%s", err);
+
+    got = 0;
     snprintf(key, sizeof(key), "init@%lu", n);
     snprintf(k2, sizeof(k2), "initfind@%lu", n);
     for (int i = 0; i < reps; i++) {
@@ -2011,6 +2069,61 @@ child_init(int argc, char **argv)
     return 0;
 }
 
+/* --child-write PATH LABEL TAG: log in to the token labelled LABEL and
+ * create one public data object labelled TAG, then end. */
+static int
+child_write(int argc, char **argv)
+{
+    CK_FUNCTION_LIST_PTR f;
+    CK_SLOT_ID *list;
+    CK_SESSION_HANDLE s;
+    CK_ULONG n = 0, i;
+    CK_TOKEN_INFO ti;
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_OBJECT_HANDLE h;
+    void *dl;
+    CK_RV rv;
+
+    if (argc != 5)
+        return 2;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof(cls)},        {CKA_TOKEN, &yes, sizeof(yes)},
+        {CKA_PRIVATE, &no, sizeof(no)},        {CKA_LABEL, argv[4], strlen(argv[4])},
+        {CKA_VALUE, argv[4], strlen(argv[4])},
+    };
+    f = load_module(argv[2], &dl);
+#define STEP(expr)                                                                                 \
+    do {                                                                                           \
+        rv = (expr);                                                                               \
+        if (rv != CKR_OK) {                                                                        \
+            printf("%s: %s\n", #expr, rvname(rv));                                                 \
+            return 3;                                                                              \
+        }                                                                                          \
+    } while (0)
+    STEP(initialize(f));
+    STEP(f->C_GetSlotList(CK_TRUE, NULL, &n));
+    list = xmalloc((n + 1) * sizeof(*list));
+    STEP(f->C_GetSlotList(CK_TRUE, list, &n));
+    for (i = 0; i < n; i++)
+        if (f->C_GetTokenInfo(list[i], &ti) == CKR_OK && padded_eq(ti.label, 32, argv[3]))
+            break;
+    if (i == n) {
+        printf("no token labelled %s\n", argv[3]);
+        return 3;
+    }
+    STEP(f->C_OpenSession(list[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s));
+    free(list);
+    STEP(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)USER_PIN, strlen(USER_PIN)));
+    STEP(f->C_CreateObject(s, t, sizeof(t) / sizeof(t[0]), &h));
+#undef STEP
+    printf("ok\n");
+    fflush(stdout);
+    f->C_CloseSession(s);
+    f->C_Finalize(NULL);
+    return 0;
+}
+
 /* ---- driver ------------------------------------------------------------- */
 
 static void
@@ -2064,6 +2177,8 @@ define_rows(void)
         row_def(sec, key, "us", B_LOWER, "find by CKA_ID (Init+FindObjects+Final)");
         snprintf(key, sizeof(key), "findlabel@%lu", n);
         row_def(sec, key, "us", B_LOWER, "find by CKA_LABEL (Init+FindObjects+Final)");
+        snprintf(key, sizeof(key), "refind@%lu", n);
+        row_def(sec, key, "ms", B_LOWER, "find by CKA_ID after another process created one");
         snprintf(key, sizeof(key), "sessinfo@%lu", n);
         row_def(sec, key, "us", B_LOWER, "C_GetSessionInfo (no token access)");
         snprintf(key, sizeof(key), "getattr@%lu", n);
@@ -2498,6 +2613,8 @@ main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "--child-init") == 0)
         return child_init(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "--child-write") == 0)
+        return child_write(argc, argv);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

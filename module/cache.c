@@ -355,6 +355,35 @@ obj_set_flags(struct mod_object *o, const ks_object *ko)
     o->priv = ko->is_private || obj_bool(o->attrs, CKA_PRIVATE, CK_FALSE);
 }
 
+/* Stored object O takes record KO (its attribute set ATTRS made from it). */
+static void
+stored_init(struct mod_object *o, const ks_object *ko, mod_attrs *attrs)
+{
+    o->h = (CK_OBJECT_HANDLE)ko->id;
+    o->attrs = attrs;
+    o->token = CK_TRUE;
+    obj_set_flags(o, ko);
+}
+
+/* A new heap-allocated stored object for record KO. */
+static CK_RV
+stored_from_ks(const ks_object *ko, struct mod_object **out)
+{
+    mod_attrs *attrs = NULL;
+    CK_RV rv = obj_from_ks(ko, &attrs);
+
+    *out = NULL;
+    if (rv != CKR_OK)
+        return rv;
+    *out = calloc(1, sizeof(**out));
+    if (*out == NULL) {
+        obj_free(attrs);
+        return CKR_HOST_MEMORY;
+    }
+    stored_init(*out, ko, attrs);
+    return CKR_OK;
+}
+
 static int
 load_cb(void *ctx, const ks_object *ko)
 {
@@ -381,23 +410,14 @@ load_cb(void *ctx, const ks_object *ko)
             c->rv = rv;
             return 1;
         }
+        stored_init(o, ko, attrs);
     } else {
-        rv = obj_from_ks(ko, &attrs);
+        rv = stored_from_ks(ko, &o);
         if (rv != CKR_OK) {
             c->rv = rv;
             return 1;
         }
-        o = calloc(1, sizeof(*o));
-        if (o == NULL) {
-            obj_free(attrs);
-            c->rv = CKR_HOST_MEMORY;
-            return 1;
-        }
     }
-    o->h = (CK_OBJECT_HANDLE)ko->id;
-    o->attrs = attrs;
-    o->token = CK_TRUE;
-    obj_set_flags(o, ko);
     if (ko->seq > c->seq)
         c->seq = ko->seq;
     rv = objs_push(&c->objs, &c->n, &c->cap, o);
@@ -489,29 +509,21 @@ delta_cb(void *ctx, const ks_object *ko)
 
     if (ko->id <= 0 || (uint64_t)ko->id > MOD_TOKEN_HANDLE_MAX)
         return 0; /* as load_cb: no handle for it */
-    rv = obj_from_ks(ko, &attrs);
-    if (rv != CKR_OK) {
-        c->rv = rv;
-        return 1;
-    }
     o = objs_find(c->t, (CK_OBJECT_HANDLE)ko->id);
     if (o != NULL) {
+        rv = obj_from_ks(ko, &attrs);
+        if (rv != CKR_OK) {
+            c->rv = rv;
+            return 1;
+        }
         cache_set_attrs_inlock(c->t, o, attrs);
         o->gone = 0;
         obj_set_flags(o, ko);
         return 0;
     }
-    o = calloc(1, sizeof(*o));
-    if (o == NULL) {
-        obj_free(attrs);
-        c->rv = CKR_HOST_MEMORY;
-        return 1;
-    }
-    o->h = (CK_OBJECT_HANDLE)ko->id;
-    o->attrs = attrs;
-    o->token = CK_TRUE;
-    obj_set_flags(o, ko);
-    rv = objs_push(&c->add, &c->nadd, &c->capadd, o);
+    rv = stored_from_ks(ko, &o);
+    if (rv == CKR_OK)
+        rv = objs_push(&c->add, &c->nadd, &c->capadd, o);
     if (rv != CKR_OK) {
         object_free(o);
         c->rv = rv;

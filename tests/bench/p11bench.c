@@ -2006,6 +2006,54 @@ bench_module(int idx)
      * survive it in every version; the process ends here. */
 }
 
+/* In the child processes: run EXPR, on failure say which call and end. */
+#define STEP(expr)                                                                                 \
+    do {                                                                                           \
+        rv = (expr);                                                                               \
+        if (rv != CKR_OK) {                                                                        \
+            printf("%s: %s\n", #expr, rvname(rv));                                                 \
+            return 3;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* In a child process: C_Initialize module F, find the token labelled LABEL
+ * (slot ids are no key: SoftHSMv2 numbers its slots anew) and open a session
+ * with FLAGS. Prints what failed and returns non-zero on failure. */
+static int
+child_session(CK_FUNCTION_LIST_PTR f, const char *label, CK_FLAGS flags, CK_SESSION_HANDLE *s)
+{
+    CK_SLOT_ID *list;
+    CK_ULONG n = 0, i;
+    CK_TOKEN_INFO ti;
+    CK_RV rv;
+
+    rv = initialize(f);
+    if (rv == CKR_OK)
+        rv = f->C_GetSlotList(CK_TRUE, NULL, &n);
+    if (rv != CKR_OK) {
+        printf("C_Initialize/C_GetSlotList: %s\n", rvname(rv));
+        return 3;
+    }
+    list = xmalloc((n + 1) * sizeof(*list));
+    rv = f->C_GetSlotList(CK_TRUE, list, &n);
+    for (i = 0; rv == CKR_OK && i < n; i++)
+        if (f->C_GetTokenInfo(list[i], &ti) == CKR_OK && padded_eq(ti.label, 32, label))
+            break;
+    if (rv == CKR_OK && i == n) {
+        printf("no token labelled %s\n", label);
+        free(list);
+        return 3;
+    }
+    if (rv == CKR_OK)
+        rv = f->C_OpenSession(list[i], flags, NULL, NULL, s);
+    free(list);
+    if (rv != CKR_OK) {
+        printf("C_GetSlotList/C_OpenSession: %s\n", rvname(rv));
+        return 3;
+    }
+    return 0;
+}
+
 /* --child-init PATH LABEL ID: in this fresh process, time what an
  * application does to start: C_Initialize, C_GetSlotList, C_GetTokenInfo
  * until the token labelled LABEL, C_OpenSession; then the first find by
@@ -2014,11 +2062,9 @@ static int
 child_init(int argc, char **argv)
 {
     CK_FUNCTION_LIST_PTR f;
-    CK_SLOT_ID *list;
     CK_SESSION_HANDLE s;
-    CK_ULONG n = 0, got = 0, i;
+    CK_ULONG got = 0;
     CK_OBJECT_HANDLE h[4];
-    CK_TOKEN_INFO ti;
     CK_ATTRIBUTE t;
     void *dl;
     double t0, t1, t2;
@@ -2031,33 +2077,13 @@ child_init(int argc, char **argv)
     t.ulValueLen = strlen(argv[4]);
     f = load_module(argv[2], &dl);
     t0 = now();
-#define STEP(expr)                                                                                 \
-    do {                                                                                           \
-        rv = (expr);                                                                               \
-        if (rv != CKR_OK) {                                                                        \
-            printf("%s: %s\n", #expr, rvname(rv));                                                 \
-            return 3;                                                                              \
-        }                                                                                          \
-    } while (0)
-    STEP(initialize(f));
-    STEP(f->C_GetSlotList(CK_TRUE, NULL, &n));
-    list = xmalloc((n + 1) * sizeof(*list));
-    STEP(f->C_GetSlotList(CK_TRUE, list, &n));
-    for (i = 0; i < n; i++)
-        if (f->C_GetTokenInfo(list[i], &ti) == CKR_OK && padded_eq(ti.label, 32, argv[3]))
-            break;
-    if (i == n) {
-        printf("no token labelled %s\n", argv[3]);
+    if (child_session(f, argv[3], CKF_SERIAL_SESSION, &s) != 0)
         return 3;
-    }
-    STEP(f->C_OpenSession(list[i], CKF_SERIAL_SESSION, NULL, NULL, &s));
     t1 = now();
-    free(list);
     STEP(f->C_FindObjectsInit(s, &t, 1));
     STEP(f->C_FindObjects(s, h, 4, &got));
     STEP(f->C_FindObjectsFinal(s));
     t2 = now();
-#undef STEP
     if (got != 1) {
         printf("first find by CKA_ID found %lu objects\n", (unsigned long)got);
         return 3;
@@ -2075,10 +2101,7 @@ static int
 child_write(int argc, char **argv)
 {
     CK_FUNCTION_LIST_PTR f;
-    CK_SLOT_ID *list;
     CK_SESSION_HANDLE s;
-    CK_ULONG n = 0, i;
-    CK_TOKEN_INFO ti;
     CK_OBJECT_CLASS cls = CKO_DATA;
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
     CK_OBJECT_HANDLE h;
@@ -2093,30 +2116,10 @@ child_write(int argc, char **argv)
         {CKA_VALUE, argv[4], strlen(argv[4])},
     };
     f = load_module(argv[2], &dl);
-#define STEP(expr)                                                                                 \
-    do {                                                                                           \
-        rv = (expr);                                                                               \
-        if (rv != CKR_OK) {                                                                        \
-            printf("%s: %s\n", #expr, rvname(rv));                                                 \
-            return 3;                                                                              \
-        }                                                                                          \
-    } while (0)
-    STEP(initialize(f));
-    STEP(f->C_GetSlotList(CK_TRUE, NULL, &n));
-    list = xmalloc((n + 1) * sizeof(*list));
-    STEP(f->C_GetSlotList(CK_TRUE, list, &n));
-    for (i = 0; i < n; i++)
-        if (f->C_GetTokenInfo(list[i], &ti) == CKR_OK && padded_eq(ti.label, 32, argv[3]))
-            break;
-    if (i == n) {
-        printf("no token labelled %s\n", argv[3]);
+    if (child_session(f, argv[3], CKF_SERIAL_SESSION | CKF_RW_SESSION, &s) != 0)
         return 3;
-    }
-    STEP(f->C_OpenSession(list[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s));
-    free(list);
     STEP(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)USER_PIN, strlen(USER_PIN)));
     STEP(f->C_CreateObject(s, t, sizeof(t) / sizeof(t[0]), &h));
-#undef STEP
     printf("ok\n");
     fflush(stdout);
     f->C_CloseSession(s);

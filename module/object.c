@@ -719,8 +719,9 @@ tmpl_collect(const CK_ATTRIBUTE *t, CK_ULONG n, obj_build *g)
             return rv;
         prev = ob_get(g, t[i].type);
         if (prev != NULL) {
-            int same = ai->kind == K_BOOL ? (prev->v[0] != 0) == (v[0] != 0)
-                                          : prev->len == len && memcmp(prev->v, v, len) == 0;
+            int same = ai->kind == K_BOOL
+                           ? (prev->v[0] != 0) == (v[0] != 0)
+                           : prev->len == len && (len == 0 || memcmp(prev->v, v, len) == 0);
             if (!same)
                 return CKR_TEMPLATE_INCONSISTENT;
             continue;

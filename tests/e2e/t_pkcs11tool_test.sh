@@ -217,8 +217,13 @@ dec() { # id, padding name, openssl pkeyopts... ; pkcs11-tool options in DECOPTS
     out=$(PL --decrypt -m "$mech" --id "$id" -i "$T/ct" -o "$T/pt" "${DECOPTS[@]}" 2>&1) ||
         die "--decrypt -m $mech ${DECOPTS[*]} with key $id: $out"
     cmp -s "$T/msg" "$T/pt" || die "--decrypt -m $mech ${DECOPTS[*]} key $id returned other data: $out"
-    # A damaged ciphertext does not decrypt to the message.
-    printf '\001' | dd of="$T/ct" bs=1 seek=7 conv=notrunc status=none
+    # A damaged ciphertext (one bit of byte 7 flipped: writing a fixed byte
+    # left it unchanged whenever it already had that value, 1 run in 256)
+    # does not decrypt to the message.
+    local b
+    b=$(od -An -tu1 -j7 -N1 "$T/ct" | tr -d ' ')
+    # shellcheck disable=SC2059 # the format is the byte, built on purpose
+    printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$T/ct" bs=1 seek=7 conv=notrunc status=none
     rm -f "$T/pt"
     PL --decrypt -m "$mech" --id "$id" -i "$T/ct" -o "$T/pt" "${DECOPTS[@]}" >/dev/null 2>&1 &&
         cmp -s "$T/msg" "$T/pt" && die "--decrypt -m $mech decrypted a damaged ciphertext"

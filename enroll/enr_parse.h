@@ -46,7 +46,22 @@ enr_rc enr_scep_parse_reply(enr_scep *s, const unsigned char *der, size_t len, c
                             const unsigned char nonce[16], X509 *signer, EVP_PKEY *key,
                             EVP_PKEY *newkey, enr_scep_result *res);
 
+/* ---- b64.c -------------------------------------------------------------- */
+
+/* Decode the base64 body IN (N bytes) of an answer (RFC 7030: RFC 2045
+ * base64, with or without line breaks): LF or CRLF line ends, spaces and
+ * tabs, whitespace and NUL bytes after the data are accepted; any other
+ * character, data after the '=' padding, a length that is not whole groups
+ * of four, no data at all or more than MAX decoded bytes are refused with a
+ * precise message naming WHAT (ENR_E_REJECTED). *OUT (malloc'd) and *OUTLEN
+ * get the bytes. OpenSSL's EVP_Decode* does the decoding. */
+enr_rc enr_base64_decode(const char *what, const unsigned char *in, size_t n, size_t max,
+                         unsigned char **out, size_t *outlen);
+
 /* ---- est.c -------------------------------------------------------------- */
+
+/* The largest EST answer body accepted (bytes as received). */
+#define ENR_EST_MAX_BODY (4u << 20)
 
 /* An answer of OP ("cacerts", "simpleenroll", ...) with content type CTYPE
  * (NULL: none): base64 of a certs-only PKCS#7 SignedData. *OUT: its

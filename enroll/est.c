@@ -58,6 +58,8 @@ typedef struct est_resp {
     size_t n;
     char *ctype;
     long retry_after; /* seconds; -1 when absent */
+    int too_big;      /* the body passed ENR_EST_MAX_BODY: not read further */
+    char *www_auth;   /* the first WWW-Authenticate header, NULL: none */
 } est_resp;
 
 static void
@@ -65,6 +67,7 @@ resp_clear(est_resp *r)
 {
     free(r->body);
     free(r->ctype);
+    free(r->www_auth);
     memset(r, 0, sizeof(*r));
     r->retry_after = -1;
 }
@@ -76,8 +79,10 @@ on_body(char *ptr, size_t sz, size_t nm, void *u)
     size_t n = sz * nm;
     unsigned char *nd;
 
-    if (r->n + n > (4u << 20))
+    if (r->n + n > ENR_EST_MAX_BODY) {
+        r->too_big = 1;
         return 0; /* no EST answer is that large */
+    }
     nd = realloc(r->body, r->n + n + 1);
     if (nd == NULL)
         return 0;
@@ -123,6 +128,21 @@ on_header(char *ptr, size_t sz, size_t nm, void *u)
     size_t n = sz * nm;
 
     (void)enr_est_retry_after(ptr, n, &r->retry_after);
+    if (r->www_auth == NULL && n > 17 && n < 1024 &&
+        strncasecmp(ptr, "WWW-Authenticate:", 17) == 0) {
+        const char *v = ptr + 17;
+        size_t k = n - 17;
+        while (k > 0 && (*v == ' ' || *v == '\t'))
+            v++, k--;
+        while (k > 0 && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' '))
+            k--;
+        r->www_auth = malloc(k + 1);
+        if (r->www_auth != NULL) {
+            for (size_t i = 0; i < k; i++)
+                r->www_auth[i] = (v[i] >= 0x20 && v[i] < 0x7f) ? v[i] : ' ';
+            r->www_auth[k] = '\0';
+        }
+    }
     return n;
 }
 
@@ -178,10 +198,22 @@ body_text(const est_resp *r)
     return s;
 }
 
+/* The profile has HTTP basic credentials (username, password from secret_file). */
+static int
+has_basic(const est *e)
+{
+    return e->p->username != NULL && e->password.buf != NULL;
+}
+
 /*
  * One HTTPS exchange with OP. 200 and 202 are returned with ENR_OK; every
  * other outcome is reported precisely: 401 and 403 (authentication), other
  * 4xx (refused), 5xx (server trouble, retried like the network), TLS failures.
+ * BASIC: send the profile's HTTP basic credentials at once. A 401 with
+ * WWW-Authenticate to a request sent without them is answered once more with
+ * them when the profile has some (RFC 7030 section 3.2.3: a server may want
+ * HTTP authentication besides the TLS client certificate), on the same
+ * handle, so over the same TLS connection when the server keeps it open.
  */
 static enr_rc
 est_call(est *e, const char *op, const unsigned char *body, size_t blen, int basic, est_resp *r)
@@ -193,6 +225,7 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
     char ebuf[CURL_ERROR_SIZE] = "";
     CURLcode cr;
     enr_rc rc = ENR_E_NETWORK;
+    int sent_basic = 0;
 
     resp_clear(r);
     if (c == NULL || url == NULL) {
@@ -222,11 +255,6 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "evertoken-enroll");
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-    if (basic && e->p->username != NULL) {
-        curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        curl_easy_setopt(c, CURLOPT_USERNAME, e->p->username);
-        curl_easy_setopt(c, CURLOPT_PASSWORD, e->password.buf);
-    }
     if (body != NULL) {
         h = curl_slist_append(NULL, "Content-Type: application/pkcs10");
         h = h ? curl_slist_append(h, "Content-Transfer-Encoding: base64") : NULL;
@@ -235,11 +263,36 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)blen);
     }
-    enr_debug("EST %s %s%s", body ? "POST" : "GET", url,
-              e->ccert ? " (TLS client certificate from the token)" : "");
-    cr = curl_easy_perform(c);
+    for (int attempt = 0;; attempt++) {
+        if ((basic || attempt > 0) && e->p->username != NULL) {
+            curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+            curl_easy_setopt(c, CURLOPT_USERNAME, e->p->username);
+            curl_easy_setopt(c, CURLOPT_PASSWORD, e->password.buf);
+            sent_basic = 1;
+        }
+        resp_clear(r);
+        ebuf[0] = '\0';
+        enr_debug("EST %s %s%s%s", body ? "POST" : "GET", url,
+                  e->ccert ? " (TLS client certificate from the token)" : "",
+                  sent_basic ? " (HTTP basic authentication)" : "");
+        cr = curl_easy_perform(c);
+        if (cr != CURLE_OK)
+            break;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->code);
+        if (attempt == 0 && r->code == 401 && !sent_basic && r->www_auth != NULL && has_basic(e)) {
+            enr_info("profile %s: EST %s: the server wants HTTP authentication%s (HTTP 401, "
+                     "WWW-Authenticate: %s); sending the profile's credentials",
+                     e->p->name, op, e->ccert ? " besides the TLS client certificate" : "",
+                     r->www_auth);
+            continue;
+        }
+        break;
+    }
     if (cr != CURLE_OK) {
-        if (cr == CURLE_PEER_FAILED_VERIFICATION)
+        if (cr == CURLE_WRITE_ERROR && r->too_big)
+            enr_err("EST %s: the answer is larger than %u bytes; refused", op,
+                    (unsigned)ENR_EST_MAX_BODY);
+        else if (cr == CURLE_PEER_FAILED_VERIFICATION)
             enr_err("EST server %s: its TLS certificate does not chain to the profile's anchors "
                     "or does not name the host: %s",
                     e->p->url, curl_easy_strerror(cr));
@@ -250,11 +303,12 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
         else
             enr_err("cannot reach EST server %s: %s", url, ebuf[0] ? ebuf : curl_easy_strerror(cr));
         enr_ssl_errors();
-        rc = cr == CURLE_PEER_FAILED_VERIFICATION || cr == CURLE_SSL_CERTPROBLEM ? ENR_E_REJECTED
-                                                                                 : ENR_E_NETWORK;
+        rc = (cr == CURLE_WRITE_ERROR && r->too_big) || cr == CURLE_PEER_FAILED_VERIFICATION ||
+                     cr == CURLE_SSL_CERTPROBLEM
+                 ? ENR_E_REJECTED
+                 : ENR_E_NETWORK;
         goto done;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->code);
     {
         char *ct = NULL;
         curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
@@ -265,6 +319,18 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
         rc = ENR_OK;
     } else if (!strcmp(op, "csrattrs") && (r->code == 204 || r->code == 404 || r->code == 501)) {
         rc = ENR_OK; /* no CSR attributes (RFC 7030 section 4.5.2) */
+    } else if (r->code == 401 && sent_basic) {
+        enr_err("EST %s: the server requires authentication (HTTP 401%s%s); the credentials were "
+                "not accepted (username, secret_file)%s",
+                op, r->www_auth ? ", WWW-Authenticate: " : "", r->www_auth ? r->www_auth : "",
+                txt ? txt : "");
+        rc = ENR_E_REJECTED;
+    } else if (r->code == 401 && e->ccert != NULL && r->www_auth != NULL) {
+        enr_err("EST %s: the server wants HTTP authentication besides the TLS client certificate "
+                "(HTTP 401, WWW-Authenticate: %s)%s; the profile gives no HTTP credentials: set "
+                "username and secret_file in [ca]",
+                op, r->www_auth, txt ? txt : "");
+        rc = ENR_E_REJECTED;
     } else if (r->code == 401 && e->ccert != NULL) {
         enr_err("EST %s: the server did not accept the TLS client certificate (HTTP 401)%s", op,
                 txt ? txt : "");
@@ -303,30 +369,15 @@ done:
 static enr_rc
 unbase64(const char *op, const unsigned char *body, size_t n, unsigned char **der, int *len)
 {
-    BIO *b64 = BIO_new(BIO_f_base64()), *mem = BIO_new_mem_buf(body, (int)n);
-    int k;
-    enr_rc rc = ENR_E_FAIL;
+    char what[64];
+    size_t dl = 0;
+    enr_rc rc;
 
+    snprintf(what, sizeof(what), "EST %s: the answer", op);
     *len = 0;
-    *der = NULL;
-    if (b64 == NULL || mem == NULL || n > INT_MAX || (*der = malloc(n + 1)) == NULL)
-        goto done;
-    BIO_push(b64, mem);
-    mem = NULL;
-    while (*len < (int)n && (k = BIO_read(b64, *der + *len, (int)n - *len)) > 0)
-        *len += k;
-    rc = ENR_OK;
-    if (*len <= 0) {
-        enr_err("EST %s: the answer is not base64", op);
-        rc = ENR_E_REJECTED;
-    }
-done:
-    if (rc != ENR_OK) {
-        free(*der);
-        *der = NULL;
-    }
-    BIO_free(mem);
-    BIO_free_all(b64);
+    rc = enr_base64_decode(what, body, n, ENR_EST_MAX_BODY, der, &dl);
+    if (rc == ENR_OK)
+        *len = (int)dl;
     return rc;
 }
 
@@ -796,7 +847,7 @@ enr_est_parse_csrattrs(const char *ctype, const unsigned char *body, size_t n, e
     enr_rc rc;
 
     memset(out, 0, sizeof(*out));
-    while (blank < n && strchr(" \t\r\n", body[blank]) != NULL && body[blank] != '\0')
+    while (blank < n && (body[blank] == '\0' || strchr(" \t\r\n", body[blank]) != NULL))
         blank++;
     if (blank == n)
         return ENR_OK; /* an empty answer: no attribute */
@@ -1215,7 +1266,7 @@ enr_est_enroll(enr_est *e, EVP_PKEY *newkey, enr_scep_result *res)
     }
     enr_info("profile %s: sending EST %s to %s", p->name, op, e->base);
     for (;;) {
-        rc = est_call(e, op, (unsigned char *)body, blen, renew_cert == NULL, &r);
+        rc = est_call(e, op, (unsigned char *)body, blen, e->ccert == NULL, &r);
         if (rc != ENR_OK || r.code != 202)
             break;
         if (polls >= p->poll_max) {

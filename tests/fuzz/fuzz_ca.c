@@ -27,6 +27,10 @@
  *   8 EST /csrattrs: a content-type byte (0 and 3: application/csrattrs,
  *     1: text/plain, 2: none), then the base64 body (CsrAttrs, RFC 7030
  *     section 4.5.2)
+ *   9 the base64 decoder every EST answer goes through (enr_base64_decode):
+ *     a byte choosing the size limit (its value times 64 bytes; 0: 1 MiB),
+ *     then the text; what it accepts must come back unchanged from
+ *     OpenSSL's encoder and the decoder again
  *
  * The CA and requester keys are fixed (below) so that the committed seeds,
  * real answers signed by the CA and encrypted for the requester, stay valid;
@@ -177,6 +181,7 @@ enum {
     P_EST_ENROLL,
     P_HEADER,
     P_EST_CSRATTRS,
+    P_B64,
     P_COUNT
 };
 
@@ -472,6 +477,35 @@ run_csrattrs(const uint8_t *d, size_t n)
     enr_est_attrs_clear(&a);
 }
 
+static void
+run_b64(const uint8_t *d, size_t n)
+{
+    unsigned char *out = NULL, *again = NULL, *enc = NULL;
+    size_t max, len = 0, len2 = 0;
+
+    if (n < 1)
+        return;
+    max = d[0] == 0 ? (size_t)1 << 20 : (size_t)d[0] * 64;
+    if (enr_base64_decode("fuzz: the answer", d + 1, n - 1, max, &out, &len) == ENR_OK) {
+        /* Accepted: within the limit, no more than the text can hold, and
+         * OpenSSL's encoding of it decodes to the same bytes. */
+        if (out == NULL || len == 0 || len > max || len > (n - 1) / 4 * 3)
+            abort();
+        enc = malloc(4 * ((len + 2) / 3) + 1);
+        if (enc == NULL)
+            abort();
+        int el = EVP_EncodeBlock(enc, out, (int)len);
+        if (enr_base64_decode("fuzz: the answer", enc, (size_t)el, max, &again, &len2) != ENR_OK ||
+            len2 != len || memcmp(again, out, len) != 0)
+            abort();
+    } else if (out != NULL || len != 0) {
+        abort(); /* a refusal hands nothing out */
+    }
+    free(out);
+    free(again);
+    free(enc);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -502,6 +536,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case P_EST_CSRATTRS:
         run_csrattrs(data + 1, size - 1);
+        break;
+    case P_B64:
+        run_b64(data + 1, size - 1);
         break;
     }
     ERR_clear_error();
@@ -727,6 +764,44 @@ write_seeds(void)
     free(b64);
     OPENSSL_free(p7);
     seed("est-enroll-not-base64", P_EST_ENROLL, "\0", 1, "<html>busy</html>", 17);
+
+    /* The forms of base64 servers send in the field (RFC 7030 bodies): one
+     * line without a newline, CRLF lines with a trailing NUL, whitespace
+     * after the data; and hostile ones: a truncated body, a character that
+     * is not base64, a PEM boundary. */
+    sk_X509_zero(sk);
+    sk_X509_push(sk, mine);
+    p7 = certs_only(sk, &p7len);
+    {
+        char *flat = malloc(4 * ((size_t)p7len + 2) / 3 + 8), *crlf;
+        size_t fl = (size_t)EVP_EncodeBlock((unsigned char *)flat, p7, p7len), j = 0;
+        seed("est-enroll-unwrapped", P_EST_ENROLL, "\0", 1, flat, fl);
+        crlf = malloc(fl + fl / 76 * 2 + 8);
+        for (size_t k = 0; k < fl; k++) {
+            crlf[j++] = flat[k];
+            if ((k + 1) % 76 == 0 || k + 1 == fl) {
+                crlf[j++] = '\r';
+                crlf[j++] = '\n';
+            }
+        }
+        crlf[j++] = '\0';
+        seed("est-enroll-crlf-nul", P_EST_ENROLL, "\0", 1, crlf, j);
+        memcpy(flat + fl, " \t\r\n", 4);
+        seed("est-enroll-trailing-ws", P_EST_ENROLL, "\0", 1, flat, fl + 4);
+        seed("est-enroll-truncated", P_EST_ENROLL, "\0", 1, flat, fl - 5);
+        seed("b64-unwrapped", P_B64, "\0", 1, flat, fl);
+        seed("b64-crlf-nul", P_B64, "\0", 1, crlf, j);
+        seed("b64-too-large", P_B64, "\1", 1, flat, fl);
+        flat[fl / 2] = '!';
+        seed("est-enroll-bad-char", P_EST_ENROLL, "\0", 1, flat, fl);
+        free(crlf);
+        free(flat);
+    }
+    OPENSSL_free(p7);
+    seed("b64-pem-boundary", P_B64, "\0", 1, "QUJD\n-----END CERTIFICATE-----\n", 31);
+    seed("b64-after-padding", P_B64, "\0", 1, "QQ==QUJD\r\n", 10);
+    seed("b64-nul-inside", P_B64, "\0", 1, "QUJD\0REVG\0", 10);
+    seed("b64-spaces", P_B64, "\0", 1, "QUJD REVG\tR0g=\r\n\r\n", 18);
 
     /* Retry-After headers. */
     seed("header-retry-seconds", P_HEADER, "Retry-After: 2\r\n", 16, NULL, 0);

@@ -226,6 +226,44 @@ same_name(const X509_NAME *a, const X509_NAME *b)
     return 1;
 }
 
+/* The CN entries of A and B are the same (count and values). */
+static int
+same_cn(const X509_NAME *a, const X509_NAME *b)
+{
+    unsigned char used[64] = {0};
+    int n = 0;
+
+    for (int i = -1; (i = X509_NAME_get_index_by_NID(a, NID_commonName, i)) >= 0;)
+        n++;
+    for (int i = -1; (i = X509_NAME_get_index_by_NID(b, NID_commonName, i)) >= 0;)
+        n--;
+    if (n != 0 || X509_NAME_entry_count(b) > 64)
+        return 0;
+    for (int i = -1; (i = X509_NAME_get_index_by_NID(a, NID_commonName, i)) >= 0;)
+        if (!entry_in(a, i, b, used))
+            return 0;
+    return X509_NAME_get_index_by_NID(a, NID_commonName, -1) >= 0;
+}
+
+/* A general name as text ("DNS:a.example") into BUF. */
+static const char *
+gname(const GENERAL_NAME *g, char *out, size_t n)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    int k = 0;
+
+    out[0] = '\0';
+    if (b != NULL && GENERAL_NAME_print(b, (GENERAL_NAME *)g) > 0) {
+        k = BIO_read(b, out, (int)n - 1);
+        out[k > 0 ? k : 0] = '\0';
+    }
+    BIO_free(b);
+    for (char *q = out; *q; q++)
+        if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+            *q = '?';
+    return out;
+}
+
 static int
 has_name(GENERAL_NAMES *set, const GENERAL_NAME *n)
 {
@@ -257,26 +295,50 @@ enr_check_issued(const enr_profile *p, X509 *cert, EVP_PKEY *pub, STACK_OF(X509)
             goto done;
         }
     }
-    /* 2. Subject as requested: the same attributes and values (CAs such as
-     * scepserver re-order the RDNs, which is no different request). */
-    if (!same_name(X509_get_subject_name(cert), p->subject_name)) {
+    /* 2. Subject as requested (subject_match): exact, the same attributes
+     * and values (CAs such as scepserver re-order the RDNs, which is no
+     * different request); cn, the requested CN (a CA that keeps only the RDNs
+     * its policy allows); any, not compared. */
+    if (p->subject_match != ENR_MATCH_ANY &&
+        !(p->subject_match == ENR_MATCH_CN
+              ? same_cn(X509_get_subject_name(cert), p->subject_name)
+              : same_name(X509_get_subject_name(cert), p->subject_name))) {
         char got_s[256];
         X509_NAME_oneline(X509_get_subject_name(cert), got_s, sizeof(got_s));
-        enr_err("the issued certificate's subject %s is not the requested %s", got_s, p->subject);
+        if (p->subject_match == ENR_MATCH_CN)
+            enr_err("the issued certificate's subject %s does not carry the requested CN of %s "
+                    "(subject_match = cn); the CA changed the common name: check the profile's "
+                    "subject, or set subject_match = any in [certificate] to accept any subject",
+                    got_s, p->subject);
+        else
+            enr_err("the issued certificate's subject %s is not the requested %s (subject_match "
+                    "= exact); if the CA keeps only some attributes by policy, set subject_match "
+                    "= cn (the CN must match) or any in [certificate], or write the subject the "
+                    "CA issues",
+                    got_s, p->subject);
         goto done;
     }
-    /* 3. SANs: every requested name present, none added. */
+    /* 3. SANs (san_match): exact, every requested name present and none
+     * added; subset, none added (the CA may drop some); any, not compared. */
     want = profile_sans(p);
     got = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-    for (int i = 0; i < sk_GENERAL_NAME_num(want); i++)
+    for (int i = 0; p->san_match == ENR_MATCH_EXACT && i < sk_GENERAL_NAME_num(want); i++)
         if (got == NULL || !has_name(got, sk_GENERAL_NAME_value(want, i))) {
-            enr_err("the issued certificate lacks a requested subject alternative name");
+            char n[256];
+            enr_err("the issued certificate lacks a requested subject alternative name (%s; "
+                    "requested %s) (san_match = exact); if the CA drops names by policy, set "
+                    "san_match = subset or any in [certificate]",
+                    gname(sk_GENERAL_NAME_value(want, i), n, sizeof(n)), p->san);
             goto done;
         }
-    for (int i = 0; i < sk_GENERAL_NAME_num(got); i++)
+    for (int i = 0; p->san_match != ENR_MATCH_ANY && i < sk_GENERAL_NAME_num(got); i++)
         if (want == NULL || !has_name(want, sk_GENERAL_NAME_value(got, i))) {
+            char n[256];
             enr_err("the issued certificate carries a subject alternative name that was not "
-                    "requested");
+                    "requested (%s; requested %s) (san_match = %s); set san_match = any in "
+                    "[certificate] to accept the names the CA chooses",
+                    gname(sk_GENERAL_NAME_value(got, i), n, sizeof(n)), p->san ? p->san : "none",
+                    p->san_match == ENR_MATCH_SUBSET ? "subset" : "exact");
             goto done;
         }
     /* 4. Validity sane: ordered, already started (5 min skew), not over, not absurd. */
@@ -305,6 +367,15 @@ done:
 }
 
 /* ---- Revocation --------------------------------------------------------- */
+
+/* Seconds one OCSP or CRL fetch may take: revocation_timeout, at most the
+ * profile's HTTP timeout. */
+static int
+rev_timeout(const enr_profile *p)
+{
+    int t = p->revocation_timeout > 0 ? p->revocation_timeout : ENR_REVOCATION_TIMEOUT;
+    return p->http_timeout > 0 && p->http_timeout < t ? p->http_timeout : t;
+}
 
 static X509 *
 find_issuer(X509 *cert, STACK_OF(X509) * anchors)
@@ -338,8 +409,7 @@ check_ocsp(const enr_profile *p, X509 *cert, X509 *issuer, STACK_OF(X509) * anch
     dl = i2d_OCSP_REQUEST(req, &der);
     if (dl <= 0)
         goto done;
-    rc =
-        enr_http(url, "application/ocsp-request", der, (size_t)dl, p->http_timeout, &rb, &rl, NULL);
+    rc = enr_http(url, "application/ocsp-request", der, (size_t)dl, rev_timeout(p), &rb, &rl, NULL);
     if (rc != ENR_OK) {
         if (rc == ENR_E_REJECTED)
             rc = ENR_E_NETWORK; /* a broken responder is not a verdict */
@@ -395,7 +465,7 @@ check_crl(const enr_profile *p, X509 *cert, X509 *issuer, const char *url, time_
     X509_REVOKED *r = NULL;
     enr_rc rc;
 
-    rc = enr_http(url, NULL, NULL, 0, p->http_timeout, &rb, &rl, NULL);
+    rc = enr_http(url, NULL, NULL, 0, rev_timeout(p), &rb, &rl, NULL);
     if (rc != ENR_OK) {
         if (rc == ENR_E_REJECTED)
             rc = ENR_E_NETWORK;
@@ -435,30 +505,37 @@ enr_revocation(const enr_profile *p, X509 *cert, STACK_OF(X509) * anchors, time_
     STACK_OF(DIST_POINT) *dps = X509_get_ext_d2i(cert, NID_crl_distribution_points, NULL, NULL);
     X509 *issuer = find_issuer(cert, anchors);
     enr_rc rc = ENR_OK;
+    int tried = 0;
 
     *out = ENR_REV_NONE;
     if (issuer == NULL) {
         enr_warn("revocation: the certificate's issuer is not among the anchors; not checked");
         goto done;
     }
+    /* OCSP first; when the responder gives no verdict, the CRL distribution
+     * points in turn. At most four sources, each fetch time-limited. */
     if (sk_OPENSSL_STRING_num(ocsp) > 0) {
+        tried++;
         rc = check_ocsp(p, cert, issuer, anchors, sk_OPENSSL_STRING_value(ocsp, 0), now, out);
-        goto done;
+        if (rc != ENR_E_NETWORK)
+            goto done;
     }
-    for (int i = 0; i < sk_DIST_POINT_num(dps); i++) {
+    for (int i = 0; i < sk_DIST_POINT_num(dps) && tried < 4; i++) {
         DIST_POINT *dp = sk_DIST_POINT_value(dps, i);
         if (dp->distpoint == NULL || dp->distpoint->type != 0)
             continue;
         GENERAL_NAMES *gn = dp->distpoint->name.fullname;
-        for (int j = 0; j < sk_GENERAL_NAME_num(gn); j++) {
+        for (int j = 0; j < sk_GENERAL_NAME_num(gn) && tried < 4; j++) {
             GENERAL_NAME *g = sk_GENERAL_NAME_value(gn, j);
             if (g->type != GEN_URI)
                 continue;
             const char *u = (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
             if (strncasecmp(u, "http://", 7) && strncasecmp(u, "https://", 8))
                 continue;
+            tried++;
             rc = check_crl(p, cert, issuer, u, now, out);
-            goto done;
+            if (rc != ENR_E_NETWORK)
+                goto done;
         }
     }
 done:

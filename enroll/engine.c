@@ -262,6 +262,7 @@ decide(job *j, const char *kind)
     time_t nb, na, ws;
     char *serial = NULL;
     int want_renew = !strcmp(kind, "renew") || !strcmp(kind, "check");
+    int no_answer = 0; /* no revocation source answered (soft: unknown) */
 
     rc = enr_token_repair(j->t, p, j->ctx->st, j->now);
     if (rc == ENR_OK)
@@ -303,16 +304,41 @@ decide(job *j, const char *kind)
         rc = obtain(j, NULL, "the certificate has expired");
         goto done;
     }
-    rc = enr_revocation(p, c.cert, j->anchors, j->now, &rev);
-    if (rc != ENR_OK)
-        goto done;
+    if (p->revocation == ENR_REVPOL_OFF) {
+        enr_debug("profile %s: revocation not checked (revocation = off)", p->name);
+    } else if (j->ctx->force && want_renew) {
+        /* A forced renewal never waits on a revocation source. */
+        enr_info("profile %s: renew --force: the revocation status of certificate %s is not "
+                 "checked",
+                 p->name, serial);
+    } else {
+        rc = enr_revocation(p, c.cert, j->anchors, j->now, &rev);
+        if (rc == ENR_E_NETWORK && p->revocation == ENR_REVPOL_SOFT) {
+            /* No answer is no verdict: the renewal of this very certificate
+             * must not wait for the source that would revoke it. */
+            enr_warn("profile %s: the revocation status of certificate %s is unknown (no "
+                     "revocation source answered usably); not blocking (revocation = soft)",
+                     p->name, serial);
+            enr_clear_error();
+            enr_state_event(j->ctx->st, p->name, "revocation-unknown", serial);
+            rev = ENR_REV_UNKNOWN;
+            no_answer = 1;
+            rc = ENR_OK;
+        } else if (rc == ENR_E_NETWORK) {
+            enr_err("profile %s: the revocation status of certificate %s cannot be checked; "
+                    "retrying (revocation = hard; soft would go on without it)",
+                    p->name, serial);
+        }
+        if (rc != ENR_OK)
+            goto done;
+    }
     if (rev == ENR_REV_REVOKED) {
         enr_pstate_set(&ps->state, "revoked");
         enr_state_event(j->ctx->st, p->name, "revoked", serial);
         rc = obtain(j, NULL, "the certificate is revoked");
         goto done;
     }
-    if (rev == ENR_REV_UNKNOWN)
+    if (rev == ENR_REV_UNKNOWN && !no_answer)
         enr_warn("profile %s: the OCSP responder does not know certificate %s", p->name, serial);
     ws = enr_profile_window_start(p, nb, na);
     if (!want_renew || (j->now < ws && !j->ctx->force)) {

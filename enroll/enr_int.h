@@ -102,6 +102,22 @@ char *enr_hex(const unsigned char *b, size_t n);
 
 typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST } enr_proto;
 typedef enum { ENR_KEY_RSA = 1, ENR_KEY_EC } enr_keytype;
+/* How closely an issued certificate's subject ([certificate] subject_match)
+ * and SANs (san_match) must follow the request (docs/enrollment.md). */
+typedef enum {
+    ENR_MATCH_EXACT = 0, /* the same attributes and values (any order) / the same names */
+    ENR_MATCH_CN,        /* subject: the requested CN; the CA chooses the rest */
+    ENR_MATCH_SUBSET,    /* SANs: only requested names (the CA may drop some) */
+    ENR_MATCH_ANY        /* not compared (key, chain and validity still are) */
+} enr_match;
+/* What an unreachable revocation source means ([renewal] revocation). */
+typedef enum {
+    ENR_REVPOL_SOFT = 0, /* "unknown": warned, never blocks (the default) */
+    ENR_REVPOL_HARD,     /* a network failure: the check is retried */
+    ENR_REVPOL_OFF       /* revocation is not checked */
+} enr_revpol;
+/* Default seconds for one OCSP or CRL fetch ([renewal] revocation_timeout). */
+#define ENR_REVOCATION_TIMEOUT 10
 /* Key parameters written in the profile (else defaults an EST server's
  * /csrattrs may choose). */
 enum { ENR_KEYSET_TYPE = 1, ENR_KEYSET_SIZE = 2, ENR_KEYSET_CURVE = 4 };
@@ -129,6 +145,8 @@ typedef struct enr_profile {
     char *curve;  /* EC curve name (P-256, P-384, P-521) */
     int key_set;  /* ENR_KEYSET_*: what the profile file itself fixes */
     int allow_duplicate;
+    int subject_match; /* enr_match: exact (default), cn, any */
+    int san_match;     /* enr_match: exact (default), subset, any */
     /* [token] */
     char *token_uri;      /* RFC 7512 URI selecting token and credential */
     char *module;         /* PKCS#11 module path */
@@ -143,6 +161,8 @@ typedef struct enr_profile {
     long grace_period;      /* seconds the old key stays (hidden) after renewal */
     int warn_days[8];       /* expiry warnings, descending */
     int n_warn;
+    int revocation;         /* enr_revpol; default from $EVERTOKEN_ENROLL_REVOCATION, else soft */
+    int revocation_timeout; /* seconds for one OCSP/CRL fetch */
     /* [hooks] */
     char *post_script;
     char *notify_command;
@@ -156,6 +176,10 @@ typedef struct enr_profile {
  */
 enr_rc enr_profile_load(const char *path, enr_profile **out);
 void enr_profile_free(enr_profile *p);
+/* "hard", "soft" or "off" into *OUT (enr_revpol); -1 for anything else. */
+int enr_parse_revpol(const char *v, int *out);
+/* The name of a revocation policy (enr_revpol), for messages. */
+const char *enr_revpol_name(int pol);
 /* Directory of profiles: --profiles, $EVERTOKEN_ENROLL_PROFILES,
  * $XDG_CONFIG_HOME/evertoken/profiles. Malloc'd. */
 char *enr_profile_dir(const char *override);
@@ -326,8 +350,10 @@ enr_rc enr_check_issued(const enr_profile *p, X509 *cert, EVP_PKEY *pub, STACK_O
                         STACK_OF(X509) * anchors, time_t now);
 
 typedef enum { ENR_REV_GOOD = 0, ENR_REV_REVOKED, ENR_REV_UNKNOWN, ENR_REV_NONE } enr_rev;
-/* OCSP when CERT names a responder, else its CRL when it names one. ENR_REV_NONE
- * when it names neither; network trouble is ENR_E_NETWORK. */
+/* OCSP when CERT names a responder, then (no verdict from it) its CRL
+ * distribution points; each fetch time-limited (revocation_timeout).
+ * ENR_REV_NONE when it names neither; no source answering usably is
+ * ENR_E_NETWORK (the caller applies the profile's revocation policy). */
 enr_rc enr_revocation(const enr_profile *p, X509 *cert, STACK_OF(X509) * anchors, time_t now,
                       enr_rev *out);
 

@@ -33,7 +33,28 @@ typedef struct parse_ctx {
     enr_profile *p;
     int failed;
     unsigned seen; /* bit per key, duplicate detection */
+    int rev_set;   /* [renewal] revocation given */
 } parse_ctx;
+
+const char *
+enr_revpol_name(int pol)
+{
+    return pol == ENR_REVPOL_HARD ? "hard" : pol == ENR_REVPOL_OFF ? "off" : "soft";
+}
+
+int
+enr_parse_revpol(const char *v, int *out)
+{
+    if (!strcasecmp(v, "soft"))
+        *out = ENR_REVPOL_SOFT;
+    else if (!strcasecmp(v, "hard"))
+        *out = ENR_REVPOL_HARD;
+    else if (!strcasecmp(v, "off"))
+        *out = ENR_REVPOL_OFF;
+    else
+        return -1;
+    return 0;
+}
 
 static char *
 reader(char *str, int num, void *stream)
@@ -416,6 +437,28 @@ handler(void *user, const char *section, const char *name, const char *value)
             p->allow_duplicate = b;
         return 1;
     }
+    if (IS("certificate", "subject_match")) {
+        if (!strcasecmp(value, "exact"))
+            p->subject_match = ENR_MATCH_EXACT;
+        else if (!strcasecmp(value, "cn"))
+            p->subject_match = ENR_MATCH_CN;
+        else if (!strcasecmp(value, "any"))
+            p->subject_match = ENR_MATCH_ANY;
+        else
+            perr(c, section, name, "'%s' is not exact, cn or any", value);
+        return 1;
+    }
+    if (IS("certificate", "san_match")) {
+        if (!strcasecmp(value, "exact"))
+            p->san_match = ENR_MATCH_EXACT;
+        else if (!strcasecmp(value, "subset"))
+            p->san_match = ENR_MATCH_SUBSET;
+        else if (!strcasecmp(value, "any"))
+            p->san_match = ENR_MATCH_ANY;
+        else
+            perr(c, section, name, "'%s' is not exact, subset or any", value);
+        return 1;
+    }
     if (IS("token", "uri")) {
         if (strncmp(value, "pkcs11:", 7) != 0) {
             perr(c, section, name, "'%s' is not a pkcs11: URI (RFC 7512)", value);
@@ -461,6 +504,22 @@ handler(void *user, const char *section, const char *name, const char *value)
             perr(c, section, name, "'%s' is not a duration (e.g. 7d, 12h, 0)", value);
         else
             p->grace_period = n;
+        return 1;
+    }
+    if (IS("renewal", "revocation")) {
+        if (enr_parse_revpol(value, &b) != 0)
+            perr(c, section, name, "'%s' is not hard, soft or off", value);
+        else {
+            p->revocation = b;
+            c->rev_set = 1;
+        }
+        return 1;
+    }
+    if (IS("renewal", "revocation_timeout")) {
+        if (parse_duration(value, &n) != 0 || n < 1 || n > 300)
+            perr(c, section, name, "'%s' is not a duration between 1s and 5m", value);
+        else
+            p->revocation_timeout = (int)n;
         return 1;
     }
     if (IS("renewal", "warn_days")) {
@@ -616,6 +675,7 @@ enr_profile_load(const char *path, enr_profile **out)
     p->warn_days[0] = 30;
     p->warn_days[1] = 10;
     p->n_warn = 2;
+    p->revocation_timeout = ENR_REVOCATION_TIMEOUT;
     c.file = path;
     c.p = p;
     c.fp = fopen(path, "r");
@@ -676,6 +736,23 @@ enr_profile_load(const char *path, enr_profile **out)
     }
     if (p->key_type == ENR_KEY_EC && p->key_bits != 0) {
         enr_err("%s: [certificate] key_size: only for key_type = rsa (use curve)", path);
+        goto fail;
+    }
+    if (!c.rev_set) {
+        /* The global default: the service's environment, else soft. */
+        const char *env = getenv("EVERTOKEN_ENROLL_REVOCATION");
+        int v = ENR_REVPOL_SOFT;
+        if (env != NULL && *env != '\0' && enr_parse_revpol(env, &v) != 0) {
+            enr_err("%s: EVERTOKEN_ENROLL_REVOCATION='%s' is not hard, soft or off (the default "
+                    "of [renewal] revocation)",
+                    path, env);
+            goto fail;
+        }
+        p->revocation = v;
+    }
+    if (p->subject_match == ENR_MATCH_CN &&
+        X509_NAME_get_index_by_NID(p->subject_name, NID_commonName, -1) < 0) {
+        enr_err("%s: [certificate] subject_match: cn needs a CN in the subject", path);
         goto fail;
     }
     if (p->key_bits == 0)

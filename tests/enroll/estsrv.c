@@ -6,8 +6,10 @@
  *
  *   estsrv --dir DIR [--port-file F] [--user U --password-file F]
  *          [--code-file F] [--label L] [--pending N] [--wrong-key] [--days D]
- *          [--rollover] [--garbage cacerts|enroll]
+ *          [--rollover] [--garbage] [--hostile badchar|truncated|big]
  *          [--csrattrs FILE [--csrattrs-enforce]] [--bootstrap-ca FILE]
+ *          [--b64 lines|unwrapped|crlf-ws|nul] [--reenroll-auth] [--cn-only]
+ *          [--crl-url URL|hang]
  *
  * DIR holds ca.pem/ca.key (the CA), tls.pem/tls.key (the server's TLS
  * certificate) and, with --rollover, ca2.pem/ca2.key: the new CA key. Then
@@ -29,6 +31,20 @@
  *  - --pending N answers the first N enrollment requests with 202 and
  *    Retry-After: 2; --wrong-key issues for a freshly generated key;
  *    --garbage answers with base64 that is not PKCS#7.
+ *  - --reenroll-auth: /simplereenroll needs HTTP basic credentials (--user,
+ *    --password-file) besides the client certificate, as RFC 7030 section
+ *    3.2.3 allows: none is a 401 with a Basic challenge, wrong ones a 401.
+ *  - --cn-only: issued certificates keep only the request's CN in their
+ *    subject (a CA narrowing subjects by policy).
+ *  - --crl-url URL: issued certificates name URL as CRL distribution point;
+ *    "hang": a port on 127.0.0.1 that takes connections and never answers.
+ *  - --b64: the form of the base64 bodies of /cacerts and /simple(re)enroll,
+ *    as servers in the field send them: lines (64 characters, LF; the
+ *    default), unwrapped (one line, no newline), crlf-ws (76-character CRLF
+ *    lines, then spaces and a blank line), nul (one line, CRLF, a NUL byte).
+ *    --hostile, for the /simple(re)enroll answers: badchar (a '*' inside the
+ *    base64), truncated (the last three characters cut), big (5 MiB of
+ *    base64).
  *  - /csrattrs: 404 (unknown operation) unless --csrattrs FILE: then FILE's
  *    bytes as they are (base64 of a DER CsrAttrs, or anything for the tests
  *    of malformed answers), 204 when FILE is empty. --csrattrs-enforce
@@ -45,6 +61,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -61,7 +78,8 @@
 #include <openssl/x509v3.h>
 
 static struct {
-    const char *dir, *user, *label, *garbage;
+    const char *dir, *user, *label, *garbage, *b64, *hostile, *crl_url;
+    int reenroll_auth, cn_only;
     char *password, *code;
     char *csrattrs; /* --csrattrs FILE's bytes, NUL-terminated */
     size_t csrattrs_len;
@@ -216,6 +234,11 @@ make_cert(X509 *issuer, EVP_PKEY *ikey, const X509_NAME *subject, EVP_PKEY *pub,
     }
     add_ext(issuer, x, NID_subject_key_identifier, "hash");
     add_ext(issuer, x, NID_authority_key_identifier, "keyid");
+    if (!ca && cfg.crl_url != NULL) {
+        char dp[600];
+        snprintf(dp, sizeof(dp), "URI:%s", cfg.crl_url);
+        add_ext(issuer, x, NID_crl_distribution_points, dp);
+    }
     for (int i = 0; i < sk_X509_EXTENSION_num(copy); i++) {
         X509_EXTENSION *e = sk_X509_EXTENSION_value(copy, i);
         if (OBJ_obj2nid(X509_EXTENSION_get_object(e)) == NID_subject_alt_name)
@@ -236,10 +259,11 @@ typedef struct upload {
 } upload;
 
 static enum MHD_Result
-reply(struct MHD_Connection *c, int code, const char *ctype, const char *text, long retry_after)
+reply_len(struct MHD_Connection *c, int code, const char *ctype, const char *text, size_t len,
+          long retry_after)
 {
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+        MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
     enum MHD_Result ret;
     char ra[32];
 
@@ -258,6 +282,12 @@ reply(struct MHD_Connection *c, int code, const char *ctype, const char *text, l
 }
 
 static enum MHD_Result
+reply(struct MHD_Connection *c, int code, const char *ctype, const char *text, long retry_after)
+{
+    return reply_len(c, code, ctype, text, strlen(text), retry_after);
+}
+
+static enum MHD_Result
 text(struct MHD_Connection *c, int code, const char *op, const char *why)
 {
     char buf[512];
@@ -267,15 +297,70 @@ text(struct MHD_Connection *c, int code, const char *op, const char *why)
     return reply(c, code, "text/plain", buf, -1);
 }
 
-/* A certs-only PKCS#7 of CERTS, base64 with line breaks (RFC 7030 4.1.3). */
+/* Base64 of DER (LEN bytes) in the form --b64 and --hostile ask for;
+ * *N gets its length (it may hold a NUL). Malloc'd. */
+static char *
+body_b64(const unsigned char *der, int len, int hostile, size_t *n)
+{
+    const char *form = cfg.b64 ? cfg.b64 : "lines";
+    const char *h = hostile ? cfg.hostile : NULL;
+    size_t fl = 4 * (((size_t)len + 2) / 3), j = 0;
+    char *flat = malloc(fl + 1), *out;
+
+    if (h != NULL && !strcmp(h, "big")) {
+        /* 5 MiB of well-formed base64, far beyond any EST answer. */
+        size_t big = (size_t)5 << 20;
+        out = malloc(big + 1);
+        if (out != NULL) {
+            memset(out, 'A', big);
+            out[big] = '\0';
+            *n = big;
+        }
+        free(flat);
+        return out;
+    }
+    out = malloc(fl + fl / 64 * 2 + 16);
+    if (flat == NULL || out == NULL) {
+        free(flat);
+        free(out);
+        return NULL;
+    }
+    EVP_EncodeBlock((unsigned char *)flat, der, len);
+    if (h != NULL && !strcmp(h, "badchar"))
+        flat[fl / 2] = '*';
+    if (h != NULL && !strcmp(h, "truncated"))
+        fl -= 3;
+    for (size_t k = 0; k < fl; k++) {
+        out[j++] = flat[k];
+        if (!strcmp(form, "lines") && ((k + 1) % 64 == 0 || k + 1 == fl))
+            out[j++] = '\n';
+        if (!strcmp(form, "crlf-ws") && ((k + 1) % 76 == 0 || k + 1 == fl)) {
+            out[j++] = '\r';
+            out[j++] = '\n';
+        }
+    }
+    if (!strcmp(form, "crlf-ws")) {
+        memcpy(out + j, "  \r\n", 4);
+        j += 4;
+    } else if (!strcmp(form, "nul")) {
+        memcpy(out + j, "\r\n", 3); /* CR, LF and the NUL */
+        j += 3;
+    }
+    out[j] = '\0';
+    *n = j;
+    free(flat);
+    return out;
+}
+
+/* A certs-only PKCS#7 of CERTS, base64 (RFC 7030 4.1.3) as body_b64 makes it
+ * (ISSUED: the answer of /simple(re)enroll, where --hostile applies). */
 static enum MHD_Result
-certs_only(struct MHD_Connection *c, STACK_OF(X509) * certs)
+certs_only(struct MHD_Connection *c, STACK_OF(X509) * certs, int issued)
 {
     PKCS7 *p7 = PKCS7_new();
     unsigned char *der = NULL;
-    BIO *mem = BIO_new(BIO_s_mem()), *b64 = BIO_new(BIO_f_base64());
-    char *d, *s;
-    long n;
+    char *s;
+    size_t n = 0;
     int len;
     enum MHD_Result r;
 
@@ -288,14 +373,9 @@ certs_only(struct MHD_Connection *c, STACK_OF(X509) * certs)
         RAND_bytes(der, len); /* valid base64 of something that is not PKCS#7 */
         der[0] = 0x30;
     }
-    b64 = BIO_push(b64, mem);
-    BIO_write(b64, der, len);
-    (void)BIO_flush(b64);
-    n = BIO_get_mem_data(mem, &d);
-    s = strndup(d, (size_t)n);
-    r = reply(c, 200, "application/pkcs7-mime; smime-type=certs-only", s, -1);
+    s = body_b64(der, len, issued, &n);
+    r = s ? reply_len(c, 200, "application/pkcs7-mime; smime-type=certs-only", s, n, -1) : MHD_NO;
     free(s);
-    BIO_free_all(b64);
     OPENSSL_free(der);
     PKCS7_free(p7);
     return r;
@@ -578,6 +658,7 @@ enroll(struct MHD_Connection *c, const char *op, const upload *u)
     const char *why = NULL, *how = NULL;
     char *user = NULL, *pass = NULL, *ser = NULL;
     char sig[80] = "", kdesc[80] = "", cwhy[160];
+    X509_NAME *subj = NULL;
     enum MHD_Result r;
     int code = 0;
 
@@ -606,6 +687,27 @@ enroll(struct MHD_Connection *c, const char *op, const upload *u)
             why = "CSR subjectAltName differs from the client certificate";
         }
         how = "client-cert";
+        if (code == 0 && cfg.reenroll_auth) {
+            /* HTTP authentication besides the certificate (RFC 7030 3.2.3). */
+            user = MHD_basic_auth_get_username_password(c, &pass);
+            if (user == NULL) {
+                logf_("%s 401 client-cert without HTTP credentials", op);
+                struct MHD_Response *resp = MHD_create_response_from_buffer(
+                    strlen("HTTP authentication required\n"),
+                    (void *)"HTTP authentication required\n", MHD_RESPMEM_PERSISTENT);
+                r = MHD_queue_basic_auth_fail_response(c, "est", resp);
+                MHD_destroy_response(resp);
+                X509_REQ_free(req);
+                X509_free(cc);
+                return r;
+            }
+            if (cfg.user == NULL || cfg.password == NULL || strcmp(user, cfg.user) ||
+                pass == NULL || strcmp(pass, cfg.password)) {
+                code = 401;
+                why = "wrong user name or password";
+            }
+            how = "client-cert+basic";
+        }
         if (code != 0)
             goto done;
     } else {
@@ -658,8 +760,16 @@ enroll(struct MHD_Connection *c, const char *op, const upload *u)
     if (cfg.wrong_key)
         pub = wrong = EVP_RSA_gen(2048);
     exts = X509_REQ_get_extensions(req);
-    x = cfg.rollover ? make_cert(cfg.ca2, cfg.ca2_key, X509_REQ_get_subject_name(req), pub, 0, exts)
-                     : make_cert(cfg.ca, cfg.ca_key, X509_REQ_get_subject_name(req), pub, 0, exts);
+    subj = X509_NAME_new();
+    for (int i = 0; subj != NULL && i < X509_NAME_entry_count(X509_REQ_get_subject_name(req));
+         i++) {
+        const X509_NAME_ENTRY *ne = X509_NAME_get_entry(X509_REQ_get_subject_name(req), i);
+        if (!cfg.cn_only || OBJ_obj2nid(X509_NAME_ENTRY_get_object(ne)) == NID_commonName)
+            X509_NAME_add_entry(subj, ne, -1, 0);
+    }
+    x = subj == NULL   ? NULL
+        : cfg.rollover ? make_cert(cfg.ca2, cfg.ca2_key, subj, pub, 0, exts)
+                       : make_cert(cfg.ca, cfg.ca_key, subj, pub, 0, exts);
     if (x == NULL) {
         code = 500;
         why = "cannot sign";
@@ -670,16 +780,18 @@ enroll(struct MHD_Connection *c, const char *op, const upload *u)
         ser = bn ? BN_bn2hex(bn) : NULL;
         BN_free(bn);
     }
-    logf_("%s 200 %s issued %s%s%s sig=%s key=%s", op, how, ser ? ser : "?",
-          cfg.wrong_key ? " WRONG-KEY" : "", cfg.rollover ? " by new CA key" : "", sig, kdesc);
+    logf_("%s 200 %s issued %s%s%s%s sig=%s key=%s", op, how, ser ? ser : "?",
+          cfg.wrong_key ? " WRONG-KEY" : "", cfg.rollover ? " by new CA key" : "",
+          cfg.cn_only ? " CN-only" : "", sig, kdesc);
     out = sk_X509_new_null();
     sk_X509_push(out, x);
-    r = certs_only(c, out);
+    r = certs_only(c, out, 1);
     goto free;
 done:
     r = text(c, code, op, why);
 free:
     OPENSSL_free(ser);
+    X509_NAME_free(subj);
     sk_X509_free(out);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     X509_free(x);
@@ -738,7 +850,7 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
             sk_X509_push(s, cfg.ca2);
         }
         logf_("cacerts 200 %d certificates", sk_X509_num(s));
-        r = certs_only(c, s);
+        r = certs_only(c, s, 0);
         sk_X509_free(s);
         return r;
     }
@@ -824,6 +936,16 @@ main(int argc, char **argv)
             cfg.garbage = "p7";
         else if (!strcmp(a, "--wrong-key"))
             cfg.wrong_key = 1;
+        else if (!strcmp(a, "--hostile") && v)
+            cfg.hostile = argv[++i];
+        else if (!strcmp(a, "--b64") && v)
+            cfg.b64 = argv[++i];
+        else if (!strcmp(a, "--reenroll-auth"))
+            cfg.reenroll_auth = 1;
+        else if (!strcmp(a, "--cn-only"))
+            cfg.cn_only = 1;
+        else if (!strcmp(a, "--crl-url") && v)
+            cfg.crl_url = argv[++i];
         else if (!strcmp(a, "--rollover"))
             cfg.rollover = 1;
         else if (!strcmp(a, "--bootstrap-ca") && v)
@@ -847,6 +969,30 @@ main(int argc, char **argv)
     if (cfg.dir == NULL) {
         fprintf(stderr, "estsrv: --dir DIR is required\n");
         return 2;
+    }
+    if ((cfg.b64 != NULL && strcmp(cfg.b64, "lines") && strcmp(cfg.b64, "unwrapped") &&
+         strcmp(cfg.b64, "crlf-ws") && strcmp(cfg.b64, "nul")) ||
+        (cfg.hostile != NULL && strcmp(cfg.hostile, "badchar") &&
+         strcmp(cfg.hostile, "truncated") && strcmp(cfg.hostile, "big"))) {
+        fprintf(stderr, "estsrv: unknown --b64 or --hostile form\n");
+        return 2;
+    }
+    if (cfg.crl_url != NULL && !strcmp(cfg.crl_url, "hang")) {
+        /* Connections complete (the kernel's backlog) and are never served. */
+        static char hang[64];
+        struct sockaddr_in ha;
+        socklen_t hl = sizeof(ha);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        memset(&ha, 0, sizeof(ha));
+        ha.sin_family = AF_INET;
+        ha.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&ha, sizeof(ha)) != 0 || listen(fd, 16) != 0 ||
+            getsockname(fd, (struct sockaddr *)&ha, &hl) != 0) {
+            fprintf(stderr, "estsrv: cannot open the hanging CRL port\n");
+            return 1;
+        }
+        snprintf(hang, sizeof(hang), "http://127.0.0.1:%d/ca.crl", ntohs(ha.sin_port));
+        cfg.crl_url = hang;
     }
     cfg.ca = load_cert("ca.pem");
     cfg.ca_key = load_key("ca.key");

@@ -5,6 +5,7 @@
  *   scepsrv --dir DIR [--port N | --port-file F] [--challenge-file F]
  *           [--pending N] [--wrong-key] [--no-post] [--no-renewal] [--no-aes]
  *           [--days D] [--renew-window D] [--ocsp-url URL] [--crl-url URL|self]
+ *           [--cn-only]
  *           [--garbage cacert|racert|reply|truncated|ctype|signer|nonce]
  *
  * DIR holds ca.pem/ca.key (and optionally ra.pem/ra.key, then GetCACert
@@ -20,7 +21,11 @@
  * CA issued with the same subject as the request (and, with --renew-window
  * D, at most D days before its expiry); --pending N answers PENDING to the
  * first N polls of each transaction; --wrong-key issues certificates for a
- * freshly generated key instead of the requested one.
+ * freshly generated key instead of the requested one. --cn-only issues
+ * certificates whose subject keeps only the request's CN (a CA that narrows
+ * subjects by policy; a RenewalReq is then compared by that narrowed
+ * subject). --crl-url may name a place nobody answers (an unreachable
+ * distribution point).
  */
 #include <errno.h>
 #include <signal.h>
@@ -68,7 +73,7 @@ ASN1_SEQUENCE(SRV_IAS) =
         static struct {
     const char *dir;
     char *challenge;
-    int pending, wrong_key, no_post, no_renewal, no_aes, days, renew_window;
+    int pending, wrong_key, no_post, no_renewal, no_aes, days, renew_window, cn_only;
     const char *ocsp_url, *crl_url;
     const char
         *garbage; /* hostile answers: cacert, racert, reply, truncated, ctype, signer, nonce */
@@ -247,9 +252,28 @@ serial_of(X509 *x)
     return h;
 }
 
+/* The subject this CA issues for a request's NAME: NAME itself, or with
+ * --cn-only its CN entries alone (a copy either way; NULL on failure). */
+static X509_NAME *
+issued_subject(const X509_NAME *name)
+{
+    X509_NAME *n;
+
+    if (!cfg.cn_only)
+        return X509_NAME_dup(name);
+    n = X509_NAME_new();
+    for (int i = -1; n != NULL && (i = X509_NAME_get_index_by_NID(name, NID_commonName, i)) >= 0;)
+        if (!X509_NAME_add_entry(n, X509_NAME_get_entry(name, i), -1, 0)) {
+            X509_NAME_free(n);
+            n = NULL;
+        }
+    return n;
+}
+
 static X509 *
 issue(X509_REQ *req)
 {
+    X509_NAME *issued_name = issued_subject(X509_REQ_get_subject_name(req));
     X509 *x = X509_new();
     EVP_PKEY *pub = X509_REQ_get0_pubkey(req), *wrong = NULL;
     STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
@@ -265,7 +289,7 @@ issue(X509_REQ *req)
     }
     ASN1_INTEGER_set(X509_get_serialNumber(x), next_serial());
     X509_set_version(x, 2);
-    X509_set_subject_name(x, X509_REQ_get_subject_name(req));
+    X509_set_subject_name(x, issued_name);
     X509_set_issuer_name(x, X509_get_subject_name(cfg.ca));
     X509_set_pubkey(x, pub);
     X509_time_adj_ex(X509_getm_notBefore(x), 0, -60, &now);
@@ -318,6 +342,7 @@ issue(X509_REQ *req)
 done:
     OPENSSL_free(ser);
     EVP_PKEY_free(wrong);
+    X509_NAME_free(issued_name);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     return x;
 }
@@ -451,8 +476,13 @@ renewal_refusal(X509 *signer, X509_REQ *req)
     if (X509_cmp_time(X509_get0_notBefore(signer), &now) > 0 ||
         X509_cmp_time(X509_get0_notAfter(signer), &now) < 0)
         return "signer certificate not valid now";
-    if (X509_NAME_cmp(X509_get_subject_name(signer), X509_REQ_get_subject_name(req)) != 0)
-        return "request subject differs from the signer certificate";
+    {
+        X509_NAME *want = issued_subject(X509_REQ_get_subject_name(req));
+        int differ = want == NULL || X509_NAME_cmp(X509_get_subject_name(signer), want) != 0;
+        X509_NAME_free(want);
+        if (differ)
+            return "request subject differs from the signer certificate";
+    }
     ser = serial_of(signer);
     bad = ser == NULL || revoked(ser);
     OPENSSL_free(ser);
@@ -843,6 +873,8 @@ main(int argc, char **argv)
             cfg.garbage = argv[++i];
         else if (!strcmp(a, "--no-aes"))
             cfg.no_aes = 1;
+        else if (!strcmp(a, "--cn-only"))
+            cfg.cn_only = 1;
         else {
             fprintf(stderr, "scepsrv: unknown argument %s\n", a);
             return 2;

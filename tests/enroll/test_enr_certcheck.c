@@ -192,6 +192,70 @@ test_subject_order(void **st)
     X509_NAME_free(n);
 }
 
+/* A CN-only certificate with only some of the SANs. */
+static X509 *
+narrowed(const char *cn, const char *san)
+{
+    X509 *x = make(ca, ca_key, key, cn, san, -60, 86400, 0);
+    X509_NAME *n = X509_NAME_new();
+
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_subject_name(x, n);
+    X509_NAME_free(n);
+    assert_true(X509_sign(x, ca_key, EVP_sha256()) > 0);
+    return x;
+}
+
+/* subject_match and san_match: what each accepts, and what is refused with
+ * both subjects or the name and the key to change. */
+static void
+test_policies(void **st)
+{
+    char msg[1024];
+
+    /* exact (the default) refuses a CN-only subject, naming the fix. */
+    expect_refused(
+        narrowed("alice", SAN), key,
+        "subject /CN=alice is not the requested CN=alice, O=Example (subject_match = "
+        "exact); if the CA keeps only some attributes by policy, set subject_match = cn");
+    prof.subject_match = ENR_MATCH_CN;
+    assert_int_equal(check(narrowed("alice", SAN), key, msg, sizeof(msg)), ENR_OK);
+    /* cn: the rest of the subject is the CA's, the CN is not. */
+    assert_int_equal(
+        check(make(ca, ca_key, key, "alice", SAN, -60, 86400, 0), key, msg, sizeof(msg)), ENR_OK);
+    expect_refused(narrowed("mallory", SAN), key,
+                   "subject /CN=mallory does not carry the requested CN of CN=alice, O=Example "
+                   "(subject_match = cn)");
+    /* Whatever the policy: the key and the chain. */
+    expect_refused(narrowed("alice", SAN), key2, "different public key");
+    prof.subject_match = ENR_MATCH_ANY;
+    assert_int_equal(check(narrowed("mallory", SAN), key, msg, sizeof(msg)), ENR_OK);
+    expect_refused(make(other_ca, other_ca_key, key, "mallory", SAN, -60, 86400, 0), key,
+                   "does not chain to the profile's trust anchors");
+    expect_refused(narrowed("mallory", SAN), key2, "different public key");
+    prof.subject_match = ENR_MATCH_EXACT;
+
+    /* SANs: exact names what is missing; subset lets the CA drop, not add. */
+    expect_refused(make(ca, ca_key, key, "alice", "DNS:alice.example", -60, 86400, 0), key,
+                   "lacks a requested subject alternative name (email:alice@example.com; "
+                   "requested " SAN ") (san_match = exact); if the CA drops names by policy, set "
+                   "san_match = subset");
+    prof.san_match = ENR_MATCH_SUBSET;
+    assert_int_equal(check(make(ca, ca_key, key, "alice", "DNS:alice.example", -60, 86400, 0), key,
+                           msg, sizeof(msg)),
+                     ENR_OK);
+    assert_int_equal(
+        check(make(ca, ca_key, key, "alice", NULL, -60, 86400, 0), key, msg, sizeof(msg)), ENR_OK);
+    expect_refused(make(ca, ca_key, key, "alice", "DNS:evil.example", -60, 86400, 0), key,
+                   "carries a subject alternative name that was not requested (DNS:evil.example; "
+                   "requested " SAN ") (san_match = subset)");
+    prof.san_match = ENR_MATCH_ANY;
+    assert_int_equal(check(make(ca, ca_key, key, "alice", "DNS:evil.example", -60, 86400, 0), key,
+                           msg, sizeof(msg)),
+                     ENR_OK);
+    prof.san_match = ENR_MATCH_EXACT;
+}
+
 int
 main(void)
 {
@@ -199,6 +263,7 @@ main(void)
         cmocka_unit_test(test_good),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_subject_order),
+        cmocka_unit_test(test_policies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -198,6 +198,17 @@ static const struct {
     {"[ca]\nurl = http://x\nanchors = ca.pem\n[certificate]\nsubject = CN=a\n[token]\n"
      "uri = pkcs11:object=a%20(pending)\n",
      "may not end in \" (pending)\""},
+    {BASE "[certificate]\nsubject_match = loose\n",
+     "p.conf:10: [certificate] subject_match: 'loose' is not exact, cn or any"},
+    {BASE "[certificate]\nsan_match = cn\n",
+     "p.conf:10: [certificate] san_match: 'cn' is not exact, subset or any"},
+    {BASE "[renewal]\nrevocation = maybe\n",
+     "p.conf:10: [renewal] revocation: 'maybe' is not hard, soft or off"},
+    {BASE "[renewal]\nrevocation_timeout = 1h\n",
+     "p.conf:10: [renewal] revocation_timeout: '1h' is not a duration between 1s and 5m"},
+    {"[ca]\nurl = http://x\nanchors = ca.pem\n[certificate]\nsubject = O=Example\n"
+     "subject_match = cn\n[token]\nuri = pkcs11:object=a\n",
+     "[certificate] subject_match: cn needs a CN in the subject"},
 };
 
 static void
@@ -214,6 +225,48 @@ test_errors(void **st)
     }
 }
 
+/* subject_match, san_match, revocation and its global default. */
+static void
+test_policies(void **st)
+{
+    enr_profile *p = NULL;
+    char err[2048];
+
+    assert_int_equal(load(BASE, &p, err, sizeof(err)), ENR_OK);
+    assert_int_equal(p->subject_match, ENR_MATCH_EXACT);
+    assert_int_equal(p->san_match, ENR_MATCH_EXACT);
+    assert_int_equal(p->revocation, ENR_REVPOL_SOFT);
+    assert_int_equal(p->revocation_timeout, ENR_REVOCATION_TIMEOUT);
+    enr_profile_free(p);
+    assert_int_equal(load(BASE "[certificate]\nsubject_match = CN\nsan_match = subset\n"
+                               "[renewal]\nrevocation = hard\nrevocation_timeout = 3s\n",
+                          &p, err, sizeof(err)),
+                     ENR_OK);
+    assert_int_equal(p->subject_match, ENR_MATCH_CN);
+    assert_int_equal(p->san_match, ENR_MATCH_SUBSET);
+    assert_int_equal(p->revocation, ENR_REVPOL_HARD);
+    assert_int_equal(p->revocation_timeout, 3);
+    enr_profile_free(p);
+    /* The global default applies where the profile says nothing. */
+    setenv("EVERTOKEN_ENROLL_REVOCATION", "off", 1);
+    assert_int_equal(
+        load(BASE "[certificate]\nsubject_match = any\nsan_match = any\n", &p, err, sizeof(err)),
+        ENR_OK);
+    assert_int_equal(p->revocation, ENR_REVPOL_OFF);
+    assert_int_equal(p->subject_match, ENR_MATCH_ANY);
+    assert_int_equal(p->san_match, ENR_MATCH_ANY);
+    enr_profile_free(p);
+    assert_int_equal(load(BASE "[renewal]\nrevocation = soft\n", &p, err, sizeof(err)), ENR_OK);
+    assert_int_equal(p->revocation, ENR_REVPOL_SOFT);
+    enr_profile_free(p);
+    setenv("EVERTOKEN_ENROLL_REVOCATION", "strict", 1);
+    p = NULL;
+    assert_int_equal(load(BASE, &p, err, sizeof(err)), ENR_E_CONFIG);
+    assert_non_null(strstr(err, "EVERTOKEN_ENROLL_REVOCATION='strict' is not hard, soft or off"));
+    assert_null(p);
+    unsetenv("EVERTOKEN_ENROLL_REVOCATION");
+}
+
 static void
 test_missing_file(void **st)
 {
@@ -228,7 +281,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_complete),     cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_uri_fields),   cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_missing_file), cmocka_unit_test(test_policies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

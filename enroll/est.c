@@ -15,7 +15,11 @@
  * enrollment code sent as the CSR's challengePassword) or /simplereenroll
  * (renewal: TLS client authentication by the current certificate and its key
  * in the token; the CSR repeats the certificate's subject and SANs, section
- * 4.2.2). HTTP 202 is polled after Retry-After with the same request. The CSR
+ * 4.2.2). A 401 with WWW-Authenticate to a request sent with a client
+ * certificate and no HTTP credentials is sent once more with the profile's
+ * basic credentials (section 3.2.3). Every answer body goes through the one
+ * base64 decoding path (b64.c). HTTP 202 is polled after Retry-After with the
+ * same request. The CSR
  * is signed in the token by the new key (or the kept key, rekey = false); the
  * TLS client signature runs in the token too: the private key never leaves it.
  */

@@ -1,5 +1,5 @@
 /*
- * sched.c — the schedule of requirements.md section 2: at first start one
+ * sched.c — the schedule (docs/enrollment.md "Schedule and retry"): at first start one
  * random time within the first hour for the enrollment check and, drawn
  * separately, one for the renewal check; each then repeats daily at its time
  * of day. A network failure (or an absent token, or a CA that holds the

@@ -1,4 +1,4 @@
-# The schedule of requirements.md: at first start an enrollment check at
+# The schedule (docs/enrollment.md "Schedule and retry"): at first start an enrollment check at
 # once, then one random time within the first hour for the enrollment check
 # and another for the renewal check, each repeated daily at its time of day.
 # Driven by the service loop in simulated time (run --until), no sleeping.

@@ -1,7 +1,6 @@
 # The service and the token's login cache (docs/enrollment.md, "Unlock: the
 # check at once": an enrollment check at once after the token is unlocked;
-# issue 6: the helper
-# renewing unattended). The profile has no pin_file and the token's policy is
+# issue 6: the helper renewing unattended). The profile has no pin_file and the token's policy is
 # login_cache=user:600. The real-time service (run --unlock-poll 1):
 #  1. finds the token locked: waits, says it needs a login (log, status,
 #     notification), and does not spin while it waits;

@@ -11,6 +11,7 @@
 # precise message, the token untouched.
 . "$(dirname "$0")/lib.sh"
 : "${ESTSRV:?run through ctest}"
+need curl
 ca_init
 est_tls
 printf 'pw-of-bob\n' >"$T/password"

@@ -306,7 +306,8 @@ main(int argc, char **argv)
         return ENR_EXIT_USAGE;
     }
     if (!strcmp(cmd, "help")) {
-        if (optind + 1 >= argc) {
+        if (optind + 1 >= argc || !strcmp(argv[optind + 1], "--help") ||
+            !strcmp(argv[optind + 1], "-h")) {
             usage(stdout);
             return ENR_EXIT_OK;
         }

@@ -362,7 +362,7 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[i], "help") == 0 || strcmp(argv[i], "--help") == 0 ||
         strcmp(argv[i], "-h") == 0) {
-        if (i + 1 < argc) {
+        if (i + 1 < argc && strcmp(argv[i + 1], "--help") != 0 && strcmp(argv[i + 1], "-h") != 0) {
             c = et_cmd_lookup(argv[i + 1]);
             if (c == NULL) {
                 et_err("unknown command '%s'", argv[i + 1]);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A non-root install into ~/.local (docs/install.md): configure with
-# CMAKE_INSTALL_PREFIX=~/.local and the p11-kit module file in the user's
-# p11-kit configuration (~/.config/pkcs11/modules), install as an ordinary
+# CMAKE_INSTALL_PREFIX=~/.local, the p11-kit module file in the user's
+# p11-kit configuration (~/.config/pkcs11/modules) and the unit where
+# systemctl --user looks (~/.local/share/systemd/user), install as an ordinary
 # user, and p11-kit, p11tool and the installed CLI find the module without a
 # path. HOME is the test's temporary directory. p11-kit never reads the user
 # configuration in a root process, so as root the install and everything
@@ -13,7 +14,8 @@ unset EVERTOKEN_MODULE LD_PRELOAD
 
 B=$T/build
 cmake -S "$SRC" -B "$B" -DEVERTOKEN_TESTS=OFF -DCMAKE_INSTALL_PREFIX="$HOME/.local" \
-    -DP11_MODULE_CONFIGS="$HOME/.config/pkcs11/modules" >"$T/conf.log" 2>&1 ||
+    -DP11_MODULE_CONFIGS="$HOME/.config/pkcs11/modules" \
+    -DSYSTEMD_USER_UNIT_DIR="$HOME/.local/share/systemd/user" >"$T/conf.log" 2>&1 ||
     die "configure: $(tail -20 "$T/conf.log")"
 cmake --build "$B" -j2 >"$T/build.log" 2>&1 || die "build: $(tail -20 "$T/build.log")"
 
@@ -31,10 +33,12 @@ grep -E -- "-- (Installing|Up-to-date): " "$T/install.log" | grep -v -- ": $HOME
 libdir=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:[A-Z]*=//p' "$B/CMakeCache.txt")
 so=$HOME/.local/$libdir/pkcs11/libevertoken.so
 for f in "$so" "$HOME/.config/pkcs11/modules/evertoken.module" "$HOME/.local/bin/evertoken" \
-    "$HOME/.local/bin/evertoken-enroll" "$HOME/.local/lib/systemd/user/evertoken-enroll.service" \
+    "$HOME/.local/bin/evertoken-enroll" "$HOME/.local/share/systemd/user/evertoken-enroll.service" \
     "$HOME/.local/share/man/man1/evertoken.1"; do
     [ -f "$f" ] || die "not installed: $f"
 done
+grep -qx "ExecStart=$HOME/.local/bin/evertoken-enroll run" "$HOME/.local/share/systemd/user/evertoken-enroll.service" ||
+    die "the unit does not run the installed helper"
 grep -qx "module: $so" "$HOME/.config/pkcs11/modules/evertoken.module" ||
     die "evertoken.module does not name $so: $(cat "$HOME/.config/pkcs11/modules/evertoken.module")"
 ok "installed without root under $HOME/.local, module file in ~/.config/pkcs11/modules"

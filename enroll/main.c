@@ -1,6 +1,8 @@
 /*
  * main.c — the evertoken-enroll command line (docs/enrollment.md "Commands").
  */
+#include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +13,58 @@
 
 #include "enr_int.h"
 
+/* One entry per command: its name and its help (`help CMD`, `CMD --help`). */
+static const struct enr_cmd_help {
+    const char *name;
+    const char *help;
+} enr_cmds[] = {
+    {"check", "usage: evertoken-enroll [OPTIONS] check [PROFILE...]\n"
+              "Enrollment and renewal check of every profile (or of the PROFILEs named; a\n"
+              "PROFILE may also be a path): enroll when the token has no valid certificate,\n"
+              "renew inside the renewal window.\n"},
+    {"enroll", "usage: evertoken-enroll [OPTIONS] enroll [PROFILE...]\n"
+               "Enrollment check now: enroll when the token has no valid certificate.\n"},
+    {"renew", "usage: evertoken-enroll [OPTIONS] renew [--force] [PROFILE...]\n"
+              "Renewal check now. --force: renew even before the renewal window (or a\n"
+              "certificate already renewed).\n"},
+    {"retry", "usage: evertoken-enroll [OPTIONS] retry [PROFILE...]\n"
+              "Run the retries that wait (after a network error or a PENDING answer) now; a\n"
+              "full check where none waits.\n"},
+    {"status", "usage: evertoken-enroll [OPTIONS] status [--json]\n"
+               "Every profile's certificate (subject, not-after, days left), state, last and\n"
+               "next check and last error. Exit 0 all fine, 1 warning, 2 critical. Reads only\n"
+               "the state database, so it works while the token is locked.\n"},
+    {"run", "usage: evertoken-enroll [OPTIONS] run [--until TIME] [--unlock-poll S]\n"
+            "The service (systemd user unit evertoken-enroll.service): checks every profile\n"
+            "on its schedule until SIGTERM. --until TIME: simulate up to TIME with the fake\n"
+            "clock, without sleeping (tests). --unlock-poll S: seconds between looks at a\n"
+            "locked token (1..3600, default 5).\n"},
+    {"hooks", "usage: evertoken-enroll [OPTIONS] hooks rerun PROFILE\n"
+              "Re-run the profile's post-processing script for its current certificate.\n"},
+    {"history", "usage: evertoken-enroll [OPTIONS] history [PROFILE]\n"
+                "The event history (of every profile, or of PROFILE).\n"},
+    {"validate", "usage: evertoken-enroll [OPTIONS] validate [FILE...]\n"
+                 "Parse the profiles (every *.conf of the profile directory, or the FILEs) and\n"
+                 "report every error as FILE:LINE: [section] key: what is wrong.\n"},
+    {"help", "usage: evertoken-enroll help [COMMAND]\n"
+             "The list of commands, or the help of COMMAND.\n"},
+};
+
+static const struct enr_cmd_help *
+cmd_lookup(const char *name)
+{
+    for (size_t i = 0; i < sizeof(enr_cmds) / sizeof(enr_cmds[0]); i++)
+        if (!strcmp(enr_cmds[i].name, name))
+            return &enr_cmds[i];
+    return NULL;
+}
+
 static void
 usage(FILE *out)
 {
     fputs("usage: evertoken-enroll [OPTIONS] COMMAND [ARGS]\n"
           "\n"
-          "commands:\n"
+          "Commands:\n"
           "  check [PROFILE...]         enrollment and renewal check now\n"
           "  enroll [PROFILE...]        enrollment check now (enroll if no valid certificate)\n"
           "  renew [--force] [PROFILE...] renewal check now (--force: even outside the window)\n"
@@ -28,14 +76,49 @@ usage(FILE *out)
           "  hooks rerun PROFILE        re-run the post-processing script\n"
           "  history [PROFILE]          the event history\n"
           "  validate [FILE...]         parse profiles and report errors\n"
+          "  help [COMMAND]             this text, or a command's help\n"
           "\n"
-          "options:\n"
+          "Options:\n"
           "  --profiles DIR   profile directory (default $XDG_CONFIG_HOME/evertoken/profiles)\n"
           "  --state-dir DIR  state directory (default $XDG_STATE_HOME/evertoken)\n"
           "  --now TIME       pretend the time is TIME (epoch or YYYY-MM-DDTHH:MM:SSZ; tests)\n"
           "  -v, --verbose    debug messages\n"
-          "  -h, --help       this help\n",
+          "  -h, --help       this help\n"
+          "  --version        the version\n"
+          "\n"
+          "See `evertoken-enroll COMMAND --help`, evertoken-enroll(1), evertoken-enroll.conf(5).\n",
           out);
+}
+
+/* The profile directory must exist and hold at least one profile: otherwise
+ * say where it was looked for and what to do (instead of an empty result). */
+static int
+profile_dir_ready(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int found = 0;
+
+    if (d == NULL) {
+        if (errno == ENOENT)
+            enr_err("the profile directory %s does not exist: create it with a profile "
+                    "NAME.conf in it (see evertoken-enroll.conf(5)), or name another "
+                    "directory with --profiles DIR",
+                    dir);
+        else
+            enr_err("cannot read the profile directory %s: %s", dir, strerror(errno));
+        return 0;
+    }
+    while (!found && (de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        found = l > 5 && de->d_name[0] != '.' && !strcmp(de->d_name + l - 5, ".conf");
+    }
+    closedir(d);
+    if (!found)
+        enr_err("no profiles (*.conf) in %s: add one (see evertoken-enroll.conf(5) and "
+                "`evertoken-enroll validate`), or name another directory with --profiles DIR",
+                dir);
+    return found;
 }
 
 /* Profiles named on the command line (by name or path), or all of them. */
@@ -169,15 +252,12 @@ cmd_validate(enr_ctx *ctx, int argc, char **argv)
 int
 main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"profiles", required_argument, NULL, 'P'},
-                                         {"state-dir", required_argument, NULL, 'S'},
-                                         {"now", required_argument, NULL, 'N'},
-                                         {"verbose", no_argument, NULL, 'v'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {"force", no_argument, NULL, 'f'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"until", required_argument, NULL, 'U'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"profiles", required_argument, NULL, 'P'}, {"state-dir", required_argument, NULL, 'S'},
+        {"now", required_argument, NULL, 'N'},      {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},           {"force", no_argument, NULL, 'f'},
+        {"json", no_argument, NULL, 'j'},           {"until", required_argument, NULL, 'U'},
+        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0}};
     const char *profiles = NULL, *state_dir = NULL, *cmd;
     enr_ctx ctx;
     time_t until = 0, t;
@@ -206,6 +286,9 @@ main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return ENR_EXIT_OK;
+        case 'V':
+            printf("evertoken-enroll %s\n", EVERTOKEN_VERSION);
+            return ENR_EXIT_OK;
         default:
             usage(stderr);
             return ENR_EXIT_USAGE;
@@ -216,6 +299,33 @@ main(int argc, char **argv)
         return ENR_EXIT_USAGE;
     }
     cmd = argv[optind];
+    const struct enr_cmd_help *ch = cmd_lookup(cmd);
+    if (ch == NULL) {
+        enr_err("unknown command '%s'", cmd);
+        usage(stderr);
+        return ENR_EXIT_USAGE;
+    }
+    if (!strcmp(cmd, "help")) {
+        if (optind + 1 >= argc || !strcmp(argv[optind + 1], "--help") ||
+            !strcmp(argv[optind + 1], "-h")) {
+            usage(stdout);
+            return ENR_EXIT_OK;
+        }
+        ch = cmd_lookup(argv[optind + 1]);
+        if (ch == NULL) {
+            enr_err("unknown command '%s'", argv[optind + 1]);
+            usage(stderr);
+            return ENR_EXIT_USAGE;
+        }
+        fputs(ch->help, stdout);
+        return ENR_EXIT_OK;
+    }
+    /* COMMAND --help anywhere among the command's arguments. */
+    for (int i = optind + 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(ch->help, stdout);
+            return ENR_EXIT_OK;
+        }
     /* Command options (after the command name). */
     optind++;
     int cargc = 0;
@@ -262,6 +372,16 @@ main(int argc, char **argv)
         return ENR_EXIT_CONFIG;
     }
     ctx.profile_dir = pdir;
+    /* Every command but history reads the profile directory, unless it was
+     * given only profile paths. */
+    int only_paths = cargc > 0;
+    for (int i = 0; i < cargc; i++)
+        if (strchr(cargv[i], '/') == NULL)
+            only_paths = 0;
+    if (strcmp(cmd, "history") != 0 && !only_paths && !profile_dir_ready(pdir)) {
+        rc = ENR_EXIT_CONFIG;
+        goto out;
+    }
     ctx.force = force;
     ctx.unlock_poll = unlock_poll;
     if (!strcmp(cmd, "validate")) {

@@ -312,6 +312,27 @@ KS_WUR ks_rv ks_object_create_pending(ks_token *tok, int is_private, const ks_at
  * is authenticated when the object is read while logged in). */
 KS_WUR ks_rv ks_object_state(ks_token *tok, int64_t id, ks_state *state, int64_t *retired_at);
 
+/* An object that is not active, as ks_list_inactive reports it. */
+typedef struct ks_inactive {
+    int64_t id;
+    ks_state state;     /* KS_PENDING or KS_RETIRED */
+    int64_t retired_at; /* 0 unless retired */
+    int is_private;
+    const unsigned char *cred; /* credential link (NULL if none) */
+    size_t cred_len;
+    size_t nattrs;        /* 0 and attrs NULL: a private record, not logged in */
+    const ks_attr *attrs; /* public records while logged out: not MAC-checked */
+} ks_inactive;
+typedef int (*ks_inactive_cb)(void *ctx, const ks_inactive *obj);
+
+/* Every pending and retired record (for `evertoken info`), in one read
+ * snapshot, oldest first. Public records always come with their attributes;
+ * private ones only when logged in (else attrs NULL: the state, retired_at
+ * and credential link are stored in the clear). Records failing their check
+ * are skipped and counted in *TAMPERED (may be NULL). CB as for
+ * ks_load_objects (non-zero stops the walk; no ks_* calls inside). */
+KS_WUR ks_rv ks_list_inactive(ks_token *tok, ks_inactive_cb cb, void *ctx, unsigned *tampered);
+
 /*
  * Commit the rollover of credential CRED, in ONE transaction (needs the TMK):
  *   - every active object whose CKA_ID is CRED becomes KS_RETIRED with

@@ -327,6 +327,66 @@ ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned *tampered)
 }
 
 ks_rv
+ks_list_inactive(ks_token *tok, ks_inactive_cb cb, void *ctx, unsigned *tampered)
+{
+    unsigned bad = 0;
+    sqlite3_stmt *st;
+    ks_rv rv = KS_OK;
+    int rc;
+
+    if (tampered != NULL)
+        *tampered = 0;
+    if (tok == NULL || cb == NULL)
+        return KS_E_ARGS;
+    ks_lock(tok);
+    st = ks_stmt_inlock(tok, ST_OBJ_ALL); /* one statement: one read snapshot */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct rec_state rs;
+        ks_inactive io;
+        ks_object obj;
+        size_t wipe = 0;
+        int stop;
+
+        if (row_state(st, C_STATE, &rs) != 0) {
+            bad++;
+            continue;
+        }
+        if (rs.state == KS_ACTIVE)
+            continue;
+        memset(&io, 0, sizeof(io));
+        io.id = sqlite3_column_int64(st, C_ID);
+        io.is_private = sqlite3_column_int(st, C_PRIV) != 0;
+        if (!io.is_private || tok->keys != NULL) {
+            rv = row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, &rs);
+            if (rv == KS_E_TAMPERED) {
+                bad++;
+                rv = KS_OK;
+                continue;
+            }
+            if (rv != KS_OK)
+                break;
+            io.nattrs = obj.nattrs;
+            io.attrs = obj.attrs;
+        }
+        io.state = rs.state;
+        io.retired_at = rs.retired_at;
+        io.cred = rs.cred;
+        io.cred_len = rs.cred_len;
+        stop = cb(ctx, &io);
+        wipe_after_cb(tok, wipe);
+        if (stop)
+            break;
+    }
+    if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        rv = KS_SQLERR(tok, rc, "reading objects");
+    ks_stmt_done(st);
+    ks_unlock(tok);
+    if (tampered != NULL)
+        *tampered = bad;
+    return rv;
+}
+
+ks_rv
 ks_object_get(ks_token *tok, int64_t id, ks_object_cb cb, void *ctx)
 {
     sqlite3_stmt *st;

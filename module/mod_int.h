@@ -42,8 +42,8 @@
 #define MOD_MANUFACTURER  "evertoken"
 #define MOD_MODEL         "evertoken soft"
 #define MOD_LIB_DESC      "evertoken software token"
-#define MOD_VERSION_MAJOR 0
-#define MOD_VERSION_MINOR 1
+#define MOD_VERSION_MAJOR EVERTOKEN_VERSION_MAJOR
+#define MOD_VERSION_MINOR EVERTOKEN_VERSION_MINOR
 
 /*
  * Object handles. Token objects use their keystore id (ids are never reused

@@ -1,27 +1,55 @@
 #!/usr/bin/env bash
-# evertoken end to end: install, build, create a token in a temporary
-# directory, import a PKCS#12 client credential, and show it through
-# pkcs11-tool, p11tool and NSS certutil; then generate a key in the token, have
-# the demo CA certify it, and use it for a TLS client-certificate handshake on
-# 127.0.0.1. Touches no real token or NSS db.
+# evertoken end to end: install what the demo needs, build, create a token in
+# a temporary directory, import a PKCS#12 client credential, and show it
+# through pkcs11-tool, p11tool and NSS certutil; then generate a key in the
+# token, have the demo CA certify it, and use it for a TLS client-certificate
+# handshake on 127.0.0.1; finally enroll a certificate from a local SCEP (or,
+# with EST=1, EST) test CA and renew it while a running TLS client keeps
+# using the token. Touches no real token or NSS database.
+#   scripts/demo.sh            the demo (about 1.5 minutes after the install)
+#   EST=1 scripts/demo.sh      enrollment over EST instead of SCEP
+#   DEMO_KEEP=1 scripts/demo.sh  keep the demo's files afterwards
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 . scripts/deps.sh
-et_install_deps
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# One sentence: what the step just proved.
+proved() { printf '\033[32m-> %s\033[0m\n' "$*"; }
+# Run quietly; show the output only if the command fails.
+quiet() {
+    local log
+    log=$(mktemp /tmp/evertoken-demo-log.XXXXXX)
+    if ! "$@" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "failed: $*" >&2
+        return 1
+    fi
+    rm -f "$log"
+}
 
-step "build"
-cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-demo -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
+step "install the Debian packages the demo needs (scripts/deps.sh: runtime and demo sets)"
+et_install_demo_deps
+proved "every package of the runtime and demo sets is installed (nothing else: the test set is for scripts/test.sh)."
+
+step "build the module, the CLI, the enrollment helper and the demo's test CAs"
+quiet cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVERTOKEN_MAN=OFF
+quiet cmake --build build-demo -j"$(nproc 2>/dev/null || echo 2)" \
+    --target evertoken evertoken-cli evertoken-enroll scepsrv estsrv
 MODULE=$here/build-demo/module/libevertoken.so
 CLI=$here/build-demo/tools/evertoken
 export EVERTOKEN_MODULE=$MODULE
+echo "module: $MODULE"
+echo "CLI:    $CLI ($("$CLI" --version))"
+proved "the sources build into a PKCS#11 module (libevertoken.so), the evertoken CLI and evertoken-enroll."
 
 W=$(mktemp -d /tmp/evertoken-demo.XXXXXX)
 chmod 700 "$W"
-trap 'rm -rf "$W"' EXIT
+# Remove the demo's files at the end unless DEMO_KEEP=1.
+cleanup_files() { [ "${DEMO_KEEP:-0}" = 1 ] || rm -rf "$W"; }
+trap 'cleanup_files' EXIT
 export HOME=$W/home EVERTOKEN_DIR=$W/tokens
 mkdir -p "$HOME"
 # Demo-only secrets, passed through the environment (never argv).
@@ -39,27 +67,36 @@ openssl pkcs12 -export -inkey "$W/alice.key" -in "$W/alice.pem" -certfile "$W/ca
     -name alice -passout env:DEMO_P12_PASS -out "$W/alice.p12"
 rm -f "$W/alice.key"
 echo "alice.p12: $(openssl x509 -in "$W/alice.pem" -noout -subject)"
+proved "a PKCS#12 file holds alice's RSA key and certificate, as a CA or an export would hand it out."
 
 step "create a token (evertoken init)"
 "$CLI" init --label demo --so-pin env:DEMO_SO_PIN --pin env:DEMO_PIN
+echo "token files in $EVERTOKEN_DIR: $(cd "$EVERTOKEN_DIR" && ls token-*.db)"
+proved "a token is one encrypted file, created with an SO PIN and a user PIN."
 
 step "import the PKCS#12 credential (evertoken import)"
 "$CLI" import --token demo --pin env:DEMO_PIN --passphrase env:DEMO_P12_PASS "$W/alice.p12"
+proved "the key and certificate went from the PKCS#12 file into the token (the file is no longer needed)."
 
 step "evertoken list --token demo --login"
 "$CLI" list --token demo --login --pin env:DEMO_PIN
+proved "after a login the token lists alice's private key, public key and certificate under one CKA_ID."
 
 step "pkcs11-tool -L (slots and tokens)"
 pkcs11-tool --module "$MODULE" -L
+proved "OpenSC's pkcs11-tool loads the module and sees the token, plus the free slot for the next one."
 
 step "pkcs11-tool -O --login (key and certificate share one CKA_ID)"
 pkcs11-tool --module "$MODULE" --token-label demo --login --pin "$DEMO_PIN" -O
+proved "a standard PKCS#11 client finds the objects evertoken imported, with the key usable for signing."
 
 step "p11tool --list-all-certs (no PIN needed for certificates)"
 p11tool --provider "$MODULE" --list-all-certs
+proved "GnuTLS reads the certificate without a PIN: certificates are public objects."
 
 step "p11tool --list-privkeys --login"
 GNUTLS_PIN=$DEMO_PIN p11tool --provider "$MODULE" --login --list-privkeys
+proved "the private key is visible only after a login with the user PIN."
 
 step "NSS: add the module to a temporary NSS database and list certificates"
 mkdir -p "$W/nss"
@@ -67,11 +104,13 @@ certutil -N -d "sql:$W/nss" --empty-password
 modutil -dbdir "sql:$W/nss" -add evertoken -libfile "$MODULE" -force </dev/null >/dev/null
 modutil -dbdir "sql:$W/nss" -list evertoken </dev/null | sed -n '1,20p'
 certutil -L -d "sql:$W/nss" -h all
+proved "NSS (Firefox, Chromium, Thunderbird) loads the module and lists alice's certificate from the token."
 
 # ---- A key generated in the token, certified by the CA, used for TLS ----
 step "generate a key pair IN the token (pkcs11-tool --keypairgen): the private key never leaves it"
 pkcs11-tool --module "$MODULE" --token-label demo --login --pin "$DEMO_PIN" \
     --keypairgen --key-type EC:prime256v1 --id 42 --label carol --usage-sign
+proved "the token generates key pairs itself (C_GenerateKeyPair); carol's private key never exists outside it."
 # OpenSSL reaches the token through the pkcs11 engine (libengine-pkcs11-openssl),
 # configured in a private openssl.cnf. Only the commands that use the token key get it.
 cat >"$W/engine.cnf" <<CNF
@@ -101,10 +140,12 @@ openssl req -verify -in "$W/carol.csr" -noout
 openssl x509 -req -in "$W/carol.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial \
     -days 30 -extfile "$W/ext.cnf" -out "$W/carol.pem" 2>/dev/null
 openssl x509 -in "$W/carol.pem" -noout -subject -issuer
+proved "OpenSSL signs a certificate request with the token's key through the pkcs11 engine; the CA issued it."
 
 step "write the certificate to the token next to its key (same CKA_ID 42)"
 "$CLI" import --token demo --pin env:DEMO_PIN --id 42 --label carol "$W/carol.pem"
 "$CLI" list --token demo --login --pin env:DEMO_PIN
+proved "the issued certificate sits next to its key in the token: carol is a complete credential."
 
 step "TLS with a client certificate: openssl s_server -Verify 1 on 127.0.0.1, curl with key and certificate from the token"
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
@@ -118,19 +159,18 @@ for PORT in $(shuf -i 20000-60000 -n 50); do [ -z "$(ss -Htln "sport = :$PORT")"
 openssl s_server -accept "127.0.0.1:$PORT" -cert "$W/server.pem" -key "$W/server.key" \
     -Verify 1 -CAfile "$W/ca.pem" -verify_return_error -www -naccept 1 >"$W/s_server.log" 2>&1 </dev/null &
 SERVER_PID=$!
-trap 'kill $SERVER_PID 2>/dev/null; rm -rf "$W"' EXIT
+trap 'kill $SERVER_PID 2>/dev/null; cleanup_files' EXIT
 for _ in $(seq 100); do [ -n "$(ss -Htln "sport = :$PORT")" ] && break; sleep 0.1; done
 OPENSSL_CONF=$W/engine.cnf curl -sS --fail --cacert "$W/ca.pem" \
     --engine pkcs11 --key-type ENG --key "$KEY_URI" --cert-type ENG --cert "$CERT_URI" \
     "https://127.0.0.1:$PORT/" >"$W/page.txt"
 wait $SERVER_PID || true
-trap 'rm -rf "$W"' EXIT
+trap 'cleanup_files' EXIT
 echo "what the server saw (s_server -www page and log):"
 grep -E "^(New, |Peer signing digest|Peer signature type)" "$W/page.txt"
 grep "^depth=" "$W/s_server.log"
 awk '/^Client certificate/ { on = 1 } on' "$W/page.txt" | openssl x509 -noout -subject -issuer -fingerprint -sha256
-
-step "done: token file $(ls "$EVERTOKEN_DIR")"
+proved "curl completed a TLS handshake authenticated by carol's key inside the token; the server verified her certificate."
 
 # ---- Automatic enrollment and renewal (evertoken-enroll, docs/enrollment.md) ----
 # EST=1 uses the local EST test CA (tests/enroll/estsrv, RFC 7030) instead of
@@ -156,7 +196,7 @@ else
         --challenge-file "$W/challenge" 2>"$W/scep/log" &
 fi
 SCEP_PID=$!
-trap 'kill $SCEP_PID 2>/dev/null; rm -rf "$W"' EXIT
+trap 'kill $SCEP_PID 2>/dev/null; cleanup_files' EXIT
 for _ in $(seq 100); do [ -s "$W/scep/port" ] && break; sleep 0.05; done
 if [ "$EST" = 1 ]; then
     CA_SECTION="[ca]
@@ -180,8 +220,16 @@ module = $MODULE
 pin_file = $W/pin
 CONF
 enr() { "$ENROLL" --profiles "$W/profiles" --state-dir "$W/state" "$@"; }
+# The serial of bob's certificate in the token.
+bob_serial() {
+    pkcs11-tool --module "$MODULE" --token-label demo --read-object --type cert --label bob 2>/dev/null |
+        openssl x509 -inform DER -noout -serial | sed 's/^serial=//'
+}
 enr enroll
 enr status || true
+ENROLLED_SERIAL=$(bob_serial)
+PROTO=$([ "$EST" = 1 ] && echo EST || echo SCEP)
+proved "evertoken-enroll generated bob's key in the token, had the CA certify it over $PROTO, and stored certificate $ENROLLED_SERIAL next to the key."
 
 FAKE=$(($(date +%s) + 65 * 86400))
 step "a running TLS client: curl, started once, connects twice a second with bob's key and certificate from the token"
@@ -200,7 +248,7 @@ openssl s_server -accept "127.0.0.1:$WPORT" -cert "$W/scep/web.pem" -key "$W/sce
     >"$W/web.log" 2>&1 </dev/null &
 WEB_PID=$!
 CURL_PID=
-trap 'kill $SCEP_PID $WEB_PID $CURL_PID 2>/dev/null; rm -rf "$W"' EXIT
+trap 'kill $SCEP_PID $WEB_PID $CURL_PID 2>/dev/null; cleanup_files' EXIT
 for _ in $(seq 100); do [ -n "$(ss -Htln "sport = :$WPORT")" ] && break; sleep 0.1; done
 mkdir -p "$W/pages"
 OPENSSL_CONF=$W/engine.cnf curl -sS --cacert "$W/scep/ca.pem" --no-sessionid --rate 2/s \
@@ -209,22 +257,55 @@ OPENSSL_CONF=$W/engine.cnf curl -sS --cacert "$W/scep/ca.pem" --no-sessionid --r
     "https://127.0.0.1:$WPORT/?n=[100-139]" -o "$W/pages/#1" 2>"$W/curl.err" &
 CURL_PID=$!
 sleep 4
+proved "one curl process is connecting with bob's enrolled certificate ($(ls "$W/pages" | wc -l) requests so far)."
 
 step "time travel 65 days into the renewal window: the renewal check sends RenewalReq (SCEP) or simplereenroll over TLS client-authenticated by the old key (EST)"
 export EVERTOKEN_ENROLL_FAKE_TIME=$FAKE
 echo "$EVERTOKEN_ENROLL_FAKE_TIME" >"$W/scep/now"
 enr check
 enr status || true
+echo "requests the CA received:"
 grep -E "PKCSReq|RenewalReq|simpleenroll|simplereenroll" "$W/scep/requests.log"
 pkcs11-tool --module "$MODULE" --token-label demo --login --pin "$DEMO_PIN" -O | grep -A3 "label: *bob"
+RENEWED_SERIAL=$(bob_serial)
+[ -n "$RENEWED_SERIAL" ] && [ "$RENEWED_SERIAL" != "$ENROLLED_SERIAL" ] ||
+    { echo "the certificate in the token was not renewed ($ENROLLED_SERIAL)" >&2; exit 1; }
+proved "inside the renewal window the helper got certificate $RENEWED_SERIAL for a new key and swapped it in for $ENROLLED_SERIAL in one step."
 
 step "the same curl process, never restarted, now presents the renewed certificate"
 wait $CURL_PID || true
-for f in $(ls "$W/pages" | sort -n); do
-    printf 'request %s: ' "$f"
-    openssl x509 -noout -serial -in "$W/pages/$f" 2>/dev/null || echo "(no page)"
-done | uniq -c -f 2
-echo "renewed certificate in the token: $(pkcs11-tool --module "$MODULE" --token-label demo \
-    --read-object --type cert --label bob 2>/dev/null | openssl x509 -inform DER -noout -serial)"
-[ -s "$W/curl.err" ] && { echo "curl reported:"; sort "$W/curl.err" | uniq -c; }
 kill $WEB_PID 2>/dev/null || true
+# One line per run of requests that presented the same certificate.
+for f in $(ls "$W/pages" | sort -n); do
+    printf '%s %s\n' "$f" "$(openssl x509 -noout -serial -in "$W/pages/$f" 2>/dev/null | sed 's/^serial=//')"
+done | awk -v old="$ENROLLED_SERIAL" -v new="$RENEWED_SERIAL" '
+    function flush() {
+        if (n == 0) return
+        what = cur == old ? "the enrolled certificate" : cur == new ? "the renewed certificate" : cur == "" ? "no answer" : "another certificate"
+        printf "requests %s-%s: %s%s\n", first, last, cur == "" ? "" : "serial " cur ", ", what
+    }
+    { if (n > 0 && $2 == cur) { last = $1; next } flush(); cur = $2; first = $1; last = $1; n++ }
+    END { flush() }' | tee "$W/runs.txt"
+FAILED=$(grep -c "no answer" "$W/runs.txt" || true)
+[ -s "$W/curl.err" ] && { echo "curl reported:"; sort "$W/curl.err" | uniq -c; }
+if head -1 "$W/runs.txt" | grep -q "enrolled certificate" && tail -1 "$W/runs.txt" | grep -q "renewed certificate" &&
+    [ "$FAILED" = 0 ] && [ ! -s "$W/curl.err" ]; then
+    proved "a program that keeps the token open picks up the renewed certificate by itself, without a failed request."
+else
+    echo "-> the requests above did not all go from the enrolled to the renewed certificate without a failure."
+fi
+
+step "summary"
+cat <<SUMMARY
+Created:  token "demo" ($(cd "$EVERTOKEN_DIR" && ls token-*.db | tr '\n' ' ')in $EVERTOKEN_DIR) holding
+          alice (imported from PKCS#12), carol (key made in the token) and bob (enrolled over $PROTO).
+Renewed:  bob's certificate $ENROLLED_SERIAL -> $RENEWED_SERIAL, with a new key, 65 simulated days later.
+Files:    the demo's token, CAs, NSS database and enrollment state are in $W;
+          the build is in $here/build-demo.
+SUMMARY
+if [ "${DEMO_KEEP:-0}" = 1 ]; then
+    echo "Clean up: rm -rf $W $here/build-demo"
+else
+    echo "Clean up: $W is removed now (DEMO_KEEP=1 keeps it); rm -rf $here/build-demo removes the build."
+fi
+echo "Packages: the runtime and demo sets of scripts/deps.sh stay installed (apt-get remove them if unwanted)."

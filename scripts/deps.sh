@@ -1,29 +1,59 @@
-# Sourced by scripts/test.sh and scripts/demo.sh: installs every Debian
-# package the build, the tests and the demo need. Keep this list complete —
-# CI starts from a fresh machine.
-ET_PACKAGES=(
-  build-essential cmake pkg-config clang-format
-  libssl-dev openssl libsodium-dev libsqlite3-dev sqlite3 libinih-dev
-  libp11-kit-dev p11-kit libcmocka-dev
-  softhsm2 opensc gnutls-bin libnss3-tools util-linux
-  libengine-pkcs11-openssl libp11-dev curl libcurl4-openssl-dev
-  openssh-client openssh-server
-  libmicrohttpd-dev libgnutls28-dev python3 scep
-  xxd iproute2 clang valgrind openvpn iputils-ping
-  libkeyutils-dev keyutils
-  chromium xvfb xdotool nginx x11-utils nodejs
+# Sourced by scripts/demo.sh and scripts/test.sh: the Debian packages evertoken
+# needs, in three sets. CI starts from a fresh machine: keep the sets complete.
+#
+# Runtime: build and run evertoken (module, CLI, helper, man pages).
+ET_RUNTIME_PACKAGES=(
+  build-essential cmake pkg-config scdoc
+  libssl-dev openssl libsodium-dev libsqlite3-dev libinih-dev
+  libp11-kit-dev p11-kit libkeyutils-dev keyutils
+  libp11-dev libcurl4-openssl-dev
 )
+# Demo (scripts/demo.sh, with the runtime set): the clients it shows the token
+# in (pkcs11-tool, p11tool, NSS certutil, OpenSSL's pkcs11 engine, curl) and
+# what its local SCEP/EST test CAs are built with.
+ET_DEMO_PACKAGES=(
+  opensc gnutls-bin libnss3-tools libengine-pkcs11-openssl curl iproute2
+  libcmocka-dev libmicrohttpd-dev libgnutls28-dev
+)
+# Tests (scripts/test.sh installs all three sets). openssh-server and nginx
+# are servers: the tests start their own instances on 127.0.0.1 only.
+# debhelper, lintian: the Debian package (scripts/package-test.sh);
+# systemd: systemd-analyze verify of the user unit; man-db: man -l checks.
+ET_TEST_PACKAGES=(
+  clang-format softhsm2 util-linux
+  openssh-client openssh-server python3 scep
+  xxd clang valgrind openvpn iputils-ping
+  chromium xvfb xdotool nginx x11-utils nodejs
+  debhelper dpkg-dev lintian systemd man-db
+)
+ET_PACKAGES=("${ET_RUNTIME_PACKAGES[@]}" "${ET_DEMO_PACKAGES[@]}" "${ET_TEST_PACKAGES[@]}")
 
-et_install_deps() {
-    local sudo=""
+# et_install_packages PKG...: install what is missing, quietly: apt's output
+# goes to a log that is shown only when apt fails.
+et_install_packages() {
+    local sudo="" missing=() log p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install packages" >&2; return 1; }
         sudo="sudo"
     fi
-    # Skip apt entirely when everything is already there (fast re-runs).
-    if dpkg-query -W -f='${Status}\n' "${ET_PACKAGES[@]}" 2>/dev/null | grep -vq 'install ok installed' \
-        || [ "$(dpkg-query -W -f='${Status}\n' "${ET_PACKAGES[@]}" 2>/dev/null | wc -l)" -ne "${#ET_PACKAGES[@]}" ]; then
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${ET_PACKAGES[@]}" </dev/null
+    echo "installing ${#missing[@]} Debian packages with apt-get: ${missing[*]}"
+    log=$(mktemp /tmp/evertoken-apt.XXXXXX)
+    if ! { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${missing[@]}" </dev/null; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "apt-get failed (output above)" >&2
+        rm -f "$log"
+        return 1
     fi
+    rm -f "$log"
 }
+
+# Everything: what scripts/test.sh installs.
+et_install_deps() { et_install_packages "${ET_PACKAGES[@]}"; }
+# The runtime and demo sets: what scripts/demo.sh installs.
+et_install_demo_deps() { et_install_packages "${ET_RUNTIME_PACKAGES[@]}" "${ET_DEMO_PACKAGES[@]}"; }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything, build, and run every test twice: a normal build and an
-# AddressSanitizer + UndefinedBehaviorSanitizer build. Exit non-zero on any failure.
+# AddressSanitizer + UndefinedBehaviorSanitizer build; a short fuzzing run;
+# then build the Debian packages, install them and test the installed module
+# (scripts/package-test.sh). Exit non-zero on any failure.
 #   scripts/test.sh            full run
 #   ET_SKIP_ASAN=1 scripts/test.sh   only the normal build (quicker while developing)
 set -euo pipefail
@@ -32,4 +34,6 @@ if [ "${ET_SKIP_ASAN:-0}" != 1 ]; then
     run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DEVERTOKEN_SANITIZE=ON
 fi
 scripts/fuzz.sh "${ET_FUZZ_SECONDS:-30}"
+echo "== Debian packages: build, lintian, install, installed-module tests"
+scripts/package-test.sh
 echo "== all tests passed"

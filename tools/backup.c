@@ -349,6 +349,7 @@ et_print_keystore_info(CK_SLOT_ID slot, const char *label, const char *serial)
     printf("  SO PIN:           %u failed attempt%s (locks at %u)\n", info.so_fail_count,
            info.so_fail_count == 1 ? "" : "s", info.max_attempts);
     printf("  objects stored:   %llu\n", (unsigned long long)info.object_count);
+    et_print_inactive(tok);
 done:
     ks_close(tok);
     free(path);

@@ -151,6 +151,9 @@ int et_cmd_lock(et_opts *o);
 /* Keystore side of `info` (backup.c): print file details for a token whose
  * PKCS#11 slot is SLOT, if it is an evertoken keystore with that label. */
 void et_print_keystore_info(CK_SLOT_ID slot, const char *label, const char *serial);
+/* Pending and retired objects by name (inactive.c); TOK is a ks_token *. */
+struct ks_token;
+void et_print_inactive(struct ks_token *tok);
 /* Why the keystore file of SLOT cannot be opened ("cannot open FILE: ..."),
  * into BUF; NULL when it opens or there is no such file. */
 const char *et_keystore_open_error(CK_SLOT_ID slot, char *buf, size_t n);

@@ -191,9 +191,10 @@ et_usage_all(FILE *fp)
           "  lock         empty the login cache\n"
           "  help [CMD]   this text, or a command's help\n"
           "\n"
+          "Options: --module PATH (the PKCS#11 module), --help, --version.\n"
           "Tokens are selected with --token LABEL or --slot N. The module is --module PATH,\n"
           "else $EVERTOKEN_MODULE, else " EVERTOKEN_DEFAULT_MODULE ".\n"
-          "See `evertoken CMD --help` and docs/cli.md.\n",
+          "See `evertoken CMD --help`, evertoken(1) and docs/cli.md.\n",
           fp);
 }
 
@@ -355,9 +356,13 @@ main(int argc, char **argv)
         et_usage_all(stderr);
         return ET_EXIT_USAGE;
     }
+    if (strcmp(argv[i], "--version") == 0) {
+        printf("evertoken %s\n", EVERTOKEN_VERSION);
+        return ET_EXIT_OK;
+    }
     if (strcmp(argv[i], "help") == 0 || strcmp(argv[i], "--help") == 0 ||
         strcmp(argv[i], "-h") == 0) {
-        if (i + 1 < argc) {
+        if (i + 1 < argc && strcmp(argv[i + 1], "--help") != 0 && strcmp(argv[i + 1], "-h") != 0) {
             c = et_cmd_lookup(argv[i + 1]);
             if (c == NULL) {
                 et_err("unknown command '%s'", argv[i + 1]);

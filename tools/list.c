@@ -1,6 +1,7 @@
 /*
  * list.c — `list` (tokens, or one token's objects) and `info`.
  */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,6 +336,32 @@ et_print_token_info(et_p11 *p, CK_SLOT_ID slot, const CK_TOKEN_INFO *t)
     (void)p;
 }
 
+/* The interfaces the module offers (PKCS#11 3.0 C_GetInterfaceList): a 3.0
+ * caller such as NSS uses "PKCS 11" 3.0, C_GetFunctionList gives 2.40. */
+static void
+et_print_interfaces(const et_p11 *p)
+{
+    CK_RV (*gil)(CK_INTERFACE_PTR, CK_ULONG_PTR);
+    CK_INTERFACE *v = NULL;
+    CK_ULONG n = 0;
+
+    *(void **)&gil = dlsym(p->dl, "C_GetInterfaceList");
+    if (gil == NULL || gil(NULL, &n) != CKR_OK || n == 0 || (v = calloc(n, sizeof(*v))) == NULL ||
+        gil(v, &n) != CKR_OK) {
+        printf("  interfaces:       (no C_GetInterfaceList: PKCS#11 2.x only)\n");
+        free(v);
+        return;
+    }
+    printf("  interfaces:       ");
+    for (CK_ULONG i = 0; i < n; i++) {
+        const CK_VERSION *ver = v[i].pFunctionList; /* every function list starts with it */
+        printf("%s%s %u.%u", i ? ", " : "", (const char *)v[i].pInterfaceName,
+               ver != NULL ? ver->major : 0, ver != NULL ? ver->minor : 0);
+    }
+    putchar('\n');
+    free(v);
+}
+
 int
 et_cmd_info(et_opts *o)
 {
@@ -359,7 +386,9 @@ et_cmd_info(et_opts *o)
     et_p11_str(manuf, sizeof(manuf), mi.manufacturerID, sizeof(mi.manufacturerID));
     et_p11_str(desc, sizeof(desc), mi.libraryDescription, sizeof(mi.libraryDescription));
     printf("module: %s\n", p.path);
-    printf("  PKCS#11 version:  %u.%u\n", mi.cryptokiVersion.major, mi.cryptokiVersion.minor);
+    printf("  PKCS#11 version:  %u.%u (C_GetFunctionList)\n", mi.cryptokiVersion.major,
+           mi.cryptokiVersion.minor);
+    et_print_interfaces(&p);
     printf("  manufacturer:     %s\n", manuf);
     printf("  library:          %s %u.%u\n", desc, mi.libraryVersion.major,
            mi.libraryVersion.minor);

@@ -16,7 +16,9 @@
  * /cacerts returns OldWithOld, OldWithNew, NewWithOld and NewWithNew (RFC
  * 7030 section 4.1.3; the two link certificates are made here) and new
  * certificates are issued by the new key. Requests are logged to
- * DIR/requests.log as "operation result detail".
+ * DIR/requests.log as "operation result detail". Issued certificates start
+ * at DIR/now (epoch seconds) when that file exists, as with scepsrv, so that
+ * a client living at a simulated time gets certificates valid then.
  *
  * Policy, as RFC 7030 asks of a server:
  *  - /simpleenroll needs HTTP basic credentials (--user, --password-file) or
@@ -210,12 +212,31 @@ add_ext(X509 *issuer, X509 *x, int nid, const char *value)
 }
 
 /* A certificate for SUBJECT's name and key, issued by ISSUER/IKEY. */
+/* The issuing clock: DIR/now when it exists, else the real time. */
+static time_t
+issue_now(void)
+{
+    char path[512];
+    FILE *fp;
+    long long t;
+
+    snprintf(path, sizeof(path), "%s/now", cfg.dir);
+    fp = fopen(path, "r");
+    if (fp != NULL) {
+        int ok = fscanf(fp, "%lld", &t) == 1;
+        fclose(fp);
+        if (ok)
+            return (time_t)t;
+    }
+    return time(NULL);
+}
+
 static X509 *
 make_cert(X509 *issuer, EVP_PKEY *ikey, const X509_NAME *subject, EVP_PKEY *pub, int ca,
           const STACK_OF(X509_EXTENSION) * copy)
 {
     X509 *x = X509_new();
-    time_t now = time(NULL);
+    time_t now = ca ? time(NULL) : issue_now();
 
     ASN1_INTEGER_set(X509_get_serialNumber(x), next_serial());
     X509_set_version(x, 2);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `cmake --install` puts libevertoken.so into p11-kit's module path and
-# evertoken.module into p11-kit's module config directory, so that p11-kit
+# `cmake --install` puts libevertoken.so into the module directory and
+# evertoken.module into the module config directory (p11-kit's own for the
+# /usr prefix), so that p11-kit
 # (and every program that loads modules through it) finds the token. Tested
 # without touching the system: the install goes to a DESTDIR, and p11-kit is
 # pointed at that copy through the user's module config
@@ -14,10 +15,13 @@
 need cmake pkg-config p11-kit pkcs11-tool p11tool
 : "${EVERTOKEN_BINARY_DIR:?run through ctest (EVERTOKEN_BINARY_DIR unset)}"
 
-modpath=$(pkg-config --variable=p11_module_path p11-kit-1)
-confdir=$(pkg-config --variable=p11_module_configs p11-kit-1)
+# The install directories the build was configured with (cache variables,
+# docs/install.md; p11-kit's own directories for the /usr prefix).
+cachevar() { sed -n "s/^$1:[A-Z]*=//p" "$EVERTOKEN_BINARY_DIR/CMakeCache.txt"; }
+modpath=$(cachevar P11_MODULE_PATH)
+confdir=$(cachevar P11_MODULE_CONFIGS)
 [ -n "$modpath" ] && [ -n "$confdir" ] ||
-    die "pkg-config p11-kit-1 has no p11_module_path/p11_module_configs"
+    die "the build has no P11_MODULE_PATH/P11_MODULE_CONFIGS in its CMakeCache.txt"
 
 # ---- install into a DESTDIR
 DEST=$T/destdir

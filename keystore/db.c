@@ -200,6 +200,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SET_GET] = "SELECT value, mac FROM settings WHERE key = ?1",
     [ST_SET_PUT] = "INSERT OR REPLACE INTO settings(key, value, mac) VALUES (?1, ?2, ?3)",
     [ST_SET_DELETE_ALL] = "DELETE FROM settings",
+    [ST_EPOCH_GET] = "SELECT value FROM meta WHERE key = 'restore_epoch'",
 };
 
 static ks_rv
@@ -480,6 +481,27 @@ ks_meta_put_int_inlock(ks_token *tok, const char *key, int64_t v)
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, v);
     return ks_step_done_inlock(tok, st, "writing meta");
+}
+
+ks_rv
+ks_epoch_read_inlock(ks_token *tok, unsigned char out[KS_EPOCH_LEN])
+{
+    sqlite3_stmt *st = tok->st[ST_EPOCH_GET];
+    ks_rv rv = KS_OK;
+    int rc = sqlite3_step(st);
+
+    memset(out, 0, KS_EPOCH_LEN);
+    if (rc == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 0) != SQLITE_BLOB ||
+            sqlite3_column_bytes(st, 0) != KS_EPOCH_LEN)
+            rv = KS_ERR(tok, KS_E_CORRUPT, "meta key restore_epoch malformed");
+        else
+            memcpy(out, sqlite3_column_blob(st, 0), KS_EPOCH_LEN);
+    } else if (rc != SQLITE_DONE) {
+        rv = KS_SQLERR(tok, rc, "reading the restore epoch");
+    }
+    ks_stmt_done(st);
+    return rv;
 }
 
 ks_rv
@@ -988,6 +1010,8 @@ open_db(ks_token *tok)
     if (rv == KS_OK)
         rv = ks_pin_read_inlock(tok, KS_USER, &p);
     if (rv == KS_OK)
+        rv = ks_epoch_read_inlock(tok, tok->epoch);
+    if (rv == KS_OK)
         rv = ks_commit_inlock(tok);
     else
         ks_rollback_inlock(tok);
@@ -1331,6 +1355,93 @@ out:
     return rv;
 }
 
+/* Give the keystore file PATH (ours, not open elsewhere) a new random
+ * restore epoch. */
+static ks_rv
+set_epoch(ks_token *err_tok, const char *path)
+{
+    unsigned char epoch[KS_EPOCH_LEN];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    ks_rv rv = KS_OK;
+    int rc;
+
+    randombytes_buf(epoch, sizeof(epoch));
+    rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db,
+                                "INSERT OR REPLACE INTO meta(key, value) "
+                                "VALUES ('restore_epoch', ?1)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, epoch, sizeof(epoch), SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        rv = KS_ERR(err_tok, ks_sqlite_rv(rc) == KS_OK ? KS_E_IO : ks_sqlite_rv(rc),
+                    "writing the restore epoch: %s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_finalize(st);
+    if (sqlite3_close(db) != SQLITE_OK && rv == KS_OK)
+        rv = KS_ERR(err_tok, KS_E_IO, "closing %s failed", path);
+    return rv;
+}
+
+/*
+ * Restore the validated copy TMP into DEST in place when DEST is a keystore
+ * file: SQLite's online backup API writes it into the live database as one
+ * write transaction (under SQLite's locks, with synchronous=FULL), so every
+ * other connection - other processes holding the token open included - sees
+ * either the old or the restored content, and the restored content from its
+ * next read on (data_version moves, the new restore epoch makes caches
+ * reload in full). *LIVE = 0 when DEST is missing or not a keystore (the
+ * caller renames TMP into place instead).
+ */
+static ks_rv
+restore_live(ks_token *err_tok, const char *tmp, const char *dest, int *live)
+{
+    sqlite3 *ddb = NULL, *tdb = NULL;
+    sqlite3_stmt *st = NULL;
+    struct stat sb;
+    ks_rv rv = KS_OK;
+    int rc, app = 0;
+
+    *live = 0;
+    /* lstat first: never open (and block on) a FIFO, never follow a link. */
+    if (lstat(dest, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return KS_OK;
+    rc = sqlite3_open_v2(dest, &ddb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(ddb, "PRAGMA application_id", -1, &st, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        app = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK || app != KS_APPLICATION_ID) {
+        sqlite3_close(ddb); /* damaged or foreign: replaced by rename */
+        return KS_OK;
+    }
+    *live = 1;
+    sqlite3_busy_timeout(ddb, KS_BUSY_TIMEOUT_MS);
+    rc = sqlite3_exec(ddb, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        rv = KS_ERR(err_tok, KS_E_IO, "cannot restore into %s: %s", dest, sqlite3_errmsg(ddb));
+        goto done;
+    }
+    rc = sqlite3_open_v2(tmp, &tdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rv = KS_ERR(err_tok, KS_E_IO, "cannot open %s: %s", tmp,
+                    tdb ? sqlite3_errmsg(tdb) : sqlite3_errstr(rc));
+        goto done;
+    }
+    rv = copy_db(err_tok, ddb, tdb);
+done:
+    sqlite3_close(tdb);
+    if (sqlite3_close(ddb) != SQLITE_OK && rv == KS_OK)
+        rv = KS_ERR(err_tok, KS_E_IO, "closing %s failed", dest);
+    return rv;
+}
+
 ks_rv
 ks_restore(const char *src, const char *dest)
 {
@@ -1339,7 +1450,7 @@ ks_restore(const char *src, const char *dest)
     char *dir = NULL, *tmp = NULL;
     ks_token errt;
     ks_rv rv;
-    int fd = -1, rc;
+    int fd = -1, rc, live = 0;
 
     ks_open_err_clear();
     memset(&errt, 0, sizeof(errt));
@@ -1395,21 +1506,26 @@ ks_restore(const char *src, const char *dest)
     }
     ks_close(tmp_tok); /* checkpoints, removes the temporary's WAL */
     tmp_tok = NULL;
+    /* A new restore epoch: processes that have the token open load it in
+     * full instead of applying changes numbered in the file it replaces. */
+    rv = set_epoch(&errt, tmp);
+    if (rv != KS_OK) {
+        open_err_from(errt.err, tmp);
+        goto done;
+    }
     rv = ks_fsync_path(tmp, 0);
     if (rv != KS_OK)
         goto done;
-    /* A WAL left by the file being replaced must not be replayed onto the
-     * restored one: fold it into the old file first. (Restoring over a token
-     * that other processes keep writing is not supported.) */
-    if (access(dest, F_OK) == 0) {
-        sqlite3 *ddb = NULL;
-
-        if (sqlite3_open_v2(dest, &ddb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ==
-            SQLITE_OK) {
-            sqlite3_busy_timeout(ddb, KS_BUSY_TIMEOUT_MS);
-            sqlite3_wal_checkpoint_v2(ddb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-        }
-        sqlite3_close(ddb);
+    /* Over an existing keystore: copy into the live database, one write
+     * transaction that every connection sees at its next read. */
+    rv = restore_live(&errt, tmp, dest, &live);
+    if (rv != KS_OK) {
+        open_err_from(errt.err, dest);
+        goto done;
+    }
+    if (live) {
+        ks_unlink_db(tmp);
+        goto done;
     }
     if (rename(tmp, dest) != 0) {
         rv = KS_OPEN_ERR(KS_E_IO, "cannot rename into %s: %s", dest, strerror(errno));

@@ -200,6 +200,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SET_GET] = "SELECT value, mac FROM settings WHERE key = ?1",
     [ST_SET_PUT] = "INSERT OR REPLACE INTO settings(key, value, mac) VALUES (?1, ?2, ?3)",
     [ST_SET_DELETE_ALL] = "DELETE FROM settings",
+    [ST_ATT_LIST] = "SELECT key, value FROM meta WHERE key > ?1 AND key < ?2",
+    [ST_ATT_DEL] = "DELETE FROM meta WHERE key = ?1",
+    [ST_ATT_DEL_WHO] = "DELETE FROM meta WHERE key > ?1 AND key < ?2",
     [ST_EPOCH_GET] = "SELECT value FROM meta WHERE key = 'restore_epoch'",
 };
 

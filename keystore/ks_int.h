@@ -81,6 +81,9 @@ enum ks_stmt {
     ST_SET_GET,
     ST_SET_PUT,
     ST_SET_DELETE_ALL,
+    ST_ATT_LIST,    /* in-flight PIN attempt markers of one PIN (meta pin_attempt:WHO:*) */
+    ST_ATT_DEL,     /* one marker */
+    ST_ATT_DEL_WHO, /* every marker of one PIN */
     ST_EPOCH_GET, /* the restore epoch (meta key restore_epoch; absent before any restore) */
     ST_COUNT
 };

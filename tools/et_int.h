@@ -94,6 +94,8 @@ const char *et_ckr_str(CK_RV rv);
 const char *et_slot_error(et_p11 *p, CK_SLOT_ID slot, CK_RV rv);
 int et_ckr_exit(CK_RV rv);
 /* Report "WHAT: message (CKR_...)" and return the exit code. */
+/* et_ckr_fail for a C_Login of WHO (a locked SO PIN gets its own message). */
+int et_login_fail(const char *what, CK_USER_TYPE who, CK_RV rv);
 int et_ckr_fail(const char *what, CK_RV rv);
 
 /* A blank-padded PKCS#11 text field as a C string (trailing blanks removed). */

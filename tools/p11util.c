@@ -76,7 +76,7 @@ et_ckr_str(CK_RV rv)
         return "wrong PIN";
     case CKR_PIN_LOCKED:
         return "the PIN is locked after too many wrong attempts "
-               "(the SO can set a new one with `evertoken pin unlock`)";
+               "(a locked user PIN: the SO can set a new one with `evertoken pin unlock`)";
     case CKR_PIN_LEN_RANGE:
         return "the PIN is too short or too long for this token";
     case CKR_PIN_INVALID:
@@ -135,6 +135,23 @@ et_ckr_exit(CK_RV rv)
     default:
         return ET_EXIT_FAIL;
     }
+}
+
+int
+et_login_fail(const char *what, CK_USER_TYPE who, CK_RV rv)
+{
+    /* A locked SO PIN cannot be unlocked by anything (not `pin unlock`,
+     * which needs it): say what is left instead. */
+    if (who == CKU_SO && rv == CKR_PIN_LOCKED) {
+        et_err("%s: the SO PIN is locked after too many wrong attempts and can never be "
+               "unlocked; nothing on this token can be administered or recovered any more. "
+               "Re-initialising is the only way on: create a new token (`evertoken init`) and "
+               "delete this one's file, or restore a backup made before the lock "
+               "(`evertoken restore --force`) (CKR 0x%08lx)",
+               what, (unsigned long)rv);
+        return ET_EXIT_LOCKED;
+    }
+    return et_ckr_fail(what, rv);
 }
 
 int
@@ -282,7 +299,8 @@ et_open_session(et_p11 *p, const et_opts *o, CK_SLOT_ID slot, int rw, long who,
         goto done;
     rv = p->f->C_Login(*sh, (CK_USER_TYPE)who, pin.buf, (CK_ULONG)pin.len);
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
-        rc = et_ckr_fail(who == CKU_SO ? "SO login failed" : "login failed", rv);
+        rc = et_login_fail(who == CKU_SO ? "SO login failed" : "login failed", (CK_USER_TYPE)who,
+                           rv);
         goto done;
     }
     rc = ET_EXIT_OK;

@@ -175,7 +175,8 @@ et_pin_change(et_p11 *p, et_opts *o, CK_SLOT_ID slot)
         (void)p->f->C_Logout(sh);
     rv = p->f->C_Login(sh, o->so ? CKU_SO : CKU_USER, oldp.buf, (CK_ULONG)oldp.len);
     if (rv != CKR_OK) {
-        rc = et_ckr_fail(o->so ? "SO login failed" : "login failed", rv);
+        rc = et_login_fail(o->so ? "SO login failed" : "login failed", o->so ? CKU_SO : CKU_USER,
+                           rv);
         goto done;
     }
     rc = et_secret_get(o->new_pin_src, o->so ? "new SO PIN" : "new user PIN", 1, &newp);

@@ -129,7 +129,8 @@ et_cmd_settings(et_opts *o)
         goto done;
     rv = p.f->C_Login(sh, o->so ? CKU_SO : CKU_USER, pin.buf, (CK_ULONG)pin.len);
     if (rv != CKR_OK) {
-        rc = et_ckr_fail(o->so ? "SO login failed" : "login failed", rv);
+        rc = et_login_fail(o->so ? "SO login failed" : "login failed", o->so ? CKU_SO : CKU_USER,
+                           rv);
         goto done;
     }
     rv = x->ET_SetSetting(sh, ET_SETTING_LOGIN_CACHE, eq + 1);

@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "enr_int.h"
+#include "et_escape.h"
 
 static int enr_verbose;
 static char enr_lasterr[512];
@@ -30,7 +31,8 @@ enr_vlog(const char *tag, const char *fmt, va_list ap)
     char line[1024];
 
     vsnprintf(line, sizeof(line), fmt, ap);
-    fprintf(stderr, "evertoken-enroll: %s%s\n", tag, line);
+    /* Messages quote subjects, URLs and server answers: one escaped line. */
+    fprintf(stderr, "evertoken-enroll: %s%s\n", tag, et_escs(line));
 }
 
 void
@@ -41,7 +43,7 @@ enr_err(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(enr_lasterr, sizeof(enr_lasterr), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "evertoken-enroll: error: %s\n", enr_lasterr);
+    fprintf(stderr, "evertoken-enroll: error: %s\n", et_escs(enr_lasterr));
 }
 
 void

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "et_escape.h"
 #include "p11.h"
 
 /* Exit codes (documented in docs/cli.md). */

@@ -147,15 +147,30 @@ static const et_cmd et_cmds[] = {
      "already logged in stay logged in until they log out or exit.\n"},
 };
 
+/* One message line on stderr. Messages quote labels, file names and
+ * library errors: the whole line is escaped (et_escape.h), so nothing in it
+ * can start a new line or reach the terminal as a control sequence. */
+static void
+et_vmsg(const char *prefix, const char *fmt, va_list ap)
+{
+    char *msg = NULL, *esc = NULL;
+
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    if (msg != NULL)
+        esc = et_escape_alloc(msg, strlen(msg), ET_ESC_TEXT);
+    fprintf(stderr, "%s%s\n", prefix, esc != NULL ? esc : "(out of memory formatting a message)");
+    free(esc);
+    free(msg);
+}
+
 void
 et_err(const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    fputs("evertoken: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    et_vmsg("evertoken: ", fmt, ap);
     va_end(ap);
 }
 
@@ -165,9 +180,7 @@ et_warn(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    fputs("evertoken: warning: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    et_vmsg("evertoken: warning: ", fmt, ap);
     va_end(ap);
 }
 

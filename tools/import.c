@@ -229,11 +229,15 @@ et_default_label(X509 *x, const unsigned char *id, size_t idlen, char *buf, size
 {
     int alen = 0;
     const unsigned char *alias = x ? X509_alias_get0(x, &alen) : NULL;
+    char raw[300];
 
+    /* From the file: object labels are UTF-8, so a byte that is not
+     * becomes U+FFFD (control characters are kept: output escapes them). */
     if (alias != NULL && alen > 0) {
-        snprintf(buf, sz, "%.*s", alen, (const char *)alias);
+        et_utf8_fix(buf, sz, alias, (size_t)alen);
     } else if (x != NULL) {
-        et_cert_cn(x, buf, sz);
+        et_cert_cn(x, raw, sizeof(raw));
+        et_utf8_fix(buf, sz, raw, strlen(raw));
     } else {
         snprintf(buf, sz, "key-%02x%02x%02x%02x", id[0], id[1], idlen > 2 ? id[2] : 0,
                  idlen > 3 ? id[3] : 0);
@@ -393,7 +397,7 @@ et_store_cert(et_p11 *p, CK_SESSION_HANDLE sh, X509 *x, const et_cred *cred, CK_
         goto done;
     et_cert_cn(x, desc, sizeof(desc));
     if (found) {
-        printf("certificate '%s' is already on the token; skipped\n", desc);
+        printf("certificate '%s' is already on the token; skipped\n", et_escs(desc));
         goto done;
     }
     t_ulong(&t, CKA_CLASS, CKO_CERTIFICATE);
@@ -409,8 +413,8 @@ et_store_cert(et_p11 *p, CK_SESSION_HANDLE sh, X509 *x, const et_cred *cred, CK_
     t_ulong(&t, CKA_CERTIFICATE_CATEGORY, category);
     rc = et_create(p, sh, &t, made, "certificate");
     if (rc == ET_EXIT_OK) {
-        printf("imported certificate '%s'%s, label '%s', id ", desc, category == 2 ? " (CA)" : "",
-               cred->label);
+        printf("imported certificate '%s'%s, label '%s', id ", et_escs(desc),
+               category == 2 ? " (CA)" : "", et_escs(cred->label));
         et_hex_print(stdout, cred->id, cred->idlen);
         putchar('\n');
     }
@@ -437,7 +441,7 @@ et_store_key(et_p11 *p, CK_SESSION_HANDLE sh, EVP_PKEY *pk, const et_cred *cred,
     if (found) {
         if (own_id) {
             /* The id is the hash of this very public key: same key pair. */
-            printf("private key '%s' is already on the token; skipped\n", cred->label);
+            printf("private key '%s' is already on the token; skipped\n", et_escs(cred->label));
             return ET_EXIT_OK;
         }
         et_err("a different private key already uses CKA_ID %s on this token; choose another --id",
@@ -471,7 +475,7 @@ et_store_key(et_p11 *p, CK_SESSION_HANDLE sh, EVP_PKEY *pk, const et_cred *cred,
     if (rc == ET_EXIT_OK)
         rc = et_create(p, sh, &pub, made, "public key");
     if (rc == ET_EXIT_OK) {
-        printf("imported %s key pair, label '%s', id ", type, cred->label);
+        printf("imported %s key pair, label '%s', id ", type, et_escs(cred->label));
         et_hex_print(stdout, cred->id, cred->idlen);
         putchar('\n');
     }
@@ -592,6 +596,11 @@ et_cmd_import(et_opts *o)
     }
     if (o->label != NULL && strlen(o->label) >= sizeof(((et_cred *)0)->label)) {
         et_err("import: --label is too long");
+        free(uid);
+        return ET_EXIT_USAGE;
+    }
+    if (o->label != NULL && !et_utf8_valid(o->label, strlen(o->label))) {
+        et_err("import: --label must be valid UTF-8 (object labels are UTF-8 strings)");
         free(uid);
         return ET_EXIT_USAGE;
     }

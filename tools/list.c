@@ -77,7 +77,7 @@ et_list_tokens(et_p11 *p)
         }
         if (rv != CKR_OK) {
             printf("slot %lu: (token unusable: %s)\n", (unsigned long)slots[i],
-                   et_slot_error(p, slots[i], rv));
+                   et_escs(et_slot_error(p, slots[i], rv)));
             continue;
         }
         if (!(t.flags & CKF_TOKEN_INITIALIZED)) {
@@ -87,8 +87,8 @@ et_list_tokens(et_p11 *p)
         }
         et_p11_str(label, sizeof(label), t.label, sizeof(t.label));
         et_p11_str(serial, sizeof(serial), t.serialNumber, sizeof(t.serialNumber));
-        printf("slot %lu: token '%s'\n", (unsigned long)slots[i], label);
-        printf("  serial: %s\n", serial);
+        printf("slot %lu: token '%s'\n", (unsigned long)slots[i], et_escs(label));
+        printf("  serial: %s\n", et_escs(serial));
         printf("  flags:  ");
         et_print_token_flags(stdout, t.flags);
         putchar('\n');
@@ -178,7 +178,7 @@ et_print_name(const char *what, X509_NAME *n)
 {
     char *s = X509_NAME_oneline(n, NULL, 0);
 
-    printf("      %s %s\n", what, s ? s : "?");
+    printf("      %s %s\n", what, s ? et_escs(s) : "?");
     OPENSSL_free(s);
 }
 
@@ -206,7 +206,7 @@ et_print_cert_details(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h)
         long n;
         if (b != NULL && ASN1_TIME_print(b, X509_get0_notAfter(x)) == 1) {
             n = BIO_get_mem_data(b, &s);
-            printf("      not after: %.*s\n", (int)n, s);
+            printf("      not after: %s\n", et_esc(s, (size_t)n));
         }
         BIO_free(b);
     }
@@ -236,8 +236,8 @@ et_list_objects(et_p11 *p, et_opts *o)
     if (rc != ET_EXIT_OK)
         goto done;
     et_p11_str(label, sizeof(label), ti.label, sizeof(ti.label));
-    printf("token '%s' (slot %lu): %lu object%s%s\n", label, (unsigned long)slot, (unsigned long)n,
-           n == 1 ? "" : "s", o->login ? "" : " (public only; --login for all)");
+    printf("token '%s' (slot %lu): %lu object%s%s\n", et_escs(label), (unsigned long)slot,
+           (unsigned long)n, n == 1 ? "" : "s", o->login ? "" : " (public only; --login for all)");
     if (n > 0)
         printf("%-8s %-8s %-16s %-40s %s\n", "handle", "class", "type", "id", "label");
     for (CK_ULONG i = 0; i < n; i++) {
@@ -270,7 +270,7 @@ et_list_objects(et_p11 *p, et_opts *o)
         } else {
             printf("%-40s", "-");
         }
-        printf(" %.*s\n", (int)lablen, lab ? (const char *)lab : "");
+        printf(" %s\n", et_esc(lab, lab != NULL ? (size_t)lablen : 0));
         if (cls == CKO_CERTIFICATE)
             et_print_cert_details(p, sh, objs[i]);
         free(id);
@@ -320,10 +320,10 @@ et_print_token_info(et_p11 *p, CK_SLOT_ID slot, const CK_TOKEN_INFO *t)
     et_p11_str(manuf, sizeof(manuf), t->manufacturerID, sizeof(t->manufacturerID));
     et_p11_str(model, sizeof(model), t->model, sizeof(t->model));
     et_p11_str(serial, sizeof(serial), t->serialNumber, sizeof(t->serialNumber));
-    printf("slot %lu: token '%s'\n", (unsigned long)slot, label);
-    printf("  manufacturer:     %s\n", manuf);
-    printf("  model:            %s\n", model);
-    printf("  serial:           %s\n", serial);
+    printf("slot %lu: token '%s'\n", (unsigned long)slot, et_escs(label));
+    printf("  manufacturer:     %s\n", et_escs(manuf));
+    printf("  model:            %s\n", et_escs(model));
+    printf("  serial:           %s\n", et_escs(serial));
     printf("  flags:            ");
     et_print_token_flags(stdout, t->flags);
     putchar('\n');

@@ -135,7 +135,7 @@ et_cmd_init(et_opts *o)
                          rv);
         goto done;
     }
-    printf("created token '%s' in slot %lu\n", o->label, (unsigned long)slot);
+    printf("created token '%s' in slot %lu\n", et_escs(o->label), (unsigned long)slot);
     rc = ET_EXIT_OK;
 done:
     et_close_session(&p, sh);

@@ -109,7 +109,7 @@ et_cmd_settings(et_opts *o)
     if (o->argc == 0) {
         rc = et_get_login_cache(x, slot, value, sizeof(value));
         if (rc == ET_EXIT_OK)
-            printf(ET_SETTING_LOGIN_CACHE "=%s\n", value);
+            printf(ET_SETTING_LOGIN_CACHE "=%s\n", et_escs(value));
         goto done;
     }
 
@@ -147,7 +147,7 @@ et_cmd_settings(et_opts *o)
     }
     rc = et_get_login_cache(x, slot, value, sizeof(value));
     if (rc == ET_EXIT_OK)
-        printf(ET_SETTING_LOGIN_CACHE "=%s\n", value);
+        printf(ET_SETTING_LOGIN_CACHE "=%s\n", et_escs(value));
 done:
     et_close_session(&p, sh);
     et_secret_free(&pin);
@@ -225,7 +225,7 @@ et_cmd_unlock(et_opts *o)
         goto done;
     }
     printf("token %s unlocked for %s seconds for this user's processes\n",
-           et_token_name(o, name, sizeof(name)), value + 5);
+           et_escs(et_token_name(o, name, sizeof(name))), et_escs(value + 5));
     rc = ET_EXIT_OK;
 done:
     /* C_Logout ends this process's login only; the cache stays. */
@@ -269,7 +269,7 @@ et_cmd_lock(et_opts *o)
     }
     printf(removed ? "token %s locked: cached login removed\n"
                    : "token %s: no cached login (nothing to remove)\n",
-           et_token_name(o, name, sizeof(name)));
+           et_escs(et_token_name(o, name, sizeof(name))));
     rc = ET_EXIT_OK;
 done:
     et_p11_unload(&p);

@@ -657,6 +657,61 @@ check_file_perms(const char *path)
     return KS_OK;
 }
 
+static const char *
+file_kind(mode_t m)
+{
+    if (S_ISDIR(m))
+        return "a directory";
+    if (S_ISFIFO(m))
+        return "a FIFO";
+    if (S_ISSOCK(m))
+        return "a socket";
+    if (S_ISCHR(m) || S_ISBLK(m))
+        return "a device";
+    return "not a regular file";
+}
+
+ks_rv
+ks_check_path(const char *path)
+{
+    struct stat st, target;
+    char *dir;
+    ks_rv rv = KS_OK;
+
+    ks_open_err_clear();
+    if (path == NULL || *path == '\0')
+        return KS_OPEN_ERR(KS_E_ARGS, "ks_check_path: NULL or empty argument");
+    if (path[0] != '/')
+        return KS_OPEN_ERR(KS_E_ARGS, "%s is a relative path; the token directory must be absolute",
+                           path);
+    dir = ks_dirname(path);
+    if (dir == NULL)
+        return KS_OPEN_ERR(KS_E_NOMEM, "out of memory");
+    if (stat(dir, &st) == 0 || errno != ENOENT)
+        rv = ks_check_dir_perms(dir);
+    free(dir);
+    if (rv != KS_OK)
+        return rv;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? KS_OK
+                               : KS_OPEN_ERR(KS_E_IO, "cannot stat %s: %s", path, strerror(errno));
+    if (S_ISLNK(st.st_mode)) {
+        if (stat(path, &target) != 0)
+            return KS_OPEN_ERR(KS_E_IO,
+                               "%s is a symbolic link to nothing (%s); remove it or restore its "
+                               "target",
+                               path, strerror(errno));
+        if (!S_ISREG(target.st_mode))
+            return KS_OPEN_ERR(KS_E_IO,
+                               "%s is a symbolic link to %s, not to a token file; remove it", path,
+                               file_kind(target.st_mode));
+    } else if (!S_ISREG(st.st_mode)) {
+        return KS_OPEN_ERR(KS_E_IO, "%s is %s, not a token file; remove or rename it", path,
+                           file_kind(st.st_mode));
+    }
+    return check_file_perms(path);
+}
+
 /* SQLite creates -wal and -shm with the main file's mode, but a side file
  * left by an older or foreign program may be looser: it holds recent pages
  * (public attributes in clear), so it is tightened or refused. */

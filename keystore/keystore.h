@@ -454,6 +454,17 @@ char *ks_token_path(const char *dir, uint32_t slot); /* malloc'd */
  * A missing directory gives *N = 0 and KS_OK. Other names are ignored. */
 KS_WUR ks_rv ks_dir_scan(const char *dir, uint32_t **ids, size_t *n);
 
+/*
+ * Why no token can be opened or created at PATH, without opening anything
+ * (never blocks, even on a FIFO): its directory exists but is refused (not
+ * a directory, another owner, group/world writable), or something that is
+ * not a regular file is at PATH (a directory, FIFO, socket, device, or a
+ * symbolic link to one or to nothing), or the file there is refused (owner,
+ * mode). KS_OK when none of these applies (nothing there, or a file ks_open
+ * may try); otherwise ks_open_error() gives the reason and the fix.
+ */
+KS_WUR ks_rv ks_check_path(const char *path);
+
 /* ---- Diagnostics -------------------------------------------------------- */
 
 /* Message for the most recent failure on TOK ("file.c:123: ..."), or "". */

@@ -96,6 +96,10 @@ const char *et_slot_error(et_p11 *p, CK_SLOT_ID slot, CK_RV rv);
 int et_ckr_exit(CK_RV rv);
 /* Report "WHAT: message (CKR_...)" and return the exit code. */
 /* et_ckr_fail for a C_Login of WHO (a locked SO PIN gets its own message). */
+/* With the evertoken module: why slot SLOT's token file cannot be used or
+ * created (refused directory, a directory/FIFO/dangling link where the file
+ * belongs, ...), or NULL when nothing is wrong or it is another module. */
+const char *et_slot_path_problem(et_p11 *p, CK_SLOT_ID slot);
 int et_login_fail(const char *what, CK_USER_TYPE who, CK_RV rv);
 int et_ckr_fail(const char *what, CK_RV rv);
 

@@ -81,6 +81,12 @@ et_list_tokens(et_p11 *p)
             continue;
         }
         if (!(t.flags & CKF_TOKEN_INITIALIZED)) {
+            const char *why = et_slot_path_problem(p, slots[i]);
+
+            if (why != NULL) {
+                printf("slot %lu: (unusable: %s)\n", (unsigned long)slots[i], et_escs(why));
+                continue;
+            }
             printf("slot %lu: (free: no token yet; `evertoken init` creates one here)\n",
                    (unsigned long)slots[i]);
             continue;

@@ -12,6 +12,7 @@
 #include <p11-kit/p11-kit.h>
 
 #include "et_int.h"
+#include "keystore.h"
 
 int
 et_p11_load(const et_opts *o, et_p11 *p)
@@ -46,7 +47,16 @@ et_p11_load(const et_opts *o, et_p11 *p)
     args.flags = CKF_OS_LOCKING_OK;
     rv = p->f->C_Initialize(&args);
     if (rv != CKR_OK) {
-        et_err("%s: C_Initialize failed: %s", path, et_ckr_str(rv));
+        const char *why = NULL;
+        char *dir = ks_token_dir(&why);
+
+        /* The evertoken module cannot start without its token directory. */
+        if (dir == NULL)
+            et_err("%s: C_Initialize failed: %s (token directory: %s)", path, et_ckr_str(rv),
+                   why ? why : "unknown error");
+        else
+            et_err("%s: C_Initialize failed: %s", path, et_ckr_str(rv));
+        free(dir);
         goto fail;
     }
     p->initialized = 1;
@@ -114,6 +124,37 @@ et_slot_error(et_p11 *p, CK_SLOT_ID slot, CK_RV rv)
         return et_ckr_str(rv);
     why = et_keystore_open_error(slot, buf, sizeof(buf));
     return why != NULL ? why : et_ckr_str(rv);
+}
+
+const char *
+et_slot_path_problem(et_p11 *p, CK_SLOT_ID slot)
+{
+    static char buf[1024];
+    CK_INFO info;
+    char maker[sizeof(info.manufacturerID) + 1];
+    const char *err = NULL;
+    char *dir, *path = NULL;
+    const char *res = NULL;
+
+    /* The slot-to-file rule holds for the evertoken module only. */
+    if (p->f->C_GetInfo(&info) != CKR_OK || slot > KS_SLOT_MAX)
+        return NULL;
+    et_p11_str(maker, sizeof(maker), info.manufacturerID, sizeof(info.manufacturerID));
+    if (strcmp(maker, "evertoken") != 0)
+        return NULL;
+    dir = ks_token_dir(&err);
+    if (dir == NULL) {
+        snprintf(buf, sizeof(buf), "no token directory: %s", err ? err : "unknown error");
+        return buf;
+    }
+    path = ks_token_path(dir, (uint32_t)slot);
+    if (path != NULL && ks_check_path(path) != KS_OK) {
+        snprintf(buf, sizeof(buf), "%s", ks_open_error());
+        res = buf;
+    }
+    free(path);
+    free(dir);
+    return res;
 }
 
 int

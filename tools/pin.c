@@ -107,7 +107,14 @@ et_cmd_init(et_opts *o)
     memcpy(label, o->label, strlen(o->label));
     rv = p.f->C_InitToken(slot, so.buf, (CK_ULONG)so.len, label);
     if (rv != CKR_OK) {
-        rc = et_ckr_fail("cannot create the token (C_InitToken)", rv);
+        const char *why = et_slot_path_problem(&p, slot);
+
+        if (why != NULL) {
+            et_err("cannot create the token in slot %lu: %s", (unsigned long)slot, why);
+            rc = ET_EXIT_FAIL;
+        } else {
+            rc = et_ckr_fail("cannot create the token (C_InitToken)", rv);
+        }
         goto done;
     }
     /* Some modules (SoftHSMv2) move a token to a new slot id when it is

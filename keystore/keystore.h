@@ -381,6 +381,12 @@ KS_WUR ks_rv ks_set_setting(ks_token *tok, const char *key, const char *value);
  * KS_E_TAMPERED). Policies that weaken PIN protection trust only
  * authenticated values. */
 KS_WUR ks_rv ks_get_setting_auth(ks_token *tok, const char *key, char **out, int *authenticated);
+/* ks_get_setting_auth, also telling in *HAS_MAC whether the row carries a
+ * MAC at all (checked while logged in; logged out it cannot be). A row
+ * without one was written without the TMK (or planted in the file): a
+ * consumer that only ever writes settings while logged in refuses it. */
+KS_WUR ks_rv ks_get_setting_ex(ks_token *tok, const char *key, char **out, int *authenticated,
+                               int *has_mac);
 
 /* ---- Login cache support (the module's login_cache=user:N) -------------- */
 

@@ -84,7 +84,7 @@ enum ks_stmt {
     ST_ATT_LIST,    /* in-flight PIN attempt markers of one PIN (meta pin_attempt:WHO:*) */
     ST_ATT_DEL,     /* one marker */
     ST_ATT_DEL_WHO, /* every marker of one PIN */
-    ST_EPOCH_GET, /* the restore epoch (meta key restore_epoch; absent before any restore) */
+    ST_EPOCH_GET,   /* the restore epoch (meta key restore_epoch; absent before any restore) */
     ST_COUNT
 };
 

@@ -1122,16 +1122,25 @@ ks_get_setting(ks_token *tok, const char *key, char **out)
 ks_rv
 ks_get_setting_auth(ks_token *tok, const char *key, char **out, int *authenticated)
 {
+    int has_mac;
+
+    return ks_get_setting_ex(tok, key, out, authenticated, &has_mac);
+}
+
+ks_rv
+ks_get_setting_ex(ks_token *tok, const char *key, char **out, int *authenticated, int *has_mac)
+{
     unsigned char mac[KS_MAC_LEN];
     sqlite3_stmt *st;
     const char *v;
     ks_rv rv;
     int rc;
 
-    if (tok == NULL || out == NULL || authenticated == NULL)
+    if (tok == NULL || out == NULL || authenticated == NULL || has_mac == NULL)
         return KS_E_ARGS;
     *out = NULL;
     *authenticated = 0;
+    *has_mac = 0;
     rv = setting_args(tok, key);
     if (rv != KS_OK)
         return rv;
@@ -1163,6 +1172,7 @@ ks_get_setting_auth(ks_token *tok, const char *key, char **out, int *authenticat
     }
     /* Logged in: a MAC'd value must verify. A value written while logged
      * out has no MAC and is returned as is (see docs/keystore-format.md). */
+    *has_mac = sqlite3_column_type(st, 1) != SQLITE_NULL;
     if (tok->keys != NULL && sqlite3_column_type(st, 1) != SQLITE_NULL) {
         ks_setting_mac(mac, tok->keys->mac, tok->token_id, key, v);
         if (sqlite3_column_bytes(st, 1) != KS_MAC_LEN ||

@@ -74,7 +74,7 @@ static const int a_delete[] = {O_TOKEN, O_SLOT, O_PIN, O_LABEL, O_ID, O_CLASS, 0
 static const int a_export[] = {O_TOKEN, O_SLOT, O_LABEL, O_ID, O_DER, O_OUT, 0};
 static const int a_backup[] = {O_TOKEN, O_SLOT, 0};
 static const int a_restore[] = {O_TOKEN, O_SLOT, O_FORCE, 0};
-static const int a_info[] = {O_TOKEN, O_SLOT, 0};
+static const int a_info[] = {O_TOKEN, O_SLOT, O_LOGIN, O_PIN, 0};
 static const int a_settings[] = {O_TOKEN, O_SLOT, O_PIN, O_SO, O_SO_PIN, 0};
 static const int a_unlock[] = {O_TOKEN, O_SLOT, O_PIN, 0};
 static const int a_lock[] = {O_TOKEN, O_SLOT, 0};
@@ -123,9 +123,9 @@ static const et_cmd et_cmds[] = {
      "Restore a backup into a new slot (default), or over slot N / token LABEL\n"
      "(an existing token is only replaced with --force).\n"},
     {"info", et_cmd_info, a_info,
-     "usage: evertoken info [--token LABEL | --slot N]\n"
+     "usage: evertoken info [--token LABEL | --slot N] [--login [--pin SRC]]\n"
      "Module, token and keystore details (KDF parameters, schema version, file,\n"
-     "failed-PIN counters).\n"},
+     "failed-PIN counters); with --login, objects that failed their integrity check.\n"},
     {"settings", et_cmd_settings, a_settings,
      "usage: evertoken settings (--token LABEL | --slot N)\n"
      "       evertoken settings (--token LABEL | --slot N) [--pin SRC | --so --so-pin SRC]\n"

@@ -282,6 +282,9 @@ et_list_objects(et_p11 *p, et_opts *o)
         free(id);
         free(lab);
     }
+    /* Objects are checked only after a login: then say what is hidden. */
+    if (o->login)
+        rc = et_integrity_report(p, slot, "");
 done:
     free(objs);
     et_close_session(p, sh);
@@ -341,6 +344,29 @@ et_print_token_info(et_p11 *p, CK_SLOT_ID slot, const CK_TOKEN_INFO *t)
     (void)p;
 }
 
+/* `info --login`: log in (objects are verified only then) and report what
+ * failed its check. */
+static int
+et_info_integrity(et_p11 *p, et_opts *o, CK_SLOT_ID slot)
+{
+    CK_SESSION_HANDLE sh = CK_INVALID_HANDLE;
+    int rc;
+
+    if (!o->login) {
+        printf("  integrity:        not checked (objects are verified after a login: "
+               "add --login)\n");
+        return ET_EXIT_OK;
+    }
+    rc = et_open_session(p, o, slot, 0, (long)CKU_USER, &sh);
+    if (rc != ET_EXIT_OK)
+        return rc;
+    rc = et_integrity_report(p, slot, "  integrity:        ");
+    if (rc == ET_EXIT_OK)
+        printf("  integrity:        every stored object and setting verified\n");
+    et_close_session(p, sh);
+    return rc;
+}
+
 int
 et_cmd_info(et_opts *o)
 {
@@ -376,6 +402,8 @@ et_cmd_info(et_opts *o)
         rc = et_find_token(&p, o, &slot, &ti);
         if (rc == ET_EXIT_OK)
             et_print_token_info(&p, slot, &ti);
+        if (rc == ET_EXIT_OK)
+            rc = et_info_integrity(&p, o, slot);
     } else {
         CK_SLOT_ID *slots = NULL;
         CK_ULONG n = 0;

@@ -17,8 +17,9 @@
 #include "et_int.h"
 #include "evertoken_ext.h"
 
-const ET_FUNCTION_LIST *
-et_ext(et_p11 *p)
+/* The vendor interface, or NULL (another module, or an older evertoken). */
+static const ET_FUNCTION_LIST *
+et_ext_quiet(et_p11 *p)
 {
     CK_C_GetInterface gi;
     CK_INTERFACE_PTR iface = NULL;
@@ -26,13 +27,46 @@ et_ext(et_p11 *p)
 
     *(void **)&gi = dlsym(p->dl, "C_GetInterface");
     if (gi == NULL || gi((CK_UTF8CHAR_PTR)ET_VENDOR_INTERFACE, &v, &iface, 0) != CKR_OK ||
-        iface == NULL || iface->pFunctionList == NULL) {
+        iface == NULL || iface->pFunctionList == NULL)
+        return NULL;
+    return iface->pFunctionList;
+}
+
+const ET_FUNCTION_LIST *
+et_ext(et_p11 *p)
+{
+    const ET_FUNCTION_LIST *x = et_ext_quiet(p);
+
+    if (x == NULL)
         et_err("%s has no \"" ET_VENDOR_INTERFACE "\" interface %d.%d (not the evertoken module, "
                "or an older one): token settings and the login cache need it",
                p->path, ET_EXT_VERSION_MAJOR, ET_EXT_VERSION_MINOR);
-        return NULL;
-    }
-    return iface->pFunctionList;
+    return x;
+}
+
+int
+et_integrity_report(et_p11 *p, CK_SLOT_ID slot, const char *indent)
+{
+    const ET_FUNCTION_LIST *x = et_ext_quiet(p);
+    CK_ULONG hidden = 0, refused = 0;
+    CK_RV rv;
+
+    if (x == NULL)
+        return ET_EXIT_OK; /* another module: nothing to ask */
+    rv = x->ET_GetIntegrity(slot, &hidden, &refused);
+    if (rv != CKR_OK)
+        return et_ckr_fail("cannot read the token's integrity report", rv);
+    if (hidden > 0)
+        printf("%s%lu object%s failed %s integrity check and %s hidden (damaged or tampered "
+               "records in the token file)\n",
+               indent, (unsigned long)hidden, hidden == 1 ? "" : "s", hidden == 1 ? "its" : "their",
+               hidden == 1 ? "is" : "are");
+    if (refused > 0)
+        printf("%s%lu setting%s stored without authentication (no valid MAC: not written "
+               "by evertoken) %s ignored\n",
+               indent, (unsigned long)refused, refused == 1 ? "" : "s",
+               refused == 1 ? "is" : "are");
+    return hidden > 0 || refused > 0 ? ET_EXIT_INTEGRITY : ET_EXIT_OK;
 }
 
 /* Read login_cache into BUF. */
@@ -110,6 +144,8 @@ et_cmd_settings(et_opts *o)
         rc = et_get_login_cache(x, slot, value, sizeof(value));
         if (rc == ET_EXIT_OK)
             printf(ET_SETTING_LOGIN_CACHE "=%s\n", et_escs(value));
+        if (rc == ET_EXIT_OK)
+            rc = et_integrity_report(&p, slot, "");
         goto done;
     }
 

@@ -71,7 +71,7 @@ static const int a_pin[] = {O_TOKEN, O_SLOT, O_SO, O_PIN, O_SO_PIN, O_NEW_PIN, 0
 static const int a_list[] = {O_TOKEN, O_SLOT, O_LOGIN, O_PIN, 0};
 static const int a_import[] = {O_TOKEN, O_SLOT, O_PIN, O_PASS, O_LABEL, O_ID, 0};
 static const int a_delete[] = {O_TOKEN, O_SLOT, O_PIN, O_LABEL, O_ID, O_CLASS, 0};
-static const int a_export[] = {O_TOKEN, O_SLOT, O_LABEL, O_ID, O_DER, O_OUT, 0};
+static const int a_export[] = {O_TOKEN, O_SLOT, O_LABEL, O_ID, O_DER, O_OUT, O_FORCE, 0};
 static const int a_backup[] = {O_TOKEN, O_SLOT, 0};
 static const int a_restore[] = {O_TOKEN, O_SLOT, O_FORCE, 0};
 static const int a_info[] = {O_TOKEN, O_SLOT, O_LOGIN, O_PIN, 0};
@@ -112,8 +112,9 @@ static const et_cmd et_cmds[] = {
      "Destroy the matching objects (default class: all).\n" PIN_SRC_HELP},
     {"export-cert", et_cmd_export_cert, a_export,
      "usage: evertoken export-cert (--token LABEL | --slot N) (--id HEX | --label LABEL)\n"
-     "                             [--der] [-o FILE]\n"
-     "Write a certificate (PEM, or DER with --der) to stdout or FILE.\n"},
+     "                             [--der] [-o FILE [--force]]\n"
+     "Write a certificate (PEM, or DER with --der) to stdout or FILE (a new file;\n"
+     "--force replaces an existing regular file; symbolic links are never followed).\n"},
     {"backup", et_cmd_backup, a_backup,
      "usage: evertoken backup (--token LABEL | --slot N) OUT\n"
      "Write a consistent copy of the (still encrypted) keystore file to OUT; safe\n"

@@ -280,6 +280,15 @@ et_key_templates(EVP_PKEY *pk, et_tmpl *priv, et_tmpl *pub)
         size_t plen = 0;
         int nid;
 
+        char enc[32] = "";
+
+        /* Explicit curve parameters are refused even when OpenSSL matches
+         * them to a named curve: the file did not name one, and PKCS#11
+         * keys here are stored with the curve's OID only. */
+        if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_EC_ENCODING, enc, sizeof(enc),
+                                           NULL) &&
+            strcmp(enc, OSSL_PKEY_EC_ENCODING_EXPLICIT) == 0)
+            return NULL;
         if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
                                             NULL))
             return NULL; /* explicit curve parameters: not importable */

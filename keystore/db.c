@@ -114,6 +114,8 @@ ks_sqlite_rv(int rc)
     case SQLITE_PERM:
     case SQLITE_AUTH:
         return KS_E_PERM;
+    case SQLITE_FULL: /* ENOSPC/EDQUOT on a write: the transaction rolled back */
+        return KS_E_FULL;
     default: /* IOERR, CANTOPEN, FULL, READONLY, PROTOCOL, ... */
         return KS_E_IO;
     }
@@ -1004,6 +1006,7 @@ sql_open(ks_token *tok)
 {
     int rc =
         sqlite3_open_v2(tok->path, &tok->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    int persist = 1;
 
     if (rc != SQLITE_OK) {
         ks_rv r = ks_sqlite_rv(rc);
@@ -1012,6 +1015,15 @@ sql_open(ks_token *tok)
                       "cannot open %s: %s", tok->path,
                       tok->db ? sqlite3_errmsg(tok->db) : sqlite3_errstr(rc));
     }
+    /* Keep -wal and -shm when the last connection closes (the WAL is
+     * truncated to 0 bytes, journal_size_limit = 0): the next open then
+     * maps the existing 32 KiB -shm instead of allocating it, so a token
+     * can still be opened and read on a full disk (docs/keystore-format.md,
+     * "Full disks"). Before the first read, which maps the -shm. */
+    (void)sqlite3_file_control(tok->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    rc = sqlite3_exec(tok->db, "PRAGMA journal_size_limit = 0", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return KS_SQLERR(tok, rc, "PRAGMA journal_size_limit");
     return KS_OK;
 }
 
@@ -1507,6 +1519,7 @@ ks_restore(const char *src, const char *dest)
     sqlite3 *sdb = NULL;
     char *dir = NULL, *tmp = NULL;
     ks_token errt;
+    char side[4096];
     ks_rv rv;
     int fd = -1, rc, live = 0;
 
@@ -1585,6 +1598,13 @@ ks_restore(const char *src, const char *dest)
         ks_unlink_db(tmp);
         goto done;
     }
+    /* Side files of what is replaced (not a keystore: nobody can be using
+     * it) must not be taken for the restored file's (a WAL replayed onto
+     * it, a wal-index describing another file). */
+    if ((size_t)snprintf(side, sizeof(side), "%s-wal", dest) < sizeof(side))
+        unlink(side);
+    if ((size_t)snprintf(side, sizeof(side), "%s-shm", dest) < sizeof(side))
+        unlink(side);
     if (rename(tmp, dest) != 0) {
         rv = KS_OPEN_ERR(KS_E_IO, "cannot rename into %s: %s", dest, strerror(errno));
         goto done;

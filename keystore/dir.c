@@ -50,6 +50,8 @@ ks_strerror(ks_rv rv)
         return "file exists";
     case KS_E_CRYPTO:
         return "cryptographic failure";
+    case KS_E_FULL:
+        return "file system full";
     }
     return "unknown error";
 }

@@ -76,6 +76,7 @@ typedef enum ks_rv {
     KS_E_BUSY,                /* another process held the database past the busy timeout */
     KS_E_EXISTS,              /* ks_create: a file is already there */
     KS_E_CRYPTO,              /* a primitive failed (should not happen) */
+    KS_E_FULL,                /* the file system is full: nothing was written */
 } ks_rv;
 
 /* A short constant description of a code ("wrong PIN", ...). */

@@ -101,6 +101,9 @@ et_ckr_str(CK_RV rv)
         return "no such slot";
     case CKR_TOKEN_WRITE_PROTECTED:
         return "the token is write-protected";
+    case CKR_DEVICE_MEMORY:
+        return "no space left for the token (the file system holding it is full); nothing was "
+               "written";
     case CKR_SESSION_READ_ONLY_EXISTS:
         return "another read-only session of this program prevents SO login";
     default:

@@ -172,7 +172,10 @@ KS_WUR ks_rv ks_get_info_ex(ks_token *tok, ks_info *out, unsigned flags);
  * Verify PIN for WHO and, on success, unwrap the TMK into locked memory held
  * by the handle (replacing any TMK already held). A failed attempt is counted
  * persistently *before* the KDF runs, so killing the process cannot erase it;
- * success resets that counter. Returns KS_E_PIN_LOCKED without trying once the
+ * success resets that counter. The attempt is marked in flight until its
+ * outcome is recorded; an attempt whose process died before that (its
+ * outcome never told) is given back at the next check of that PIN
+ * (docs/keystore-format.md, "PIN counters and lockout"). Returns KS_E_PIN_LOCKED without trying once the
  * counter reached max_attempts, KS_E_PIN_NOT_INITIALIZED for KS_USER before
  * ks_init_user_pin.
  */
@@ -267,7 +270,10 @@ KS_WUR ks_rv ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned
  * if nothing changed): pass it as SINCE next time. A caller that loaded
  * everything starts from the highest ks_object.seq its ks_load_objects
  * walk saw (a lower bound is safe: changes are handed out again, never
- * missed). CB returning non-zero aborts with KS_E_ARGS (reload in full).
+ * missed). CB returning non-zero aborts with KS_E_ARGS (reload in full),
+ * and so does a token restored (ks_restore) since this handle's last
+ * ks_load_objects: the numbers of the restored file are not those of the
+ * file it replaced.
  */
 typedef void (*ks_gone_cb)(void *ctx, int64_t id);
 
@@ -433,9 +439,14 @@ KS_WUR ks_rv ks_login_tmk(ks_token *tok, const unsigned char *tmk, size_t tmk_le
 KS_WUR ks_rv ks_backup(ks_token *tok, const char *dest);
 
 /*
- * Restore: check that SRC is a readable keystore (ks_open succeeds on it),
- * then copy it over DEST atomically (write a temporary file in DEST's
- * directory, fsync, rename). Never leaves DEST half-written.
+ * Restore: copy SRC into a temporary file in DEST's directory and check the
+ * copy is a readable keystore (ks_open succeeds on it), give it a new
+ * restore epoch, then put it in place. If DEST is a keystore, the copy is
+ * written INTO it with SQLite's online backup API, one write transaction:
+ * processes holding DEST open see the restored token at their next read,
+ * and their ks_load_changes fails (KS_E_ARGS: load in full) instead of
+ * mixing change numbers of two files. Otherwise (no DEST, or damaged) the
+ * copy is renamed over it. Never leaves DEST half-written.
  */
 KS_WUR ks_rv ks_restore(const char *src, const char *dest);
 

@@ -175,9 +175,9 @@ KS_WUR ks_rv ks_get_info_ex(ks_token *tok, ks_info *out, unsigned flags);
  * success resets that counter. The attempt is marked in flight until its
  * outcome is recorded; an attempt whose process died before that (its
  * outcome never told) is given back at the next check of that PIN
- * (docs/keystore-format.md, "PIN counters and lockout"). Returns KS_E_PIN_LOCKED without trying once the
- * counter reached max_attempts, KS_E_PIN_NOT_INITIALIZED for KS_USER before
- * ks_init_user_pin.
+ * (docs/keystore-format.md, "PIN counters and lockout"). Returns
+ * KS_E_PIN_LOCKED without trying once the counter reached max_attempts,
+ * KS_E_PIN_NOT_INITIALIZED for KS_USER before ks_init_user_pin.
  */
 KS_WUR ks_rv ks_login(ks_token *tok, ks_who who, const unsigned char *pin, size_t pin_len);
 

@@ -91,8 +91,12 @@ ext_GetIntegrity(CK_SLOT_ID slot, CK_ULONG *hidden, CK_ULONG *refused)
     rv = slot_lookup_inlock(slot, &t);
     if (rv == CKR_OK)
         rv = tok_usable_inlock(t);
-    if (rv == CKR_OK)
-        rv = cache_sync_inlock(t); /* the count of the current contents */
+    if (rv == CKR_OK) {
+        /* A full load counts exactly what fails now (an incremental one
+         * only sees the records that changed). */
+        t->loaded = 0;
+        rv = cache_sync_inlock(t);
+    }
     if (rv == CKR_OK) {
         for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
             n += (CK_ULONG)setting_refused_inlock(t, keys[i]);

@@ -104,8 +104,9 @@ const char *et_slot_path_problem(et_p11 *p, CK_SLOT_ID slot);
 /* With the evertoken module: print (each line after INDENT) how many of
  * SLOT's stored objects failed their integrity check and are hidden, and
  * how many settings are refused; ET_EXIT_INTEGRITY if any, else
- * ET_EXIT_OK (also with other modules). */
-int et_integrity_report(et_p11 *p, CK_SLOT_ID slot, const char *indent);
+ * ET_EXIT_OK (also with other modules). *CHECKED (may be NULL): whether
+ * the module could tell (only the evertoken module can). */
+int et_integrity_report(et_p11 *p, CK_SLOT_ID slot, const char *indent, int *checked);
 int et_login_fail(const char *what, CK_USER_TYPE who, CK_RV rv);
 int et_ckr_fail(const char *what, CK_RV rv);
 

@@ -284,7 +284,7 @@ et_list_objects(et_p11 *p, et_opts *o)
     }
     /* Objects are checked only after a login: then say what is hidden. */
     if (o->login)
-        rc = et_integrity_report(p, slot, "");
+        rc = et_integrity_report(p, slot, "", NULL);
 done:
     free(objs);
     et_close_session(p, sh);
@@ -350,7 +350,7 @@ static int
 et_info_integrity(et_p11 *p, et_opts *o, CK_SLOT_ID slot)
 {
     CK_SESSION_HANDLE sh = CK_INVALID_HANDLE;
-    int rc;
+    int rc, checked = 0;
 
     if (!o->login) {
         printf("  integrity:        not checked (objects are verified after a login: "
@@ -360,9 +360,10 @@ et_info_integrity(et_p11 *p, et_opts *o, CK_SLOT_ID slot)
     rc = et_open_session(p, o, slot, 0, (long)CKU_USER, &sh);
     if (rc != ET_EXIT_OK)
         return rc;
-    rc = et_integrity_report(p, slot, "  integrity:        ");
+    rc = et_integrity_report(p, slot, "  integrity:        ", &checked);
     if (rc == ET_EXIT_OK)
-        printf("  integrity:        every stored object and setting verified\n");
+        printf(checked ? "  integrity:        every stored object and setting verified\n"
+                       : "  integrity:        not reported by this module\n");
     et_close_session(p, sh);
     return rc;
 }

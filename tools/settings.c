@@ -45,12 +45,14 @@ et_ext(et_p11 *p)
 }
 
 int
-et_integrity_report(et_p11 *p, CK_SLOT_ID slot, const char *indent)
+et_integrity_report(et_p11 *p, CK_SLOT_ID slot, const char *indent, int *checked)
 {
     const ET_FUNCTION_LIST *x = et_ext_quiet(p);
     CK_ULONG hidden = 0, refused = 0;
     CK_RV rv;
 
+    if (checked != NULL)
+        *checked = x != NULL;
     if (x == NULL)
         return ET_EXIT_OK; /* another module: nothing to ask */
     rv = x->ET_GetIntegrity(slot, &hidden, &refused);
@@ -145,7 +147,7 @@ et_cmd_settings(et_opts *o)
         if (rc == ET_EXIT_OK)
             printf(ET_SETTING_LOGIN_CACHE "=%s\n", et_escs(value));
         if (rc == ET_EXIT_OK)
-            rc = et_integrity_report(&p, slot, "");
+            rc = et_integrity_report(&p, slot, "", NULL);
         goto done;
     }
 

@@ -10,7 +10,7 @@
 #  - the enrollment helper's error log quotes a hostile profile value escaped.
 . "$EVERTOKEN_SOURCE_DIR/tests/external/lib.sh"
 [ -n "$CLI" ] || die "EVERTOKEN_CLI unset"
-need pkcs11-tool openssl
+need pkcs11-tool openssl sqlite3
 export SO_PIN=so-secret-1234 USER_PIN=123456 PW=pw
 ESC=$(printf '\033')
 NL=$'\n'
@@ -76,5 +76,24 @@ if [ -n "${ENROLL_BIN:-}" ]; then
     clean "$T/err" "evertoken-enroll log"
     grep -q 'evil\\x1B\[2J\\xFFx' "$T/err" || die "enroll log: $(cat "$T/err")"
     python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/js" || die "status --json invalid"
-    ok "evertoken-enroll logs a hostile profile value escaped; status --json stays valid"
+    ok "evertoken-enroll logs a hostile profile value escaped"
+    # A hostile last error in the state (a CA's answer is quoted there).
+    printf '[ca]\nurl = http://127.0.0.1:1/scep\nanchors = %s\n[certificate]\nsubject = CN=good, O=t\n[token]\nuri = pkcs11:token=esc;object=good\nmodule = %s\n' \
+        "$T/c.pem" "$MODULE" >"$T/prof/a.conf"
+    host "$ENROLL_BIN" --profiles "$T/prof" --state-dir "$T/st" status >/dev/null 2>&1 || true
+    sqlite3 "$T/st/enroll.db" "INSERT OR REPLACE INTO profile_state(profile, last_error, state)
+        VALUES ('a', CAST(X'6261640a3920726f7720464f524745441b5b324aff22' AS TEXT), 'new')" ||
+        die "cannot plant a state row"
+    set +e; host "$ENROLL_BIN" --profiles "$T/prof" --state-dir "$T/st" status --json >"$T/js" 2>/dev/null
+    host "$ENROLL_BIN" --profiles "$T/prof" --state-dir "$T/st" status >"$T/tab" 2>/dev/null; set -e
+    python3 - "$T/js" <<'PY' || die "status --json: $(cat "$T/js")"
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+e = [p for p in d["profiles"] if p["profile"] == "a"][0]["last_error"]
+assert e == 'bad\n9 row FORGED\x1b[2J\\xFF"', repr(e)
+PY
+    clean "$T/tab" "status table"
+    [ "$(wc -l <"$T/tab")" = 2 ] || die "status table has a forged row: $(cat "$T/tab")"
+    grep -q 'bad\\x0A9 row FORGED\\x1B\[2J\\xFF"' "$T/tab" || die "status table: $(cat "$T/tab")"
+    ok "evertoken-enroll status: a hostile last error is escaped in the table and valid in JSON"
 fi

@@ -55,14 +55,18 @@ open(sys.argv[1], "w").close()
 out = open(sys.argv[2], "wb")
 while True:
     try:
-        out.write(s.recv(4096) + b"\n"); out.flush()
+        m = s.recv(4096)
     except socket.timeout:
         break
+    if m == b"END":
+        break
+    out.write(m + b"\n"); out.flush()
 ' "$T/ready" "$T/syslog.txt" &
 srv=$!
-for i in $(seq 1 100); do [ -e "$T/ready" ] && break; sleep 0.1; done
+for i in $(seq 1 300); do [ -e "$T/ready" ] && break; sleep 0.1; done
 "$CLI" list --token integ --login --pin env:USER_PIN >/dev/null 2>&1 || true
-kill $srv 2>/dev/null || true
+# Datagrams arrive in order: everything the CLI sent comes before END.
+python3 -c 'import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"END", "/dev/log")'
 wait $srv 2>/dev/null || true
 SH
     T=$T CLI=$CLI unshare -m bash "$T/syslog.sh" || die "syslog namespace script failed"

@@ -50,7 +50,7 @@ for d in null zero urandom random tty; do
 done
 python3 -c '
 import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind("/dev/log"); s.settimeout(20)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind("/dev/log"); s.settimeout(120)
 open(sys.argv[1], "w").close()
 out = open(sys.argv[2], "wb")
 while True:

@@ -1006,7 +1006,7 @@ sql_open(ks_token *tok)
 {
     int rc =
         sqlite3_open_v2(tok->path, &tok->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    int persist = 1;
+    int persist;
 
     if (rc != SQLITE_OK) {
         ks_rv r = ks_sqlite_rv(rc);
@@ -1015,11 +1015,13 @@ sql_open(ks_token *tok)
                       "cannot open %s: %s", tok->path,
                       tok->db ? sqlite3_errmsg(tok->db) : sqlite3_errstr(rc));
     }
-    /* Keep -wal and -shm when the last connection closes (the WAL is
+    /* A token file (token-<N>.db; not a backup, nor restore's temporary)
+     * keeps its -wal and -shm when the last connection closes (the WAL is
      * truncated to 0 bytes, journal_size_limit = 0): the next open then
      * maps the existing 32 KiB -shm instead of allocating it, so a token
      * can still be opened and read on a full disk (docs/keystore-format.md,
      * "Full disks"). Before the first read, which maps the -shm. */
+    persist = ks_is_token_file(tok->path);
     (void)sqlite3_file_control(tok->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     rc = sqlite3_exec(tok->db, "PRAGMA journal_size_limit = 0", NULL, NULL, NULL);
     if (rc != SQLITE_OK)

@@ -292,6 +292,15 @@ parse_token_name(const char *name, uint32_t *slot)
     return 0;
 }
 
+int
+ks_is_token_file(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    uint32_t slot;
+
+    return parse_token_name(base != NULL ? base + 1 : path, &slot) == 0;
+}
+
 static int
 u32_cmp(const void *a, const void *b)
 {

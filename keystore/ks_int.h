@@ -195,6 +195,8 @@ ks_rv ks_changed_init_inlock(ks_token *tok);
 ks_rv ks_db_create_file(const char *path, const struct ks_meta *m, const struct ks_pin_row *so,
                         const unsigned char mac_key[KS_KEY_LEN]);
 ks_rv ks_check_dir_perms(const char *dir);
+/* 1 if PATH's last component is a token file name ("token-<N>.db"). */
+int ks_is_token_file(const char *path);
 ks_rv ks_mkdir_p(const char *dir);
 char *ks_dirname(const char *path);
 ks_rv ks_fsync_path(const char *path, int is_dir);

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "enr_int.h"
+#include "et_escape.h"
 
 /* One entry per command: its name and its help (`help CMD`, `CMD --help`). */
 static const struct enr_cmd_help {
@@ -243,8 +244,8 @@ cmd_validate(enr_ctx *ctx, int argc, char **argv)
     int rc = load_selected(ctx, argc, argv, &v, &n);
 
     for (size_t i = 0; i < n; i++)
-        printf("%s: ok (%s, subject %s, token %s)\n", v[i]->path, v[i]->url, v[i]->subject,
-               v[i]->token_uri);
+        printf("%s: ok (%s, subject %s, token %s)\n", et_escs(v[i]->path), et_escs(v[i]->url),
+               et_escs(v[i]->subject), et_escs(v[i]->token_uri));
     enr_profile_free_all(v, n);
     return rc;
 }

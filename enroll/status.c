@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "enr_int.h"
+#include "et_escape.h"
 
 static void
 json_str(FILE *out, const char *s)
@@ -16,16 +17,11 @@ json_str(FILE *out, const char *s)
         fputs("null", out);
         return;
     }
-    fputc('"', out);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(out, "\\%c", *c);
-        else if (*c < 0x20)
-            fprintf(out, "\\u%04x", *c);
-        else
-            fputc(*c, out);
-    }
-    fputc('"', out);
+    /* Valid JSON whatever S holds (invalid UTF-8 included). */
+    char *e = et_escape_alloc(s, strlen(s), ET_ESC_JSON);
+
+    fprintf(out, "\"%s\"", e != NULL ? e : "(out of memory)");
+    free(e);
 }
 
 static void
@@ -159,13 +155,13 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
             fputs("}", out);
         } else {
             char subj[29];
-            snprintf(subj, sizeof(subj), "%s", v[i]->subject);
-            fprintf(out, "%-14s %-28s %-20s %5s %-12s %-9s %-20s %-20s %s\n", v[i]->name, subj,
-                    enr_fmt_time((time_t)ps.cert_not_after, na, sizeof(na)),
+            snprintf(subj, sizeof(subj), "%s", et_escs(v[i]->subject));
+            fprintf(out, "%-14s %-28s %-20s %5s %-12s %-9s %-20s %-20s %s\n", et_escs(v[i]->name),
+                    subj, enr_fmt_time((time_t)ps.cert_not_after, na, sizeof(na)),
                     ps.cert_not_after ? (snprintf(dl, sizeof(dl), "%ld", days), dl) : "-",
-                    ps.state ? ps.state : "new", ps.rollover ? ps.rollover : "-",
+                    et_escs(ps.state ? ps.state : "new"), et_escs(ps.rollover ? ps.rollover : "-"),
                     enr_fmt_time((time_t)ps.last_check, lc, 32), enr_fmt_time(next, nc, sizeof(nc)),
-                    ps.last_error ? ps.last_error : "");
+                    et_escs(ps.last_error ? ps.last_error : ""));
         }
         enr_pstate_clear(&ps);
     }

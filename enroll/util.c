@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "enr_int.h"
+#include "et_escape.h"
 
 static int enr_verbose;
 static char enr_lasterr[512];
@@ -30,7 +31,8 @@ enr_vlog(const char *tag, const char *fmt, va_list ap)
     char line[1024];
 
     vsnprintf(line, sizeof(line), fmt, ap);
-    fprintf(stderr, "evertoken-enroll: %s%s\n", tag, line);
+    /* Messages quote subjects, URLs and server answers: one escaped line. */
+    fprintf(stderr, "evertoken-enroll: %s%s\n", tag, et_escs(line));
 }
 
 void
@@ -41,7 +43,7 @@ enr_err(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(enr_lasterr, sizeof(enr_lasterr), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "evertoken-enroll: error: %s\n", enr_lasterr);
+    fprintf(stderr, "evertoken-enroll: error: %s\n", et_escs(enr_lasterr));
 }
 
 void
@@ -285,12 +287,19 @@ enr_secret_read_file(const char *path, const char *what, enr_secret *out)
 
     out->buf = NULL;
     out->len = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: never wait in open() for a FIFO's writer; only regular
+     * files are read. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         enr_err("cannot read the %s from %s: %s", what, path, strerror(errno));
         return -1;
     }
-    if (fstat(fd, &sb) == 0 && (sb.st_mode & 0077) != 0)
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        enr_err("cannot read the %s from %s: not a regular file", what, path);
+        close(fd);
+        return -1;
+    }
+    if ((sb.st_mode & 0077) != 0)
         enr_warn("%s (the %s) is readable by other users; make it 0600", path, what);
     out->buf = sodium_malloc(ENR_SECRET_MAX + 1);
     if (out->buf == NULL) {
@@ -416,14 +425,26 @@ done:
 int
 enr_read_file(const char *path, unsigned char **data, size_t *len)
 {
-    FILE *fp = fopen(path, "rb");
+    /* O_NONBLOCK: a FIFO must not hang the open; only regular files. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    FILE *fp = NULL;
     unsigned char *buf = NULL;
     size_t n = 0, cap = 0;
+    struct stat sb;
 
     *data = NULL;
     *len = 0;
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+        enr_err("cannot read %s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    if (fd >= 0)
+        fp = fdopen(fd, "rb");
     if (fp == NULL) {
         enr_err("cannot read %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
     for (;;) {

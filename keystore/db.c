@@ -114,6 +114,8 @@ ks_sqlite_rv(int rc)
     case SQLITE_PERM:
     case SQLITE_AUTH:
         return KS_E_PERM;
+    case SQLITE_FULL: /* ENOSPC/EDQUOT on a write: the transaction rolled back */
+        return KS_E_FULL;
     default: /* IOERR, CANTOPEN, FULL, READONLY, PROTOCOL, ... */
         return KS_E_IO;
     }
@@ -200,6 +202,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SET_GET] = "SELECT value, mac FROM settings WHERE key = ?1",
     [ST_SET_PUT] = "INSERT OR REPLACE INTO settings(key, value, mac) VALUES (?1, ?2, ?3)",
     [ST_SET_DELETE_ALL] = "DELETE FROM settings",
+    [ST_ATT_LIST] = "SELECT key, value FROM meta WHERE key > ?1 AND key < ?2",
+    [ST_ATT_DEL] = "DELETE FROM meta WHERE key = ?1",
+    [ST_ATT_DEL_WHO] = "DELETE FROM meta WHERE key > ?1 AND key < ?2",
+    [ST_EPOCH_GET] = "SELECT value FROM meta WHERE key = 'restore_epoch'",
 };
 
 static ks_rv
@@ -483,6 +489,27 @@ ks_meta_put_int_inlock(ks_token *tok, const char *key, int64_t v)
 }
 
 ks_rv
+ks_epoch_read_inlock(ks_token *tok, unsigned char out[KS_EPOCH_LEN])
+{
+    sqlite3_stmt *st = tok->st[ST_EPOCH_GET];
+    ks_rv rv = KS_OK;
+    int rc = sqlite3_step(st);
+
+    memset(out, 0, KS_EPOCH_LEN);
+    if (rc == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 0) != SQLITE_BLOB ||
+            sqlite3_column_bytes(st, 0) != KS_EPOCH_LEN)
+            rv = KS_ERR(tok, KS_E_CORRUPT, "meta key restore_epoch malformed");
+        else
+            memcpy(out, sqlite3_column_blob(st, 0), KS_EPOCH_LEN);
+    } else if (rc != SQLITE_DONE) {
+        rv = KS_SQLERR(tok, rc, "reading the restore epoch");
+    }
+    ks_stmt_done(st);
+    return rv;
+}
+
+ks_rv
 ks_col_nomem(ks_token *tok, const char *what)
 {
     if (sqlite3_errcode(tok->db) == SQLITE_NOMEM)
@@ -630,6 +657,61 @@ check_file_perms(const char *path)
         return KS_OPEN_ERR(KS_E_PERM, "%s is group/world writable (mode %04o); chmod 600 it", path,
                            (unsigned)(st.st_mode & 07777));
     return KS_OK;
+}
+
+static const char *
+file_kind(mode_t m)
+{
+    if (S_ISDIR(m))
+        return "a directory";
+    if (S_ISFIFO(m))
+        return "a FIFO";
+    if (S_ISSOCK(m))
+        return "a socket";
+    if (S_ISCHR(m) || S_ISBLK(m))
+        return "a device";
+    return "not a regular file";
+}
+
+ks_rv
+ks_check_path(const char *path)
+{
+    struct stat st, target;
+    char *dir;
+    ks_rv rv = KS_OK;
+
+    ks_open_err_clear();
+    if (path == NULL || *path == '\0')
+        return KS_OPEN_ERR(KS_E_ARGS, "ks_check_path: NULL or empty argument");
+    if (path[0] != '/')
+        return KS_OPEN_ERR(KS_E_ARGS, "%s is a relative path; the token directory must be absolute",
+                           path);
+    dir = ks_dirname(path);
+    if (dir == NULL)
+        return KS_OPEN_ERR(KS_E_NOMEM, "out of memory");
+    if (stat(dir, &st) == 0 || errno != ENOENT)
+        rv = ks_check_dir_perms(dir);
+    free(dir);
+    if (rv != KS_OK)
+        return rv;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? KS_OK
+                               : KS_OPEN_ERR(KS_E_IO, "cannot stat %s: %s", path, strerror(errno));
+    if (S_ISLNK(st.st_mode)) {
+        if (stat(path, &target) != 0)
+            return KS_OPEN_ERR(KS_E_IO,
+                               "%s is a symbolic link to nothing (%s); remove it or restore its "
+                               "target",
+                               path, strerror(errno));
+        if (!S_ISREG(target.st_mode))
+            return KS_OPEN_ERR(KS_E_IO,
+                               "%s is a symbolic link to %s, not to a token file; remove it", path,
+                               file_kind(target.st_mode));
+    } else if (!S_ISREG(st.st_mode)) {
+        return KS_OPEN_ERR(KS_E_IO, "%s is %s, not a token file; remove or rename it", path,
+                           file_kind(st.st_mode));
+    }
+    return check_file_perms(path);
 }
 
 /* SQLite creates -wal and -shm with the main file's mode, but a side file
@@ -924,6 +1006,7 @@ sql_open(ks_token *tok)
 {
     int rc =
         sqlite3_open_v2(tok->path, &tok->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    int persist;
 
     if (rc != SQLITE_OK) {
         ks_rv r = ks_sqlite_rv(rc);
@@ -932,6 +1015,17 @@ sql_open(ks_token *tok)
                       "cannot open %s: %s", tok->path,
                       tok->db ? sqlite3_errmsg(tok->db) : sqlite3_errstr(rc));
     }
+    /* A token file (token-<N>.db; not a backup, nor restore's temporary)
+     * keeps its -wal and -shm when the last connection closes (the WAL is
+     * truncated to 0 bytes, journal_size_limit = 0): the next open then
+     * maps the existing 32 KiB -shm instead of allocating it, so a token
+     * can still be opened and read on a full disk (docs/keystore-format.md,
+     * "Full disks"). Before the first read, which maps the -shm. */
+    persist = ks_is_token_file(tok->path);
+    (void)sqlite3_file_control(tok->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    rc = sqlite3_exec(tok->db, "PRAGMA journal_size_limit = 0", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return KS_SQLERR(tok, rc, "PRAGMA journal_size_limit");
     return KS_OK;
 }
 
@@ -987,6 +1081,8 @@ open_db(ks_token *tok)
         rv = ks_pin_read_inlock(tok, KS_SO, &p);
     if (rv == KS_OK)
         rv = ks_pin_read_inlock(tok, KS_USER, &p);
+    if (rv == KS_OK)
+        rv = ks_epoch_read_inlock(tok, tok->epoch);
     if (rv == KS_OK)
         rv = ks_commit_inlock(tok);
     else
@@ -1331,6 +1427,93 @@ out:
     return rv;
 }
 
+/* Give the keystore file PATH (ours, not open elsewhere) a new random
+ * restore epoch. */
+static ks_rv
+set_epoch(ks_token *err_tok, const char *path)
+{
+    unsigned char epoch[KS_EPOCH_LEN];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    ks_rv rv = KS_OK;
+    int rc;
+
+    randombytes_buf(epoch, sizeof(epoch));
+    rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db,
+                                "INSERT OR REPLACE INTO meta(key, value) "
+                                "VALUES ('restore_epoch', ?1)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, epoch, sizeof(epoch), SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        rv = KS_ERR(err_tok, ks_sqlite_rv(rc) == KS_OK ? KS_E_IO : ks_sqlite_rv(rc),
+                    "writing the restore epoch: %s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_finalize(st);
+    if (sqlite3_close(db) != SQLITE_OK && rv == KS_OK)
+        rv = KS_ERR(err_tok, KS_E_IO, "closing %s failed", path);
+    return rv;
+}
+
+/*
+ * Restore the validated copy TMP into DEST in place when DEST is a keystore
+ * file: SQLite's online backup API writes it into the live database as one
+ * write transaction (under SQLite's locks, with synchronous=FULL), so every
+ * other connection - other processes holding the token open included - sees
+ * either the old or the restored content, and the restored content from its
+ * next read on (data_version moves, the new restore epoch makes caches
+ * reload in full). *LIVE = 0 when DEST is missing or not a keystore (the
+ * caller renames TMP into place instead).
+ */
+static ks_rv
+restore_live(ks_token *err_tok, const char *tmp, const char *dest, int *live)
+{
+    sqlite3 *ddb = NULL, *tdb = NULL;
+    sqlite3_stmt *st = NULL;
+    struct stat sb;
+    ks_rv rv = KS_OK;
+    int rc, app = 0;
+
+    *live = 0;
+    /* lstat first: never open (and block on) a FIFO, never follow a link. */
+    if (lstat(dest, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return KS_OK;
+    rc = sqlite3_open_v2(dest, &ddb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(ddb, "PRAGMA application_id", -1, &st, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        app = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK || app != KS_APPLICATION_ID) {
+        sqlite3_close(ddb); /* damaged or foreign: replaced by rename */
+        return KS_OK;
+    }
+    *live = 1;
+    sqlite3_busy_timeout(ddb, KS_BUSY_TIMEOUT_MS);
+    rc = sqlite3_exec(ddb, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        rv = KS_ERR(err_tok, KS_E_IO, "cannot restore into %s: %s", dest, sqlite3_errmsg(ddb));
+        goto done;
+    }
+    rc = sqlite3_open_v2(tmp, &tdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rv = KS_ERR(err_tok, KS_E_IO, "cannot open %s: %s", tmp,
+                    tdb ? sqlite3_errmsg(tdb) : sqlite3_errstr(rc));
+        goto done;
+    }
+    rv = copy_db(err_tok, ddb, tdb);
+done:
+    sqlite3_close(tdb);
+    if (sqlite3_close(ddb) != SQLITE_OK && rv == KS_OK)
+        rv = KS_ERR(err_tok, KS_E_IO, "closing %s failed", dest);
+    return rv;
+}
+
 ks_rv
 ks_restore(const char *src, const char *dest)
 {
@@ -1338,8 +1521,9 @@ ks_restore(const char *src, const char *dest)
     sqlite3 *sdb = NULL;
     char *dir = NULL, *tmp = NULL;
     ks_token errt;
+    char side[4096];
     ks_rv rv;
-    int fd = -1, rc;
+    int fd = -1, rc, live = 0;
 
     ks_open_err_clear();
     memset(&errt, 0, sizeof(errt));
@@ -1395,22 +1579,34 @@ ks_restore(const char *src, const char *dest)
     }
     ks_close(tmp_tok); /* checkpoints, removes the temporary's WAL */
     tmp_tok = NULL;
+    /* A new restore epoch: processes that have the token open load it in
+     * full instead of applying changes numbered in the file it replaces. */
+    rv = set_epoch(&errt, tmp);
+    if (rv != KS_OK) {
+        open_err_from(errt.err, tmp);
+        goto done;
+    }
     rv = ks_fsync_path(tmp, 0);
     if (rv != KS_OK)
         goto done;
-    /* A WAL left by the file being replaced must not be replayed onto the
-     * restored one: fold it into the old file first. (Restoring over a token
-     * that other processes keep writing is not supported.) */
-    if (access(dest, F_OK) == 0) {
-        sqlite3 *ddb = NULL;
-
-        if (sqlite3_open_v2(dest, &ddb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ==
-            SQLITE_OK) {
-            sqlite3_busy_timeout(ddb, KS_BUSY_TIMEOUT_MS);
-            sqlite3_wal_checkpoint_v2(ddb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-        }
-        sqlite3_close(ddb);
+    /* Over an existing keystore: copy into the live database, one write
+     * transaction that every connection sees at its next read. */
+    rv = restore_live(&errt, tmp, dest, &live);
+    if (rv != KS_OK) {
+        open_err_from(errt.err, dest);
+        goto done;
     }
+    if (live) {
+        ks_unlink_db(tmp);
+        goto done;
+    }
+    /* Side files of what is replaced (not a keystore: nobody can be using
+     * it) must not be taken for the restored file's (a WAL replayed onto
+     * it, a wal-index describing another file). */
+    if ((size_t)snprintf(side, sizeof(side), "%s-wal", dest) < sizeof(side))
+        unlink(side);
+    if ((size_t)snprintf(side, sizeof(side), "%s-shm", dest) < sizeof(side))
+        unlink(side);
     if (rename(tmp, dest) != 0) {
         rv = KS_OPEN_ERR(KS_E_IO, "cannot rename into %s: %s", dest, strerror(errno));
         goto done;

@@ -50,6 +50,8 @@ ks_strerror(ks_rv rv)
         return "file exists";
     case KS_E_CRYPTO:
         return "cryptographic failure";
+    case KS_E_FULL:
+        return "file system full";
     }
     return "unknown error";
 }
@@ -288,6 +290,15 @@ parse_token_name(const char *name, uint32_t *slot)
         return -1;
     *slot = (uint32_t)v;
     return 0;
+}
+
+int
+ks_is_token_file(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    uint32_t slot;
+
+    return parse_token_name(base != NULL ? base + 1 : path, &slot) == 0;
 }
 
 static int

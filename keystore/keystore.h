@@ -76,6 +76,7 @@ typedef enum ks_rv {
     KS_E_BUSY,                /* another process held the database past the busy timeout */
     KS_E_EXISTS,              /* ks_create: a file is already there */
     KS_E_CRYPTO,              /* a primitive failed (should not happen) */
+    KS_E_FULL,                /* the file system is full: nothing was written */
 } ks_rv;
 
 /* A short constant description of a code ("wrong PIN", ...). */
@@ -171,9 +172,12 @@ KS_WUR ks_rv ks_get_info_ex(ks_token *tok, ks_info *out, unsigned flags);
  * Verify PIN for WHO and, on success, unwrap the TMK into locked memory held
  * by the handle (replacing any TMK already held). A failed attempt is counted
  * persistently *before* the KDF runs, so killing the process cannot erase it;
- * success resets that counter. Returns KS_E_PIN_LOCKED without trying once the
- * counter reached max_attempts, KS_E_PIN_NOT_INITIALIZED for KS_USER before
- * ks_init_user_pin.
+ * success resets that counter. The attempt is marked in flight until its
+ * outcome is recorded; an attempt whose process died before that (its
+ * outcome never told) is given back at the next check of that PIN
+ * (docs/keystore-format.md, "PIN counters and lockout"). Returns
+ * KS_E_PIN_LOCKED without trying once the counter reached max_attempts,
+ * KS_E_PIN_NOT_INITIALIZED for KS_USER before ks_init_user_pin.
  */
 KS_WUR ks_rv ks_login(ks_token *tok, ks_who who, const unsigned char *pin, size_t pin_len);
 
@@ -266,7 +270,10 @@ KS_WUR ks_rv ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned
  * if nothing changed): pass it as SINCE next time. A caller that loaded
  * everything starts from the highest ks_object.seq its ks_load_objects
  * walk saw (a lower bound is safe: changes are handed out again, never
- * missed). CB returning non-zero aborts with KS_E_ARGS (reload in full).
+ * missed). CB returning non-zero aborts with KS_E_ARGS (reload in full),
+ * and so does a token restored (ks_restore) since this handle's last
+ * ks_load_objects: the numbers of the restored file are not those of the
+ * file it replaced.
  */
 typedef void (*ks_gone_cb)(void *ctx, int64_t id);
 
@@ -402,6 +409,12 @@ KS_WUR ks_rv ks_set_setting(ks_token *tok, const char *key, const char *value);
  * KS_E_TAMPERED). Policies that weaken PIN protection trust only
  * authenticated values. */
 KS_WUR ks_rv ks_get_setting_auth(ks_token *tok, const char *key, char **out, int *authenticated);
+/* ks_get_setting_auth, also telling in *HAS_MAC whether the row carries a
+ * MAC at all (checked while logged in; logged out it cannot be). A row
+ * without one was written without the TMK (or planted in the file): a
+ * consumer that only ever writes settings while logged in refuses it. */
+KS_WUR ks_rv ks_get_setting_ex(ks_token *tok, const char *key, char **out, int *authenticated,
+                               int *has_mac);
 
 /* ---- Login cache support (the module's login_cache=user:N) -------------- */
 
@@ -447,9 +460,14 @@ KS_WUR ks_rv ks_login_tmk(ks_token *tok, const unsigned char *tmk, size_t tmk_le
 KS_WUR ks_rv ks_backup(ks_token *tok, const char *dest);
 
 /*
- * Restore: check that SRC is a readable keystore (ks_open succeeds on it),
- * then copy it over DEST atomically (write a temporary file in DEST's
- * directory, fsync, rename). Never leaves DEST half-written.
+ * Restore: copy SRC into a temporary file in DEST's directory and check the
+ * copy is a readable keystore (ks_open succeeds on it), give it a new
+ * restore epoch, then put it in place. If DEST is a keystore, the copy is
+ * written INTO it with SQLite's online backup API, one write transaction:
+ * processes holding DEST open see the restored token at their next read,
+ * and their ks_load_changes fails (KS_E_ARGS: load in full) instead of
+ * mixing change numbers of two files. Otherwise (no DEST, or damaged) the
+ * copy is renamed over it. Never leaves DEST half-written.
  */
 KS_WUR ks_rv ks_restore(const char *src, const char *dest);
 
@@ -474,6 +492,17 @@ char *ks_token_path(const char *dir, uint32_t slot); /* malloc'd */
 /* Slot ids of the token files in DIR, ascending, malloc'd in *IDS (free()).
  * A missing directory gives *N = 0 and KS_OK. Other names are ignored. */
 KS_WUR ks_rv ks_dir_scan(const char *dir, uint32_t **ids, size_t *n);
+
+/*
+ * Why no token can be opened or created at PATH, without opening anything
+ * (never blocks, even on a FIFO): its directory exists but is refused (not
+ * a directory, another owner, group/world writable), or something that is
+ * not a regular file is at PATH (a directory, FIFO, socket, device, or a
+ * symbolic link to one or to nothing), or the file there is refused (owner,
+ * mode). KS_OK when none of these applies (nothing there, or a file ks_open
+ * may try); otherwise ks_open_error() gives the reason and the fix.
+ */
+KS_WUR ks_rv ks_check_path(const char *path);
 
 /* ---- Diagnostics -------------------------------------------------------- */
 

@@ -28,6 +28,9 @@
 #define KS_SUBKEY_REC 1
 #define KS_SUBKEY_MAC 2
 
+/* Bytes of the restore epoch (meta key restore_epoch, random). */
+#define KS_EPOCH_LEN 16
+
 /* PRAGMA application_id of every keystore file: "EvTk". */
 #define KS_APPLICATION_ID 0x4576546b
 
@@ -78,6 +81,10 @@ enum ks_stmt {
     ST_SET_GET,
     ST_SET_PUT,
     ST_SET_DELETE_ALL,
+    ST_ATT_LIST,    /* in-flight PIN attempt markers of one PIN (meta pin_attempt:WHO:*) */
+    ST_ATT_DEL,     /* one marker */
+    ST_ATT_DEL_WHO, /* every marker of one PIN */
+    ST_EPOCH_GET,   /* the restore epoch (meta key restore_epoch; absent before any restore) */
     ST_COUNT
 };
 
@@ -103,6 +110,11 @@ struct ks_token {
     unsigned char shm_hdr[KS_WAL_HDR_LEN];
     int shm_hdr_ok;
     int sync_normal; /* the connection is at synchronous=NORMAL (else FULL) */
+    /* Restore epoch as of the last full load (ks_load_objects) or open:
+     * ks_restore gives the restored file a new one, and ks_load_changes
+     * refuses to hand out changes across it (the change numbers of the
+     * restored file are not those of the file it replaced). */
+    unsigned char epoch[KS_EPOCH_LEN];
     char err[320];
 };
 
@@ -172,6 +184,10 @@ ks_rv ks_meta_put_int_inlock(ks_token *tok, const char *key, int64_t v);
 ks_rv ks_pin_read_inlock(ks_token *tok, ks_who who, struct ks_pin_row *p);
 ks_rv ks_step_done_inlock(ks_token *tok, sqlite3_stmt *st, const char *what);
 
+/* Read the restore epoch (all zero when the file was never restored) into
+ * OUT, inside the caller's read transaction or statement snapshot. */
+ks_rv ks_epoch_read_inlock(ks_token *tok, unsigned char out[KS_EPOCH_LEN]);
+
 /* At open: map the wal-index header and read data_version (ks_changed). */
 ks_rv ks_changed_init_inlock(ks_token *tok);
 
@@ -179,6 +195,8 @@ ks_rv ks_changed_init_inlock(ks_token *tok);
 ks_rv ks_db_create_file(const char *path, const struct ks_meta *m, const struct ks_pin_row *so,
                         const unsigned char mac_key[KS_KEY_LEN]);
 ks_rv ks_check_dir_perms(const char *dir);
+/* 1 if PATH's last component is a token file name ("token-<N>.db"). */
+int ks_is_token_file(const char *path);
 ks_rv ks_mkdir_p(const char *dir);
 char *ks_dirname(const char *path);
 ks_rv ks_fsync_path(const char *path, int is_dir);

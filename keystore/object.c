@@ -233,7 +233,26 @@ ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_gone_cb gone, 
         return KS_E_ARGS;
     *upto = since;
     ks_lock(tok);
-    /* One statement: one read snapshot, rows and tombstones alike. */
+    /* One read transaction: the restore epoch and the changes from one
+     * snapshot. Numbers from before a restore mean nothing after it. */
+    rv = ks_begin_inlock(tok, 0);
+    if (rv == KS_OK) {
+        unsigned char epoch[KS_EPOCH_LEN];
+
+        rv = ks_epoch_read_inlock(tok, epoch);
+        if (rv == KS_OK && sodium_memcmp(epoch, tok->epoch, KS_EPOCH_LEN) != 0)
+            rv = KS_ERR(tok, KS_E_ARGS,
+                        "the token was restored from a backup since the last "
+                        "full load: changes cannot be applied, load in full");
+        if (rv != KS_OK) {
+            ks_rollback_inlock(tok);
+            ks_unlock(tok);
+            return rv;
+        }
+    } else {
+        ks_unlock(tok);
+        return rv;
+    }
     st = ks_stmt_inlock(tok, ST_OBJ_SINCE);
     sqlite3_bind_int64(st, 1, since);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -272,6 +291,10 @@ ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_gone_cb gone, 
     if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
         rv = KS_SQLERR(tok, rc, "reading changed objects");
     ks_stmt_done(st);
+    if (rv == KS_OK)
+        rv = ks_commit_inlock(tok);
+    else
+        ks_rollback_inlock(tok);
     ks_unlock(tok);
     if (rv == KS_OK)
         *upto = top;
@@ -283,6 +306,7 @@ ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_gone_cb gone, 
 ks_rv
 ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned *tampered)
 {
+    unsigned char epoch[KS_EPOCH_LEN];
     unsigned bad = 0;
     sqlite3_stmt *st;
     ks_object obj;
@@ -295,7 +319,18 @@ ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned *tampered)
     if (tok == NULL || cb == NULL)
         return KS_E_ARGS;
     ks_lock(tok);
-    /* One statement: one read snapshot, even while others write. */
+    /* One read transaction: one snapshot, even while others write, for the
+     * objects and the restore epoch they belong to (ks_load_changes). */
+    rv = ks_begin_inlock(tok, 0);
+    if (rv == KS_OK) {
+        rv = ks_epoch_read_inlock(tok, epoch);
+        if (rv != KS_OK)
+            ks_rollback_inlock(tok);
+    }
+    if (rv != KS_OK) {
+        ks_unlock(tok);
+        return rv;
+    }
     st = ks_stmt_inlock(tok, tok->keys != NULL ? ST_OBJ_ALL : ST_OBJ_PUBLIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int stop;
@@ -320,6 +355,12 @@ ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned *tampered)
     if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
         rv = KS_SQLERR(tok, rc, "reading objects");
     ks_stmt_done(st);
+    if (rv == KS_OK)
+        rv = ks_commit_inlock(tok);
+    else
+        ks_rollback_inlock(tok);
+    if (rv == KS_OK)
+        memcpy(tok->epoch, epoch, KS_EPOCH_LEN);
     ks_unlock(tok);
     if (tampered != NULL)
         *tampered = bad;

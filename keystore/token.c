@@ -2,9 +2,11 @@
  * token.c — token lifecycle, PINs and login, information, settings.
  *
  * PIN checks follow one pattern (pin_verify_relock): under the lock, count
- * the attempt in its own committed transaction; release the lock for
- * Argon2id; re-take it to unwrap and, on success, reset the counter. A
- * process killed during the KDF therefore leaves the attempt counted.
+ * the attempt and mark it in flight in its own committed transaction;
+ * release the lock for Argon2id; re-take it to unwrap and record the outcome
+ * (marker removed; on success the counter reset). A process killed during
+ * the KDF leaves the attempt counted until a later check sees its process
+ * gone and gives it back (in-flight markers, below).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -242,6 +244,239 @@ gen_bump_inlock(ks_token *tok, const struct ks_keys *keys)
     return ks_step_done_inlock(tok, st, "writing the PIN generation");
 }
 
+/* ---- in-flight PIN attempts ---------------------------------------------
+ *
+ * An attempt is counted before Argon2id runs, and a meta row
+ * pin_attempt:WHO:<random> = "<boot id> <pid namespace> <pid> <start time>"
+ * marks it as in flight in the same transaction. Its outcome removes the
+ * marker in the transaction that records it (a wrong PIN leaves the count, a
+ * right one resets the counter). A marker whose process is gone (another
+ * boot, no such pid, another process under that pid, or a zombie) belongs to
+ * an attempt that was interrupted before anyone could learn its outcome: it
+ * is reclaimed (marker deleted, count given back) at the next PIN check, so
+ * killing a process during a login with the right PIN does not use up the
+ * PIN's attempts for good, while every outcome that was reported stays
+ * counted. A marker of a live process (a concurrent attempt) is never
+ * touched; one from another PID namespace or unreadable /proc is treated as
+ * alive (counted, as before markers existed). See docs/keystore-format.md.
+ */
+
+#define ATT_PREFIX "pin_attempt:"
+
+static void
+att_bounds(ks_who who, char lo[24], char hi[24])
+{
+    snprintf(lo, 24, ATT_PREFIX "%d:", (int)who);
+    snprintf(hi, 24, ATT_PREFIX "%d;", (int)who); /* ';' follows ':' */
+}
+
+/* Read a small /proc file into BUF (NUL-terminated, trailing newline cut). */
+static int
+proc_read(const char *path, char *buf, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t k;
+
+    if (fd < 0)
+        return -1;
+    k = read(fd, buf, n - 1);
+    close(fd);
+    if (k <= 0)
+        return -1;
+    buf[k] = '\0';
+    while (k > 0 && (buf[k - 1] == '\n' || buf[k - 1] == ' '))
+        buf[--k] = '\0';
+    return 0;
+}
+
+/* State letter and start time (clock ticks after boot) of process PID from
+ * /proc/PID/stat; -1 if there is no such process. */
+static int
+proc_stat(long pid, char *state, unsigned long long *start)
+{
+    char path[64], buf[1024];
+    const char *p;
+    int field;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if (proc_read(path, buf, sizeof(buf)) != 0)
+        return -1;
+    p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (p == NULL || p[1] != ' ')
+        return -1;
+    p += 2;
+    *state = *p;
+    /* field 3 is the state; the start time is field 22 */
+    for (field = 3; field < 22 && p != NULL; field++) {
+        p = strchr(p, ' ');
+        if (p != NULL)
+            p++;
+    }
+    if (p == NULL)
+        return -1;
+    *start = strtoull(p, NULL, 10);
+    return 0;
+}
+
+/* Boot id and PID namespace of this system / process ("?" when unknown). */
+static void
+proc_ids(char boot[64], char ns[64])
+{
+    ssize_t k;
+
+    if (proc_read("/proc/sys/kernel/random/boot_id", boot, 64) != 0 || strchr(boot, ' ') != NULL)
+        snprintf(boot, 64, "?");
+    k = readlink("/proc/self/ns/pid", ns, 63);
+    if (k <= 0)
+        snprintf(ns, 64, "?");
+    else
+        ns[k] = '\0';
+    for (char *c = ns; *c != '\0'; c++)
+        if (*c == ' ')
+            *c = '_';
+}
+
+/* This process as an attempt's owner. */
+static void
+att_owner(char out[192])
+{
+    char boot[64], ns[64], state = 0;
+    unsigned long long start = 0;
+
+    proc_ids(boot, ns);
+    if (proc_stat((long)getpid(), &state, &start) != 0)
+        start = 0;
+    snprintf(out, 192, "%s %s %ld %llu", boot, ns, (long)getpid(), start);
+}
+
+/* 1 if the process that wrote OWNER is certainly gone. */
+static int
+att_owner_dead(const char *owner)
+{
+    char boot[64], ns[64], oboot[64], ons[64], state = 0;
+    unsigned long long ostart, start = 0;
+    long opid;
+
+    if (sscanf(owner, "%63s %63s %ld %llu", oboot, ons, &opid, &ostart) != 4 || opid <= 0)
+        return 0; /* not ours to judge: stays counted */
+    proc_ids(boot, ns);
+    if (strcmp(boot, "?") == 0 || strcmp(ns, "?") == 0)
+        return 0;
+    if (strcmp(oboot, boot) != 0)
+        return 1; /* written before this boot */
+    if (strcmp(ons, ns) != 0)
+        return 0; /* another PID namespace: its pids mean nothing here */
+    if (proc_stat(opid, &state, &start) != 0)
+        return 1; /* no such process */
+    return start != ostart || state == 'Z' || state == 'X';
+}
+
+/* Markers of WHO whose process is gone: *N of them; with DEL, delete them
+ * and give their counts back (inside the caller's write transaction). */
+static ks_rv
+att_reclaim_inlock(ks_token *tok, ks_who who, int del, unsigned *n)
+{
+    sqlite3_stmt *st = ks_stmt_inlock(tok, ST_ATT_LIST);
+    char lo[24], hi[24];
+    char **dead = NULL;
+    size_t nd = 0, cap = 0;
+    ks_rv rv = KS_OK;
+    int rc;
+
+    *n = 0;
+    att_bounds(who, lo, hi);
+    sqlite3_bind_text(st, 1, lo, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, hi, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        const char *v = (const char *)sqlite3_column_text(st, 1);
+
+        if (k == NULL || v == NULL || !att_owner_dead(v))
+            continue;
+        if (nd == cap) {
+            char **p = realloc(dead, (cap ? cap * 2 : 8) * sizeof(*p));
+
+            if (p == NULL) {
+                rv = KS_ERR(tok, KS_E_NOMEM, "out of memory");
+                break;
+            }
+            dead = p;
+            cap = cap ? cap * 2 : 8;
+        }
+        dead[nd] = strdup(k);
+        if (dead[nd] == NULL) {
+            rv = KS_ERR(tok, KS_E_NOMEM, "out of memory");
+            break;
+        }
+        nd++;
+    }
+    if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        rv = KS_SQLERR(tok, rc, "reading PIN attempt markers");
+    ks_stmt_done(st);
+    for (size_t i = 0; i < nd; i++) {
+        if (rv == KS_OK && del) {
+            st = ks_stmt_inlock(tok, ST_ATT_DEL);
+            sqlite3_bind_text(st, 1, dead[i], -1, SQLITE_STATIC);
+            rv = ks_step_done_inlock(tok, st, "removing a PIN attempt marker");
+            if (rv == KS_OK) {
+                st = ks_stmt_inlock(tok, ST_PIN_FAIL_DEC);
+                sqlite3_bind_int(st, 1, (int)who);
+                rv = ks_step_done_inlock(tok, st, "giving an interrupted PIN attempt back");
+            }
+        }
+        free(dead[i]);
+    }
+    free(dead);
+    if (rv == KS_OK)
+        *n = (unsigned)nd;
+    return rv;
+}
+
+/* Delete marker KEY (KEY NULL: every marker of WHO). */
+static ks_rv
+att_delete_inlock(ks_token *tok, ks_who who, const char *key)
+{
+    sqlite3_stmt *st;
+    char lo[24], hi[24];
+
+    if (key != NULL) {
+        st = ks_stmt_inlock(tok, ST_ATT_DEL);
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    } else {
+        att_bounds(who, lo, hi);
+        st = ks_stmt_inlock(tok, ST_ATT_DEL_WHO);
+        sqlite3_bind_text(st, 1, lo, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, hi, -1, SQLITE_TRANSIENT);
+    }
+    return ks_step_done_inlock(tok, st, "removing PIN attempt markers");
+}
+
+/* Record the outcome of the attempt marked KEY in one write transaction:
+ * RESET the counter (right PIN: also drops every other marker of WHO,
+ * whose counts the reset absorbed), GIVE_BACK the attempt (not a PIN
+ * failure), or neither (wrong PIN: the count stays). */
+static ks_rv
+att_finish_inlock(ks_token *tok, ks_who who, const char *key, int reset, int give_back)
+{
+    sqlite3_stmt *st;
+    ks_rv rv = ks_begin_inlock(tok, 1);
+
+    if (rv != KS_OK)
+        return rv;
+    rv = att_delete_inlock(tok, who, reset ? NULL : key);
+    if (rv == KS_OK && (reset || give_back)) {
+        st = ks_stmt_inlock(tok, reset ? ST_PIN_FAIL_RESET : ST_PIN_FAIL_DEC);
+        sqlite3_bind_int(st, 1, (int)who);
+        rv = ks_step_done_inlock(
+            tok, st, reset ? "resetting the PIN counter" : "uncounting the PIN attempt");
+    }
+    if (rv == KS_OK)
+        rv = ks_commit_inlock(tok);
+    else
+        ks_rollback_inlock(tok);
+    return rv;
+}
+
 /*
  * Verify PIN for WHO. Called unlocked; returns with the lock HELD whatever
  * the result. On KS_OK, OK holds the TMK, derived keys and wrap key.
@@ -251,6 +486,8 @@ pin_verify_relock(ks_token *tok, ks_who who, const unsigned char *pin, size_t le
                   struct pin_ok *ok)
 {
     const char *name = who == KS_SO ? "SO" : "user";
+    char att_key[sizeof(ATT_PREFIX) + 8 + 32 + 1];
+    unsigned reclaimed = 0;
     sqlite3_stmt *st;
     ks_rv rv;
 
@@ -271,15 +508,35 @@ pin_verify_relock(ks_token *tok, ks_who who, const unsigned char *pin, size_t le
         rv = KS_ERR(tok, KS_E_PIN_NOT_INITIALIZED, "the user PIN is not initialised");
         goto fail_tx;
     }
+    /* Attempts interrupted before their outcome was known are given back. */
+    rv = att_reclaim_inlock(tok, who, 1, &reclaimed);
+    if (rv != KS_OK)
+        goto fail_tx;
+    ok->row.fail_count -= reclaimed < ok->row.fail_count ? reclaimed : ok->row.fail_count;
     if (ok->row.fail_count >= ok->meta.max_attempts) {
         rv = KS_ERR(tok, KS_E_PIN_LOCKED, "%s PIN locked after %u failed attempts", name,
                     ok->row.fail_count);
-        goto fail_tx;
+        if (reclaimed == 0)
+            goto fail_tx;
+        (void)ks_commit_inlock(tok); /* keep what was reclaimed */
+        goto fail;
     }
-    /* Count first, durably: success will reset it. */
+    /* Count first, durably, marked as in flight: the outcome clears the
+     * marker, success also resets the counter. */
     st = ks_stmt_inlock(tok, ST_PIN_FAIL_INC);
     sqlite3_bind_int(st, 1, (int)who);
     rv = ks_step_done_inlock(tok, st, "counting the PIN attempt");
+    if (rv == KS_OK) {
+        unsigned char rnd[16];
+        char owner[192];
+
+        randombytes_buf(rnd, sizeof(rnd));
+        snprintf(att_key, sizeof(att_key), ATT_PREFIX "%d:", (int)who);
+        sodium_bin2hex(att_key + strlen(att_key), sizeof(att_key) - strlen(att_key), rnd,
+                       sizeof(rnd));
+        att_owner(owner);
+        rv = ks_meta_put_text_inlock(tok, att_key, owner);
+    }
     if (rv == KS_OK)
         rv = ks_commit_inlock(tok);
     if (rv != KS_OK)
@@ -296,16 +553,18 @@ pin_verify_relock(ks_token *tok, ks_who who, const unsigned char *pin, size_t le
     ks_lock(tok);
     if (rv != KS_OK) {
         /* Not a PIN failure: give the attempt back. */
-        st = ks_stmt_inlock(tok, ST_PIN_FAIL_DEC);
-        sqlite3_bind_int(st, 1, (int)who);
-        (void)ks_step_done_inlock(tok, st, "uncounting the PIN attempt");
+        (void)att_finish_inlock(tok, who, att_key, 0, 1);
         rv = KS_ERR(tok, rv, "Argon2id failed (out of memory? memlimit %llu bytes)",
                     (unsigned long long)ok->row.kdf_mem);
         goto fail;
     }
     if (ks_unwrap_tmk(ok->keys->tmk, &ok->row, ok->wrap_key, tok->token_id, who) != 0) {
-        rv = KS_ERR(tok, KS_E_PIN_INCORRECT, "wrong %s PIN (%u of %u attempts used)", name,
-                    ok->row.fail_count + 1, ok->meta.max_attempts);
+        /* The outcome is told only once it is recorded: if the marker
+         * stayed, the attempt would later count as interrupted. */
+        rv = att_finish_inlock(tok, who, att_key, 0, 0);
+        if (rv == KS_OK)
+            rv = KS_ERR(tok, KS_E_PIN_INCORRECT, "wrong %s PIN (%u of %u attempts used)", name,
+                        ok->row.fail_count + 1, ok->meta.max_attempts);
         goto fail;
     }
     rv = ks_keys_derive(ok->keys);
@@ -313,9 +572,7 @@ pin_verify_relock(ks_token *tok, ks_who who, const unsigned char *pin, size_t le
         rv = KS_ERR(tok, rv, "key derivation failed");
         goto fail;
     }
-    st = ks_stmt_inlock(tok, ST_PIN_FAIL_RESET);
-    sqlite3_bind_int(st, 1, (int)who);
-    rv = ks_step_done_inlock(tok, st, "resetting the PIN counter");
+    rv = att_finish_inlock(tok, who, att_key, 1, 0);
     if (rv != KS_OK)
         goto fail;
     return KS_OK;
@@ -332,6 +589,7 @@ static ks_rv
 pin_write_inlock(ks_token *tok, ks_who who, const struct ks_pin_row *p)
 {
     sqlite3_stmt *st = ks_stmt_inlock(tok, ST_PIN_SET);
+    ks_rv rv;
 
     sqlite3_bind_int(st, 1, (int)who);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)p->kdf_ops);
@@ -339,7 +597,11 @@ pin_write_inlock(ks_token *tok, ks_who who, const struct ks_pin_row *p)
     sqlite3_bind_blob(st, 4, p->salt, sizeof(p->salt), SQLITE_STATIC);
     sqlite3_bind_blob(st, 5, p->nonce, sizeof(p->nonce), SQLITE_STATIC);
     sqlite3_bind_blob(st, 6, p->wrapped, sizeof(p->wrapped), SQLITE_STATIC);
-    return ks_step_done_inlock(tok, st, "writing the PIN record");
+    rv = ks_step_done_inlock(tok, st, "writing the PIN record");
+    /* The counter starts over: so do the in-flight markers. */
+    if (rv == KS_OK)
+        rv = att_delete_inlock(tok, who, NULL);
+    return rv;
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -521,6 +783,8 @@ ks_reinit(ks_token *tok, const unsigned char *so_pin, size_t so_pin_len, const c
         sqlite3_bind_int(st, 1, KS_USER);
         rv = ks_step_done_inlock(tok, st, "clearing the user PIN");
     }
+    if (rv == KS_OK)
+        rv = att_delete_inlock(tok, KS_USER, NULL);
     if (rv == KS_OK) {
         memset(m.label, 0, sizeof(m.label));
         memcpy(m.label, label, strlen(label));
@@ -779,6 +1043,7 @@ ks_rv
 ks_get_info_ex(ks_token *tok, ks_info *out, unsigned flags)
 {
     struct ks_pin_row so, user;
+    unsigned dead_so = 0, dead_user = 0;
     struct ks_meta m;
     sqlite3_stmt *st;
     ks_rv rv;
@@ -796,6 +1061,11 @@ ks_get_info_ex(ks_token *tok, ks_info *out, unsigned flags)
         rv = ks_pin_read_inlock(tok, KS_SO, &so);
     if (rv == KS_OK)
         rv = ks_pin_read_inlock(tok, KS_USER, &user);
+    /* Interrupted attempts are not failures (the next check reclaims them). */
+    if (rv == KS_OK)
+        rv = att_reclaim_inlock(tok, KS_SO, 0, &dead_so);
+    if (rv == KS_OK)
+        rv = att_reclaim_inlock(tok, KS_USER, 0, &dead_user);
     if (rv == KS_OK && (flags & KS_INFO_OBJECT_COUNT)) {
         st = ks_stmt_inlock(tok, ST_OBJ_COUNT);
         rc = sqlite3_step(st);
@@ -815,8 +1085,9 @@ ks_get_info_ex(ks_token *tok, ks_info *out, unsigned flags)
     memcpy(out->serial, m.serial, sizeof(out->serial));
     memcpy(out->token_id, m.token_id, sizeof(out->token_id));
     out->user_pin_initialized = user.initialized;
-    out->user_fail_count = user.fail_count;
-    out->so_fail_count = so.fail_count;
+    out->user_fail_count =
+        user.fail_count - (dead_user < user.fail_count ? dead_user : user.fail_count);
+    out->so_fail_count = so.fail_count - (dead_so < so.fail_count ? dead_so : so.fail_count);
     out->max_attempts = m.max_attempts;
     out->kdf.opslimit = m.kdf_ops;
     out->kdf.memlimit = m.kdf_mem;
@@ -851,16 +1122,25 @@ ks_get_setting(ks_token *tok, const char *key, char **out)
 ks_rv
 ks_get_setting_auth(ks_token *tok, const char *key, char **out, int *authenticated)
 {
+    int has_mac;
+
+    return ks_get_setting_ex(tok, key, out, authenticated, &has_mac);
+}
+
+ks_rv
+ks_get_setting_ex(ks_token *tok, const char *key, char **out, int *authenticated, int *has_mac)
+{
     unsigned char mac[KS_MAC_LEN];
     sqlite3_stmt *st;
     const char *v;
     ks_rv rv;
     int rc;
 
-    if (tok == NULL || out == NULL || authenticated == NULL)
+    if (tok == NULL || out == NULL || authenticated == NULL || has_mac == NULL)
         return KS_E_ARGS;
     *out = NULL;
     *authenticated = 0;
+    *has_mac = 0;
     rv = setting_args(tok, key);
     if (rv != KS_OK)
         return rv;
@@ -892,6 +1172,7 @@ ks_get_setting_auth(ks_token *tok, const char *key, char **out, int *authenticat
     }
     /* Logged in: a MAC'd value must verify. A value written while logged
      * out has no MAC and is returned as is (see docs/keystore-format.md). */
+    *has_mac = sqlite3_column_type(st, 1) != SQLITE_NULL;
     if (tok->keys != NULL && sqlite3_column_type(st, 1) != SQLITE_NULL) {
         ks_setting_mac(mac, tok->keys->mac, tok->token_id, key, v);
         if (sqlite3_column_bytes(st, 1) != KS_MAC_LEN ||

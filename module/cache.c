@@ -636,6 +636,7 @@ cache_sync_delta_inlock(struct mod_token *t)
     if (tampered > 0)
         mod_log("slot %u: %u stored object(s) failed their integrity check and are hidden (%s)",
                 (unsigned)t->slot, tampered, ks_last_error(t->ks));
+    integrity_hidden_inlock(t, tampered, 0);
     t->seq = upto;
     return CKR_OK;
 }
@@ -674,6 +675,7 @@ cache_sync_inlock(struct mod_token *t)
     if (tampered > 0)
         mod_log("slot %u: %u stored object(s) failed their integrity check and are hidden (%s)",
                 (unsigned)t->slot, tampered, ks_last_error(t->ks));
+    integrity_hidden_inlock(t, tampered, 1);
     ix_clear(t);
     objs_free(t->objs, t->nobjs);
     arena_free(t->arena); /* after the objects that lived in it */

@@ -280,6 +280,9 @@ mod_ks_ckr_at(ks_rv rv, const ks_token *ks, const char *what, const char *file, 
     case KS_E_EXISTS:
         ck = CKR_FUNCTION_FAILED;
         break;
+    case KS_E_FULL: /* the spec's "insufficient memory on the token" */
+        ck = CKR_DEVICE_MEMORY;
+        break;
     default:
         ck = CKR_GENERAL_ERROR;
         break;

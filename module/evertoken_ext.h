@@ -23,7 +23,7 @@
 
 #define ET_VENDOR_INTERFACE  "Vendor evertoken"
 #define ET_EXT_VERSION_MAJOR 1
-#define ET_EXT_VERSION_MINOR 1 /* 1.1 added the rollover functions */
+#define ET_EXT_VERSION_MINOR 2 /* 1.1 added the rollover functions, 1.2 ET_GetIntegrity */
 
 /* Settings. login_cache: "none", "process" (default), "user:N" with N
  * seconds, 1..2592000. rollover_grace: seconds a retired credential is kept
@@ -76,6 +76,15 @@ typedef struct ET_FUNCTION_LIST {
     /* Destroy (secure_delete) retired objects older than rollover_grace now
      * (C_Login does this too); *COUNT (may be NULL) gets how many. */
     CK_RV (*ET_PurgeRetired)(CK_SESSION_HANDLE h, CK_ULONG *count);
+
+    /* ---- 1.2: integrity (docs/module.md, "Integrity reports") ----
+     * What this process's view of SLOT's token leaves out, after bringing it
+     * up to date: *HIDDEN (may be NULL) stored objects that failed their
+     * integrity check (MAC or AEAD; checked only while logged in, so 0 when
+     * nobody is) and are hidden; *REFUSED (may be NULL) settings ignored
+     * because they are not authenticated (stored without a MAC, or with one
+     * that does not verify). No session or login needed. */
+    CK_RV (*ET_GetIntegrity)(CK_SLOT_ID slot, CK_ULONG *hidden, CK_ULONG *refused);
 } ET_FUNCTION_LIST;
 
 #endif /* EVERTOKEN_EXT_H */

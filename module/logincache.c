@@ -106,19 +106,29 @@ void
 lc_policy_inlock(struct mod_token *t, int need_auth, struct lc_policy *out)
 {
     char *v = NULL;
-    int auth = 0;
+    int auth = 0, has_mac = 0;
     ks_rv kr;
 
     memset(out, 0, sizeof(*out));
     out->kind = LC_PROCESS;
     if (t->ks == NULL)
         return;
-    kr = ks_get_setting_auth(t->ks, ET_SETTING_LOGIN_CACHE, &v, &auth);
+    kr = ks_get_setting_ex(t->ks, ET_SETTING_LOGIN_CACHE, &v, &auth, &has_mac);
     if (kr == KS_E_NOT_FOUND)
         return;
+    if (kr == KS_E_TAMPERED) {
+        integrity_setting_refused_inlock(t, ET_SETTING_LOGIN_CACHE, "fails its MAC check");
+        return;
+    }
     if (kr != KS_OK) {
         mod_log("slot %u: reading login_cache: %s (%s); using process", (unsigned)t->slot,
                 ks_strerror(kr), ks_last_error(t->ks));
+        return;
+    }
+    if (!has_mac) {
+        /* Settings are only ever written logged in, with a MAC. */
+        integrity_setting_refused_inlock(t, ET_SETTING_LOGIN_CACHE, "has no MAC");
+        free(v);
         return;
     }
     if (lc_parse(v, out) != 0) {
@@ -488,4 +498,5 @@ const ET_FUNCTION_LIST mod_ext_list = {
     ext_RolloverRollback,
     ext_RolloverDiscard,
     ext_PurgeRetired,
+    ext_GetIntegrity,
 };

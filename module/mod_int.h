@@ -115,6 +115,7 @@ struct mod_token {
     void *op_mutex;      /* serialises PIN operations (taken before mod_lock) */
     CK_ULONG nsess, nrw; /* open sessions of this process on it */
     int present;         /* seen in the last directory scan */
+    unsigned hidden;     /* stored objects that failed their check at the last load */
     /* Object cache. */
     int loaded;               /* objs reflects the keystore as of ks_changed */
     int64_t seq;              /* keystore change sequence objs reflects (ks_load_changes) */
@@ -304,6 +305,12 @@ int rollover_parse_grace(const char *v, int64_t *out);
 CK_RV ext_RolloverRollback(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len);
 CK_RV ext_RolloverDiscard(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len, CK_ULONG *n);
 CK_RV ext_PurgeRetired(CK_SESSION_HANDLE h, CK_ULONG *n);
+
+/* integrity.c: what a process's view leaves out, reported without debug
+ * mode (syslog, once per process and kind; ET_GetIntegrity). */
+void integrity_hidden_inlock(struct mod_token *t, unsigned tampered, int full_load);
+void integrity_setting_refused_inlock(struct mod_token *t, const char *key, const char *why);
+CK_RV ext_GetIntegrity(CK_SLOT_ID slot, CK_ULONG *hidden, CK_ULONG *refused);
 
 /* ---- mech.c: the mechanism table ----------------------------------------- */
 

@@ -17,6 +17,7 @@
 
 #include <sodium.h>
 
+#include "et_escape.h"
 #include "obj_int.h"
 
 /* ---- The attribute table ------------------------------------------------ */
@@ -681,6 +682,10 @@ value_check(const struct obj_attr_info *ai, const unsigned char *v, size_t len)
         break;
     case CKA_OBJECT_ID:
         if (len > 0 && !obj_der_is_oid(v, len))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        break;
+    case CKA_LABEL: /* RFC 2279 (UTF-8) string, as token labels */
+        if (!et_utf8_valid(v, len))
             return CKR_ATTRIBUTE_VALUE_INVALID;
         break;
     default:

@@ -207,9 +207,17 @@ grace_inlock(struct mod_token *t)
 {
     char *v = NULL;
     int64_t g = GRACE_DEFAULT;
+    int auth = 0, has_mac = 0;
+    ks_rv kr = ks_get_setting_ex(t->ks, ET_SETTING_ROLLOVER_GRACE, &v, &auth, &has_mac);
 
-    if (ks_get_setting(t->ks, ET_SETTING_ROLLOVER_GRACE, &v) == KS_OK &&
-        rollover_parse_grace(v, &g) != 0) {
+    if (kr == KS_E_TAMPERED || (kr == KS_OK && !has_mac)) {
+        /* Settings are only ever written logged in, with a MAC. */
+        integrity_setting_refused_inlock(t, ET_SETTING_ROLLOVER_GRACE,
+                                         kr == KS_OK ? "has no MAC" : "fails its MAC check");
+        free(v);
+        return GRACE_DEFAULT;
+    }
+    if (kr == KS_OK && rollover_parse_grace(v, &g) != 0) {
         mod_log("slot %u: rollover_grace '%s' malformed; using %d", (unsigned)t->slot, v,
                 GRACE_DEFAULT);
         g = GRACE_DEFAULT;

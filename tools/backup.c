@@ -156,7 +156,7 @@ et_cmd_backup(et_opts *o)
         rc = et_ks_exit(kr);
         goto done;
     }
-    printf("backed up slot %u (%s) to %s\n", slot, path, o->argv[0]);
+    printf("backed up slot %u (%s) to %s\n", slot, et_escs(path), et_escs(o->argv[0]));
     rc = ET_EXIT_OK;
 done:
     ks_close(tok);
@@ -266,7 +266,7 @@ et_cmd_restore(et_opts *o)
         rc = et_ks_exit(kr);
         goto done;
     }
-    printf("restored token '%s' to slot %u (%s)\n", label, slot, dest);
+    printf("restored token '%s' to slot %u (%s)\n", et_escs(label), slot, et_escs(dest));
     rc = ET_EXIT_OK;
 done:
     free(ids);
@@ -321,21 +321,22 @@ et_print_keystore_info(CK_SLOT_ID slot, const char *label, const char *serial)
     }
     kr = ks_open(path, &tok);
     if (kr != KS_OK) {
-        printf("  keystore:         %s (cannot open: %s)\n", path, ks_open_error());
+        printf("  keystore:         %s (cannot open: %s)\n", et_escs(path),
+               et_escs(ks_open_error()));
         goto done;
     }
     kr = ks_get_info(tok, &info);
     if (kr != KS_OK) {
-        printf("  keystore:         %s (cannot read: %s)\n", path, ks_strerror(kr));
+        printf("  keystore:         %s (cannot read: %s)\n", et_escs(path), ks_strerror(kr));
         goto done;
     }
     /* The slot-to-file rule holds only for the evertoken module; if another
      * module is loaded, a file of the same number is a different token. */
     if (strcmp(info.label, label) != 0 || strcmp(info.serial, serial) != 0) {
-        printf("  keystore:         (this token is not %s)\n", path);
+        printf("  keystore:         (this token is not %s)\n", et_escs(path));
         goto done;
     }
-    printf("  keystore file:    %s\n", path);
+    printf("  keystore file:    %s\n", et_escs(path));
     printf("  schema version:   %u\n", (unsigned)info.schema_version);
     printf("  token id:         ");
     et_hex_print(stdout, info.token_id, sizeof(info.token_id));

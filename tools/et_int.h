@@ -13,19 +13,21 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "et_escape.h"
 #include "p11.h"
 
 /* Exit codes (documented in docs/cli.md). */
 enum {
     ET_EXIT_OK = 0,
-    ET_EXIT_FAIL = 1,     /* the operation failed (PKCS#11, keystore or I/O error) */
-    ET_EXIT_USAGE = 2,    /* bad command line */
-    ET_EXIT_NOTFOUND = 3, /* no such token or object */
-    ET_EXIT_PIN = 4,      /* wrong PIN or passphrase */
-    ET_EXIT_LOCKED = 5,   /* PIN locked */
-    ET_EXIT_INPUT = 6,    /* an input file is malformed or of an unsupported kind */
-    ET_EXIT_EXISTS = 7,   /* label/token already exists, or refusing to overwrite */
-    ET_EXIT_NOSECRET = 8, /* a PIN/passphrase was needed but no source and no terminal */
+    ET_EXIT_FAIL = 1,      /* the operation failed (PKCS#11, keystore or I/O error) */
+    ET_EXIT_USAGE = 2,     /* bad command line */
+    ET_EXIT_NOTFOUND = 3,  /* no such token or object */
+    ET_EXIT_PIN = 4,       /* wrong PIN or passphrase */
+    ET_EXIT_LOCKED = 5,    /* PIN locked */
+    ET_EXIT_INPUT = 6,     /* an input file is malformed or of an unsupported kind */
+    ET_EXIT_EXISTS = 7,    /* label/token already exists, or refusing to overwrite */
+    ET_EXIT_NOSECRET = 8,  /* a PIN/passphrase was needed but no source and no terminal */
+    ET_EXIT_INTEGRITY = 9, /* done, but stored objects or settings failed their check */
 };
 
 /* ---- Command line ------------------------------------------------------- */
@@ -94,6 +96,18 @@ const char *et_ckr_str(CK_RV rv);
 const char *et_slot_error(et_p11 *p, CK_SLOT_ID slot, CK_RV rv);
 int et_ckr_exit(CK_RV rv);
 /* Report "WHAT: message (CKR_...)" and return the exit code. */
+/* et_ckr_fail for a C_Login of WHO (a locked SO PIN gets its own message). */
+/* With the evertoken module: why slot SLOT's token file cannot be used or
+ * created (refused directory, a directory/FIFO/dangling link where the file
+ * belongs, ...), or NULL when nothing is wrong or it is another module. */
+const char *et_slot_path_problem(et_p11 *p, CK_SLOT_ID slot);
+/* With the evertoken module: print (each line after INDENT) how many of
+ * SLOT's stored objects failed their integrity check and are hidden, and
+ * how many settings are refused; ET_EXIT_INTEGRITY if any, else
+ * ET_EXIT_OK (also with other modules). *CHECKED (may be NULL): whether
+ * the module could tell (only the evertoken module can). */
+int et_integrity_report(et_p11 *p, CK_SLOT_ID slot, const char *indent, int *checked);
+int et_login_fail(const char *what, CK_USER_TYPE who, CK_RV rv);
 int et_ckr_fail(const char *what, CK_RV rv);
 
 /* A blank-padded PKCS#11 text field as a C string (trailing blanks removed). */

@@ -71,10 +71,10 @@ static const int a_pin[] = {O_TOKEN, O_SLOT, O_SO, O_PIN, O_SO_PIN, O_NEW_PIN, 0
 static const int a_list[] = {O_TOKEN, O_SLOT, O_LOGIN, O_PIN, 0};
 static const int a_import[] = {O_TOKEN, O_SLOT, O_PIN, O_PASS, O_LABEL, O_ID, 0};
 static const int a_delete[] = {O_TOKEN, O_SLOT, O_PIN, O_LABEL, O_ID, O_CLASS, 0};
-static const int a_export[] = {O_TOKEN, O_SLOT, O_LABEL, O_ID, O_DER, O_OUT, 0};
+static const int a_export[] = {O_TOKEN, O_SLOT, O_LABEL, O_ID, O_DER, O_OUT, O_FORCE, 0};
 static const int a_backup[] = {O_TOKEN, O_SLOT, 0};
 static const int a_restore[] = {O_TOKEN, O_SLOT, O_FORCE, 0};
-static const int a_info[] = {O_TOKEN, O_SLOT, 0};
+static const int a_info[] = {O_TOKEN, O_SLOT, O_LOGIN, O_PIN, 0};
 static const int a_settings[] = {O_TOKEN, O_SLOT, O_PIN, O_SO, O_SO_PIN, 0};
 static const int a_unlock[] = {O_TOKEN, O_SLOT, O_PIN, 0};
 static const int a_lock[] = {O_TOKEN, O_SLOT, 0};
@@ -112,8 +112,9 @@ static const et_cmd et_cmds[] = {
      "Destroy the matching objects (default class: all).\n" PIN_SRC_HELP},
     {"export-cert", et_cmd_export_cert, a_export,
      "usage: evertoken export-cert (--token LABEL | --slot N) (--id HEX | --label LABEL)\n"
-     "                             [--der] [-o FILE]\n"
-     "Write a certificate (PEM, or DER with --der) to stdout or FILE.\n"},
+     "                             [--der] [-o FILE [--force]]\n"
+     "Write a certificate (PEM, or DER with --der) to stdout or FILE (a new file;\n"
+     "--force replaces an existing regular file; symbolic links are never followed).\n"},
     {"backup", et_cmd_backup, a_backup,
      "usage: evertoken backup (--token LABEL | --slot N) OUT\n"
      "Write a consistent copy of the (still encrypted) keystore file to OUT; safe\n"
@@ -123,9 +124,9 @@ static const et_cmd et_cmds[] = {
      "Restore a backup into a new slot (default), or over slot N / token LABEL\n"
      "(an existing token is only replaced with --force).\n"},
     {"info", et_cmd_info, a_info,
-     "usage: evertoken info [--token LABEL | --slot N]\n"
+     "usage: evertoken info [--token LABEL | --slot N] [--login [--pin SRC]]\n"
      "Module, token and keystore details (KDF parameters, schema version, file,\n"
-     "failed-PIN counters).\n"},
+     "failed-PIN counters); with --login, objects that failed their integrity check.\n"},
     {"settings", et_cmd_settings, a_settings,
      "usage: evertoken settings (--token LABEL | --slot N)\n"
      "       evertoken settings (--token LABEL | --slot N) [--pin SRC | --so --so-pin SRC]\n"
@@ -147,15 +148,30 @@ static const et_cmd et_cmds[] = {
      "already logged in stay logged in until they log out or exit.\n"},
 };
 
+/* One message line on stderr. Messages quote labels, file names and
+ * library errors: the whole line is escaped (et_escape.h), so nothing in it
+ * can start a new line or reach the terminal as a control sequence. */
+static void
+et_vmsg(const char *prefix, const char *fmt, va_list ap)
+{
+    char *msg = NULL, *esc = NULL;
+
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    if (msg != NULL)
+        esc = et_escape_alloc(msg, strlen(msg), ET_ESC_TEXT);
+    fprintf(stderr, "%s%s\n", prefix, esc != NULL ? esc : "(out of memory formatting a message)");
+    free(esc);
+    free(msg);
+}
+
 void
 et_err(const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    fputs("evertoken: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    et_vmsg("evertoken: ", fmt, ap);
     va_end(ap);
 }
 
@@ -165,9 +181,7 @@ et_warn(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    fputs("evertoken: warning: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    et_vmsg("evertoken: warning: ", fmt, ap);
     va_end(ap);
 }
 

@@ -33,6 +33,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <sodium.h>
 
 #include "et_int.h"
 #include "import_parse.h"
@@ -229,11 +230,15 @@ et_default_label(X509 *x, const unsigned char *id, size_t idlen, char *buf, size
 {
     int alen = 0;
     const unsigned char *alias = x ? X509_alias_get0(x, &alen) : NULL;
+    char raw[300];
 
+    /* From the file: object labels are UTF-8, so a byte that is not
+     * becomes U+FFFD (control characters are kept: output escapes them). */
     if (alias != NULL && alen > 0) {
-        snprintf(buf, sz, "%.*s", alen, (const char *)alias);
+        et_utf8_fix(buf, sz, alias, (size_t)alen);
     } else if (x != NULL) {
-        et_cert_cn(x, buf, sz);
+        et_cert_cn(x, raw, sizeof(raw));
+        et_utf8_fix(buf, sz, raw, strlen(raw));
     } else {
         snprintf(buf, sz, "key-%02x%02x%02x%02x", id[0], id[1], idlen > 2 ? id[2] : 0,
                  idlen > 3 ? id[3] : 0);
@@ -276,6 +281,15 @@ et_key_templates(EVP_PKEY *pk, et_tmpl *priv, et_tmpl *pub)
         size_t plen = 0;
         int nid;
 
+        char enc[32] = "";
+
+        /* Explicit curve parameters are refused even when OpenSSL matches
+         * them to a named curve: the file did not name one, and PKCS#11
+         * keys here are stored with the curve's OID only. */
+        if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_EC_ENCODING, enc, sizeof(enc),
+                                           NULL) &&
+            strcmp(enc, OSSL_PKEY_EC_ENCODING_EXPLICIT) == 0)
+            return NULL;
         if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
                                             NULL))
             return NULL; /* explicit curve parameters: not importable */
@@ -325,16 +339,36 @@ et_key_templates(EVP_PKEY *pk, et_tmpl *priv, et_tmpl *pub)
     return NULL;
 }
 
+/*
+ * All or nothing, even under kill -9 (docs/cli.md, "All or nothing"): every
+ * object of a run is created under a temporary label
+ *     "evertoken-import-in-progress BATCH FINAL-LABEL"
+ * where BATCH is "PID-STARTTIME-RANDOM" of this process. Once all exist,
+ * one C_CreateObject of a marker data object labelled
+ *     "evertoken-import-commit BATCH"
+ * is the commit point; then each object gets its final label and the marker
+ * goes. A later import (et_import_recover) finishes what a dead process
+ * left: with a marker, the labels are completed; without one, its objects
+ * are destroyed. Imports of live processes are left alone.
+ */
+#define ET_IMP_TEMP   "evertoken-import-in-progress "
+#define ET_IMP_COMMIT "evertoken-import-commit "
+
 /* Objects created in this run, destroyed again if a later step fails. */
 typedef struct et_created {
     CK_OBJECT_HANDLE h[3 * ET_MAX_KEYS + 256];
+    char *final[3 * ET_MAX_KEYS + 256]; /* the label each gets at the commit */
     size_t n;
+    char batch[64];
+    int committed; /* the marker exists: never roll back */
 } et_created;
 
 static int
 et_create(et_p11 *p, CK_SESSION_HANDLE sh, et_tmpl *t, et_created *made, const char *what)
 {
     CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_ATTRIBUTE saved = {CKA_LABEL, NULL, 0}, *lab = NULL;
+    char *temp = NULL, *final = NULL;
     CK_RV rv;
     char msg[160];
 
@@ -346,12 +380,225 @@ et_create(et_p11 *p, CK_SESSION_HANDLE sh, et_tmpl *t, et_created *made, const c
         et_err("too many objects in one import");
         return ET_EXIT_INPUT;
     }
+    for (CK_ULONG i = 0; i < t->n; i++)
+        if (t->a[i].type == CKA_LABEL)
+            lab = &t->a[i];
+    if (lab == NULL) {
+        et_err("internal error: the %s has no label", what);
+        return ET_EXIT_FAIL;
+    }
+    final = strndup(lab->pValue != NULL ? lab->pValue : "", lab->ulValueLen);
+    if (final == NULL || asprintf(&temp, ET_IMP_TEMP "%s %s", made->batch, final) < 0) {
+        free(final);
+        et_err("out of memory");
+        return ET_EXIT_FAIL;
+    }
+    saved = *lab;
+    lab->pValue = temp;
+    lab->ulValueLen = (CK_ULONG)strlen(temp);
     rv = p->f->C_CreateObject(sh, t->a, t->n, &h);
+    *lab = saved;
+    free(temp);
     if (rv != CKR_OK) {
+        free(final);
         snprintf(msg, sizeof(msg), "cannot store the %s (C_CreateObject)", what);
         return et_ckr_fail(msg, rv);
     }
+    made->final[made->n] = final;
     made->h[made->n++] = h;
+    return ET_EXIT_OK;
+}
+
+static int
+et_set_label(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h, const char *label)
+{
+    CK_ATTRIBUTE a = {CKA_LABEL, (void *)label, (CK_ULONG)strlen(label)};
+
+    return p->f->C_SetAttributeValue(sh, h, &a, 1) == CKR_OK ? 0 : -1;
+}
+
+/* The commit point, then the final labels. */
+static int
+et_import_commit(et_p11 *p, CK_SESSION_HANDLE sh, et_created *made)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+    char label[sizeof(ET_IMP_COMMIT) + sizeof(made->batch)];
+    CK_ATTRIBUTE a[] = {
+        {CKA_CLASS, &cls, sizeof(cls)},
+        {CKA_TOKEN, &t, sizeof(t)},
+        {CKA_PRIVATE, &f, sizeof(f)},
+        {CKA_LABEL, label, 0},
+    };
+    CK_OBJECT_HANDLE marker = CK_INVALID_HANDLE;
+    CK_RV rv;
+    size_t bad = 0;
+
+    if (made->n == 0)
+        return ET_EXIT_OK;
+    snprintf(label, sizeof(label), ET_IMP_COMMIT "%s", made->batch);
+    a[3].ulValueLen = (CK_ULONG)strlen(label);
+    rv = p->f->C_CreateObject(sh, a, 4, &marker);
+    if (rv != CKR_OK)
+        return et_ckr_fail("cannot commit the import (C_CreateObject of its marker)", rv);
+    made->committed = 1;
+    for (size_t i = 0; i < made->n; i++)
+        if (et_set_label(p, sh, made->h[i], made->final[i]) != 0)
+            bad++;
+    if (bad > 0) {
+        /* Committed: the next import completes the labels. */
+        et_err("import committed, but %zu label%s could not be set yet; the next `evertoken "
+               "import` on this token completes them",
+               bad, bad == 1 ? "" : "s");
+        return ET_EXIT_FAIL;
+    }
+    (void)p->f->C_DestroyObject(sh, marker);
+    return ET_EXIT_OK;
+}
+
+/* This process as a batch owner: "PID-STARTTIME-RANDOM". */
+static unsigned long long
+et_proc_start(long pid, char *state)
+{
+    char path[64], buf[1024];
+    const char *q;
+    FILE *fp;
+    size_t k;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    fp = fopen(path, "re");
+    if (fp == NULL)
+        return 0;
+    k = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[k] = '\0';
+    q = strrchr(buf, ')');
+    if (q == NULL || q[1] != ' ')
+        return 0;
+    q += 2;
+    *state = *q;
+    for (int field = 3; field < 22 && q != NULL; field++) {
+        q = strchr(q, ' ');
+        if (q != NULL)
+            q++;
+    }
+    return q != NULL ? strtoull(q, NULL, 10) : 0;
+}
+
+static void
+et_batch_id(char *out, size_t n)
+{
+    unsigned char r[4];
+    char state = 0;
+
+    randombytes_buf(r, sizeof(r));
+    snprintf(out, n, "%ld-%llu-%02x%02x%02x%02x", (long)getpid(),
+             et_proc_start((long)getpid(), &state), r[0], r[1], r[2], r[3]);
+}
+
+/* 1 if the process that owns BATCH is certainly gone. */
+static int
+et_batch_dead(const char *batch)
+{
+    long pid = 0;
+    unsigned long long start = 0, now;
+    char state = 0;
+
+    if (sscanf(batch, "%ld-%llu-", &pid, &start) != 2 || pid <= 0)
+        return 0;
+    now = et_proc_start(pid, &state);
+    return now == 0 || now != start || state == 'Z' || state == 'X';
+}
+
+/* Finish the imports dead processes left half done (see above). */
+static int
+et_import_recover(et_p11 *p, CK_SESSION_HANDLE sh)
+{
+    CK_OBJECT_HANDLE *objs = NULL;
+    CK_ULONG n = 0;
+    char **labels = NULL;
+    size_t removed = 0, completed = 0;
+    int rc = et_find_objects(p, sh, NULL, 0, &objs, &n);
+
+    if (rc != ET_EXIT_OK)
+        return rc;
+    labels = calloc(n ? n : 1, sizeof(*labels));
+    if (labels == NULL) {
+        free(objs);
+        et_err("out of memory");
+        return ET_EXIT_FAIL;
+    }
+    for (CK_ULONG i = 0; i < n; i++) {
+        unsigned char *v = NULL;
+        CK_ULONG len = 0;
+
+        if (et_get_attr(p, sh, objs[i], CKA_LABEL, &v, &len) == 0 && v != NULL)
+            labels[i] = strndup((const char *)v, len);
+        free(v);
+    }
+    for (CK_ULONG i = 0; i < n; i++) {
+        const char *b, *sp;
+        char batch[64], marker[sizeof(ET_IMP_COMMIT) + sizeof(batch)];
+        int committed = 0;
+
+        if (labels[i] == NULL || strncmp(labels[i], ET_IMP_TEMP, strlen(ET_IMP_TEMP)) != 0)
+            continue;
+        b = labels[i] + strlen(ET_IMP_TEMP);
+        sp = strchr(b, ' ');
+        if (sp == NULL || (size_t)(sp - b) >= sizeof(batch))
+            continue;
+        memcpy(batch, b, (size_t)(sp - b));
+        batch[sp - b] = '\0';
+        if (!et_batch_dead(batch))
+            continue; /* an import in progress elsewhere */
+        snprintf(marker, sizeof(marker), ET_IMP_COMMIT "%s", batch);
+        for (CK_ULONG j = 0; j < n; j++)
+            if (labels[j] != NULL && strcmp(labels[j], marker) == 0)
+                committed = 1;
+        if (committed ? et_set_label(p, sh, objs[i], sp + 1) == 0
+                      : p->f->C_DestroyObject(sh, objs[i]) == CKR_OK) {
+            if (committed)
+                completed++;
+            else
+                removed++;
+        }
+    }
+    /* Markers of dead processes whose objects are all settled. */
+    for (CK_ULONG i = 0; i < n; i++) {
+        const char *b;
+        int pending = 0;
+
+        if (labels[i] == NULL || strncmp(labels[i], ET_IMP_COMMIT, strlen(ET_IMP_COMMIT)) != 0)
+            continue;
+        b = labels[i] + strlen(ET_IMP_COMMIT);
+        if (!et_batch_dead(b))
+            continue;
+        for (CK_ULONG j = 0; j < n; j++) {
+            unsigned char *v = NULL;
+            CK_ULONG len = 0;
+
+            if (labels[j] == NULL || strncmp(labels[j], ET_IMP_TEMP, strlen(ET_IMP_TEMP)) != 0 ||
+                strncmp(labels[j] + strlen(ET_IMP_TEMP), b, strlen(b)) != 0)
+                continue;
+            /* still temporary (its label could not be set)? */
+            if (et_get_attr(p, sh, objs[j], CKA_LABEL, &v, &len) == 0 && v != NULL &&
+                len >= strlen(ET_IMP_TEMP) && memcmp(v, ET_IMP_TEMP, strlen(ET_IMP_TEMP)) == 0)
+                pending = 1;
+            free(v);
+        }
+        if (!pending)
+            (void)p->f->C_DestroyObject(sh, objs[i]);
+    }
+    if (removed > 0)
+        et_warn("an import interrupted earlier was rolled back: %zu object%s removed", removed,
+                removed == 1 ? "" : "s");
+    if (completed > 0)
+        et_warn("an import interrupted after its commit was completed: %zu object%s labelled",
+                completed, completed == 1 ? "" : "s");
+    for (CK_ULONG i = 0; i < n; i++)
+        free(labels[i]);
+    free(labels);
+    free(objs);
     return ET_EXIT_OK;
 }
 
@@ -393,7 +640,7 @@ et_store_cert(et_p11 *p, CK_SESSION_HANDLE sh, X509 *x, const et_cred *cred, CK_
         goto done;
     et_cert_cn(x, desc, sizeof(desc));
     if (found) {
-        printf("certificate '%s' is already on the token; skipped\n", desc);
+        printf("certificate '%s' is already on the token; skipped\n", et_escs(desc));
         goto done;
     }
     t_ulong(&t, CKA_CLASS, CKO_CERTIFICATE);
@@ -409,8 +656,8 @@ et_store_cert(et_p11 *p, CK_SESSION_HANDLE sh, X509 *x, const et_cred *cred, CK_
     t_ulong(&t, CKA_CERTIFICATE_CATEGORY, category);
     rc = et_create(p, sh, &t, made, "certificate");
     if (rc == ET_EXIT_OK) {
-        printf("imported certificate '%s'%s, label '%s', id ", desc, category == 2 ? " (CA)" : "",
-               cred->label);
+        printf("imported certificate '%s'%s, label '%s', id ", et_escs(desc),
+               category == 2 ? " (CA)" : "", et_escs(cred->label));
         et_hex_print(stdout, cred->id, cred->idlen);
         putchar('\n');
     }
@@ -437,7 +684,7 @@ et_store_key(et_p11 *p, CK_SESSION_HANDLE sh, EVP_PKEY *pk, const et_cred *cred,
     if (found) {
         if (own_id) {
             /* The id is the hash of this very public key: same key pair. */
-            printf("private key '%s' is already on the token; skipped\n", cred->label);
+            printf("private key '%s' is already on the token; skipped\n", et_escs(cred->label));
             return ET_EXIT_OK;
         }
         et_err("a different private key already uses CKA_ID %s on this token; choose another --id",
@@ -471,7 +718,7 @@ et_store_key(et_p11 *p, CK_SESSION_HANDLE sh, EVP_PKEY *pk, const et_cred *cred,
     if (rc == ET_EXIT_OK)
         rc = et_create(p, sh, &pub, made, "public key");
     if (rc == ET_EXIT_OK) {
-        printf("imported %s key pair, label '%s', id ", type, cred->label);
+        printf("imported %s key pair, label '%s', id ", type, et_escs(cred->label));
         et_hex_print(stdout, cred->id, cred->idlen);
         putchar('\n');
     }
@@ -595,6 +842,11 @@ et_cmd_import(et_opts *o)
         free(uid);
         return ET_EXIT_USAGE;
     }
+    if (o->label != NULL && !et_utf8_valid(o->label, strlen(o->label))) {
+        et_err("import: --label must be valid UTF-8 (object labels are UTF-8 strings)");
+        free(uid);
+        return ET_EXIT_USAGE;
+    }
     in.certs = sk_X509_new_null();
     made = calloc(1, sizeof(*made));
     if (in.certs == NULL || made == NULL) {
@@ -632,8 +884,14 @@ et_cmd_import(et_opts *o)
     rc = et_open_session(&p, o, slot, 1, (long)CKU_USER, &sh);
     if (rc != ET_EXIT_OK)
         goto done;
+    rc = et_import_recover(&p, sh);
+    if (rc != ET_EXIT_OK)
+        goto done;
+    et_batch_id(made->batch, sizeof(made->batch));
     rc = et_import_all(&p, sh, o, &in, uid, uidlen, made);
-    if (rc != ET_EXIT_OK) {
+    if (rc == ET_EXIT_OK)
+        rc = et_import_commit(&p, sh, made);
+    if (rc != ET_EXIT_OK && !made->committed) {
         size_t undone = 0;
         while (made->n > 0) {
             if (p.f->C_DestroyObject(sh, made->h[--made->n]) == CKR_OK)
@@ -653,6 +911,8 @@ done:
         EVP_PKEY_free(in.keys[k]); /* OpenSSL clears key material when freeing */
     sk_X509_pop_free(in.certs, X509_free);
     et_secret_free(&pass.s);
+    for (size_t k = 0; made != NULL && k < sizeof(made->final) / sizeof(made->final[0]); k++)
+        free(made->final[k]);
     free(made);
     free(uid);
     return rc;

@@ -392,13 +392,18 @@ et_load_file(et_input *in, const char *file, et_pass *pass)
     struct stat st;
     int fd, rc = ET_EXIT_INPUT;
 
-    fd = open(file, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
+     * right below); reads of a regular file ignore the flag. */
+    fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         et_err("cannot open %s: %s", file, strerror(errno));
         return ET_EXIT_INPUT;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        et_err("%s is not a regular file", file);
+        et_err("%s is not a regular file%s", file,
+               S_ISFIFO(st.st_mode)  ? " (a FIFO)"
+               : S_ISDIR(st.st_mode) ? " (a directory)"
+                                     : "");
         goto done;
     }
     if (st.st_size == 0 || (unsigned long long)st.st_size > ET_IMPORT_MAX_FILE) {

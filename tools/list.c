@@ -78,18 +78,24 @@ et_list_tokens(et_p11 *p)
         }
         if (rv != CKR_OK) {
             printf("slot %lu: (token unusable: %s)\n", (unsigned long)slots[i],
-                   et_slot_error(p, slots[i], rv));
+                   et_escs(et_slot_error(p, slots[i], rv)));
             continue;
         }
         if (!(t.flags & CKF_TOKEN_INITIALIZED)) {
+            const char *why = et_slot_path_problem(p, slots[i]);
+
+            if (why != NULL) {
+                printf("slot %lu: (unusable: %s)\n", (unsigned long)slots[i], et_escs(why));
+                continue;
+            }
             printf("slot %lu: (free: no token yet; `evertoken init` creates one here)\n",
                    (unsigned long)slots[i]);
             continue;
         }
         et_p11_str(label, sizeof(label), t.label, sizeof(t.label));
         et_p11_str(serial, sizeof(serial), t.serialNumber, sizeof(t.serialNumber));
-        printf("slot %lu: token '%s'\n", (unsigned long)slots[i], label);
-        printf("  serial: %s\n", serial);
+        printf("slot %lu: token '%s'\n", (unsigned long)slots[i], et_escs(label));
+        printf("  serial: %s\n", et_escs(serial));
         printf("  flags:  ");
         et_print_token_flags(stdout, t.flags);
         putchar('\n');
@@ -179,7 +185,7 @@ et_print_name(const char *what, X509_NAME *n)
 {
     char *s = X509_NAME_oneline(n, NULL, 0);
 
-    printf("      %s %s\n", what, s ? s : "?");
+    printf("      %s %s\n", what, s ? et_escs(s) : "?");
     OPENSSL_free(s);
 }
 
@@ -207,7 +213,7 @@ et_print_cert_details(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h)
         long n;
         if (b != NULL && ASN1_TIME_print(b, X509_get0_notAfter(x)) == 1) {
             n = BIO_get_mem_data(b, &s);
-            printf("      not after: %.*s\n", (int)n, s);
+            printf("      not after: %s\n", et_esc(s, (size_t)n));
         }
         BIO_free(b);
     }
@@ -237,8 +243,8 @@ et_list_objects(et_p11 *p, et_opts *o)
     if (rc != ET_EXIT_OK)
         goto done;
     et_p11_str(label, sizeof(label), ti.label, sizeof(ti.label));
-    printf("token '%s' (slot %lu): %lu object%s%s\n", label, (unsigned long)slot, (unsigned long)n,
-           n == 1 ? "" : "s", o->login ? "" : " (public only; --login for all)");
+    printf("token '%s' (slot %lu): %lu object%s%s\n", et_escs(label), (unsigned long)slot,
+           (unsigned long)n, n == 1 ? "" : "s", o->login ? "" : " (public only; --login for all)");
     if (n > 0)
         printf("%-8s %-8s %-16s %-40s %s\n", "handle", "class", "type", "id", "label");
     for (CK_ULONG i = 0; i < n; i++) {
@@ -271,12 +277,15 @@ et_list_objects(et_p11 *p, et_opts *o)
         } else {
             printf("%-40s", "-");
         }
-        printf(" %.*s\n", (int)lablen, lab ? (const char *)lab : "");
+        printf(" %s\n", et_esc(lab, lab != NULL ? (size_t)lablen : 0));
         if (cls == CKO_CERTIFICATE)
             et_print_cert_details(p, sh, objs[i]);
         free(id);
         free(lab);
     }
+    /* Objects are checked only after a login: then say what is hidden. */
+    if (o->login)
+        rc = et_integrity_report(p, slot, "", NULL);
 done:
     free(objs);
     et_close_session(p, sh);
@@ -321,10 +330,10 @@ et_print_token_info(et_p11 *p, CK_SLOT_ID slot, const CK_TOKEN_INFO *t)
     et_p11_str(manuf, sizeof(manuf), t->manufacturerID, sizeof(t->manufacturerID));
     et_p11_str(model, sizeof(model), t->model, sizeof(t->model));
     et_p11_str(serial, sizeof(serial), t->serialNumber, sizeof(t->serialNumber));
-    printf("slot %lu: token '%s'\n", (unsigned long)slot, label);
-    printf("  manufacturer:     %s\n", manuf);
-    printf("  model:            %s\n", model);
-    printf("  serial:           %s\n", serial);
+    printf("slot %lu: token '%s'\n", (unsigned long)slot, et_escs(label));
+    printf("  manufacturer:     %s\n", et_escs(manuf));
+    printf("  model:            %s\n", et_escs(model));
+    printf("  serial:           %s\n", et_escs(serial));
     printf("  flags:            ");
     et_print_token_flags(stdout, t->flags);
     putchar('\n');
@@ -360,6 +369,30 @@ et_print_interfaces(const et_p11 *p)
     }
     putchar('\n');
     free(v);
+}
+
+/* `info --login`: log in (objects are verified only then) and report what
+ * failed its check. */
+static int
+et_info_integrity(et_p11 *p, et_opts *o, CK_SLOT_ID slot)
+{
+    CK_SESSION_HANDLE sh = CK_INVALID_HANDLE;
+    int rc, checked = 0;
+
+    if (!o->login) {
+        printf("  integrity:        not checked (objects are verified after a login: "
+               "add --login)\n");
+        return ET_EXIT_OK;
+    }
+    rc = et_open_session(p, o, slot, 0, (long)CKU_USER, &sh);
+    if (rc != ET_EXIT_OK)
+        return rc;
+    rc = et_integrity_report(p, slot, "  integrity:        ", &checked);
+    if (rc == ET_EXIT_OK)
+        printf(checked ? "  integrity:        every stored object and setting verified\n"
+                       : "  integrity:        not reported by this module\n");
+    et_close_session(p, sh);
+    return rc;
 }
 
 int
@@ -399,6 +432,8 @@ et_cmd_info(et_opts *o)
         rc = et_find_token(&p, o, &slot, &ti);
         if (rc == ET_EXIT_OK)
             et_print_token_info(&p, slot, &ti);
+        if (rc == ET_EXIT_OK)
+            rc = et_info_integrity(&p, o, slot);
     } else {
         CK_SLOT_ID *slots = NULL;
         CK_ULONG n = 0;

@@ -2,9 +2,12 @@
  * objects.c — `delete` and `export-cert`.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -128,6 +131,50 @@ done:
     return rc;
 }
 
+/* Open PATH for writing a certificate: a new file (never through a
+ * symbolic link); an existing one only with FORCE and only if it is a
+ * regular file (as `backup`, which never overwrites). */
+static int
+et_open_out(const char *path, int force, FILE **out)
+{
+    struct stat st;
+    int fd;
+
+    *out = NULL;
+    if (lstat(path, &st) == 0) {
+        if (!force) {
+            et_err("export-cert: %s already exists; not overwriting it (--force replaces a "
+                   "regular file)",
+                   path);
+            return ET_EXIT_EXISTS;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            et_err("export-cert: %s is %s, not a regular file; not replacing it", path,
+                   S_ISLNK(st.st_mode) ? "a symbolic link" : "something else");
+            return ET_EXIT_EXISTS;
+        }
+        fd = open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+            close(fd);
+            et_err("export-cert: %s changed while being opened; not replacing it", path);
+            return ET_EXIT_EXISTS;
+        }
+    } else {
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    }
+    if (fd < 0) {
+        et_err("export-cert: cannot create %s: %s", path, strerror(errno));
+        return errno == EEXIST ? ET_EXIT_EXISTS : ET_EXIT_FAIL;
+    }
+    *out = fdopen(fd, "wb");
+    if (*out == NULL) {
+        et_err("export-cert: cannot create %s: %s", path, strerror(errno));
+        close(fd);
+        return ET_EXIT_FAIL;
+    }
+    return ET_EXIT_OK;
+}
+
 int
 et_cmd_export_cert(et_opts *o)
 {
@@ -186,11 +233,12 @@ et_cmd_export_cert(et_opts *o)
         rc = ET_EXIT_FAIL;
         goto done;
     }
-    fp = o->out ? fopen(o->out, "wb") : stdout;
-    if (fp == NULL) {
-        et_err("export-cert: cannot create %s: %s", o->out, strerror(errno));
-        rc = ET_EXIT_FAIL;
-        goto done;
+    if (o->out != NULL) {
+        rc = et_open_out(o->out, o->force, &fp);
+        if (rc != ET_EXIT_OK)
+            goto done;
+    } else {
+        fp = stdout;
     }
     if (o->der ? fwrite(der, 1, len, fp) != len : PEM_write_X509(fp, x) != 1) {
         et_err("export-cert: writing the certificate failed");

@@ -12,6 +12,7 @@
 #include <p11-kit/p11-kit.h>
 
 #include "et_int.h"
+#include "keystore.h"
 
 int
 et_p11_load(const et_opts *o, et_p11 *p)
@@ -46,7 +47,16 @@ et_p11_load(const et_opts *o, et_p11 *p)
     args.flags = CKF_OS_LOCKING_OK;
     rv = p->f->C_Initialize(&args);
     if (rv != CKR_OK) {
-        et_err("%s: C_Initialize failed: %s", path, et_ckr_str(rv));
+        const char *why = NULL;
+        char *dir = ks_token_dir(&why);
+
+        /* The evertoken module cannot start without its token directory. */
+        if (dir == NULL)
+            et_err("%s: C_Initialize failed: %s (token directory: %s)", path, et_ckr_str(rv),
+                   why ? why : "unknown error");
+        else
+            et_err("%s: C_Initialize failed: %s", path, et_ckr_str(rv));
+        free(dir);
         goto fail;
     }
     p->initialized = 1;
@@ -76,7 +86,7 @@ et_ckr_str(CK_RV rv)
         return "wrong PIN";
     case CKR_PIN_LOCKED:
         return "the PIN is locked after too many wrong attempts "
-               "(the SO can set a new one with `evertoken pin unlock`)";
+               "(a locked user PIN: the SO can set a new one with `evertoken pin unlock`)";
     case CKR_PIN_LEN_RANGE:
         return "the PIN is too short or too long for this token";
     case CKR_PIN_INVALID:
@@ -91,6 +101,9 @@ et_ckr_str(CK_RV rv)
         return "no such slot";
     case CKR_TOKEN_WRITE_PROTECTED:
         return "the token is write-protected";
+    case CKR_DEVICE_MEMORY:
+        return "no space left for the token (the file system holding it is full); nothing was "
+               "written";
     case CKR_SESSION_READ_ONLY_EXISTS:
         return "another read-only session of this program prevents SO login";
     default:
@@ -116,6 +129,37 @@ et_slot_error(et_p11 *p, CK_SLOT_ID slot, CK_RV rv)
     return why != NULL ? why : et_ckr_str(rv);
 }
 
+const char *
+et_slot_path_problem(et_p11 *p, CK_SLOT_ID slot)
+{
+    static char buf[1024];
+    CK_INFO info;
+    char maker[sizeof(info.manufacturerID) + 1];
+    const char *err = NULL;
+    char *dir, *path = NULL;
+    const char *res = NULL;
+
+    /* The slot-to-file rule holds for the evertoken module only. */
+    if (p->f->C_GetInfo(&info) != CKR_OK || slot > KS_SLOT_MAX)
+        return NULL;
+    et_p11_str(maker, sizeof(maker), info.manufacturerID, sizeof(info.manufacturerID));
+    if (strcmp(maker, "evertoken") != 0)
+        return NULL;
+    dir = ks_token_dir(&err);
+    if (dir == NULL) {
+        snprintf(buf, sizeof(buf), "no token directory: %s", err ? err : "unknown error");
+        return buf;
+    }
+    path = ks_token_path(dir, (uint32_t)slot);
+    if (path != NULL && ks_check_path(path) != KS_OK) {
+        snprintf(buf, sizeof(buf), "%s", ks_open_error());
+        res = buf;
+    }
+    free(path);
+    free(dir);
+    return res;
+}
+
 int
 et_ckr_exit(CK_RV rv)
 {
@@ -135,6 +179,23 @@ et_ckr_exit(CK_RV rv)
     default:
         return ET_EXIT_FAIL;
     }
+}
+
+int
+et_login_fail(const char *what, CK_USER_TYPE who, CK_RV rv)
+{
+    /* A locked SO PIN cannot be unlocked by anything (not `pin unlock`,
+     * which needs it): say what is left instead. */
+    if (who == CKU_SO && rv == CKR_PIN_LOCKED) {
+        et_err("%s: the SO PIN is locked after too many wrong attempts and can never be "
+               "unlocked; nothing on this token can be administered or recovered any more. "
+               "Re-initialising is the only way on: create a new token (`evertoken init`) and "
+               "delete this one's file, or restore a backup made before the lock "
+               "(`evertoken restore --force`) (CKR 0x%08lx)",
+               what, (unsigned long)rv);
+        return ET_EXIT_LOCKED;
+    }
+    return et_ckr_fail(what, rv);
 }
 
 int
@@ -282,7 +343,8 @@ et_open_session(et_p11 *p, const et_opts *o, CK_SLOT_ID slot, int rw, long who,
         goto done;
     rv = p->f->C_Login(*sh, (CK_USER_TYPE)who, pin.buf, (CK_ULONG)pin.len);
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
-        rc = et_ckr_fail(who == CKU_SO ? "SO login failed" : "login failed", rv);
+        rc = et_login_fail(who == CKU_SO ? "SO login failed" : "login failed", (CK_USER_TYPE)who,
+                           rv);
         goto done;
     }
     rc = ET_EXIT_OK;

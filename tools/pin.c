@@ -107,7 +107,14 @@ et_cmd_init(et_opts *o)
     memcpy(label, o->label, strlen(o->label));
     rv = p.f->C_InitToken(slot, so.buf, (CK_ULONG)so.len, label);
     if (rv != CKR_OK) {
-        rc = et_ckr_fail("cannot create the token (C_InitToken)", rv);
+        const char *why = et_slot_path_problem(&p, slot);
+
+        if (why != NULL) {
+            et_err("cannot create the token in slot %lu: %s", (unsigned long)slot, why);
+            rc = ET_EXIT_FAIL;
+        } else {
+            rc = et_ckr_fail("cannot create the token (C_InitToken)", rv);
+        }
         goto done;
     }
     /* Some modules (SoftHSMv2) move a token to a new slot id when it is
@@ -135,7 +142,7 @@ et_cmd_init(et_opts *o)
                          rv);
         goto done;
     }
-    printf("created token '%s' in slot %lu\n", o->label, (unsigned long)slot);
+    printf("created token '%s' in slot %lu\n", et_escs(o->label), (unsigned long)slot);
     rc = ET_EXIT_OK;
 done:
     et_close_session(&p, sh);
@@ -175,7 +182,8 @@ et_pin_change(et_p11 *p, et_opts *o, CK_SLOT_ID slot)
         (void)p->f->C_Logout(sh);
     rv = p->f->C_Login(sh, o->so ? CKU_SO : CKU_USER, oldp.buf, (CK_ULONG)oldp.len);
     if (rv != CKR_OK) {
-        rc = et_ckr_fail(o->so ? "SO login failed" : "login failed", rv);
+        rc = et_login_fail(o->so ? "SO login failed" : "login failed", o->so ? CKU_SO : CKU_USER,
+                           rv);
         goto done;
     }
     rc = et_secret_get(o->new_pin_src, o->so ? "new SO PIN" : "new user PIN", 1, &newp);

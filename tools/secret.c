@@ -12,13 +12,18 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
 #include "et_int.h"
+
+/* How long a PIN file that is a FIFO or pipe may take to deliver. */
+#define ET_SECRET_FIFO_WAIT_MS 10000
 
 #define ET_SECRET_MAX 1024 /* bytes; PINs are limited further by the token */
 
@@ -73,17 +78,36 @@ static int
 et_secret_from_file(const char *path, const char *what, et_secret *s)
 {
     int fd = -1, rc = ET_EXIT_FAIL;
+    struct stat st;
     ssize_t r;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO nobody writes to must not hang the open; its
+     * data (a pipe from `<(...)`, say) is waited for below, boundedly. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         et_err("cannot read the %s from %s: %s", what, path, strerror(errno));
         return ET_EXIT_FAIL;
+    }
+    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+        et_err("cannot read the %s from %s: %s", what, path,
+               S_ISDIR(st.st_mode) ? "a directory" : strerror(errno));
+        goto done;
     }
     while (s->len < ET_SECRET_MAX) {
         r = read(fd, s->buf + s->len, ET_SECRET_MAX - s->len);
         if (r < 0 && errno == EINTR)
             continue;
+        if (r < 0 && errno == EAGAIN) {
+            struct pollfd pfd = {fd, POLLIN, 0};
+            int w = poll(&pfd, 1, ET_SECRET_FIFO_WAIT_MS);
+
+            if (w == 0) {
+                et_err("no %s arrived from %s within %d seconds", what, path,
+                       ET_SECRET_FIFO_WAIT_MS / 1000);
+                goto done;
+            }
+            continue;
+        }
         if (r < 0) {
             et_err("cannot read the %s from %s: %s", what, path, strerror(errno));
             goto done;
@@ -98,6 +122,10 @@ et_secret_from_file(const char *path, const char *what, et_secret *s)
             et_err("the %s in %s is longer than %d bytes", what, path, ET_SECRET_MAX);
             goto done;
         }
+    }
+    if (s->len == 0 && !S_ISREG(st.st_mode)) {
+        et_err("no %s in %s: it is a FIFO or pipe that nobody writes to", what, path);
+        goto done;
     }
     /* Only the first line counts, so a trailing newline is not part of it. */
     {

@@ -17,8 +17,9 @@
 #include "et_int.h"
 #include "evertoken_ext.h"
 
-const ET_FUNCTION_LIST *
-et_ext(et_p11 *p)
+/* The vendor interface, or NULL (another module, or an older evertoken). */
+static const ET_FUNCTION_LIST *
+et_ext_quiet(et_p11 *p)
 {
     CK_C_GetInterface gi;
     CK_INTERFACE_PTR iface = NULL;
@@ -26,13 +27,48 @@ et_ext(et_p11 *p)
 
     *(void **)&gi = dlsym(p->dl, "C_GetInterface");
     if (gi == NULL || gi((CK_UTF8CHAR_PTR)ET_VENDOR_INTERFACE, &v, &iface, 0) != CKR_OK ||
-        iface == NULL || iface->pFunctionList == NULL) {
+        iface == NULL || iface->pFunctionList == NULL)
+        return NULL;
+    return iface->pFunctionList;
+}
+
+const ET_FUNCTION_LIST *
+et_ext(et_p11 *p)
+{
+    const ET_FUNCTION_LIST *x = et_ext_quiet(p);
+
+    if (x == NULL)
         et_err("%s has no \"" ET_VENDOR_INTERFACE "\" interface %d.%d (not the evertoken module, "
                "or an older one): token settings and the login cache need it",
                p->path, ET_EXT_VERSION_MAJOR, ET_EXT_VERSION_MINOR);
-        return NULL;
-    }
-    return iface->pFunctionList;
+    return x;
+}
+
+int
+et_integrity_report(et_p11 *p, CK_SLOT_ID slot, const char *indent, int *checked)
+{
+    const ET_FUNCTION_LIST *x = et_ext_quiet(p);
+    CK_ULONG hidden = 0, refused = 0;
+    CK_RV rv;
+
+    if (checked != NULL)
+        *checked = x != NULL;
+    if (x == NULL)
+        return ET_EXIT_OK; /* another module: nothing to ask */
+    rv = x->ET_GetIntegrity(slot, &hidden, &refused);
+    if (rv != CKR_OK)
+        return et_ckr_fail("cannot read the token's integrity report", rv);
+    if (hidden > 0)
+        printf("%s%lu object%s failed %s integrity check and %s hidden (damaged or tampered "
+               "records in the token file)\n",
+               indent, (unsigned long)hidden, hidden == 1 ? "" : "s", hidden == 1 ? "its" : "their",
+               hidden == 1 ? "is" : "are");
+    if (refused > 0)
+        printf("%s%lu setting%s stored without authentication (no valid MAC: not written "
+               "by evertoken) %s ignored\n",
+               indent, (unsigned long)refused, refused == 1 ? "" : "s",
+               refused == 1 ? "is" : "are");
+    return hidden > 0 || refused > 0 ? ET_EXIT_INTEGRITY : ET_EXIT_OK;
 }
 
 /* Read login_cache into BUF. */
@@ -109,7 +145,9 @@ et_cmd_settings(et_opts *o)
     if (o->argc == 0) {
         rc = et_get_login_cache(x, slot, value, sizeof(value));
         if (rc == ET_EXIT_OK)
-            printf(ET_SETTING_LOGIN_CACHE "=%s\n", value);
+            printf(ET_SETTING_LOGIN_CACHE "=%s\n", et_escs(value));
+        if (rc == ET_EXIT_OK)
+            rc = et_integrity_report(&p, slot, "", NULL);
         goto done;
     }
 
@@ -129,7 +167,8 @@ et_cmd_settings(et_opts *o)
         goto done;
     rv = p.f->C_Login(sh, o->so ? CKU_SO : CKU_USER, pin.buf, (CK_ULONG)pin.len);
     if (rv != CKR_OK) {
-        rc = et_ckr_fail(o->so ? "SO login failed" : "login failed", rv);
+        rc = et_login_fail(o->so ? "SO login failed" : "login failed", o->so ? CKU_SO : CKU_USER,
+                           rv);
         goto done;
     }
     rv = x->ET_SetSetting(sh, ET_SETTING_LOGIN_CACHE, eq + 1);
@@ -146,7 +185,7 @@ et_cmd_settings(et_opts *o)
     }
     rc = et_get_login_cache(x, slot, value, sizeof(value));
     if (rc == ET_EXIT_OK)
-        printf(ET_SETTING_LOGIN_CACHE "=%s\n", value);
+        printf(ET_SETTING_LOGIN_CACHE "=%s\n", et_escs(value));
 done:
     et_close_session(&p, sh);
     et_secret_free(&pin);
@@ -224,7 +263,7 @@ et_cmd_unlock(et_opts *o)
         goto done;
     }
     printf("token %s unlocked for %s seconds for this user's processes\n",
-           et_token_name(o, name, sizeof(name)), value + 5);
+           et_escs(et_token_name(o, name, sizeof(name))), et_escs(value + 5));
     rc = ET_EXIT_OK;
 done:
     /* C_Logout ends this process's login only; the cache stays. */
@@ -268,7 +307,7 @@ et_cmd_lock(et_opts *o)
     }
     printf(removed ? "token %s locked: cached login removed\n"
                    : "token %s: no cached login (nothing to remove)\n",
-           et_token_name(o, name, sizeof(name)));
+           et_escs(et_token_name(o, name, sizeof(name))));
     rc = ET_EXIT_OK;
 done:
     et_p11_unload(&p);

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "p11.h"
+#include <evertoken/p11.h>
 
 /* Exit codes (documented in docs/cli.md). */
 enum {

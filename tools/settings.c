@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "et_int.h"
-#include "evertoken_ext.h"
+#include <evertoken/evertoken_ext.h>
 
 const ET_FUNCTION_LIST *
 et_ext(et_p11 *p)

@@ -10,7 +10,8 @@
  * token marked busy (so C_Finalize waits and the token stays); the session is
  * looked up again by handle before storing (it may have been closed), and the
  * write rules are checked again there (store.h), since the login may have
- * changed meanwhile.
+ * changed meanwhile. That sequence is written once: gen_prepare, gen_store,
+ * gen_abandon below.
  *
  * Secrets: private key values leave OpenSSL through EVP_PKEY_todata (whose
  * secure parameter block is cleansed on free) into secure BIGNUMs and then
@@ -108,41 +109,95 @@ tulong(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ULONG dflt)
     return v;
 }
 
+/* ---- prepare (locked) -> compute (unlocked) -> store (relocked) ---------- */
+
+/*
+ * Key generation and derivation compute without the global lock; the
+ * sequence around the computation is written once, here:
+ *   prepare (gen_prepare, derive_prepare): under the lock, the session
+ *     exists and the write rules allow the new objects (an early check);
+ *     then gen_mark_inlock marks the session's token busy (C_Finalize waits
+ *     for it and the token stays).
+ *   compute: the caller, without the lock.
+ *   store (gen_store): takes the lock, ends the busy mark, looks the session
+ *     up again by handle (closed meanwhile: CKR_SESSION_CLOSED) and stores
+ *     through store.c, which checks the write rules again (the login may
+ *     have changed meanwhile). Or gen_abandon when the computation failed.
+ */
+struct gen {
+    CK_SESSION_HANDLE hs;
+    struct mod_token *busy; /* marked busy by the prepare step, until store/abandon */
+};
+
+static void
+gen_mark_inlock(struct gen *g, struct mod_session *s)
+{
+    g->busy = s->tok;
+    g->busy->busy++;
+}
+
 /* The session may store objects with these templates' CKA_TOKEN/CKA_PRIVATE
- * (defaults as the object layer's: keys private unless public keys). A
- * cheap early check; store_*_inlock check again. On success the session's
- * token is marked busy in *BUSY (C_Finalize waits for it, mod_int.h) until
- * the caller's unbusy(). */
+ * (defaults as the object layer's: keys private unless public keys). */
 static CK_RV
-write_check(CK_SESSION_HANDLE hs, const CK_ATTRIBUTE *t1, CK_ULONG n1, CK_BBOOL priv1,
-            const CK_ATTRIBUTE *t2, CK_ULONG n2, CK_BBOOL priv2, struct mod_token **busy)
+gen_prepare(struct gen *g, const CK_ATTRIBUTE *t1, CK_ULONG n1, CK_BBOOL priv1,
+            const CK_ATTRIBUTE *t2, CK_ULONG n2, CK_BBOOL priv2)
 {
     struct mod_session *s = NULL;
     CK_RV rv;
 
     mod_lock();
-    rv = session_lookup_inlock(hs, &s);
+    rv = session_lookup_inlock(g->hs, &s);
     if (rv == CKR_OK)
         rv = store_write_check_inlock(s, tbool(t1, n1, CKA_TOKEN, CK_FALSE),
                                       tbool(t1, n1, CKA_PRIVATE, priv1));
     if (rv == CKR_OK && t2 != NULL)
         rv = store_write_check_inlock(s, tbool(t2, n2, CKA_TOKEN, CK_FALSE),
                                       tbool(t2, n2, CKA_PRIVATE, priv2));
-    if (rv == CKR_OK) {
-        *busy = s->tok;
-        s->tok->busy++;
-    }
+    if (rv == CKR_OK)
+        gen_mark_inlock(g, s);
     mod_unlock();
     return rv;
 }
 
-/* End the unlocked part: lock, and release the token marked busy. */
-static void
-lock_unbusy(struct mod_token *t)
+/* Store A (and B, when not NULL: both or neither), both always taken;
+ * pending for credential CRED when CRED is not NULL. */
+static CK_RV
+gen_store(struct gen *g, mod_attrs *a, mod_attrs *b, const unsigned char *cred, size_t cred_len,
+          CK_OBJECT_HANDLE *ha, CK_OBJECT_HANDLE *hb)
 {
+    struct mod_session *s = NULL;
+    CK_RV rv;
+
     mod_lock();
-    if (t != NULL)
-        t->busy--;
+    g->busy->busy--;
+    g->busy = NULL;
+    /* Closed meanwhile (2.40 section 5.1: "the session was closed during
+     * the execution of the function"). */
+    if (session_lookup_inlock(g->hs, &s) != CKR_OK) {
+        obj_free(a);
+        obj_free(b);
+        rv = CKR_SESSION_CLOSED;
+        goto done;
+    }
+    if (b == NULL)
+        rv = store_object_ex_inlock(s, a, cred, cred_len, ha);
+    else
+        rv = store_pair_ex_inlock(s, a, b, cred, cred_len, ha, hb);
+done:
+    mod_unlock();
+    return rv;
+}
+
+/* The computation failed: end the busy mark (if prepare set one). */
+static void
+gen_abandon(struct gen *g)
+{
+    if (g->busy == NULL)
+        return;
+    mod_lock();
+    g->busy->busy--;
+    g->busy = NULL;
+    mod_unlock();
 }
 
 /* ---- material: the values a mechanism hands to obj_from_generated -------- */
@@ -454,8 +509,7 @@ generate_key_pair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR 
                   CK_ATTRIBUTE_PTR privt, CK_ULONG privn, CK_OBJECT_HANDLE_PTR pub,
                   CK_OBJECT_HANDLE_PTR priv, const unsigned char *cred, size_t cred_len)
 {
-    struct mod_session *s = NULL;
-    struct mod_token *busy = NULL;
+    struct gen g = {hs, NULL};
     struct kp_req req;
     struct mat mpub, mprv;
     obj_policy pol;
@@ -502,7 +556,7 @@ generate_key_pair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR 
     if (rv == CKR_OK)
         rv = kp_request(pubt, pubn, &req);
     if (rv == CKR_OK)
-        rv = write_check(hs, pubt, pubn, CK_FALSE, privt, privn, CK_TRUE, &busy);
+        rv = gen_prepare(&g, pubt, pubn, CK_FALSE, privt, privn, CK_TRUE);
     if (rv != CKR_OK)
         return rv;
 
@@ -536,25 +590,10 @@ generate_key_pair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR 
     if (rv != CKR_OK)
         goto done;
 
-    lock_unbusy(busy);
-    busy = NULL;
-    /* Closed meanwhile (2.40 section 5.1: "the session was closed during
-     * the execution of the function"). */
-    if (session_lookup_inlock(hs, &s) != CKR_OK)
-        rv = CKR_SESSION_CLOSED;
-    if (rv == CKR_OK) {
-        rv = store_pair_ex_inlock(s, apub, aprv, cred, cred_len, pub, priv);
-    } else {
-        obj_free(apub);
-        obj_free(aprv);
-    }
+    rv = gen_store(&g, apub, aprv, cred, cred_len, pub, priv);
     apub = aprv = NULL;
-    mod_unlock();
 done:
-    if (busy != NULL) {
-        lock_unbusy(busy);
-        mod_unlock();
-    }
+    gen_abandon(&g);
     obj_free(apub);
     obj_free(aprv);
     mat_free(&mpub);
@@ -795,23 +834,153 @@ mech_allowed(const mod_attrs *o, CK_MECHANISM_TYPE mech)
     return 0;
 }
 
+/* The mechanism's parameters and the new key's template (no lock): *MD the
+ * KDF's digest (NULL: CKD_NULL), *KT the key type, *VLEN the CKA_VALUE_LEN
+ * asked for (*HAVE_VLEN whether one was). */
+static CK_RV
+derive_check(CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR t, CK_ULONG n, const obj_policy *pol,
+             const char **md, CK_KEY_TYPE *kt, CK_ULONG *vlen, int *have_vlen)
+{
+    const CK_ECDH1_DERIVE_PARAMS *prm;
+    CK_RV rv;
+
+    if (mech->mechanism != CKM_ECDH1_DERIVE)
+        return CKR_MECHANISM_INVALID;
+    /* Parameters (2.40 current mechanisms section 2.3.10). */
+    if (mech->pParameter == NULL || mech->ulParameterLen != sizeof(CK_ECDH1_DERIVE_PARAMS))
+        return CKR_MECHANISM_PARAM_INVALID;
+    prm = mech->pParameter;
+    rv = kdf_digest(prm->kdf, md);
+    if (rv != CKR_OK)
+        return rv;
+    if (prm->pPublicData == NULL || prm->ulPublicDataLen == 0 ||
+        (prm->ulSharedDataLen > 0 && prm->pSharedData == NULL) ||
+        (*md == NULL && prm->ulSharedDataLen > 0) /* shared data needs a KDF */)
+        return CKR_MECHANISM_PARAM_INVALID;
+
+    /* The new key: a generic secret (the default) or an AES key. */
+    *kt = tulong(t, n, CKA_KEY_TYPE, CKK_GENERIC_SECRET);
+    if (tfind(t, n, CKA_CLASS) != NULL &&
+        tulong(t, n, CKA_CLASS, CK_UNAVAILABLE_INFORMATION) != CKO_SECRET_KEY)
+        return CKR_TEMPLATE_INCONSISTENT;
+    if (*kt != CKK_GENERIC_SECRET && *kt != CKK_AES)
+        return CKR_TEMPLATE_INCONSISTENT; /* no other key from this mechanism */
+    rv = obj_gen_check(t, n, CKO_SECRET_KEY, *kt, pol);
+    if (rv != CKR_OK)
+        return rv;
+    *have_vlen = tfind(t, n, CKA_VALUE_LEN) != NULL;
+    *vlen = tulong(t, n, CKA_VALUE_LEN, 0);
+    if (*have_vlen && (*vlen == 0 || *vlen > DERIVE_MAX_LEN))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    if (*kt == CKK_AES) {
+        if (!*have_vlen)
+            return CKR_TEMPLATE_INCOMPLETE;
+        if (*vlen != 16 && *vlen != 24 && *vlen != 32)
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    return CKR_OK;
+}
+
+/* The prepare step of C_DeriveKey (locked): the base key, the write rules
+ * for the new one; *BK a reference to the base key's OpenSSL key and
+ * *ORIGIN what the new key inherits from it. */
+static CK_RV
+derive_prepare(struct gen *g, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+               obj_origin *origin, EVP_PKEY **bk)
+{
+    struct mod_session *s = NULL;
+    struct mod_object *o = NULL;
+    CK_RV rv;
+
+    mod_lock();
+    rv = store_lookup_inlock(g->hs, base, &s, &o);
+    if (rv == CKR_OBJECT_HANDLE_INVALID)
+        rv = CKR_KEY_HANDLE_INVALID;
+    if (rv != CKR_OK)
+        goto done;
+    if (obj_ulong(o->attrs, CKA_CLASS, CK_UNAVAILABLE_INFORMATION) != CKO_PRIVATE_KEY ||
+        obj_ulong(o->attrs, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION) != CKK_EC) {
+        rv = CKR_KEY_TYPE_INCONSISTENT;
+        goto done;
+    }
+    if (!obj_bool(o->attrs, CKA_DERIVE, CK_FALSE)) {
+        rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+        goto done;
+    }
+    if (!mech_allowed(o->attrs, CKM_ECDH1_DERIVE)) {
+        rv = CKR_MECHANISM_INVALID;
+        goto done;
+    }
+    rv = store_write_check_inlock(s, tbool(t, n, CKA_TOKEN, CK_FALSE),
+                                  tbool(t, n, CKA_PRIVATE, CK_TRUE));
+    if (rv != CKR_OK)
+        goto done;
+    memset(origin, 0, sizeof(*origin));
+    origin->gen_mech = CK_UNAVAILABLE_INFORMATION;
+    origin->base_always_sensitive = obj_bool(o->attrs, CKA_ALWAYS_SENSITIVE, CK_FALSE);
+    origin->base_never_extractable = obj_bool(o->attrs, CKA_NEVER_EXTRACTABLE, CK_FALSE);
+    rv = cache_pkey_inlock(o, bk); /* the object's cached key, a reference */
+    if (rv == CKR_OK)
+        gen_mark_inlock(g, s);
+done:
+    mod_unlock();
+    return rv;
+}
+
+/* The compute step of C_DeriveKey (no lock): ECDH with the peer's public
+ * value, then the KDF (or Z itself), into M's CKA_VALUE and CKA_VALUE_LEN. */
+static CK_RV
+derive_compute(EVP_PKEY *bk, const CK_ECDH1_DERIVE_PARAMS *prm, const char *md, int have_vlen,
+               CK_ULONG vlen, struct mat *m)
+{
+    EVP_PKEY *peer = NULL;
+    unsigned char *z = NULL, *v;
+    size_t zlen = 0;
+    CK_RV rv;
+
+    rv = ecdh_peer(bk, prm->pPublicData, prm->ulPublicDataLen, &peer);
+    if (rv == CKR_OK)
+        rv = ecdh_compute(bk, peer, &z, &zlen);
+    if (rv != CKR_OK)
+        goto done;
+    if (md != NULL) {
+        /* With a KDF the key is as long as asked, or one digest. */
+        if (!have_vlen)
+            vlen = (CK_ULONG)EVP_MD_get_size(EVP_get_digestbyname(md));
+        v = mat_add(m, CKA_VALUE, vlen, 1);
+        rv = v == NULL ? CKR_HOST_MEMORY
+                       : x963_kdf(md, z, zlen, prm->pSharedData, prm->ulSharedDataLen, v, vlen);
+    } else {
+        /* CKD_NULL: Z itself; a shorter key keeps Z's last VALUE_LEN bytes
+         * (as NSS and SoftHSMv2 do; docs/objects.md). */
+        if (!have_vlen)
+            vlen = (CK_ULONG)zlen;
+        if (vlen > zlen)
+            rv = CKR_ATTRIBUTE_VALUE_INVALID;
+        else
+            rv = mat_copy(m, CKA_VALUE, z + (zlen - vlen), vlen, 1);
+    }
+    if (rv == CKR_OK)
+        rv = mat_copy(m, CKA_VALUE_LEN, &vlen, sizeof(vlen), 0);
+done:
+    if (z != NULL)
+        sodium_free(z);
+    EVP_PKEY_free(peer);
+    return rv;
+}
+
 CK_RV
 mod_C_DeriveKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE base,
                 CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key)
 {
-    struct mod_session *s = NULL;
-    struct mod_object *o = NULL;
-    struct mod_token *busy = NULL;
-    const CK_ECDH1_DERIVE_PARAMS *prm;
+    struct gen g = {hs, NULL};
     const char *md = NULL;
-    CK_KEY_TYPE kt;
+    CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
     CK_ULONG vlen = 0;
-    int have_vlen;
+    int have_vlen = 0;
     obj_policy pol;
     obj_origin origin;
-    EVP_PKEY *bk = NULL, *peer = NULL;
-    unsigned char *z = NULL, *v;
-    size_t zlen = 0;
+    EVP_PKEY *bk = NULL;
     struct mat m;
     mod_attrs *attrs = NULL;
     CK_RV rv;
@@ -823,135 +992,23 @@ mod_C_DeriveKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ba
     rv = obj_template_check(t, n);
     if (rv == CKR_OK)
         rv = session_policy(hs, &pol);
-    if (rv != CKR_OK)
-        return rv;
-    if (mech->mechanism != CKM_ECDH1_DERIVE)
-        return CKR_MECHANISM_INVALID;
-
-    /* Parameters (2.40 current mechanisms section 2.3.10). */
-    if (mech->pParameter == NULL || mech->ulParameterLen != sizeof(CK_ECDH1_DERIVE_PARAMS))
-        return CKR_MECHANISM_PARAM_INVALID;
-    prm = mech->pParameter;
-    rv = kdf_digest(prm->kdf, &md);
-    if (rv != CKR_OK)
-        return rv;
-    if (prm->pPublicData == NULL || prm->ulPublicDataLen == 0 ||
-        (prm->ulSharedDataLen > 0 && prm->pSharedData == NULL) ||
-        (md == NULL && prm->ulSharedDataLen > 0) /* shared data needs a KDF */)
-        return CKR_MECHANISM_PARAM_INVALID;
-
-    /* The new key: a generic secret (the default) or an AES key. */
-    kt = tulong(t, n, CKA_KEY_TYPE, CKK_GENERIC_SECRET);
-    if (tfind(t, n, CKA_CLASS) != NULL &&
-        tulong(t, n, CKA_CLASS, CK_UNAVAILABLE_INFORMATION) != CKO_SECRET_KEY)
-        return CKR_TEMPLATE_INCONSISTENT;
-    if (kt != CKK_GENERIC_SECRET && kt != CKK_AES)
-        return CKR_TEMPLATE_INCONSISTENT; /* no other key from this mechanism */
-    rv = obj_gen_check(t, n, CKO_SECRET_KEY, kt, &pol);
-    if (rv != CKR_OK)
-        return rv;
-    have_vlen = tfind(t, n, CKA_VALUE_LEN) != NULL;
-    vlen = tulong(t, n, CKA_VALUE_LEN, 0);
-    if (have_vlen && (vlen == 0 || vlen > DERIVE_MAX_LEN))
-        return CKR_ATTRIBUTE_VALUE_INVALID;
-    if (kt == CKK_AES) {
-        if (!have_vlen)
-            return CKR_TEMPLATE_INCOMPLETE;
-        if (vlen != 16 && vlen != 24 && vlen != 32)
-            return CKR_ATTRIBUTE_VALUE_INVALID;
-    }
-
-    /* The base key, and the write rules for the new one. */
-    mod_lock();
-    rv = store_lookup_inlock(hs, base, &s, &o);
-    if (rv == CKR_OBJECT_HANDLE_INVALID)
-        rv = CKR_KEY_HANDLE_INVALID;
-    if (rv != CKR_OK)
-        goto unlock;
-    if (obj_ulong(o->attrs, CKA_CLASS, CK_UNAVAILABLE_INFORMATION) != CKO_PRIVATE_KEY ||
-        obj_ulong(o->attrs, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION) != CKK_EC) {
-        rv = CKR_KEY_TYPE_INCONSISTENT;
-        goto unlock;
-    }
-    if (!obj_bool(o->attrs, CKA_DERIVE, CK_FALSE)) {
-        rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
-        goto unlock;
-    }
-    if (!mech_allowed(o->attrs, CKM_ECDH1_DERIVE)) {
-        rv = CKR_MECHANISM_INVALID;
-        goto unlock;
-    }
-    rv = store_write_check_inlock(s, tbool(t, n, CKA_TOKEN, CK_FALSE),
-                                  tbool(t, n, CKA_PRIVATE, CK_TRUE));
-    if (rv != CKR_OK)
-        goto unlock;
-    memset(&origin, 0, sizeof(origin));
-    origin.gen_mech = CK_UNAVAILABLE_INFORMATION;
-    origin.base_always_sensitive = obj_bool(o->attrs, CKA_ALWAYS_SENSITIVE, CK_FALSE);
-    origin.base_never_extractable = obj_bool(o->attrs, CKA_NEVER_EXTRACTABLE, CK_FALSE);
-    rv = cache_pkey_inlock(o, &bk); /* the object's cached key, a reference */
-    if (rv == CKR_OK) {
-        busy = s->tok;
-        busy->busy++;
-    }
-unlock:
-    mod_unlock();
+    if (rv == CKR_OK)
+        rv = derive_check(mech, t, n, &pol, &md, &kt, &vlen, &have_vlen);
+    if (rv == CKR_OK)
+        rv = derive_prepare(&g, base, t, n, &origin, &bk);
     if (rv != CKR_OK)
         return rv;
 
     /* Without the lock from here to the store. */
     mat_init(&m, CKO_SECRET_KEY, kt);
-    rv = ecdh_peer(bk, prm->pPublicData, prm->ulPublicDataLen, &peer);
-    if (rv == CKR_OK)
-        rv = ecdh_compute(bk, peer, &z, &zlen);
-    if (rv != CKR_OK)
-        goto done;
-    if (md != NULL) {
-        /* With a KDF the key is as long as asked, or one digest. */
-        if (!have_vlen)
-            vlen = (CK_ULONG)EVP_MD_get_size(EVP_get_digestbyname(md));
-        v = mat_add(&m, CKA_VALUE, vlen, 1);
-        rv = v == NULL ? CKR_HOST_MEMORY
-                       : x963_kdf(md, z, zlen, prm->pSharedData, prm->ulSharedDataLen, v, vlen);
-    } else {
-        /* CKD_NULL: Z itself; a shorter key keeps Z's last VALUE_LEN bytes
-         * (as NSS and SoftHSMv2 do; docs/objects.md). */
-        if (!have_vlen)
-            vlen = (CK_ULONG)zlen;
-        if (vlen > zlen)
-            rv = CKR_ATTRIBUTE_VALUE_INVALID;
-        else
-            rv = mat_copy(&m, CKA_VALUE, z + (zlen - vlen), vlen, 1);
-    }
-    if (rv == CKR_OK)
-        rv = mat_copy(&m, CKA_VALUE_LEN, &vlen, sizeof(vlen), 0);
+    rv = derive_compute(bk, mech->pParameter, md, have_vlen, vlen, &m);
     if (rv == CKR_OK)
         rv = obj_from_generated(t, n, m.a, m.n, &origin, &pol, &attrs);
-    if (rv != CKR_OK)
-        goto done;
-
-    lock_unbusy(busy);
-    busy = NULL;
-    /* Closed meanwhile (2.40 section 5.1: "the session was closed during
-     * the execution of the function"). */
-    if (session_lookup_inlock(hs, &s) != CKR_OK)
-        rv = CKR_SESSION_CLOSED;
     if (rv == CKR_OK)
-        rv = store_object_inlock(s, attrs, key);
+        rv = gen_store(&g, attrs, NULL, NULL, 0, key, NULL);
     else
-        obj_free(attrs);
-    attrs = NULL;
-    mod_unlock();
-done:
-    if (busy != NULL) {
-        lock_unbusy(busy);
-        mod_unlock();
-    }
-    obj_free(attrs);
-    if (z != NULL)
-        sodium_free(z);
+        gen_abandon(&g);
     mat_free(&m);
-    EVP_PKEY_free(peer);
     EVP_PKEY_free(bk);
     ERR_clear_error();
     return rv;

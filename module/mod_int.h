@@ -1,6 +1,7 @@
 /*
  * mod_int.h — internal interfaces of the evertoken PKCS#11 module core
- * (entry.c, slot.c, session.c, cache.c, find.c, crypto.c).
+ * (init.c, log.c, entry.c, ext.c, slot.c, session.c, login.c, logincache.c,
+ * cache.c, store.c, objmgmt.c, find.c, keygen.c, rollover.c, crypto.c, op*.c).
  *
  * State model
  *   One process-wide state (mod_g) guarded by one global lock (mod_lock).
@@ -12,13 +13,19 @@
  *   token's CKO_PROFILE object, and the session objects of every session on
  *   that token.
  *
- * Locking
- *   Functions named *_inlock need the global lock held. No pointer to a
- *   token object or session survives an unlock, except struct mod_token
- *   pointers protected by tok->busy (rescans and session closes never free a
- *   busy token). Argon2id (ks_login, ks_set_pin, ks_init_user_pin, ks_create,
- *   ks_reinit) runs without the global lock, serialised per token by
- *   tok->op_mutex, which is always taken BEFORE the global lock.
+ * Locking vocabulary
+ *   *_inlock  needs the global lock held and never releases it.
+ *   *_relock  needs the global lock held, may release and retake it (each
+ *             says why at its definition); every pointer but a busy token
+ *             must be looked up again after the call.
+ *   Other functions are called without the global lock; an entry point
+ *   (mod_C_*, mod_ET_*) takes it once and releases it once, on every path
+ *   (goto done). No pointer to an object or session survives an unlock,
+ *   except struct mod_token pointers protected by tok->busy (rescans and
+ *   session closes never free a busy token). Argon2id (ks_login,
+ *   ks_set_pin, ks_init_user_pin, ks_create, ks_reinit) runs without the
+ *   global lock, serialised per token by tok->op_mutex, which is always
+ *   taken BEFORE the global lock (tok_pin_begin_relock).
  *
  * Cryptographic operations (op.c, op_*.c)
  *   A session has at most one active operation (struct mod_op, s->op). Its
@@ -155,12 +162,20 @@ extern struct mod_global mod_g;
 extern CK_SESSION_HANDLE mod_next_session;
 extern CK_OBJECT_HANDLE mod_next_sobj;
 
-/* ---- entry.c: lock, initialisation, logging, error mapping ------------- */
+/* ---- init.c: initialisation, readiness, the global lock, mutexes -------- */
 
 /* Non-zero when C_Initialize succeeded in this process (not a forked child). */
 int mod_ready(void);
 void mod_lock(void);
 void mod_unlock(void);
+
+/* PIN operations on token T are serialised by its op mutex, taken BEFORE
+ * the global lock: called with the global lock held, marks T busy (which
+ * keeps it alive), drops the global lock, takes the op mutex, retakes the
+ * global lock. Any other pointer must be looked up again afterwards. */
+void tok_pin_begin_relock(struct mod_token *t);
+/* Release T's op mutex and its busy mark (global lock held). */
+void tok_pin_end_inlock(struct mod_token *t);
 
 /* Mutexes made the way C_Initialize chose (pthread or the application's). */
 CK_RV mod_mutex_new(void **out);
@@ -168,6 +183,14 @@ void mod_mutex_free(void *m);
 void mod_mutex_lock(void *m);
 void mod_mutex_unlock(void *m);
 
+/* C_GetInfo of the 2.40 and the 3.0 function list (entry.c's tables). */
+CK_RV mod_C_GetInfo_240(CK_INFO_PTR info);
+CK_RV mod_C_GetInfo_30(CK_INFO_PTR info);
+
+/* ---- log.c: debug log, error mapping ------------------------------------ */
+
+/* Read EVERTOKEN_DEBUG (C_Initialize). */
+void mod_log_setup(void);
 /* Debug log to stderr when EVERTOKEN_DEBUG=1. Never pass secrets. */
 void mod_log_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -199,12 +222,37 @@ void slot_free_all(int child);
 /* ---- session.c ---------------------------------------------------------- */
 
 CK_RV session_lookup_inlock(CK_SESSION_HANDLE h, struct mod_session **out);
-/* Log the token out (after its last session closed, or C_Logout). */
-void tok_logout_inlock(struct mod_token *t);
 /* Close every session (C_Finalize). */
 void session_close_all_inlock(void);
 /* Abandon sessions after fork without touching their tokens' keystores. */
 void session_forget_all(void);
+
+/* ---- login.c: the login state (only these four functions write t->login,
+ * login_cached, login_implicit, logged_out) ----------------------------- */
+
+enum login_how {
+    LOGIN_PIN,            /* C_Login with a verified PIN */
+    LOGIN_CACHE,          /* C_Login(CKU_USER) with a NULL/empty PIN, from the login cache */
+    LOGIN_CACHE_IMPLICIT, /* restored by the module at C_OpenSession/C_GetSessionInfo */
+};
+enum logout_why {
+    LOGOUT_CALL,         /* C_Logout: no cached login is restored until a new session */
+    LOGOUT_LAST_SESSION, /* the token's last session closed */
+    LOGOUT_REPLACED,     /* an SO login replaces an implicit user login */
+    LOGOUT_RESET,        /* the token was opened, created or re-initialised: fields only */
+};
+/* T is logged in as WHO (its keystore already is); the cache reloads. */
+void login_enter_inlock(struct mod_token *t, CK_USER_TYPE who, enum login_how how);
+/* The application acknowledged an implicit login (C_Login); BY_PIN: with
+ * the PIN, so it no longer counts as a cached one. */
+void login_confirm_inlock(struct mod_token *t, int by_pin);
+/* Log T out (keystore, operations on private keys, private session
+ * objects, cached objects), except LOGOUT_RESET: the fields only. */
+void login_leave_inlock(struct mod_token *t, enum logout_why why);
+/* A logged-out T whose user keyring holds a cached login is logged in from
+ * it (LOGIN_CACHE_IMPLICIT). AT_OPEN: C_OpenSession (also forgets an
+ * earlier C_Logout); else throttled (C_GetSessionInfo). */
+void login_restore_inlock(struct mod_token *t, int at_open);
 
 /* ---- cache.c ------------------------------------------------------------ */
 
@@ -272,15 +320,14 @@ int lc_present_inlock(struct mod_token *t);
 /* After a user login with the PIN under policy P (LC_USER): put the TMK in
  * the user keyring with P's timeout (replacing an older entry). */
 void lc_store_inlock(struct mod_token *t, const struct lc_policy *p);
-/* Log T in as the user from its cache entry. CKR_OK: logged in (t->login,
- * t->login_cached set, cache dropped for reload); CKR_USER_NOT_LOGGED_IN: no
- * entry (or no keyring); another CKR: an entry existed but was refused (and
- * has been removed). */
+/* Log T's keystore in as the user from its cache entry. CKR_OK: the
+ * keystore is logged in and the caller records it (login_enter_inlock with
+ * LOGIN_CACHE or LOGIN_CACHE_IMPLICIT); CKR_USER_NOT_LOGGED_IN: no entry (or
+ * no keyring); another CKR: an entry existed but was refused (and has been
+ * removed). */
 CK_RV lc_login_inlock(struct mod_token *t);
 /* Remove T's entry; returns 1 if one was removed. */
 int lc_clear_inlock(struct mod_token *t);
-/* The vendor interface "Vendor evertoken" (evertoken_ext.h). */
-extern const struct ET_FUNCTION_LIST mod_ext_list;
 
 /* ---- rollover.c: credential rollover (docs/rollover.md) ------------------ */
 
@@ -301,9 +348,16 @@ void rollover_purge_inlock(struct mod_token *t);
 /* The setting "rollover_grace" (ET_SETTING_ROLLOVER_GRACE). */
 CK_RV rollover_get_grace_inlock(struct mod_token *t, char *text, size_t n);
 int rollover_parse_grace(const char *v, int64_t *out);
-CK_RV ext_RolloverRollback(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len);
-CK_RV ext_RolloverDiscard(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len, CK_ULONG *n);
-CK_RV ext_PurgeRetired(CK_SESSION_HANDLE h, CK_ULONG *n);
+/* ET_RolloverRollback / ET_RolloverDiscard / ET_PurgeRetired on token T
+ * (a user-logged-in R/W session's): the keystore transaction, then the
+ * cache is dropped for reload. */
+CK_RV rollover_rollback_inlock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len);
+CK_RV rollover_discard_inlock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len, CK_ULONG *n);
+CK_RV rollover_purge_count_inlock(struct mod_token *t, CK_ULONG *n);
+
+/* ---- ext.c: the vendor interface "Vendor evertoken" --------------------- */
+
+extern const struct ET_FUNCTION_LIST mod_ext_list;
 
 /* ---- mech.c: the mechanism table ----------------------------------------- */
 

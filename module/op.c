@@ -317,8 +317,11 @@ key_check_inlock(struct mod_session *s, enum op_kind kind, const struct mod_mech
 
 /* ---- start, acquire, release -------------------------------------------- */
 
-CK_RV
-op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+/* The locked part of op_start: check the mechanism and the key, attach (or
+ * reuse) the session's operation and mark it active and busy (*OUT). */
+static CK_RV
+op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key,
+         struct mod_op **out)
 {
     struct mod_session *s = NULL;
     struct mod_op *op;
@@ -381,8 +384,24 @@ op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     op->active = 1;
     op->busy = 1;
     mod_g.inflight++;
+    *out = op;
+out:
+    EVP_PKEY_free(pkey);
+    params_clear(&p);
     mod_unlock();
+    return rv;
+}
 
+CK_RV
+op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    struct mod_op *op = NULL;
+    CK_RV rv;
+
+    rv = op_begin(hs, kind, mech, key, &op);
+    if (rv != CKR_OK)
+        return rv;
+    /* Without the lock: the OpenSSL contexts of a busy operation. */
     switch (kind) {
     case OP_SIGN:
     case OP_VERIFY:
@@ -400,11 +419,6 @@ op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
         op_drop_ctx(op);
     ERR_clear_error();
     return op_release(op, rv, 1);
-out:
-    EVP_PKEY_free(pkey);
-    params_clear(&p);
-    mod_unlock();
-    return rv;
 }
 
 CK_RV
@@ -446,8 +460,9 @@ op_release(struct mod_op *op, CK_RV rv, int cont)
     if (op->orphan) {
         /* The session closed meanwhile: nobody else has this operation. */
         op_free(op);
-        mod_unlock();
-        return rv == CKR_OK && cont ? CKR_SESSION_CLOSED : rv;
+        if (rv == CKR_OK && cont)
+            rv = CKR_SESSION_CLOSED;
+        goto done;
     }
     if (op->dead) {
         /* Logged out (or cancelled) meanwhile: the key goes now. */
@@ -458,6 +473,7 @@ op_release(struct mod_op *op, CK_RV rv, int cont)
         op_finish_inlock(op);
     }
     op->keep = 0;
+done:
     mod_unlock();
     return rv;
 }

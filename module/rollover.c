@@ -225,8 +225,8 @@ rollover_get_grace_inlock(struct mod_token *t, char *text, size_t n)
     return CKR_OK;
 }
 
-static CK_RV
-purge_inlock(struct mod_token *t, CK_ULONG *count)
+CK_RV
+rollover_purge_count_inlock(struct mod_token *t, CK_ULONG *count)
 {
     unsigned n = 0;
     ks_rv kr = ks_purge_retired(t->ks, mod_now(), grace_inlock(t), &n);
@@ -245,85 +245,30 @@ purge_inlock(struct mod_token *t, CK_ULONG *count)
 void
 rollover_purge_inlock(struct mod_token *t)
 {
-    (void)purge_inlock(t, NULL);
-}
-
-/* A user-logged-in R/W session H, for the vendor functions. */
-static CK_RV
-rw_user_session_inlock(CK_SESSION_HANDLE h, struct mod_session **s)
-{
-    CK_RV rv = session_lookup_inlock(h, s);
-
-    if (rv != CKR_OK)
-        return rv;
-    if (!((*s)->flags & CKF_RW_SESSION))
-        return CKR_SESSION_READ_ONLY;
-    if ((*s)->tok->login != CKU_USER)
-        return CKR_USER_NOT_LOGGED_IN;
-    return CKR_OK;
+    (void)rollover_purge_count_inlock(t, NULL);
 }
 
 CK_RV
-ext_RolloverRollback(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len)
+rollover_rollback_inlock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len)
 {
-    struct mod_session *s = NULL;
-    ks_rv kr;
-    CK_RV rv;
+    ks_rv kr = ks_rollover_rollback(t->ks, id, (size_t)len);
+    /* Nothing to roll back to: that credential has no retained pair. */
+    CK_RV rv = kr == KS_E_NOT_FOUND ? CKR_OBJECT_HANDLE_INVALID
+                                    : mod_ks_ckr(kr, t->ks, "ks_rollover_rollback");
 
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (id == NULL || len == 0 || len > KS_CRED_MAX)
-        return CKR_ARGUMENTS_BAD;
-    mod_lock();
-    rv = rw_user_session_inlock(h, &s);
-    if (rv == CKR_OK) {
-        kr = ks_rollover_rollback(s->tok->ks, id, (size_t)len);
-        /* Nothing to roll back to: that credential has no retained pair. */
-        rv = kr == KS_E_NOT_FOUND ? CKR_OBJECT_HANDLE_INVALID
-                                  : mod_ks_ckr(kr, s->tok->ks, "ks_rollover_rollback");
-        cache_drop_inlock(s->tok);
-    }
-    mod_unlock();
+    cache_drop_inlock(t);
     return rv;
 }
 
 CK_RV
-ext_RolloverDiscard(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len, CK_ULONG *count)
+rollover_discard_inlock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len, CK_ULONG *count)
 {
-    struct mod_session *s = NULL;
     unsigned n = 0;
-    ks_rv kr;
-    CK_RV rv;
+    ks_rv kr = ks_rollover_discard(t->ks, id, (size_t)len, &n);
+    CK_RV rv = mod_ks_ckr(kr, t->ks, "ks_rollover_discard");
 
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (id == NULL || len == 0 || len > KS_CRED_MAX)
-        return CKR_ARGUMENTS_BAD;
-    mod_lock();
-    rv = rw_user_session_inlock(h, &s);
-    if (rv == CKR_OK) {
-        kr = ks_rollover_discard(s->tok->ks, id, (size_t)len, &n);
-        rv = mod_ks_ckr(kr, s->tok->ks, "ks_rollover_discard");
-        cache_drop_inlock(s->tok);
-        if (rv == CKR_OK && count != NULL)
-            *count = n;
-    }
-    mod_unlock();
-    return rv;
-}
-
-CK_RV
-ext_PurgeRetired(CK_SESSION_HANDLE h, CK_ULONG *count)
-{
-    struct mod_session *s = NULL;
-    CK_RV rv;
-
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    mod_lock();
-    rv = rw_user_session_inlock(h, &s);
-    if (rv == CKR_OK)
-        rv = purge_inlock(s->tok, count);
-    mod_unlock();
+    cache_drop_inlock(t);
+    if (rv == CKR_OK && count != NULL)
+        *count = n;
     return rv;
 }

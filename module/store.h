@@ -1,5 +1,5 @@
 /*
- * store.h — the one path by which new objects enter a token (module/find.c),
+ * store.h — the one path by which new objects enter a token (module/store.c),
  * shared by C_CreateObject, C_CopyObject, C_GenerateKeyPair and C_DeriveKey
  * (module/keygen.c).
  *

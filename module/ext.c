@@ -11,14 +11,36 @@
 #include "evertoken_ext.h"
 #include "mod_int.h"
 
+/* SLOT's usable token with its token lock taken (settings and the login
+ * cache read its keystore); *OUT is NULL unless it is to be released with
+ * tok_unlock_inlock. */
 static CK_RV
-ext_token_inlock(CK_SLOT_ID slot, struct mod_token **out)
+ext_token_relock(CK_SLOT_ID slot, struct mod_token **out)
 {
-    CK_RV rv = slot_lookup_inlock(slot, out);
+    struct mod_token *t = NULL;
+    CK_RV rv = slot_lookup_inlock(slot, &t);
 
+    *out = NULL;
     if (rv == CKR_OK)
-        rv = tok_usable_inlock(*out);
-    return rv;
+        rv = tok_usable_inlock(t);
+    if (rv != CKR_OK)
+        return rv;
+    tok_lock_relock(t); /* T stays (busy) and open (only idle tokens close) */
+    *out = t;
+    return CKR_OK;
+}
+
+/* Write setting KEY (T's token lock held): the keystore transaction runs
+ * with the global lock released. */
+static CK_RV
+setting_write_relock(struct mod_token *t, const char *key, const char *text)
+{
+    ks_rv kr;
+
+    mod_unlock();
+    kr = ks_set_setting(t->ks, key, text);
+    mod_lock();
+    return mod_ks_ckr(kr, t->ks, "ks_set_setting");
 }
 
 static CK_RV
@@ -36,7 +58,7 @@ mod_ET_GetSetting(CK_SLOT_ID slot, const char *key, char *value, CK_ULONG_PTR le
         (strcmp(key, ET_SETTING_LOGIN_CACHE) != 0 && strcmp(key, ET_SETTING_ROLLOVER_GRACE) != 0))
         return CKR_ARGUMENTS_BAD;
     mod_lock();
-    rv = ext_token_inlock(slot, &t);
+    rv = ext_token_relock(slot, &t);
     if (rv != CKR_OK)
         goto out;
     if (strcmp(key, ET_SETTING_ROLLOVER_GRACE) == 0) {
@@ -58,6 +80,8 @@ mod_ET_GetSetting(CK_SLOT_ID slot, const char *key, char *value, CK_ULONG_PTR le
         *len = need;
     }
 out:
+    if (t != NULL)
+        tok_unlock_inlock(t);
     mod_unlock();
     return rv;
 }
@@ -66,12 +90,11 @@ static CK_RV
 mod_ET_SetSetting(CK_SESSION_HANDLE h, const char *key, const char *value)
 {
     struct mod_session *s = NULL;
-    struct mod_token *t;
+    struct mod_token *t, *locked = NULL;
     struct lc_policy pol;
     char text[32];
     int64_t grace = 0;
     int is_grace;
-    ks_rv kr;
     CK_RV rv;
 
     if (!mod_ready())
@@ -83,7 +106,7 @@ mod_ET_SetSetting(CK_SESSION_HANDLE h, const char *key, const char *value)
                  : (strcmp(key, ET_SETTING_LOGIN_CACHE) != 0 || lc_parse(value, &pol) != 0))
         return CKR_ARGUMENTS_BAD;
     mod_lock();
-    rv = session_lookup_inlock(h, &s);
+    rv = session_enter_relock(h, &s, &locked);
     if (rv != CKR_OK)
         goto out;
     t = s->tok;
@@ -98,19 +121,19 @@ mod_ET_SetSetting(CK_SESSION_HANDLE h, const char *key, const char *value)
     }
     if (is_grace) {
         snprintf(text, sizeof(text), "%lld", (long long)grace);
-        kr = ks_set_setting(t->ks, ET_SETTING_ROLLOVER_GRACE, text);
-        rv = mod_ks_ckr(kr, t->ks, "ks_set_setting");
+        rv = setting_write_relock(t, ET_SETTING_ROLLOVER_GRACE, text);
         goto out;
     }
     lc_format(&pol, text, sizeof(text));
-    kr = ks_set_setting(t->ks, ET_SETTING_LOGIN_CACHE, text);
-    rv = mod_ks_ckr(kr, t->ks, "ks_set_setting");
+    rv = setting_write_relock(t, ET_SETTING_LOGIN_CACHE, text);
     if (rv == CKR_OK) {
         /* A cache filled under the old policy must not outlive it. */
         (void)lc_clear_inlock(t);
         mod_log("slot %u: login_cache=%s", (unsigned)t->slot, text);
     }
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }
@@ -126,9 +149,11 @@ mod_ET_LoginCacheStatus(CK_SLOT_ID slot, CK_BBOOL *live)
     if (live == NULL)
         return CKR_ARGUMENTS_BAD;
     mod_lock();
-    rv = ext_token_inlock(slot, &t);
+    rv = ext_token_relock(slot, &t);
     if (rv == CKR_OK)
         *live = lc_present_inlock(t) ? CK_TRUE : CK_FALSE;
+    if (t != NULL)
+        tok_unlock_inlock(t);
     mod_unlock();
     return rv;
 }
@@ -143,23 +168,25 @@ mod_ET_LoginCacheClear(CK_SLOT_ID slot, CK_BBOOL *removed)
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     mod_lock();
-    rv = ext_token_inlock(slot, &t);
+    rv = ext_token_relock(slot, &t);
     if (rv == CKR_OK) {
         r = lc_clear_inlock(t);
         if (removed != NULL)
             *removed = r ? CK_TRUE : CK_FALSE;
     }
+    if (t != NULL)
+        tok_unlock_inlock(t);
     mod_unlock();
     return rv;
 }
 
 /* ---- 1.1: credential rollover (rollover.c does the work) ----------------- */
 
-/* A user-logged-in R/W session H. */
+/* A user-logged-in R/W session H, with its token lock (*LOCKED). */
 static CK_RV
-rw_user_session_inlock(CK_SESSION_HANDLE h, struct mod_session **s)
+rw_user_session_relock(CK_SESSION_HANDLE h, struct mod_session **s, struct mod_token **locked)
 {
-    CK_RV rv = session_lookup_inlock(h, s);
+    CK_RV rv = session_enter_relock(h, s, locked);
 
     if (rv != CKR_OK)
         return rv;
@@ -174,6 +201,7 @@ static CK_RV
 mod_ET_RolloverRollback(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     CK_RV rv;
 
     if (!mod_ready())
@@ -181,9 +209,11 @@ mod_ET_RolloverRollback(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len)
     if (id == NULL || len == 0 || len > KS_CRED_MAX)
         return CKR_ARGUMENTS_BAD;
     mod_lock();
-    rv = rw_user_session_inlock(h, &s);
+    rv = rw_user_session_relock(h, &s, &locked);
     if (rv == CKR_OK)
-        rv = rollover_rollback_inlock(s->tok, id, len);
+        rv = rollover_rollback_relock(s->tok, id, len);
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }
@@ -192,6 +222,7 @@ static CK_RV
 mod_ET_RolloverDiscard(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len, CK_ULONG *count)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     CK_RV rv;
 
     if (!mod_ready())
@@ -199,9 +230,11 @@ mod_ET_RolloverDiscard(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len, CK_
     if (id == NULL || len == 0 || len > KS_CRED_MAX)
         return CKR_ARGUMENTS_BAD;
     mod_lock();
-    rv = rw_user_session_inlock(h, &s);
+    rv = rw_user_session_relock(h, &s, &locked);
     if (rv == CKR_OK)
-        rv = rollover_discard_inlock(s->tok, id, len, count);
+        rv = rollover_discard_relock(s->tok, id, len, count);
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }
@@ -210,14 +243,17 @@ static CK_RV
 mod_ET_PurgeRetired(CK_SESSION_HANDLE h, CK_ULONG *count)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     CK_RV rv;
 
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     mod_lock();
-    rv = rw_user_session_inlock(h, &s);
+    rv = rw_user_session_relock(h, &s, &locked);
     if (rv == CKR_OK)
-        rv = rollover_purge_count_inlock(s->tok, count);
+        rv = rollover_purge_count_relock(s->tok, count);
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }

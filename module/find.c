@@ -40,6 +40,7 @@ CK_RV
 mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     struct mod_token *t;
     CK_OBJECT_HANDLE *found = NULL;
     CK_ATTRIBUTE *owned = NULL;
@@ -66,7 +67,7 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
             t2 = owned;
         }
     mod_lock();
-    rv = session_lookup_inlock(h, &s);
+    rv = session_enter_relock(h, &s, &locked);
     if (rv != CKR_OK)
         goto out;
     if (s->find_active) {
@@ -74,7 +75,7 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
         goto out;
     }
     t = s->tok;
-    rv = cache_sync_inlock(t);
+    rv = cache_sync_relock(t);
     if (rv != CKR_OK)
         goto out;
     /* A snapshot of the matching handles: objects created later are not
@@ -126,6 +127,8 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
     s->pos = 0;
     s->find_active = 1;
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     free(owned);
     return rv;
@@ -135,6 +138,7 @@ CK_RV
 mod_C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, CK_ULONG_PTR count)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     struct mod_object *o;
     CK_ULONG k = 0;
     CK_RV rv;
@@ -144,14 +148,14 @@ mod_C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, C
     if (out == NULL || count == NULL)
         return CKR_ARGUMENTS_BAD;
     mod_lock();
-    rv = session_lookup_inlock(h, &s);
+    rv = session_enter_relock(h, &s, &locked);
     if (rv != CKR_OK)
         goto out;
     if (!s->find_active) {
         rv = CKR_OPERATION_NOT_INITIALIZED;
         goto out;
     }
-    rv = cache_sync_inlock(s->tok);
+    rv = cache_sync_relock(s->tok);
     if (rv != CKR_OK)
         goto out;
     /* Skip handles destroyed (or made invisible by a logout) since the
@@ -163,6 +167,8 @@ mod_C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, C
     }
     *count = k;
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }

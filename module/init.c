@@ -158,19 +158,40 @@ mod_unlock(void)
     mod_mutex_unlock(mod_glock);
 }
 
+/* Lock order (mod_int.h): op mutex, token lock, global lock. */
 void
 tok_pin_begin_relock(struct mod_token *t)
 {
     t->busy++;
+    t->pin_ops++;
     mod_unlock();
     mod_mutex_lock(t->op_mutex);
+    mod_mutex_lock(t->lock);
     mod_lock();
 }
 
 void
 tok_pin_end_inlock(struct mod_token *t)
 {
+    mod_mutex_unlock(t->lock);
     mod_mutex_unlock(t->op_mutex);
+    t->pin_ops--;
+    t->busy--;
+}
+
+void
+tok_lock_relock(struct mod_token *t)
+{
+    t->busy++;
+    mod_unlock();
+    mod_mutex_lock(t->lock);
+    mod_lock();
+}
+
+void
+tok_unlock_inlock(struct mod_token *t)
+{
+    mod_mutex_unlock(t->lock);
     t->busy--;
 }
 

@@ -120,9 +120,10 @@ tulong(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ULONG dflt)
  *     for it and the token stays).
  *   compute: the caller, without the lock.
  *   store (gen_store): takes the lock, ends the busy mark, looks the session
- *     up again by handle (closed meanwhile: CKR_SESSION_CLOSED) and stores
- *     through store.c, which checks the write rules again (the login may
- *     have changed meanwhile). Or gen_abandon when the computation failed.
+ *     up again by handle with its token lock (closed meanwhile:
+ *     CKR_SESSION_CLOSED) and stores through store.c, which checks the write
+ *     rules again (the login may have changed meanwhile) and writes with the
+ *     global lock released. Or gen_abandon when the computation failed.
  */
 struct gen {
     CK_SESSION_HANDLE hs;
@@ -166,24 +167,28 @@ gen_store(struct gen *g, mod_attrs *a, mod_attrs *b, const unsigned char *cred, 
           CK_OBJECT_HANDLE *ha, CK_OBJECT_HANDLE *hb)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     CK_RV rv;
 
     mod_lock();
     g->busy->busy--;
     g->busy = NULL;
     /* Closed meanwhile (2.40 section 5.1: "the session was closed during
-     * the execution of the function"). */
-    if (session_lookup_inlock(g->hs, &s) != CKR_OK) {
+     * the execution of the function"). The store writes with the token
+     * lock and without the global lock (store.h). */
+    if (session_enter_relock(g->hs, &s, &locked) != CKR_OK) {
         obj_free(a);
         obj_free(b);
         rv = CKR_SESSION_CLOSED;
         goto done;
     }
     if (b == NULL)
-        rv = store_object_ex_inlock(s, a, cred, cred_len, ha);
+        rv = store_object_relock(s, a, cred, cred_len, ha);
     else
-        rv = store_pair_ex_inlock(s, a, b, cred, cred_len, ha, hb);
+        rv = store_pair_relock(s, a, b, cred, cred_len, ha, hb);
 done:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }
@@ -889,11 +894,12 @@ derive_prepare(struct gen *g, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t, CK_ULON
                obj_origin *origin, EVP_PKEY **bk)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     struct mod_object *o = NULL;
     CK_RV rv;
 
     mod_lock();
-    rv = store_lookup_inlock(g->hs, base, &s, &o);
+    rv = store_lookup_relock(g->hs, base, &s, &o, &locked);
     if (rv == CKR_OBJECT_HANDLE_INVALID)
         rv = CKR_KEY_HANDLE_INVALID;
     if (rv != CKR_OK)
@@ -923,6 +929,8 @@ derive_prepare(struct gen *g, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t, CK_ULON
     if (rv == CKR_OK)
         gen_mark_inlock(g, s);
 done:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }

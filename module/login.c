@@ -76,21 +76,34 @@ login_leave_inlock(struct mod_token *t, enum logout_why why)
  * most one keyring search per LC_RETRY_NS while there is no entry, and not
  * after this process's own C_Logout. */
 #define LC_RETRY_NS 200000000LL
+static long long
+mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int
+login_restore_due_inlock(const struct mod_token *t, int at_open)
+{
+    if (t->login != MOD_NOBODY || t->pin_ops != 0 || (!at_open && t->logged_out))
+        return 0;
+    return at_open || t->lc_tried == 0 || mono_ns() - t->lc_tried >= LC_RETRY_NS;
+}
+
 void
 login_restore_inlock(struct mod_token *t, int at_open)
 {
-    struct timespec ts;
     long long now;
     CK_RV lr;
 
     if (at_open)
         t->logged_out = 0;
-    if (t->login != MOD_NOBODY || t->busy != 0 || t->logged_out)
+    if (!login_restore_due_inlock(t, at_open))
         return;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-    if (!at_open && t->lc_tried != 0 && now - t->lc_tried < LC_RETRY_NS)
-        return;
+    now = mono_ns();
     lr = lc_login_inlock(t);
     t->lc_tried = lr == CKR_OK ? 0 : now;
     if (lr == CKR_OK)
@@ -370,7 +383,7 @@ mod_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULON
     /* Triggered by a user login with the PIN, done by rollover.c: retired
      * rollover material past its grace period goes. */
     if (rv == CKR_OK && type == CKU_USER)
-        rollover_purge_inlock(t);
+        rollover_purge_relock(t);
 done:
     if (t != NULL)
         tok_pin_end_inlock(t);
@@ -398,12 +411,14 @@ CK_RV
 mod_C_Logout(CK_SESSION_HANDLE h)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     CK_RV rv;
 
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     mod_lock();
-    rv = session_lookup_inlock(h, &s);
+    /* Logging out touches the keystore and the cache: the token lock. */
+    rv = session_enter_relock(h, &s, &locked);
     if (rv != CKR_OK)
         goto out;
     if (s->tok->login == MOD_NOBODY) {
@@ -412,6 +427,8 @@ mod_C_Logout(CK_SESSION_HANDLE h)
     }
     login_leave_inlock(s->tok, LOGOUT_CALL);
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }

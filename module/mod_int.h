@@ -4,7 +4,10 @@
  * cache.c, store.c, objmgmt.c, find.c, keygen.c, rollover.c, crypto.c, op*.c).
  *
  * State model
- *   One process-wide state (mod_g) guarded by one global lock (mod_lock).
+ *   One process-wide state (mod_g: token list, session list, handle
+ *   counters, busy marks) guarded by one global lock (mod_lock), and per
+ *   token a token lock (tok->lock) for what is the token's own: its
+ *   keystore handle, its object cache and its login state.
  *   Tokens are the files of the token directory, one per slot (slot id = the
  *   N of token-<N>.db), plus one "free" slot whose uninitialised token
  *   C_InitToken turns into a new file. Sessions point at their token. Login
@@ -26,6 +29,29 @@
  *   ks_set_pin, ks_init_user_pin, ks_create, ks_reinit) runs without the
  *   global lock, serialised per token by tok->op_mutex, which is always
  *   taken BEFORE the global lock (tok_pin_begin_relock).
+ *
+ * Lock order (never take an earlier one while holding a later one)
+ *   1. tok->op_mutex   PIN operations of one token (KDF)
+ *   2. tok->lock       the token lock
+ *   3. mod_lock        the global lock
+ *   4. the keystore handle's own mutex (inside keystore/)
+ *   A thread holding the global lock that needs a token lock marks the
+ *   token busy, releases the global lock, takes the token lock and retakes
+ *   the global lock (tok_lock_relock, session_enter_relock).
+ *
+ * The token lock
+ *   Every use of tok->ks, every change of the token's cache and of its
+ *   login state happens with the token lock held (and the global lock for
+ *   the change itself). Holding it, a thread may release the global lock
+ *   around slow keystore work — writes and their fsync (store.c, objmgmt.c,
+ *   rollover.c, ext.c), a full cache reload (cache_sync_relock), a PIN's
+ *   KDF — and find everything of that token as it left it. So a slow write
+ *   on token A holds A's lock only: signatures on token B, session lookups
+ *   and every call on other tokens go on. Reads of the cache may hold
+ *   either lock: the cryptographic C_xInit functions read a recently
+ *   checked cache under the global lock alone (cache_recent_inlock), and
+ *   see it before or after a change, never during one. Calls that touch no
+ *   keystore (C_Sign, C_Digest*, C_GetSlotInfo, ...) take no token lock.
  *
  * Cryptographic operations (op.c, op_*.c)
  *   A session has at most one active operation (struct mod_op, s->op). Its
@@ -119,7 +145,9 @@ struct mod_token {
     int have_id;        /* token_id below is known (read once, fixed at creation) */
     unsigned char token_id[KS_TOKEN_ID_LEN];
     unsigned busy;       /* threads working on it with the lock released */
-    void *op_mutex;      /* serialises PIN operations (taken before mod_lock) */
+    void *op_mutex;      /* serialises PIN operations (taken before lock and mod_lock) */
+    void *lock;          /* the token lock: its keystore and cache (mod_int.h, Locking) */
+    unsigned pin_ops;    /* PIN operations under way or waiting (tok_pin_begin_relock) */
     CK_ULONG nsess, nrw; /* open sessions of this process on it */
     int present;         /* seen in the last directory scan */
     /* Object cache. */
@@ -174,8 +202,14 @@ void mod_unlock(void);
  * keeps it alive), drops the global lock, takes the op mutex, retakes the
  * global lock. Any other pointer must be looked up again afterwards. */
 void tok_pin_begin_relock(struct mod_token *t);
-/* Release T's op mutex and its busy mark (global lock held). */
+/* Release T's op mutex and token lock, and its busy mark (global lock held). */
 void tok_pin_end_inlock(struct mod_token *t);
+/* Take T's token lock (called with the global lock held): marks T busy,
+ * drops the global lock while it waits (the token lock comes first in the
+ * lock order), retakes it. Any pointer but T must be looked up again. */
+void tok_lock_relock(struct mod_token *t);
+/* Release T's token lock and its busy mark (global lock held). */
+void tok_unlock_inlock(struct mod_token *t);
 
 /* Mutexes made the way C_Initialize chose (pthread or the application's). */
 CK_RV mod_mutex_new(void **out);
@@ -222,6 +256,11 @@ void slot_free_all(int child);
 /* ---- session.c ---------------------------------------------------------- */
 
 CK_RV session_lookup_inlock(CK_SESSION_HANDLE h, struct mod_session **out);
+/* Session H with its token's lock taken (tok_lock_relock; the session is
+ * looked up again after the wait). *LOCKED: the token to release with
+ * tok_unlock_inlock, NULL when the call failed. */
+CK_RV session_enter_relock(CK_SESSION_HANDLE h, struct mod_session **out,
+                           struct mod_token **locked);
 /* Close every session (C_Finalize). */
 void session_close_all_inlock(void);
 /* Abandon sessions after fork without touching their tokens' keystores. */
@@ -253,17 +292,21 @@ void login_leave_inlock(struct mod_token *t, enum logout_why why);
  * it (LOGIN_CACHE_IMPLICIT). AT_OPEN: C_OpenSession (also forgets an
  * earlier C_Logout); else throttled (C_GetSessionInfo). */
 void login_restore_inlock(struct mod_token *t, int at_open);
+/* Would login_restore_inlock try the keyring (and the keystore) now? */
+int login_restore_due_inlock(const struct mod_token *t, int at_open);
 
 /* ---- cache.c ------------------------------------------------------------ */
 
-/* Bring the token's cache up to date (ks_changed, reload when needed). */
-CK_RV cache_sync_inlock(struct mod_token *t);
-/* The same, unless the last check is younger than MOD_SYNC_RECENT seconds:
- * for the cryptographic C_xInit functions, which look up one key by handle
- * (handles are never reused) and must not pay a database round trip (a
- * SQLite read transaction, two fcntl locks) per signature. */
+/* Bring the token's cache up to date (ks_changed, reload when needed).
+ * Needs T's token lock; a full reload runs with the global lock released. */
+CK_RV cache_sync_relock(struct mod_token *t);
+/* The cache was checked less than MOD_SYNC_RECENT seconds ago: the
+ * cryptographic C_xInit functions, which look up one key by handle (handles
+ * are never reused), then trust it without the token lock and without a
+ * database round trip (a SQLite read transaction, two fcntl locks) per
+ * signature. */
 #define MOD_SYNC_RECENT 0.5
-CK_RV cache_sync_recent_inlock(struct mod_token *t);
+int cache_recent_inlock(const struct mod_token *t);
 /* Drop the cached stored objects (wiping them); reloaded on next sync. */
 void cache_drop_inlock(struct mod_token *t);
 /* Free the whole cache including session objects and the profile object. */
@@ -340,20 +383,23 @@ int64_t mod_now(void);
 CK_RV rollover_strip(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ATTRIBUTE **out,
                      CK_ULONG *outn, CK_BBOOL *val);
 /* C_CreateObject with CKA_EVERTOKEN_COMMIT_ROLLOVER: ATTRS is the built
- * certificate (always consumed). */
-CK_RV rollover_commit_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out);
+ * certificate (always consumed). Needs the session's token lock; the
+ * keystore transaction runs with the global lock released. */
+CK_RV rollover_commit_relock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out);
 /* Destroy T's retired objects older than the grace period (after a user
- * login; failures are logged). */
-void rollover_purge_inlock(struct mod_token *t);
+ * login; failures are logged). Needs T's token lock; the keystore
+ * transaction runs with the global lock released. */
+void rollover_purge_relock(struct mod_token *t);
 /* The setting "rollover_grace" (ET_SETTING_ROLLOVER_GRACE). */
 CK_RV rollover_get_grace_inlock(struct mod_token *t, char *text, size_t n);
 int rollover_parse_grace(const char *v, int64_t *out);
 /* ET_RolloverRollback / ET_RolloverDiscard / ET_PurgeRetired on token T
- * (a user-logged-in R/W session's): the keystore transaction, then the
- * cache is dropped for reload. */
-CK_RV rollover_rollback_inlock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len);
-CK_RV rollover_discard_inlock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len, CK_ULONG *n);
-CK_RV rollover_purge_count_inlock(struct mod_token *t, CK_ULONG *n);
+ * (a user-logged-in R/W session's, its token lock held): the keystore
+ * transaction with the global lock released, then the cache is dropped for
+ * reload. */
+CK_RV rollover_rollback_relock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len);
+CK_RV rollover_discard_relock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len, CK_ULONG *n);
+CK_RV rollover_purge_count_relock(struct mod_token *t, CK_ULONG *n);
 
 /* ---- ext.c: the vendor interface "Vendor evertoken" --------------------- */
 

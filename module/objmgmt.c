@@ -18,6 +18,7 @@ CK_RV
 mod_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     mod_attrs *attrs = NULL;
     CK_ATTRIBUTE *t2 = NULL;
     CK_ULONG n2 = 0;
@@ -37,7 +38,7 @@ mod_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OB
     if (rv != CKR_OK)
         return rv;
     mod_lock();
-    rv = session_lookup_inlock(h, &s);
+    rv = session_enter_relock(h, &s, &locked);
     if (rv != CKR_OK)
         goto out;
     pol = store_policy_inlock(s);
@@ -45,10 +46,12 @@ mod_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OB
     if (rv != CKR_OK)
         goto out;
     if (commit)
-        rv = rollover_commit_inlock(s, attrs, out);
+        rv = rollover_commit_relock(s, attrs, out);
     else
-        rv = store_object_inlock(s, attrs, out);
+        rv = store_object_relock(s, attrs, NULL, 0, out);
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     free(t2);
     return rv;
@@ -59,6 +62,7 @@ mod_C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl
                  CK_OBJECT_HANDLE_PTR out)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     struct mod_object *o = NULL;
     mod_attrs *attrs = NULL;
     obj_policy pol;
@@ -72,7 +76,7 @@ mod_C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl
     if (rv != CKR_OK)
         return rv;
     mod_lock();
-    rv = store_lookup_inlock(h, oh, &s, &o);
+    rv = store_lookup_relock(h, oh, &s, &o, &locked);
     if (rv != CKR_OK)
         goto out;
     if (o->profile) {
@@ -84,8 +88,10 @@ mod_C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl
     rv = obj_copy(o->attrs, tmpl, n, &pol, &attrs);
     if (rv != CKR_OK)
         goto out;
-    rv = store_object_inlock(s, attrs, out);
+    rv = store_object_relock(s, attrs, NULL, 0, out);
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }
@@ -94,6 +100,7 @@ CK_RV
 mod_C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     struct mod_object *o = NULL;
     ks_rv kr;
     CK_RV rv;
@@ -101,7 +108,7 @@ mod_C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh)
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     mod_lock();
-    rv = store_lookup_inlock(h, oh, &s, &o);
+    rv = store_lookup_relock(h, oh, &s, &o, &locked);
     if (rv != CKR_OK)
         goto out;
     if (o->profile) {
@@ -116,7 +123,7 @@ mod_C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh)
         goto out;
     }
     if (o->token) {
-        kr = ks_object_destroy(s->tok->ks, (int64_t)o->h);
+        kr = store_ks_destroy_relock(s->tok, o->h);
         /* Already destroyed by another process: gone either way. */
         if (kr != KS_OK && kr != KS_E_NOT_FOUND) {
             rv = mod_ks_ckr(kr, s->tok->ks, "ks_object_destroy");
@@ -127,6 +134,8 @@ mod_C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh)
     }
     cache_remove_inlock(s->tok, o);
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }
@@ -135,6 +144,7 @@ CK_RV
 mod_C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ULONG_PTR size)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     struct mod_object *o = NULL;
     CK_RV rv;
 
@@ -143,9 +153,11 @@ mod_C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ULONG_PTR size)
     if (size == NULL)
         return CKR_ARGUMENTS_BAD;
     mod_lock();
-    rv = store_lookup_inlock(h, oh, &s, &o);
+    rv = store_lookup_relock(h, oh, &s, &o, &locked);
     if (rv == CKR_OK)
         *size = obj_size(o->attrs);
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }
@@ -154,6 +166,7 @@ CK_RV
 mod_C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     struct mod_object *o = NULL;
     CK_RV rv;
 
@@ -164,9 +177,11 @@ mod_C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_P
     if (tmpl == NULL && n > 0)
         return CKR_ARGUMENTS_BAD;
     mod_lock();
-    rv = store_lookup_inlock(h, oh, &s, &o);
+    rv = store_lookup_relock(h, oh, &s, &o, &locked);
     if (rv == CKR_OK)
         rv = obj_get(o->attrs, tmpl, n);
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }
@@ -175,6 +190,7 @@ CK_RV
 mod_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     struct mod_object *o = NULL;
     mod_attrs *attrs = NULL;
     obj_policy pol;
@@ -187,7 +203,7 @@ mod_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_P
     if (rv != CKR_OK)
         return rv;
     mod_lock();
-    rv = store_lookup_inlock(h, oh, &s, &o);
+    rv = store_lookup_relock(h, oh, &s, &o, &locked);
     if (rv != CKR_OK)
         goto out;
     if (o->profile) {
@@ -209,7 +225,7 @@ mod_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_P
         goto out;
     }
     if (o->token) {
-        kr = ks_object_update(s->tok->ks, (int64_t)o->h, attrs->a, attrs->n);
+        kr = store_ks_update_relock(s->tok, o->h, attrs);
         if (kr != KS_OK) {
             rv = mod_ks_ckr(kr, s->tok->ks, "ks_object_update");
             goto out;
@@ -221,6 +237,8 @@ mod_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_P
     attrs = NULL;
 out:
     obj_free(attrs);
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }

@@ -262,9 +262,6 @@ key_check_inlock(struct mod_session *s, enum op_kind kind, const struct mod_mech
     int bits;
     CK_RV rv;
 
-    rv = cache_sync_recent_inlock(t);
-    if (rv != CKR_OK)
-        return rv;
     rv = cache_lookup_inlock(t, key, &o);
     if (rv == CKR_OBJECT_HANDLE_INVALID)
         return CKR_KEY_HANDLE_INVALID;
@@ -324,16 +321,25 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
          struct mod_op **out)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     struct mod_op *op;
     const struct mod_mech *m;
     struct op_params p;
     EVP_PKEY *pkey = NULL;
     int priv = 0, need_auth = 0;
-    CK_RV rv;
+    CK_RV rv, sync = CKR_OK;
 
     memset(&p, 0, sizeof(p));
     mod_lock();
     rv = session_lookup_inlock(hs, &s);
+    /* The key's object: trusted from the cache when it was checked less
+     * than MOD_SYNC_RECENT ago (no token lock, no keystore); else the
+     * token lock and a sync first (its error counts where the key does). */
+    if (rv == CKR_OK && kind != OP_DIGEST && !cache_recent_inlock(s->tok)) {
+        rv = session_enter_relock(hs, &s, &locked);
+        if (rv == CKR_OK)
+            sync = cache_sync_relock(s->tok);
+    }
     if (rv != CKR_OK)
         goto out;
     if (s->op != NULL && (s->op->active || s->op->busy)) {
@@ -349,7 +355,8 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     if (rv != CKR_OK)
         goto out;
     if (kind != OP_DIGEST) {
-        rv = key_check_inlock(s, kind, m, key, &p, &pkey, &priv, &need_auth);
+        rv =
+            sync != CKR_OK ? sync : key_check_inlock(s, kind, m, key, &p, &pkey, &priv, &need_auth);
         if (rv != CKR_OK)
             goto out;
     }
@@ -388,6 +395,8 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
 out:
     EVP_PKEY_free(pkey);
     params_clear(&p);
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }

@@ -100,7 +100,7 @@ cert_pubkey(const mod_attrs *attrs)
 }
 
 CK_RV
-rollover_commit_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
+rollover_commit_relock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
 {
     struct mod_token *t = s->tok;
     const ks_attr *id = obj_find(attrs, CKA_ID);
@@ -128,7 +128,7 @@ rollover_commit_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE
         rv = CKR_USER_NOT_LOGGED_IN;
         goto out;
     }
-    rv = cache_sync_inlock(t);
+    rv = cache_sync_relock(t);
     if (rv != CKR_OK)
         goto out;
     cpk = cert_pubkey(attrs);
@@ -167,7 +167,9 @@ rollover_commit_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE
         rv = CKR_TEMPLATE_INCONSISTENT; /* no pending key for this credential */
         goto out;
     }
+    mod_unlock();
     kr = ks_rollover_commit(t->ks, id->value, id->len, attrs->a, attrs->n, mod_now(), &cid);
+    mod_lock();
     rv = mod_ks_ckr(kr, t->ks, "ks_rollover_commit");
     /* Whatever happened, reload: old handles go, new ones come. */
     cache_drop_inlock(t);
@@ -226,10 +228,15 @@ rollover_get_grace_inlock(struct mod_token *t, char *text, size_t n)
 }
 
 CK_RV
-rollover_purge_count_inlock(struct mod_token *t, CK_ULONG *count)
+rollover_purge_count_relock(struct mod_token *t, CK_ULONG *count)
 {
+    int64_t grace = grace_inlock(t);
     unsigned n = 0;
-    ks_rv kr = ks_purge_retired(t->ks, mod_now(), grace_inlock(t), &n);
+    ks_rv kr;
+
+    mod_unlock();
+    kr = ks_purge_retired(t->ks, mod_now(), grace, &n);
+    mod_lock();
 
     if (kr != KS_OK)
         return mod_ks_ckr(kr, t->ks, "ks_purge_retired");
@@ -243,29 +250,39 @@ rollover_purge_count_inlock(struct mod_token *t, CK_ULONG *count)
 }
 
 void
-rollover_purge_inlock(struct mod_token *t)
+rollover_purge_relock(struct mod_token *t)
 {
-    (void)rollover_purge_count_inlock(t, NULL);
+    (void)rollover_purge_count_relock(t, NULL);
 }
 
 CK_RV
-rollover_rollback_inlock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len)
+rollover_rollback_relock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len)
 {
-    ks_rv kr = ks_rollover_rollback(t->ks, id, (size_t)len);
+    ks_rv kr;
+    CK_RV rv;
+
+    mod_unlock();
+    kr = ks_rollover_rollback(t->ks, id, (size_t)len);
+    mod_lock();
     /* Nothing to roll back to: that credential has no retained pair. */
-    CK_RV rv = kr == KS_E_NOT_FOUND ? CKR_OBJECT_HANDLE_INVALID
-                                    : mod_ks_ckr(kr, t->ks, "ks_rollover_rollback");
+    rv = kr == KS_E_NOT_FOUND ? CKR_OBJECT_HANDLE_INVALID
+                              : mod_ks_ckr(kr, t->ks, "ks_rollover_rollback");
 
     cache_drop_inlock(t);
     return rv;
 }
 
 CK_RV
-rollover_discard_inlock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len, CK_ULONG *count)
+rollover_discard_relock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len, CK_ULONG *count)
 {
     unsigned n = 0;
-    ks_rv kr = ks_rollover_discard(t->ks, id, (size_t)len, &n);
-    CK_RV rv = mod_ks_ckr(kr, t->ks, "ks_rollover_discard");
+    ks_rv kr;
+    CK_RV rv;
+
+    mod_unlock();
+    kr = ks_rollover_discard(t->ks, id, (size_t)len, &n);
+    mod_lock();
+    rv = mod_ks_ckr(kr, t->ks, "ks_rollover_discard");
 
     cache_drop_inlock(t);
     if (rv == CKR_OK && count != NULL)

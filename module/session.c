@@ -66,21 +66,37 @@ session_forget_all(void)
     mod_g.sessions = NULL;
 }
 
-/*
- * Enter a PIN operation on session H's token: with the global lock held,
- * returns with the token's op mutex held too and the token marked busy, so
- * the caller may release the global lock around the KDF. The session is
- * looked up again after waiting; if it was closed meanwhile the operation is
- * CKR_SESSION_CLOSED (section 5.1: "the session was closed during the
- * execution of the function").
- */
+CK_RV
+session_enter_relock(CK_SESSION_HANDLE h, struct mod_session **out, struct mod_token **locked)
+{
+    struct mod_session *s = NULL;
+    struct mod_token *t;
+    CK_RV rv;
+
+    *locked = NULL;
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK)
+        return rv;
+    t = s->tok;
+    tok_lock_relock(t);
+    /* Closed while we waited: as if the call had come a moment later. */
+    rv = session_lookup_inlock(h, &s);
+    if (rv != CKR_OK) {
+        tok_unlock_inlock(t);
+        return rv;
+    }
+    *locked = t;
+    *out = s;
+    return CKR_OK;
+}
+
 /* ---- sessions ----------------------------------------------------------- */
 
 CK_RV
 mod_C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
                   CK_SESSION_HANDLE_PTR out)
 {
-    struct mod_token *t = NULL;
+    struct mod_token *t = NULL, *locked = NULL;
     struct mod_session *s;
     CK_RV rv;
 
@@ -99,6 +115,10 @@ mod_C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY noti
     rv = tok_usable_inlock(t);
     if (rv != CKR_OK)
         goto out;
+    /* The cached login below reads the keystore: the token lock. T stays
+     * (busy) and usable (an open token only closes when idle). */
+    tok_lock_relock(t);
+    locked = t;
     /* Section 6.7.1: no R/O session while the SO is logged in. */
     if (!(flags & CKF_RW_SESSION) && t->login == CKU_SO) {
         rv = CKR_SESSION_READ_WRITE_SO_EXISTS;
@@ -123,6 +143,8 @@ mod_C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY noti
      * prompt. */
     login_restore_inlock(t, 1);
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }
@@ -131,14 +153,18 @@ CK_RV
 mod_C_CloseSession(CK_SESSION_HANDLE h)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     CK_RV rv;
 
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     mod_lock();
-    rv = session_lookup_inlock(h, &s);
-    if (rv == CKR_OK)
+    /* Closing the last session logs the token out: the token lock. */
+    rv = session_enter_relock(h, &s, &locked);
+    if (rv == CKR_OK) {
         session_close_inlock(s);
+        tok_unlock_inlock(locked);
+    }
     mod_unlock();
     return rv;
 }
@@ -156,11 +182,13 @@ mod_C_CloseAllSessions(CK_SLOT_ID id)
     rv = slot_lookup_inlock(id, &t);
     if (rv != CKR_OK)
         goto out;
+    tok_lock_relock(t);
     for (s = mod_g.sessions; s != NULL; s = next) {
         next = s->next;
         if (s->tok == t)
             session_close_inlock(s);
     }
+    tok_unlock_inlock(t);
 out:
     mod_unlock();
     return rv;
@@ -170,6 +198,7 @@ CK_RV
 mod_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     int rw;
     CK_RV rv;
 
@@ -179,6 +208,10 @@ mod_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
         return CKR_ARGUMENTS_BAD;
     mod_lock();
     rv = session_lookup_inlock(h, &s);
+    /* Only a restore attempt reads the keystore (and needs the token
+     * lock); the common call (logged in, or throttled) takes none. */
+    if (rv == CKR_OK && login_restore_due_inlock(s->tok, 0))
+        rv = session_enter_relock(h, &s, &locked);
     if (rv != CKR_OK)
         goto out;
     /* A session opened before the token was unlocked (evertoken unlock)
@@ -204,6 +237,8 @@ mod_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
         break;
     }
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }

@@ -34,6 +34,11 @@ tok_new_inlock(uint32_t slot, struct mod_token **out)
     t->state = TOK_FREE;
     login_leave_inlock(t, LOGOUT_RESET);
     rv = mod_mutex_new(&t->op_mutex);
+    if (rv == CKR_OK) {
+        rv = mod_mutex_new(&t->lock);
+        if (rv != CKR_OK)
+            mod_mutex_free(t->op_mutex);
+    }
     if (rv != CKR_OK) {
         free(t);
         return rv;
@@ -61,9 +66,12 @@ tok_free(struct mod_token *t, int child)
             ks_logout(t->ks);
         }
     }
-    /* In a child the op mutex may be held by a vanished thread. */
-    if (!child)
+    /* In a child the op mutex and the token lock may be held by a vanished
+     * thread. */
+    if (!child) {
         mod_mutex_free(t->op_mutex);
+        mod_mutex_free(t->lock);
+    }
     free(t);
 }
 
@@ -327,7 +335,7 @@ token_info_common(const struct mod_token *t, CK_TOKEN_INFO *info)
 CK_RV
 mod_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
 {
-    struct mod_token *t = NULL;
+    struct mod_token *t = NULL, *locked = NULL;
     ks_info ki;
     ks_rv kr;
     CK_RV rv;
@@ -348,6 +356,9 @@ mod_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
     rv = tok_usable_inlock(t);
     if (rv != CKR_OK)
         goto out;
+    /* Its keystore is read: the token lock (T stays busy and open). */
+    tok_lock_relock(t);
+    locked = t;
     memset(&ki, 0, sizeof(ki));
     kr = ks_get_info_ex(t->ks, &ki, 0);
     if (kr != KS_OK) {
@@ -381,6 +392,8 @@ mod_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
             info->flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
     }
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }

@@ -42,31 +42,47 @@ store_write_check_inlock(const struct mod_session *s, CK_BBOOL token, CK_BBOOL p
 }
 
 CK_RV
-store_lookup_inlock(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, struct mod_session **sp,
-                    struct mod_object **op)
+store_lookup_relock(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, struct mod_session **sp,
+                    struct mod_object **op, struct mod_token **locked)
 {
     CK_RV rv;
 
-    rv = session_lookup_inlock(h, sp);
+    rv = session_enter_relock(h, sp, locked);
     if (rv != CKR_OK)
         return rv;
-    rv = cache_sync_inlock((*sp)->tok);
+    rv = cache_sync_relock((*sp)->tok);
     if (rv != CKR_OK)
         return rv;
     return cache_lookup_inlock((*sp)->tok, oh, op);
 }
 
-/* Remove object H of S's token again (store_pair_inlock's undo). */
+/*
+ * Keystore writes. With RELOCK the caller holds the token's lock and the
+ * write (a transaction and its fsync) runs with the global lock released:
+ * nothing of the token (cache, login, sessions) changes meanwhile, since
+ * each of those changes needs the token lock (mod_int.h). Without RELOCK
+ * (store_*_inlock) the global lock is kept throughout.
+ */
+#define STORE_IO(relock, stmt)                                                                     \
+    do {                                                                                           \
+        if (relock)                                                                                \
+            mod_unlock();                                                                          \
+        stmt;                                                                                      \
+        if (relock)                                                                                \
+            mod_lock();                                                                            \
+    } while (0)
+
+/* Remove object H of S's token again (store_pair's undo). */
 static void
-unstore_inlock(struct mod_session *s, CK_OBJECT_HANDLE h)
+unstore(struct mod_session *s, CK_OBJECT_HANDLE h, int relock)
 {
     struct mod_token *t = s->tok;
     struct mod_object *o = NULL;
     int token = h <= MOD_TOKEN_HANDLE_MAX;
-    ks_rv kr;
+    ks_rv kr = KS_OK;
 
     if (token) {
-        kr = ks_object_destroy(t->ks, (int64_t)h);
+        STORE_IO(relock, kr = ks_object_destroy(t->ks, (int64_t)h));
         if (kr != KS_OK && kr != KS_E_NOT_FOUND) {
             /* Left stored: the reload shows it, so nothing lies about it. */
             mod_log("could not remove object %lu again: %s", (unsigned long)h,
@@ -79,15 +95,25 @@ unstore_inlock(struct mod_session *s, CK_OBJECT_HANDLE h)
         cache_remove_inlock(t, o);
 }
 
-CK_RV
-store_object_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
+/* The stored object ID could not be cached: the caller is told the object
+ * was not created, so it must not stay stored; if it cannot be removed, it
+ * appears at the next reload, which is forced. */
+static void
+store_undo(struct mod_token *t, int64_t id, int relock)
 {
-    return store_object_ex_inlock(s, attrs, NULL, 0, out);
+    ks_rv kr;
+
+    STORE_IO(relock, kr = ks_object_destroy(t->ks, id));
+    if (kr != KS_OK && kr != KS_E_NOT_FOUND) {
+        mod_log("object %lld not cached and could not be removed: %s", (long long)id,
+                ks_last_error(t->ks));
+        cache_drop_inlock(t);
+    }
 }
 
-CK_RV
-store_object_ex_inlock(struct mod_session *s, mod_attrs *attrs, const unsigned char *cred,
-                       size_t cred_len, CK_OBJECT_HANDLE *out)
+static CK_RV
+store_object(struct mod_session *s, mod_attrs *attrs, const unsigned char *cred, size_t cred_len,
+             CK_OBJECT_HANDLE *out, int relock)
 {
     struct mod_token *t = s->tok;
     CK_BBOOL token = obj_bool(attrs, CKA_TOKEN, CK_FALSE);
@@ -106,9 +132,10 @@ store_object_ex_inlock(struct mod_session *s, mod_attrs *attrs, const unsigned c
     if (!token)
         return cache_add_session_inlock(t, s->h, attrs, out);
     if (cred != NULL)
-        kr = ks_object_create_pending(t->ks, priv, attrs->a, attrs->n, cred, cred_len, &id);
+        STORE_IO(relock, kr = ks_object_create_pending(t->ks, priv, attrs->a, attrs->n, cred,
+                                                       cred_len, &id));
     else
-        kr = ks_object_create(t->ks, priv, attrs->a, attrs->n, &id);
+        STORE_IO(relock, kr = ks_object_create(t->ks, priv, attrs->a, attrs->n, &id));
     if (kr != KS_OK) {
         rv = mod_ks_ckr(kr, t->ks, "ks_object_create");
         goto fail;
@@ -123,15 +150,7 @@ store_object_ex_inlock(struct mod_session *s, mod_attrs *attrs, const unsigned c
     }
     rv = cache_add_token_inlock(t, (CK_OBJECT_HANDLE)id, attrs);
     if (rv != CKR_OK) {
-        /* ATTRS was freed. The caller is told the object was not created,
-         * so it must not stay stored; if it cannot be removed, it appears
-         * at the next reload, which is forced. */
-        kr = ks_object_destroy(t->ks, id);
-        if (kr != KS_OK && kr != KS_E_NOT_FOUND) {
-            mod_log("object %lld not cached and could not be removed: %s", (long long)id,
-                    ks_last_error(t->ks));
-            cache_drop_inlock(t);
-        }
+        store_undo(t, id, relock); /* ATTRS was freed */
         return rv;
     }
     if (cred != NULL) {
@@ -147,16 +166,9 @@ fail:
     return rv;
 }
 
-CK_RV
-store_pair_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b, CK_OBJECT_HANDLE *ha,
-                  CK_OBJECT_HANDLE *hb)
-{
-    return store_pair_ex_inlock(s, a, b, NULL, 0, ha, hb);
-}
-
-CK_RV
-store_pair_ex_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b, const unsigned char *cred,
-                     size_t cred_len, CK_OBJECT_HANDLE *ha, CK_OBJECT_HANDLE *hb)
+static CK_RV
+store_pair(struct mod_session *s, mod_attrs *a, mod_attrs *b, const unsigned char *cred,
+           size_t cred_len, CK_OBJECT_HANDLE *ha, CK_OBJECT_HANDLE *hb, int relock)
 {
     CK_OBJECT_HANDLE h1 = CK_INVALID_HANDLE, h2 = CK_INVALID_HANDLE;
     CK_RV rv;
@@ -171,17 +183,76 @@ store_pair_ex_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b, const un
         obj_free(b);
         return rv;
     }
-    rv = store_object_ex_inlock(s, a, cred, cred_len, &h1);
+    rv = store_object(s, a, cred, cred_len, &h1, relock);
     if (rv != CKR_OK) {
         obj_free(b);
         return rv;
     }
-    rv = store_object_ex_inlock(s, b, cred, cred_len, &h2);
+    rv = store_object(s, b, cred, cred_len, &h2, relock);
     if (rv != CKR_OK) {
-        unstore_inlock(s, h1);
+        unstore(s, h1, relock);
         return rv;
     }
     *ha = h1;
     *hb = h2;
     return CKR_OK;
+}
+
+CK_RV
+store_object_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
+{
+    return store_object(s, attrs, NULL, 0, out, 0);
+}
+
+CK_RV
+store_object_ex_inlock(struct mod_session *s, mod_attrs *attrs, const unsigned char *cred,
+                       size_t cred_len, CK_OBJECT_HANDLE *out)
+{
+    return store_object(s, attrs, cred, cred_len, out, 0);
+}
+
+CK_RV
+store_object_relock(struct mod_session *s, mod_attrs *attrs, const unsigned char *cred,
+                    size_t cred_len, CK_OBJECT_HANDLE *out)
+{
+    return store_object(s, attrs, cred, cred_len, out, 1);
+}
+
+CK_RV
+store_pair_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b, CK_OBJECT_HANDLE *ha,
+                  CK_OBJECT_HANDLE *hb)
+{
+    return store_pair(s, a, b, NULL, 0, ha, hb, 0);
+}
+
+CK_RV
+store_pair_ex_inlock(struct mod_session *s, mod_attrs *a, mod_attrs *b, const unsigned char *cred,
+                     size_t cred_len, CK_OBJECT_HANDLE *ha, CK_OBJECT_HANDLE *hb)
+{
+    return store_pair(s, a, b, cred, cred_len, ha, hb, 0);
+}
+
+CK_RV
+store_pair_relock(struct mod_session *s, mod_attrs *a, mod_attrs *b, const unsigned char *cred,
+                  size_t cred_len, CK_OBJECT_HANDLE *ha, CK_OBJECT_HANDLE *hb)
+{
+    return store_pair(s, a, b, cred, cred_len, ha, hb, 1);
+}
+
+ks_rv
+store_ks_destroy_relock(struct mod_token *t, CK_OBJECT_HANDLE h)
+{
+    ks_rv kr;
+
+    STORE_IO(1, kr = ks_object_destroy(t->ks, (int64_t)h));
+    return kr;
+}
+
+ks_rv
+store_ks_update_relock(struct mod_token *t, CK_OBJECT_HANDLE h, const mod_attrs *attrs)
+{
+    ks_rv kr;
+
+    STORE_IO(1, kr = ks_object_update(t->ks, (int64_t)h, attrs->a, attrs->n));
+    return kr;
 }

@@ -183,6 +183,10 @@ void
 tok_lock_relock(struct mod_token *t)
 {
     t->busy++;
+    /* Free token lock, pthread locking: taken at once without releasing the
+     * global lock (a try never waits, so the lock order is kept). */
+    if (!mod_mx.app && pthread_mutex_trylock(t->lock) == 0)
+        return;
     mod_unlock();
     mod_mutex_lock(t->lock);
     mod_lock();

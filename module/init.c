@@ -180,6 +180,20 @@ tok_pin_end_inlock(struct mod_token *t)
 }
 
 void
+tok_kdf_unlock(struct mod_token *t)
+{
+    mod_unlock();
+    mod_mutex_unlock(t->lock);
+}
+
+void
+tok_kdf_relock(struct mod_token *t)
+{
+    mod_mutex_lock(t->lock);
+    mod_lock();
+}
+
+void
 tok_lock_relock(struct mod_token *t)
 {
     t->busy++;

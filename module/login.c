@@ -178,9 +178,9 @@ context_login_relock(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
     if (rv != CKR_OK)
         return rv;
     t = s->tok;
-    mod_unlock();
+    tok_kdf_unlock(t);
     kr = ks_login(t->ks, KS_USER, pin, pin_len);
-    mod_lock();
+    tok_kdf_relock(t);
     if (t->login != CKU_USER) {
         /* Logged out during the KDF (a new login would have waited for the
          * op mutex we hold): the keystore must not stay logged in. */
@@ -282,9 +282,9 @@ login_with_pin_relock(struct mod_token *t, CK_USER_TYPE type, CK_UTF8CHAR_PTR pi
     ks_rv kr;
     CK_RV rv;
 
-    mod_unlock();
+    tok_kdf_unlock(t);
     kr = ks_login(t->ks, type == CKU_SO ? KS_SO : KS_USER, pin, pin_len);
-    mod_lock();
+    tok_kdf_relock(t);
     if (kr == KS_OK)
         return CKR_OK;
     rv = mod_ks_ckr(kr, t->ks, "ks_login");
@@ -443,12 +443,12 @@ static CK_RV
 keystore_pin_relock(struct mod_token *t, ks_who who, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
                     CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len, ks_rv *kr)
 {
-    mod_unlock();
+    tok_kdf_unlock(t);
     if (old_pin == NULL)
         *kr = ks_init_user_pin(t->ks, new_pin, new_len);
     else
         *kr = ks_set_pin(t->ks, who, old_pin, old_len, new_pin, new_len);
-    mod_lock();
+    tok_kdf_relock(t);
     return mod_ks_ckr(*kr, t->ks, old_pin == NULL ? "ks_init_user_pin" : "ks_set_pin");
 }
 

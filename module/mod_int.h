@@ -44,8 +44,12 @@
  *   login state happens with the token lock held (and the global lock for
  *   the change itself). Holding it, a thread may release the global lock
  *   around slow keystore work — writes and their fsync (store.c, objmgmt.c,
- *   rollover.c, ext.c), a full cache reload (cache_sync_relock), a PIN's
- *   KDF — and find everything of that token as it left it. So a slow write
+ *   rollover.c, ext.c), a full cache reload (cache_sync_relock) — and find
+ *   everything of that token as it left it. The one exception is a PIN's
+ *   KDF (seconds of Argon2id): it runs with neither lock, serialised by the
+ *   op mutex (tok_kdf_unlock/tok_kdf_relock), as before there were token
+ *   locks, and the PIN operation checks the state again after it (login.c).
+ *   So a slow write
  *   on token A holds A's lock only: signatures on token B, session lookups
  *   and every call on other tokens go on. Reads of the cache may hold
  *   either lock: the cryptographic C_xInit functions read a recently
@@ -204,6 +208,14 @@ void mod_unlock(void);
 void tok_pin_begin_relock(struct mod_token *t);
 /* Release T's op mutex and token lock, and its busy mark (global lock held). */
 void tok_pin_end_inlock(struct mod_token *t);
+/* Around a PIN operation's KDF (tok_pin_begin_relock held): release the
+ * global lock and T's token lock, so that the token stays usable for
+ * seconds of Argon2id (the op mutex still serialises PIN operations; the
+ * keystore handle releases its own mutex during the KDF too); then take
+ * both back, in the lock order. The token's cache and login state may have
+ * changed meanwhile: the caller checks them again. */
+void tok_kdf_unlock(struct mod_token *t);
+void tok_kdf_relock(struct mod_token *t);
 /* Take T's token lock (called with the global lock held): marks T busy,
  * drops the global lock while it waits (the token lock comes first in the
  * lock order), retakes it. Any pointer but T must be looked up again. */

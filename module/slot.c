@@ -434,9 +434,9 @@ tok_create_relock(struct mod_token *t, const char *label, CK_UTF8CHAR_PTR pin, C
     path = ks_token_path(mod_g.dir, t->slot);
     if (path == NULL)
         return CKR_HOST_MEMORY;
-    mod_unlock();
+    tok_kdf_unlock(t);
     kr = ks_create(path, label, pin, pin_len, &kdf, &ks);
-    mod_lock();
+    tok_kdf_relock(t);
     free(path);
     if (kr == KS_E_EXISTS) {
         /* Another process created this slot's file since our last scan:
@@ -472,9 +472,9 @@ tok_reinit_relock(struct mod_token *t, const char *label, CK_UTF8CHAR_PTR pin, C
      * application, C_InitToken fails with CKR_SESSION_EXISTS". */
     if (t->nsess > 0)
         return CKR_SESSION_EXISTS;
-    mod_unlock();
+    tok_kdf_unlock(t);
     kr = ks_reinit(t->ks, pin, pin_len, label);
-    mod_lock();
+    tok_kdf_relock(t);
     if (kr != KS_OK)
         return mod_ks_ckr(kr, t->ks, "ks_reinit");
     /* Every object is gone and nobody is logged in; a cached login of the

@@ -12,6 +12,10 @@
  * tables, t->ix), kept up to date on load, add, remove and attribute
  * changes, so that C_FindObjectsInit with one of them in its template looks
  * at the few candidates instead of every object.
+ *
+ * Locking (mod_int.h): the cache changes only with the token lock and the
+ * global lock held; it is read with either. A full reload reads the
+ * keystore with only the token lock held (cache_sync_relock).
  */
 #include <stdlib.h>
 #include <string.h>

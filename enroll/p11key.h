@@ -8,7 +8,7 @@
 
 #include <openssl/evp.h>
 
-#include "p11.h"
+#include <evertoken/p11.h>
 
 /* An EVP_PKEY with PUB's public key (RSA or EC) whose private operations
  * (PKCS#1 v1.5 signature and decryption, ECDSA) run as C_Sign/C_Decrypt on

@@ -46,7 +46,7 @@
 #include <p11-kit/uri.h>
 
 #include "enr_int.h"
-#include "evertoken_ext.h"
+#include <evertoken/evertoken_ext.h>
 #include "p11key.h"
 
 #define PENDING_SUFFIX " (pending)"

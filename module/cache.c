@@ -12,6 +12,10 @@
  * tables, t->ix), kept up to date on load, add, remove and attribute
  * changes, so that C_FindObjectsInit with one of them in its template looks
  * at the few candidates instead of every object.
+ *
+ * Locking (mod_int.h): the cache changes only with the token lock and the
+ * global lock held; it is read with either. A full reload reads the
+ * keystore with only the token lock held (cache_sync_relock).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -462,13 +466,11 @@ mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-CK_RV
-cache_sync_recent_inlock(struct mod_token *t)
+int
+cache_recent_inlock(const struct mod_token *t)
 {
-    if (t->state == TOK_OPEN && t->loaded && t->prof != NULL &&
-        mono_now() - t->synced_at < MOD_SYNC_RECENT)
-        return CKR_OK;
-    return cache_sync_inlock(t);
+    return t->state == TOK_OPEN && t->loaded && t->prof != NULL &&
+           mono_now() - t->synced_at < MOD_SYNC_RECENT;
 }
 
 /* ---- incremental reload -------------------------------------------------- */
@@ -641,8 +643,17 @@ cache_sync_delta_inlock(struct mod_token *t)
     return CKR_OK;
 }
 
+/*
+ * Needs the token lock (and the global lock). The check (ks_changed, a
+ * shared-memory comparison) and an incremental reload (a few changed rows,
+ * applied in place) keep the global lock; a full reload reads the whole
+ * token with the global lock released — into a separate list, swapped in
+ * once the lock is back. The token lock keeps the cache and the login state
+ * as they were meanwhile (both change only under it), and readers that hold
+ * only the global lock see the old cache or the new one, never a mix.
+ */
 CK_RV
-cache_sync_inlock(struct mod_token *t)
+cache_sync_relock(struct mod_token *t)
 {
     struct load_ctx c;
     unsigned tampered = 0;
@@ -666,7 +677,9 @@ cache_sync_inlock(struct mod_token *t)
         return CKR_OK;
     memset(&c, 0, sizeof(c));
     c.rv = CKR_OK;
+    mod_unlock();
     kr = ks_load_objects(t->ks, load_cb, &c, &tampered);
+    mod_lock();
     if (kr != KS_OK || c.rv != CKR_OK) {
         objs_free(c.objs, c.n);
         arena_free(c.arena);

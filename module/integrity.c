@@ -91,12 +91,15 @@ ext_GetIntegrity(CK_SLOT_ID slot, CK_ULONG *hidden, CK_ULONG *refused)
     rv = slot_lookup_inlock(slot, &t);
     if (rv == CKR_OK)
         rv = tok_usable_inlock(t);
-    if (rv == CKR_OK) {
-        /* A full load counts exactly what fails now (an incremental one
-         * only sees the records that changed). */
-        t->loaded = 0;
-        rv = cache_sync_inlock(t);
+    if (rv != CKR_OK) {
+        mod_unlock();
+        return rv;
     }
+    tok_lock_relock(t); /* T stays (busy) and open (only idle tokens close) */
+    /* A full load counts exactly what fails now (an incremental one only
+     * sees the records that changed). */
+    t->loaded = 0;
+    rv = cache_sync_relock(t);
     if (rv == CKR_OK) {
         for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
             n += (CK_ULONG)setting_refused_inlock(t, keys[i]);
@@ -105,6 +108,7 @@ ext_GetIntegrity(CK_SLOT_ID slot, CK_ULONG *hidden, CK_ULONG *refused)
         if (refused != NULL)
             *refused = n;
     }
+    tok_unlock_inlock(t);
     mod_unlock();
     return rv;
 }

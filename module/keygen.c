@@ -1,7 +1,8 @@
 /*
  * keygen.c — creating keys from mechanisms: C_GenerateKeyPair (RSA, EC,
- * EdDSA), C_DeriveKey (ECDH), and C_GenerateKey, C_WrapKey, C_UnwrapKey
- * (no mechanism: CKR_MECHANISM_INVALID after their argument checks).
+ * EdDSA), and C_GenerateKey, C_WrapKey, C_UnwrapKey (no mechanism:
+ * CKR_MECHANISM_INVALID after their argument checks). C_DeriveKey (ECDH) is
+ * in derive.c; the sequence both share in gen.c.
  *
  * Locking (mod_int.h): the global lock is held only to look up the session
  * and the base key, to check the write rules early, and to store the result.
@@ -10,7 +11,8 @@
  * token marked busy (so C_Finalize waits and the token stays); the session is
  * looked up again by handle before storing (it may have been closed), and the
  * write rules are checked again there (store.h), since the login may have
- * changed meanwhile.
+ * changed meanwhile. That sequence is written once: gen_prepare, gen_store,
+ * gen_abandon (gen.c).
  *
  * Secrets: private key values leave OpenSSL through EVP_PKEY_todata (whose
  * secure parameter block is cleansed on free) into secure BIGNUMs and then
@@ -37,14 +39,11 @@
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
 
-#include "mod_int.h"
-#include "store.h"
+#include "gen_int.h"
 
 /* CKM_RSA_PKCS_KEY_PAIR_GEN sizes (the mechanism table says the same). */
 #define RSA_GEN_MIN_BITS 2048
 #define RSA_GEN_MAX_BITS 8192
-/* Longest key a KDF may produce (CKA_VALUE_LEN). */
-#define DERIVE_MAX_LEN 1024
 
 static CK_RV
 op_none(CK_SESSION_HANDLE hs, CK_RV result)
@@ -59,233 +58,6 @@ op_none(CK_SESSION_HANDLE hs, CK_RV result)
 }
 
 /* Session HS exists; *POL what its login allows the object layer. */
-static CK_RV
-session_policy(CK_SESSION_HANDLE hs, obj_policy *pol)
-{
-    struct mod_session *s = NULL;
-    CK_RV rv;
-
-    mod_lock();
-    rv = session_lookup_inlock(hs, &s);
-    if (rv == CKR_OK)
-        *pol = store_policy_inlock(s);
-    mod_unlock();
-    return rv;
-}
-
-/* ---- templates ------------------------------------------------------------ */
-
-/* First entry of TYPE in a caller's template (obj_gen_check has already
- * refused conflicting duplicates and malformed values). */
-static const CK_ATTRIBUTE *
-tfind(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
-{
-    for (CK_ULONG i = 0; i < n; i++)
-        if (t[i].type == type)
-            return &t[i];
-    return NULL;
-}
-
-static CK_BBOOL
-tbool(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_BBOOL dflt)
-{
-    const CK_ATTRIBUTE *a = tfind(t, n, type);
-
-    if (a == NULL || a->ulValueLen != sizeof(CK_BBOOL))
-        return dflt;
-    return *(const CK_BBOOL *)a->pValue ? CK_TRUE : CK_FALSE;
-}
-
-static CK_ULONG
-tulong(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ULONG dflt)
-{
-    const CK_ATTRIBUTE *a = tfind(t, n, type);
-    CK_ULONG v;
-
-    if (a == NULL || a->ulValueLen != sizeof(CK_ULONG))
-        return dflt;
-    memcpy(&v, a->pValue, sizeof(v));
-    return v;
-}
-
-/* The session may store objects with these templates' CKA_TOKEN/CKA_PRIVATE
- * (defaults as the object layer's: keys private unless public keys). A
- * cheap early check; store_*_inlock check again. On success the session's
- * token is marked busy in *BUSY (C_Finalize waits for it, mod_int.h) until
- * the caller's unbusy(). */
-static CK_RV
-write_check(CK_SESSION_HANDLE hs, const CK_ATTRIBUTE *t1, CK_ULONG n1, CK_BBOOL priv1,
-            const CK_ATTRIBUTE *t2, CK_ULONG n2, CK_BBOOL priv2, struct mod_token **busy)
-{
-    struct mod_session *s = NULL;
-    CK_RV rv;
-
-    mod_lock();
-    rv = session_lookup_inlock(hs, &s);
-    if (rv == CKR_OK)
-        rv = store_write_check_inlock(s, tbool(t1, n1, CKA_TOKEN, CK_FALSE),
-                                      tbool(t1, n1, CKA_PRIVATE, priv1));
-    if (rv == CKR_OK && t2 != NULL)
-        rv = store_write_check_inlock(s, tbool(t2, n2, CKA_TOKEN, CK_FALSE),
-                                      tbool(t2, n2, CKA_PRIVATE, priv2));
-    if (rv == CKR_OK) {
-        *busy = s->tok;
-        s->tok->busy++;
-    }
-    mod_unlock();
-    return rv;
-}
-
-/* End the unlocked part: lock, and release the token marked busy. */
-static void
-lock_unbusy(struct mod_token *t)
-{
-    mod_lock();
-    if (t != NULL)
-        t->busy--;
-}
-
-/* ---- material: the values a mechanism hands to obj_from_generated -------- */
-
-#define MAT_MAX 16
-
-struct mat {
-    CK_ATTRIBUTE a[MAT_MAX];
-    unsigned char *buf[MAT_MAX]; /* owned values */
-    int secret[MAT_MAX];         /* sodium_malloc'd (else OPENSSL_malloc'd) */
-    CK_ULONG n;
-    CK_OBJECT_CLASS cls;
-    CK_KEY_TYPE kt;
-};
-
-static void
-mat_init(struct mat *m, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt)
-{
-    memset(m, 0, sizeof(*m));
-    m->cls = cls;
-    m->kt = kt;
-    m->a[0].type = CKA_CLASS;
-    m->a[0].pValue = &m->cls;
-    m->a[0].ulValueLen = sizeof(m->cls);
-    m->a[1].type = CKA_KEY_TYPE;
-    m->a[1].pValue = &m->kt;
-    m->a[1].ulValueLen = sizeof(m->kt);
-    m->n = 2;
-}
-
-static void
-mat_free(struct mat *m)
-{
-    for (CK_ULONG i = 0; i < m->n; i++) {
-        if (m->buf[i] == NULL)
-            continue;
-        if (m->secret[i])
-            sodium_free(m->buf[i]);
-        else
-            OPENSSL_free(m->buf[i]);
-    }
-    memset(m, 0, sizeof(*m));
-}
-
-/* A new value of LEN bytes for TYPE, to be filled by the caller. */
-static unsigned char *
-mat_add(struct mat *m, CK_ATTRIBUTE_TYPE type, size_t len, int secret)
-{
-    unsigned char *p;
-
-    if (m->n == MAT_MAX || len > ULONG_MAX)
-        return NULL;
-    if (secret) {
-        if (sodium_init() < 0)
-            return NULL;
-        p = sodium_malloc(len ? len : 1);
-    } else {
-        p = OPENSSL_malloc(len ? len : 1);
-    }
-    if (p == NULL)
-        return NULL;
-    m->buf[m->n] = p;
-    m->secret[m->n] = secret;
-    m->a[m->n].type = type;
-    m->a[m->n].pValue = p;
-    m->a[m->n].ulValueLen = (CK_ULONG)len;
-    m->n++;
-    return p;
-}
-
-static CK_RV
-mat_copy(struct mat *m, CK_ATTRIBUTE_TYPE type, const void *v, size_t len, int secret)
-{
-    unsigned char *p = mat_add(m, type, len, secret);
-
-    if (p == NULL)
-        return CKR_HOST_MEMORY;
-    if (len > 0)
-        memcpy(p, v, len);
-    return CKR_OK;
-}
-
-/* The value of TYPE in M (NULL when absent). */
-static const CK_ATTRIBUTE *
-mat_get(const struct mat *m, CK_ATTRIBUTE_TYPE type)
-{
-    return tfind(m->a, m->n, type);
-}
-
-/* Big integer NAME of PARAMS (EVP_PKEY_todata) as TYPE: minimal big-endian
- * bytes, or left-padded to PAD bytes when PAD > 0. */
-static CK_RV
-mat_bn(struct mat *m, CK_ATTRIBUTE_TYPE type, const OSSL_PARAM *params, const char *name,
-       size_t pad, int secret)
-{
-    const OSSL_PARAM *p = OSSL_PARAM_locate_const(params, name);
-    BIGNUM *bn = secret ? BN_secure_new() : BN_new();
-    unsigned char *v;
-    size_t len;
-    CK_RV rv = CKR_OK;
-
-    if (bn == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto done;
-    }
-    if (p == NULL || !OSSL_PARAM_get_BN(p, &bn) || BN_is_zero(bn)) {
-        rv = CKR_GENERAL_ERROR;
-        goto done;
-    }
-    len = (size_t)BN_num_bytes(bn);
-    if (pad > 0) {
-        if (len > pad) {
-            rv = CKR_GENERAL_ERROR;
-            goto done;
-        }
-        len = pad;
-    }
-    v = mat_add(m, type, len, secret);
-    if (v == NULL || BN_bn2binpad(bn, v, (int)len) != (int)len)
-        rv = CKR_HOST_MEMORY;
-done:
-    BN_clear_free(bn);
-    return rv;
-}
-
-/* RAW as a DER OCTET STRING (CKA_EC_POINT's encoding). */
-static CK_RV
-mat_octet_string(struct mat *m, CK_ATTRIBUTE_TYPE type, const unsigned char *raw, size_t len)
-{
-    ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
-    unsigned char *der = NULL;
-    int n = 0;
-    CK_RV rv;
-
-    if (os == NULL || len > INT_MAX || !ASN1_OCTET_STRING_set(os, raw, (int)len) ||
-        (n = i2d_ASN1_OCTET_STRING(os, &der)) <= 0)
-        rv = CKR_HOST_MEMORY;
-    else
-        rv = mat_copy(m, type, der, (size_t)n, 0);
-    ASN1_OCTET_STRING_free(os);
-    OPENSSL_free(der);
-    return rv;
-}
 
 /* ---- C_GenerateKeyPair ----------------------------------------------------- */
 
@@ -454,8 +226,7 @@ generate_key_pair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR 
                   CK_ATTRIBUTE_PTR privt, CK_ULONG privn, CK_OBJECT_HANDLE_PTR pub,
                   CK_OBJECT_HANDLE_PTR priv, const unsigned char *cred, size_t cred_len)
 {
-    struct mod_session *s = NULL;
-    struct mod_token *busy = NULL;
+    struct gen g = {hs, NULL};
     struct kp_req req;
     struct mat mpub, mprv;
     obj_policy pol;
@@ -502,7 +273,7 @@ generate_key_pair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR 
     if (rv == CKR_OK)
         rv = kp_request(pubt, pubn, &req);
     if (rv == CKR_OK)
-        rv = write_check(hs, pubt, pubn, CK_FALSE, privt, privn, CK_TRUE, &busy);
+        rv = gen_prepare(&g, pubt, pubn, CK_FALSE, privt, privn, CK_TRUE);
     if (rv != CKR_OK)
         return rv;
 
@@ -536,25 +307,10 @@ generate_key_pair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR 
     if (rv != CKR_OK)
         goto done;
 
-    lock_unbusy(busy);
-    busy = NULL;
-    /* Closed meanwhile (2.40 section 5.1: "the session was closed during
-     * the execution of the function"). */
-    if (session_lookup_inlock(hs, &s) != CKR_OK)
-        rv = CKR_SESSION_CLOSED;
-    if (rv == CKR_OK) {
-        rv = store_pair_ex_inlock(s, apub, aprv, cred, cred_len, pub, priv);
-    } else {
-        obj_free(apub);
-        obj_free(aprv);
-    }
+    rv = gen_store(&g, apub, aprv, cred, cred_len, pub, priv);
     apub = aprv = NULL;
-    mod_unlock();
 done:
-    if (busy != NULL) {
-        lock_unbusy(busy);
-        mod_unlock();
-    }
+    gen_abandon(&g);
     obj_free(apub);
     obj_free(aprv);
     mat_free(&mpub);
@@ -617,343 +373,6 @@ mod_C_GenerateKeyPair(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_
 out:
     free(pt);
     free(vt);
-    return rv;
-}
-
-/* ---- C_DeriveKey: CKM_ECDH1_DERIVE ---------------------------------------- */
-
-/* The X9.63 KDF's digest for KDF (NULL for CKD_NULL); CKR_MECHANISM_PARAM_INVALID
- * for KDFs this token does not do. */
-static CK_RV
-kdf_digest(CK_ULONG kdf, const char **md)
-{
-    *md = NULL;
-    switch (kdf) {
-    case CKD_NULL:
-        return CKR_OK;
-    case CKD_SHA1_KDF:
-        *md = "SHA1";
-        return CKR_OK;
-    case CKD_SHA224_KDF:
-        *md = "SHA224";
-        return CKR_OK;
-    case CKD_SHA256_KDF:
-        *md = "SHA256";
-        return CKR_OK;
-    case CKD_SHA384_KDF:
-        *md = "SHA384";
-        return CKR_OK;
-    case CKD_SHA512_KDF:
-        *md = "SHA512";
-        return CKR_OK;
-    default:
-        return CKR_MECHANISM_PARAM_INVALID;
-    }
-}
-
-/* The peer's public key on BASE's curve from pPublicData: the raw X9.62
- * point (which the standard requires tokens to take) or a DER OCTET STRING
- * holding it. */
-static CK_RV
-ecdh_peer(EVP_PKEY *base, const unsigned char *v, size_t len, EVP_PKEY **out)
-{
-    char group[64];
-    size_t glen = 0;
-    ASN1_OCTET_STRING *os = NULL;
-    const unsigned char *p;
-    CK_RV rv = CKR_MECHANISM_PARAM_INVALID;
-
-    *out = NULL;
-    if (EVP_PKEY_get_utf8_string_param(base, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
-                                       &glen) != 1)
-        return CKR_GENERAL_ERROR;
-    for (int pass = 0; pass < 2 && *out == NULL; pass++) {
-        const unsigned char *pt = v;
-        size_t ptlen = len;
-        OSSL_PARAM_BLD *bld;
-        OSSL_PARAM *params = NULL;
-        EVP_PKEY_CTX *ctx = NULL;
-
-        if (pass == 1) {
-            p = v;
-            os = len < LONG_MAX ? d2i_ASN1_OCTET_STRING(NULL, &p, (long)len) : NULL;
-            if (os == NULL || p != v + len)
-                break;
-            pt = ASN1_STRING_get0_data(os);
-            ptlen = (size_t)ASN1_STRING_length(os);
-        }
-        bld = OSSL_PARAM_BLD_new();
-        if (bld == NULL ||
-            !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, glen) ||
-            !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, ptlen) ||
-            (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
-            (ctx = EVP_PKEY_CTX_new_from_name(NULL, OBJ_KT_EC, NULL)) == NULL) {
-            rv = CKR_HOST_MEMORY;
-        } else if (EVP_PKEY_fromdata_init(ctx) != 1 ||
-                   EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-            EVP_PKEY_free(*out);
-            *out = NULL;
-        } else {
-            rv = CKR_OK;
-        }
-        EVP_PKEY_CTX_free(ctx);
-        OSSL_PARAM_free(params);
-        OSSL_PARAM_BLD_free(bld);
-        if (rv == CKR_HOST_MEMORY)
-            break;
-    }
-    ASN1_OCTET_STRING_free(os);
-    return rv;
-}
-
-/* Z = the ECDH shared secret (x coordinate, field size bytes) into a
- * secure buffer *Z of *ZLEN bytes. */
-static CK_RV
-ecdh_compute(EVP_PKEY *base, EVP_PKEY *peer, unsigned char **z, size_t *zlen)
-{
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, base, NULL);
-    size_t len = 0;
-    CK_RV rv = CKR_OK;
-
-    *z = NULL;
-    *zlen = 0;
-    if (ctx == NULL || EVP_PKEY_derive_init(ctx) != 1) {
-        rv = CKR_HOST_MEMORY;
-        goto done;
-    }
-    /* validate_peer = 1: OpenSSL's public key check of the peer point. */
-    if (EVP_PKEY_derive_set_peer_ex(ctx, peer, 1) != 1) {
-        rv = CKR_MECHANISM_PARAM_INVALID;
-        goto done;
-    }
-    if (EVP_PKEY_derive(ctx, NULL, &len) != 1 || len == 0) {
-        rv = CKR_GENERAL_ERROR;
-        goto done;
-    }
-    if (sodium_init() < 0 || (*z = sodium_malloc(len)) == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto done;
-    }
-    if (EVP_PKEY_derive(ctx, *z, &len) != 1) {
-        rv = CKR_FUNCTION_FAILED;
-        goto done;
-    }
-    *zlen = len;
-done:
-    if (rv != CKR_OK && *z != NULL) {
-        sodium_free(*z);
-        *z = NULL;
-    }
-    EVP_PKEY_CTX_free(ctx);
-    return rv;
-}
-
-/* ANSI X9.63 KDF (PKCS#11's CKD_SHA*_KDF) with digest MD over Z and the
- * shared info, OUTLEN bytes into OUT. */
-static CK_RV
-x963_kdf(const char *md, const unsigned char *z, size_t zlen, const unsigned char *info,
-         size_t infolen, unsigned char *out, size_t outlen)
-{
-    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "X963KDF", NULL);
-    EVP_KDF_CTX *kctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
-    OSSL_PARAM params[4];
-    size_t np = 0;
-    CK_RV rv = CKR_OK;
-
-    if (kctx == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto done;
-    }
-    params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)md, 0);
-    params[np++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)z, zlen);
-    if (infolen > 0)
-        params[np++] =
-            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, infolen);
-    params[np] = OSSL_PARAM_construct_end();
-    if (EVP_KDF_derive(kctx, out, outlen, params) != 1)
-        rv = CKR_FUNCTION_FAILED;
-done:
-    EVP_KDF_CTX_free(kctx); /* cleanses the key copy */
-    EVP_KDF_free(kdf);
-    return rv;
-}
-
-/* Is MECH allowed by the key's CKA_ALLOWED_MECHANISMS (absent or empty: any)? */
-static int
-mech_allowed(const mod_attrs *o, CK_MECHANISM_TYPE mech)
-{
-    const ks_attr *a = obj_find(o, CKA_ALLOWED_MECHANISMS);
-    CK_MECHANISM_TYPE m;
-
-    if (a == NULL || a->len == 0)
-        return 1;
-    for (size_t off = 0; off + sizeof(m) <= a->len; off += sizeof(m)) {
-        memcpy(&m, a->value + off, sizeof(m));
-        if (m == mech)
-            return 1;
-    }
-    return 0;
-}
-
-CK_RV
-mod_C_DeriveKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE base,
-                CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key)
-{
-    struct mod_session *s = NULL;
-    struct mod_object *o = NULL;
-    struct mod_token *busy = NULL;
-    const CK_ECDH1_DERIVE_PARAMS *prm;
-    const char *md = NULL;
-    CK_KEY_TYPE kt;
-    CK_ULONG vlen = 0;
-    int have_vlen;
-    obj_policy pol;
-    obj_origin origin;
-    EVP_PKEY *bk = NULL, *peer = NULL;
-    unsigned char *z = NULL, *v;
-    size_t zlen = 0;
-    struct mat m;
-    mod_attrs *attrs = NULL;
-    CK_RV rv;
-
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (mech == NULL || key == NULL)
-        return CKR_ARGUMENTS_BAD;
-    rv = obj_template_check(t, n);
-    if (rv == CKR_OK)
-        rv = session_policy(hs, &pol);
-    if (rv != CKR_OK)
-        return rv;
-    if (mech->mechanism != CKM_ECDH1_DERIVE)
-        return CKR_MECHANISM_INVALID;
-
-    /* Parameters (2.40 current mechanisms section 2.3.10). */
-    if (mech->pParameter == NULL || mech->ulParameterLen != sizeof(CK_ECDH1_DERIVE_PARAMS))
-        return CKR_MECHANISM_PARAM_INVALID;
-    prm = mech->pParameter;
-    rv = kdf_digest(prm->kdf, &md);
-    if (rv != CKR_OK)
-        return rv;
-    if (prm->pPublicData == NULL || prm->ulPublicDataLen == 0 ||
-        (prm->ulSharedDataLen > 0 && prm->pSharedData == NULL) ||
-        (md == NULL && prm->ulSharedDataLen > 0) /* shared data needs a KDF */)
-        return CKR_MECHANISM_PARAM_INVALID;
-
-    /* The new key: a generic secret (the default) or an AES key. */
-    kt = tulong(t, n, CKA_KEY_TYPE, CKK_GENERIC_SECRET);
-    if (tfind(t, n, CKA_CLASS) != NULL &&
-        tulong(t, n, CKA_CLASS, CK_UNAVAILABLE_INFORMATION) != CKO_SECRET_KEY)
-        return CKR_TEMPLATE_INCONSISTENT;
-    if (kt != CKK_GENERIC_SECRET && kt != CKK_AES)
-        return CKR_TEMPLATE_INCONSISTENT; /* no other key from this mechanism */
-    rv = obj_gen_check(t, n, CKO_SECRET_KEY, kt, &pol);
-    if (rv != CKR_OK)
-        return rv;
-    have_vlen = tfind(t, n, CKA_VALUE_LEN) != NULL;
-    vlen = tulong(t, n, CKA_VALUE_LEN, 0);
-    if (have_vlen && (vlen == 0 || vlen > DERIVE_MAX_LEN))
-        return CKR_ATTRIBUTE_VALUE_INVALID;
-    if (kt == CKK_AES) {
-        if (!have_vlen)
-            return CKR_TEMPLATE_INCOMPLETE;
-        if (vlen != 16 && vlen != 24 && vlen != 32)
-            return CKR_ATTRIBUTE_VALUE_INVALID;
-    }
-
-    /* The base key, and the write rules for the new one. */
-    mod_lock();
-    rv = store_lookup_inlock(hs, base, &s, &o);
-    if (rv == CKR_OBJECT_HANDLE_INVALID)
-        rv = CKR_KEY_HANDLE_INVALID;
-    if (rv != CKR_OK)
-        goto unlock;
-    if (obj_ulong(o->attrs, CKA_CLASS, CK_UNAVAILABLE_INFORMATION) != CKO_PRIVATE_KEY ||
-        obj_ulong(o->attrs, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION) != CKK_EC) {
-        rv = CKR_KEY_TYPE_INCONSISTENT;
-        goto unlock;
-    }
-    if (!obj_bool(o->attrs, CKA_DERIVE, CK_FALSE)) {
-        rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
-        goto unlock;
-    }
-    if (!mech_allowed(o->attrs, CKM_ECDH1_DERIVE)) {
-        rv = CKR_MECHANISM_INVALID;
-        goto unlock;
-    }
-    rv = store_write_check_inlock(s, tbool(t, n, CKA_TOKEN, CK_FALSE),
-                                  tbool(t, n, CKA_PRIVATE, CK_TRUE));
-    if (rv != CKR_OK)
-        goto unlock;
-    memset(&origin, 0, sizeof(origin));
-    origin.gen_mech = CK_UNAVAILABLE_INFORMATION;
-    origin.base_always_sensitive = obj_bool(o->attrs, CKA_ALWAYS_SENSITIVE, CK_FALSE);
-    origin.base_never_extractable = obj_bool(o->attrs, CKA_NEVER_EXTRACTABLE, CK_FALSE);
-    rv = cache_pkey_inlock(o, &bk); /* the object's cached key, a reference */
-    if (rv == CKR_OK) {
-        busy = s->tok;
-        busy->busy++;
-    }
-unlock:
-    mod_unlock();
-    if (rv != CKR_OK)
-        return rv;
-
-    /* Without the lock from here to the store. */
-    mat_init(&m, CKO_SECRET_KEY, kt);
-    rv = ecdh_peer(bk, prm->pPublicData, prm->ulPublicDataLen, &peer);
-    if (rv == CKR_OK)
-        rv = ecdh_compute(bk, peer, &z, &zlen);
-    if (rv != CKR_OK)
-        goto done;
-    if (md != NULL) {
-        /* With a KDF the key is as long as asked, or one digest. */
-        if (!have_vlen)
-            vlen = (CK_ULONG)EVP_MD_get_size(EVP_get_digestbyname(md));
-        v = mat_add(&m, CKA_VALUE, vlen, 1);
-        rv = v == NULL ? CKR_HOST_MEMORY
-                       : x963_kdf(md, z, zlen, prm->pSharedData, prm->ulSharedDataLen, v, vlen);
-    } else {
-        /* CKD_NULL: Z itself; a shorter key keeps Z's last VALUE_LEN bytes
-         * (as NSS and SoftHSMv2 do; docs/objects.md). */
-        if (!have_vlen)
-            vlen = (CK_ULONG)zlen;
-        if (vlen > zlen)
-            rv = CKR_ATTRIBUTE_VALUE_INVALID;
-        else
-            rv = mat_copy(&m, CKA_VALUE, z + (zlen - vlen), vlen, 1);
-    }
-    if (rv == CKR_OK)
-        rv = mat_copy(&m, CKA_VALUE_LEN, &vlen, sizeof(vlen), 0);
-    if (rv == CKR_OK)
-        rv = obj_from_generated(t, n, m.a, m.n, &origin, &pol, &attrs);
-    if (rv != CKR_OK)
-        goto done;
-
-    lock_unbusy(busy);
-    busy = NULL;
-    /* Closed meanwhile (2.40 section 5.1: "the session was closed during
-     * the execution of the function"). */
-    if (session_lookup_inlock(hs, &s) != CKR_OK)
-        rv = CKR_SESSION_CLOSED;
-    if (rv == CKR_OK)
-        rv = store_object_inlock(s, attrs, key);
-    else
-        obj_free(attrs);
-    attrs = NULL;
-    mod_unlock();
-done:
-    if (busy != NULL) {
-        lock_unbusy(busy);
-        mod_unlock();
-    }
-    obj_free(attrs);
-    if (z != NULL)
-        sodium_free(z);
-    mat_free(&m);
-    EVP_PKEY_free(peer);
-    EVP_PKEY_free(bk);
-    ERR_clear_error();
     return rv;
 }
 

@@ -1,7 +1,8 @@
 /*
  * logincache.c — the per-token login cache policy (login_cache = none |
  * process | user:N) and the cached token key in the Linux kernel user
- * keyring; the vendor interface that reads and writes the setting.
+ * keyring. The vendor functions that read and write the setting are in
+ * ext.c.
  *
  * With user:N, a user login with the PIN puts the token master key (TMK) in
  * this uid's user keyring (keyutils add_key, type "user", description
@@ -24,7 +25,7 @@
 #include <keyutils.h>
 #include <sodium.h>
 
-#include "evertoken_ext.h"
+#include "evertoken_ext.h" /* ET_SETTING_LOGIN_CACHE */
 #include "mod_int.h"
 
 #define LC_MAGIC       "ETc1"
@@ -332,10 +333,7 @@ lc_login_inlock(struct mod_token *t)
         rv = CKR_USER_NOT_LOGGED_IN;
         goto refuse;
     }
-    t->login = CKU_USER;
-    t->login_cached = 1;
-    /* Private objects become visible; public ones are checked. */
-    cache_drop_inlock(t);
+    /* The caller records the login (login_enter_inlock, login.c). */
     mod_log("slot %u: logged in from the login cache", (unsigned)t->slot);
     return CKR_OK;
 refuse:
@@ -344,159 +342,3 @@ refuse:
     (void)lc_clear_inlock(t);
     return rv;
 }
-
-/* ---- vendor interface --------------------------------------------------- */
-
-static CK_RV
-ext_token_inlock(CK_SLOT_ID slot, struct mod_token **out)
-{
-    CK_RV rv = slot_lookup_inlock(slot, out);
-
-    if (rv == CKR_OK)
-        rv = tok_usable_inlock(*out);
-    return rv;
-}
-
-static CK_RV
-ext_GetSetting(CK_SLOT_ID slot, const char *key, char *value, CK_ULONG_PTR len)
-{
-    struct mod_token *t = NULL;
-    struct lc_policy pol;
-    char text[32];
-    size_t need;
-    CK_RV rv;
-
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (key == NULL || len == NULL ||
-        (strcmp(key, ET_SETTING_LOGIN_CACHE) != 0 && strcmp(key, ET_SETTING_ROLLOVER_GRACE) != 0))
-        return CKR_ARGUMENTS_BAD;
-    mod_lock();
-    rv = ext_token_inlock(slot, &t);
-    if (rv != CKR_OK)
-        goto out;
-    if (strcmp(key, ET_SETTING_ROLLOVER_GRACE) == 0) {
-        rollover_get_grace_inlock(t, text, sizeof(text));
-    } else {
-        /* What is stored, authenticated or not (the module honours user:N
-         * only when authenticated; docs/module.md). */
-        lc_policy_inlock(t, 0, &pol);
-        lc_format(&pol, text, sizeof(text));
-    }
-    need = strlen(text) + 1;
-    if (value == NULL) {
-        *len = need;
-    } else if (*len < need) {
-        *len = need;
-        rv = CKR_BUFFER_TOO_SMALL;
-    } else {
-        memcpy(value, text, need);
-        *len = need;
-    }
-out:
-    mod_unlock();
-    return rv;
-}
-
-static CK_RV
-ext_SetSetting(CK_SESSION_HANDLE h, const char *key, const char *value)
-{
-    struct mod_session *s = NULL;
-    struct mod_token *t;
-    struct lc_policy pol;
-    char text[32];
-    int64_t grace = 0;
-    int is_grace;
-    ks_rv kr;
-    CK_RV rv;
-
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (key == NULL || value == NULL)
-        return CKR_ARGUMENTS_BAD;
-    is_grace = strcmp(key, ET_SETTING_ROLLOVER_GRACE) == 0;
-    if (is_grace ? rollover_parse_grace(value, &grace) != 0
-                 : (strcmp(key, ET_SETTING_LOGIN_CACHE) != 0 || lc_parse(value, &pol) != 0))
-        return CKR_ARGUMENTS_BAD;
-    mod_lock();
-    rv = session_lookup_inlock(h, &s);
-    if (rv != CKR_OK)
-        goto out;
-    t = s->tok;
-    if (!(s->flags & CKF_RW_SESSION)) {
-        rv = CKR_SESSION_READ_ONLY;
-        goto out;
-    }
-    /* Written under the TMK (MAC'd), by someone who typed a PIN. */
-    if (t->login == MOD_NOBODY || t->login_cached) {
-        rv = CKR_USER_NOT_LOGGED_IN;
-        goto out;
-    }
-    if (is_grace) {
-        snprintf(text, sizeof(text), "%lld", (long long)grace);
-        kr = ks_set_setting(t->ks, ET_SETTING_ROLLOVER_GRACE, text);
-        rv = mod_ks_ckr(kr, t->ks, "ks_set_setting");
-        goto out;
-    }
-    lc_format(&pol, text, sizeof(text));
-    kr = ks_set_setting(t->ks, ET_SETTING_LOGIN_CACHE, text);
-    rv = mod_ks_ckr(kr, t->ks, "ks_set_setting");
-    if (rv == CKR_OK) {
-        /* A cache filled under the old policy must not outlive it. */
-        (void)lc_clear_inlock(t);
-        mod_log("slot %u: login_cache=%s", (unsigned)t->slot, text);
-    }
-out:
-    mod_unlock();
-    return rv;
-}
-
-static CK_RV
-ext_LoginCacheStatus(CK_SLOT_ID slot, CK_BBOOL *live)
-{
-    struct mod_token *t = NULL;
-    CK_RV rv;
-
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (live == NULL)
-        return CKR_ARGUMENTS_BAD;
-    mod_lock();
-    rv = ext_token_inlock(slot, &t);
-    if (rv == CKR_OK)
-        *live = lc_present_inlock(t) ? CK_TRUE : CK_FALSE;
-    mod_unlock();
-    return rv;
-}
-
-static CK_RV
-ext_LoginCacheClear(CK_SLOT_ID slot, CK_BBOOL *removed)
-{
-    struct mod_token *t = NULL;
-    CK_RV rv;
-    int r;
-
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    mod_lock();
-    rv = ext_token_inlock(slot, &t);
-    if (rv == CKR_OK) {
-        r = lc_clear_inlock(t);
-        if (removed != NULL)
-            *removed = r ? CK_TRUE : CK_FALSE;
-    }
-    mod_unlock();
-    return rv;
-}
-
-const ET_FUNCTION_LIST mod_ext_list = {
-    {ET_EXT_VERSION_MAJOR, ET_EXT_VERSION_MINOR},
-    ext_GetSetting,
-    ext_SetSetting,
-    ext_LoginCacheStatus,
-    ext_LoginCacheClear,
-    ext_RolloverRollback,
-    ext_RolloverDiscard,
-    ext_PurgeRetired,
-    ext_GetIntegrity,
-};

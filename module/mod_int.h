@@ -1,9 +1,13 @@
 /*
  * mod_int.h — internal interfaces of the evertoken PKCS#11 module core
- * (entry.c, slot.c, session.c, cache.c, find.c, crypto.c).
+ * (init.c, log.c, entry.c, ext.c, slot.c, session.c, login.c, logincache.c,
+ * cache.c, store.c, objmgmt.c, find.c, keygen.c, rollover.c, crypto.c, op*.c).
  *
  * State model
- *   One process-wide state (mod_g) guarded by one global lock (mod_lock).
+ *   One process-wide state (mod_g: token list, session list, handle
+ *   counters, busy marks) guarded by one global lock (mod_lock), and per
+ *   token a token lock (tok->lock) for what is the token's own: its
+ *   keystore handle, its object cache and its login state.
  *   Tokens are the files of the token directory, one per slot (slot id = the
  *   N of token-<N>.db), plus one "free" slot whose uninitialised token
  *   C_InitToken turns into a new file. Sessions point at their token. Login
@@ -12,13 +16,46 @@
  *   token's CKO_PROFILE object, and the session objects of every session on
  *   that token.
  *
- * Locking
- *   Functions named *_inlock need the global lock held. No pointer to a
- *   token object or session survives an unlock, except struct mod_token
- *   pointers protected by tok->busy (rescans and session closes never free a
- *   busy token). Argon2id (ks_login, ks_set_pin, ks_init_user_pin, ks_create,
- *   ks_reinit) runs without the global lock, serialised per token by
- *   tok->op_mutex, which is always taken BEFORE the global lock.
+ * Locking vocabulary
+ *   *_inlock  needs the global lock held and never releases it.
+ *   *_relock  needs the global lock held, may release and retake it (each
+ *             says why at its definition); every pointer but a busy token
+ *             must be looked up again after the call.
+ *   Other functions are called without the global lock; an entry point
+ *   (mod_C_*, mod_ET_*) takes it once and releases it once, on every path
+ *   (goto done). No pointer to an object or session survives an unlock,
+ *   except struct mod_token pointers protected by tok->busy (rescans and
+ *   session closes never free a busy token). Argon2id (ks_login,
+ *   ks_set_pin, ks_init_user_pin, ks_create, ks_reinit) runs without the
+ *   global lock, serialised per token by tok->op_mutex, which is always
+ *   taken BEFORE the global lock (tok_pin_begin_relock).
+ *
+ * Lock order (never take an earlier one while holding a later one)
+ *   1. tok->op_mutex   PIN operations of one token (KDF)
+ *   2. tok->lock       the token lock
+ *   3. mod_lock        the global lock
+ *   4. the keystore handle's own mutex (inside keystore/)
+ *   A thread holding the global lock that needs a token lock marks the
+ *   token busy, releases the global lock, takes the token lock and retakes
+ *   the global lock (tok_lock_relock, session_enter_relock).
+ *
+ * The token lock
+ *   Every use of tok->ks, every change of the token's cache and of its
+ *   login state happens with the token lock held (and the global lock for
+ *   the change itself). Holding it, a thread may release the global lock
+ *   around slow keystore work — writes and their fsync (store.c, objmgmt.c,
+ *   rollover.c, ext.c), a full cache reload (cache_sync_relock) — and find
+ *   everything of that token as it left it. The one exception is a PIN's
+ *   KDF (seconds of Argon2id): it runs with neither lock, serialised by the
+ *   op mutex (tok_kdf_unlock/tok_kdf_relock), as before there were token
+ *   locks, and the PIN operation checks the state again after it (login.c).
+ *   So a slow write
+ *   on token A holds A's lock only: signatures on token B, session lookups
+ *   and every call on other tokens go on. Reads of the cache may hold
+ *   either lock: the cryptographic C_xInit functions read a recently
+ *   checked cache under the global lock alone (cache_recent_inlock), and
+ *   see it before or after a change, never during one. Calls that touch no
+ *   keystore (C_Sign, C_Digest*, C_GetSlotInfo, ...) take no token lock.
  *
  * Cryptographic operations (op.c, op_*.c)
  *   A session has at most one active operation (struct mod_op, s->op). Its
@@ -112,7 +149,9 @@ struct mod_token {
     int have_id;        /* token_id below is known (read once, fixed at creation) */
     unsigned char token_id[KS_TOKEN_ID_LEN];
     unsigned busy;       /* threads working on it with the lock released */
-    void *op_mutex;      /* serialises PIN operations (taken before mod_lock) */
+    void *op_mutex;      /* serialises PIN operations (taken before lock and mod_lock) */
+    void *lock;          /* the token lock: its keystore and cache (mod_int.h, Locking) */
+    unsigned pin_ops;    /* PIN operations under way or waiting (tok_pin_begin_relock) */
     CK_ULONG nsess, nrw; /* open sessions of this process on it */
     int present;         /* seen in the last directory scan */
     unsigned hidden;     /* stored objects that failed their check at the last load */
@@ -156,12 +195,34 @@ extern struct mod_global mod_g;
 extern CK_SESSION_HANDLE mod_next_session;
 extern CK_OBJECT_HANDLE mod_next_sobj;
 
-/* ---- entry.c: lock, initialisation, logging, error mapping ------------- */
+/* ---- init.c: initialisation, readiness, the global lock, mutexes -------- */
 
 /* Non-zero when C_Initialize succeeded in this process (not a forked child). */
 int mod_ready(void);
 void mod_lock(void);
 void mod_unlock(void);
+
+/* PIN operations on token T are serialised by its op mutex, taken BEFORE
+ * the global lock: called with the global lock held, marks T busy (which
+ * keeps it alive), drops the global lock, takes the op mutex, retakes the
+ * global lock. Any other pointer must be looked up again afterwards. */
+void tok_pin_begin_relock(struct mod_token *t);
+/* Release T's op mutex and token lock, and its busy mark (global lock held). */
+void tok_pin_end_inlock(struct mod_token *t);
+/* Around a PIN operation's KDF (tok_pin_begin_relock held): release the
+ * global lock and T's token lock, so that the token stays usable for
+ * seconds of Argon2id (the op mutex still serialises PIN operations; the
+ * keystore handle releases its own mutex during the KDF too); then take
+ * both back, in the lock order. The token's cache and login state may have
+ * changed meanwhile: the caller checks them again. */
+void tok_kdf_unlock(struct mod_token *t);
+void tok_kdf_relock(struct mod_token *t);
+/* Take T's token lock (called with the global lock held): marks T busy,
+ * drops the global lock while it waits (the token lock comes first in the
+ * lock order), retakes it. Any pointer but T must be looked up again. */
+void tok_lock_relock(struct mod_token *t);
+/* Release T's token lock and its busy mark (global lock held). */
+void tok_unlock_inlock(struct mod_token *t);
 
 /* Mutexes made the way C_Initialize chose (pthread or the application's). */
 CK_RV mod_mutex_new(void **out);
@@ -169,6 +230,14 @@ void mod_mutex_free(void *m);
 void mod_mutex_lock(void *m);
 void mod_mutex_unlock(void *m);
 
+/* C_GetInfo of the 2.40 and the 3.0 function list (entry.c's tables). */
+CK_RV mod_C_GetInfo_240(CK_INFO_PTR info);
+CK_RV mod_C_GetInfo_30(CK_INFO_PTR info);
+
+/* ---- log.c: debug log, error mapping ------------------------------------ */
+
+/* Read EVERTOKEN_DEBUG (C_Initialize). */
+void mod_log_setup(void);
 /* Debug log to stderr when EVERTOKEN_DEBUG=1. Never pass secrets. */
 void mod_log_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -200,23 +269,57 @@ void slot_free_all(int child);
 /* ---- session.c ---------------------------------------------------------- */
 
 CK_RV session_lookup_inlock(CK_SESSION_HANDLE h, struct mod_session **out);
-/* Log the token out (after its last session closed, or C_Logout). */
-void tok_logout_inlock(struct mod_token *t);
+/* Session H with its token's lock taken (tok_lock_relock; the session is
+ * looked up again after the wait). *LOCKED: the token to release with
+ * tok_unlock_inlock, NULL when the call failed. */
+CK_RV session_enter_relock(CK_SESSION_HANDLE h, struct mod_session **out,
+                           struct mod_token **locked);
 /* Close every session (C_Finalize). */
 void session_close_all_inlock(void);
 /* Abandon sessions after fork without touching their tokens' keystores. */
 void session_forget_all(void);
 
+/* ---- login.c: the login state (only these four functions write t->login,
+ * login_cached, login_implicit, logged_out) ----------------------------- */
+
+enum login_how {
+    LOGIN_PIN,            /* C_Login with a verified PIN */
+    LOGIN_CACHE,          /* C_Login(CKU_USER) with a NULL/empty PIN, from the login cache */
+    LOGIN_CACHE_IMPLICIT, /* restored by the module at C_OpenSession/C_GetSessionInfo */
+};
+enum logout_why {
+    LOGOUT_CALL,         /* C_Logout: no cached login is restored until a new session */
+    LOGOUT_LAST_SESSION, /* the token's last session closed */
+    LOGOUT_REPLACED,     /* an SO login replaces an implicit user login */
+    LOGOUT_RESET,        /* the token was opened, created or re-initialised: fields only */
+};
+/* T is logged in as WHO (its keystore already is); the cache reloads. */
+void login_enter_inlock(struct mod_token *t, CK_USER_TYPE who, enum login_how how);
+/* The application acknowledged an implicit login (C_Login); BY_PIN: with
+ * the PIN, so it no longer counts as a cached one. */
+void login_confirm_inlock(struct mod_token *t, int by_pin);
+/* Log T out (keystore, operations on private keys, private session
+ * objects, cached objects), except LOGOUT_RESET: the fields only. */
+void login_leave_inlock(struct mod_token *t, enum logout_why why);
+/* A logged-out T whose user keyring holds a cached login is logged in from
+ * it (LOGIN_CACHE_IMPLICIT). AT_OPEN: C_OpenSession (also forgets an
+ * earlier C_Logout); else throttled (C_GetSessionInfo). */
+void login_restore_inlock(struct mod_token *t, int at_open);
+/* Would login_restore_inlock try the keyring (and the keystore) now? */
+int login_restore_due_inlock(const struct mod_token *t, int at_open);
+
 /* ---- cache.c ------------------------------------------------------------ */
 
-/* Bring the token's cache up to date (ks_changed, reload when needed). */
-CK_RV cache_sync_inlock(struct mod_token *t);
-/* The same, unless the last check is younger than MOD_SYNC_RECENT seconds:
- * for the cryptographic C_xInit functions, which look up one key by handle
- * (handles are never reused) and must not pay a database round trip (a
- * SQLite read transaction, two fcntl locks) per signature. */
+/* Bring the token's cache up to date (ks_changed, reload when needed).
+ * Needs T's token lock; a full reload runs with the global lock released. */
+CK_RV cache_sync_relock(struct mod_token *t);
+/* The cache was checked less than MOD_SYNC_RECENT seconds ago: the
+ * cryptographic C_xInit functions, which look up one key by handle (handles
+ * are never reused), then trust it without the token lock and without a
+ * database round trip (a SQLite read transaction, two fcntl locks) per
+ * signature. */
 #define MOD_SYNC_RECENT 0.5
-CK_RV cache_sync_recent_inlock(struct mod_token *t);
+int cache_recent_inlock(const struct mod_token *t);
 /* Drop the cached stored objects (wiping them); reloaded on next sync. */
 void cache_drop_inlock(struct mod_token *t);
 /* Free the whole cache including session objects and the profile object. */
@@ -273,15 +376,14 @@ int lc_present_inlock(struct mod_token *t);
 /* After a user login with the PIN under policy P (LC_USER): put the TMK in
  * the user keyring with P's timeout (replacing an older entry). */
 void lc_store_inlock(struct mod_token *t, const struct lc_policy *p);
-/* Log T in as the user from its cache entry. CKR_OK: logged in (t->login,
- * t->login_cached set, cache dropped for reload); CKR_USER_NOT_LOGGED_IN: no
- * entry (or no keyring); another CKR: an entry existed but was refused (and
- * has been removed). */
+/* Log T's keystore in as the user from its cache entry. CKR_OK: the
+ * keystore is logged in and the caller records it (login_enter_inlock with
+ * LOGIN_CACHE or LOGIN_CACHE_IMPLICIT); CKR_USER_NOT_LOGGED_IN: no entry (or
+ * no keyring); another CKR: an entry existed but was refused (and has been
+ * removed). */
 CK_RV lc_login_inlock(struct mod_token *t);
 /* Remove T's entry; returns 1 if one was removed. */
 int lc_clear_inlock(struct mod_token *t);
-/* The vendor interface "Vendor evertoken" (evertoken_ext.h). */
-extern const struct ET_FUNCTION_LIST mod_ext_list;
 
 /* ---- rollover.c: credential rollover (docs/rollover.md) ------------------ */
 
@@ -294,17 +396,27 @@ int64_t mod_now(void);
 CK_RV rollover_strip(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ATTRIBUTE **out,
                      CK_ULONG *outn, CK_BBOOL *val);
 /* C_CreateObject with CKA_EVERTOKEN_COMMIT_ROLLOVER: ATTRS is the built
- * certificate (always consumed). */
-CK_RV rollover_commit_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out);
+ * certificate (always consumed). Needs the session's token lock; the
+ * keystore transaction runs with the global lock released. */
+CK_RV rollover_commit_relock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out);
 /* Destroy T's retired objects older than the grace period (after a user
- * login; failures are logged). */
-void rollover_purge_inlock(struct mod_token *t);
+ * login; failures are logged). Needs T's token lock; the keystore
+ * transaction runs with the global lock released. */
+void rollover_purge_relock(struct mod_token *t);
 /* The setting "rollover_grace" (ET_SETTING_ROLLOVER_GRACE). */
 CK_RV rollover_get_grace_inlock(struct mod_token *t, char *text, size_t n);
 int rollover_parse_grace(const char *v, int64_t *out);
-CK_RV ext_RolloverRollback(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len);
-CK_RV ext_RolloverDiscard(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len, CK_ULONG *n);
-CK_RV ext_PurgeRetired(CK_SESSION_HANDLE h, CK_ULONG *n);
+/* ET_RolloverRollback / ET_RolloverDiscard / ET_PurgeRetired on token T
+ * (a user-logged-in R/W session's, its token lock held): the keystore
+ * transaction with the global lock released, then the cache is dropped for
+ * reload. */
+CK_RV rollover_rollback_relock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len);
+CK_RV rollover_discard_relock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len, CK_ULONG *n);
+CK_RV rollover_purge_count_relock(struct mod_token *t, CK_ULONG *n);
+
+/* ---- ext.c: the vendor interface "Vendor evertoken" --------------------- */
+
+extern const struct ET_FUNCTION_LIST mod_ext_list;
 
 /* integrity.c: what a process's view leaves out, reported without debug
  * mode (syslog, once per process and kind; ET_GetIntegrity). */

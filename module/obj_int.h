@@ -88,4 +88,53 @@ int obj_der_is_oid(const unsigned char *v, size_t len);
 CK_RV obj_cert_build(obj_build *b);                   /* obj_cert.c */
 CK_RV obj_key_build(obj_build *b, unsigned classbit); /* obj_key.c */
 
+/* ---- obj_attr.c: the attribute table and template checks ---------------- */
+
+enum obj_kind {
+    K_BOOL,   /* CK_BBOOL */
+    K_ULONG,  /* CK_ULONG */
+    K_BYTES,  /* any bytes, may be empty */
+    K_DATE,   /* CK_DATE or empty */
+    K_MECHS,  /* array of CK_MECHANISM_TYPE */
+    K_BIGINT, /* big-endian integer, not empty */
+    K_ARRAY,  /* attribute array (CKA_WRAP_TEMPLATE, ...): not supported */
+};
+
+#define F_MOD      0x01u /* C_SetAttributeValue may change it */
+#define F_UP       0x02u /* may only change FALSE -> TRUE */
+#define F_DOWN     0x04u /* may only change TRUE -> FALSE */
+#define F_SO       0x08u /* only the SO may set it TRUE (footnote 10) */
+#define F_COPY     0x10u /* C_CopyObject may change it */
+#define F_NOCREATE 0x20u /* set by the token only: never in a template */
+#define F_SECRET   0x40u /* key material: hidden unless extractable and not sensitive */
+
+struct obj_attr_info {
+    CK_ATTRIBUTE_TYPE type;
+    unsigned char kind;
+    unsigned char flags;
+    unsigned short classes; /* OC_* bits of the objects that have it */
+};
+
+#ifndef CKA_UNIQUE_ID
+#define CKA_UNIQUE_ID 0x00000004UL /* PKCS#11 3.0; token-assigned */
+#endif
+
+/* The table entry of TYPE; NULL when this layer does not know it. */
+const struct obj_attr_info *attr_info(CK_ATTRIBUTE_TYPE type);
+/* The OC_* bit of class CLS with certificate/key type SUB (HAVE_SUB: given),
+ * or the CKR code that makes such an object impossible. */
+CK_RV class_bit(CK_OBJECT_CLASS cls, int have_sub, CK_ULONG sub, unsigned *out);
+/* The type attribute of class CLS: CKA_CERTIFICATE_TYPE or CKA_KEY_TYPE. */
+CK_ATTRIBUTE_TYPE sub_type_attr(CK_OBJECT_CLASS cls);
+/* The OC_* bit of an attribute set; 0 if of no kind this layer knows. */
+unsigned attrs_class_bit(const mod_attrs *o);
+/* C_GetAttributeValue must not reveal TYPE of O (key material). */
+int attr_hidden(const mod_attrs *o, CK_ATTRIBUTE_TYPE type);
+/* Sets of class CLS with CKA_PRIVATE PRIV may hold secrets: locked memory. */
+int wants_secure(CK_OBJECT_CLASS cls, CK_BBOOL priv);
+/* A caller's template into G, each value checked against the table. */
+CK_RV tmpl_collect(const CK_ATTRIBUTE *t, CK_ULONG n, obj_build *g);
+/* The defaults of class bit CB that B lacks. */
+CK_RV add_defaults(obj_build *b, unsigned cb);
+
 #endif /* EVERTOKEN_OBJ_INT_H */

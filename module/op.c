@@ -262,9 +262,6 @@ key_check_inlock(struct mod_session *s, enum op_kind kind, const struct mod_mech
     int bits;
     CK_RV rv;
 
-    rv = cache_sync_recent_inlock(t);
-    if (rv != CKR_OK)
-        return rv;
     rv = cache_lookup_inlock(t, key, &o);
     if (rv == CKR_OBJECT_HANDLE_INVALID)
         return CKR_KEY_HANDLE_INVALID;
@@ -317,20 +314,32 @@ key_check_inlock(struct mod_session *s, enum op_kind kind, const struct mod_mech
 
 /* ---- start, acquire, release -------------------------------------------- */
 
-CK_RV
-op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+/* The locked part of op_start: check the mechanism and the key, attach (or
+ * reuse) the session's operation and mark it active and busy (*OUT). */
+static CK_RV
+op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key,
+         struct mod_op **out)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     struct mod_op *op;
     const struct mod_mech *m;
     struct op_params p;
     EVP_PKEY *pkey = NULL;
     int priv = 0, need_auth = 0;
-    CK_RV rv;
+    CK_RV rv, sync = CKR_OK;
 
     memset(&p, 0, sizeof(p));
     mod_lock();
     rv = session_lookup_inlock(hs, &s);
+    /* The key's object: trusted from the cache when it was checked less
+     * than MOD_SYNC_RECENT ago (no token lock, no keystore); else the
+     * token lock and a sync first (its error counts where the key does). */
+    if (rv == CKR_OK && kind != OP_DIGEST && !cache_recent_inlock(s->tok)) {
+        rv = session_enter_relock(hs, &s, &locked);
+        if (rv == CKR_OK)
+            sync = cache_sync_relock(s->tok);
+    }
     if (rv != CKR_OK)
         goto out;
     if (s->op != NULL && (s->op->active || s->op->busy)) {
@@ -346,7 +355,8 @@ op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     if (rv != CKR_OK)
         goto out;
     if (kind != OP_DIGEST) {
-        rv = key_check_inlock(s, kind, m, key, &p, &pkey, &priv, &need_auth);
+        rv =
+            sync != CKR_OK ? sync : key_check_inlock(s, kind, m, key, &p, &pkey, &priv, &need_auth);
         if (rv != CKR_OK)
             goto out;
     }
@@ -381,8 +391,26 @@ op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     op->active = 1;
     op->busy = 1;
     mod_g.inflight++;
+    *out = op;
+out:
+    EVP_PKEY_free(pkey);
+    params_clear(&p);
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
+    return rv;
+}
 
+CK_RV
+op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+    struct mod_op *op = NULL;
+    CK_RV rv;
+
+    rv = op_begin(hs, kind, mech, key, &op);
+    if (rv != CKR_OK)
+        return rv;
+    /* Without the lock: the OpenSSL contexts of a busy operation. */
     switch (kind) {
     case OP_SIGN:
     case OP_VERIFY:
@@ -400,11 +428,6 @@ op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
         op_drop_ctx(op);
     ERR_clear_error();
     return op_release(op, rv, 1);
-out:
-    EVP_PKEY_free(pkey);
-    params_clear(&p);
-    mod_unlock();
-    return rv;
 }
 
 CK_RV
@@ -446,8 +469,9 @@ op_release(struct mod_op *op, CK_RV rv, int cont)
     if (op->orphan) {
         /* The session closed meanwhile: nobody else has this operation. */
         op_free(op);
-        mod_unlock();
-        return rv == CKR_OK && cont ? CKR_SESSION_CLOSED : rv;
+        if (rv == CKR_OK && cont)
+            rv = CKR_SESSION_CLOSED;
+        goto done;
     }
     if (op->dead) {
         /* Logged out (or cancelled) meanwhile: the key goes now. */
@@ -458,6 +482,7 @@ op_release(struct mod_op *op, CK_RV rv, int cont)
         op_finish_inlock(op);
     }
     op->keep = 0;
+done:
     mod_unlock();
     return rv;
 }

@@ -103,6 +103,7 @@ CK_RV
 mod_C_DigestKey(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE key)
 {
     struct mod_session *s = NULL;
+    struct mod_token *locked = NULL;
     struct mod_object *o = NULL;
     struct mod_op *op;
     const ks_attr *v;
@@ -111,7 +112,8 @@ mod_C_DigestKey(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE key)
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     mod_lock();
-    rv = session_lookup_inlock(hs, &s);
+    /* The key's value is looked up after a sync: the token lock. */
+    rv = session_enter_relock(hs, &s, &locked);
     if (rv != CKR_OK)
         goto out;
     op = s->op;
@@ -124,7 +126,7 @@ mod_C_DigestKey(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE key)
         goto out;
     }
     op->multi = 1;
-    rv = cache_sync_inlock(s->tok);
+    rv = cache_sync_relock(s->tok);
     if (rv == CKR_OK)
         rv = cache_lookup_inlock(s->tok, key, &o);
     if (rv == CKR_OBJECT_HANDLE_INVALID) {
@@ -144,6 +146,8 @@ mod_C_DigestKey(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE key)
         op_finish_inlock(op);
     ERR_clear_error();
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }

@@ -100,7 +100,7 @@ cert_pubkey(const mod_attrs *attrs)
 }
 
 CK_RV
-rollover_commit_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
+rollover_commit_relock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
 {
     struct mod_token *t = s->tok;
     const ks_attr *id = obj_find(attrs, CKA_ID);
@@ -128,7 +128,7 @@ rollover_commit_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE
         rv = CKR_USER_NOT_LOGGED_IN;
         goto out;
     }
-    rv = cache_sync_inlock(t);
+    rv = cache_sync_relock(t);
     if (rv != CKR_OK)
         goto out;
     cpk = cert_pubkey(attrs);
@@ -167,7 +167,9 @@ rollover_commit_inlock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE
         rv = CKR_TEMPLATE_INCONSISTENT; /* no pending key for this credential */
         goto out;
     }
+    mod_unlock();
     kr = ks_rollover_commit(t->ks, id->value, id->len, attrs->a, attrs->n, mod_now(), &cid);
+    mod_lock();
     rv = mod_ks_ckr(kr, t->ks, "ks_rollover_commit");
     /* Whatever happened, reload: old handles go, new ones come. */
     cache_drop_inlock(t);
@@ -233,11 +235,16 @@ rollover_get_grace_inlock(struct mod_token *t, char *text, size_t n)
     return CKR_OK;
 }
 
-static CK_RV
-purge_inlock(struct mod_token *t, CK_ULONG *count)
+CK_RV
+rollover_purge_count_relock(struct mod_token *t, CK_ULONG *count)
 {
+    int64_t grace = grace_inlock(t);
     unsigned n = 0;
-    ks_rv kr = ks_purge_retired(t->ks, mod_now(), grace_inlock(t), &n);
+    ks_rv kr;
+
+    mod_unlock();
+    kr = ks_purge_retired(t->ks, mod_now(), grace, &n);
+    mod_lock();
 
     if (kr != KS_OK)
         return mod_ks_ckr(kr, t->ks, "ks_purge_retired");
@@ -251,87 +258,42 @@ purge_inlock(struct mod_token *t, CK_ULONG *count)
 }
 
 void
-rollover_purge_inlock(struct mod_token *t)
+rollover_purge_relock(struct mod_token *t)
 {
-    (void)purge_inlock(t, NULL);
-}
-
-/* A user-logged-in R/W session H, for the vendor functions. */
-static CK_RV
-rw_user_session_inlock(CK_SESSION_HANDLE h, struct mod_session **s)
-{
-    CK_RV rv = session_lookup_inlock(h, s);
-
-    if (rv != CKR_OK)
-        return rv;
-    if (!((*s)->flags & CKF_RW_SESSION))
-        return CKR_SESSION_READ_ONLY;
-    if ((*s)->tok->login != CKU_USER)
-        return CKR_USER_NOT_LOGGED_IN;
-    return CKR_OK;
+    (void)rollover_purge_count_relock(t, NULL);
 }
 
 CK_RV
-ext_RolloverRollback(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len)
+rollover_rollback_relock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len)
 {
-    struct mod_session *s = NULL;
     ks_rv kr;
     CK_RV rv;
 
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (id == NULL || len == 0 || len > KS_CRED_MAX)
-        return CKR_ARGUMENTS_BAD;
-    mod_lock();
-    rv = rw_user_session_inlock(h, &s);
-    if (rv == CKR_OK) {
-        kr = ks_rollover_rollback(s->tok->ks, id, (size_t)len);
-        /* Nothing to roll back to: that credential has no retained pair. */
-        rv = kr == KS_E_NOT_FOUND ? CKR_OBJECT_HANDLE_INVALID
-                                  : mod_ks_ckr(kr, s->tok->ks, "ks_rollover_rollback");
-        cache_drop_inlock(s->tok);
-    }
     mod_unlock();
+    kr = ks_rollover_rollback(t->ks, id, (size_t)len);
+    mod_lock();
+    /* Nothing to roll back to: that credential has no retained pair. */
+    rv = kr == KS_E_NOT_FOUND ? CKR_OBJECT_HANDLE_INVALID
+                              : mod_ks_ckr(kr, t->ks, "ks_rollover_rollback");
+
+    cache_drop_inlock(t);
     return rv;
 }
 
 CK_RV
-ext_RolloverDiscard(CK_SESSION_HANDLE h, const CK_BYTE *id, CK_ULONG len, CK_ULONG *count)
+rollover_discard_relock(struct mod_token *t, const CK_BYTE *id, CK_ULONG len, CK_ULONG *count)
 {
-    struct mod_session *s = NULL;
     unsigned n = 0;
     ks_rv kr;
     CK_RV rv;
 
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (id == NULL || len == 0 || len > KS_CRED_MAX)
-        return CKR_ARGUMENTS_BAD;
-    mod_lock();
-    rv = rw_user_session_inlock(h, &s);
-    if (rv == CKR_OK) {
-        kr = ks_rollover_discard(s->tok->ks, id, (size_t)len, &n);
-        rv = mod_ks_ckr(kr, s->tok->ks, "ks_rollover_discard");
-        cache_drop_inlock(s->tok);
-        if (rv == CKR_OK && count != NULL)
-            *count = n;
-    }
     mod_unlock();
-    return rv;
-}
-
-CK_RV
-ext_PurgeRetired(CK_SESSION_HANDLE h, CK_ULONG *count)
-{
-    struct mod_session *s = NULL;
-    CK_RV rv;
-
-    if (!mod_ready())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    kr = ks_rollover_discard(t->ks, id, (size_t)len, &n);
     mod_lock();
-    rv = rw_user_session_inlock(h, &s);
-    if (rv == CKR_OK)
-        rv = purge_inlock(s->tok, count);
-    mod_unlock();
+    rv = mod_ks_ckr(kr, t->ks, "ks_rollover_discard");
+
+    cache_drop_inlock(t);
+    if (rv == CKR_OK && count != NULL)
+        *count = n;
     return rv;
 }

@@ -32,8 +32,13 @@ tok_new_inlock(uint32_t slot, struct mod_token **out)
         return CKR_HOST_MEMORY;
     t->slot = slot;
     t->state = TOK_FREE;
-    t->login = MOD_NOBODY;
+    login_leave_inlock(t, LOGOUT_RESET);
     rv = mod_mutex_new(&t->op_mutex);
+    if (rv == CKR_OK) {
+        rv = mod_mutex_new(&t->lock);
+        if (rv != CKR_OK)
+            mod_mutex_free(t->op_mutex);
+    }
     if (rv != CKR_OK) {
         free(t);
         return rv;
@@ -61,9 +66,12 @@ tok_free(struct mod_token *t, int child)
             ks_logout(t->ks);
         }
     }
-    /* In a child the op mutex may be held by a vanished thread. */
-    if (!child)
+    /* In a child the op mutex and the token lock may be held by a vanished
+     * thread. */
+    if (!child) {
         mod_mutex_free(t->op_mutex);
+        mod_mutex_free(t->lock);
+    }
     free(t);
 }
 
@@ -108,9 +116,7 @@ tok_open_inlock(struct mod_token *t)
         t->ks = ks;
         t->state = TOK_OPEN;
         t->loaded = 0;
-        t->login = MOD_NOBODY;
-        t->login_cached = 0;
-        t->login_implicit = 0;
+        login_leave_inlock(t, LOGOUT_RESET);
         t->have_id = 0;
     } else {
         t->state = TOK_BROKEN;
@@ -329,7 +335,7 @@ token_info_common(const struct mod_token *t, CK_TOKEN_INFO *info)
 CK_RV
 mod_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
 {
-    struct mod_token *t = NULL;
+    struct mod_token *t = NULL, *locked = NULL;
     ks_info ki;
     ks_rv kr;
     CK_RV rv;
@@ -350,6 +356,9 @@ mod_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
     rv = tok_usable_inlock(t);
     if (rv != CKR_OK)
         goto out;
+    /* Its keystore is read: the token lock (T stays busy and open). */
+    tok_lock_relock(t);
+    locked = t;
     memset(&ki, 0, sizeof(ki));
     kr = ks_get_info_ex(t->ks, &ki, 0);
     if (kr != KS_OK) {
@@ -383,6 +392,8 @@ mod_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
             info->flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
     }
 out:
+    if (locked != NULL)
+        tok_unlock_inlock(locked);
     mod_unlock();
     return rv;
 }
@@ -404,15 +415,82 @@ label_from_p11(const CK_UTF8CHAR *p, char out[KS_LABEL_MAX + 1])
     out[n] = '\0';
 }
 
+/* C_InitToken on the free slot: create its file (Argon2id for the SO PIN)
+ * with the global lock released; the caller holds T's op mutex. */
+static CK_RV
+tok_create_relock(struct mod_token *t, const char *label, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
+{
+    ks_kdf_params kdf;
+    ks_token *ks = NULL;
+    char *path;
+    ks_rv kr;
+
+    memset(&kdf, 0, sizeof(kdf));
+    kr = ks_kdf_from_env(&kdf);
+    if (kr != KS_OK) {
+        mod_log("EVERTOKEN_KDF is malformed; using the default cost");
+        memset(&kdf, 0, sizeof(kdf));
+    }
+    path = ks_token_path(mod_g.dir, t->slot);
+    if (path == NULL)
+        return CKR_HOST_MEMORY;
+    tok_kdf_unlock(t);
+    kr = ks_create(path, label, pin, pin_len, &kdf, &ks);
+    tok_kdf_relock(t);
+    free(path);
+    if (kr == KS_E_EXISTS) {
+        /* Another process created this slot's file since our last scan:
+         * it is its token, not ours to overwrite. The caller lists the
+         * slots again and finds the new free slot. */
+        mod_log("slot %u: token file appeared meanwhile", (unsigned)t->slot);
+        return CKR_FUNCTION_FAILED;
+    }
+    if (kr != KS_OK)
+        return mod_ks_ckr(kr, NULL, "ks_create");
+    t->ks = ks;
+    t->state = TOK_OPEN;
+    t->present = 1;
+    t->loaded = 0;
+    login_leave_inlock(t, LOGOUT_RESET);
+    t->have_id = 0;
+    mod_log("slot %u: token created", (unsigned)t->slot);
+    return CKR_OK;
+}
+
+/* C_InitToken on an existing token: re-initialise it (every object goes)
+ * with the global lock released; the caller holds T's op mutex. */
+static CK_RV
+tok_reinit_relock(struct mod_token *t, const char *label, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
+{
+    ks_rv kr;
+    CK_RV rv;
+
+    rv = tok_usable_inlock(t);
+    if (rv != CKR_OK)
+        return rv;
+    /* Section 5.6, C_InitToken: "If the token has sessions open by the
+     * application, C_InitToken fails with CKR_SESSION_EXISTS". */
+    if (t->nsess > 0)
+        return CKR_SESSION_EXISTS;
+    tok_kdf_unlock(t);
+    kr = ks_reinit(t->ks, pin, pin_len, label);
+    tok_kdf_relock(t);
+    if (kr != KS_OK)
+        return mod_ks_ckr(kr, t->ks, "ks_reinit");
+    /* Every object is gone and nobody is logged in; a cached login of the
+     * old token key could not open it any more, and is removed. */
+    login_leave_inlock(t, LOGOUT_RESET);
+    (void)lc_clear_inlock(t);
+    cache_drop_inlock(t);
+    cache_destroy_sobjs_inlock(t, 0, 0);
+    return CKR_OK;
+}
+
 CK_RV
 mod_C_InitToken(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len, CK_UTF8CHAR_PTR p11label)
 {
     struct mod_token *t = NULL;
     char label[KS_LABEL_MAX + 1];
-    char *path = NULL;
-    ks_kdf_params kdf;
-    ks_token *ks = NULL;
-    ks_rv kr;
     CK_RV rv;
 
     if (!mod_ready())
@@ -426,83 +504,17 @@ mod_C_InitToken(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len, CK_UTF8CHA
     mod_lock();
     rv = slot_lookup_inlock(id, &t);
     if (rv != CKR_OK)
-        goto out;
+        goto done;
     /* PIN operations on one token are serialised by its op mutex (taken
      * before the global lock); busy keeps T alive meanwhile. */
-    t->busy++;
+    tok_pin_begin_relock(t);
+    if (t->state == TOK_FREE)
+        rv = tok_create_relock(t, label, pin, pin_len);
+    else
+        rv = tok_reinit_relock(t, label, pin, pin_len);
+    tok_pin_end_inlock(t);
+done:
     mod_unlock();
-    mod_mutex_lock(t->op_mutex);
-    mod_lock();
-    if (t->state == TOK_FREE) {
-        memset(&kdf, 0, sizeof(kdf));
-        kr = ks_kdf_from_env(&kdf);
-        if (kr != KS_OK) {
-            mod_log("EVERTOKEN_KDF is malformed; using the default cost");
-            memset(&kdf, 0, sizeof(kdf));
-        }
-        path = ks_token_path(mod_g.dir, t->slot);
-        if (path == NULL) {
-            rv = CKR_HOST_MEMORY;
-            goto release;
-        }
-        mod_unlock();
-        kr = ks_create(path, label, pin, pin_len, &kdf, &ks);
-        mod_lock();
-        if (kr == KS_E_EXISTS) {
-            /* Another process created this slot's file since our last scan:
-             * it is its token, not ours to overwrite. The caller lists the
-             * slots again and finds the new free slot. */
-            mod_log("slot %u: token file appeared meanwhile", (unsigned)t->slot);
-            rv = CKR_FUNCTION_FAILED;
-            goto release;
-        }
-        if (kr != KS_OK) {
-            rv = mod_ks_ckr(kr, NULL, "ks_create");
-            goto release;
-        }
-        t->ks = ks;
-        t->state = TOK_OPEN;
-        t->present = 1;
-        t->loaded = 0;
-        t->login = MOD_NOBODY;
-        t->login_cached = 0;
-        t->login_implicit = 0;
-        t->have_id = 0;
-        mod_log("slot %u: token created", (unsigned)t->slot);
-        rv = CKR_OK;
-        goto release;
-    }
-    rv = tok_usable_inlock(t);
-    if (rv != CKR_OK)
-        goto release;
-    /* Section 5.6, C_InitToken: "If the token has sessions open by the
-     * application, C_InitToken fails with CKR_SESSION_EXISTS". */
-    if (t->nsess > 0) {
-        rv = CKR_SESSION_EXISTS;
-        goto release;
-    }
-    mod_unlock();
-    kr = ks_reinit(t->ks, pin, pin_len, label);
-    mod_lock();
-    if (kr != KS_OK) {
-        rv = mod_ks_ckr(kr, t->ks, "ks_reinit");
-        goto release;
-    }
-    /* Every object is gone and nobody is logged in; a cached login of the
-     * old token key could not open it any more, and is removed. */
-    t->login = MOD_NOBODY;
-    t->login_cached = 0;
-    t->login_implicit = 0;
-    (void)lc_clear_inlock(t);
-    cache_drop_inlock(t);
-    cache_destroy_sobjs_inlock(t, 0, 0);
-    rv = CKR_OK;
-release:
-    mod_mutex_unlock(t->op_mutex);
-    t->busy--;
-out:
-    mod_unlock();
-    free(path);
     return rv;
 }
 

@@ -19,6 +19,9 @@ if [ "${#sources[@]}" -gt 0 ]; then
     clang-format --dry-run --Werror "${sources[@]}"
 fi
 
+echo "== layer check"
+scripts/check-layers.sh
+
 run_suite() {
     local dir=$1; shift
     echo "== configure $dir ($*)"

@@ -13,8 +13,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include <evertoken/p11.h>
+
 #include "et_escape.h"
-#include "p11.h"
 
 /* Exit codes (documented in docs/cli.md). */
 enum {

@@ -207,7 +207,8 @@ et_usage_all(FILE *fp)
           "\n"
           "Options: --module PATH (the PKCS#11 module), --help, --version.\n"
           "Tokens are selected with --token LABEL or --slot N. The module is --module PATH,\n"
-          "else $EVERTOKEN_MODULE, else " EVERTOKEN_DEFAULT_MODULE ".\n"
+          "else $EVERTOKEN_MODULE, else " EVERTOKEN_DEFAULT_MODULE " (the one built beside\n"
+          "this program in a build tree; installed, the one in " EVERTOKEN_MODULE_DIR ").\n"
           "See `evertoken CMD --help`, evertoken(1) and docs/cli.md.\n",
           fp);
 }

@@ -5,6 +5,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,15 @@ et_p11_load(const et_opts *o, et_p11 *p)
     if (p->dl == NULL) {
         et_err("cannot load the PKCS#11 module %s: %s", path, dlerror());
         return ET_EXIT_FAIL;
+    }
+    /* A bare name (the default) was found by the loader through this
+     * program's RUNPATH: name the file it chose. */
+    if (strchr(path, '/') == NULL) {
+        struct link_map *lm = NULL;
+
+        if (dlinfo(p->dl, RTLD_DI_LINKMAP, &lm) == 0 && lm != NULL && lm->l_name != NULL &&
+            lm->l_name[0] != '\0')
+            p->path = lm->l_name;
     }
     *(void **)&gfl = dlsym(p->dl, "C_GetFunctionList");
     if (gfl == NULL) {

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "et_int.h"
-#include "evertoken_ext.h"
+#include <evertoken/evertoken_ext.h>
 
 /* The vendor interface, or NULL (another module, or an older evertoken). */
 static const ET_FUNCTION_LIST *

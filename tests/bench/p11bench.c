@@ -1923,6 +1923,123 @@ objects_at(unsigned long n)
     }
 }
 
+/* ---- two tokens: sign on one while the other is written ------------------ */
+
+#define WRITE_LABEL "p11bench-written"
+
+/* A second token WRITE_LABEL with a user session logged in (*S). */
+static CK_SLOT_ID
+second_token(CK_SESSION_HANDLE *s)
+{
+    CK_UTF8CHAR label[32];
+    CK_SLOT_ID free_slot, slot;
+
+    if (!find_slot(0, NULL, &free_slot))
+        die("%s: no slot for a second token", M.spec->name);
+    memset(label, ' ', sizeof(label));
+    memcpy(label, WRITE_LABEL, strlen(WRITE_LABEL));
+    CK_SETUP(M.f->C_InitToken(free_slot, (CK_UTF8CHAR_PTR)SO_PIN, strlen(SO_PIN), label));
+    if (!find_slot(1, WRITE_LABEL, &slot))
+        die("%s: token %s not found after C_InitToken", M.spec->name, WRITE_LABEL);
+    CK_SETUP(M.f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, s));
+    CK_SETUP(M.f->C_Login(*s, CKU_SO, (CK_UTF8CHAR_PTR)SO_PIN, strlen(SO_PIN)));
+    CK_SETUP(M.f->C_InitPIN(*s, (CK_UTF8CHAR_PTR)USER_PIN, strlen(USER_PIN)));
+    CK_SETUP(M.f->C_Logout(*s));
+    CK_SETUP(M.f->C_Login(*s, CKU_USER, (CK_UTF8CHAR_PTR)USER_PIN, strlen(USER_PIN)));
+    return slot;
+}
+
+struct writer {
+    CK_SESSION_HANDLE s;
+    volatile int stop;
+    unsigned long writes; /* C_CreateObject + C_DestroyObject pairs */
+    CK_RV rv;
+};
+
+/* Create a token data object and destroy it again, until told to stop:
+ * each pair is two write transactions (the destruction with a full fsync). */
+static void *
+writer_main(void *arg)
+{
+    struct writer *w = arg;
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    unsigned char val[64] = {0};
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                        {CKA_TOKEN, &yes, sizeof(yes)},
+                        {CKA_PRIVATE, &no, sizeof(no)},
+                        {CKA_LABEL, (void *)"p11bench write", 14},
+                        {CKA_VALUE, val, sizeof(val)}};
+    CK_OBJECT_HANDLE h;
+
+    while (!w->stop) {
+        memcpy(val, &w->writes, sizeof(w->writes));
+        w->rv = M.f->C_CreateObject(w->s, t, 5, &h);
+        if (w->rv == CKR_OK)
+            w->rv = M.f->C_DestroyObject(w->s, h);
+        if (w->rv != CKR_OK)
+            break;
+        w->writes++;
+    }
+    return NULL;
+}
+
+/* Sign throughput on the benchmark token, 1 thread, idle and while another
+ * token of the same module is written in a loop by a second thread: ROUNDS
+ * pairs back to back; the rows are medians, the ratio the median of each
+ * round's own busy/idle ratio (docs/performance.md). */
+static void
+bench_two_tokens(const struct signer *sg, const struct mechdef *md)
+{
+    double idle[MAX_ROUNDS], busy[MAX_ROUNDS], ratio[MAX_ROUNDS], wps[MAX_ROUNDS];
+    double icpu[MAX_ROUNDS], bcpu[MAX_ROUNDS], rcpu[MAX_ROUNDS];
+    struct writer w;
+    pthread_t th;
+    int nr = 0;
+
+    memset(&w, 0, sizeof(w));
+    (void)second_token(&w.s);
+    for (int i = 0; i < O.rounds; i++) {
+        double t0, a, b;
+
+        a = throughput(sg, md, W_MOD_SIGN, 1, NULL, "twotok.idle", NULL, &icpu[nr]);
+        if (a < 0)
+            break;
+        w.stop = 0;
+        w.writes = 0;
+        if (pthread_create(&th, NULL, writer_main, &w) != 0)
+            die("pthread_create failed");
+        t0 = now();
+        b = throughput(sg, md, W_MOD_SIGN, 1, NULL, "twotok.busy", NULL, &bcpu[nr]);
+        w.stop = 1;
+        pthread_join(th, NULL);
+        if (w.rv != CKR_OK) {
+            report_err("twotok.writes", "failed: %s (writer)", rvname(w.rv));
+            break;
+        }
+        if (b < 0)
+            break;
+        idle[nr] = a;
+        busy[nr] = b;
+        ratio[nr] = b / a;
+        rcpu[nr] = bcpu[nr] / icpu[nr];
+        wps[nr] = (double)w.writes / (now() - t0);
+        nr++;
+    }
+    if (nr == O.rounds) {
+        report_val("twotok.idle", median(idle, nr));
+        report_val("twotok.busy", median(busy, nr));
+        report_val("twotok.ratio", median(ratio, nr));
+        report_val("twotok.idlecpu", median(icpu, nr));
+        report_val("twotok.busycpu", median(bcpu, nr));
+        report_val("twotok.ratiocpu", median(rcpu, nr));
+        report_val("twotok.writes", median(wps, nr));
+    } else {
+        report_err("twotok.ratio", "failed: no paired run");
+    }
+    M.f->C_CloseSession(w.s);
+}
+
 static void
 bench_module(int idx)
 {
@@ -1991,6 +2108,18 @@ bench_module(int idx)
         sg.pubkey = k->pub;
         sg.pub = k->pk;
         bench_mech(&sg, &MECHS[a]);
+    }
+    if (!O.objects_only && keys[KT_EC].ok && mech_on(A_ECDSA)) {
+        struct signer sg;
+
+        memset(&sg, 0, sizeof(sg));
+        sg.f = M.f;
+        sg.slot = M.slot;
+        sg.s0 = M.s0;
+        sg.key = keys[KT_EC].priv;
+        sg.pubkey = keys[KT_EC].pub;
+        sg.pub = keys[KT_EC].pk;
+        bench_two_tokens(&sg, &MECHS[A_ECDSA]);
     }
     for (int kt = 0; kt < KT_COUNT; kt++)
         EVP_PKEY_free(keys[kt].pk);
@@ -2160,6 +2289,18 @@ define_rows(void)
         row_def(sec, key, "ops/s", B_HIGHER, "verify, 1 thread");
         rowkey(key, sizeof(key), "verify2", md->key);
         row_def(sec, key, "ops/s", B_HIGHER, "verify, 2 threads");
+    }
+    if (!O.objects_only && mech_on(A_ECDSA)) {
+        sec = "Two tokens: ECDSA P-256 (CKM_ECDSA) on one while another is written";
+        row_def(sec, "twotok.idle", "ops/s", B_HIGHER, "sign, 1 thread, the other token idle");
+        row_def(sec, "twotok.busy", "ops/s", B_HIGHER,
+                "sign, 1 thread, while a thread writes the other token");
+        row_def(sec, "twotok.ratio", "x", B_HIGHER, "sign while written / idle (paired rounds)");
+        row_def(sec, "twotok.idlecpu", "op/cs", B_HIGHER, "idle, per CPU-second of the thread");
+        row_def(sec, "twotok.busycpu", "op/cs", B_HIGHER, "written, per CPU-second of the thread");
+        row_def(sec, "twotok.ratiocpu", "x", B_HIGHER, "written / idle per CPU-second (paired)");
+        row_def(sec, "twotok.writes", "pair/s", B_HIGHER,
+                "create+destroy pairs on the written token meanwhile");
     }
     for (int i = 0; i < O.nobjects; i++) {
         unsigned long n = O.objects[i];

@@ -217,7 +217,7 @@ int main(int argc, char **argv)
     return fails != 0;
 }
 EOF
-cc -std=c11 -D_GNU_SOURCE -I"$EVERTOKEN_SOURCE_DIR/module" $(pkg-config --cflags p11-kit-1) \
+cc -std=c11 -D_GNU_SOURCE -I"$EVERTOKEN_SOURCE_DIR/include/evertoken" $(pkg-config --cflags p11-kit-1) \
     -o "$T/drv" "$T/drv.c" -ldl -lpthread || die "driver does not compile"
 writer="pkcs11-tool --module '$MODULE' --slot 0 --login --pin $PIN --write-object '$T/c.der'"
 writer="$writer --type cert --id 02 --label c2 >/dev/null"

@@ -19,6 +19,14 @@
  * PRAGMA integrity_check is ok, every record authenticates, and the number
  * of data objects equals what the workers created minus what they
  * destroyed.
+ *
+ * Then two tokens in one process (the per-token lock, module/mod_int.h):
+ * a second token B gets its own key pairs, and for a third of
+ * R_STRESS_SECONDS (at least 2 s) one thread writes token A in a loop
+ * (create a data object, destroy every other one) while R_STRESS_THREADS
+ * threads sign on token B, each on its own session, verifying every
+ * signature. Every call must succeed, both sides must have made progress,
+ * and token A ends with exactly the objects the writer left.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -320,6 +328,139 @@ login_process(void)
     _exit(0);
 }
 
+/* ---- two tokens: one written, one signing --------------------------------- */
+
+static CK_SLOT_ID slot_b;
+
+/* Token A's writer: create, and destroy every other object again. */
+static void *
+writer_main(void *arg)
+{
+    struct worker *w = arg;
+    CK_OBJECT_HANDLE mine[2];
+    CK_SESSION_HANDLE s;
+    unsigned char val[24];
+    CK_RV rv;
+
+    rv = R->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+    if (rv != CKR_OK) {
+        report(w, "writer C_OpenSession", rv);
+        return NULL;
+    }
+    for (unsigned k = 0; r_now() < deadline && w->errors == 0; k++) {
+        r_fill(&w->seed, val, sizeof(val));
+        rv = r_create_data(s, r_fmt("writer-%u", k), val, sizeof(val), (int)(k & 1), &mine[k & 1]);
+        if (rv != CKR_OK) {
+            report(w, "writer C_CreateObject", rv);
+            break;
+        }
+        w->created++;
+        if (k & 1) {
+            rv = R->C_DestroyObject(s, mine[0]);
+            if (rv != CKR_OK) {
+                report(w, "writer C_DestroyObject", rv);
+                break;
+            }
+            w->destroyed++;
+        }
+    }
+    rv = R->C_CloseSession(s);
+    if (rv != CKR_OK)
+        report(w, "writer C_CloseSession", rv);
+    return NULL;
+}
+
+/* Token B's signers. */
+static void *
+signer_main(void *arg)
+{
+    struct worker *w = arg;
+    CK_OBJECT_HANDLE key[2];
+    CK_SESSION_HANDLE s;
+    CK_RV rv;
+
+    rv = R->C_OpenSession(slot_b, CKF_SERIAL_SESSION, NULL, NULL, &s);
+    if (rv != CKR_OK) {
+        report(w, "signer C_OpenSession", rv);
+        return NULL;
+    }
+    key[0] = find_key(s, 0);
+    key[1] = find_key(s, 1);
+    if (key[0] == CK_INVALID_HANDLE || key[1] == CK_INVALID_HANDLE)
+        report(w, "signer: finding the keys", CKR_GENERAL_ERROR);
+    while (r_now() < deadline && w->errors == 0) {
+        int ec = (int)(r_rand(&w->seed) & 1);
+        CK_MECHANISM m = {ec ? CKM_ECDSA_SHA256 : CKM_SHA256_RSA_PKCS, NULL, 0};
+        unsigned char msg[64], sig[512];
+        CK_ULONG siglen = sizeof(sig);
+
+        r_fill(&w->seed, msg, sizeof(msg));
+        rv = R->C_SignInit(s, &m, key[ec]);
+        if (rv == CKR_OK)
+            rv = R->C_Sign(s, msg, sizeof(msg), sig, &siglen);
+        if (rv != CKR_OK) {
+            report(w, ec ? "token B ECDSA sign" : "token B RSA sign", rv);
+            break;
+        }
+        if (!verify(ec, msg, sizeof(msg), sig, siglen)) {
+            report(w, "token B signature does not verify", CKR_SIGNATURE_INVALID);
+            break;
+        }
+        w->ops[3]++;
+    }
+    rv = R->C_CloseSession(s);
+    if (rv != CKR_OK)
+        report(w, "signer C_CloseSession", rv);
+    return NULL;
+}
+
+/* Token A holds BEFORE data objects. */
+static void
+two_tokens(int threads, long secs, long before)
+{
+    struct worker w[17];
+    CK_SESSION_HANDLE sa, sb;
+    CK_OBJECT_HANDLE hs[4096];
+    long sigs = 0, errors = 0, n;
+    CK_RV rv;
+
+    r_init();
+    slot_b = r_make_token();
+    R_ASSERT(slot_b != slot, "token B is a second token");
+    sb = r_session(slot_b, R_USER_PIN);
+    genkey(sb, 0); /* spki[] now holds token B's public keys */
+    genkey(sb, 1);
+    sa = r_session(slot, R_USER_PIN); /* the process's logins on A and B */
+    deadline = r_now() + (double)(secs / 3 > 2 ? secs / 3 : 2);
+    for (int i = 0; i <= threads; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].proc = 99;
+        w[i].id = i;
+        w[i].seed = 0x9000u + (unsigned)i;
+        R_ASSERT(pthread_create(&w[i].th, NULL, i == 0 ? writer_main : signer_main, &w[i]) == 0,
+                 "pthread_create");
+    }
+    for (int i = 0; i <= threads; i++) {
+        pthread_join(w[i].th, NULL);
+        errors += w[i].errors;
+        sigs += w[i].ops[3];
+    }
+    R_ASSERT(errors == 0, "two tokens: %ld errors", errors);
+    R_ASSERT(w[0].created > 0 && sigs > 0, "two tokens: %ld writes on A, %ld signatures on B",
+             w[0].created, sigs);
+    n = r_find_data(sa, NULL, hs, 4096, &rv);
+    R_ASSERT(n == before + w[0].created - w[0].destroyed,
+             "token A: %ld data objects, expected %ld (%s)", n,
+             before + w[0].created - w[0].destroyed, r_ckr(rv));
+    R_CK(R->C_CloseSession(sa), CKR_OK);
+    R_CK(R->C_CloseSession(sb), CKR_OK);
+    R_CK(R->C_Finalize(NULL), CKR_OK);
+    fprintf(stderr,
+            "r_stress: two tokens: %ld creates and %ld destroys on A while %d threads made %ld "
+            "verified signatures on B\n",
+            w[0].created, w[0].destroyed, threads, sigs);
+}
+
 static int
 count_cb(void *ctx, const ks_object *o)
 {
@@ -394,6 +535,7 @@ main(void)
     R_CK(R->C_Finalize(NULL), CKR_OK);
     fprintf(stderr, "r_stress: %d processes x %d threads for %ld s: no error, %ld objects left\n",
             procs, threads, secs, total);
+    two_tokens(threads, secs, total);
     r_rm_rf(dir);
     return 0;
 }

@@ -35,7 +35,9 @@
 #include "keystore.h"
 #include "rlib.h"
 
-#define VLEN 32
+#define VLEN         32
+#define R_CRASH_POP  128  /* population above which the writer destroys more than it creates */
+#define R_CRASH_FIND 2048 /* the checker's find buffer: far above what the writer leaves */
 
 enum st { LIVE, DEAD, MAYBE_CREATED, MAYBE_DESTROYED };
 struct obj {
@@ -124,7 +126,10 @@ writer(unsigned iter)
     for (unsigned k = 0;; k++) {
         unsigned r = (unsigned)(r_rand(&seed) % 100);
 
-        if (r < 50 || nl == 0) {
+        /* Creations outweigh destructions (50 : 38) while the token is
+         * small; above R_CRASH_POP objects destructions win, so the count
+         * stays bounded however many of the 300 kills come late. */
+        if (r < (nl > R_CRASH_POP ? 30 : 50) || nl == 0) {
             unsigned char val[VLEN];
             char hx[2 * VLEN + 1], label[32];
             int priv = (int)(r_rand(&seed) & 1);
@@ -236,7 +241,7 @@ check(unsigned iter)
     unsigned tampered = 99;
     unsigned long nrec = 0, expect_min = 0, expect_max = 0;
     CK_SESSION_HANDLE s;
-    CK_OBJECT_HANDLE hs[512];
+    static CK_OBJECT_HANDLE hs[R_CRASH_FIND];
     CK_RV rv;
     long n;
 
@@ -262,8 +267,9 @@ check(unsigned iter)
     /* Module level: the objects and their values. */
     r_init();
     s = r_session(slot, pin);
-    n = r_find_data(s, NULL, hs, 512, &rv);
-    R_ASSERT(n >= 0 && n < 512, "iteration %u: find -> %s", iter, r_ckr(rv));
+    n = r_find_data(s, NULL, hs, R_CRASH_FIND, &rv);
+    R_ASSERT(n >= 0 && n < R_CRASH_FIND, "iteration %u: find -> %s (%ld objects)", iter, r_ckr(rv),
+             n);
     R_ASSERT((unsigned long)n == nrec, "iteration %u: %ld objects, %lu records", iter, n, nrec);
     for (size_t i = 0; i < nobjs; i++)
         objs[i].priv |= 0x100; /* not seen yet */

@@ -1,7 +1,6 @@
 /*
  * keygen.c — creating keys from mechanisms: C_GenerateKeyPair (RSA, EC,
- * EdDSA), and C_GenerateKey, C_WrapKey, C_UnwrapKey (no mechanism:
- * CKR_MECHANISM_INVALID after their argument checks). C_DeriveKey (ECDH) is
+ * EdDSA), C_GenerateKey (AES, generic secrets), and C_WrapKey, C_UnwrapKey. C_DeriveKey (ECDH) is
  * in derive.c; the sequence both share in gen.c.
  *
  * Locking (mod_int.h): the global lock is held only to look up the session
@@ -36,6 +35,7 @@
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
 #include <openssl/params.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
 
@@ -376,12 +376,46 @@ out:
     return rv;
 }
 
-/* ---- no mechanism ---------------------------------------------------------- */
+/* ---- C_GenerateKey: AES and generic secret keys ------------------------- */
+
+/* The template of a new secret key of type KT (no lock): *LEN its
+ * CKA_VALUE_LEN, which the template must give. */
+static CK_RV
+secgen_check(const CK_ATTRIBUTE *t, CK_ULONG n, CK_KEY_TYPE kt, const obj_policy *pol,
+             CK_ULONG *len)
+{
+    CK_RV rv;
+
+    if (tfind(t, n, CKA_CLASS) != NULL &&
+        tulong(t, n, CKA_CLASS, CK_UNAVAILABLE_INFORMATION) != CKO_SECRET_KEY)
+        return CKR_TEMPLATE_INCONSISTENT;
+    if (tfind(t, n, CKA_KEY_TYPE) != NULL &&
+        tulong(t, n, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION) != kt)
+        return CKR_TEMPLATE_INCONSISTENT;
+    rv = obj_gen_check(t, n, CKO_SECRET_KEY, kt, pol);
+    if (rv != CKR_OK)
+        return rv;
+    if (tfind(t, n, CKA_VALUE_LEN) == NULL)
+        return CKR_TEMPLATE_INCOMPLETE;
+    *len = tulong(t, n, CKA_VALUE_LEN, 0);
+    if (kt == CKK_AES ? (*len != 16 && *len != 24 && *len != 32)
+                      : (*len == 0 || *len > MOD_SECRET_MAX))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    return CKR_OK;
+}
 
 CK_RV
 mod_C_GenerateKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                   CK_OBJECT_HANDLE_PTR key)
 {
+    struct gen g = {hs, NULL};
+    const struct mod_mech *m;
+    obj_policy pol;
+    obj_origin origin;
+    struct mat mt;
+    mod_attrs *attrs = NULL;
+    CK_ULONG len = 0;
+    unsigned char *v;
     CK_RV rv;
 
     if (!mod_ready())
@@ -391,8 +425,43 @@ mod_C_GenerateKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR 
     rv = obj_template_check(t, n);
     if (rv != CKR_OK)
         return rv;
-    return op_none(hs, CKR_MECHANISM_INVALID);
+    m = mech_find(mech->mechanism);
+    if (m == NULL || m->fam != MF_SECGEN)
+        return op_none(hs, CKR_MECHANISM_INVALID);
+    rv = session_policy(hs, &pol);
+    if (rv != CKR_OK)
+        return rv;
+    if (mech->ulParameterLen != 0)
+        return CKR_MECHANISM_PARAM_INVALID;
+    rv = secgen_check(t, n, m->key_type, &pol, &len);
+    if (rv == CKR_OK)
+        rv = gen_prepare(&g, t, n, CK_TRUE, NULL, 0, CK_FALSE);
+    if (rv != CKR_OK)
+        return rv;
+
+    /* Without the lock from here to the store. */
+    mat_init(&mt, CKO_SECRET_KEY, m->key_type);
+    v = mat_add(&mt, CKA_VALUE, len, 1);
+    if (v == NULL)
+        rv = CKR_HOST_MEMORY;
+    else if (RAND_priv_bytes(v, (int)len) != 1)
+        rv = CKR_FUNCTION_FAILED;
+    if (rv == CKR_OK)
+        rv = mat_copy(&mt, CKA_VALUE_LEN, &len, sizeof(len), 0);
+    memset(&origin, 0, sizeof(origin));
+    origin.gen_mech = m->type;
+    if (rv == CKR_OK)
+        rv = obj_from_generated(t, n, mt.a, mt.n, &origin, &pol, &attrs);
+    if (rv == CKR_OK)
+        rv = gen_store(&g, attrs, NULL, NULL, 0, key, NULL);
+    else
+        gen_abandon(&g);
+    mat_free(&mt);
+    ERR_clear_error();
+    return rv;
 }
+
+/* ---- no mechanism yet ------------------------------------------------------ */
 
 CK_RV
 mod_C_WrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey,

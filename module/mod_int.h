@@ -436,7 +436,24 @@ enum mod_mech_family {
     MF_DIGEST,
     MF_KEYGEN, /* keygen.c: C_GenerateKeyPair */
     MF_DERIVE, /* keygen.c: C_DeriveKey */
+    /* secret keys (op_sym.c) */
+    MF_SECGEN,      /* keygen.c: C_GenerateKey (AES, generic secret) */
+    MF_AES_ECB,     /* CKM_AES_ECB */
+    MF_AES_CBC,     /* CKM_AES_CBC */
+    MF_AES_CBC_PAD, /* CKM_AES_CBC_PAD */
+    MF_AES_CTR,     /* CKM_AES_CTR */
+    MF_AES_GCM,     /* CKM_AES_GCM */
+    MF_CMAC,        /* CKM_AES_CMAC and _GENERAL */
+    MF_HMAC,        /* CKM_SHAx_HMAC and _GENERAL */
+    MF_WRAP,        /* keygen.c: C_WrapKey/C_UnwrapKey (AES key wrap, with padding) */
 };
+
+/* Longest secret key value (bytes) the mechanisms take: HMAC keys and
+ * CKM_GENERIC_SECRET_KEY_GEN. */
+#define MOD_SECRET_MAX 1024
+
+/* Families computed with a secret key's value rather than an EVP_PKEY. */
+#define MF_IS_SYM(f) ((f) >= MF_AES_ECB && (f) <= MF_HMAC)
 
 /* Hash functions (md field): MD_NONE for mechanisms that hash nothing. */
 enum { MD_NONE = 0, MD_SHA1, MD_SHA224, MD_SHA256, MD_SHA384, MD_SHA512, MD_COUNT };

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
@@ -63,6 +65,8 @@ static void
 params_clear(struct op_params *p)
 {
     OPENSSL_free(p->label);
+    OPENSSL_free(p->iv);
+    OPENSSL_free(p->aad);
     memset(p, 0, sizeof(*p));
 }
 
@@ -81,8 +85,12 @@ op_drop_ctx(struct mod_op *op)
     EVP_MD_CTX_free(op->hctx);
     EVP_MD_CTX_free(op->tmpl);
     EVP_MD_CTX_free(op->work);
+    EVP_CIPHER_CTX_free(op->cctx); /* cleanses the key schedule */
+    EVP_MAC_CTX_free(op->mctx);
     op->pctx = NULL;
     op->hctx = op->tmpl = op->work = NULL;
+    op->cctx = NULL;
+    op->mctx = NULL;
     op->ready = 0;
 }
 
@@ -93,6 +101,9 @@ op_forget(struct mod_op *op)
     op_drop_ctx(op);
     EVP_PKEY_free(op->pkey);
     op->pkey = NULL;
+    if (op->skey != NULL)
+        sodium_memzero(op->skey, MOD_SECRET_MAX);
+    op->skey_len = 0;
     params_clear(&op->p);
     op->m = NULL;
     op->kind = OP_NONE;
@@ -109,6 +120,8 @@ op_free(struct mod_op *op)
         OPENSSL_clear_free(op->buf, op->cap);
     if (op->scratch != NULL)
         OPENSSL_clear_free(op->scratch, op->scap);
+    if (op->skey != NULL)
+        sodium_free(op->skey);
     free(op);
 }
 
@@ -122,6 +135,10 @@ op_finish_inlock(struct mod_op *op)
     if (op->len > 0)
         OPENSSL_cleanse(op->buf, op->len);
     op->len = 0;
+    if (op->fin_len > 0)
+        OPENSSL_cleanse(op->scratch, op->fin_len); /* a result never collected */
+    op->fin_done = 0;
+    op->fin_len = 0;
     if (op->dead) {
         op_forget(op);
         op->dead = 0;
@@ -186,6 +203,8 @@ params_parse(const struct mod_mech *m, const CK_MECHANISM *mech, struct op_param
     p->md = m->md;
     if (mech->pParameter == NULL && mech->ulParameterLen != 0)
         return CKR_ARGUMENTS_BAD;
+    if (MF_IS_SYM(m->fam))
+        return sym_params(m, mech, p);
     switch (m->fam) {
     case MF_RSA_PSS: {
         const CK_RSA_PKCS_PSS_PARAMS *pp = mech->pParameter;
@@ -250,8 +269,8 @@ params_parse(const struct mod_mech *m, const CK_MECHANISM *mech, struct op_param
 
 static CK_RV
 key_check_inlock(struct mod_session *s, enum op_kind kind, const struct mod_mech *m,
-                 CK_OBJECT_HANDLE key, const struct op_params *p, EVP_PKEY **pkey, int *priv,
-                 int *need_auth)
+                 CK_OBJECT_HANDLE key, const struct op_params *p, EVP_PKEY **pkey,
+                 const ks_attr **sval, int *priv, int *need_auth)
 {
     struct mod_token *t = s->tok;
     struct mod_object *o = NULL;
@@ -280,6 +299,19 @@ key_check_inlock(struct mod_session *s, enum op_kind kind, const struct mod_mech
             ;
         if (i == n)
             return CKR_MECHANISM_INVALID;
+    }
+    if (MF_IS_SYM(m->fam)) {
+        /* A secret key: its value, copied by the caller under the lock. */
+        const ks_attr *v = obj_find(o->attrs, CKA_VALUE);
+        if (cls != CKO_SECRET_KEY ||
+            obj_ulong(o->attrs, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION) != m->key_type)
+            return CKR_KEY_TYPE_INCONSISTENT;
+        if (v == NULL || !sym_key_size_ok(m, v->len))
+            return CKR_KEY_SIZE_RANGE;
+        *sval = v;
+        *priv = o->priv;
+        *need_auth = 0;
+        return CKR_OK;
     }
     if (cls != want || obj_ulong(o->attrs, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION) != m->key_type)
         return CKR_KEY_TYPE_INCONSISTENT;
@@ -326,7 +358,8 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     const struct mod_mech *m;
     struct op_params p;
     EVP_PKEY *pkey = NULL;
-    int priv = 0, need_auth = 0;
+    const ks_attr *sval = NULL;
+    int priv = 0, need_auth = 0, same_key;
     CK_RV rv, sync = CKR_OK;
 
     memset(&p, 0, sizeof(p));
@@ -355,8 +388,9 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     if (rv != CKR_OK)
         goto out;
     if (kind != OP_DIGEST) {
-        rv =
-            sync != CKR_OK ? sync : key_check_inlock(s, kind, m, key, &p, &pkey, &priv, &need_auth);
+        rv = sync != CKR_OK
+                 ? sync
+                 : key_check_inlock(s, kind, m, key, &p, &pkey, &sval, &priv, &need_auth);
         if (rv != CKR_OK)
             goto out;
     }
@@ -368,11 +402,27 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
         }
     }
     op = s->op;
-    if (op->ready && op->kind == kind && op->m == m && op->pkey == pkey &&
-        params_equal(&op->p, &p)) {
-        /* Same key, mechanism and parameters as last time: reuse. */
+    if (sval != NULL) {
+        /* Secret keys are compared by value (an object may go and another
+         * come at the same address), in constant time. */
+        same_key =
+            op->skey_len == sval->len && sodium_memcmp(op->skey, sval->value, sval->len) == 0;
+        if (op->skey == NULL) {
+            if (sodium_init() < 0 || (op->skey = sodium_malloc(MOD_SECRET_MAX)) == NULL) {
+                rv = CKR_HOST_MEMORY;
+                goto out;
+            }
+        }
+    } else {
+        same_key = op->pkey == pkey && op->skey_len == 0;
+    }
+    if (op->ready && op->kind == kind && op->m == m && same_key && params_equal(&op->p, &p)) {
+        /* Same key, mechanism and parameters as last time: reuse the
+         * contexts. Per-operation parameters (IV, AAD) are taken anew. */
         EVP_PKEY_free(pkey);
-        params_clear(&p);
+        params_clear(&op->p);
+        op->p = p;
+        memset(&p, 0, sizeof(p));
     } else {
         op_forget(op);
         op->kind = kind;
@@ -380,6 +430,10 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
         op->p = p;
         op->pkey = pkey;
         memset(&p, 0, sizeof(p));
+        if (sval != NULL) {
+            memcpy(op->skey, sval->value, sval->len);
+            op->skey_len = sval->len;
+        }
     }
     pkey = NULL;
     op->priv = priv;
@@ -411,7 +465,10 @@ op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     if (rv != CKR_OK)
         return rv;
     /* Without the lock: the OpenSSL contexts of a busy operation. */
-    switch (kind) {
+    switch (MF_IS_SYM(op->m != NULL ? op->m->fam : MF_DIGEST) ? OP_NONE : kind) {
+    case OP_NONE:
+        rv = sym_prepare(op);
+        break;
     case OP_SIGN:
     case OP_VERIFY:
         rv = sign_prepare(op);
@@ -508,7 +565,7 @@ op_logout_inlock(struct mod_token *t)
 {
     for (struct mod_session *s = mod_g.sessions; s != NULL; s = s->next) {
         struct mod_op *op = s->op;
-        if (s->tok != t || op == NULL || op->pkey == NULL || !op->priv)
+        if (s->tok != t || op == NULL || (op->pkey == NULL && op->skey_len == 0) || !op->priv)
             continue;
         if (op->busy) {
             op->dead = 1;

@@ -1,6 +1,7 @@
 /*
  * op_cipher.c — C_Encrypt* and C_Decrypt* with RSA: CKM_RSA_PKCS (PKCS #1
- * v1.5) and CKM_RSA_PKCS_OAEP (hashAlg, MGF1 and a label).
+ * v1.5) and CKM_RSA_PKCS_OAEP (hashAlg, MGF1 and a label). The AES
+ * mechanisms are computed by op_sym.c; the entry points here hand them over.
  *
  * Both mechanisms are single-part by nature (PKCS#11 3.0 sections 2.1.6 and
  * 2.1.8); C_EncryptUpdate/C_DecryptUpdate are still accepted: they collect
@@ -164,15 +165,18 @@ mod_C_Encrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR 
     rv = op_acquire(hs, OP_ENCRYPT, &op);
     if (rv != CKR_OK)
         return rv;
-    rv = op->multi ? CKR_OPERATION_ACTIVE : do_encrypt(op, in, inlen, 1, out, outlen);
+    rv = op->multi               ? CKR_OPERATION_ACTIVE
+         : MF_IS_SYM(op->m->fam) ? sym_crypt(op, in, inlen, out, outlen)
+                                 : do_encrypt(op, in, inlen, 1, out, outlen);
     ERR_clear_error();
     return op_release(op, rv, 0);
 }
 
-/* Collects the input; never produces output (*outlen = 0). */
+/* RSA: collects the input, never produces output (*outlen = 0). AES: the
+ * mode's output so far (op_sym.c). */
 static CK_RV
 cipher_update(CK_SESSION_HANDLE hs, enum op_kind kind, CK_BYTE_PTR in, CK_ULONG inlen,
-              CK_ULONG_PTR outlen)
+              CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
     struct mod_op *op = NULL;
     CK_RV rv;
@@ -184,6 +188,11 @@ cipher_update(CK_SESSION_HANDLE hs, enum op_kind kind, CK_BYTE_PTR in, CK_ULONG 
     rv = op_acquire(hs, kind, &op);
     if (rv != CKR_OK)
         return rv;
+    if (MF_IS_SYM(op->m->fam)) {
+        rv = sym_update(op, in, inlen, out, outlen);
+        ERR_clear_error();
+        return op_release(op, rv, 1);
+    }
     op->multi = 1;
     rv = op_buffer(op, in, inlen);
     if (rv == CKR_DATA_LEN_RANGE && kind == OP_DECRYPT)
@@ -197,8 +206,7 @@ CK_RV
 mod_C_EncryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
                     CK_ULONG_PTR outlen)
 {
-    (void)out;
-    return cipher_update(hs, OP_ENCRYPT, in, inlen, outlen);
+    return cipher_update(hs, OP_ENCRYPT, in, inlen, out, outlen);
 }
 
 CK_RV
@@ -214,7 +222,8 @@ mod_C_EncryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
     rv = op_acquire(hs, OP_ENCRYPT, &op);
     if (rv != CKR_OK)
         return rv;
-    rv = do_encrypt(op, NULL, 0, 0, out, outlen);
+    rv = MF_IS_SYM(op->m->fam) ? sym_final(op, out, outlen)
+                               : do_encrypt(op, NULL, 0, 0, out, outlen);
     ERR_clear_error();
     return op_release(op, rv, 0);
 }
@@ -243,7 +252,9 @@ mod_C_Decrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR 
     rv = op_acquire(hs, OP_DECRYPT, &op);
     if (rv != CKR_OK)
         return rv;
-    rv = op->multi ? CKR_OPERATION_ACTIVE : do_decrypt(op, in, inlen, 1, out, outlen);
+    rv = op->multi               ? CKR_OPERATION_ACTIVE
+         : MF_IS_SYM(op->m->fam) ? sym_crypt(op, in, inlen, out, outlen)
+                                 : do_decrypt(op, in, inlen, 1, out, outlen);
     ERR_clear_error();
     return op_release(op, rv, 0);
 }
@@ -252,8 +263,7 @@ CK_RV
 mod_C_DecryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
                     CK_ULONG_PTR outlen)
 {
-    (void)out;
-    return cipher_update(hs, OP_DECRYPT, in, inlen, outlen);
+    return cipher_update(hs, OP_DECRYPT, in, inlen, out, outlen);
 }
 
 CK_RV
@@ -269,7 +279,8 @@ mod_C_DecryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
     rv = op_acquire(hs, OP_DECRYPT, &op);
     if (rv != CKR_OK)
         return rv;
-    rv = do_decrypt(op, NULL, 0, 0, out, outlen);
+    rv = MF_IS_SYM(op->m->fam) ? sym_final(op, out, outlen)
+                               : do_decrypt(op, NULL, 0, 0, out, outlen);
     ERR_clear_error();
     return op_release(op, rv, 0);
 }

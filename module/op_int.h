@@ -51,6 +51,14 @@ struct op_params {
     CK_ULONG salt;        /* PSS sLen */
     unsigned char *label; /* OAEP label (owned, OPENSSL_malloc) */
     size_t label_len;
+    /* secret-key mechanisms (op_sym.c); none of them changes the contexts */
+    unsigned char *iv; /* CBC IV, CTR counter block, GCM IV (owned) */
+    size_t iv_len;
+    CK_ULONG ctr_bits;  /* CTR: counter bits of the block */
+    unsigned char *aad; /* GCM additional data (owned) */
+    size_t aad_len;
+    size_t tag_len; /* GCM tag bytes */
+    size_t mac_len; /* MAC bytes (the full MAC, or the _GENERAL length) */
 };
 
 struct mod_op {
@@ -83,6 +91,17 @@ struct mod_op {
     size_t len, cap;
     unsigned char *scratch; /* DER signature (ECDSA) or plaintext (decrypt) */
     size_t scap;
+    /* secret-key mechanisms (op_sym.c) */
+    unsigned char *skey;            /* copy of the key's value (sodium_malloc, MOD_SECRET_MAX) */
+    size_t skey_len;                /* 0: no secret key */
+    EVP_CIPHER_CTX *cctx;           /* AES modes: keyed once, re-initialised per operation */
+    EVP_MAC_CTX *mctx;              /* HMAC, CMAC: keyed once */
+    int fresh;                      /* the contexts are initialised and unused */
+    size_t pend;                    /* bytes the cipher context holds back (block modes) */
+    unsigned long long done;        /* bytes processed (CTR counter limit) */
+    unsigned long long blocks_left; /* CTR: blocks before the counter wraps */
+    int fin_done;                   /* the final result is in scratch (fin_len bytes) */
+    size_t fin_len;
 };
 
 /* Init: all checks, key reference, operation marked active and busy, then
@@ -114,6 +133,29 @@ void op_drop_ctx(struct mod_op *op);
 CK_RV sign_prepare(struct mod_op *op);
 CK_RV cipher_prepare(struct mod_op *op);
 CK_RV digest_prepare(struct mod_op *op);
+CK_RV sym_prepare(struct mod_op *op);
+
+/* op_sym.c: the secret-key mechanisms. Parameters of an AES or MAC
+ * mechanism into P (CKR_MECHANISM_PARAM_INVALID, CKR_HOST_MEMORY). */
+CK_RV sym_params(const struct mod_mech *m, const CK_MECHANISM *mech, struct op_params *p);
+/* C_Encrypt/C_Decrypt, C_xUpdate, C_xFinal of an AES mechanism. */
+CK_RV sym_crypt(struct mod_op *op, const unsigned char *in, size_t inlen, CK_BYTE_PTR out,
+                CK_ULONG_PTR outlen);
+CK_RV sym_update(struct mod_op *op, const unsigned char *in, size_t inlen, CK_BYTE_PTR out,
+                 CK_ULONG_PTR outlen);
+CK_RV sym_final(struct mod_op *op, CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+/* C_Sign/C_SignFinal (SINGLE: IN is the whole message), C_Verify/
+ * C_VerifyFinal, C_SignUpdate/C_VerifyUpdate of a MAC mechanism. */
+CK_RV mac_sign(struct mod_op *op, const unsigned char *in, size_t inlen, int single,
+               CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV mac_verify(struct mod_op *op, const unsigned char *in, size_t inlen, int single,
+                 const unsigned char *sig, size_t siglen);
+CK_RV mac_update(struct mod_op *op, const unsigned char *in, size_t inlen);
+/* Is a secret key of LEN bytes usable with mechanism M? */
+int sym_key_size_ok(const struct mod_mech *m, size_t len);
+/* AES ciphers fetched once per process: MODE one of "ECB", "CBC", "CTR",
+ * "GCM", "WRAP", "WRAP-PAD"; KEYLEN 16, 24 or 32. NULL if unavailable. */
+const EVP_CIPHER *sym_cipher(const char *mode, size_t keylen);
 
 /* PKCS#11 ECDSA signatures (r || s, each half the order's length) <-> DER. */
 CK_RV ecdsa_rs_to_der(const unsigned char *rs, size_t rslen, unsigned char *der, size_t *derlen);

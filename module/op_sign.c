@@ -217,6 +217,9 @@ do_sign(struct mod_op *op, const unsigned char *in, size_t inlen, int single, CK
     size_t tbslen = 0, siglen;
     CK_RV rv;
 
+    if (MF_IS_SYM(op->m->fam))
+        return mac_sign(op, in, inlen, single, out, outlen);
+
     /* PKCS#11 3.0 section 4.9 (CKA_ALWAYS_AUTHENTICATE) and 5.5: without
      * the context login the signature is refused. */
     if (op->need_auth && !op->authed)
@@ -272,6 +275,9 @@ do_verify(struct mod_op *op, const unsigned char *in, size_t inlen, int single,
     int ok;
     CK_RV rv;
 
+    if (MF_IS_SYM(op->m->fam))
+        return mac_verify(op, in, inlen, single, sig, siglen);
+
     /* Section 5.13: a signature of the wrong length is
      * CKR_SIGNATURE_LEN_RANGE, a wrong one CKR_SIGNATURE_INVALID. */
     if (siglen != op->outlen)
@@ -304,6 +310,8 @@ do_verify(struct mod_op *op, const unsigned char *in, size_t inlen, int single,
 static CK_RV
 do_update(struct mod_op *op, const unsigned char *in, size_t inlen)
 {
+    if (MF_IS_SYM(op->m->fam))
+        return mac_update(op, in, inlen);
     op->multi = 1;
     if (op->m->md != MD_NONE)
         return inlen == 0 || EVP_DigestUpdate(op->hctx, in, inlen) == 1 ? CKR_OK

@@ -296,8 +296,10 @@ check_new(obj_build *b, const obj_policy *p, unsigned *cb)
     if (ob_bool(b, CKA_TRUSTED, CK_FALSE) && (p == NULL || !p->so))
         return CKR_ATTRIBUTE_READ_ONLY; /* footnote 10: only the SO sets it TRUE */
     /* Key material is only ever stored sealed (docs/threat-model.md), so a
-     * private or secret key cannot be a public object on this token. */
-    if ((*cb & (OC_PRV | OC_SEC)) && !ob_bool(b, CKA_PRIVATE, CK_TRUE))
+     * private or secret token key cannot be a public object on this token.
+     * A session key never touches the disk: it may be public. */
+    if ((*cb & (OC_PRV | OC_SEC)) && !ob_bool(b, CKA_PRIVATE, CK_TRUE) &&
+        ob_bool(b, CKA_TOKEN, CK_FALSE))
         return CKR_TEMPLATE_INCONSISTENT;
     return CKR_OK;
 }
@@ -576,7 +578,8 @@ apply(const mod_attrs *src, const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy 
         if (rv != CKR_OK)
             goto done;
     }
-    if ((cb & (OC_PRV | OC_SEC)) && !ob_bool(&r, CKA_PRIVATE, CK_TRUE)) {
+    if ((cb & (OC_PRV | OC_SEC)) && !ob_bool(&r, CKA_PRIVATE, CK_TRUE) &&
+        ob_bool(&r, CKA_TOKEN, CK_FALSE)) {
         rv = CKR_TEMPLATE_INCONSISTENT; /* as in obj_from_template */
         goto done;
     }

@@ -57,8 +57,9 @@ CK_RV obj_template_check(const CK_ATTRIBUTE *t, CK_ULONG n);
  * CKR_ATTRIBUTE_READ_ONLY (e.g. CKA_LOCAL given), CKR_HOST_MEMORY.
  * Also CKR_CURVE_NOT_SUPPORTED for well-formed CKA_EC_PARAMS naming a curve
  * other than P-256/P-384/P-521 (CKK_EC) or Ed25519/Ed448 (CKK_EC_EDWARDS).
- * Private and secret keys must be CKA_PRIVATE TRUE (TEMPLATE_INCONSISTENT
- * otherwise): key material is only stored sealed.
+ * Private and secret token keys must be CKA_PRIVATE TRUE
+ * (TEMPLATE_INCONSISTENT otherwise): key material is only stored sealed.
+ * Session keys (CKA_TOKEN FALSE) may be CKA_PRIVATE FALSE.
  */
 CK_RV obj_from_template(const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *p, mod_attrs **out);
 

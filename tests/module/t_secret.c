@@ -841,15 +841,65 @@ t_secret_random_parts(void **state)
     assert_ok(F->C_CloseSession(h));
 }
 
+/* CKA_PRIVATE FALSE: accepted for session keys (they never touch the
+ * disk), refused by evertoken for token keys (stored sealed only). */
+static void
+t_secret_public_session_keys(void **state)
+{
+    CK_SESSION_HANDLE h = user_session();
+    CK_MECHANISM aes = {CKM_AES_KEY_GEN, NULL, 0}, ecb = {CKM_AES_ECB, NULL, 0};
+    CK_MECHANISM ec = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+    static const unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+                                         0xce, 0x3d, 0x03, 0x01, 0x07};
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_AES;
+    CK_ULONG len = 16, n;
+    unsigned char v[16] = {1, 2, 3}, in[16] = {0}, out[16];
+    CK_ATTRIBUTE gen[] = {{CKA_VALUE_LEN, &len, sizeof(len)}, {CKA_PRIVATE, (void *)&no, 1}};
+    CK_ATTRIBUTE gen_tok[] = {{CKA_VALUE_LEN, &len, sizeof(len)},
+                              {CKA_PRIVATE, (void *)&no, 1},
+                              {CKA_TOKEN, (void *)&yes, 1}};
+    CK_ATTRIBUTE mk[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                         {CKA_KEY_TYPE, &kt, sizeof(kt)},
+                         {CKA_VALUE, v, sizeof(v)},
+                         {CKA_PRIVATE, (void *)&no, 1}};
+    CK_ATTRIBUTE pubt[] = {{CKA_EC_PARAMS, (void *)p256, sizeof(p256)}};
+    CK_ATTRIBUTE privt[] = {{CKA_PRIVATE, (void *)&no, 1}, {CKA_SIGN, (void *)&yes, 1}};
+    CK_OBJECT_HANDLE k, k2, pub, priv;
+
+    (void)state;
+    assert_ok(F->C_GenerateKey(h, &aes, gen, N_(gen), &k));
+    assert_int_equal(get_bool(h, k, CKA_PRIVATE), CK_FALSE);
+    assert_ok(F->C_CreateObject(h, mk, N_(mk), &k2));
+    assert_int_equal(get_bool(h, k2, CKA_PRIVATE), CK_FALSE);
+    assert_ok(F->C_GenerateKeyPair(h, &ec, pubt, N_(pubt), privt, N_(privt), &pub, &priv));
+    assert_int_equal(get_bool(h, priv, CKA_PRIVATE), CK_FALSE);
+    /* Public objects: usable and visible after the logout. */
+    assert_ok(F->C_Logout(h));
+    n = sizeof(out);
+    assert_ok(crypt1(h, 1, &ecb, k2, in, 16, out, &n));
+    if (is_evertoken()) {
+        assert_ok(F->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)CONF_USER_PIN, strlen(CONF_USER_PIN)));
+        assert_rv(F->C_GenerateKey(h, &aes, gen_tok, N_(gen_tok), &k), CKR_TEMPLATE_INCONSISTENT);
+    }
+    assert_ok(F->C_CloseSession(h));
+}
+
 struct conf_group
 conf_secret_tests(void)
 {
     static const struct CMUnitTest tests[] = {
-        CONF_TEST_TOKEN(t_secret_generate),  CONF_TEST_TOKEN(t_secret_token_key),
-        CONF_TEST_TOKEN(t_secret_aes_kat),   CONF_TEST_TOKEN(t_secret_gcm_kat),
-        CONF_TEST_TOKEN(t_secret_cmac_kat),  CONF_TEST_TOKEN(t_secret_hmac_kat),
-        CONF_TEST_TOKEN(t_secret_errors),    CONF_TEST_TOKEN(t_secret_ctr_limit),
-        CONF_TEST_TOKEN(t_secret_mech_info), CONF_TEST_TOKEN(t_secret_random_parts),
+        CONF_TEST_TOKEN(t_secret_generate),
+        CONF_TEST_TOKEN(t_secret_token_key),
+        CONF_TEST_TOKEN(t_secret_aes_kat),
+        CONF_TEST_TOKEN(t_secret_gcm_kat),
+        CONF_TEST_TOKEN(t_secret_cmac_kat),
+        CONF_TEST_TOKEN(t_secret_hmac_kat),
+        CONF_TEST_TOKEN(t_secret_errors),
+        CONF_TEST_TOKEN(t_secret_ctr_limit),
+        CONF_TEST_TOKEN(t_secret_mech_info),
+        CONF_TEST_TOKEN(t_secret_random_parts),
+        CONF_TEST_TOKEN(t_secret_public_session_keys),
     };
     struct conf_group g = {"secret", tests, N_(tests)};
     return g;

@@ -286,7 +286,7 @@ test_template_errors(void **state)
     CK_ATTRIBUTE ok_bits[] = {{CKA_MODULUS_BITS, &bits, sizeof(bits)}};
     CK_ATTRIBUTE wrong_class[] = {{CKA_CLASS, &cls_priv, sizeof(cls_priv)}};
     CK_ATTRIBUTE wrong_type[] = {{CKA_KEY_TYPE, &kt_ec, sizeof(kt_ec)}};
-    CK_ATTRIBUTE not_private[] = {{CKA_PRIVATE, &no, sizeof(no)}};
+    CK_ATTRIBUTE not_private[] = {{CKA_PRIVATE, &no, sizeof(no)}, {CKA_TOKEN, &yes, sizeof(yes)}};
     CK_ATTRIBUTE sign_on_pub[] = {{CKA_SIGN, &yes, sizeof(yes)}};
     CK_ATTRIBUTE trusted[] = {{CKA_TRUSTED, &yes, sizeof(yes)}};
     CK_ATTRIBUTE bad_bool[] = {{CKA_SENSITIVE, "ab", 2}};

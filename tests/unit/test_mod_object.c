@@ -802,7 +802,14 @@ test_rsa_private(void **state)
                             ABUF(CKA_PUBLIC_EXPONENT, r.e), ABUF(CKA_PRIVATE_EXPONENT, r.d)};
         CK_ATTRIBUTE nod[] = {AVAR(CKA_CLASS, cls), AVAR(CKA_KEY_TYPE, kt), ABUF(CKA_MODULUS, r.n),
                               ABUF(CKA_PUBLIC_EXPONENT, r.e)};
-        CK_ATTRIBUTE pub[] = {
+        CK_ATTRIBUTE pub[] = {AVAR(CKA_CLASS, cls),
+                              AVAR(CKA_KEY_TYPE, kt),
+                              ABUF(CKA_MODULUS, r.n),
+                              ABUF(CKA_PUBLIC_EXPONENT, r.e),
+                              ABUF(CKA_PRIVATE_EXPONENT, r.d),
+                              AVAR(CKA_PRIVATE, F),
+                              AVAR(CKA_TOKEN, T)};
+        CK_ATTRIBUTE pub_session[] = {
             AVAR(CKA_CLASS, cls),           AVAR(CKA_KEY_TYPE, kt),          ABUF(CKA_MODULUS, r.n),
             ABUF(CKA_PUBLIC_EXPONENT, r.e), ABUF(CKA_PRIVATE_EXPONENT, r.d), AVAR(CKA_PRIVATE, F)};
         assert_int_equal(create(t, NA(t), &o), CKR_OK);
@@ -811,9 +818,15 @@ test_rsa_private(void **state)
         obj_free(o);
         o = NULL;
         assert_int_equal(create(nod, NA(nod), &o), CKR_TEMPLATE_INCOMPLETE);
-        /* Key material is never a public object on this token. */
+        /* Key material is never a public token object on this token. */
         assert_int_equal(create(pub, NA(pub), &o), CKR_TEMPLATE_INCONSISTENT);
         assert_null(o);
+        /* A session key never touches the disk: it may be public. */
+        assert_int_equal(create(pub_session, NA(pub_session), &o), CKR_OK);
+        assert_bool_attr(o, CKA_PRIVATE, CK_FALSE);
+        assert_int_equal(o->secure, 1); /* a private key's values stay in locked memory */
+        obj_free(o);
+        o = NULL;
     }
     rsa_parts_free(&r);
     buf_free(&spki);
@@ -1538,7 +1551,8 @@ test_copy(void **state)
     mod_attrs *o = aes_key(CK_FALSE, CK_TRUE), *c = NULL, *nc = NULL;
     CK_ATTRIBUTE t[] = {AVAR(CKA_TOKEN, T), AVAR(CKA_MODIFIABLE, F), AVAR(CKA_DESTROYABLE, F),
                         ATTR(CKA_LABEL, "copy", 4), AVAR(CKA_SENSITIVE, T)};
-    CK_ATTRIBUTE pub[] = {AVAR(CKA_PRIVATE, F)};
+    CK_ATTRIBUTE pub[] = {AVAR(CKA_PRIVATE, F), AVAR(CKA_TOKEN, T)};
+    CK_ATTRIBUTE pub_session[] = {AVAR(CKA_PRIVATE, F)};
     CK_ATTRIBUTE val[] = {ATTR(CKA_VALUE, "0123456789abcdeF", 16)};
     CK_ATTRIBUTE sens_off[] = {AVAR(CKA_SENSITIVE, F)};
     CK_ATTRIBUTE nocopy[] = {AVAR(CKA_COPYABLE, F)};
@@ -1563,8 +1577,12 @@ test_copy(void **state)
     assert_bool_attr(x, CKA_DESTROYABLE, CK_TRUE);
     obj_free(x);
     x = (mod_attrs *)(uintptr_t)1;
-    assert_int_equal(obj_copy(o, pub, 1, &user_pol, &x), CKR_TEMPLATE_INCONSISTENT);
+    assert_int_equal(obj_copy(o, pub, 2, &user_pol, &x), CKR_TEMPLATE_INCONSISTENT);
     assert_null(x);
+    assert_int_equal(obj_copy(o, pub_session, 1, &user_pol, &x), CKR_OK); /* session copy */
+    assert_bool_attr(x, CKA_PRIVATE, CK_FALSE);
+    obj_free(x);
+    x = NULL;
     assert_int_equal(obj_copy(o, val, 1, &user_pol, &x), CKR_ATTRIBUTE_READ_ONLY);
     assert_int_equal(obj_copy(c, sens_off, 1, &user_pol, &x), CKR_ATTRIBUTE_READ_ONLY);
     assert_int_equal(obj_copy(o, tr, 1, &user_pol, &x), CKR_ATTRIBUTE_READ_ONLY);

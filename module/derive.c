@@ -187,23 +187,6 @@ done:
     return rv;
 }
 
-/* Is MECH allowed by the key's CKA_ALLOWED_MECHANISMS (absent or empty: any)? */
-static int
-mech_allowed(const mod_attrs *o, CK_MECHANISM_TYPE mech)
-{
-    const ks_attr *a = obj_find(o, CKA_ALLOWED_MECHANISMS);
-    CK_MECHANISM_TYPE m;
-
-    if (a == NULL || a->len == 0)
-        return 1;
-    for (size_t off = 0; off + sizeof(m) <= a->len; off += sizeof(m)) {
-        memcpy(&m, a->value + off, sizeof(m));
-        if (m == mech)
-            return 1;
-    }
-    return 0;
-}
-
 /* The mechanism's parameters and the new key's template (no lock): *MD the
  * KDF's digest (NULL: CKD_NULL), *KT the key type, *VLEN the CKA_VALUE_LEN
  * asked for (*HAVE_VLEN whether one was). */

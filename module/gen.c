@@ -303,3 +303,20 @@ mat_octet_string(struct mat *m, CK_ATTRIBUTE_TYPE type, const unsigned char *raw
     OPENSSL_free(der);
     return rv;
 }
+
+/* Is MECH allowed by the key's CKA_ALLOWED_MECHANISMS (absent or empty: any)? */
+int
+mech_allowed(const mod_attrs *o, CK_MECHANISM_TYPE mech)
+{
+    const ks_attr *a = obj_find(o, CKA_ALLOWED_MECHANISMS);
+    CK_MECHANISM_TYPE m;
+
+    if (a == NULL || a->len == 0)
+        return 1;
+    for (size_t off = 0; off + sizeof(m) <= a->len; off += sizeof(m)) {
+        memcpy(&m, a->value + off, sizeof(m));
+        if (m == mech)
+            return 1;
+    }
+    return 0;
+}

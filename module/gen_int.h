@@ -1,5 +1,6 @@
 /*
- * gen_int.h — shared by keygen.c (C_GenerateKeyPair) and derive.c
+ * gen_int.h — shared by keygen.c (C_GenerateKeyPair, C_GenerateKey,
+ * C_WrapKey, C_UnwrapKey) and derive.c
  * (C_DeriveKey): the prepare (locked) -> compute (unlocked) -> store
  * (relocked) sequence around a computation that makes new key objects
  * (gen.c), the caller's template helpers, and the material (struct mat) a
@@ -44,6 +45,10 @@ void gen_abandon(struct gen *g);
 const CK_ATTRIBUTE *tfind(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type);
 CK_BBOOL tbool(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_BBOOL dflt);
 CK_ULONG tulong(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ULONG dflt);
+
+/* Is MECH allowed by the key's CKA_ALLOWED_MECHANISMS (absent or empty:
+ * any)? */
+int mech_allowed(const mod_attrs *o, CK_MECHANISM_TYPE mech);
 
 /* ---- gen.c: material --------------------------------------------------- */
 

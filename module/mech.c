@@ -103,6 +103,8 @@ static const struct mod_mech mech_table[] = {
     {CKM_AES_GCM, {16, 32, ED}, CKK_AES, MF_AES_GCM, MD_NONE},
     {CKM_AES_CMAC, {16, 32, SV}, CKK_AES, MF_CMAC, MD_NONE},
     {CKM_AES_CMAC_GENERAL, {16, 32, SV}, CKK_AES, MF_CMAC, MD_NONE},
+    {CKM_AES_KEY_WRAP, {16, 32, CKF_WRAP | CKF_UNWRAP}, CKK_AES, MF_WRAP, MD_NONE},
+    {CKM_AES_KEY_WRAP_PAD, {16, 32, CKF_WRAP | CKF_UNWRAP}, CKK_AES, MF_WRAP, MD_NONE},
 };
 
 #define MECH_COUNT (sizeof(mech_table) / sizeof(mech_table[0]))

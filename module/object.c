@@ -558,6 +558,12 @@ apply(const mod_attrs *src, const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy 
             ok = want || want == cur;
         else if (ai->flags & F_DOWN)
             ok = !want || want == cur;
+        else if ((cb & OC_SEC) && (nv->type == CKA_ENCRYPT || nv->type == CKA_DECRYPT))
+            /* Wrap policy (docs/threat-model.md): a secret key's
+             * encryption roles are fixed at creation, so a key that wraps
+             * or unwraps (both FALSE) never did and never will encrypt or
+             * decrypt. */
+            ok = want == cur;
         else if (ai->flags & F_MOD)
             /* A certificate's subject is its CKA_VALUE's. */
             ok = !(nv->type == CKA_SUBJECT && cb == OC_CERT);

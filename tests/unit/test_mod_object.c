@@ -1388,7 +1388,11 @@ test_set_rules(void **state)
     mod_attrs *o = aes_key(CK_FALSE, CK_TRUE), *n = NULL;
     CK_OBJECT_CLASS cls = CKO_DATA;
     CK_ATTRIBUTE label[] = {ATTR(CKA_LABEL, "renamed", 7), ATTR(CKA_ID, "\x05", 1),
-                            AVAR(CKA_ENCRYPT, F), ATTR(CKA_END_DATE, "20991231", 8)};
+                            AVAR(CKA_SIGN, F), ATTR(CKA_END_DATE, "20991231", 8)};
+    /* A secret key's CKA_ENCRYPT/CKA_DECRYPT are fixed at creation (wrap
+     * policy, docs/threat-model.md). */
+    CK_ATTRIBUTE enc_off[] = {AVAR(CKA_ENCRYPT, F)};
+    CK_ATTRIBUTE dec_same[] = {AVAR(CKA_DECRYPT, T)};
     CK_ATTRIBUTE sens_on[] = {AVAR(CKA_SENSITIVE, T)};
     CK_ATTRIBUTE ext_off[] = {AVAR(CKA_EXTRACTABLE, F)};
     CK_ATTRIBUTE ext_same[] = {AVAR(CKA_EXTRACTABLE, T)};
@@ -1412,10 +1416,17 @@ test_set_rules(void **state)
     assert_int_equal(obj_set(o, label, NA(label), &user_pol, &n), CKR_OK);
     assert_attr(n, CKA_LABEL, "renamed", 7);
     assert_attr(n, CKA_ID, "\x05", 1);
-    assert_bool_attr(n, CKA_ENCRYPT, CK_FALSE);
+    assert_bool_attr(n, CKA_SIGN, CK_FALSE);
     assert_attr(n, CKA_END_DATE, "20991231", 8);
     assert_int_equal(n->secure, 1);
     assert_attr(o, CKA_LABEL, "aes", 3); /* the current set is untouched */
+    {
+        mod_attrs *x = NULL;
+        assert_int_equal(obj_set(o, enc_off, NA(enc_off), &user_pol, &x), CKR_ATTRIBUTE_READ_ONLY);
+        assert_null(x);
+        assert_int_equal(obj_set(o, dec_same, NA(dec_same), &user_pol, &x), CKR_OK);
+        obj_free(x);
+    }
     /* One-way attributes. */
     {
         mod_attrs *s = NULL, *e = NULL, *c = NULL, *d = NULL;

@@ -552,6 +552,12 @@ apply(const mod_attrs *src, const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy 
         want = ai->kind == K_BOOL ? nv->v[0] : CK_FALSE;
         if (copy && (ai->flags & F_COPY))
             ok = 1;
+        else if (copy && cb == OC_DATA &&
+                 (nv->type == CKA_VALUE || nv->type == CKA_APPLICATION ||
+                  nv->type == CKA_OBJECT_ID))
+            /* A data object's copy may carry a new value, application and
+             * object id; the original is unchanged (docs/objects.md). */
+            ok = 1;
         else if (ai->flags & F_SO) /* CKA_TRUSTED: the SO, or no change */
             ok = (p != NULL && p->so) || (want == cur && !want);
         else if (ai->flags & F_UP)

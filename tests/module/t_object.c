@@ -566,6 +566,16 @@ t_copy_object(void **state)
     assert_attr_eq(h, c, CKA_LABEL, "copy", 4);
     assert_attr_eq(h, c, CKA_VALUE, "original", 8);
     assert_attr_eq(h, o, CKA_LABEL, "original", 8);
+    if (is_evertoken()) {
+        /* A data object's copy may carry a new value and application; the
+         * original keeps its own. (SoftHSMv2 2.6: CKR_ATTRIBUTE_READ_ONLY.) */
+        CK_OBJECT_HANDLE v;
+        CK_ATTRIBUTE newval[] = {{CKA_VALUE, "changed value", 13}, {CKA_APPLICATION, "other", 5}};
+        assert_ok(F->C_CopyObject(h, o, newval, NA(newval), &v));
+        assert_attr_eq(h, v, CKA_VALUE, "changed value", 13);
+        assert_attr_eq(h, v, CKA_APPLICATION, "other", 5);
+        assert_attr_eq(h, o, CKA_VALUE, "original", 8);
+    }
     assert_rv(F->C_CopyObject(h, CK_INVALID_HANDLE, &lab, 1, &c), CKR_OBJECT_HANDLE_INVALID);
     assert_rv(F->C_CopyObject(h, o, &lab, 1, NULL), CKR_ARGUMENTS_BAD);
 

@@ -169,11 +169,16 @@ et_key_desc(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h, char *buf, size
         break;
     }
     case CKK_GENERIC_SECRET:
-        snprintf(buf, bufsz, "generic");
+    case CKK_AES: {
+        /* The length in bits from CKA_VALUE_LEN (never the value). */
+        CK_ULONG bytes = 0;
+        const char *name = kt == CKK_AES ? "AES" : "generic";
+        if (et_get_ulong(p, sh, h, CKA_VALUE_LEN, &bytes) == 0 && bytes > 0)
+            snprintf(buf, bufsz, "%s-%lu", name, (unsigned long)bytes * 8);
+        else
+            snprintf(buf, bufsz, "%s", name);
         break;
-    case CKK_AES:
-        snprintf(buf, bufsz, "AES");
-        break;
+    }
     default:
         snprintf(buf, bufsz, "type-0x%lx", (unsigned long)kt);
     }
@@ -220,6 +225,22 @@ et_print_cert_details(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h)
 done:
     X509_free(x);
     free(der);
+}
+
+/* A secret key's CKA_CHECK_VALUE (3 bytes identifying the value without
+ * revealing it); the value itself is never read. */
+static void
+et_print_kcv(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h)
+{
+    unsigned char *kcv = NULL;
+    CK_ULONG len = 0;
+
+    if (et_get_attr(p, sh, h, CKA_CHECK_VALUE, &kcv, &len) == 0 && len > 0) {
+        printf("      check value: ");
+        et_hex_print(stdout, kcv, len);
+        printf("\n");
+    }
+    free(kcv);
 }
 
 static int
@@ -280,6 +301,8 @@ et_list_objects(et_p11 *p, et_opts *o)
         printf(" %s\n", et_esc(lab, lab != NULL ? (size_t)lablen : 0));
         if (cls == CKO_CERTIFICATE)
             et_print_cert_details(p, sh, objs[i]);
+        if (cls == CKO_SECRET_KEY)
+            et_print_kcv(p, sh, objs[i]);
         free(id);
         free(lab);
     }

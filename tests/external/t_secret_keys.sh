@@ -113,3 +113,19 @@ grep -q "nss-aes" <<<"$out" || die "symkeyutil -L does not list the key: $out"
 out=$(U -O --type secrkey 2>&1)
 grep -q "label: *nss-aes" <<<"$out" || die "pkcs11-tool does not see NSS's key: $out"
 ok "NSS symkeyutil generated an AES-256 key in the token"
+
+# ---- the CLI lists secret keys: type, length, check value, never the value
+if [ -n "$CLI" ]; then
+    out=$(PIN=$PIN host "$CLI" list --token "$LABEL" --login --pin env:PIN 2>&1) ||
+        die "evertoken list: $out"
+    grep -Eq "secretkey +AES-128 +a016 +aes16" <<<"$out" || die "list: AES-128 key: $out"
+    grep -Eq "secretkey +AES-256 +b0 +known" <<<"$out" || die "list: imported AES-256 key: $out"
+    grep -Eq "secretkey +generic-320 .* hk" <<<"$out" || die "list: HMAC key: $out"
+    # The check value of the key of known value: E(K, 0^128)'s first 3 bytes.
+    kcv=$(head -c 16 /dev/zero | openssl enc -aes-256-ecb -nopad -K "$KEY" | head -c 3 | xxd -p)
+    grep -A1 -E "secretkey +AES-256 +b0" <<<"$out" | grep -q "check value: $kcv" ||
+        die "list: no check value $kcv for the known key: $out"
+    grep -qi "$KEY" <<<"$out" && die "list printed a key value: $out"
+    grep -qi "$HK" <<<"$out" && die "list printed a key value: $out"
+    ok "evertoken list shows secret keys with type, length and check value, never the value"
+fi

@@ -7,10 +7,17 @@
  *   byte      op: 0 C_CreateObject, 1 C_FindObjectsInit (+ C_FindObjects),
  *             2 C_SetAttributeValue, 3 C_GetAttributeValue, 4 C_CopyObject,
  *             (2-4 act on an object created earlier in the input, or on
- *             whatever the last find returned)
+ *             whatever the last find returned) — the byte modulo 5; bytes
+ *             0xf0 and above are the secret-key commands, modulo 4:
+ *             5 C_GenerateKey (CKM_AES_KEY_GEN), 6 C_GenerateKey
+ *             (CKM_GENERIC_SECRET_KEY_GEN), 7 C_UnwrapKey with the target
+ *             as unwrapping key (CKM_AES_KEY_WRAP_PAD, the next 24 input
+ *             bytes as wrapped key), 8 C_WrapKey of the last object made
+ *             under the target (size query, then into a buffer)
  *   byte      number of attributes (mod 8)
  *   per attribute:
- *     byte    type: < 224 one of the known CKA_* below, else a raw u32 follows
+ *     byte    type: < 160 one of the known CKA_* in types[], 160..223 one of
+ *             the secret-key attributes in sec_types[], else a raw u32 follows
  *     byte    length: bit 7 set = the natural size of the type (1 for a
  *             CK_BBOOL, sizeof(CK_ULONG) for numbers), 0x7f = a u16 length
  *             follows, else the value itself (0..126)
@@ -98,6 +105,32 @@ static const CK_ATTRIBUTE_TYPE types[] = {
     CKA_CERTIFICATE_TYPE + 0x80000000UL,
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
+
+/* Secret-key attributes (a separate table so that the committed corpus keeps
+ * its meaning). */
+static const CK_ATTRIBUTE_TYPE sec_types[] = {
+    CKA_VALUE_LEN,
+    CKA_ENCRYPT,
+    CKA_DECRYPT,
+    CKA_WRAP,
+    CKA_UNWRAP,
+    CKA_SIGN,
+    CKA_VERIFY,
+    CKA_EXTRACTABLE,
+    CKA_SENSITIVE,
+    CKA_WRAP_WITH_TRUSTED,
+    CKA_ALWAYS_SENSITIVE,
+    CKA_NEVER_EXTRACTABLE,
+    CKA_LOCAL,
+    CKA_KEY_GEN_MECHANISM,
+    CKA_ALLOWED_MECHANISMS,
+    CKA_CHECK_VALUE,
+    CKA_WRAP_TEMPLATE,
+    CKA_UNWRAP_TEMPLATE,
+    CKA_TRUSTED,
+    CKA_DERIVE,
+};
+#define NSEC (sizeof(sec_types) / sizeof(sec_types[0]))
 
 static int
 is_bool(CK_ATTRIBUTE_TYPE t)
@@ -198,8 +231,10 @@ tmpl_read(struct in *in, struct tmpl *t, int fill)
         size_t len;
         unsigned char *v;
 
-        if (sel < 224) {
+        if (sel < 160) {
             type = types[sel % NTYPES];
+        } else if (sel < 224) {
+            type = sec_types[(sel - 160) % NSEC];
         } else {
             type = (CK_ATTRIBUTE_TYPE)byte(in) | (CK_ATTRIBUTE_TYPE)byte(in) << 8 |
                    (CK_ATTRIBUTE_TYPE)byte(in) << 16 | (CK_ATTRIBUTE_TYPE)byte(in) << 24;
@@ -241,7 +276,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (R->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s) != CKR_OK)
         abort();
     while (in.n > 0 && cmds++ < 16) {
-        unsigned op = byte(&in) % 5;
+        unsigned opb = byte(&in), op = opb >= 0xf0 ? 5 + opb % 4 : opb % 5;
         struct tmpl t;
         CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
         CK_ULONG cnt = 0;
@@ -278,6 +313,31 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (nmade < 16 && R->C_CopyObject(s, target, t.a, t.n, &h) == CKR_OK)
                 made[nmade++] = h;
             break;
+        case 5:
+        case 6: {
+            CK_MECHANISM m = {op == 5 ? CKM_AES_KEY_GEN : CKM_GENERIC_SECRET_KEY_GEN, NULL, 0};
+            if (nmade < 16 && R->C_GenerateKey(s, &m, t.a, t.n, &h) == CKR_OK)
+                made[nmade++] = target = h;
+            break;
+        }
+        case 7: {
+            CK_MECHANISM m = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+            unsigned char w[24];
+            for (size_t i = 0; i < sizeof(w); i++)
+                w[i] = (unsigned char)byte(&in);
+            if (nmade < 16 && R->C_UnwrapKey(s, &m, target, w, sizeof(w), t.a, t.n, &h) == CKR_OK)
+                made[nmade++] = h;
+            break;
+        }
+        case 8: {
+            CK_MECHANISM m = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+            unsigned char w[512];
+            CK_ULONG wl = 0;
+            if (nmade > 0 && R->C_WrapKey(s, &m, target, made[nmade - 1], NULL, &wl) == CKR_OK &&
+                wl <= sizeof(w))
+                (void)R->C_WrapKey(s, &m, target, made[nmade - 1], w, &wl);
+            break;
+        }
         }
         tmpl_free(&t);
     }

@@ -65,7 +65,6 @@ static void
 params_clear(struct op_params *p)
 {
     OPENSSL_free(p->label);
-    OPENSSL_free(p->iv);
     OPENSSL_free(p->aad);
     memset(p, 0, sizeof(*p));
 }

@@ -52,7 +52,7 @@ struct op_params {
     unsigned char *label; /* OAEP label (owned, OPENSSL_malloc) */
     size_t label_len;
     /* secret-key mechanisms (op_sym.c); none of them changes the contexts */
-    unsigned char *iv; /* CBC IV, CTR counter block, GCM IV (owned) */
+    unsigned char iv[256]; /* CBC IV, CTR counter block, GCM IV (up to OP_IV_MAX) */
     size_t iv_len;
     CK_ULONG ctr_bits;  /* CTR: counter bits of the block */
     unsigned char *aad; /* GCM additional data (owned) */
@@ -100,7 +100,8 @@ struct mod_op {
     size_t pend;                    /* bytes the cipher context holds back (block modes) */
     unsigned long long done;        /* bytes processed (CTR counter limit) */
     unsigned long long blocks_left; /* CTR: blocks before the counter wraps */
-    int fin_done;                   /* the final result is in scratch (fin_len bytes) */
+    size_t gcm_ivlen; /* IV length the GCM context is set to (0: OpenSSL's default, 12) */
+    int fin_done;     /* the final result is in scratch (fin_len bytes) */
     size_t fin_len;
 };
 

@@ -141,13 +141,17 @@ sym_params(const struct mod_mech *m, const CK_MECHANISM *mech, struct op_params 
     case MF_AES_CBC_PAD:
         if (prm == NULL || plen != AES_BLOCK)
             return CKR_MECHANISM_PARAM_INVALID;
-        return take(&p->iv, &p->iv_len, prm, AES_BLOCK);
+        memcpy(p->iv, prm, AES_BLOCK);
+        p->iv_len = AES_BLOCK;
+        return CKR_OK;
     case MF_AES_CTR: {
         const CK_AES_CTR_PARAMS *c = prm;
         if (c == NULL || plen != sizeof(*c) || c->ulCounterBits == 0 || c->ulCounterBits > 128)
             return CKR_MECHANISM_PARAM_INVALID;
         p->ctr_bits = c->ulCounterBits;
-        return take(&p->iv, &p->iv_len, c->cb, AES_BLOCK);
+        memcpy(p->iv, c->cb, AES_BLOCK);
+        p->iv_len = AES_BLOCK;
+        return CKR_OK;
     }
     case MF_AES_GCM: {
         const CK_GCM_PARAMS *g = prm;
@@ -173,8 +177,10 @@ sym_params(const struct mod_mech *m, const CK_MECHANISM *mech, struct op_params 
             (g->ulAADLen > 0 && g->pAAD == NULL) || g->ulAADLen > OP_AAD_MAX)
             return CKR_MECHANISM_PARAM_INVALID;
         p->tag_len = g->ulTagBits / 8;
-        rv = take(&p->iv, &p->iv_len, g->pIv, g->ulIvLen);
-        if (rv == CKR_OK && g->ulAADLen > 0)
+        memcpy(p->iv, g->pIv, g->ulIvLen);
+        p->iv_len = g->ulIvLen;
+        rv = CKR_OK;
+        if (g->ulAADLen > 0)
             rv = take(&p->aad, &p->aad_len, g->pAAD, g->ulAADLen);
         return rv;
     }
@@ -236,18 +242,25 @@ sym_reinit(struct mod_op *op)
         return CKR_OK;
     }
     if (m->fam == MF_AES_GCM) {
-        OSSL_PARAM prm[2] = {OSSL_PARAM_END, OSSL_PARAM_END};
-        size_t ivlen = op->p.iv_len;
-        prm[0] = OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivlen);
-        if (EVP_CIPHER_CTX_set_params(op->cctx, prm) != 1 ||
-            EVP_CipherInit_ex2(op->cctx, NULL, NULL, op->p.iv, enc, NULL) != 1)
+        /* The IV length is a context setting: changed only when it does
+         * (12 bytes, OpenSSL's default, is by far the most common). */
+        if (op->p.iv_len != (op->gcm_ivlen ? op->gcm_ivlen : 12)) {
+            OSSL_PARAM prm[2] = {OSSL_PARAM_END, OSSL_PARAM_END};
+            size_t ivlen = op->p.iv_len;
+            prm[0] = OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivlen);
+            if (EVP_CIPHER_CTX_set_params(op->cctx, prm) != 1)
+                return CKR_FUNCTION_FAILED;
+            op->gcm_ivlen = ivlen;
+        }
+        if (EVP_CipherInit_ex2(op->cctx, NULL, NULL, op->p.iv, enc, NULL) != 1)
             return CKR_FUNCTION_FAILED;
         if (op->p.aad_len > 0 &&
             (op->p.aad_len > INT_MAX ||
              EVP_CipherUpdate(op->cctx, NULL, &outl, op->p.aad, (int)op->p.aad_len) != 1))
             return CKR_FUNCTION_FAILED;
     } else {
-        if (EVP_CipherInit_ex2(op->cctx, NULL, NULL, op->p.iv, enc, NULL) != 1 ||
+        if (EVP_CipherInit_ex2(op->cctx, NULL, NULL, op->p.iv_len ? op->p.iv : NULL, enc, NULL) !=
+                1 ||
             EVP_CIPHER_CTX_set_padding(op->cctx, m->fam == MF_AES_CBC_PAD) != 1)
             return CKR_FUNCTION_FAILED;
     }
@@ -290,6 +303,7 @@ sym_prepare(struct mod_op *op)
             op->cctx = EVP_CIPHER_CTX_new();
             if (op->cctx == NULL)
                 return CKR_HOST_MEMORY;
+            op->gcm_ivlen = 0;
             if (EVP_CipherInit_ex2(op->cctx, c, op->skey, NULL, enc, NULL) != 1)
                 return CKR_FUNCTION_FAILED;
         }

@@ -1010,6 +1010,90 @@ argon2id_ms(void)
 
 /* ---- the reference column (this process, no module loaded) -------------- */
 
+/* ---- secret keys: AES-256-GCM and HMAC-SHA256 on 4 KiB messages --------- */
+
+#define SYM_MSG 4096
+static unsigned char SYM_KEY[32], SYM_HKEY[32], SYM_DATA[SYM_MSG];
+
+static void
+sym_init(void)
+{
+    /* Fixed values: the module's results are compared with OpenSSL's. */
+    for (int i = 0; i < 32; i++) {
+        SYM_KEY[i] = (unsigned char)(i * 7 + 1);
+        SYM_HKEY[i] = (unsigned char)(i * 11 + 3);
+    }
+    for (int i = 0; i < SYM_MSG; i++)
+        SYM_DATA[i] = (unsigned char)(i * 31);
+}
+
+/* The 12-byte GCM IV of message I (never repeated within a run). */
+static void
+sym_iv(unsigned long i, unsigned char iv[12])
+{
+    memset(iv, 0, 12);
+    for (int b = 0; b < 8; b++)
+        iv[11 - b] = (unsigned char)(i >> (8 * b));
+}
+
+/* OpenSSL, the way an application keeps a keyed context: per message an
+ * IV, the data, the tag (GCM); a restart, the data, the MAC (HMAC). OUT
+ * gets message 0's result (ciphertext || tag, or the MAC). */
+static void
+sym_reference(unsigned char *gcm0, unsigned char *mac0)
+{
+    EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_CIPHER_CTX *cctx = EVP_CIPHER_CTX_new();
+    EVP_MAC_CTX *mctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM prm[2] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+                         OSSL_PARAM_construct_end()};
+    static unsigned char out[SYM_MSG + 16];
+    unsigned char iv[12], m[32];
+    unsigned long n = 0;
+    double t0, t, c0;
+    size_t ml;
+    int l;
+
+    if (c == NULL || cctx == NULL || mctx == NULL ||
+        EVP_EncryptInit_ex2(cctx, c, SYM_KEY, NULL, NULL) != 1 ||
+        EVP_MAC_init(mctx, SYM_HKEY, sizeof(SYM_HKEY), prm) != 1)
+        die("OpenSSL: no AES-256-GCM or HMAC");
+    t0 = now();
+    c0 = thread_cpu();
+    do {
+        sym_iv(n, iv);
+        if (EVP_EncryptInit_ex2(cctx, NULL, NULL, iv, NULL) != 1 ||
+            EVP_EncryptUpdate(cctx, out, &l, SYM_DATA, SYM_MSG) != 1 ||
+            EVP_EncryptFinal_ex(cctx, out + l, &l) != 1 ||
+            EVP_CIPHER_CTX_ctrl(cctx, EVP_CTRL_AEAD_GET_TAG, 16, out + SYM_MSG) != 1)
+            die("OpenSSL GCM failed");
+        if (n == 0)
+            memcpy(gcm0, out, SYM_MSG + 16);
+        n++;
+    } while ((t = now() - t0) < O.seconds);
+    report_val("sym.gcm", (double)n * SYM_MSG / t / 1e6);
+    report_val("sym.gcmcpu", (double)n * SYM_MSG / (thread_cpu() - c0) / 1e6);
+    n = 0;
+    t0 = now();
+    c0 = thread_cpu();
+    do {
+        if (EVP_MAC_init(mctx, NULL, 0, NULL) != 1 ||
+            EVP_MAC_update(mctx, SYM_DATA, SYM_MSG) != 1 ||
+            EVP_MAC_final(mctx, m, &ml, sizeof(m)) != 1)
+            die("OpenSSL HMAC failed");
+        if (n == 0)
+            memcpy(mac0, m, 32);
+        n++;
+    } while ((t = now() - t0) < O.seconds);
+    report_val("sym.hmac", (double)n * SYM_MSG / t / 1e6);
+    report_val("sym.hmaccpu", (double)n * SYM_MSG / (thread_cpu() - c0) / 1e6);
+    EVP_MAC_CTX_free(mctx);
+    EVP_MAC_free(mac);
+    EVP_CIPHER_CTX_free(cctx);
+    EVP_CIPHER_free(c);
+}
+
 static void
 bench_reference(void)
 {
@@ -1056,6 +1140,11 @@ bench_reference(void)
     }
     for (int kt = 0; kt < KT_COUNT; kt++)
         EVP_PKEY_free(keys[kt]);
+    if (!O.objects_only) {
+        static unsigned char gcm0[SYM_MSG + 16], mac0[32];
+        sym_init();
+        sym_reference(gcm0, mac0);
+    }
 }
 
 /* ---- one module (in its own process) ------------------------------------ */
@@ -2040,6 +2129,8 @@ bench_two_tokens(const struct signer *sg, const struct mechdef *md)
     M.f->C_CloseSession(w.s);
 }
 
+static void sym_module(void);
+
 static void
 bench_module(int idx)
 {
@@ -2123,6 +2214,8 @@ bench_module(int idx)
     }
     for (int kt = 0; kt < KT_COUNT; kt++)
         EVP_PKEY_free(keys[kt].pk);
+    if (!O.objects_only)
+        sym_module();
 
     for (int i = 0; i < O.nobjects; i++)
         objects_at(O.objects[i]);
@@ -2133,6 +2226,103 @@ bench_module(int idx)
     M.f->C_Finalize(NULL);
     /* No dlclose: SoftHSMv2 and OpenSSL keep global state that does not
      * survive it in every version; the process ends here. */
+}
+
+/* The module's AES-256-GCM encryption and HMAC-SHA256 of 4 KiB messages
+ * with session keys of the reference's values: C_xInit + C_x per message,
+ * message 0 checked against OpenSSL's result. */
+static void
+sym_module(void)
+{
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE aes = CKK_AES, gen = CKK_GENERIC_SECRET;
+    CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+    CK_ATTRIBUTE at[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                         {CKA_KEY_TYPE, &aes, sizeof(aes)},
+                         {CKA_TOKEN, &f, 1},
+                         {CKA_VALUE, SYM_KEY, 32},
+                         {CKA_ENCRYPT, &t, 1}};
+    CK_ATTRIBUTE ht[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                         {CKA_KEY_TYPE, &gen, sizeof(gen)},
+                         {CKA_TOKEN, &f, 1},
+                         {CKA_VALUE, SYM_HKEY, 32},
+                         {CKA_SIGN, &t, 1}};
+    static unsigned char out[SYM_MSG + 16], gcm0[SYM_MSG + 16], mac0[32];
+    unsigned char iv[12], m[32];
+    CK_GCM_PARAMS g = {iv, 12, 96, NULL, 0, 128};
+    CK_MECHANISM gm = {CKM_AES_GCM, &g, sizeof(g)}, hm = {CKM_SHA256_HMAC, NULL, 0};
+    CK_OBJECT_HANDLE ka, kh;
+    CK_ULONG len;
+    unsigned long n = 0;
+    double t0, el, c0;
+    CK_RV rv;
+
+    if (M.f->C_CreateObject(M.s0, at, 5, &ka) != CKR_OK ||
+        M.f->C_CreateObject(M.s0, ht, 5, &kh) != CKR_OK) {
+        report_err("sym.gcm", "failed: C_CreateObject of a secret key");
+        report_err("sym.gcmcpu", "failed: C_CreateObject of a secret key");
+        report_err("sym.hmac", "failed: C_CreateObject of a secret key");
+        report_err("sym.hmaccpu", "failed: C_CreateObject of a secret key");
+        return;
+    }
+    sym_init();
+    {
+        /* OpenSSL's message 0, for the check (not timed here). */
+        EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+        int l;
+        size_t ml = sizeof(mac0);
+        sym_iv(0, iv);
+        if (c == NULL || EVP_EncryptInit_ex2(c, EVP_aes_256_gcm(), SYM_KEY, iv, NULL) != 1 ||
+            EVP_EncryptUpdate(c, gcm0, &l, SYM_DATA, SYM_MSG) != 1 ||
+            EVP_EncryptFinal_ex(c, gcm0 + l, &l) != 1 ||
+            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, gcm0 + SYM_MSG) != 1 ||
+            EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, SYM_HKEY, 32, SYM_DATA, SYM_MSG, mac0,
+                      sizeof(mac0), &ml) == NULL)
+            die("OpenSSL reference for the secret-key rows failed");
+        EVP_CIPHER_CTX_free(c);
+    }
+    t0 = now();
+    c0 = thread_cpu();
+    do {
+        sym_iv(n, iv);
+        len = sizeof(out);
+        rv = M.f->C_EncryptInit(M.s0, &gm, ka);
+        if (rv == CKR_OK)
+            rv = M.f->C_Encrypt(M.s0, SYM_DATA, SYM_MSG, out, &len);
+        if (rv != CKR_OK) {
+            report_err("sym.gcm", "failed: %s", rvname(rv));
+            report_err("sym.gcmcpu", "failed: %s", rvname(rv));
+            break;
+        }
+        if (n == 0 && (len != SYM_MSG + 16 || memcmp(out, gcm0, len) != 0))
+            verify_failed("%s: AES-256-GCM result differs from OpenSSL's", M.spec->name);
+        n++;
+    } while ((el = now() - t0) < O.seconds);
+    if (rv == CKR_OK) {
+        report_val("sym.gcm", (double)n * SYM_MSG / el / 1e6);
+        report_val("sym.gcmcpu", (double)n * SYM_MSG / (thread_cpu() - c0) / 1e6);
+    }
+    n = 0;
+    t0 = now();
+    c0 = thread_cpu();
+    do {
+        len = sizeof(m);
+        rv = M.f->C_SignInit(M.s0, &hm, kh);
+        if (rv == CKR_OK)
+            rv = M.f->C_Sign(M.s0, SYM_DATA, SYM_MSG, m, &len);
+        if (rv != CKR_OK) {
+            report_err("sym.hmac", "failed: %s", rvname(rv));
+            report_err("sym.hmaccpu", "failed: %s", rvname(rv));
+            break;
+        }
+        if (n == 0 && (len != 32 || memcmp(m, mac0, 32) != 0))
+            verify_failed("%s: HMAC-SHA256 differs from OpenSSL's", M.spec->name);
+        n++;
+    } while ((el = now() - t0) < O.seconds);
+    if (rv == CKR_OK) {
+        report_val("sym.hmac", (double)n * SYM_MSG / el / 1e6);
+        report_val("sym.hmaccpu", (double)n * SYM_MSG / (thread_cpu() - c0) / 1e6);
+    }
 }
 
 /* In the child processes: run EXPR, on failure say which call and end. */
@@ -2301,6 +2491,13 @@ define_rows(void)
         row_def(sec, "twotok.ratiocpu", "x", B_HIGHER, "written / idle per CPU-second (paired)");
         row_def(sec, "twotok.writes", "pair/s", B_HIGHER,
                 "create+destroy pairs on the written token meanwhile");
+    }
+    if (!O.objects_only) {
+        sec = "Secret keys: 4 KiB messages, 1 thread, keyed once, Init + single call per message";
+        row_def(sec, "sym.gcm", "MB/s", B_HIGHER, "AES-256-GCM encrypt (12-byte IV per message)");
+        row_def(sec, "sym.gcmcpu", "MB/cs", B_HIGHER, "AES-256-GCM, per CPU-second of the thread");
+        row_def(sec, "sym.hmac", "MB/s", B_HIGHER, "HMAC-SHA256 sign");
+        row_def(sec, "sym.hmaccpu", "MB/cs", B_HIGHER, "HMAC-SHA256, per CPU-second of the thread");
     }
     for (int i = 0; i < O.nobjects; i++) {
         unsigned long n = O.objects[i];

@@ -491,6 +491,11 @@ struct wrapkey {
     unsigned char *val; /* the key to wrap: secret value (sodium_malloc'd) */
     size_t val_len;
     EVP_PKEY *pkey; /* ... or the private key (a reference) */
+    /* CKM_RSA_PKCS_OAEP */
+    EVP_PKEY *rsa;        /* the wrapping public / unwrapping private key (a reference) */
+    int md, mgf;          /* MD_* of hashAlg and of MGF1 */
+    unsigned char *label; /* the OAEP label (OPENSSL_malloc'd) */
+    size_t label_len;
 };
 
 static void
@@ -501,6 +506,8 @@ wrapkey_clear(struct wrapkey *w)
     if (w->val != NULL)
         sodium_free(w->val);
     EVP_PKEY_free(w->pkey);
+    EVP_PKEY_free(w->rsa);
+    OPENSSL_free(w->label);
     memset(w, 0, sizeof(*w));
 }
 
@@ -517,8 +524,26 @@ secure_copy(const unsigned char *v, size_t len)
 }
 
 static CK_RV
-wrap_mech_check(const CK_MECHANISM *mech)
+wrap_mech_check(const CK_MECHANISM *mech, struct wrapkey *w)
 {
+    if (mech->mechanism == CKM_RSA_PKCS_OAEP) {
+        const CK_RSA_PKCS_OAEP_PARAMS *op = mech->pParameter;
+        if (op == NULL || mech->ulParameterLen != sizeof(*op))
+            return CKR_MECHANISM_PARAM_INVALID;
+        w->md = md_by_mech(op->hashAlg);
+        w->mgf = md_by_mgf(op->mgf);
+        if (w->md == MD_NONE || w->mgf == MD_NONE ||
+            (op->source != CKZ_DATA_SPECIFIED && !(op->source == 0 && op->ulSourceDataLen == 0)) ||
+            (op->ulSourceDataLen > 0 && (op->pSourceData == NULL || op->ulSourceDataLen > 0x10000)))
+            return CKR_MECHANISM_PARAM_INVALID;
+        if (op->ulSourceDataLen > 0) {
+            w->label = OPENSSL_memdup(op->pSourceData, op->ulSourceDataLen);
+            if (w->label == NULL)
+                return CKR_HOST_MEMORY;
+            w->label_len = op->ulSourceDataLen;
+        }
+        return CKR_OK;
+    }
     if (mech->mechanism != CKM_AES_KEY_WRAP && mech->mechanism != CKM_AES_KEY_WRAP_PAD)
         return CKR_MECHANISM_INVALID;
     /* The default IV of each RFC only. */
@@ -527,12 +552,33 @@ wrap_mech_check(const CK_MECHANISM *mech)
     return CKR_OK;
 }
 
+/* The RSA key of CKM_RSA_PKCS_OAEP: a public key that wraps, a private
+ * key that unwraps and does not decrypt (the wrap policy) nor needs a
+ * context-specific login. */
+static CK_RV
+wrap_rsa_inlock(struct mod_object *o, int unwrap, struct wrapkey *w)
+{
+    if (obj_ulong(o->attrs, CKA_CLASS, CK_UNAVAILABLE_INFORMATION) !=
+            (unwrap ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY) ||
+        obj_ulong(o->attrs, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION) != CKK_RSA)
+        return unwrap ? CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT : CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
+    if (!obj_bool(o->attrs, unwrap ? CKA_UNWRAP : CKA_WRAP, CK_FALSE) ||
+        (unwrap && (obj_bool(o->attrs, CKA_DECRYPT, CK_FALSE) ||
+                    obj_bool(o->attrs, CKA_ALWAYS_AUTHENTICATE, CK_FALSE))))
+        return CKR_KEY_FUNCTION_NOT_PERMITTED;
+    if (!mech_allowed(o->attrs, CKM_RSA_PKCS_OAEP))
+        return CKR_MECHANISM_INVALID;
+    return cache_pkey_inlock(o, &w->rsa);
+}
+
 /* The wrapping (UNWRAP: unwrapping) key O, checked, its value copied. */
 static CK_RV
-wrap_kek_inlock(const struct mod_object *o, CK_MECHANISM_TYPE mech, int unwrap, struct wrapkey *w)
+wrap_kek_inlock(struct mod_object *o, CK_MECHANISM_TYPE mech, int unwrap, struct wrapkey *w)
 {
     const ks_attr *v = obj_find(o->attrs, CKA_VALUE);
 
+    if (mech == CKM_RSA_PKCS_OAEP)
+        return wrap_rsa_inlock(o, unwrap, w);
     if (obj_ulong(o->attrs, CKA_CLASS, CK_UNAVAILABLE_INFORMATION) != CKO_SECRET_KEY ||
         obj_ulong(o->attrs, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION) != CKK_AES)
         return unwrap ? CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT : CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
@@ -638,6 +684,38 @@ done:
     return rv;
 }
 
+/* RSA-OAEP encryption (ENC) or decryption of IN with W's key and
+ * parameters into OUT (*OUTLEN: its room, then the result's length). */
+static CK_RV
+rsa_oaep(const struct wrapkey *w, int enc, const unsigned char *in, size_t inlen,
+         unsigned char *out, size_t *outlen)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, w->rsa, NULL);
+    unsigned char *label = NULL;
+    CK_RV rv = CKR_OK;
+    int ok;
+
+    if (ctx == NULL)
+        return CKR_HOST_MEMORY;
+    ok = (enc ? EVP_PKEY_encrypt_init(ctx) : EVP_PKEY_decrypt_init(ctx)) == 1 &&
+         EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
+         EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md_get(w->md)) == 1 &&
+         EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md_get(w->mgf)) == 1;
+    if (ok && w->label_len > 0) {
+        label = OPENSSL_memdup(w->label, w->label_len);
+        ok = label != NULL && EVP_PKEY_CTX_set0_rsa_oaep_label(ctx, label, (int)w->label_len) == 1;
+        if (!ok)
+            OPENSSL_free(label);
+    }
+    if (!ok)
+        rv = CKR_FUNCTION_FAILED;
+    else if ((enc ? EVP_PKEY_encrypt(ctx, out, outlen, in, inlen)
+                  : EVP_PKEY_decrypt(ctx, out, outlen, in, inlen)) != 1)
+        rv = enc ? CKR_FUNCTION_FAILED : CKR_WRAPPED_KEY_INVALID;
+    EVP_PKEY_CTX_free(ctx);
+    return rv;
+}
+
 CK_RV
 mod_C_WrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey,
               CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
@@ -654,13 +732,19 @@ mod_C_WrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     if (mech == NULL || outlen == NULL)
         return CKR_ARGUMENTS_BAD;
-    rv = wrap_mech_check(mech);
-    if (rv != CKR_OK)
+    rv = wrap_mech_check(mech, &w);
+    if (rv != CKR_OK) {
+        wrapkey_clear(&w);
         return op_none(hs, rv);
+    }
     rv = wrap_prepare(hs, mech->mechanism, wkey, key, &w);
     if (rv != CKR_OK)
         goto done;
     /* Without the lock: the key's bytes, then the wrap. */
+    if (w.pkey != NULL && mech->mechanism == CKM_RSA_PKCS_OAEP) {
+        rv = CKR_KEY_NOT_WRAPPABLE; /* secret keys only under RSA */
+        goto done;
+    }
     if (w.pkey != NULL) {
         PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(w.pkey);
         dlen = p8 != NULL ? i2d_PKCS8_PRIV_KEY_INFO(p8, &der) : 0;
@@ -675,7 +759,14 @@ mod_C_WrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey
         in = w.val;
         inlen = w.val_len;
     }
-    if (mech->mechanism == CKM_AES_KEY_WRAP) {
+    if (mech->mechanism == CKM_RSA_PKCS_OAEP) {
+        /* RFC 8017 section 7.1.1: at most k - 2hLen - 2 bytes. */
+        need = (size_t)EVP_PKEY_get_size(w.rsa);
+        if (need < 2 * md_info(w.md)->len + 2 || inlen > need - 2 * md_info(w.md)->len - 2) {
+            rv = CKR_KEY_SIZE_RANGE;
+            goto done;
+        }
+    } else if (mech->mechanism == CKM_AES_KEY_WRAP) {
         if (inlen < 16 || inlen % 8 != 0) {
             rv = CKR_KEY_SIZE_RANGE;
             goto done;
@@ -702,7 +793,10 @@ mod_C_WrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey
         rv = CKR_HOST_MEMORY;
         goto done;
     }
-    rv = aes_wrap(mech->mechanism, w.kek, w.kek_len, 1, in, inlen, res, &got);
+    got = need + 16;
+    rv = mech->mechanism == CKM_RSA_PKCS_OAEP
+             ? rsa_oaep(&w, 1, in, inlen, res, &got)
+             : aes_wrap(mech->mechanism, w.kek, w.kek_len, 1, in, inlen, res, &got);
     if (rv == CKR_OK && got != need)
         rv = CKR_GENERAL_ERROR;
     if (rv == CKR_OK) {
@@ -850,22 +944,30 @@ mod_C_UnwrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE uk
     rv = obj_template_check(t, n);
     if (rv != CKR_OK)
         return rv;
-    rv = wrap_mech_check(mech);
-    if (rv != CKR_OK)
-        return op_none(hs, rv);
-    rv = session_policy(hs, &pol);
-    if (rv != CKR_OK)
-        return rv;
+    rv = wrap_mech_check(mech, &w);
+    if (rv == CKR_OK)
+        rv = session_policy(hs, &pol);
+    if (rv != CKR_OK) {
+        wrapkey_clear(&w);
+        return rv == CKR_SESSION_HANDLE_INVALID ? rv : op_none(hs, rv);
+    }
     cls = tulong(t, n, CKA_CLASS, CK_UNAVAILABLE_INFORMATION);
     kt = tulong(t, n, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION);
     if (tfind(t, n, CKA_CLASS) == NULL ||
         (cls == CKO_SECRET_KEY && tfind(t, n, CKA_KEY_TYPE) == NULL))
-        return CKR_TEMPLATE_INCOMPLETE;
-    if (cls != CKO_SECRET_KEY && cls != CKO_PRIVATE_KEY)
-        return CKR_TEMPLATE_INCONSISTENT;
-    if (inlen < 16 || inlen % 8 != 0 || inlen > WRAP_MAX + 16 ||
-        (mech->mechanism == CKM_AES_KEY_WRAP && inlen < 24))
-        return op_none(hs, CKR_WRAPPED_KEY_LEN_RANGE);
+        rv = CKR_TEMPLATE_INCOMPLETE;
+    else if (cls != CKO_SECRET_KEY && cls != CKO_PRIVATE_KEY)
+        rv = CKR_TEMPLATE_INCONSISTENT;
+    else if (mech->mechanism != CKM_RSA_PKCS_OAEP &&
+             (inlen < 16 || inlen % 8 != 0 || inlen > WRAP_MAX + 16 ||
+              (mech->mechanism == CKM_AES_KEY_WRAP && inlen < 24)))
+        rv = CKR_WRAPPED_KEY_LEN_RANGE;
+    else if (inlen == 0 || inlen > WRAP_MAX + 16)
+        rv = CKR_WRAPPED_KEY_LEN_RANGE;
+    if (rv != CKR_OK) {
+        wrapkey_clear(&w);
+        return rv;
+    }
     rv = unwrap_prepare(&g, mech->mechanism, ukey, t, n, &w);
     if (rv != CKR_OK) {
         wrapkey_clear(&w);
@@ -875,10 +977,16 @@ mod_C_UnwrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE uk
     /* Without the lock from here to the store. */
     mat_init(&m, cls, kt);
     plain = secure_copy(in, inlen); /* room for the plaintext (shorter) */
-    if (plain == NULL)
+    if (plain == NULL) {
         rv = CKR_HOST_MEMORY;
-    else
+    } else if (mech->mechanism == CKM_RSA_PKCS_OAEP) {
+        /* Exactly k bytes (RFC 8017 section 7.1.2). */
+        plen = inlen;
+        rv = inlen != (size_t)EVP_PKEY_get_size(w.rsa) ? CKR_WRAPPED_KEY_LEN_RANGE
+                                                       : rsa_oaep(&w, 0, in, inlen, plain, &plen);
+    } else {
         rv = aes_wrap(mech->mechanism, w.kek, w.kek_len, 0, in, inlen, plain, &plen);
+    }
     if (rv == CKR_OK && cls == CKO_SECRET_KEY) {
         CK_ULONG vlen = (CK_ULONG)plen;
         if (kt == CKK_AES && plen != 16 && plen != 24 && plen != 32)

@@ -47,7 +47,7 @@ static const struct mod_mech mech_table[] = {
      MD_NONE},
     {CKM_SHA1_RSA_PKCS, {RSA_MIN, RSA_MAX, SV}, CKK_RSA, MF_RSA_PKCS, MD_SHA1},
     {CKM_RSA_PKCS_OAEP,
-     {RSA_MIN, RSA_MAX, CKF_ENCRYPT | CKF_DECRYPT},
+     {RSA_MIN, RSA_MAX, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
      CKK_RSA,
      MF_RSA_OAEP,
      MD_NONE},

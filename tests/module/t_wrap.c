@@ -393,12 +393,73 @@ t_attack_wrap_untrusted(void **state)
     assert_ok(F->C_CloseSession(h));
 }
 
+/* CKM_RSA_PKCS_OAEP wraps a secret key under an RSA public key and unwraps
+ * it with the private key (which may not decrypt: the wrap policy). */
+static void
+t_wrap_oaep(void **state)
+{
+    CK_SESSION_HANDLE h = user_session();
+    struct bin sv = unhex("00112233445566778899aabbccddeeff");
+    CK_MECHANISM gen = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+    CK_RSA_PKCS_OAEP_PARAMS op = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0};
+    CK_MECHANISM oaep = {CKM_RSA_PKCS_OAEP, &op, sizeof(op)};
+    CK_ULONG bits = 2048;
+    CK_ATTRIBUTE pubt[] = {{CKA_MODULUS_BITS, &bits, sizeof(bits)}, {CKA_WRAP, (void *)&yes, 1}};
+    CK_ATTRIBUTE privt[] = {{CKA_UNWRAP, (void *)&yes, 1}, {CKA_DECRYPT, (void *)&no, 1}};
+    CK_ATTRIBUTE privt_dec[] = {{CKA_UNWRAP, (void *)&yes, 1}, {CKA_DECRYPT, (void *)&yes, 1}};
+    CK_OBJECT_HANDLE pub, priv, pub2, priv2, k, u;
+    unsigned char out[512], val[32];
+    CK_ULONG len = 0;
+    CK_ATTRIBUTE va = {CKA_VALUE, val, sizeof(val)};
+
+    (void)state;
+    if (is_softhsm()) {
+        /* SoftHSMv2 2.6 answers CKR_ARGUMENTS_BAD to OAEP wrapping over SHA-256. */
+        op.hashAlg = CKM_SHA_1;
+        op.mgf = CKG_MGF1_SHA1;
+    }
+    assert_ok(F->C_GenerateKeyPair(h, &gen, pubt, N_(pubt), privt, N_(privt), &pub, &priv));
+    k = target(h, CKK_AES, &sv, CK_TRUE);
+    assert_ok(F->C_WrapKey(h, &oaep, pub, k, NULL, &len));
+    assert_int_equal(len, 256);
+    len = sizeof(out);
+    assert_ok(F->C_WrapKey(h, &oaep, pub, k, out, &len));
+    assert_int_equal(len, 256);
+    assert_ok(unwrap_secret(h, &oaep, priv, out, len, CKK_AES, CK_FALSE, &u));
+    assert_ok(F->C_GetAttributeValue(h, u, &va, 1));
+    assert_int_equal(va.ulValueLen, 16);
+    assert_memory_equal(val, sv.b, 16);
+    assert_int_equal(get_bool(h, u, CKA_ALWAYS_SENSITIVE), CK_FALSE);
+    /* A damaged blob. */
+    out[10] ^= 1;
+    if (is_evertoken())
+        assert_rv(unwrap_secret(h, &oaep, priv, out, len, CKK_AES, CK_FALSE, &u),
+                  CKR_WRAPPED_KEY_INVALID);
+    else
+        assert_true(unwrap_secret(h, &oaep, priv, out, len, CKK_AES, CK_FALSE, &u) != CKR_OK);
+    if (is_evertoken()) {
+        /* The wrap policy with RSA: a private key that unwraps may not
+         * also decrypt (docs/threat-model.md, "Key wrapping"). */
+        assert_ok(
+            F->C_GenerateKeyPair(h, &gen, pubt, N_(pubt), privt_dec, N_(privt_dec), &pub2, &priv2));
+        len = sizeof(out);
+        assert_ok(F->C_WrapKey(h, &oaep, pub2, k, out, &len));
+        assert_rv(unwrap_secret(h, &oaep, priv2, out, len, CKK_AES, CK_FALSE, &u),
+                  CKR_KEY_FUNCTION_NOT_PERMITTED);
+        /* A private key that is not extractable is never wrapped. */
+        len = sizeof(out);
+        assert_rv(F->C_WrapKey(h, &oaep, pub, priv2, out, &len), CKR_KEY_UNEXTRACTABLE);
+    }
+    assert_ok(F->C_CloseSession(h));
+}
+
 struct conf_group
 conf_wrap_tests(void)
 {
     static const struct CMUnitTest tests[] = {
         CONF_TEST_TOKEN(t_wrap_kat),
         CONF_TEST_TOKEN(t_wrap_private),
+        CONF_TEST_TOKEN(t_wrap_oaep),
         CONF_TEST_TOKEN(t_attack_wrap_decrypt),
         CONF_TEST_TOKEN(t_attack_encrypt_unwrap),
         CONF_TEST_TOKEN(t_attack_unwrap_sensitive),

@@ -896,6 +896,31 @@ t_secret_public_session_keys(void **state)
     assert_ok(F->C_CloseSession(h));
 }
 
+/* A logout ends an operation on a private secret key and drops the key's
+ * copy (evertoken; SoftHSMv2 keeps operations across C_Logout). */
+static void
+t_secret_logout(void **state)
+{
+    CK_SESSION_HANDLE h = user_session();
+    struct bin k1 = unhex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"), hi = text("Hi There");
+    CK_MECHANISM m = {CKM_SHA256_HMAC, NULL, 0};
+    CK_OBJECT_HANDLE k;
+    unsigned char mac[32];
+    CK_ULONG len = sizeof(mac);
+
+    (void)state;
+    k = secret_key(h, CKK_GENERIC_SECRET, k1.b, k1.n);
+    if (is_evertoken()) {
+        assert_ok(F->C_SignInit(h, &m, k));
+        assert_ok(F->C_SignUpdate(h, hi.b, hi.n));
+        assert_ok(F->C_Logout(h));
+        assert_rv(F->C_SignFinal(h, mac, &len), CKR_OPERATION_NOT_INITIALIZED);
+        /* The private key is gone with the login. */
+        assert_rv(F->C_SignInit(h, &m, k), CKR_KEY_HANDLE_INVALID);
+    }
+    assert_ok(F->C_CloseSession(h));
+}
+
 struct conf_group
 conf_secret_tests(void)
 {
@@ -911,6 +936,7 @@ conf_secret_tests(void)
         CONF_TEST_TOKEN(t_secret_mech_info),
         CONF_TEST_TOKEN(t_secret_random_parts),
         CONF_TEST_TOKEN(t_secret_public_session_keys),
+        CONF_TEST_TOKEN(t_secret_logout),
     };
     struct conf_group g = {"secret", tests, N_(tests)};
     return g;

@@ -144,12 +144,13 @@ obtain(job *j, X509 *old, const char *why)
             goto done;
         oldserial = serial_hex(old);
     }
-    if (p->proto == ENR_PROTO_EST && old == NULL && p->bootstrap != NULL) {
+    if (p->proto != ENR_PROTO_SCEP && old == NULL && p->bootstrap != NULL) {
         rc = enr_token_bootstrap(j->t, p->bootstrap, &bootcert, &bootkey);
         if (rc != ENR_OK)
             goto done;
-        enr_info("profile %s: TLS client authentication by the bootstrap certificate \"%s\"",
-                 p->name, p->bootstrap);
+        if (p->proto == ENR_PROTO_EST)
+            enr_info("profile %s: TLS client authentication by the bootstrap certificate \"%s\"",
+                     p->name, p->bootstrap);
     }
     if (p->proto == ENR_PROTO_EST) {
         rc = enr_est_begin(p, old, oldkey, bootcert, bootkey, j->anchors, &kp, &est);
@@ -175,6 +176,8 @@ obtain(job *j, X509 *old, const char *why)
         txid = ps->pending_txid;
     if (p->proto == ENR_PROTO_EST)
         rc = enr_est_enroll(est, newkey, &res);
+    else if (p->proto == ENR_PROTO_CMP)
+        rc = enr_cmp_enroll(p, newkey, old, oldkey, bootcert, bootkey, j->anchors, &res);
     else
         rc = enr_scep_enroll(p, newkey, old, oldkey, j->anchors, txid, &res);
     if (rc == ENR_E_PENDING) {
@@ -481,6 +484,70 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
     enr_state_event(ctx->st, p->name, kind, enr_rc_name(rc));
     enr_state_put(ctx->st, &ps);
     enr_pstate_clear(&ps);
+    enr_state_unlock(ctx->st);
+    return rc;
+}
+
+/* ---- Revocation by request ---------------------------------------------- */
+
+enr_rc
+enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
+{
+    STACK_OF(X509) *anchors = NULL;
+    enr_token *t = NULL;
+    EVP_PKEY *key = NULL;
+    enr_cred c;
+    char *serial = NULL;
+    int code = enr_revocation_reason(reason);
+    enr_rc rc;
+
+    memset(&c, 0, sizeof(c));
+    if (code < 0) {
+        enr_err("--reason %s: not a revocation reason (unspecified, keyCompromise, "
+                "cACompromise, affiliationChanged, superseded, cessationOfOperation, "
+                "certificateHold, privilegeWithdrawn, aACompromise)",
+                reason);
+        return ENR_E_CONFIG;
+    }
+    if (p->proto != ENR_PROTO_CMP) {
+        enr_err("profile %s: %s has no revocation request; ask the CA's operator to revoke the "
+                "certificate (its serial is in 'evertoken-enroll status'), then run "
+                "'evertoken-enroll enroll %s' for a new one",
+                p->name, p->proto == ENR_PROTO_EST ? "EST (RFC 7030)" : "SCEP (RFC 8894)", p->name);
+        return ENR_E_CONFIG;
+    }
+    if (enr_state_lock(ctx->st) != 0)
+        return ENR_E_FAIL;
+    rc = enr_load_anchors(p, &anchors);
+    if (rc == ENR_OK)
+        rc = enr_token_open(p, &t);
+    if (rc == ENR_OK)
+        rc = enr_token_find(t, p, &c);
+    if (rc == ENR_OK && (c.cert == NULL || !c.have_key)) {
+        enr_err("profile %s: no certificate with its key in token \"%s\" to revoke", p->name,
+                enr_token_label(t));
+        rc = ENR_E_FAIL;
+    }
+    if (rc == ENR_OK)
+        rc = enr_token_current_key(t, p, &key);
+    if (rc == ENR_OK) {
+        serial = serial_hex(c.cert);
+        rc = enr_cmp_revoke(p, c.cert, key, anchors, code);
+    }
+    if (rc == ENR_OK) {
+        char *msg = enr_aprintf("certificate %s revoked at the CA's request by this helper (%s)",
+                                serial, reason ? reason : "unspecified");
+        enr_info("profile %s: %s", p->name, msg ? msg : "revoked");
+        enr_state_event(ctx->st, p->name, "revoked", msg ? msg : serial);
+        enr_event ev = {"revoked", msg ? msg : "certificate revoked", NULL, NULL, serial, 0, -1};
+        enr_notify(p, ctx->st, &ev);
+        free(msg);
+    }
+    EVP_PKEY_free(key);
+    enr_cred_clear(&c);
+    enr_token_close(t);
+    sk_X509_pop_free(anchors, X509_free);
+    free(serial);
     enr_state_unlock(ctx->st);
     return rc;
 }

@@ -100,7 +100,7 @@ char *enr_hex(const unsigned char *b, size_t n);
 
 /* ---- profile.c ---------------------------------------------------------- */
 
-typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST } enr_proto;
+typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST, ENR_PROTO_CMP } enr_proto;
 typedef enum { ENR_KEY_RSA = 1, ENR_KEY_EC } enr_keytype;
 /* How closely an issued certificate's subject ([certificate] subject_match)
  * and SANs (san_match) must follow the request (docs/enrollment.md). */
@@ -132,10 +132,14 @@ typedef struct enr_profile {
     char *secret_file; /* enrollment secret (SCEP challenge, EST password or code), never inline */
     char *est_label;   /* EST: optional label segment (/.well-known/est/<label>/...) */
     char *username;    /* EST: HTTP basic user name (password in secret_file) */
-    char *bootstrap;   /* EST: label of a bootstrap credential in the token (TLS client auth) */
-    int poll_interval; /* seconds between polls while PENDING */
-    int poll_max;      /* polls in one check before giving up for now */
-    int http_timeout;  /* seconds */
+    char *bootstrap;   /* EST, CMP: label of a bootstrap credential in the token */
+    char *reference;   /* CMP: reference (senderKID) of the MAC secret in secret_file */
+    char *recipient;   /* CMP: the CA's name ("CN=...": recipient, expected sender) */
+    X509_NAME *recipient_name;
+    int implicit_confirm; /* CMP: ask for implicit confirmation (no certConf) */
+    int poll_interval;    /* seconds between polls while PENDING */
+    int poll_max;         /* polls in one check before giving up for now */
+    int http_timeout;     /* seconds */
     /* [certificate] */
     char *subject; /* "CN=alice,O=Example" */
     X509_NAME *subject_name;
@@ -409,6 +413,27 @@ enr_rc enr_est_begin(const enr_profile *p, X509 *renew_cert, EVP_PKEY *renew_key
 enr_rc enr_est_enroll(enr_est *e, EVP_PKEY *newkey, enr_scep_result *res);
 void enr_est_free(enr_est *e);
 
+/* ---- proto/cmp.c -------------------------------------------------------- */
+
+/*
+ * One CMP certificate request (OpenSSL's CMP client): OLD/OLDKEY NULL for
+ * an ir protected by BOOT_CERT/BOOT_KEY (the bootstrap credential) or else
+ * by the MAC of the profile's reference and secret_file; otherwise a kur
+ * signed by OLDKEY naming OLD. NEWKEY (token-backed; OLDKEY itself for
+ * rekey = false) proves possession. The issued certificate passes
+ * enr_check_issued before it is confirmed. "waiting" is polled poll_max
+ * times, then ENR_E_PENDING (txid "cmp"). RES as for SCEP.
+ */
+enr_rc enr_cmp_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *old, EVP_PKEY *oldkey,
+                      X509 *boot_cert, EVP_PKEY *boot_key, STACK_OF(X509) * anchors,
+                      enr_scep_result *res);
+/* CMP rr for CERT, signed by its KEY; REASON a CRLReason code. */
+enr_rc enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
+                      int reason);
+/* CRLReason code of NAME (keyCompromise, superseded, ...; NULL: unspecified
+ * 0), -1 if unknown. */
+int enr_revocation_reason(const char *name);
+
 /* ---- hooks.c ------------------------------------------------------------ */
 
 /* Event names: docs/enrollment.md "Notifications". */
@@ -446,6 +471,10 @@ typedef struct enr_ctx {
 enr_rc enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind);
 /* Expiry warnings from the state's last known certificate. */
 void enr_expiry_warnings(enr_ctx *ctx, const enr_profile *p, enr_pstate *ps, time_t now);
+/* evertoken-enroll revoke: ask P's CA to revoke the current certificate
+ * (REASON a CRLReason name or NULL). Protocols without a revocation request
+ * get a precise error saying what to do instead (ENR_E_CONFIG). */
+enr_rc enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason);
 /* The service loop; UNTIL > 0 simulates (fake clock advanced, no sleep). */
 int enr_run_service(enr_ctx *ctx, time_t until);
 

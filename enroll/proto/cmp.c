@@ -44,14 +44,29 @@ typedef struct cmp_call {
     int checked;
 } cmp_call;
 
+/* What OpenSSL's CMP client logged about the last answer: it explains some
+ * refusals only there (a sender other than the expected one), and it prints
+ * (and clears) its error queue itself before it sends an error message to
+ * the CA. One transaction at a time (the helper is single-threaded). */
+static char logged[768];
+
 static int
 cmp_log(const char *func, const char *file, int line, OSSL_CMP_severity level, const char *msg)
 {
+    size_t used = strlen(logged);
+    const char *m;
+
     (void)func;
     (void)file;
     (void)line;
-    (void)level;
     enr_debug("CMP: %s", msg);
+    if (msg == NULL || level > OSSL_CMP_LOG_INFO)
+        return 1;
+    m = msg + strspn(msg, " \t");
+    if (!strncmp(m, "sending ", 8) || !strncmp(m, "received ", 9))
+        return 1; /* progress, not a reason */
+    snprintf(logged + used, sizeof(logged) - used, "%s%.*s", used ? "; " : "",
+             (int)strcspn(m, "\r\n"), m);
     return 1;
 }
 
@@ -68,6 +83,8 @@ transfer(OSSL_CMP_CTX *ctx, const OSSL_CMP_MSG *req)
     int n;
     enr_rc rc;
 
+    if (OSSL_CMP_MSG_get_bodytype(req) != 23 /* error: the reason is logged already */)
+        logged[0] = '\0';
     n = i2d_OSSL_CMP_MSG(req, &der);
     if (n <= 0) {
         enr_err("CMP %s: cannot encode the request", c->op);
@@ -130,24 +147,36 @@ cert_conf(OSSL_CMP_CTX *ctx, X509 *cert, int fail_info, const char **txt)
     return 0;
 }
 
-/* OpenSSL's error queue as one line (and cleared). */
+/* OpenSSL's error queue as one line (and cleared): the CMP library's
+ * reasons (those of the libraries below only when it gave none), each with
+ * the first line of its detail. */
 static void
 ssl_reasons(char *buf, size_t n)
 {
     unsigned long e;
     const char *data;
-    int flags;
+    int flags, cmp_only = 0;
     size_t used = 0;
 
     buf[0] = '\0';
     while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
         const char *r = ERR_reason_error_string(e);
-        int w;
+        int w, dl = 0;
         if (r == NULL)
             continue;
-        w = snprintf(buf + used, n - used, "%s%s%s%s", used ? "; " : "", r,
-                     (flags & ERR_TXT_STRING) && data && *data ? ": " : "",
-                     (flags & ERR_TXT_STRING) && data && *data ? data : "");
+        if (ERR_GET_LIB(e) == ERR_LIB_CMP && !cmp_only) {
+            cmp_only = 1; /* the CMP library's view replaces the details below it */
+            used = 0;
+            buf[0] = '\0';
+        } else if (cmp_only && ERR_GET_LIB(e) != ERR_LIB_CMP) {
+            continue;
+        }
+        if ((flags & ERR_TXT_STRING) && data != NULL) {
+            data += strspn(data, " \t");
+            dl = (int)strcspn(data, "\r\n");
+        }
+        w = snprintf(buf + used, n - used, "%s%s%s%.*s", used ? "; " : "", r, dl ? ": " : "", dl,
+                     dl ? data : "");
         if (w < 0 || (size_t)w >= n - used)
             break;
         used += (size_t)w;
@@ -173,7 +202,9 @@ failed(OSSL_CMP_CTX *ctx, cmp_call *c)
         return ENR_E_REJECTED;
     }
     enr_err("CMP %s: the CA's answer failed the checks: %s", c->op,
-            why[0] ? why : "no reason given");
+            why[0]      ? why
+            : logged[0] ? logged
+                        : "no reason given");
     return ENR_E_REJECTED;
 }
 
@@ -185,6 +216,7 @@ cmp_new(const enr_profile *p, cmp_call *c, STACK_OF(X509) * anchors)
     OSSL_CMP_CTX *ctx = OSSL_CMP_CTX_new(NULL, NULL);
     X509_STORE *ts = X509_STORE_new();
 
+    logged[0] = '\0';
     if (ctx == NULL || ts == NULL)
         goto fail;
     for (int i = 0; i < sk_X509_num(anchors); i++)

@@ -98,6 +98,25 @@ char *enr_aprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Lower-case hex of N bytes into a malloc'd string. */
 char *enr_hex(const unsigned char *b, size_t n);
 
+/* ---- http.c ------------------------------------------------------------- */
+
+/* The one limit on any HTTP answer (protocols, OCSP, CRL). */
+#define ENR_HTTP_MAX (8u << 20)
+
+/* A kept HTTP connection (libcurl handle; keep-alive between requests). */
+typedef struct enr_http_conn enr_http_conn;
+enr_http_conn *enr_http_conn_new(void);
+void enr_http_conn_free(enr_http_conn *h);
+/*
+ * GET (BODY NULL) or POST BODY of type CTYPE to URL within TIMEOUT seconds.
+ * 200: *RESP (malloc'd, NUL-terminated), *RLEN, *RCTYPE (malloc'd or NULL).
+ * No answer or 5xx: ENR_E_NETWORK; another status or an answer above
+ * ENR_HTTP_MAX: ENR_E_REJECTED. Each failure is reported.
+ */
+enr_rc enr_http_exchange(enr_http_conn *h, const char *url, const char *ctype,
+                         const unsigned char *body, size_t blen, int timeout, unsigned char **resp,
+                         size_t *rlen, char **rctype);
+
 /* ---- profile.c ---------------------------------------------------------- */
 
 typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST, ENR_PROTO_CMP } enr_proto;

@@ -2,10 +2,10 @@
  * cmp.c — the CMP client (RFC 9810, formerly RFC 4210/9480; HTTP transfer
  * RFC 9811; the Lightweight CMP Profile RFC 9483) on OpenSSL's OSSL_CMP_CTX.
  *
- * OpenSSL builds, protects, sends (through transfer(): the helper's one HTTP
- * layer, enr_http), validates and confirms every message: protection (MAC
- * or signature chaining to the profile's anchors), transaction id, nonces,
- * recipient, the new certificate's public key. This file only chooses:
+ * OpenSSL builds, protects, sends (through transfer(): the helper's HTTP
+ * layer, one kept connection per transaction), validates and confirms every message: protection
+ * (MAC or signature chaining to the profile's anchors), transaction id, nonces, recipient, the new
+ * certificate's public key. This file only chooses:
  *  - ir (first enrollment): MAC from reference + secret_file, or a signature
  *    by the bootstrap certificate and key in the token (profile bootstrap);
  *  - kur (renewal): signed by the old certificate's key in the token, the
@@ -36,8 +36,9 @@
 
 typedef struct cmp_call {
     const enr_profile *p;
-    const char *op; /* "ir", "kur", "rr": for messages */
-    enr_rc rc;      /* transport verdict (already reported), ENR_OK if none */
+    enr_http_conn *http; /* one connection for the whole transaction */
+    const char *op;      /* "ir", "kur", "rr": for messages */
+    enr_rc rc;           /* transport verdict (already reported), ENR_OK if none */
     STACK_OF(X509) * anchors;
     EVP_PKEY *newkey; /* the key the issued certificate must carry */
     enr_rc check_rc;  /* the helper's checks of the issued certificate */
@@ -91,8 +92,13 @@ transfer(OSSL_CMP_CTX *ctx, const OSSL_CMP_MSG *req)
         c->rc = ENR_E_FAIL;
         return NULL;
     }
-    rc = enr_http(c->p->url, "application/pkixcmp", der, (size_t)n, c->p->http_timeout, &resp,
-                  &rlen, &ct);
+    if (c->http == NULL && (c->http = enr_http_conn_new()) == NULL) {
+        OPENSSL_free(der);
+        c->rc = ENR_E_FAIL;
+        return NULL;
+    }
+    rc = enr_http_exchange(c->http, c->p->url, "application/pkixcmp", der, (size_t)n,
+                           c->p->http_timeout, &resp, &rlen, &ct);
     OPENSSL_free(der);
     if (rc != ENR_OK) {
         c->rc = rc;
@@ -268,7 +274,7 @@ enr_rc
 enr_cmp_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *old, EVP_PKEY *oldkey, X509 *boot_cert,
                EVP_PKEY *boot_key, STACK_OF(X509) * anchors, enr_scep_result *res)
 {
-    cmp_call c = {p, old ? "kur" : "ir", ENR_OK, anchors, newkey, ENR_OK, 0};
+    cmp_call c = {p, NULL, old ? "kur" : "ir", ENR_OK, anchors, newkey, ENR_OK, 0};
     int type = old ? OSSL_CMP_KUR : OSSL_CMP_IR;
     OSSL_CMP_CTX *ctx = cmp_new(p, &c, anchors);
     X509_EXTENSIONS *exts = NULL;
@@ -355,6 +361,7 @@ setup:
 done:
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     OSSL_CMP_CTX_free(ctx);
+    enr_http_conn_free(c.http);
     return rc;
 }
 
@@ -378,7 +385,7 @@ enr_rc
 enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
                int reason)
 {
-    cmp_call c = {p, "rr", ENR_OK, anchors, NULL, ENR_OK, 0};
+    cmp_call c = {p, NULL, "rr", ENR_OK, anchors, NULL, ENR_OK, 0};
     OSSL_CMP_CTX *ctx = cmp_new(p, &c, anchors);
     enr_rc rc;
 
@@ -394,5 +401,6 @@ enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *
     }
     rc = OSSL_CMP_exec_RR_ses(ctx) == 1 ? ENR_OK : failed(ctx, &c);
     OSSL_CMP_CTX_free(ctx);
+    enr_http_conn_free(c.http);
     return rc;
 }

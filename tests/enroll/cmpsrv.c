@@ -27,6 +27,7 @@
  *    R line and DIR/ca.crl is rewritten (GET /crl serves it).
  *  - --pending N: certificate requests are answered "waiting" while polls
  *    are left; each pollReq uses one (N in all, over every transaction).
+ *    The held request's public key is written to DIR/held-pub.pem.
  *  - --misbehave: wrong-key issues for a fresh key; bad-protection damages
  *    the issued certificate inside the protected answer (protection no
  *    longer verifies); txid answers with another transaction id (properly
@@ -213,11 +214,6 @@ on_cert_request(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *req, int rid, const O
     (void)chain;
     (void)capubs;
     *cert = NULL;
-    if (cfg.held == NULL && cfg.pending > 0) {
-        cfg.held = OSSL_CMP_MSG_dup(req);
-        logf_("%s held: answered waiting (%d polls left)", body_name(type), cfg.pending);
-        return OSSL_CMP_STATUSINFO_new(OSSL_CMP_PKISTATUS_waiting, 0, NULL);
-    }
     if (p10cr != NULL) {
         subject = X509_REQ_get_subject_name(p10cr);
         pub = X509_REQ_get0_pubkey((X509_REQ *)p10cr);
@@ -239,6 +235,22 @@ on_cert_request(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *req, int rid, const O
     }
     if (pub == NULL) {
         si = reject(OSSL_CMP_PKIFAILUREINFO_badCertTemplate, "no usable public key");
+        goto done;
+    }
+    if (cfg.held == NULL && cfg.pending > 0) {
+        /* Held: its public key goes to DIR/held-pub.pem (the tests issue a
+         * certificate for it elsewhere, e.g. for OpenSSL's mock server). */
+        char path[600];
+        FILE *fp;
+        snprintf(path, sizeof(path), "%s/held-pub.pem", cfg.ca.dir);
+        fp = fopen(path, "w");
+        if (fp != NULL) {
+            PEM_write_PUBKEY(fp, pub);
+            fclose(fp);
+        }
+        cfg.held = OSSL_CMP_MSG_dup(req);
+        logf_("%s held: answered waiting (%d polls left)", body_name(type), cfg.pending);
+        si = OSSL_CMP_STATUSINFO_new(OSSL_CMP_PKISTATUS_waiting, 0, NULL);
         goto done;
     }
     if (type == OSSL_CMP_KUR && (si = check_kur(req, crm, subject)) != NULL)

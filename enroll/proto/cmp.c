@@ -33,6 +33,9 @@
 #include <openssl/x509v3.h>
 
 #include "enr_int.h"
+#include "enr_parse.h"
+
+enr_cmp_transport_fn enr_cmp_transport = NULL;
 
 typedef struct cmp_call {
     const enr_profile *p;
@@ -92,13 +95,17 @@ transfer(OSSL_CMP_CTX *ctx, const OSSL_CMP_MSG *req)
         c->rc = ENR_E_FAIL;
         return NULL;
     }
-    if (c->http == NULL && (c->http = enr_http_conn_new()) == NULL) {
-        OPENSSL_free(der);
-        c->rc = ENR_E_FAIL;
-        return NULL;
+    if (enr_cmp_transport != NULL) {
+        rc = enr_cmp_transport(der, (size_t)n, &resp, &rlen, &ct);
+    } else {
+        if (c->http == NULL && (c->http = enr_http_conn_new()) == NULL) {
+            OPENSSL_free(der);
+            c->rc = ENR_E_FAIL;
+            return NULL;
+        }
+        rc = enr_http_exchange(c->http, c->p->url, "application/pkixcmp", der, (size_t)n,
+                               c->p->http_timeout, &resp, &rlen, &ct);
     }
-    rc = enr_http_exchange(c->http, c->p->url, "application/pkixcmp", der, (size_t)n,
-                           c->p->http_timeout, &resp, &rlen, &ct);
     OPENSSL_free(der);
     if (rc != ENR_OK) {
         c->rc = rc;

@@ -18,6 +18,7 @@
 #include <openssl/pem.h>
 
 #include "enr_int.h"
+#include "proto/proto.h"
 
 static char *
 serial_hex(X509 *x)
@@ -117,19 +118,21 @@ typedef struct job {
     time_t now;
 } job;
 
-/* Enroll (OLD == NULL) or renew OLD; the common tail stores and notifies. */
+/* Enroll (OLD == NULL) or renew OLD through the profile's protocol
+ * (proto/proto.h); the common tail stores and notifies. */
 static enr_rc
 obtain(job *j, X509 *old, const char *why)
 {
     const enr_profile *p = j->p;
+    const enr_proto_ops *ops = enr_proto_get(p->proto);
     enr_pstate *ps = j->ps;
     EVP_PKEY *newkey = NULL, *oldkey = NULL, *bootkey = NULL;
     X509 *bootcert = NULL;
     enr_scep_result res;
-    enr_est *est = NULL;
-    enr_profile kp = *p; /* the new key's parameters: EST's /csrattrs may choose them */
+    enr_proto_req req;
+    void *state = NULL;
+    enr_profile kp = *p; /* the new key's parameters: the protocol may choose them */
     const char *kind = old ? "renew" : "enroll";
-    const char *txid = NULL;
     char *uri = NULL, *pem = NULL, *oldserial = NULL, *msg = NULL;
     enr_rc rc;
 
@@ -144,16 +147,23 @@ obtain(job *j, X509 *old, const char *why)
             goto done;
         oldserial = serial_hex(old);
     }
-    if (p->proto != ENR_PROTO_SCEP && old == NULL && p->bootstrap != NULL) {
+    if (ops->bootstrap && old == NULL && p->bootstrap != NULL) {
         rc = enr_token_bootstrap(j->t, p->bootstrap, &bootcert, &bootkey);
         if (rc != ENR_OK)
             goto done;
-        if (p->proto == ENR_PROTO_EST)
-            enr_info("profile %s: TLS client authentication by the bootstrap certificate \"%s\"",
-                     p->name, p->bootstrap);
     }
-    if (p->proto == ENR_PROTO_EST) {
-        rc = enr_est_begin(p, old, oldkey, bootcert, bootkey, j->anchors, &kp, &est);
+    req.p = p;
+    req.old = old;
+    req.oldkey = oldkey;
+    req.boot_cert = bootcert;
+    req.boot_key = bootkey;
+    req.anchors = j->anchors;
+    req.txid =
+        ps->pending_txid != NULL && ps->pending_kind != NULL && !strcmp(ps->pending_kind, kind)
+            ? ps->pending_txid
+            : NULL;
+    if (ops->prepare != NULL) {
+        rc = ops->prepare(&req, &kp, &state);
         if (rc != ENR_OK)
             goto refused;
     }
@@ -172,14 +182,7 @@ obtain(job *j, X509 *old, const char *why)
                 goto done;
         }
     }
-    if (ps->pending_txid != NULL && ps->pending_kind != NULL && !strcmp(ps->pending_kind, kind))
-        txid = ps->pending_txid;
-    if (p->proto == ENR_PROTO_EST)
-        rc = enr_est_enroll(est, newkey, &res);
-    else if (p->proto == ENR_PROTO_CMP)
-        rc = enr_cmp_enroll(p, newkey, old, oldkey, bootcert, bootkey, j->anchors, &res);
-    else
-        rc = enr_scep_enroll(p, newkey, old, oldkey, j->anchors, txid, &res);
+    rc = ops->request(&req, state, newkey, &res);
     if (rc == ENR_E_PENDING) {
         enr_pstate_set(&ps->pending_txid, res.txid);
         enr_pstate_set(&ps->pending_kind, kind);
@@ -241,7 +244,8 @@ refused:
         ps->pending_since = 0;
     }
 done:
-    enr_est_free(est);
+    if (ops->release != NULL)
+        ops->release(state);
     enr_scep_result_clear(&res);
     EVP_PKEY_free(newkey);
     EVP_PKEY_free(oldkey);
@@ -493,6 +497,7 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
 enr_rc
 enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
 {
+    const enr_proto_ops *ops = enr_proto_get(p->proto);
     STACK_OF(X509) *anchors = NULL;
     enr_token *t = NULL;
     EVP_PKEY *key = NULL;
@@ -509,11 +514,11 @@ enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
                 reason);
         return ENR_E_CONFIG;
     }
-    if (p->proto != ENR_PROTO_CMP) {
+    if (ops->revoke == NULL) {
         enr_err("profile %s: %s has no revocation request; ask the CA's operator to revoke the "
                 "certificate (its serial is in 'evertoken-enroll status'), then run "
                 "'evertoken-enroll enroll %s' for a new one",
-                p->name, p->proto == ENR_PROTO_EST ? "EST (RFC 7030)" : "SCEP (RFC 8894)", p->name);
+                p->name, ops->title, p->name);
         return ENR_E_CONFIG;
     }
     if (enr_state_lock(ctx->st) != 0)
@@ -532,7 +537,7 @@ enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
         rc = enr_token_current_key(t, p, &key);
     if (rc == ENR_OK) {
         serial = serial_hex(c.cert);
-        rc = enr_cmp_revoke(p, c.cert, key, anchors, code);
+        rc = ops->revoke(p, c.cert, key, anchors, code);
     }
     if (rc == ENR_OK) {
         char *msg = enr_aprintf("certificate %s revoked at the CA's request by this helper (%s)",

@@ -2,13 +2,15 @@
  * enr_int.h — internal interfaces of evertoken-enroll, the enrollment and
  * renewal helper.
  *
- * Layers, bottom up: util.c (log, clock, secrets, files), profile.c (INI
- * profiles), state.c (the helper's SQLite state), sched.c (daily times,
- * retry), token.c (PKCS#11: URI, login, objects, key generation, the
- * rollover sequence; libp11 for token-backed EVP_PKEYs), scep.c (RFC 8894
- * client), certcheck.c (issued-certificate checks, OCSP/CRL), hooks.c
- * (post-processing script, notifications), engine.c (the check/enroll/renew
- * state machine), status.c and main.c (the CLI). docs/enrollment.md is the
+ * Layers, bottom up: util.c (log, clock, secrets, files), http.c (the one
+ * HTTP layer, libcurl), profile.c (INI profiles), state.c (the helper's
+ * SQLite state), sched.c (daily times, retry), token.c (PKCS#11: URI, login,
+ * objects, key generation, the rollover sequence; libp11 for token-backed
+ * EVP_PKEYs), certcheck.c (issued-certificate checks, OCSP/CRL), proto/ (the
+ * protocols behind one interface, proto/proto.h: scep.c RFC 8894, est.c RFC
+ * 7030, cmp.c RFC 9810 on OpenSSL's CMP client), hooks.c (post-processing
+ * script, notifications), engine.c (the check/enroll/renew state machine,
+ * protocol-blind), status.c and main.c (the CLI). docs/enrollment.md is the
  * user-facing description of everything here.
  */
 #ifndef EVERTOKEN_ENROLL_ENR_INT_H
@@ -113,6 +115,9 @@ void enr_http_conn_free(enr_http_conn *h);
  * No answer or 5xx: ENR_E_NETWORK; another status or an answer above
  * ENR_HTTP_MAX: ENR_E_REJECTED. Each failure is reported.
  */
+/* One request on a connection of its own (SCEP, OCSP, CRL). */
+enr_rc enr_http(const char *url, const char *ctype, const unsigned char *body, size_t blen,
+                int timeout, unsigned char **resp, size_t *rlen, char **rctype);
 enr_rc enr_http_exchange(enr_http_conn *h, const char *url, const char *ctype,
                          const unsigned char *body, size_t blen, int timeout, unsigned char **resp,
                          size_t *rlen, char **rctype);
@@ -380,11 +385,7 @@ typedef enum { ENR_REV_GOOD = 0, ENR_REV_REVOKED, ENR_REV_UNKNOWN, ENR_REV_NONE 
 enr_rc enr_revocation(const enr_profile *p, X509 *cert, STACK_OF(X509) * anchors, time_t now,
                       enr_rev *out);
 
-/* Simple HTTP through libcurl (scep.c uses it too). */
-enr_rc enr_http(const char *url, const char *ctype, const unsigned char *body, size_t blen,
-                int timeout, unsigned char **resp, size_t *rlen, char **rctype);
-
-/* ---- scep.c ------------------------------------------------------------- */
+/* ---- proto/scep.c ------------------------------------------------------- */
 
 typedef struct enr_scep_result {
     X509 *cert;             /* issued certificate */
@@ -407,7 +408,7 @@ void enr_scep_result_clear(enr_scep_result *r);
 /* Build the CSR for P signed by KEY (token-backed), with challenge CHAL (may be NULL). */
 X509_REQ *enr_make_csr(const enr_profile *p, EVP_PKEY *key, const enr_secret *chal);
 
-/* ---- est.c -------------------------------------------------------------- */
+/* ---- proto/est.c -------------------------------------------------------- */
 
 /*
  * One EST transaction (RFC 7030), in two steps around the key generation.

@@ -135,3 +135,21 @@ done:
     curl_slist_free_all(hd);
     return rc;
 }
+
+enr_rc
+enr_http(const char *url, const char *ctype, const unsigned char *body, size_t blen, int timeout,
+         unsigned char **resp, size_t *rlen, char **rctype)
+{
+    enr_http_conn *h = enr_http_conn_new();
+    enr_rc rc;
+
+    *resp = NULL;
+    *rlen = 0;
+    if (rctype != NULL)
+        *rctype = NULL;
+    if (h == NULL)
+        return ENR_E_FAIL;
+    rc = enr_http_exchange(h, url, ctype, body, blen, timeout, resp, rlen, rctype);
+    enr_http_conn_free(h);
+    return rc;
+}

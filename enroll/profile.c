@@ -18,6 +18,7 @@
 #include <p11-kit/uri.h>
 
 #include "enr_int.h"
+#include "proto/proto.h"
 
 #ifndef EVERTOKEN_DEFAULT_MODULE
 #define EVERTOKEN_DEFAULT_MODULE "libevertoken.so"
@@ -723,16 +724,15 @@ enr_profile_load(const char *path, enr_profile **out)
         bad |= missing(path, "uri", "token");
     if (bad)
         goto fail;
-    if (p->proto == ENR_PROTO_EST && strncmp(p->url, "https://", 8) != 0) {
-        enr_err("%s: [ca] url: EST runs over TLS only (RFC 7030 section 3.3); use https://", path);
+    /* What the protocol itself needs (proto/ *.c). */
+    if (enr_proto_get(p->proto)->check(p, path) != ENR_OK)
         goto fail;
-    }
     if (p->proto != ENR_PROTO_EST && (p->est_label != NULL || p->username != NULL)) {
         enr_err("%s: [ca] %s: only for protocol = est", path,
                 p->est_label != NULL ? "est_label" : "username");
         goto fail;
     }
-    if (p->proto == ENR_PROTO_SCEP && p->bootstrap != NULL) {
+    if (!enr_proto_get(p->proto)->bootstrap && p->bootstrap != NULL) {
         enr_err("%s: [ca] bootstrap: only for protocol = est or cmp", path);
         goto fail;
     }
@@ -744,25 +744,8 @@ enr_profile_load(const char *path, enr_profile **out)
                                        : "implicit_confirm");
         goto fail;
     }
-    if (p->proto == ENR_PROTO_CMP && (p->reference != NULL) != (p->secret_file != NULL)) {
-        enr_err("%s: [ca] %s: CMP's MAC protection needs both reference and secret_file", path,
-                p->reference != NULL ? "secret_file missing" : "reference missing");
-        goto fail;
-    }
-    if (p->proto == ENR_PROTO_CMP && p->secret_file == NULL && p->bootstrap == NULL) {
-        enr_err("%s: [ca] protocol = cmp: a first enrollment needs reference and secret_file "
-                "(MAC) or bootstrap (a certificate in the token)",
-                path);
-        goto fail;
-    }
     if (p->username != NULL && p->secret_file == NULL) {
         enr_err("%s: [ca] username: the password is read from secret_file, which is missing", path);
-        goto fail;
-    }
-    if (p->proto == ENR_PROTO_SCEP && p->key_type != ENR_KEY_RSA) {
-        enr_err("%s: [certificate] key_type: SCEP needs an RSA key (the CA encrypts its "
-                "answer to it, RFC 8894 section 3.5.2)",
-                path);
         goto fail;
     }
     if (p->key_type == ENR_KEY_RSA && p->curve != NULL) {

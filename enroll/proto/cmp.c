@@ -34,6 +34,7 @@
 
 #include "enr_int.h"
 #include "enr_parse.h"
+#include "proto.h"
 
 enr_cmp_transport_fn enr_cmp_transport = NULL;
 
@@ -411,3 +412,34 @@ enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *
     enr_http_conn_free(c.http);
     return rc;
 }
+
+/* ---- The protocol interface (proto.h) -------------------------------------- */
+
+static enr_rc
+cmp_check(const enr_profile *p, const char *path)
+{
+    if ((p->reference != NULL) != (p->secret_file != NULL)) {
+        enr_err("%s: [ca] %s: CMP's MAC protection needs both reference and secret_file", path,
+                p->reference != NULL ? "secret_file missing" : "reference missing");
+        return ENR_E_CONFIG;
+    }
+    if (p->secret_file == NULL && p->bootstrap == NULL) {
+        enr_err("%s: [ca] protocol = cmp: a first enrollment needs reference and secret_file "
+                "(MAC) or bootstrap (a certificate in the token)",
+                path);
+        return ENR_E_CONFIG;
+    }
+    return ENR_OK;
+}
+
+static enr_rc
+cmp_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_result *res)
+{
+    (void)state;
+    return enr_cmp_enroll(r->p, newkey, r->old, r->oldkey, r->boot_cert, r->boot_key, r->anchors,
+                          res);
+}
+
+const enr_proto_ops enr_proto_cmp = {
+    "cmp", "CMP (RFC 9810)", 1, cmp_check, NULL, cmp_request, enr_cmp_revoke, NULL,
+};

@@ -8,7 +8,7 @@
  *   cmpsrv --dir DIR [--port N | --port-file F] [--secret-file F]
  *          [--bootstrap-ca FILE] [--pending N] [--implicit-confirm] [--days D]
  *          [--ocsp-url URL] [--crl-url URL|self]
- *          [--misbehave wrong-key|bad-protection|txid|untrusted|garbage|truncated|ctype]
+ *          [--misbehave wrong-key|bad-protection|txid|untrusted|garbage|truncated|ctype|big]
  *
  * DIR holds ca.pem/ca.key (the CA) and srv.pem/srv.key: the certificate
  * (issued by the CA, digitalSignature) with which the server signs its
@@ -32,7 +32,8 @@
  *    the issued certificate inside the protected answer (protection no
  *    longer verifies); txid answers with another transaction id (properly
  *    re-protected); untrusted re-signs answers with a self-signed impostor
- *    certificate; garbage/truncated/ctype damage the HTTP answer.
+ *    certificate; garbage/truncated/ctype damage the HTTP answer; big
+ *    answers with 9 MiB.
  * Every request is logged to DIR/requests.log.
  */
 #include <signal.h>
@@ -512,6 +513,16 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
         return send_text(c, 405, "POST a CMP message\n");
     if (cmp_exchange(u->d, u->n, &out, &outlen) != 0)
         return send_text(c, 400, "bad CMP request\n");
+    if (misbehave("big")) {
+        /* 9 MiB: above the helper's limit for any HTTP answer. */
+        unsigned char *big = calloc(1, 9u << 20);
+        if (big == NULL)
+            return MHD_NO;
+        OPENSSL_free(out);
+        r = send_bytes(c, 200, "application/pkixcmp", big, 9u << 20);
+        free(big);
+        return r;
+    }
     if (misbehave("garbage"))
         RAND_bytes(out, outlen);
     if (misbehave("truncated"))

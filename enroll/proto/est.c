@@ -40,6 +40,7 @@
 
 #include "enr_int.h"
 #include "enr_parse.h"
+#include "proto.h"
 
 typedef struct enr_est {
     const enr_profile *p;
@@ -1312,3 +1313,42 @@ done:
     X509_REQ_free(req);
     return rc;
 }
+
+/* ---- The protocol interface (proto.h) -------------------------------------- */
+
+static enr_rc
+est_check(const enr_profile *p, const char *path)
+{
+    if (strncmp(p->url, "https://", 8) != 0) {
+        enr_err("%s: [ca] url: EST runs over TLS only (RFC 7030 section 3.3); use https://", path);
+        return ENR_E_CONFIG;
+    }
+    return ENR_OK;
+}
+
+static enr_rc
+est_prepare(const enr_proto_req *r, enr_profile *keyp, void **state)
+{
+    if (r->boot_cert != NULL)
+        enr_info("profile %s: TLS client authentication by the bootstrap certificate \"%s\"",
+                 r->p->name, r->p->bootstrap);
+    return enr_est_begin(r->p, r->old, r->oldkey, r->boot_cert, r->boot_key, r->anchors, keyp,
+                         (enr_est **)state);
+}
+
+static enr_rc
+est_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_result *res)
+{
+    (void)r;
+    return enr_est_enroll(state, newkey, res);
+}
+
+static void
+est_release(void *state)
+{
+    enr_est_free(state);
+}
+
+const enr_proto_ops enr_proto_est = {
+    "est", "EST (RFC 7030)", 1, est_check, est_prepare, est_request, NULL, est_release,
+};

@@ -115,6 +115,45 @@ void enr_http_conn_free(enr_http_conn *h);
  * No answer or 5xx: ENR_E_NETWORK; another status or an answer above
  * ENR_HTTP_MAX: ENR_E_REJECTED. Each failure is reported.
  */
+/* One request as the protocols describe it (enr_http_send). */
+typedef struct enr_http_req {
+    const char *url;
+    const char *ctype;          /* Content-Type of BODY */
+    const char *const *headers; /* further request headers of a POST, NULL-terminated, or NULL */
+    const unsigned char *body;  /* POST BODY (BLEN bytes); NULL: GET */
+    size_t blen;
+    int timeout;         /* seconds for the whole exchange (connecting: at most 10) */
+    size_t max;          /* answer limit; 0: ENR_HTTP_MAX */
+    const char *ca_blob; /* https only, TLS 1.2+, server verified against these PEM anchors only */
+    size_t ca_len;
+    /* TLS client authentication (e.g. by a token key): called with the
+     * OpenSSL SSL_CTX of the connection; 0 or -1. */
+    int (*tls_client)(void *ssl_ctx, void *arg);
+    void *tls_arg;
+    const char *user, *password; /* HTTP basic authentication when USER */
+    void (*on_header)(const char *line, size_t n, void *arg); /* each answer header line */
+    void *header_arg;
+} enr_http_req;
+
+/* What came back; enr_http_ans_clear frees it. */
+typedef struct enr_http_ans {
+    long code;           /* HTTP status */
+    unsigned char *body; /* NUL-terminated, N bytes (NULL when empty) */
+    size_t n, max;
+    char *ctype;
+    int too_big;     /* the answer passed the limit (not read further) */
+    int curl_code;   /* libcurl's result (CURLE_OK: an HTTP answer came) */
+    char error[256]; /* libcurl's reason when no answer came */
+} enr_http_ans;
+
+/*
+ * Send RQ on H and read the answer without judging its status (the caller
+ * does). ENR_OK when an HTTP answer came; else ENR_E_REJECTED (answer above
+ * the limit, TLS server or client authentication failed) or ENR_E_NETWORK,
+ * with ANS->error and ANS->curl_code, nothing reported yet.
+ */
+enr_rc enr_http_send(enr_http_conn *h, const enr_http_req *rq, enr_http_ans *ans);
+void enr_http_ans_clear(enr_http_ans *a);
 /* One request on a connection of its own (SCEP, OCSP, CRL). */
 enr_rc enr_http(const char *url, const char *ctype, const unsigned char *body, size_t blen,
                 int timeout, unsigned char **resp, size_t *rlen, char **rctype);

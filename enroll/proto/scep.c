@@ -1,5 +1,5 @@
 /*
- * scep.c — SCEP client (RFC 8894) on OpenSSL's CMS and libcurl.
+ * scep.c — SCEP client (RFC 8894) on OpenSSL's CMS and the HTTP layer (http.c).
  *
  * GetCACaps decides the transport (POST when "POSTPKIOperation"), digest
  * (SHA-256 when offered) and content cipher (AES when offered); GetCACert

@@ -68,3 +68,13 @@ grep -q "^ir issued serial" "$CA/requests.log" || die "not issued: $(cat "$CA/re
 ! grep -q "certConf" "$CA/requests.log" || die "certConf sent although implicit confirmation was granted"
 cred_works dave || die "dave's credential does not work"
 ok "implicit confirmation: granted, no certConf"
+
+# Proxies come from libcurl's usual environment variables: with http_proxy
+# set, the request for an unresolvable CA host goes to the proxy (here the
+# test CA itself, which answers a proxied POST like a direct one).
+cmp_profile erin
+sed -i "s|^url = .*|url = http://ca.invalid:8829/pkix/|" "$PROFILES/erin.conf"
+http_proxy=http://127.0.0.1:$CMP_PORT no_proxy= enr enroll erin 2>"$T/p.err" || die "through the proxy: $(cat "$T/p.err")"
+grep -q "^POST http://ca.invalid:8829/pkix/\$" "$CA/requests.log" || die "not proxied: $(cat "$CA/requests.log")"
+cred_works erin || die "erin's credential does not work"
+ok "http_proxy honoured: the request went through the proxy"

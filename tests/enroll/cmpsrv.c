@@ -511,6 +511,7 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
     }
     if (strcmp(method, "POST") != 0)
         return send_text(c, 405, "POST a CMP message\n");
+    logf_("POST %s", url); /* an absolute URL when it came through as a proxy */
     if (cmp_exchange(u->d, u->n, &out, &outlen) != 0)
         return send_text(c, 400, "bad CMP request\n");
     if (misbehave("big")) {

@@ -187,9 +187,10 @@ printf '%s\n' "$DEMO_PIN" >"$W/pin"
 chmod 600 "$W/challenge" "$W/pin"
 if [ "$CMP" = 1 ]; then
     step "evertoken-enroll: enroll bob into the token from a local CMP test CA (tests/enroll/cmpsrv): ir protected by a MAC"
-    # The CA's CMP signer certificate (the CA signs its answers with it).
+    # The CA's CMP signer certificate (the CA signs its answers with it),
+    # valid past the demo's time travel.
     openssl req -new -newkey rsa:2048 -nodes -keyout "$W/scep/srv.key" -subj "/CN=evertoken demo CMP server" 2>/dev/null |
-        openssl x509 -req -CA "$W/scep/ca.pem" -CAkey "$W/scep/ca.key" -CAcreateserial -days 30 \
+        openssl x509 -req -CA "$W/scep/ca.pem" -CAkey "$W/scep/ca.key" -CAcreateserial -days 365 \
             -extfile <(printf 'keyUsage=critical,digitalSignature\nsubjectKeyIdentifier=hash\n') -out "$W/scep/srv.pem" 2>/dev/null
     "$here/build-demo/tests/enroll/cmpsrv" --dir "$W/scep" --port-file "$W/scep/port" \
         --secret-file "$W/challenge" 2>"$W/scep/log" &

@@ -40,6 +40,12 @@ static const struct enr_cmd_help {
             "on its schedule until SIGTERM. --until TIME: simulate up to TIME with the fake\n"
             "clock, without sleeping (tests). --unlock-poll S: seconds between looks at a\n"
             "locked token (1..3600, default 5).\n"},
+    {"revoke", "usage: evertoken-enroll [OPTIONS] revoke PROFILE [--reason R]\n"
+               "Ask the profile's CA to revoke its current certificate (CMP rr, signed by the\n"
+               "certificate's key in the token). R: unspecified (default), keyCompromise,\n"
+               "cACompromise, affiliationChanged, superseded, cessationOfOperation,\n"
+               "certificateHold, privilegeWithdrawn, aACompromise. SCEP and EST have no\n"
+               "revocation request: the command says what to do instead.\n"},
     {"hooks", "usage: evertoken-enroll [OPTIONS] hooks rerun PROFILE\n"
               "Re-run the profile's post-processing script for its current certificate.\n"},
     {"history", "usage: evertoken-enroll [OPTIONS] history [PROFILE]\n"

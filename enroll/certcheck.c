@@ -1,109 +1,17 @@
 /*
  * certcheck.c — trust anchors, chain validation, the checks every issued
- * certificate passes before it is stored, revocation (OCSP, else CRL) and the
- * small libcurl wrapper the protocol code shares.
+ * certificate passes before it is stored, revocation (OCSP, else CRL; fetched
+ * through the HTTP layer, http.c).
  */
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "enr_int.h"
-
-/* ---- HTTP --------------------------------------------------------------- */
-
-typedef struct buf {
-    unsigned char *d;
-    size_t n;
-} buf;
-
-static size_t
-on_data(char *p, size_t sz, size_t nm, void *u)
-{
-    buf *b = u;
-    size_t n = sz * nm;
-    unsigned char *nd;
-
-    if (b->n + n > (8u << 20))
-        return 0; /* answers above 8 MiB are not SCEP/OCSP/CRL answers */
-    nd = realloc(b->d, b->n + n + 1);
-    if (nd == NULL)
-        return 0;
-    b->d = nd;
-    memcpy(b->d + b->n, p, n);
-    b->n += n;
-    b->d[b->n] = '\0';
-    return n;
-}
-
-enr_rc
-enr_http(const char *url, const char *ctype, const unsigned char *body, size_t blen, int timeout,
-         unsigned char **resp, size_t *rlen, char **rctype)
-{
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    buf b = {NULL, 0};
-    long code = 0;
-    char *ct = NULL, *hdr = NULL;
-    CURLcode cr;
-    enr_rc rc = ENR_E_NETWORK;
-
-    *resp = NULL;
-    *rlen = 0;
-    if (rctype != NULL)
-        *rctype = NULL;
-    if (c == NULL)
-        return ENR_E_FAIL;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)timeout);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)(timeout < 10 ? timeout : 10));
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "evertoken-enroll");
-    if (body != NULL) {
-        hdr = enr_aprintf("Content-Type: %s", ctype);
-        h = curl_slist_append(NULL, hdr);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)blen);
-    }
-    enr_debug("HTTP %s %s", body ? "POST" : "GET", url);
-    cr = curl_easy_perform(c);
-    if (cr != CURLE_OK) {
-        enr_err("cannot reach %s: %s", url, curl_easy_strerror(cr));
-        goto done;
-    }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
-    if (code >= 500) {
-        enr_err("%s answered HTTP %ld", url, code);
-        goto done; /* server trouble: retried like the network */
-    }
-    if (code != 200) {
-        enr_err("%s answered HTTP %ld", url, code);
-        rc = ENR_E_REJECTED;
-        goto done;
-    }
-    if (rctype != NULL && ct != NULL)
-        *rctype = enr_strdup(ct);
-    *resp = b.d;
-    *rlen = b.n;
-    b.d = NULL;
-    rc = ENR_OK;
-done:
-    free(b.d);
-    free(hdr);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return rc;
-}
 
 /* ---- Anchors and chains ------------------------------------------------- */
 

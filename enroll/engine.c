@@ -18,6 +18,7 @@
 #include <openssl/pem.h>
 
 #include "enr_int.h"
+#include "proto/proto.h"
 
 static char *
 serial_hex(X509 *x)
@@ -117,19 +118,21 @@ typedef struct job {
     time_t now;
 } job;
 
-/* Enroll (OLD == NULL) or renew OLD; the common tail stores and notifies. */
+/* Enroll (OLD == NULL) or renew OLD through the profile's protocol
+ * (proto/proto.h); the common tail stores and notifies. */
 static enr_rc
 obtain(job *j, X509 *old, const char *why)
 {
     const enr_profile *p = j->p;
+    const enr_proto_ops *ops = enr_proto_get(p->proto);
     enr_pstate *ps = j->ps;
     EVP_PKEY *newkey = NULL, *oldkey = NULL, *bootkey = NULL;
     X509 *bootcert = NULL;
     enr_scep_result res;
-    enr_est *est = NULL;
-    enr_profile kp = *p; /* the new key's parameters: EST's /csrattrs may choose them */
+    enr_proto_req req;
+    void *state = NULL;
+    enr_profile kp = *p; /* the new key's parameters: the protocol may choose them */
     const char *kind = old ? "renew" : "enroll";
-    const char *txid = NULL;
     char *uri = NULL, *pem = NULL, *oldserial = NULL, *msg = NULL;
     enr_rc rc;
 
@@ -144,15 +147,23 @@ obtain(job *j, X509 *old, const char *why)
             goto done;
         oldserial = serial_hex(old);
     }
-    if (p->proto == ENR_PROTO_EST && old == NULL && p->bootstrap != NULL) {
+    if (ops->bootstrap && old == NULL && p->bootstrap != NULL) {
         rc = enr_token_bootstrap(j->t, p->bootstrap, &bootcert, &bootkey);
         if (rc != ENR_OK)
             goto done;
-        enr_info("profile %s: TLS client authentication by the bootstrap certificate \"%s\"",
-                 p->name, p->bootstrap);
     }
-    if (p->proto == ENR_PROTO_EST) {
-        rc = enr_est_begin(p, old, oldkey, bootcert, bootkey, j->anchors, &kp, &est);
+    req.p = p;
+    req.old = old;
+    req.oldkey = oldkey;
+    req.boot_cert = bootcert;
+    req.boot_key = bootkey;
+    req.anchors = j->anchors;
+    req.txid =
+        ps->pending_txid != NULL && ps->pending_kind != NULL && !strcmp(ps->pending_kind, kind)
+            ? ps->pending_txid
+            : NULL;
+    if (ops->prepare != NULL) {
+        rc = ops->prepare(&req, &kp, &state);
         if (rc != ENR_OK)
             goto refused;
     }
@@ -171,12 +182,7 @@ obtain(job *j, X509 *old, const char *why)
                 goto done;
         }
     }
-    if (ps->pending_txid != NULL && ps->pending_kind != NULL && !strcmp(ps->pending_kind, kind))
-        txid = ps->pending_txid;
-    if (p->proto == ENR_PROTO_EST)
-        rc = enr_est_enroll(est, newkey, &res);
-    else
-        rc = enr_scep_enroll(p, newkey, old, oldkey, j->anchors, txid, &res);
+    rc = ops->request(&req, state, newkey, &res);
     if (rc == ENR_E_PENDING) {
         enr_pstate_set(&ps->pending_txid, res.txid);
         enr_pstate_set(&ps->pending_kind, kind);
@@ -238,7 +244,8 @@ refused:
         ps->pending_since = 0;
     }
 done:
-    enr_est_free(est);
+    if (ops->release != NULL)
+        ops->release(state);
     enr_scep_result_clear(&res);
     EVP_PKEY_free(newkey);
     EVP_PKEY_free(oldkey);
@@ -481,6 +488,71 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
     enr_state_event(ctx->st, p->name, kind, enr_rc_name(rc));
     enr_state_put(ctx->st, &ps);
     enr_pstate_clear(&ps);
+    enr_state_unlock(ctx->st);
+    return rc;
+}
+
+/* ---- Revocation by request ---------------------------------------------- */
+
+enr_rc
+enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
+{
+    const enr_proto_ops *ops = enr_proto_get(p->proto);
+    STACK_OF(X509) *anchors = NULL;
+    enr_token *t = NULL;
+    EVP_PKEY *key = NULL;
+    enr_cred c;
+    char *serial = NULL;
+    int code = enr_revocation_reason(reason);
+    enr_rc rc;
+
+    memset(&c, 0, sizeof(c));
+    if (code < 0) {
+        enr_err("--reason %s: not a revocation reason (unspecified, keyCompromise, "
+                "cACompromise, affiliationChanged, superseded, cessationOfOperation, "
+                "certificateHold, privilegeWithdrawn, aACompromise)",
+                reason);
+        return ENR_E_CONFIG;
+    }
+    if (ops->revoke == NULL) {
+        enr_err("profile %s: %s has no revocation request; ask the CA's operator to revoke the "
+                "certificate (its serial is in 'evertoken-enroll status'), then run "
+                "'evertoken-enroll enroll %s' for a new one",
+                p->name, ops->title, p->name);
+        return ENR_E_CONFIG;
+    }
+    if (enr_state_lock(ctx->st) != 0)
+        return ENR_E_FAIL;
+    rc = enr_load_anchors(p, &anchors);
+    if (rc == ENR_OK)
+        rc = enr_token_open(p, &t);
+    if (rc == ENR_OK)
+        rc = enr_token_find(t, p, &c);
+    if (rc == ENR_OK && (c.cert == NULL || !c.have_key)) {
+        enr_err("profile %s: no certificate with its key in token \"%s\" to revoke", p->name,
+                enr_token_label(t));
+        rc = ENR_E_FAIL;
+    }
+    if (rc == ENR_OK)
+        rc = enr_token_current_key(t, p, &key);
+    if (rc == ENR_OK) {
+        serial = serial_hex(c.cert);
+        rc = ops->revoke(p, c.cert, key, anchors, code);
+    }
+    if (rc == ENR_OK) {
+        char *msg = enr_aprintf("certificate %s revoked at the CA's request by this helper (%s)",
+                                serial, reason ? reason : "unspecified");
+        enr_info("profile %s: %s", p->name, msg ? msg : "revoked");
+        enr_state_event(ctx->st, p->name, "revoked", msg ? msg : serial);
+        enr_event ev = {"revoked", msg ? msg : "certificate revoked", NULL, NULL, serial, 0, -1};
+        enr_notify(p, ctx->st, &ev);
+        free(msg);
+    }
+    EVP_PKEY_free(key);
+    enr_cred_clear(&c);
+    enr_token_close(t);
+    sk_X509_pop_free(anchors, X509_free);
+    free(serial);
     enr_state_unlock(ctx->st);
     return rc;
 }

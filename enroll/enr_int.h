@@ -2,13 +2,15 @@
  * enr_int.h — internal interfaces of evertoken-enroll, the enrollment and
  * renewal helper.
  *
- * Layers, bottom up: util.c (log, clock, secrets, files), profile.c (INI
- * profiles), state.c (the helper's SQLite state), sched.c (daily times,
- * retry), token.c (PKCS#11: URI, login, objects, key generation, the
- * rollover sequence; libp11 for token-backed EVP_PKEYs), scep.c (RFC 8894
- * client), certcheck.c (issued-certificate checks, OCSP/CRL), hooks.c
- * (post-processing script, notifications), engine.c (the check/enroll/renew
- * state machine), status.c and main.c (the CLI). docs/enrollment.md is the
+ * Layers, bottom up: util.c (log, clock, secrets, files), http.c (the one
+ * HTTP layer, libcurl), profile.c (INI profiles), state.c (the helper's
+ * SQLite state), sched.c (daily times, retry), token.c (PKCS#11: URI, login,
+ * objects, key generation, the rollover sequence; libp11 for token-backed
+ * EVP_PKEYs), certcheck.c (issued-certificate checks, OCSP/CRL), proto/ (the
+ * protocols behind one interface, proto/proto.h: scep.c RFC 8894, est.c RFC
+ * 7030, cmp.c RFC 9810 on OpenSSL's CMP client), hooks.c (post-processing
+ * script, notifications), engine.c (the check/enroll/renew state machine,
+ * protocol-blind), status.c and main.c (the CLI). docs/enrollment.md is the
  * user-facing description of everything here.
  */
 #ifndef EVERTOKEN_ENROLL_ENR_INT_H
@@ -98,9 +100,70 @@ char *enr_aprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Lower-case hex of N bytes into a malloc'd string. */
 char *enr_hex(const unsigned char *b, size_t n);
 
+/* ---- http.c ------------------------------------------------------------- */
+
+/* The one limit on any HTTP answer (protocols, OCSP, CRL). */
+#define ENR_HTTP_MAX (8u << 20)
+
+/* A kept HTTP connection (libcurl handle; keep-alive between requests). */
+typedef struct enr_http_conn enr_http_conn;
+enr_http_conn *enr_http_conn_new(void);
+void enr_http_conn_free(enr_http_conn *h);
+/*
+ * GET (BODY NULL) or POST BODY of type CTYPE to URL within TIMEOUT seconds.
+ * 200: *RESP (malloc'd, NUL-terminated), *RLEN, *RCTYPE (malloc'd or NULL).
+ * No answer or 5xx: ENR_E_NETWORK; another status or an answer above
+ * ENR_HTTP_MAX: ENR_E_REJECTED. Each failure is reported.
+ */
+/* One request as the protocols describe it (enr_http_send). */
+typedef struct enr_http_req {
+    const char *url;
+    const char *ctype;          /* Content-Type of BODY */
+    const char *const *headers; /* further request headers of a POST, NULL-terminated, or NULL */
+    const unsigned char *body;  /* POST BODY (BLEN bytes); NULL: GET */
+    size_t blen;
+    int timeout;         /* seconds for the whole exchange (connecting: at most 10) */
+    size_t max;          /* answer limit; 0: ENR_HTTP_MAX */
+    const char *ca_blob; /* https only, TLS 1.2+, server verified against these PEM anchors only */
+    size_t ca_len;
+    /* TLS client authentication (e.g. by a token key): called with the
+     * OpenSSL SSL_CTX of the connection; 0 or -1. */
+    int (*tls_client)(void *ssl_ctx, void *arg);
+    void *tls_arg;
+    const char *user, *password; /* HTTP basic authentication when USER */
+    void (*on_header)(const char *line, size_t n, void *arg); /* each answer header line */
+    void *header_arg;
+} enr_http_req;
+
+/* What came back; enr_http_ans_clear frees it. */
+typedef struct enr_http_ans {
+    long code;           /* HTTP status */
+    unsigned char *body; /* NUL-terminated, N bytes (NULL when empty) */
+    size_t n, max;
+    char *ctype;
+    int too_big;     /* the answer passed the limit (not read further) */
+    int curl_code;   /* libcurl's result (CURLE_OK: an HTTP answer came) */
+    char error[256]; /* libcurl's reason when no answer came */
+} enr_http_ans;
+
+/*
+ * Send RQ on H and read the answer without judging its status (the caller
+ * does). ENR_OK when an HTTP answer came; else ENR_E_REJECTED (answer above
+ * the limit, TLS server or client authentication failed) or ENR_E_NETWORK,
+ * with ANS->error and ANS->curl_code, nothing reported yet.
+ */
+enr_rc enr_http_send(enr_http_conn *h, const enr_http_req *rq, enr_http_ans *ans);
+void enr_http_ans_clear(enr_http_ans *a);
+/* One request on a connection of its own (SCEP, OCSP, CRL). */
+enr_rc enr_http(const char *url, const char *ctype, const unsigned char *body, size_t blen,
+                int timeout, unsigned char **resp, size_t *rlen, char **rctype);
+enr_rc enr_http_exchange(enr_http_conn *h, const char *url, const char *ctype,
+                         const unsigned char *body, size_t blen, int timeout, unsigned char **resp,
+                         size_t *rlen, char **rctype);
+
 /* ---- profile.c ---------------------------------------------------------- */
 
-typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST } enr_proto;
+typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST, ENR_PROTO_CMP } enr_proto;
 typedef enum { ENR_KEY_RSA = 1, ENR_KEY_EC } enr_keytype;
 /* How closely an issued certificate's subject ([certificate] subject_match)
  * and SANs (san_match) must follow the request (docs/enrollment.md). */
@@ -132,10 +195,14 @@ typedef struct enr_profile {
     char *secret_file; /* enrollment secret (SCEP challenge, EST password or code), never inline */
     char *est_label;   /* EST: optional label segment (/.well-known/est/<label>/...) */
     char *username;    /* EST: HTTP basic user name (password in secret_file) */
-    char *bootstrap;   /* EST: label of a bootstrap credential in the token (TLS client auth) */
-    int poll_interval; /* seconds between polls while PENDING */
-    int poll_max;      /* polls in one check before giving up for now */
-    int http_timeout;  /* seconds */
+    char *bootstrap;   /* EST, CMP: label of a bootstrap credential in the token */
+    char *reference;   /* CMP: reference (senderKID) of the MAC secret in secret_file */
+    char *recipient;   /* CMP: the CA's name ("CN=...": recipient, expected sender) */
+    X509_NAME *recipient_name;
+    int implicit_confirm; /* CMP: ask for implicit confirmation (no certConf) */
+    int poll_interval;    /* seconds between polls while PENDING */
+    int poll_max;         /* polls in one check before giving up for now */
+    int http_timeout;     /* seconds */
     /* [certificate] */
     char *subject; /* "CN=alice,O=Example" */
     X509_NAME *subject_name;
@@ -357,11 +424,7 @@ typedef enum { ENR_REV_GOOD = 0, ENR_REV_REVOKED, ENR_REV_UNKNOWN, ENR_REV_NONE 
 enr_rc enr_revocation(const enr_profile *p, X509 *cert, STACK_OF(X509) * anchors, time_t now,
                       enr_rev *out);
 
-/* Simple HTTP through libcurl (scep.c uses it too). */
-enr_rc enr_http(const char *url, const char *ctype, const unsigned char *body, size_t blen,
-                int timeout, unsigned char **resp, size_t *rlen, char **rctype);
-
-/* ---- scep.c ------------------------------------------------------------- */
+/* ---- proto/scep.c ------------------------------------------------------- */
 
 typedef struct enr_scep_result {
     X509 *cert;             /* issued certificate */
@@ -384,7 +447,7 @@ void enr_scep_result_clear(enr_scep_result *r);
 /* Build the CSR for P signed by KEY (token-backed), with challenge CHAL (may be NULL). */
 X509_REQ *enr_make_csr(const enr_profile *p, EVP_PKEY *key, const enr_secret *chal);
 
-/* ---- est.c -------------------------------------------------------------- */
+/* ---- proto/est.c -------------------------------------------------------- */
 
 /*
  * One EST transaction (RFC 7030), in two steps around the key generation.
@@ -408,6 +471,27 @@ enr_rc enr_est_begin(const enr_profile *p, X509 *renew_cert, EVP_PKEY *renew_key
                      enr_est **out);
 enr_rc enr_est_enroll(enr_est *e, EVP_PKEY *newkey, enr_scep_result *res);
 void enr_est_free(enr_est *e);
+
+/* ---- proto/cmp.c -------------------------------------------------------- */
+
+/*
+ * One CMP certificate request (OpenSSL's CMP client): OLD/OLDKEY NULL for
+ * an ir protected by BOOT_CERT/BOOT_KEY (the bootstrap credential) or else
+ * by the MAC of the profile's reference and secret_file; otherwise a kur
+ * signed by OLDKEY naming OLD. NEWKEY (token-backed; OLDKEY itself for
+ * rekey = false) proves possession. The issued certificate passes
+ * enr_check_issued before it is confirmed. "waiting" is polled poll_max
+ * times, then ENR_E_PENDING (txid "cmp"). RES as for SCEP.
+ */
+enr_rc enr_cmp_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *old, EVP_PKEY *oldkey,
+                      X509 *boot_cert, EVP_PKEY *boot_key, STACK_OF(X509) * anchors,
+                      enr_scep_result *res);
+/* CMP rr for CERT, signed by its KEY; REASON a CRLReason code. */
+enr_rc enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
+                      int reason);
+/* CRLReason code of NAME (keyCompromise, superseded, ...; NULL: unspecified
+ * 0), -1 if unknown. */
+int enr_revocation_reason(const char *name);
 
 /* ---- hooks.c ------------------------------------------------------------ */
 
@@ -446,6 +530,10 @@ typedef struct enr_ctx {
 enr_rc enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind);
 /* Expiry warnings from the state's last known certificate. */
 void enr_expiry_warnings(enr_ctx *ctx, const enr_profile *p, enr_pstate *ps, time_t now);
+/* evertoken-enroll revoke: ask P's CA to revoke the current certificate
+ * (REASON a CRLReason name or NULL). Protocols without a revocation request
+ * get a precise error saying what to do instead (ENR_E_CONFIG). */
+enr_rc enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason);
 /* The service loop; UNTIL > 0 simulates (fake clock advanced, no sleep). */
 int enr_run_service(enr_ctx *ctx, time_t until);
 

@@ -103,4 +103,14 @@ void enr_est_attrs_clear(enr_est_attrs *a);
  * delay from enr_now() and 1 is returned; else 0. */
 int enr_est_retry_after(const char *line, size_t n, long *seconds);
 
+/* ---- proto/cmp.c -------------------------------------------------------- */
+
+/* The HTTP exchange of the CMP client, replaceable by the fuzz target: REQ
+ * (N bytes of DER) in, *RESP (malloc'd) and *CTYPE (malloc'd) out, as
+ * enr_http_exchange. NULL (the default): enr_http_exchange on the profile's
+ * url. Whatever comes back goes through the client's decoding and checks. */
+typedef enr_rc (*enr_cmp_transport_fn)(const unsigned char *req, size_t n, unsigned char **resp,
+                                       size_t *rlen, char **ctype);
+extern enr_cmp_transport_fn enr_cmp_transport;
+
 #endif /* EVERTOKEN_ENROLL_ENR_PARSE_H */

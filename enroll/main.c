@@ -40,6 +40,12 @@ static const struct enr_cmd_help {
             "on its schedule until SIGTERM. --until TIME: simulate up to TIME with the fake\n"
             "clock, without sleeping (tests). --unlock-poll S: seconds between looks at a\n"
             "locked token (1..3600, default 5).\n"},
+    {"revoke", "usage: evertoken-enroll [OPTIONS] revoke PROFILE [--reason R]\n"
+               "Ask the profile's CA to revoke its current certificate (CMP rr, signed by the\n"
+               "certificate's key in the token). R: unspecified (default), keyCompromise,\n"
+               "cACompromise, affiliationChanged, superseded, cessationOfOperation,\n"
+               "certificateHold, privilegeWithdrawn, aACompromise. SCEP and EST have no\n"
+               "revocation request: the command says what to do instead.\n"},
     {"hooks", "usage: evertoken-enroll [OPTIONS] hooks rerun PROFILE\n"
               "Re-run the profile's post-processing script for its current certificate.\n"},
     {"history", "usage: evertoken-enroll [OPTIONS] history [PROFILE]\n"
@@ -74,6 +80,8 @@ usage(FILE *out)
           "  run [--until TIME] [--unlock-poll S]\n"
           "                             the service (--until: simulate up to TIME, no sleeping;\n"
           "                             --unlock-poll: seconds between looks at a locked token)\n"
+          "  revoke PROFILE [--reason R] ask the CA to revoke the current certificate (CMP;\n"
+          "                             R: keyCompromise, superseded, ...)\n"
           "  hooks rerun PROFILE        re-run the post-processing script\n"
           "  history [PROFILE]          the event history\n"
           "  validate [FILE...]         parse profiles and report errors\n"
@@ -195,6 +203,26 @@ cmd_checks(enr_ctx *ctx, const char *kind, int argc, char **argv)
 }
 
 static int
+cmd_revoke(enr_ctx *ctx, int argc, char **argv, const char *reason)
+{
+    enr_profile **v = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (argc != 1) {
+        enr_err("usage: evertoken-enroll revoke PROFILE [--reason R]");
+        return ENR_EXIT_USAGE;
+    }
+    rc = load_selected(ctx, 1, argv, &v, &n);
+    if (rc == ENR_EXIT_OK && n == 1)
+        rc = enr_rc_exit(enr_revoke_profile(ctx, v[0], reason));
+    else if (rc == ENR_EXIT_OK)
+        rc = ENR_EXIT_CONFIG;
+    enr_profile_free_all(v, n);
+    return rc;
+}
+
+static int
 cmd_hooks(enr_ctx *ctx, int argc, char **argv)
 {
     enr_profile **v;
@@ -263,6 +291,7 @@ main(int argc, char **argv)
     enr_ctx ctx;
     time_t until = 0, t;
     int c, json = 0, force = 0, unlock_poll = 0, rc;
+    const char *reason = NULL;
     char *pdir;
 
     memset(&ctx, 0, sizeof(ctx));
@@ -338,6 +367,8 @@ main(int argc, char **argv)
             force = 1;
         else if (!strcmp(argv[i], "--json") && !strcmp(cmd, "status"))
             json = 1;
+        else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && i + 1 < argc)
+            reason = argv[++i];
         else if (!strcmp(argv[i], "--unlock-poll") && !strcmp(cmd, "run") && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -402,6 +433,8 @@ main(int argc, char **argv)
         rc = enr_run_service(&ctx, until);
     else if (!strcmp(cmd, "hooks"))
         rc = cmd_hooks(&ctx, cargc, cargv);
+    else if (!strcmp(cmd, "revoke"))
+        rc = cmd_revoke(&ctx, cargc, cargv, reason);
     else if (!strcmp(cmd, "history"))
         rc = enr_state_print_events(ctx.st, cargc ? cargv[0] : NULL, stdout) == ENR_OK
                  ? ENR_EXIT_OK

@@ -18,6 +18,7 @@
 #include <p11-kit/uri.h>
 
 #include "enr_int.h"
+#include "proto/proto.h"
 
 #ifndef EVERTOKEN_DEFAULT_MODULE
 #define EVERTOKEN_DEFAULT_MODULE "libevertoken.so"
@@ -265,15 +266,17 @@ add_san(parse_ctx *c, const char *v)
     return 1;
 }
 
+/* A distinguished name "CN=alice, O=Example Ltd" of [SECTION] KEY into *STR
+ * (the text) and *OUT. */
 static int
-parse_subject(parse_ctx *c, const char *v)
+parse_name(parse_ctx *c, const char *section, const char *key, const char *v, char **str,
+           X509_NAME **out)
 {
-    enr_profile *p = c->p;
     X509_NAME *n;
     char *dup, *save = NULL;
 
-    if (p->subject != NULL) {
-        perr(c, "certificate", "subject", "given twice");
+    if (*str != NULL) {
+        perr(c, section, key, "given twice");
         return 1;
     }
     n = X509_NAME_new();
@@ -291,7 +294,7 @@ parse_subject(parse_ctx *c, const char *v)
             continue;
         eq = strchr(t, '=');
         if (eq == NULL) {
-            perr(c, "certificate", "subject", "'%s' is not TYPE=value", t);
+            perr(c, section, key, "'%s' is not TYPE=value", t);
             goto done;
         }
         *eq = '\0';
@@ -302,26 +305,26 @@ parse_subject(parse_ctx *c, const char *v)
         while (*val == ' ')
             val++;
         if (*val == '\0') {
-            perr(c, "certificate", "subject", "empty value for %s", k);
+            perr(c, section, key, "empty value for %s", k);
             goto done;
         }
         if (OBJ_txt2nid(k) == NID_undef) {
-            perr(c, "certificate", "subject", "unknown attribute type '%s'", k);
+            perr(c, section, key, "unknown attribute type '%s'", k);
             goto done;
         }
         if (!X509_NAME_add_entry_by_txt(n, k, MBSTRING_UTF8, (const unsigned char *)val, -1, -1,
                                         0)) {
-            perr(c, "certificate", "subject", "cannot use '%s=%s'", k, val);
+            perr(c, section, key, "cannot use '%s=%s'", k, val);
             enr_ssl_errors();
             goto done;
         }
     }
     if (X509_NAME_entry_count(n) == 0) {
-        perr(c, "certificate", "subject", "empty subject");
+        perr(c, section, key, "empty subject");
         goto done;
     }
-    p->subject = enr_strdup(v);
-    p->subject_name = n;
+    *str = enr_strdup(v);
+    *out = n;
     n = NULL;
 done:
     X509_NAME_free(n);
@@ -352,8 +355,10 @@ handler(void *user, const char *section, const char *name, const char *value)
             p->proto = ENR_PROTO_SCEP;
         else if (!strcasecmp(value, "est"))
             p->proto = ENR_PROTO_EST;
+        else if (!strcasecmp(value, "cmp"))
+            p->proto = ENR_PROTO_CMP;
         else
-            perr(c, section, name, "unknown protocol '%s' (scep, est)", value);
+            perr(c, section, name, "unknown protocol '%s' (scep, est, cmp)", value);
         return 1;
     }
     if (IS("ca", "est_label")) {
@@ -370,6 +375,17 @@ handler(void *user, const char *section, const char *name, const char *value)
         return set_str(c, section, name, &p->username, value);
     if (IS("ca", "bootstrap"))
         return set_str(c, section, name, &p->bootstrap, value);
+    if (IS("ca", "reference"))
+        return set_str(c, section, name, &p->reference, value);
+    if (IS("ca", "recipient"))
+        return parse_name(c, section, name, value, &p->recipient, &p->recipient_name);
+    if (IS("ca", "implicit_confirm")) {
+        if (parse_bool(value, &b) != 0)
+            perr(c, section, name, "'%s' is not true or false", value);
+        else
+            p->implicit_confirm = b;
+        return 1;
+    }
     if (IS("ca", "anchors"))
         return set_path(c, section, name, &p->anchors, value);
     if (IS("ca", "secret_file"))
@@ -400,7 +416,7 @@ handler(void *user, const char *section, const char *name, const char *value)
         return 1;
     }
     if (IS("certificate", "subject"))
-        return parse_subject(c, value);
+        return parse_name(c, section, name, value, &p->subject, &p->subject_name);
     if (IS("certificate", "san"))
         return add_san(c, value);
     if (IS("certificate", "key_type")) {
@@ -708,26 +724,28 @@ enr_profile_load(const char *path, enr_profile **out)
         bad |= missing(path, "uri", "token");
     if (bad)
         goto fail;
-    if (p->proto == ENR_PROTO_EST && strncmp(p->url, "https://", 8) != 0) {
-        enr_err("%s: [ca] url: EST runs over TLS only (RFC 7030 section 3.3); use https://", path);
+    /* What the protocol itself needs (proto/ *.c). */
+    if (enr_proto_get(p->proto)->check(p, path) != ENR_OK)
+        goto fail;
+    if (p->proto != ENR_PROTO_EST && (p->est_label != NULL || p->username != NULL)) {
+        enr_err("%s: [ca] %s: only for protocol = est", path,
+                p->est_label != NULL ? "est_label" : "username");
         goto fail;
     }
-    if (p->proto != ENR_PROTO_EST &&
-        (p->est_label != NULL || p->username != NULL || p->bootstrap != NULL)) {
-        enr_err("%s: [ca] %s: only for protocol = est", path,
-                p->est_label != NULL  ? "est_label"
-                : p->username != NULL ? "username"
-                                      : "bootstrap");
+    if (!enr_proto_get(p->proto)->bootstrap && p->bootstrap != NULL) {
+        enr_err("%s: [ca] bootstrap: only for protocol = est or cmp", path);
+        goto fail;
+    }
+    if (p->proto != ENR_PROTO_CMP &&
+        (p->reference != NULL || p->recipient != NULL || p->implicit_confirm)) {
+        enr_err("%s: [ca] %s: only for protocol = cmp", path,
+                p->reference != NULL   ? "reference"
+                : p->recipient != NULL ? "recipient"
+                                       : "implicit_confirm");
         goto fail;
     }
     if (p->username != NULL && p->secret_file == NULL) {
         enr_err("%s: [ca] username: the password is read from secret_file, which is missing", path);
-        goto fail;
-    }
-    if (p->proto == ENR_PROTO_SCEP && p->key_type != ENR_KEY_RSA) {
-        enr_err("%s: [certificate] key_type: SCEP needs an RSA key (the CA encrypts its "
-                "answer to it, RFC 8894 section 3.5.2)",
-                path);
         goto fail;
     }
     if (p->key_type == ENR_KEY_RSA && p->curve != NULL) {
@@ -795,6 +813,9 @@ enr_profile_free(enr_profile *p)
     free(p->est_label);
     free(p->username);
     free(p->bootstrap);
+    free(p->reference);
+    free(p->recipient);
+    X509_NAME_free(p->recipient_name);
     free(p->subject);
     X509_NAME_free(p->subject_name);
     free(p->san);

@@ -174,8 +174,10 @@ proved "curl completed a TLS handshake authenticated by carol's key inside the t
 
 # ---- Automatic enrollment and renewal (evertoken-enroll, docs/enrollment.md) ----
 # EST=1 uses the local EST test CA (tests/enroll/estsrv, RFC 7030) instead of
-# SCEP: the only difference for the helper is the profile's [ca] section.
+# SCEP, CMP=1 the local CMP test CA (tests/enroll/cmpsrv, RFC 9810, OpenSSL's
+# CMP server): the only difference for the helper is the profile's [ca] section.
 EST=${EST:-0}
+CMP=${CMP:-0}
 ENROLL=$here/build-demo/enroll/evertoken-enroll
 mkdir -p "$W/scep" "$W/profiles"
 openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=evertoken demo enrollment CA" \
@@ -183,7 +185,16 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=evertoken demo en
 printf 'demo-challenge\n' >"$W/challenge"
 printf '%s\n' "$DEMO_PIN" >"$W/pin"
 chmod 600 "$W/challenge" "$W/pin"
-if [ "$EST" = 1 ]; then
+if [ "$CMP" = 1 ]; then
+    step "evertoken-enroll: enroll bob into the token from a local CMP test CA (tests/enroll/cmpsrv): ir protected by a MAC"
+    # The CA's CMP signer certificate (the CA signs its answers with it),
+    # valid past the demo's time travel.
+    openssl req -new -newkey rsa:2048 -nodes -keyout "$W/scep/srv.key" -subj "/CN=evertoken demo CMP server" 2>/dev/null |
+        openssl x509 -req -CA "$W/scep/ca.pem" -CAkey "$W/scep/ca.key" -CAcreateserial -days 365 \
+            -extfile <(printf 'keyUsage=critical,digitalSignature\nsubjectKeyIdentifier=hash\n') -out "$W/scep/srv.pem" 2>/dev/null
+    "$here/build-demo/tests/enroll/cmpsrv" --dir "$W/scep" --port-file "$W/scep/port" \
+        --secret-file "$W/challenge" 2>"$W/scep/log" &
+elif [ "$EST" = 1 ]; then
     step "evertoken-enroll: enroll bob into the token from a local EST test CA (tests/enroll/estsrv)"
     openssl req -new -newkey rsa:2048 -nodes -keyout "$W/scep/tls.key" -subj "/CN=127.0.0.1" 2>/dev/null |
         openssl x509 -req -CA "$W/scep/ca.pem" -CAkey "$W/scep/ca.key" -CAcreateserial -days 30 \
@@ -198,7 +209,12 @@ fi
 SCEP_PID=$!
 trap 'kill $SCEP_PID 2>/dev/null; cleanup_files' EXIT
 for _ in $(seq 100); do [ -s "$W/scep/port" ] && break; sleep 0.05; done
-if [ "$EST" = 1 ]; then
+if [ "$CMP" = 1 ]; then
+    CA_SECTION="[ca]
+protocol = cmp
+url = http://127.0.0.1:$(cat "$W/scep/port")/pkix/
+reference = bob-demo"
+elif [ "$EST" = 1 ]; then
     CA_SECTION="[ca]
 protocol = est
 url = https://127.0.0.1:$(cat "$W/scep/port")
@@ -259,13 +275,13 @@ CURL_PID=$!
 sleep 4
 proved "one curl process is connecting with bob's enrolled certificate ($(ls "$W/pages" | wc -l) requests so far)."
 
-step "time travel 65 days into the renewal window: the renewal check sends RenewalReq (SCEP) or simplereenroll over TLS client-authenticated by the old key (EST)"
+step "time travel 65 days into the renewal window: the renewal check sends RenewalReq (SCEP), simplereenroll over TLS client-authenticated by the old key (EST) or a kur signed by the old key (CMP)"
 export EVERTOKEN_ENROLL_FAKE_TIME=$FAKE
 echo "$EVERTOKEN_ENROLL_FAKE_TIME" >"$W/scep/now"
 enr check
 enr status || true
 echo "requests the CA received:"
-grep -E "PKCSReq|RenewalReq|simpleenroll|simplereenroll" "$W/scep/requests.log"
+grep -E "PKCSReq|RenewalReq|simpleenroll|simplereenroll|issued serial|kur protection" "$W/scep/requests.log"
 pkcs11-tool --module "$MODULE" --token-label demo --login --pin "$DEMO_PIN" -O | grep -A3 "label: *bob"
 RENEWED_SERIAL=$(bob_serial)
 [ -n "$RENEWED_SERIAL" ] && [ "$RENEWED_SERIAL" != "$ENROLLED_SERIAL" ] ||

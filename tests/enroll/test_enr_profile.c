@@ -160,7 +160,20 @@ test_uri_fields(void **st)
 static const struct {
     const char *text, *expect;
 } bad[] = {
-    {BASE "[ca]\nprotocol = cmp\n", "p.conf:10: [ca] protocol: unknown protocol 'cmp' (scep, est)"},
+    {BASE "[ca]\nprotocol = sftp\n",
+     "p.conf:10: [ca] protocol: unknown protocol 'sftp' (scep, est, cmp)"},
+    {BASE "[ca]\nprotocol = cmp\n",
+     "[ca] reference missing: CMP's MAC protection needs both reference and secret_file"},
+    {BASE "[ca]\nreference = r1\n", "[ca] reference: only for protocol = cmp"},
+    {BASE "[ca]\nimplicit_confirm = yes\n", "[ca] implicit_confirm: only for protocol = cmp"},
+    {BASE "[ca]\nbootstrap = boot\n", "[ca] bootstrap: only for protocol = est or cmp"},
+    {BASE "[ca]\nprotocol = cmp\nrecipient = bob\n",
+     "p.conf:11: [ca] recipient: 'bob' is not TYPE=value"},
+    {BASE "[ca]\nprotocol = cmp\nimplicit_confirm = maybe\n",
+     "p.conf:11: [ca] implicit_confirm: 'maybe' is not true or false"},
+    {"[ca]\nurl = http://x\nanchors = ca.pem\nprotocol = cmp\n[certificate]\nsubject = CN=a\n"
+     "[token]\nuri = pkcs11:object=a\n",
+     "protocol = cmp: a first enrollment needs reference and secret_file (MAC) or bootstrap"},
     {BASE "[ca]\nprotocol = est\n", "[ca] url: EST runs over TLS only"},
     {BASE "[ca]\nest_label = a/b\n", "[ca] est_label: 'a/b' is not a URL path segment"},
     {BASE "[ca]\nusername = bob\n", "[ca] username: only for protocol = est"},
@@ -225,6 +238,37 @@ test_errors(void **st)
     }
 }
 
+/* A CMP profile: MAC reference, recipient, implicit confirmation, EC key. */
+static void
+test_cmp(void **st)
+{
+    enr_profile *p = NULL;
+    char err[2048], name[256];
+
+    (void)st;
+    assert_int_equal(load(BASE "[ca]\nprotocol = cmp\nreference = dev-42\n"
+                               "recipient = CN=Issuing CA, O=Example\nimplicit_confirm = yes\n"
+                               "[certificate]\nkey_type = ec\n",
+                          &p, err, sizeof(err)),
+                     ENR_OK);
+    assert_int_equal(p->proto, ENR_PROTO_CMP);
+    assert_string_equal(p->reference, "dev-42");
+    assert_int_equal(p->implicit_confirm, 1);
+    assert_int_equal(p->key_type, ENR_KEY_EC);
+    X509_NAME_oneline(p->recipient_name, name, sizeof(name));
+    assert_string_equal(name, "/CN=Issuing CA/O=Example");
+    enr_profile_free(p);
+    /* A bootstrap credential instead of the MAC: no secret needed. */
+    assert_int_equal(load("[ca]\nurl = http://x\nanchors = ca.pem\nprotocol = cmp\n"
+                          "bootstrap = boot\n[certificate]\nsubject = CN=a\n"
+                          "[token]\nuri = pkcs11:object=a\n",
+                          &p, err, sizeof(err)),
+                     ENR_OK);
+    assert_string_equal(p->bootstrap, "boot");
+    assert_null(p->secret_file);
+    enr_profile_free(p);
+}
+
 /* subject_match, san_match, revocation and its global default. */
 static void
 test_policies(void **st)
@@ -282,6 +326,7 @@ main(void)
         cmocka_unit_test(test_complete),     cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_uri_fields),   cmocka_unit_test(test_errors),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_policies),
+        cmocka_unit_test(test_cmp),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -31,6 +31,17 @@
  *     a byte choosing the size limit (its value times 64 bytes; 0: 1 MiB),
  *     then the text; what it accepts must come back unchanged from
  *     OpenSSL's encoder and the decoder again
+ *  16 CMP: the helper's CMP client (enroll/proto/cmp.c, OpenSSL's
+ *     OSSL_CMP_CTX) runs a MAC-protected ir whose answer is the rest of the
+ *     input as it is (DER OSSL_CMP_MSG): decoding and OpenSSL's checks
+ *  17 CMP built: the same ir answered by OpenSSL's CMP server in-process
+ *     (so protection, transaction id and nonces are right and the checks
+ *     behind them are reached: certConf, the helper's checks of the issued
+ *     certificate), then damaged: a flags byte (bit 0: the certificate is for
+ *     another key, bit 1: for another subject), the index of the answer to
+ *     damage (0: ip, 1: pkiConf), then (offset high, offset low, xor) triples
+ *     applied to that answer's DER (offsets modulo its length; counted from
+ *     its end when the high byte's top bit is set)
  *
  * The CA and requester keys are fixed (below) so that the committed seeds,
  * real answers signed by the CA and encrypted for the requester, stay valid;
@@ -42,6 +53,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/cms.h>
@@ -51,6 +64,9 @@
 #include <openssl/pkcs7.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
+
+#include <openssl/cmp.h>
+#include <sodium.h>
 
 #include "enr_parse.h"
 
@@ -182,6 +198,9 @@ enum {
     P_HEADER,
     P_EST_CSRATTRS,
     P_B64,
+    /* Fixed values: the selectors of other parsers may take 9..15. */
+    P_CMP = 16,
+    P_CMP_BUILT = 17,
     P_COUNT
 };
 
@@ -506,6 +525,181 @@ run_b64(const uint8_t *d, size_t n)
     free(enc);
 }
 
+/* ---- CMP (selectors 16, 17) ------------------------------------------------ */
+
+static X509 *issue(EVP_PKEY *key, const char *cn);
+
+static enr_profile cprof;
+static char cmp_secret[64];
+static OSSL_CMP_SRV_CTX *cmp_srv;
+static X509 *cmp_good, *cmp_wrongkey, *cmp_stranger;
+static EVP_PKEY *cmp_other;
+static struct {
+    int built, flags, target, answers;
+    const uint8_t *d; /* raw answer, or the edit triples */
+    size_t n;
+    unsigned char *capture; /* seeds: the first built answer, undamaged */
+    size_t capture_n;
+} cf;
+
+static OSSL_CMP_PKISI *
+cmp_srv_cert(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *req, int rid, const OSSL_CRMF_MSG *crm,
+             const X509_REQ *p10, X509 **out, STACK_OF(X509) * *chain, STACK_OF(X509) * *capubs)
+{
+    (void)srv, (void)req, (void)rid, (void)crm, (void)p10, (void)chain, (void)capubs;
+    *out = X509_dup((cf.flags & 1) ? cmp_wrongkey : (cf.flags & 2) ? cmp_stranger : cmp_good);
+    return OSSL_CMP_STATUSINFO_new(OSSL_CMP_PKISTATUS_accepted, 0, NULL);
+}
+
+static int
+cmp_srv_conf(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *req, int rid, const ASN1_OCTET_STRING *h,
+             const OSSL_CMP_PKISI *si)
+{
+    (void)srv, (void)req, (void)rid, (void)h, (void)si;
+    return 1;
+}
+
+static int
+cmp_quiet(const char *func, const char *file, int line, OSSL_CMP_severity level, const char *msg)
+{
+    (void)func, (void)file, (void)line, (void)level;
+    if (getenv("FUZZ_CA_DEBUG") != NULL)
+        fprintf(stderr, "fuzz_ca: CMP server: %s\n", msg);
+    return 1;
+}
+
+static void
+cmp_setup(void)
+{
+    OSSL_CMP_CTX *c;
+    FILE *f;
+
+    if (cmp_srv != NULL)
+        return;
+    if (sodium_init() < 0) /* the helper keeps the MAC secret in sodium memory */
+        die("cannot initialise libsodium");
+    snprintf(cmp_secret, sizeof(cmp_secret), "/tmp/fuzz_ca_cmp_%ld", (long)getpid());
+    f = fopen(cmp_secret, "w");
+    if (f == NULL || fputs("fuzz-secret\n", f) < 0 || fclose(f) != 0 || chmod(cmp_secret, 0600))
+        die("cannot write the CMP secret file");
+    cprof.name = "fuzz";
+    cprof.url = "http://ca.invalid/cmp";
+    cprof.proto = ENR_PROTO_CMP;
+    cprof.reference = "fuzz-ref";
+    cprof.secret_file = cmp_secret;
+    cprof.subject = "CN=fuzz requester";
+    cprof.subject_name = X509_NAME_new();
+    cprof.http_timeout = 5;
+    cprof.rekey = 1;
+    if (cprof.subject_name == NULL ||
+        !X509_NAME_add_entry_by_txt(cprof.subject_name, "CN", MBSTRING_ASC,
+                                    (const unsigned char *)"fuzz requester", -1, -1, 0))
+        die("out of memory");
+    cmp_other = EVP_RSA_gen(2048);
+    cmp_good = issue(req_key, "fuzz requester");
+    cmp_wrongkey = issue(cmp_other, "fuzz requester");
+    cmp_stranger = issue(req_key, "stranger");
+    cmp_srv = OSSL_CMP_SRV_CTX_new(NULL, NULL);
+    c = cmp_srv ? OSSL_CMP_SRV_CTX_get0_cmp_ctx(cmp_srv) : NULL;
+    if (c == NULL ||
+        !OSSL_CMP_SRV_CTX_init(cmp_srv, NULL, cmp_srv_cert, NULL, NULL, NULL, cmp_srv_conf, NULL) ||
+        !OSSL_CMP_CTX_set1_secretValue(c, (const unsigned char *)"fuzz-secret", 11) ||
+        !OSSL_CMP_CTX_set1_referenceValue(c, (const unsigned char *)"fuzz-server", 11) ||
+        !OSSL_CMP_CTX_set_log_cb(c, cmp_quiet))
+        die("cannot set up the CMP server");
+}
+
+static void
+cmp_cleanup(void)
+{
+    if (cmp_srv == NULL)
+        return;
+    remove(cmp_secret);
+    OSSL_CMP_SRV_CTX_free(cmp_srv);
+    X509_NAME_free(cprof.subject_name);
+    X509_free(cmp_good);
+    X509_free(cmp_wrongkey);
+    X509_free(cmp_stranger);
+    EVP_PKEY_free(cmp_other);
+    free(cf.capture);
+}
+
+/* The CMP client's HTTP exchange, replaced (enr_cmp_transport). */
+static enr_rc
+cmp_transport(const unsigned char *req, size_t n, unsigned char **resp, size_t *rlen, char **ct)
+{
+    const unsigned char *q = req;
+    OSSL_CMP_MSG *m, *r;
+    unsigned char *der = NULL;
+    int len;
+
+    *resp = NULL;
+    *rlen = 0;
+    *ct = strdup("application/pkixcmp");
+    if (!cf.built) {
+        if (cf.answers++ > 0 || cf.n == 0)
+            return ENR_E_NETWORK; /* one answer only */
+        *resp = malloc(cf.n);
+        if (*resp == NULL)
+            return ENR_E_FAIL;
+        memcpy(*resp, cf.d, cf.n);
+        *rlen = cf.n;
+        return ENR_OK;
+    }
+    m = d2i_OSSL_CMP_MSG(NULL, &q, (long)n);
+    r = m ? OSSL_CMP_SRV_process_request(cmp_srv, m) : NULL;
+    len = r ? i2d_OSSL_CMP_MSG(r, &der) : 0;
+    OSSL_CMP_MSG_free(m);
+    OSSL_CMP_MSG_free(r);
+    if (len <= 0 || (*resp = malloc((size_t)len)) == NULL) {
+        OPENSSL_free(der);
+        return ENR_E_NETWORK;
+    }
+    memcpy(*resp, der, (size_t)len);
+    OPENSSL_free(der);
+    *rlen = (size_t)len;
+    if (cf.answers == 0 && cf.capture == NULL && (cf.capture = malloc(*rlen)) != NULL) {
+        memcpy(cf.capture, *resp, *rlen);
+        cf.capture_n = *rlen;
+    }
+    if (cf.answers++ == cf.target)
+        for (size_t i = 0; i + 3 <= cf.n; i += 3) {
+            size_t off = ((size_t)(cf.d[i] & 0x7f) << 8 | cf.d[i + 1]) % *rlen;
+            (*resp)[(cf.d[i] & 0x80) ? *rlen - 1 - off : off] ^= cf.d[i + 2];
+        }
+    return ENR_OK;
+}
+
+static void
+run_cmp(const uint8_t *d, size_t n, int built)
+{
+    STACK_OF(X509) * anchors;
+    enr_scep_result res;
+    enr_rc rc;
+
+    cmp_setup();
+    cf.built = built;
+    cf.flags = cf.target = cf.answers = 0;
+    if (built) {
+        if (n < 2)
+            return;
+        cf.flags = d[0];
+        cf.target = d[1] & 1;
+        d += 2, n -= 2;
+    }
+    cf.d = d;
+    cf.n = n;
+    anchors = one_cert(ca_cert);
+    enr_cmp_transport = cmp_transport;
+    rc = enr_cmp_enroll(&cprof, req_key, NULL, NULL, NULL, NULL, anchors, &res);
+    /* Accepted only for the requested key and subject. */
+    if (rc == ENR_OK &&
+        (res.cert == NULL || X509_cmp(res.cert, cmp_good) != 0 || !built || (cf.flags & 3)))
+        abort();
+    enr_scep_result_clear(&res);
+    sk_X509_pop_free(anchors, X509_free);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -539,6 +733,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case P_B64:
         run_b64(data + 1, size - 1);
+        break;
+    case P_CMP:
+    case P_CMP_BUILT:
+        run_cmp(data + 1, size - 1, data[0] % P_COUNT == P_CMP_BUILT);
         break;
     }
     ERR_clear_error();
@@ -831,6 +1029,32 @@ write_seeds(void)
     EVP_PKEY_free(other);
 }
 
+/* CMP seeds: answers the in-process server built (taken undamaged from a
+ * clean run), damaged at chosen places, and for other keys and subjects. */
+static void
+write_cmp_seeds(void)
+{
+    static const unsigned char clean[2] = {0, 0}, other_key[2] = {1, 0}, other_subject[2] = {2, 0};
+    /* ip: a byte early in the header, one in the middle (body), the last
+     * byte (protection); pkiConf: its protection. */
+    static const unsigned char hdr[5] = {0, 0, 0, 20, 0x01}, mid[5] = {0, 0, 0x02, 0x00, 0x40},
+                               tail[5] = {0, 0, 0x80, 0, 0x01}, conf[5] = {0, 1, 0x80, 0, 0x80};
+
+    run_cmp(clean, sizeof(clean), 1);
+    if (cf.capture == NULL)
+        die("no CMP answer captured");
+    seed("cmp-raw-ip-other-transaction", P_CMP, cf.capture, cf.capture_n, NULL, 0);
+    seed("cmp-raw-truncated", P_CMP, cf.capture, cf.capture_n / 2, NULL, 0);
+    seed("cmp-raw-not-der", P_CMP, "<html>busy</html>", 17, NULL, 0);
+    seed("cmp-built-clean", P_CMP_BUILT, clean, sizeof(clean), NULL, 0);
+    seed("cmp-built-other-key", P_CMP_BUILT, other_key, sizeof(other_key), NULL, 0);
+    seed("cmp-built-other-subject", P_CMP_BUILT, other_subject, sizeof(other_subject), NULL, 0);
+    seed("cmp-built-ip-header", P_CMP_BUILT, hdr, sizeof(hdr), NULL, 0);
+    seed("cmp-built-ip-body", P_CMP_BUILT, mid, sizeof(mid), NULL, 0);
+    seed("cmp-built-ip-protection", P_CMP_BUILT, tail, sizeof(tail), NULL, 0);
+    seed("cmp-built-pkiconf-protection", P_CMP_BUILT, conf, sizeof(conf), NULL, 0);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -841,6 +1065,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     req_key = pem_load(REQ_KEY, 1);
     req_cert = pem_load(REQ_CERT, 0);
     atexit(cleanup);
+    atexit(cmp_cleanup);
     (void)enr_now(); /* reads EVERTOKEN_ENROLL_FAKE_TIME first: ours wins */
     enr_clock_set(FUZZ_NOW);
     prof.name = "fuzz";
@@ -848,6 +1073,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     seed_dir = getenv("FUZZ_CA_SEEDS");
     if (seed_dir != NULL) {
         write_seeds();
+        write_cmp_seeds();
         exit(0);
     }
     return 0;

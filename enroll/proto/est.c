@@ -1,5 +1,6 @@
 /*
- * est.c — EST client (RFC 7030) on libcurl (OpenSSL backend) and OpenSSL.
+ * est.c — EST client (RFC 7030) on the HTTP layer (http.c: libcurl, OpenSSL
+ * backend) and OpenSSL.
  *
  * Every transaction starts with /cacerts, fetched over TLS authenticated by
  * the profile's anchors (the explicit trust anchors, section 4.1.1). The
@@ -40,6 +41,7 @@
 
 #include "enr_int.h"
 #include "enr_parse.h"
+#include "proto.h"
 
 typedef struct enr_est {
     const enr_profile *p;
@@ -76,27 +78,6 @@ resp_clear(est_resp *r)
     r->retry_after = -1;
 }
 
-static size_t
-on_body(char *ptr, size_t sz, size_t nm, void *u)
-{
-    est_resp *r = u;
-    size_t n = sz * nm;
-    unsigned char *nd;
-
-    if (r->n + n > ENR_EST_MAX_BODY) {
-        r->too_big = 1;
-        return 0; /* no EST answer is that large */
-    }
-    nd = realloc(r->body, r->n + n + 1);
-    if (nd == NULL)
-        return 0;
-    r->body = nd;
-    memcpy(r->body + r->n, ptr, n);
-    r->n += n;
-    r->body[r->n] = '\0';
-    return n;
-}
-
 int
 enr_est_retry_after(const char *ptr, size_t n, long *seconds)
 {
@@ -125,11 +106,10 @@ enr_est_retry_after(const char *ptr, size_t n, long *seconds)
     return 0;
 }
 
-static size_t
-on_header(char *ptr, size_t sz, size_t nm, void *u)
+static void
+est_header(const char *ptr, size_t n, void *u)
 {
     est_resp *r = u;
-    size_t n = sz * nm;
 
     (void)enr_est_retry_after(ptr, n, &r->retry_after);
     if (r->www_auth == NULL && n > 17 && n < 1024 &&
@@ -147,18 +127,16 @@ on_header(char *ptr, size_t sz, size_t nm, void *u)
             r->www_auth[k] = '\0';
         }
     }
-    return n;
 }
 
-static CURLcode
-on_ssl_ctx(CURL *c, void *sslctx, void *u)
+static int
+est_tls_client(void *sslctx, void *u)
 {
     est *e = u;
     SSL_CTX *ctx = sslctx;
 
-    (void)c;
     if (e->ccert == NULL)
-        return CURLE_OK;
+        return 0;
     /* The key is libp11's: the handshake signature runs in the token. For
      * RSA, libp11's key methods compute RSA-PSS (which TLS 1.3 requires) with
      * raw RSA (CKM_RSA_X_509), which tokens such as evertoken refuse on
@@ -168,14 +146,14 @@ on_ssl_ctx(CURL *c, void *sslctx, void *u)
         (SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION) != 1 ||
          SSL_CTX_set1_client_sigalgs_list(ctx, "RSA+SHA256:RSA+SHA384:RSA+SHA512") != 1)) {
         enr_ssl_errors();
-        return CURLE_SSL_CERTPROBLEM;
+        return -1;
     }
     if (SSL_CTX_use_certificate(ctx, e->ccert) != 1 || SSL_CTX_use_PrivateKey(ctx, e->ckey) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         enr_ssl_errors();
-        return CURLE_SSL_CERTPROBLEM;
+        return -1;
     }
-    return CURLE_OK;
+    return 0;
 }
 
 /* Body text of an error answer, printable and short, for messages. */
@@ -222,67 +200,56 @@ has_basic(const est *e)
 static enr_rc
 est_call(est *e, const char *op, const unsigned char *body, size_t blen, int basic, est_resp *r)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
+    static const char *const te[] = {"Content-Transfer-Encoding: base64", NULL};
+    enr_http_conn *h = enr_http_conn_new();
     char *url = enr_aprintf("%s/%s", e->base, op), *txt = NULL;
-    struct curl_blob ca;
-    char ebuf[CURL_ERROR_SIZE] = "";
-    CURLcode cr;
+    enr_http_req rq;
+    enr_http_ans a;
+    CURLcode cr = CURLE_OK;
     enr_rc rc = ENR_E_NETWORK;
     int sent_basic = 0;
 
     resp_clear(r);
-    if (c == NULL || url == NULL) {
+    memset(&a, 0, sizeof(a));
+    if (h == NULL || url == NULL) {
         rc = ENR_E_FAIL;
         goto done;
     }
-    ca.data = e->ca_blob;
-    ca.len = e->ca_len;
-    ca.flags = CURL_BLOB_COPY;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-    curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &ca);
-    curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
-    curl_easy_setopt(c, CURLOPT_SSL_CTX_DATA, e);
-    curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)e->p->http_timeout);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
-                     (long)(e->p->http_timeout < 10 ? e->p->http_timeout : 10));
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "evertoken-enroll");
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+    /* The HTTP layer (http.c): HTTPS to a server verified against the
+     * anchors only, the token's key as TLS client credential. */
+    memset(&rq, 0, sizeof(rq));
+    rq.url = url;
+    rq.ca_blob = e->ca_blob;
+    rq.ca_len = e->ca_len;
+    rq.tls_client = e->ccert != NULL ? est_tls_client : NULL;
+    rq.tls_arg = e;
+    rq.on_header = est_header;
+    rq.header_arg = r;
+    rq.timeout = e->p->http_timeout;
+    rq.max = ENR_EST_MAX_BODY;
     if (body != NULL) {
-        h = curl_slist_append(NULL, "Content-Type: application/pkcs10");
-        h = h ? curl_slist_append(h, "Content-Transfer-Encoding: base64") : NULL;
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)blen);
+        rq.ctype = "application/pkcs10";
+        rq.headers = te;
+        rq.body = body;
+        rq.blen = blen;
     }
     for (int attempt = 0;; attempt++) {
         if ((basic || attempt > 0) && e->p->username != NULL) {
-            curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-            curl_easy_setopt(c, CURLOPT_USERNAME, e->p->username);
-            curl_easy_setopt(c, CURLOPT_PASSWORD, e->password.buf);
+            rq.user = e->p->username;
+            rq.password = e->password.buf;
             sent_basic = 1;
         }
         resp_clear(r);
-        ebuf[0] = '\0';
+        enr_http_ans_clear(&a);
         enr_debug("EST %s %s%s%s", body ? "POST" : "GET", url,
                   e->ccert ? " (TLS client certificate from the token)" : "",
                   sent_basic ? " (HTTP basic authentication)" : "");
-        cr = curl_easy_perform(c);
+        (void)enr_http_send(h, &rq, &a);
+        cr = (CURLcode)a.curl_code;
+        r->too_big = a.too_big;
         if (cr != CURLE_OK)
             break;
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->code);
+        r->code = a.code;
         if (attempt == 0 && r->code == 401 && !sent_basic && r->www_auth != NULL && has_basic(e)) {
             enr_info("profile %s: EST %s: the server wants HTTP authentication%s (HTTP 401, "
                      "WWW-Authenticate: %s); sending the profile's credentials",
@@ -305,7 +272,7 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
                     "connection",
                     op);
         else
-            enr_err("cannot reach EST server %s: %s", url, ebuf[0] ? ebuf : curl_easy_strerror(cr));
+            enr_err("cannot reach EST server %s: %s", url, a.error);
         enr_ssl_errors();
         rc = (cr == CURLE_WRITE_ERROR && r->too_big) || cr == CURLE_PEER_FAILED_VERIFICATION ||
                      cr == CURLE_SSL_CERTPROBLEM
@@ -313,11 +280,11 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
                  : ENR_E_NETWORK;
         goto done;
     }
-    {
-        char *ct = NULL;
-        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
-        r->ctype = ct ? enr_strdup(ct) : NULL;
-    }
+    r->body = a.body;
+    r->n = a.n;
+    r->ctype = a.ctype;
+    a.body = NULL;
+    a.ctype = NULL;
     txt = body_text(r);
     if (r->code == 200 || r->code == 202) {
         rc = ENR_OK;
@@ -364,8 +331,8 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
 done:
     free(txt);
     free(url);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
+    enr_http_ans_clear(&a);
+    enr_http_conn_free(h);
     return rc;
 }
 
@@ -1312,3 +1279,42 @@ done:
     X509_REQ_free(req);
     return rc;
 }
+
+/* ---- The protocol interface (proto.h) -------------------------------------- */
+
+static enr_rc
+est_check(const enr_profile *p, const char *path)
+{
+    if (strncmp(p->url, "https://", 8) != 0) {
+        enr_err("%s: [ca] url: EST runs over TLS only (RFC 7030 section 3.3); use https://", path);
+        return ENR_E_CONFIG;
+    }
+    return ENR_OK;
+}
+
+static enr_rc
+est_prepare(const enr_proto_req *r, enr_profile *keyp, void **state)
+{
+    if (r->boot_cert != NULL)
+        enr_info("profile %s: TLS client authentication by the bootstrap certificate \"%s\"",
+                 r->p->name, r->p->bootstrap);
+    return enr_est_begin(r->p, r->old, r->oldkey, r->boot_cert, r->boot_key, r->anchors, keyp,
+                         (enr_est **)state);
+}
+
+static enr_rc
+est_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_result *res)
+{
+    (void)r;
+    return enr_est_enroll(state, newkey, res);
+}
+
+static void
+est_release(void *state)
+{
+    enr_est_free(state);
+}
+
+const enr_proto_ops enr_proto_est = {
+    "est", "EST (RFC 7030)", 1, est_check, est_prepare, est_request, NULL, est_release,
+};

@@ -1,5 +1,5 @@
 /*
- * scep.c — SCEP client (RFC 8894) on OpenSSL's CMS and libcurl.
+ * scep.c — SCEP client (RFC 8894) on OpenSSL's CMS and the HTTP layer (http.c).
  *
  * GetCACaps decides the transport (POST when "POSTPKIOperation"), digest
  * (SHA-256 when offered) and content cipher (AES when offered); GetCACert
@@ -28,6 +28,7 @@
 
 #include "enr_int.h"
 #include "enr_parse.h"
+#include "proto.h"
 
 /* SCEP attribute OIDs (RFC 8894 section 3.2.1.4). */
 #define OID_MESSAGE_TYPE    "2.16.840.1.113733.1.9.2"
@@ -702,3 +703,28 @@ done:
     sk_X509_pop_free(s.cacerts, X509_free);
     return rc;
 }
+
+/* ---- The protocol interface (proto.h) -------------------------------------- */
+
+static enr_rc
+scep_check(const enr_profile *p, const char *path)
+{
+    if (p->key_type != ENR_KEY_RSA) {
+        enr_err("%s: [certificate] key_type: SCEP needs an RSA key (the CA encrypts its "
+                "answer to it, RFC 8894 section 3.5.2)",
+                path);
+        return ENR_E_CONFIG;
+    }
+    return ENR_OK;
+}
+
+static enr_rc
+scep_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_result *res)
+{
+    (void)state;
+    return enr_scep_enroll(r->p, newkey, r->old, r->oldkey, r->anchors, r->txid, res);
+}
+
+const enr_proto_ops enr_proto_scep = {
+    "scep", "SCEP (RFC 8894)", 0, scep_check, NULL, scep_request, NULL, NULL,
+};

@@ -1,0 +1,57 @@
+/*
+ * proto.h — the protocol interface of evertoken-enroll.
+ *
+ * Each enrollment protocol (enroll/proto/scep.c, est.c, cmp.c) is one table
+ * of operations; the engine (engine.c) and the profile loader drive them
+ * without knowing which protocol they run. The order of a check:
+ *
+ *   check    at profile load: what the protocol needs of the profile
+ *   prepare  before the new key exists (may be NULL): talk to the CA and
+ *            choose the new key's parameters in KEYP (EST's /csrattrs);
+ *            state for request() in *STATE
+ *   request  the certificate for NEWKEY: a first enrollment (R->old NULL;
+ *            R->boot_cert: a bootstrap credential from the token) or a
+ *            renewal with the old certificate and its key (NEWKEY is the old
+ *            key itself for rekey = false); R->txid resumes a transaction an
+ *            earlier check left pending. ENR_E_PENDING with RES->txid when
+ *            the CA still holds it
+ *   revoke   ask the CA to revoke CERT (NULL: the protocol has no such
+ *            request; the engine then says what to do instead)
+ *   release  free prepare()'s state (may be NULL)
+ *
+ * Everything the protocols send goes through the HTTP layer (http.c).
+ */
+#ifndef EVERTOKEN_ENROLL_PROTO_H
+#define EVERTOKEN_ENROLL_PROTO_H
+
+#include "enr_int.h"
+
+typedef struct enr_proto_req {
+    const enr_profile *p;
+    X509 *old;        /* renewal: the current certificate (NULL: first enrollment) */
+    EVP_PKEY *oldkey; /* its token-backed key */
+    X509 *boot_cert;  /* first enrollment: the profile's bootstrap credential, or NULL */
+    EVP_PKEY *boot_key;
+    STACK_OF(X509) * anchors; /* the profile's trust anchors (prepare may add to them) */
+    const char *txid;         /* a pending transaction of an earlier check, or NULL */
+} enr_proto_req;
+
+typedef struct enr_proto_ops {
+    const char *name;  /* the profile's protocol = value */
+    const char *title; /* for messages: "SCEP (RFC 8894)" */
+    int bootstrap;     /* a first enrollment may use the profile's bootstrap credential */
+    /* PATH: the profile file, for messages. ENR_OK or ENR_E_CONFIG (reported). */
+    enr_rc (*check)(const enr_profile *p, const char *path);
+    enr_rc (*prepare)(const enr_proto_req *r, enr_profile *keyp, void **state);
+    enr_rc (*request)(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_result *res);
+    enr_rc (*revoke)(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
+                     int reason);
+    void (*release)(void *state);
+} enr_proto_ops;
+
+extern const enr_proto_ops enr_proto_scep, enr_proto_est, enr_proto_cmp;
+
+/* The operations of protocol PROTO (enr_proto); SCEP for 0. */
+const enr_proto_ops *enr_proto_get(int proto);
+
+#endif /* EVERTOKEN_ENROLL_PROTO_H */

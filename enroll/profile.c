@@ -17,6 +17,7 @@
 #include <openssl/x509v3.h>
 #include <p11-kit/uri.h>
 
+#include "et_modpath.h"
 #include "enr_int.h"
 #include "proto/proto.h"
 
@@ -789,7 +790,14 @@ enr_profile_load(const char *path, enr_profile **out)
         goto fail;
     if (p->module == NULL) {
         const char *env = getenv("EVERTOKEN_MODULE");
-        p->module = enr_strdup(env && *env ? env : EVERTOKEN_DEFAULT_MODULE);
+        /* The default's bare name, resolved against this program's own
+         * library path (et_modpath.h): libp11 dlopens it from its own
+         * library, whose RUNPATH is not ours. */
+        p->module = et_module_resolve(env && *env ? env : EVERTOKEN_DEFAULT_MODULE);
+        if (p->module == NULL) {
+            enr_err("out of memory");
+            goto fail;
+        }
     }
     free(c.dir);
     *out = p;

@@ -81,7 +81,8 @@ typedef struct et_p11 {
     void *dl;
     CK_FUNCTION_LIST_PTR f;
     int initialized;
-    const char *path;
+    const char *path; /* the file loaded (points into resolved or the options) */
+    char *resolved;   /* the default's full path, et_module_resolve() */
 } et_p11;
 
 /* dlopen the module named by OPTS (or env/default) and C_Initialize it. */

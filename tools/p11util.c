@@ -13,6 +13,7 @@
 #include <p11-kit/p11-kit.h>
 
 #include "et_int.h"
+#include "et_modpath.h"
 #include "keystore.h"
 
 int
@@ -22,20 +23,38 @@ et_p11_load(const et_opts *o, et_p11 *p)
     CK_C_INITIALIZE_ARGS args;
     CK_RV rv;
     const char *path = o->module;
+    int chosen = 1; /* --module or EVERTOKEN_MODULE named it */
 
     memset(p, 0, sizeof(*p));
     if (path == NULL || *path == '\0')
         path = getenv("EVERTOKEN_MODULE");
-    if (path == NULL || *path == '\0')
+    if (path == NULL || *path == '\0') {
         path = EVERTOKEN_DEFAULT_MODULE;
+        chosen = 0;
+    }
+    /* A bare name is looked up in this program's own search path (its
+     * RUNPATH finds the module built beside it, or the installed one):
+     * et_modpath.h says why dlopen alone cannot be trusted with that. */
+    p->resolved = et_module_resolve(path);
+    if (p->resolved == NULL) {
+        et_err("out of memory");
+        return ET_EXIT_FAIL;
+    }
+    path = p->resolved;
     p->path = path;
     p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (p->dl == NULL) {
         et_err("cannot load the PKCS#11 module %s: %s", path, dlerror());
+        if (!chosen)
+            et_err("name the module with --module PATH or the environment variable "
+                   "EVERTOKEN_MODULE (installed, it is %s/libevertoken.so)",
+                   EVERTOKEN_MODULE_DIR);
+        free(p->resolved);
+        p->resolved = NULL;
         return ET_EXIT_FAIL;
     }
-    /* A bare name (the default) was found by the loader through this
-     * program's RUNPATH: name the file it chose. */
+    /* Not found in the program's path, the loader chose one (ld.so.cache):
+     * name the file. */
     if (strchr(path, '/') == NULL) {
         struct link_map *lm = NULL;
 
@@ -75,6 +94,8 @@ fail:
     dlclose(p->dl);
     p->dl = NULL;
     p->f = NULL;
+    free(p->resolved);
+    p->resolved = NULL;
     return ET_EXIT_FAIL;
 }
 
@@ -84,6 +105,9 @@ et_p11_unload(et_p11 *p)
     if (p->initialized)
         (void)p->f->C_Finalize(NULL);
     p->initialized = 0;
+    p->path = NULL;
+    free(p->resolved);
+    p->resolved = NULL;
     /* The module is not dlclose'd: some modules (and sanitizer runtimes)
      * misbehave when unloaded, and the process ends right after anyway. */
 }

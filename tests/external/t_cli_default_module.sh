@@ -52,5 +52,7 @@ if grep -q "^module: " "$T/out"; then
 else
     grep -q "cannot load the PKCS#11 module libevertoken.so" "$T/err" ||
         die "installed CLI: unexpected error: $(cat "$T/err")"
+    grep -q -- "--module PATH or the environment variable EVERTOKEN_MODULE" "$T/err" ||
+        die "installed CLI: the error does not say how to name the module: $(cat "$T/err")"
 fi
 ok "installed CLI does not use the build tree's module"

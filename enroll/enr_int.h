@@ -163,7 +163,7 @@ enr_rc enr_http_exchange(enr_http_conn *h, const char *url, const char *ctype,
                          const unsigned char *body, size_t blen, int timeout, unsigned char **resp,
                          size_t *rlen, char **rctype);
 
-/* ---- profile.c ---------------------------------------------------------- */
+/* ---- profile.c, profile_keys.c ------------------------------------------ */
 
 typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST, ENR_PROTO_CMP } enr_proto;
 typedef enum { ENR_KEY_RSA = 1, ENR_KEY_EC } enr_keytype;
@@ -244,6 +244,10 @@ typedef struct enr_profile {
  * name without a ".conf" suffix.
  */
 enr_rc enr_profile_load(const char *path, enr_profile **out);
+/* profile_keys.c: read the keys of the file PATH into P (relative paths
+ * against DIR, may be NULL), each error reported as "FILE:LINE: message";
+ * *REV_SET: [renewal] revocation was given. 0, or -1 after an error. */
+int enr_profile_parse(const char *path, const char *dir, enr_profile *p, int *rev_set);
 void enr_profile_free(enr_profile *p);
 /* "hard", "soft" or "off" into *OUT (enr_revpol); -1 for anything else. */
 int enr_parse_revpol(const char *v, int *out);

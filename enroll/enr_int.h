@@ -78,13 +78,15 @@ int enr_parse_time(const char *s, time_t *out);
 /* "YYYY-MM-DDTHH:MM:SSZ" into BUF (at least 21 bytes); "-" for 0. */
 const char *enr_fmt_time(time_t t, char *buf, size_t n);
 
-/* A secret in sodium_malloc'd memory, NUL-terminated. */
+/* A secret in locked memory (et_secure_alloc, common/et_secret.h),
+ * NUL-terminated. */
 typedef struct enr_secret {
     char *buf;
     size_t len;
 } enr_secret;
-/* First line of PATH (trailing newline dropped); refuses group/world-readable
- * files with a warning only. WHAT names it in messages. */
+/* The first line of the regular file PATH (common/et_secret.h: the line
+ * ending dropped; empty, or longer than ET_SECRET_MAX, is an error); a file
+ * group/world-readable is read with a warning. WHAT names it in messages. */
 int enr_secret_read_file(const char *path, const char *what, enr_secret *out);
 int enr_secret_copy(const char *s, size_t n, enr_secret *out);
 void enr_secret_free(enr_secret *s);

@@ -41,6 +41,7 @@
 
 #include "enr_int.h"
 #include "enr_parse.h"
+#include "et_secret.h"
 #include "proto.h"
 
 typedef struct enr_est {
@@ -1049,7 +1050,7 @@ csr_base64(X509_REQ *req, size_t *len)
             }
             out[j] = '\0';
             *len = j;
-            OPENSSL_cleanse(flat, cap);
+            et_wipe(flat, cap);
         } else {
             free(out);
             out = NULL;
@@ -1058,7 +1059,7 @@ csr_base64(X509_REQ *req, size_t *len)
     }
     /* An enrollment code may be inside: wipe the encoding. */
     if (n > 0)
-        OPENSSL_cleanse(der, (size_t)n);
+        et_wipe(der, (size_t)n);
     OPENSSL_free(der);
     return out;
 }
@@ -1273,7 +1274,7 @@ done:
     ERR_clear_error();
     resp_clear(&r);
     if (body != NULL)
-        OPENSSL_cleanse(body, blen);
+        et_wipe(body, blen);
     free(body);
     X509_EXTENSION_free(san);
     X509_REQ_free(req);

@@ -455,7 +455,7 @@ void enr_scep_result_clear(enr_scep_result *r);
 /* Build the CSR for P signed by KEY (token-backed), with challenge CHAL (may be NULL). */
 X509_REQ *enr_make_csr(const enr_profile *p, EVP_PKEY *key, const enr_secret *chal);
 
-/* ---- proto/est.c -------------------------------------------------------- */
+/* ---- proto/est.c, proto/est_csrattrs.c ------------------------------------ */
 
 /*
  * One EST transaction (RFC 7030), in two steps around the key generation.

@@ -1,7 +1,7 @@
 /*
  * mod_int.h — internal interfaces of the evertoken PKCS#11 module core
  * (init.c, log.c, entry.c, ext.c, slot.c, session.c, login.c, logincache.c,
- * cache.c, store.c, objmgmt.c, find.c, keygen.c, rollover.c, crypto.c, op*.c).
+ * cache.c, store.c, objmgmt.c, find.c, keygen.c, wrap.c, rollover.c, crypto.c, op*.c).
  *
  * State model
  *   One process-wide state (mod_g: token list, session list, handle
@@ -435,7 +435,7 @@ enum mod_mech_family {
     MF_EDDSA,
     MF_DIGEST,
     MF_KEYGEN, /* keygen.c: C_GenerateKeyPair */
-    MF_DERIVE, /* keygen.c: C_DeriveKey */
+    MF_DERIVE, /* derive.c: C_DeriveKey */
     /* secret keys (op_sym.c) */
     MF_SECGEN,      /* keygen.c: C_GenerateKey (AES, generic secret) */
     MF_AES_ECB,     /* CKM_AES_ECB */
@@ -445,7 +445,7 @@ enum mod_mech_family {
     MF_AES_GCM,     /* CKM_AES_GCM */
     MF_CMAC,        /* CKM_AES_CMAC and _GENERAL */
     MF_HMAC,        /* CKM_SHAx_HMAC and _GENERAL */
-    MF_WRAP,        /* keygen.c: C_WrapKey/C_UnwrapKey (AES key wrap, with padding) */
+    MF_WRAP,        /* wrap.c: C_WrapKey/C_UnwrapKey (AES key wrap, with padding) */
 };
 
 /* Longest secret key value (bytes) the mechanisms take: HMAC keys and

@@ -8,6 +8,7 @@
  * unwrap runs without it; an unwrapped key is stored through gen.c.
  */
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -58,6 +59,12 @@ struct wrapkey {
     int md, mgf;          /* MD_* of hashAlg and of MGF1 */
     unsigned char *label; /* the OAEP label (OPENSSL_malloc'd) */
     size_t label_len;
+    /* C_UnwrapKey: a copy of the unwrapping key's CKA_UNWRAP_TEMPLATE, and
+     * the caller's template merged with it (pointing into both) */
+    unsigned char *utmpl;
+    size_t utmpl_len;
+    CK_ATTRIBUTE *t;
+    CK_ULONG n;
 };
 
 static void
@@ -70,6 +77,8 @@ wrapkey_clear(struct wrapkey *w)
     EVP_PKEY_free(w->pkey);
     EVP_PKEY_free(w->rsa);
     OPENSSL_free(w->label);
+    free(w->utmpl);
+    free(w->t);
     memset(w, 0, sizeof(*w));
 }
 
@@ -191,8 +200,11 @@ wrap_prepare(CK_SESSION_HANDLE hs, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE hw, 
         rv = CKR_KEY_UNEXTRACTABLE;
         goto done;
     }
-    if (obj_bool(ok->attrs, CKA_WRAP_WITH_TRUSTED, CK_FALSE) &&
-        !obj_bool(ow->attrs, CKA_TRUSTED, CK_FALSE)) {
+    /* CKA_WRAP_WITH_TRUSTED only under a trusted key; the wrapping key's
+     * CKA_WRAP_TEMPLATE names the keys it may wrap (3.0 section 4.8). */
+    if ((obj_bool(ok->attrs, CKA_WRAP_WITH_TRUSTED, CK_FALSE) &&
+         !obj_bool(ow->attrs, CKA_TRUSTED, CK_FALSE)) ||
+        !obj_tmpl_match(ok->attrs, obj_find(ow->attrs, CKA_WRAP_TEMPLATE))) {
         rv = CKR_KEY_NOT_WRAPPABLE;
         goto done;
     }
@@ -374,15 +386,17 @@ done:
     return rv;
 }
 
-/* The unwrapping key (under the lock), and the write rules for the new
- * key; marks the token busy (gen_mark_inlock). */
+/* The unwrapping key (under the lock), its CKA_UNWRAP_TEMPLATE merged
+ * into the caller's template T (W->t, W->n), and the write rules for the
+ * new key; marks the token busy (gen_mark_inlock). */
 static CK_RV
-unwrap_prepare(struct gen *g, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE hu, CK_ATTRIBUTE_PTR t,
+unwrap_prepare(struct gen *g, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE hu, const CK_ATTRIBUTE *t,
                CK_ULONG n, struct wrapkey *w)
 {
     struct mod_session *s = NULL;
     struct mod_token *locked = NULL;
     struct mod_object *o = NULL;
+    const ks_attr *ut;
     CK_RV rv;
 
     mod_lock();
@@ -391,11 +405,25 @@ unwrap_prepare(struct gen *g, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE hu, CK_AT
         rv = CKR_UNWRAPPING_KEY_HANDLE_INVALID;
     if (rv == CKR_OK)
         rv = wrap_kek_inlock(o, mech, 1, w);
+    if (rv != CKR_OK)
+        goto done;
+    ut = obj_find(o->attrs, CKA_UNWRAP_TEMPLATE);
+    if (ut != NULL && ut->len > 0) {
+        w->utmpl = malloc(ut->len); /* a template is public */
+        if (w->utmpl == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto done;
+        }
+        memcpy(w->utmpl, ut->value, ut->len);
+        w->utmpl_len = ut->len;
+    }
+    rv = obj_tmpl_merge(t, n, w->utmpl, w->utmpl_len, &w->t, &w->n);
     if (rv == CKR_OK)
-        rv = store_write_check_inlock(s, tbool(t, n, CKA_TOKEN, CK_FALSE),
-                                      tbool(t, n, CKA_PRIVATE, CK_TRUE));
+        rv = store_write_check_inlock(s, tbool(w->t, w->n, CKA_TOKEN, CK_FALSE),
+                                      tbool(w->t, w->n, CKA_PRIVATE, CK_TRUE));
     if (rv == CKR_OK)
         gen_mark_inlock(g, s);
+done:
     if (locked != NULL)
         tok_unlock_inlock(locked);
     mod_unlock();
@@ -482,6 +510,95 @@ mat_drop_id(struct mat *m, const CK_ATTRIBUTE *t, CK_ULONG n)
     m->buf[m->n] = NULL;
 }
 
+/* The checks of C_UnwrapKey that need no lock: arguments, mechanism; *POL
+ * what the session's login allows. */
+static CK_RV
+unwrap_args(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_BYTE_PTR in, CK_ULONG inlen,
+            CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key, obj_policy *pol,
+            struct wrapkey *w)
+{
+    CK_RV rv;
+
+    if (mech == NULL || key == NULL || (in == NULL && inlen > 0))
+        return CKR_ARGUMENTS_BAD;
+    rv = obj_template_check(t, n);
+    if (rv != CKR_OK)
+        return rv;
+    rv = wrap_mech_check(mech, w);
+    if (rv == CKR_OK)
+        rv = session_policy(hs, pol);
+    if (rv != CKR_OK)
+        return rv == CKR_SESSION_HANDLE_INVALID ? rv : gen_session_rv(hs, rv);
+    return CKR_OK;
+}
+
+/* The wrapped key's length for MECH. */
+static CK_RV
+unwrap_len(CK_MECHANISM_TYPE mech, CK_ULONG inlen)
+{
+    if (mech != CKM_RSA_PKCS_OAEP &&
+        (inlen < 16 || inlen % 8 != 0 || (mech == CKM_AES_KEY_WRAP && inlen < 24)))
+        return CKR_WRAPPED_KEY_LEN_RANGE;
+    if (inlen == 0 || inlen > WRAP_MAX + 16)
+        return CKR_WRAPPED_KEY_LEN_RANGE;
+    return CKR_OK;
+}
+
+/* The new key's class and type, from the merged template T: a secret key
+ * needs its key type, a private key's comes from the wrapped key. */
+static CK_RV
+unwrap_class(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS *cls, CK_KEY_TYPE *kt)
+{
+    *cls = tulong(t, n, CKA_CLASS, CK_UNAVAILABLE_INFORMATION);
+    *kt = tulong(t, n, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION);
+    if (tfind(t, n, CKA_CLASS) == NULL ||
+        (*cls == CKO_SECRET_KEY && tfind(t, n, CKA_KEY_TYPE) == NULL))
+        return CKR_TEMPLATE_INCOMPLETE;
+    if (*cls != CKO_SECRET_KEY && *cls != CKO_PRIVATE_KEY)
+        return CKR_TEMPLATE_INCONSISTENT;
+    if (*cls == CKO_SECRET_KEY && *kt != CKK_AES && *kt != CKK_GENERIC_SECRET)
+        return CKR_TEMPLATE_INCONSISTENT;
+    return CKR_OK;
+}
+
+/* The compute step (no lock): decrypt IN with W's key, then the new key's
+ * material of class CLS and type KT into M. */
+static CK_RV
+unwrap_compute(CK_MECHANISM_TYPE mech, const struct wrapkey *w, const unsigned char *in,
+               size_t inlen, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, struct mat *m)
+{
+    unsigned char *plain = secure_copy(in, inlen); /* room for the plaintext (shorter) */
+    size_t plen = 0;
+    CK_RV rv;
+
+    if (plain == NULL) {
+        rv = CKR_HOST_MEMORY;
+    } else if (mech == CKM_RSA_PKCS_OAEP) {
+        /* Exactly k bytes (RFC 8017 section 7.1.2). */
+        plen = inlen;
+        rv = inlen != (size_t)EVP_PKEY_get_size(w->rsa) ? CKR_WRAPPED_KEY_LEN_RANGE
+                                                        : rsa_oaep(w, 0, in, inlen, plain, &plen);
+    } else {
+        rv = aes_wrap(mech, w->kek, w->kek_len, 0, in, inlen, plain, &plen);
+    }
+    if (rv == CKR_OK && cls == CKO_SECRET_KEY) {
+        CK_ULONG vlen = (CK_ULONG)plen;
+        if (kt == CKK_AES && plen != 16 && plen != 24 && plen != 32)
+            rv = CKR_WRAPPED_KEY_INVALID;
+        if (rv == CKR_OK)
+            rv = mat_copy(m, CKA_VALUE, plain, plen, 1);
+        if (rv == CKR_OK)
+            rv = mat_copy(m, CKA_VALUE_LEN, &vlen, sizeof(vlen), 0);
+    } else if (rv == CKR_OK) {
+        rv = unwrap_private(plain, plen, kt, m);
+        if (rv == CKR_OK)
+            mat_drop_id(m, w->t, w->n);
+    }
+    if (plain != NULL)
+        sodium_free(plain);
+    return rv;
+}
+
 CK_RV
 mod_C_UnwrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ukey, CK_BYTE_PTR in,
                 CK_ULONG inlen, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key)
@@ -492,91 +609,40 @@ mod_C_UnwrapKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE uk
     obj_origin origin;
     struct mat m;
     mod_attrs *attrs = NULL;
-    unsigned char *plain = NULL;
-    size_t plen = 0;
-    CK_OBJECT_CLASS cls;
-    CK_KEY_TYPE kt;
+    CK_OBJECT_CLASS cls = CK_UNAVAILABLE_INFORMATION;
+    CK_KEY_TYPE kt = CK_UNAVAILABLE_INFORMATION;
     CK_RV rv;
 
     memset(&w, 0, sizeof(w));
     if (!mod_ready())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (mech == NULL || key == NULL || (in == NULL && inlen > 0))
-        return CKR_ARGUMENTS_BAD;
-    rv = obj_template_check(t, n);
-    if (rv != CKR_OK)
-        return rv;
-    rv = wrap_mech_check(mech, &w);
+    rv = unwrap_args(hs, mech, in, inlen, t, n, key, &pol, &w);
     if (rv == CKR_OK)
-        rv = session_policy(hs, &pol);
-    if (rv != CKR_OK) {
-        wrapkey_clear(&w);
-        return rv == CKR_SESSION_HANDLE_INVALID ? rv : gen_session_rv(hs, rv);
-    }
-    cls = tulong(t, n, CKA_CLASS, CK_UNAVAILABLE_INFORMATION);
-    kt = tulong(t, n, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION);
-    if (tfind(t, n, CKA_CLASS) == NULL ||
-        (cls == CKO_SECRET_KEY && tfind(t, n, CKA_KEY_TYPE) == NULL))
-        rv = CKR_TEMPLATE_INCOMPLETE;
-    else if (cls != CKO_SECRET_KEY && cls != CKO_PRIVATE_KEY)
-        rv = CKR_TEMPLATE_INCONSISTENT;
-    else if (mech->mechanism != CKM_RSA_PKCS_OAEP &&
-             (inlen < 16 || inlen % 8 != 0 || inlen > WRAP_MAX + 16 ||
-              (mech->mechanism == CKM_AES_KEY_WRAP && inlen < 24)))
-        rv = CKR_WRAPPED_KEY_LEN_RANGE;
-    else if (inlen == 0 || inlen > WRAP_MAX + 16)
-        rv = CKR_WRAPPED_KEY_LEN_RANGE;
-    if (rv != CKR_OK) {
-        wrapkey_clear(&w);
-        return rv;
-    }
-    rv = unwrap_prepare(&g, mech->mechanism, ukey, t, n, &w);
+        rv = unwrap_prepare(&g, mech->mechanism, ukey, t, n, &w);
     if (rv != CKR_OK) {
         wrapkey_clear(&w);
         return rv;
     }
 
-    /* Without the lock from here to the store. */
+    /* Without the lock from here to the store; W.t is the caller's
+     * template with the unwrap template's attributes. */
+    rv = unwrap_class(w.t, w.n, &cls, &kt);
+    if (rv == CKR_OK)
+        rv = unwrap_len(mech->mechanism, inlen);
     mat_init(&m, cls, kt);
-    plain = secure_copy(in, inlen); /* room for the plaintext (shorter) */
-    if (plain == NULL) {
-        rv = CKR_HOST_MEMORY;
-    } else if (mech->mechanism == CKM_RSA_PKCS_OAEP) {
-        /* Exactly k bytes (RFC 8017 section 7.1.2). */
-        plen = inlen;
-        rv = inlen != (size_t)EVP_PKEY_get_size(w.rsa) ? CKR_WRAPPED_KEY_LEN_RANGE
-                                                       : rsa_oaep(&w, 0, in, inlen, plain, &plen);
-    } else {
-        rv = aes_wrap(mech->mechanism, w.kek, w.kek_len, 0, in, inlen, plain, &plen);
-    }
-    if (rv == CKR_OK && cls == CKO_SECRET_KEY) {
-        CK_ULONG vlen = (CK_ULONG)plen;
-        if (kt == CKK_AES && plen != 16 && plen != 24 && plen != 32)
-            rv = CKR_WRAPPED_KEY_INVALID;
-        else if (kt != CKK_AES && kt != CKK_GENERIC_SECRET)
-            rv = CKR_TEMPLATE_INCONSISTENT;
-        if (rv == CKR_OK)
-            rv = mat_copy(&m, CKA_VALUE, plain, plen, 1);
-        if (rv == CKR_OK)
-            rv = mat_copy(&m, CKA_VALUE_LEN, &vlen, sizeof(vlen), 0);
-    } else if (rv == CKR_OK) {
-        rv = unwrap_private(plain, plen, kt, &m);
-        if (rv == CKR_OK)
-            mat_drop_id(&m, t, n);
-    }
+    if (rv == CKR_OK)
+        rv = unwrap_compute(mech->mechanism, &w, in, inlen, cls, kt, &m);
     /* Its value has been outside the token: never "always sensitive" nor
      * "never extractable", and not local. */
     memset(&origin, 0, sizeof(origin));
     origin.gen_mech = CK_UNAVAILABLE_INFORMATION;
     if (rv == CKR_OK)
-        rv = obj_from_generated(t, n, m.a, m.n, &origin, &pol, &attrs);
+        rv = obj_from_generated(w.t, w.n, m.a, m.n, &origin, &pol, &attrs);
     if (rv == CKR_OK)
         rv = gen_store(&g, attrs, NULL, NULL, 0, key, NULL);
     else
         gen_abandon(&g);
     mat_free(&m);
-    if (plain != NULL)
-        sodium_free(plain);
     wrapkey_clear(&w);
     ERR_clear_error();
     return rv;

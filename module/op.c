@@ -61,12 +61,16 @@ kind_usage(enum op_kind kind)
 
 /* ---- operation structure ------------------------------------------------ */
 
+/* Free what P owns (the IV and lengths need no wiping: not secret). */
 static void
 params_clear(struct op_params *p)
 {
-    OPENSSL_free(p->label);
-    OPENSSL_free(p->aad);
-    memset(p, 0, sizeof(*p));
+    if (p->label != NULL)
+        OPENSSL_free(p->label);
+    if (p->aad != NULL)
+        OPENSSL_free(p->aad);
+    p->label = p->aad = NULL;
+    p->label_len = p->aad_len = 0;
 }
 
 static int
@@ -361,7 +365,7 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     int priv = 0, need_auth = 0, same_key;
     CK_RV rv, sync = CKR_OK;
 
-    memset(&p, 0, sizeof(p));
+    p.label = p.aad = NULL; /* params_parse fills the rest */
     mod_lock();
     rv = session_lookup_inlock(hs, &s);
     /* The key's object: trusted from the cache when it was checked less
@@ -421,14 +425,14 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
         EVP_PKEY_free(pkey);
         params_clear(&op->p);
         op->p = p;
-        memset(&p, 0, sizeof(p));
+        p.label = p.aad = NULL; /* now op->p's */
     } else {
         op_forget(op);
         op->kind = kind;
         op->m = m;
         op->p = p;
         op->pkey = pkey;
-        memset(&p, 0, sizeof(p));
+        p.label = p.aad = NULL;
         if (sval != NULL) {
             memcpy(op->skey, sval->value, sval->len);
             op->skey_len = sval->len;
@@ -482,7 +486,7 @@ op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     }
     if (rv != CKR_OK)
         op_drop_ctx(op);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 1);
 }
 

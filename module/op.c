@@ -95,6 +95,7 @@ op_drop_ctx(struct mod_op *op)
     op->cctx = NULL;
     op->mctx = NULL;
     op->ready = 0;
+    op->lazy = 0;
 }
 
 /* Drop everything tied to a key and mechanism (not the buffers). */
@@ -362,7 +363,7 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     struct op_params p;
     EVP_PKEY *pkey = NULL;
     const ks_attr *sval = NULL;
-    int priv = 0, need_auth = 0, same_key;
+    int priv = 0, need_auth = 0, same_key, reuse;
     CK_RV rv, sync = CKR_OK;
 
     p.label = p.aad = NULL; /* params_parse fills the rest */
@@ -424,7 +425,8 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     } else {
         same_key = op->pkey == pkey && op->skey_len == 0;
     }
-    if (op->ready && op->kind == kind && op->m == m && same_key && params_equal(&op->p, &p)) {
+    reuse = op->ready && op->kind == kind && op->m == m && same_key && params_equal(&op->p, &p);
+    if (reuse) {
         /* Same key, mechanism and parameters as last time: reuse the
          * contexts. Per-operation parameters (IV, AAD) are taken anew. */
         EVP_PKEY_free(pkey);
@@ -451,6 +453,14 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     op->len = 0;
     op->gen++;
     op->active = 1;
+    if (reuse && MF_IS_SYM(m->fam)) {
+        /* Nothing left to prepare but the IV / MAC restart, which the
+         * first call using the operation does (op_sym.c): the operation
+         * starts idle, without a second trip through the lock. */
+        op->lazy = 1;
+        goto out;
+    }
+    op->lazy = 0;
     op->busy = 1;
     mod_g.inflight++;
     *out = op;
@@ -470,7 +480,7 @@ op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     CK_RV rv;
 
     rv = op_begin(hs, kind, mech, key, &op);
-    if (rv != CKR_OK)
+    if (rv != CKR_OK || op == NULL) /* NULL: started, nothing to prepare */
         return rv;
     /* Without the lock: the OpenSSL contexts of a busy operation. */
     switch (MF_IS_SYM(op->m != NULL ? op->m->fam : MF_DIGEST) ? OP_NONE : kind) {

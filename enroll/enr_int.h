@@ -406,7 +406,8 @@ const char *enr_token_rollover(const enr_token *t);
 
 /* Load the anchors file of P (PEM, one or more certificates). */
 enr_rc enr_load_anchors(const enr_profile *p, STACK_OF(X509) * *out);
-/* Verify CERT chains to ANCHORS (UNTRUSTED: intermediates) at NOW. */
+/* Verify CERT chains to ANCHORS (UNTRUSTED: intermediates) at NOW; a
+ * failure is reported as WHAT's, or silently when WHAT is NULL. */
 enr_rc enr_verify_chain(X509 *cert, STACK_OF(X509) * untrusted, STACK_OF(X509) * anchors,
                         time_t now, const char *what);
 /*

@@ -4,9 +4,11 @@
  *
  * Layers, bottom up: util.c (log, clock, secrets, files), http.c (the one
  * HTTP layer, libcurl), profile.c (INI profiles), state.c (the helper's
- * SQLite state), sched.c (daily times, retry), token.c (PKCS#11: URI, login,
- * objects, key generation, the rollover sequence; libp11 for token-backed
- * EVP_PKEYs), certcheck.c (issued-certificate checks, OCSP/CRL), proto/ (the
+ * SQLite state), sched.c (daily times, retry), the token side (PKCS#11;
+ * token_int.h: token.c URI and login, token_obj.c objects and key
+ * generation with libp11 for token-backed EVP_PKEYs, rollover.c the
+ * rollover by standard calls, rollover_native.c evertoken's own),
+ * certcheck.c (issued-certificate checks, OCSP/CRL), proto/ (the
  * protocols behind one interface, proto/proto.h: scep.c RFC 8894, est.c RFC
  * 7030, cmp.c RFC 9810 on OpenSSL's CMP client), hooks.c (post-processing
  * script, notifications), engine.c (the check/enroll/renew state machine,
@@ -327,7 +329,7 @@ time_t enr_sched_next_due(const enr_pstate *ps, const char **kind);
 /* After a check of KIND ran at NOW with result RC, update times and retry. */
 void enr_sched_after(enr_pstate *ps, const char *kind, time_t now, enr_rc rc);
 
-/* ---- token.c ------------------------------------------------------------ */
+/* ---- token.c, token_obj.c, rollover.c, rollover_native.c --------------- */
 
 typedef struct enr_token enr_token;
 
@@ -404,7 +406,8 @@ const char *enr_token_rollover(const enr_token *t);
 
 /* Load the anchors file of P (PEM, one or more certificates). */
 enr_rc enr_load_anchors(const enr_profile *p, STACK_OF(X509) * *out);
-/* Verify CERT chains to ANCHORS (UNTRUSTED: intermediates) at NOW. */
+/* Verify CERT chains to ANCHORS (UNTRUSTED: intermediates) at NOW; a
+ * failure is reported as WHAT's, or silently when WHAT is NULL. */
 enr_rc enr_verify_chain(X509 *cert, STACK_OF(X509) * untrusted, STACK_OF(X509) * anchors,
                         time_t now, const char *what);
 /*

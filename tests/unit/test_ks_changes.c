@@ -356,6 +356,7 @@ test_migration_from_v3(void **state)
     mk_obj(f->tok, 0, 1, "old", "old");
     ks_close(f->tok);
     f->tok = NULL;
+    raw_objects_v4(f->path);
     raw_exec(f->path, "DROP INDEX objects_seq; ALTER TABLE objects DROP COLUMN seq;"
                       "DROP TABLE gone; PRAGMA user_version = 3;");
     assert_int_equal(ks_open(f->path, &f->tok), KS_OK);

@@ -230,6 +230,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " AND id > ?2 ORDER BY id LIMIT 256",
     [ST_OBJ_ANY_UNFILLED] = "SELECT 1 FROM objects WHERE lk = 0 AND is_private = ?1 LIMIT 1",
     [ST_OBJ_FILL] = "UPDATE objects SET l_id = ?2, l_label = ?3, lk = 1 WHERE id = ?1",
+    [ST_OBJ_ANY_PURGE] = "SELECT 1 FROM objects WHERE state = 2 AND retired_at <= ?1 LIMIT 1",
 };
 
 ks_rv

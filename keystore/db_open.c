@@ -337,7 +337,8 @@ static const struct ks_migration {
         "ALTER TABLE objects ADD COLUMN lk INTEGER NOT NULL DEFAULT 0;"
         "CREATE INDEX objects_l_id ON objects(l_id);"
         "CREATE INDEX objects_l_label ON objects(l_label);"
-        "CREATE INDEX objects_unfilled ON objects(is_private, id) WHERE lk = 0;"},
+        "CREATE INDEX objects_unfilled ON objects(is_private, id) WHERE lk = 0;"
+        "CREATE INDEX objects_retired ON objects(retired_at) WHERE state = 2;"},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KS_SCHEMA_VERSION - 1,

@@ -100,7 +100,8 @@ enum ks_stmt {
     ST_OBJ_FIND_LABEL, /* candidates by lookup column l_label */
     ST_OBJ_UNFILLED,   /* rows whose lookup columns are not filled yet, a batch */
     ST_OBJ_ANY_UNFILLED,
-    ST_OBJ_FILL, /* fill one row's lookup columns */
+    ST_OBJ_FILL,      /* fill one row's lookup columns */
+    ST_OBJ_ANY_PURGE, /* is any row retired at or before ?1 (rollover.c) */
     ST_COUNT
 };
 

@@ -125,7 +125,8 @@ static inline void
 raw_objects_v4(const char *path)
 {
     raw_exec(path, "DROP INDEX objects_l_id; DROP INDEX objects_l_label;"
-                   "DROP INDEX objects_unfilled; ALTER TABLE objects DROP COLUMN l_id;"
+                   "DROP INDEX objects_unfilled; DROP INDEX objects_retired;"
+                   "ALTER TABLE objects DROP COLUMN l_id;"
                    "ALTER TABLE objects DROP COLUMN l_label; ALTER TABLE objects DROP COLUMN lk;"
                    "PRAGMA user_version = 4;");
 }

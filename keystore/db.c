@@ -194,7 +194,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                    "FROM objects WHERE id = ?1",
     [ST_OBJ_HEAD] =
         "SELECT is_private, version, state, retired_at, cred FROM objects WHERE id = ?1",
-    [ST_OBJ_INSERT] = "INSERT INTO objects(is_private, version, data) VALUES (?1, 1, x'')",
+    /* lk = 1: the write that follows in the same transaction fills the
+     * lookup columns (so the row never enters objects_unfilled). */
+    [ST_OBJ_INSERT] = "INSERT INTO objects(is_private, version, data, lk) VALUES (?1, 1, x'', 1)",
     [ST_OBJ_WRITE] = "UPDATE objects SET version = ?2, nonce = ?3, data = ?4, mac = ?5, "
                      "state = ?6, retired_at = ?7, cred = ?8, l_id = ?9, l_label = ?10, lk = 1, "
                      "seq = " SEQ_NEXT " WHERE id = ?1",

@@ -331,12 +331,13 @@ static const struct ks_migration {
      * returns (keystore/lookup.c, docs/keystore-format.md "Lookup columns"):
      * the value in the clear for a public object, a keyed hash for a
      * private one; lk = 0 until they are filled (public rows at the next
-     * open, private ones at the next login). */
+     * open, private ones at the next login). The indexes are partial so
+     * that a new row (inserted empty, then written) touches them once. */
     {4, "ALTER TABLE objects ADD COLUMN l_id BLOB;"
         "ALTER TABLE objects ADD COLUMN l_label BLOB;"
         "ALTER TABLE objects ADD COLUMN lk INTEGER NOT NULL DEFAULT 0;"
-        "CREATE INDEX objects_l_id ON objects(l_id);"
-        "CREATE INDEX objects_l_label ON objects(l_label);"
+        "CREATE INDEX objects_l_id ON objects(l_id) WHERE l_id IS NOT NULL;"
+        "CREATE INDEX objects_l_label ON objects(l_label) WHERE l_label IS NOT NULL;"
         "CREATE INDEX objects_unfilled ON objects(is_private, id) WHERE lk = 0;"
         "CREATE INDEX objects_retired ON objects(retired_at) WHERE state = 2;"},
 };

@@ -1,9 +1,12 @@
 /*
  * cache.c — the per-token object cache.
  *
- * Stored objects are cached in memory (sorted by handle = keystore id) and
- * reloaded whenever ks_changed() says another connection wrote the file, so
- * a certificate written by another process is seen at the next lookup. Only
+ * Stored objects are cached in memory (sorted by handle = keystore id), and
+ * whenever ks_changed() says another connection wrote the file what it
+ * changed is taken in (ks_load_changes), so a certificate written by another
+ * process is seen at the next lookup. The cache is either complete (loaded:
+ * a full load, here) or partial (cache_lazy.c: objects read as they are
+ * searched for or named by handle), never both. Only
  * what the keystore hands out is cached: public objects always, private
  * ones while the token key is unwrapped (in secure memory, wiped on drop).
  * Session objects and the token's CKO_PROFILE object live here too.

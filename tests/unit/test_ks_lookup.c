@@ -197,6 +197,31 @@ test_migration_from_v4(void **state)
                      0);
 }
 
+/* From schema 2 (the oldest layout the tests build with objects): every
+ * migration runs, then the columns are filled as from schema 4. */
+static void
+test_migration_from_v2(void **state)
+{
+    struct ks_fixture *f = *state;
+    int64_t pub, priv;
+    struct hits h;
+
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    pub = mk(f->tok, 0, "v2-id", "v2 cert");
+    priv = mk(f->tok, 1, "v2-id", "v2 key");
+    ks_close(f->tok);
+    f->tok = NULL;
+    raw_objects_v2(f->path);
+    assert_int_equal(ks_open(f->path, &f->tok), KS_OK);
+    h = find(f->tok, KS_ATTR_LABEL, "v2 cert", NULL);
+    assert_true(h.n == 1 && h.ids[0] == pub);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE lk = 0"), 1);
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE lk = 0"), 0);
+    h = find(f->tok, KS_ATTR_ID, "v2-id", NULL);
+    assert_true(h.n == 2 && h.ids[0] == pub && h.ids[1] == priv);
+}
+
 /* An unfilled private row is found after login even if the fill did not
  * run (read, decrypted, matched). */
 static void
@@ -267,6 +292,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_find, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_tampered_columns, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v4, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_v2, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_unfilled_private, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_change_seq, fixture_setup, fixture_teardown),
     };

@@ -3,7 +3,8 @@
  * schema 5): ks_find by CKA_ID and CKA_LABEL, public objects in the clear
  * and private ones by keyed hash; forged columns cause a miss or a record
  * read and dropped, never a wrong object; migration from schema 4 fills the
- * columns (public at open, private at login); ks_change_seq.
+ * columns (public at open, private at login), as it does for a file from
+ * schema 2; ks_change_seq.
  */
 #include "test_ks_util.h"
 

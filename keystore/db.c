@@ -158,6 +158,15 @@ ks_unlock(ks_token *tok)
     "(SELECT max(coalesce((SELECT max(seq) FROM objects), 0),"                                     \
     " coalesce((SELECT max(seq) FROM gone), 0)) + 1)"
 
+/* The columns object.c decodes (enum C_ID ... C_SEQ there). */
+#define OBJ_COLS "id, is_private, version, nonce, data, mac, state, retired_at, cred, seq"
+#define OBJ_FIND(col)                                                                              \
+    "SELECT " OBJ_COLS " FROM objects WHERE " col " IN (?1, ?2) AND lk = 1"                        \
+    " AND (is_private = 0 OR ?3)"                                                                  \
+    " UNION ALL SELECT " OBJ_COLS " FROM objects WHERE lk = 0 AND is_private = 0"                  \
+    " UNION ALL SELECT " OBJ_COLS " FROM objects WHERE lk = 0 AND is_private = 1 AND ?3"           \
+    " ORDER BY 1"
+
 /* SQL of the cached statements, in enum ks_stmt order. */
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_DATA_VERSION] = "PRAGMA data_version",
@@ -185,9 +194,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                    "FROM objects WHERE id = ?1",
     [ST_OBJ_HEAD] =
         "SELECT is_private, version, state, retired_at, cred FROM objects WHERE id = ?1",
-    [ST_OBJ_INSERT] = "INSERT INTO objects(is_private, version, data) VALUES (?1, 1, x'')",
+    /* lk = 1: the write that follows in the same transaction fills the
+     * lookup columns (so the row never enters objects_unfilled). */
+    [ST_OBJ_INSERT] = "INSERT INTO objects(is_private, version, data, lk) VALUES (?1, 1, x'', 1)",
     [ST_OBJ_WRITE] = "UPDATE objects SET version = ?2, nonce = ?3, data = ?4, mac = ?5, "
-                     "state = ?6, retired_at = ?7, cred = ?8, seq = " SEQ_NEXT " WHERE id = ?1",
+                     "state = ?6, retired_at = ?7, cred = ?8, l_id = ?9, l_label = ?10, lk = 1, "
+                     "seq = " SEQ_NEXT " WHERE id = ?1",
     [ST_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
     [ST_OBJ_DELETE_ALL] = "DELETE FROM objects",
     [ST_OBJ_COUNT] = "SELECT count(*) FROM objects",
@@ -208,6 +220,19 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ATT_DEL] = "DELETE FROM meta WHERE key = ?1",
     [ST_ATT_DEL_WHO] = "DELETE FROM meta WHERE key > ?1 AND key < ?2",
     [ST_EPOCH_GET] = "SELECT value FROM meta WHERE key = 'restore_epoch'",
+    [ST_SEQ_NOW] = "SELECT max(coalesce((SELECT max(seq) FROM objects), 0),"
+                   " coalesce((SELECT max(seq) FROM gone), 0))",
+    /* Candidates of a search (lookup.c): rows whose lookup column holds the
+     * clear value (?1) or the keyed hash (?2), plus every row whose columns
+     * are not filled; private rows only when ?3 (logged in). Each part uses
+     * an index; the rows come in id order. */
+    [ST_OBJ_FIND_ID] = OBJ_FIND("l_id"),
+    [ST_OBJ_FIND_LABEL] = OBJ_FIND("l_label"),
+    [ST_OBJ_UNFILLED] = "SELECT " OBJ_COLS " FROM objects WHERE lk = 0 AND is_private = ?1"
+                        " AND id > ?2 ORDER BY id LIMIT 256",
+    [ST_OBJ_ANY_UNFILLED] = "SELECT 1 FROM objects WHERE lk = 0 AND is_private = ?1 LIMIT 1",
+    [ST_OBJ_FILL] = "UPDATE objects SET l_id = ?2, l_label = ?3, lk = 1 WHERE id = ?1",
+    [ST_OBJ_ANY_PURGE] = "SELECT 1 FROM objects WHERE state = 2 AND retired_at <= ?1 LIMIT 1",
 };
 
 ks_rv

@@ -327,6 +327,19 @@ static const struct ks_migration {
         "CREATE INDEX objects_seq ON objects(seq);"
         "CREATE TABLE gone (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);"
         "CREATE INDEX gone_seq ON gone(seq);"},
+    /* 4 -> 5: lookup columns, so that a search reads only the records it
+     * returns (keystore/lookup.c, docs/keystore-format.md "Lookup columns"):
+     * the value in the clear for a public object, a keyed hash for a
+     * private one; lk = 0 until they are filled (public rows at the next
+     * open, private ones at the next login). The indexes are partial so
+     * that a new row (inserted empty, then written) touches them once. */
+    {4, "ALTER TABLE objects ADD COLUMN l_id BLOB;"
+        "ALTER TABLE objects ADD COLUMN l_label BLOB;"
+        "ALTER TABLE objects ADD COLUMN lk INTEGER NOT NULL DEFAULT 0;"
+        "CREATE INDEX objects_l_id ON objects(l_id) WHERE l_id IS NOT NULL;"
+        "CREATE INDEX objects_l_label ON objects(l_label) WHERE l_label IS NOT NULL;"
+        "CREATE INDEX objects_unfilled ON objects(is_private, id) WHERE lk = 0;"
+        "CREATE INDEX objects_retired ON objects(retired_at) WHERE state = 2;"},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KS_SCHEMA_VERSION - 1,
@@ -528,6 +541,10 @@ open_db(ks_token *tok)
     if (rv != KS_OK)
         return rv;
     memcpy(tok->token_id, m.token_id, KS_TOKEN_ID_LEN);
+    /* Rows from before schema 5: their public lookup columns, once. A
+     * failure (a busy or full disk) leaves them to be read by every search
+     * until a later open fills them. */
+    (void)ks_lookup_fill(tok, 0);
     return ks_changed_init_inlock(tok);
 }
 

@@ -29,6 +29,10 @@
 #define KS_KDF_CTX    "evertokn" /* crypto_kdf context, 8 bytes */
 #define KS_SUBKEY_REC 1
 #define KS_SUBKEY_MAC 2
+#define KS_SUBKEY_LK  3 /* keys the lookup hashes of private objects (lookup.c) */
+
+/* Bytes of a private object's lookup hash (keyed BLAKE2b). */
+#define KS_LOOKUP_HASH_LEN 16
 
 /* Bytes of an error message (a handle's, the thread's open error). */
 #define KS_ERR_MAX 320
@@ -49,6 +53,7 @@ struct ks_keys {
     unsigned char tmk[KS_KEY_LEN];
     unsigned char rec[KS_KEY_LEN]; /* seals private objects */
     unsigned char mac[KS_KEY_LEN]; /* authenticates public objects, meta, settings */
+    unsigned char lk[KS_KEY_LEN];  /* keys the lookup hashes of private objects */
 };
 
 /* Bytes of SQLite's wal-index header (struct WalIndexHdr) at the start of
@@ -86,10 +91,17 @@ enum ks_stmt {
     ST_SET_GET,
     ST_SET_PUT,
     ST_SET_DELETE_ALL,
-    ST_ATT_LIST,    /* in-flight PIN attempt markers of one PIN (meta pin_attempt:WHO:*) */
-    ST_ATT_DEL,     /* one marker */
-    ST_ATT_DEL_WHO, /* every marker of one PIN */
-    ST_EPOCH_GET,   /* the restore epoch (meta key restore_epoch; absent before any restore) */
+    ST_ATT_LIST,       /* in-flight PIN attempt markers of one PIN (meta pin_attempt:WHO:*) */
+    ST_ATT_DEL,        /* one marker */
+    ST_ATT_DEL_WHO,    /* every marker of one PIN */
+    ST_EPOCH_GET,      /* the restore epoch (meta key restore_epoch; absent before any restore) */
+    ST_SEQ_NOW,        /* the highest change sequence number */
+    ST_OBJ_FIND_ID,    /* candidates by lookup column l_id (lookup.c) */
+    ST_OBJ_FIND_LABEL, /* candidates by lookup column l_label */
+    ST_OBJ_UNFILLED,   /* rows whose lookup columns are not filled yet, a batch */
+    ST_OBJ_ANY_UNFILLED,
+    ST_OBJ_FILL,      /* fill one row's lookup columns */
+    ST_OBJ_ANY_PURGE, /* is any row retired at or before ?1 (rollover.c) */
     ST_COUNT
 };
 
@@ -247,6 +259,10 @@ void ks_object_ad(unsigned char ad[KS_OBJ_AD_LEN], const unsigned char token_id[
 /* Attribute serialisation (see docs/keystore-format.md). */
 ks_rv ks_attrs_check(const ks_attr *attrs, size_t n, size_t *ser_len);
 void ks_attrs_serialise(const ks_attr *attrs, size_t n, unsigned char *out, size_t out_len);
+/* The value of attribute TYPE in the serialised attributes BUF (pointing
+ * into BUF): 1 found, 0 absent, -1 malformed. Touches no handle state. */
+int ks_ser_find(const unsigned char *buf, size_t len, uint64_t type, const unsigned char **v,
+                size_t *vlen);
 /* Parse BUF into tok->attrs (values point into BUF). -1 if malformed. */
 int ks_attrs_parse_inlock(ks_token *tok, const unsigned char *buf, size_t len, size_t *nattrs);
 
@@ -275,6 +291,27 @@ ks_rv ks_obj_delete_inlock(ks_token *tok, int64_t id);
 ks_rv ks_record_write_inlock(ks_token *tok, int64_t id, int is_private, uint32_t ver,
                              const struct ks_rec_state *rs, const unsigned char *ser,
                              size_t ser_len);
+
+/* ---- lookup columns (lookup.c) ---- */
+
+/* Lookup column values of one record, ready to bind: clear values point
+ * into the serialised attributes, hashes into hbuf. */
+struct ks_lookup {
+    const unsigned char *v[2]; /* l_id, l_label (NULL: the attribute is absent) */
+    size_t len[2];
+    unsigned char hbuf[2][KS_LOOKUP_HASH_LEN];
+};
+/* The lookup values of the serialised attributes SER of a public or
+ * private record (private: needs tok->keys). */
+void ks_lookup_of_inlock(ks_token *tok, int is_private, const unsigned char *ser, size_t ser_len,
+                         struct ks_lookup *lk);
+/* Bind LK's two values to parameters COL and COL + 1 of ST. */
+void ks_lookup_bind(sqlite3_stmt *st, int col, const struct ks_lookup *lk);
+/* Fill the lookup columns of the rows that lack them: the public ones
+ * (PRIV 0; at open) or the private ones (PRIV 1; needs the keys). A write
+ * transaction only when there is something to fill; errors leave the rows
+ * as they are (a search still reads them: ST_OBJ_FIND_*). Locks itself. */
+ks_rv ks_lookup_fill(ks_token *tok, int priv);
 
 /* ---- token.c, token_pin.c, token_info.c ---- */
 

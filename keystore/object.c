@@ -467,11 +467,15 @@ ks_record_write_inlock(ks_token *tok, int64_t id, int is_private, uint32_t ver,
     sqlite3_stmt *st = ks_stmt_inlock(tok, ST_OBJ_WRITE);
     unsigned char nonce[KS_NONCE_LEN], mac[KS_MAC_LEN], ad[KS_OBJ_AD_MAX];
     unsigned char *ct = NULL;
+    struct ks_lookup lk;
     size_t adlen;
     ks_rv rv;
 
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, ver);
+    /* The lookup columns from the plaintext (lookup.c). */
+    ks_lookup_of_inlock(tok, is_private, ser, ser_len, &lk);
+    ks_lookup_bind(st, 9, &lk);
     sqlite3_bind_int(st, 6, (int)rs->state);
     if (rs->state == KS_RETIRED)
         sqlite3_bind_int64(st, 7, rs->retired_at);

@@ -493,6 +493,30 @@ sel_purge(void *ctx, const ks_object *o, const struct ks_rec_state *rs)
     return rs->state == KS_RETIRED && rs->retired_at <= p->limit;
 }
 
+/* Nothing to purge (the common case, checked at every login): one read of
+ * the objects_retired index, no write transaction and no record decrypted.
+ * The state columns only say where to look; what is purged is still
+ * decided from authenticated records (collect_inlock). */
+static int
+nothing_to_purge_inlock(ks_token *tok, int64_t limit)
+{
+    sqlite3_stmt *st;
+    int rc, none = 0;
+
+    if (tok->keys == NULL || ks_begin_inlock(tok, 0) != KS_OK)
+        return 0;
+    if (ks_tmk_current_inlock(tok) == KS_OK) {
+        st = ks_stmt_inlock(tok, ST_OBJ_ANY_PURGE);
+        sqlite3_bind_int64(st, 1, limit);
+        rc = sqlite3_step(st);
+        none = rc == SQLITE_DONE;
+        ks_stmt_done(st);
+    }
+    if (ks_commit_inlock(tok) != KS_OK)
+        none = 0;
+    return none;
+}
+
 ks_rv
 ks_purge_retired(ks_token *tok, int64_t now, int64_t grace, unsigned *n)
 {
@@ -506,6 +530,10 @@ ks_purge_retired(ks_token *tok, int64_t now, int64_t grace, unsigned *n)
         return KS_E_ARGS;
     p.limit = now - grace;
     ks_lock(tok);
+    if (nothing_to_purge_inlock(tok, p.limit)) {
+        ks_unlock(tok);
+        return KS_OK;
+    }
     rv = rollover_begin_inlock(tok);
     if (rv != KS_OK)
         goto out;

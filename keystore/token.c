@@ -365,6 +365,10 @@ ks_login(ks_token *tok, ks_who who, const unsigned char *pin, size_t pin_len)
 out:
     ks_unlock(tok);
     ks_pin_ok_clear(&ok);
+    /* Private rows from before schema 5: their lookup hashes, once
+     * (lookup.c; a failure leaves them to be read by every search). */
+    if (rv == KS_OK)
+        (void)ks_lookup_fill(tok, 1);
     return rv;
 }
 

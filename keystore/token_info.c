@@ -338,5 +338,9 @@ out:
     ks_unlock(tok);
     ks_keys_free(keys);
     sodium_memzero(&user, sizeof(user));
+    /* Private rows from before schema 5: their lookup hashes, once
+     * (lookup.c; a failure leaves them to be read by every search). */
+    if (rv == KS_OK)
+        (void)ks_lookup_fill(tok, 1);
     return rv;
 }

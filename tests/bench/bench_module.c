@@ -235,6 +235,29 @@ create_cert(const char *id, const char *label, CK_OBJECT_HANDLE *out)
     return M.f->C_CreateObject(M.s0, t, sizeof(t) / sizeof(t[0]), out);
 }
 
+CK_RV
+create_private(void)
+{
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_AES;
+    CK_BBOOL yes = CK_TRUE;
+    unsigned char value[32];
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof(cls)},
+        {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_TOKEN, &yes, sizeof(yes)},
+        {CKA_PRIVATE, &yes, sizeof(yes)},
+        {CKA_ID, (void *)PRIV_ID, strlen(PRIV_ID)},
+        {CKA_LABEL, (void *)PRIV_ID, strlen(PRIV_ID)},
+        {CKA_VALUE, value, sizeof(value)},
+    };
+
+    randombytes_buf(value, sizeof(value));
+    CK_OBJECT_HANDLE h;
+
+    return M.f->C_CreateObject(M.s0, t, sizeof(t) / sizeof(t[0]), &h);
+}
+
 /* ---- module keys -------------------------------------------------------- */
 
 static const unsigned char OID_P256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,

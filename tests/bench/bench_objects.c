@@ -19,8 +19,29 @@ static double
 time_find(CK_ATTRIBUTE *t, CK_ULONG nt, const char *key)
 {
     unsigned long ops = 0;
-    double t0 = now(), el;
+    double t0 = 0, el;
 
+    /* One untimed search first: the row is the steady state. The first
+     * search after another process's write (the start-up children log in,
+     * which writes the PIN counter) takes in what changed, this process's
+     * own writes since then included (docs/module.md). */
+    {
+        CK_OBJECT_HANDLE h[4];
+        CK_ULONG got = 0;
+        CK_RV rv = M.f->C_FindObjectsInit(M.s0, t, nt);
+
+        if (rv == CKR_OK) {
+            rv = M.f->C_FindObjects(M.s0, h, 4, &got);
+            CK_RV rv2 = M.f->C_FindObjectsFinal(M.s0);
+            if (rv == CKR_OK)
+                rv = rv2;
+        }
+        if (rv != CKR_OK) {
+            report_err(key, "failed: %s (C_FindObjects*)", rvname(rv));
+            return -1;
+        }
+    }
+    t0 = now();
     do {
         CK_OBJECT_HANDLE h[4];
         CK_ULONG got = 0;
@@ -110,14 +131,14 @@ spawn_child(char *const argv[], char *buf, size_t bufsz)
 }
 
 static int
-spawn_init(double *init_ms, double *find_ms, char *err, size_t errlen)
+spawn_init(double r[5], char *err, size_t errlen)
 {
     char buf[256];
     char *argv[] = {(char *)"p11bench",  (char *)"--child-init", (char *)M.spec->path,
                     (char *)TOKEN_LABEL, (char *)TARGET_ID,      NULL};
 
     if (spawn_child(argv, buf, sizeof(buf)) != 0 ||
-        sscanf(buf, "ok %lf %lf", init_ms, find_ms) != 2) {
+        sscanf(buf, "ok %lf %lf %lf %lf %lf", &r[0], &r[1], &r[2], &r[3], &r[4]) != 5) {
         buf[strcspn(buf, "\n")] = '\0';
         snprintf(err, errlen, "failed: %.120s", buf[0] ? buf : "child process died");
         return -1;
@@ -166,6 +187,53 @@ refind_after_write(double *ms, char *err, size_t errlen)
     return 0;
 }
 
+/* Bytes of the token file of module evertoken (with its WAL) per object. */
+static double
+file_per_object(unsigned long n)
+{
+    char path[PATH_MAX + 32];
+    struct stat st;
+    double total = 0;
+
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/tokens/token-%lu.db%s", M.dir, (unsigned long)M.slot,
+                 i ? "-wal" : "");
+        if (stat(path, &st) == 0)
+            total += (double)st.st_size;
+    }
+    return n > 0 ? total / (double)n : total;
+}
+
+/* Start-up rows of N: medians of REPS new processes (--child-init). */
+static void
+startup_rows(unsigned long n, int reps)
+{
+    static const char *const what[5] = {"init", "initfind", "rss", "loginx", "privfind"};
+    char key[5][48], err[160] = "";
+    double v[5][64], r[5];
+    int got = 0;
+
+    for (int i = 0; i < 5; i++)
+        snprintf(key[i], sizeof(key[i]), "%s@%lu", what[i], n);
+    for (int i = 0; i < reps; i++) {
+        if (spawn_init(r, err, sizeof(err)) != 0)
+            break;
+        for (int j = 0; j < 5; j++)
+            v[j][got] = r[j];
+        got++;
+    }
+    for (int j = 0; j < 5; j++) {
+        /* C_Login minus Argon2id only means something for evertoken
+         * (other modules: no figure, "-"). */
+        if (j == 3 && M.spec->kind != K_EVERTOKEN)
+            continue;
+        if (got == reps)
+            report_val(key[j], median(v[j], got));
+        else
+            report_err(key[j], "%s", err);
+    }
+}
+
 /* The largest token size measured for module NAME (--max-objects). */
 static unsigned long
 max_objects(const char *name)
@@ -181,16 +249,17 @@ max_objects(const char *name)
 static void
 objects_at(unsigned long n)
 {
-    char key[48], k2[48];
+    char key[48];
     CK_ATTRIBUTE by_id = {CKA_ID, (void *)TARGET_ID, strlen(TARGET_ID)};
     CK_ATTRIBUTE by_label = {CKA_LABEL, (void *)TARGET_LBL, strlen(TARGET_LBL)};
-    double si, ga, v[64], w[64];
+    double si, ga, v[64];
     int reps = O.reps > 64 ? 64 : O.reps, got = 0;
     char err[160] = "";
 
     if (n > max_objects(M.spec->name)) {
         static const char *const what[] = {"create", "init",     "initfind", "findid", "findlabel",
-                                           "refind", "sessinfo", "getattr",  "check"};
+                                           "refind", "sessinfo", "getattr",  "check",  "rss",
+                                           "loginx", "privfind", "filesize"};
         for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
             snprintf(key, sizeof(key), "%s@%lu", what[i], n);
             if (row_find(key) != NULL)
@@ -254,21 +323,10 @@ objects_at(unsigned long n)
     else
         report_err(key, "%s", err);
 
-    got = 0;
-    snprintf(key, sizeof(key), "init@%lu", n);
-    snprintf(k2, sizeof(k2), "initfind@%lu", n);
-    for (int i = 0; i < reps; i++) {
-        if (spawn_init(&v[got], &w[got], err, sizeof(err)) != 0)
-            break;
-        got++;
-    }
-    if (got == reps) {
-        report_val(key, median(v, got));
-        report_val(k2, median(w, got));
-    } else {
-        report_err(key, "%s", err);
-        report_err(k2, "%s", err);
-    }
+    snprintf(key, sizeof(key), "filesize@%lu", n);
+    if (M.spec->kind == K_EVERTOKEN) /* other modules: "-" */
+        report_val(key, file_per_object(n));
+    startup_rows(n, reps);
 }
 
 /* ---- two tokens: sign on one while the other is written ------------------ */
@@ -439,6 +497,7 @@ bench_module(int idx)
     make_cert();
     CK_SETUP(create_cert(TARGET_ID, TARGET_LBL, &h));
     M.target = h;
+    CK_SETUP(create_private());
 
     for (int kt = 0; kt < KT_COUNT; kt++)
         if (!O.objects_only)
@@ -636,6 +695,23 @@ child_session(CK_FUNCTION_LIST_PTR f, const char *label, CK_FLAGS flags, CK_SESS
  * application does to start: C_Initialize, C_GetSlotList, C_GetTokenInfo
  * until the token labelled LABEL, C_OpenSession; then the first find by
  * CKA_ID. (Slot ids are no key: SoftHSMv2 numbers its slots anew.) */
+/* The resident memory of this process, MiB (VmRSS). */
+static double
+rss_mib(void)
+{
+    char line[128];
+    double kib = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %lf kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib / 1024.0;
+}
+
 int
 child_init(int argc, char **argv)
 {
@@ -645,7 +721,7 @@ child_init(int argc, char **argv)
     CK_OBJECT_HANDLE h[4];
     CK_ATTRIBUTE t;
     void *dl;
-    double t0, t1, t2;
+    double t0, t1, t2, t3, t4, t5, rss, kdf;
     CK_RV rv;
 
     if (argc != 5)
@@ -666,7 +742,25 @@ child_init(int argc, char **argv)
         printf("first find by CKA_ID found %lu objects\n", (unsigned long)got);
         return 3;
     }
-    printf("ok %.6f %.6f\n", (t1 - t0) * 1e3, (t2 - t0) * 1e3);
+    rss = rss_mib();
+    /* C_Login paired with a raw Argon2id at the token's cost (as the
+     * parent's "loginextra" row), then the private object by CKA_ID. */
+    kdf = argon2id_ms();
+    t3 = now();
+    STEP(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)USER_PIN, strlen(USER_PIN)));
+    t4 = now();
+    t.pValue = (void *)PRIV_ID;
+    t.ulValueLen = strlen(PRIV_ID);
+    STEP(f->C_FindObjectsInit(s, &t, 1));
+    STEP(f->C_FindObjects(s, h, 4, &got));
+    STEP(f->C_FindObjectsFinal(s));
+    t5 = now();
+    if (got != 1) {
+        printf("find of the private key after login found %lu objects\n", (unsigned long)got);
+        return 3;
+    }
+    printf("ok %.6f %.6f %.3f %.6f %.6f\n", (t1 - t0) * 1e3, (t2 - t0) * 1e3, rss,
+           (t4 - t3) * 1e3 - kdf, (t5 - t4) * 1e3);
     fflush(stdout);
     f->C_CloseSession(s);
     f->C_Finalize(NULL);

@@ -100,6 +100,14 @@ define_rows(void)
         row_def(sec, key, "ms", B_LOWER, "C_Initialize -> first session (new process)");
         snprintf(key, sizeof(key), "initfind@%lu", n);
         row_def(sec, key, "ms", B_LOWER, "C_Initialize -> first find by CKA_ID answered");
+        snprintf(key, sizeof(key), "rss@%lu", n);
+        row_def(sec, key, "MiB", B_LOWER, "resident memory after that first find");
+        snprintf(key, sizeof(key), "loginx@%lu", n);
+        row_def(sec, key, "ms", B_LOWER, "then C_Login minus Argon2id (paired)");
+        snprintf(key, sizeof(key), "privfind@%lu", n);
+        row_def(sec, key, "ms", B_LOWER, "then first find of a private key by CKA_ID");
+        snprintf(key, sizeof(key), "filesize@%lu", n);
+        row_def(sec, key, "B", B_LOWER, "token file (with WAL) per object");
         snprintf(key, sizeof(key), "findid@%lu", n);
         row_def(sec, key, "us", B_LOWER, "find by CKA_ID (Init+FindObjects+Final)");
         snprintf(key, sizeof(key), "findlabel@%lu", n);

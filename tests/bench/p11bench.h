@@ -39,6 +39,7 @@
 #define TOKEN_LABEL "p11bench"
 #define TARGET_ID   "p11bench-target"
 #define TARGET_LBL  "p11bench target"
+#define PRIV_ID     "p11bench-private" /* a private secret key, found after login */
 
 #define MAX_MODULES 4
 #define NSRC        (MAX_MODULES + 1) /* modules, then the reference column */
@@ -244,6 +245,8 @@ int find_slot(int initialized, const char *label, CK_SLOT_ID *out);
 void create_token(void);
 void make_cert(void);
 CK_RV create_cert(const char *id, const char *label, CK_OBJECT_HANDLE *out);
+/* The private secret key PRIV_ID (AES-256, sealed like every private key). */
+CK_RV create_private(void);
 void module_key(enum keytype kt, struct modkey *k);
 void bench_module(int idx);
 int child_init(int argc, char **argv);

@@ -78,13 +78,15 @@ int enr_parse_time(const char *s, time_t *out);
 /* "YYYY-MM-DDTHH:MM:SSZ" into BUF (at least 21 bytes); "-" for 0. */
 const char *enr_fmt_time(time_t t, char *buf, size_t n);
 
-/* A secret in sodium_malloc'd memory, NUL-terminated. */
+/* A secret in locked memory (et_secure_alloc, common/et_secret.h),
+ * NUL-terminated. */
 typedef struct enr_secret {
     char *buf;
     size_t len;
 } enr_secret;
-/* First line of PATH (trailing newline dropped); refuses group/world-readable
- * files with a warning only. WHAT names it in messages. */
+/* The first line of the regular file PATH (common/et_secret.h: the line
+ * ending dropped; empty, or longer than ET_SECRET_MAX, is an error); a file
+ * group/world-readable is read with a warning. WHAT names it in messages. */
 int enr_secret_read_file(const char *path, const char *what, enr_secret *out);
 int enr_secret_copy(const char *s, size_t n, enr_secret *out);
 void enr_secret_free(enr_secret *s);
@@ -163,7 +165,7 @@ enr_rc enr_http_exchange(enr_http_conn *h, const char *url, const char *ctype,
                          const unsigned char *body, size_t blen, int timeout, unsigned char **resp,
                          size_t *rlen, char **rctype);
 
-/* ---- profile.c ---------------------------------------------------------- */
+/* ---- profile.c, profile_keys.c ------------------------------------------ */
 
 typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST, ENR_PROTO_CMP } enr_proto;
 typedef enum { ENR_KEY_RSA = 1, ENR_KEY_EC } enr_keytype;
@@ -244,6 +246,10 @@ typedef struct enr_profile {
  * name without a ".conf" suffix.
  */
 enr_rc enr_profile_load(const char *path, enr_profile **out);
+/* profile_keys.c: read the keys of the file PATH into P (relative paths
+ * against DIR, may be NULL), each error reported as "FILE:LINE: message";
+ * *REV_SET: [renewal] revocation was given. 0, or -1 after an error. */
+int enr_profile_parse(const char *path, const char *dir, enr_profile *p, int *rev_set);
 void enr_profile_free(enr_profile *p);
 /* "hard", "soft" or "off" into *OUT (enr_revpol); -1 for anything else. */
 int enr_parse_revpol(const char *v, int *out);
@@ -450,7 +456,7 @@ void enr_scep_result_clear(enr_scep_result *r);
 /* Build the CSR for P signed by KEY (token-backed), with challenge CHAL (may be NULL). */
 X509_REQ *enr_make_csr(const enr_profile *p, EVP_PKEY *key, const enr_secret *chal);
 
-/* ---- proto/est.c -------------------------------------------------------- */
+/* ---- proto/est.c, proto/est_csrattrs.c ------------------------------------ */
 
 /*
  * One EST transaction (RFC 7030), in two steps around the key generation.

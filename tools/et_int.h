@@ -16,6 +16,7 @@
 #include <evertoken/p11.h>
 
 #include "et_escape.h"
+#include "et_secret.h"
 
 /* Exit codes (documented in docs/cli.md). */
 enum {
@@ -54,7 +55,7 @@ void et_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- Secrets (secret.c) ------------------------------------------------- */
 
-/* A PIN or passphrase in sodium_malloc'd memory (guarded, locked). */
+/* A PIN or passphrase in locked memory (et_secure_alloc: guarded, mlock'd). */
 typedef struct et_secret {
     unsigned char *buf; /* NUL-terminated, LEN bytes before the NUL */
     size_t len;
@@ -71,9 +72,9 @@ typedef struct et_secret {
 int et_secret_get(const char *src, const char *what, int confirm, et_secret *out);
 void et_secret_free(et_secret *s);
 
-/* Secret-holding heap buffers (sodium_malloc; et_sfree wipes and frees). */
-void *et_smalloc(size_t n);
-void et_sfree(void *p);
+/* Secret-holding heap buffers, wiping and the secret-file reader:
+ * et_secure_alloc, et_secure_free, et_wipe, et_secret_read_file and
+ * ET_SECRET_MAX come from common/et_secret.h (included above). */
 
 /* ---- PKCS#11 plumbing (p11util.c) --------------------------------------- */
 

@@ -48,6 +48,7 @@
 #include "enr_int.h"
 #include <evertoken/evertoken_ext.h>
 #include "p11key.h"
+#include "chain.h"
 
 #define PENDING_SUFFIX " (pending)"
 #define RETIRED_FMT    "%s (retired %lld)"
@@ -139,6 +140,13 @@ const char *
 enr_token_label(const enr_token *t)
 {
     return t->label;
+}
+
+CK_FUNCTION_LIST_PTR
+enr_token_p11(enr_token *t, CK_SESSION_HANDLE *sh)
+{
+    *sh = t->sh;
+    return t->f;
 }
 
 /* ---- Open / close ------------------------------------------------------- */

@@ -140,6 +140,15 @@ done:
     return rc;
 }
 
+STACK_OF(X509) * enr_chain_known(enr_state *st, const enr_profile *p)
+{
+    char *path = enr_chain_path(st, p, "chain.pem");
+    STACK_OF(X509) *sk = path != NULL ? read_pem(path) : NULL;
+
+    free(path);
+    return sk;
+}
+
 enr_rc
 enr_chain_stage(enr_state *st, const enr_profile *p, STACK_OF(X509) * chain)
 {
@@ -224,6 +233,23 @@ list_certs(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE sh, tcerts *out)
     f->C_FindObjectsFinal(sh);
     ERR_clear_error();
     return rv == CKR_OK ? ENR_OK : ENR_E_TOKEN;
+}
+
+STACK_OF(X509) * enr_chain_token_certs(enr_token *t)
+{
+    CK_SESSION_HANDLE sh;
+    CK_FUNCTION_LIST_PTR f = enr_token_p11(t, &sh);
+    STACK_OF(X509) *sk = NULL;
+    tcerts l;
+
+    if (list_certs(f, sh, &l) != ENR_OK)
+        return NULL;
+    sk = sk_X509_new_null();
+    for (size_t i = 0; sk != NULL && i < l.n; i++)
+        if (sk_X509_push(sk, l.v[i].x) > 0)
+            l.v[i].x = NULL;
+    tcerts_free(&l);
+    return sk;
 }
 
 static int

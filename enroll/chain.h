@@ -24,6 +24,10 @@ enr_rc enr_chain_build(const enr_profile *p, X509 *leaf, STACK_OF(X509) * extra,
  * of profile P under the state directory: STATE/certs/PROFILE/NAME. */
 char *enr_chain_path(enr_state *st, const enr_profile *p, const char *name);
 
+/* The chain kept for P (chain.pem; NULL when none): intermediates a
+ * protocol may need to verify the CA's signature or to send with ours. */
+STACK_OF(X509) * enr_chain_known(enr_state *st, const enr_profile *p);
+
 /* Before the token changes: CHAIN becomes the profile's next chain
  * (chain.next.pem), picked up by enr_chain_sync once the leaf is stored. */
 enr_rc enr_chain_stage(enr_state *st, const enr_profile *p, STACK_OF(X509) * chain);
@@ -37,6 +41,10 @@ enr_rc enr_chain_stage(enr_state *st, const enr_profile *p, STACK_OF(X509) * cha
  * the token needs any more are removed from it.
  */
 enr_rc enr_chain_sync(enr_token *t, enr_state *st, const enr_profile *p, X509 *leaf);
+
+/* Every certificate the token's session sees (CA certificates and others),
+ * NULL when they cannot be listed. */
+STACK_OF(X509) * enr_chain_token_certs(enr_token *t);
 
 /* token.c: the module's function list and the open session of T. */
 CK_FUNCTION_LIST_PTR enr_token_p11(enr_token *t, CK_SESSION_HANDLE *sh);

@@ -110,6 +110,7 @@ obtain(job *j, X509 *old, const char *why)
     enr_rc rc;
 
     memset(&res, 0, sizeof(res));
+    memset(&req, 0, sizeof(req));
     enr_info("profile %s: %s (%s), %s rollover on token \"%s\"", p->name,
              old ? "renewing" : "enrolling", why,
              old != NULL && !p->rekey ? "standard (same key)" : enr_token_rollover(j->t),
@@ -131,6 +132,7 @@ obtain(job *j, X509 *old, const char *why)
     req.boot_cert = bootcert;
     req.boot_key = bootkey;
     req.anchors = j->anchors;
+    req.chain = enr_chain_known(j->ctx->st, p);
     req.txid =
         ps->pending_txid != NULL && ps->pending_kind != NULL && !strcmp(ps->pending_kind, kind)
             ? ps->pending_txid
@@ -230,6 +232,7 @@ done:
         ops->release(state);
     enr_scep_result_clear(&res);
     sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(req.chain, X509_free);
     EVP_PKEY_free(newkey);
     EVP_PKEY_free(oldkey);
     EVP_PKEY_free(bootkey);

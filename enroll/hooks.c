@@ -120,7 +120,7 @@ static int
 is_problem(const char *event)
 {
     return strcmp(event, "enrolled") && strcmp(event, "renewed") && strcmp(event, "hook-success") &&
-           strcmp(event, "recovered");
+           strcmp(event, "recovered") && strcmp(event, "adopted");
 }
 
 void

@@ -537,8 +537,6 @@ typedef struct enr_ctx {
 
 /* One check of KIND ("enroll", "renew", "check"=both) for profile P. */
 enr_rc enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind);
-/* Expiry warnings from the state's last known certificate. */
-void enr_expiry_warnings(enr_ctx *ctx, const enr_profile *p, enr_pstate *ps, time_t now);
 /* evertoken-enroll revoke: ask P's CA to revoke the current certificate
  * (REASON a CRLReason name or NULL). Protocols without a revocation request
  * get a precise error saying what to do instead (ENR_E_CONFIG). */

@@ -230,9 +230,10 @@ failed(OSSL_CMP_CTX *ctx, cmp_call *c)
 }
 
 /* A context for profile P: transport, trust (the anchors at the helper's
- * clock), recipient, logging. */
+ * clock; UNTRUSTED: the CA chain known from earlier answers, for the CA's
+ * signer and our own chain in extraCerts), recipient, logging. */
 static OSSL_CMP_CTX *
-cmp_new(const enr_profile *p, cmp_call *c, STACK_OF(X509) * anchors)
+cmp_new(const enr_profile *p, cmp_call *c, STACK_OF(X509) * anchors, STACK_OF(X509) * untrusted)
 {
     OSSL_CMP_CTX *ctx = OSSL_CMP_CTX_new(NULL, NULL);
     X509_STORE *ts = X509_STORE_new();
@@ -247,6 +248,8 @@ cmp_new(const enr_profile *p, cmp_call *c, STACK_OF(X509) * anchors)
     if (!OSSL_CMP_CTX_set0_trustedStore(ctx, ts))
         goto fail;
     ts = NULL;
+    if (sk_X509_num(untrusted) > 0 && !OSSL_CMP_CTX_set1_untrusted(ctx, untrusted))
+        goto fail;
     if (!OSSL_CMP_CTX_set_log_cb(ctx, cmp_log) ||
         !OSSL_CMP_CTX_set_log_verbosity(ctx, OSSL_CMP_LOG_INFO) ||
         !OSSL_CMP_CTX_set_transfer_cb(ctx, transfer) || !OSSL_CMP_CTX_set_transfer_cb_arg(ctx, c) ||
@@ -285,13 +288,14 @@ use_mac(OSSL_CMP_CTX *ctx, const enr_profile *p)
     return ok ? ENR_OK : ENR_E_FAIL;
 }
 
-enr_rc
-enr_cmp_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *old, EVP_PKEY *oldkey, X509 *boot_cert,
-               EVP_PKEY *boot_key, STACK_OF(X509) * anchors, enr_scep_result *res)
+static enr_rc
+cmp_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *old, EVP_PKEY *oldkey, X509 *boot_cert,
+           EVP_PKEY *boot_key, STACK_OF(X509) * anchors, STACK_OF(X509) * untrusted,
+           enr_scep_result *res)
 {
     cmp_call c = {p, NULL, old ? "kur" : "ir", ENR_OK, anchors, newkey, ENR_OK, 0};
     int type = old ? OSSL_CMP_KUR : OSSL_CMP_IR;
-    OSSL_CMP_CTX *ctx = cmp_new(p, &c, anchors);
+    OSSL_CMP_CTX *ctx = cmp_new(p, &c, anchors, untrusted);
     X509_EXTENSIONS *exts = NULL;
     int polls = 0, r;
     enr_rc rc = ENR_E_FAIL;
@@ -401,7 +405,7 @@ enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *
                int reason)
 {
     cmp_call c = {p, NULL, "rr", ENR_OK, anchors, NULL, ENR_OK, 0};
-    OSSL_CMP_CTX *ctx = cmp_new(p, &c, anchors);
+    OSSL_CMP_CTX *ctx = cmp_new(p, &c, anchors, NULL);
     enr_rc rc;
 
     if (ctx == NULL)
@@ -418,6 +422,13 @@ enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *
     OSSL_CMP_CTX_free(ctx);
     enr_http_conn_free(c.http);
     return rc;
+}
+
+enr_rc
+enr_cmp_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *old, EVP_PKEY *oldkey, X509 *boot_cert,
+               EVP_PKEY *boot_key, STACK_OF(X509) * anchors, enr_scep_result *res)
+{
+    return cmp_enroll(p, newkey, old, oldkey, boot_cert, boot_key, anchors, NULL, res);
 }
 
 /* ---- CA certificates by general message (RFC 9483 section 4.3) ---------- */
@@ -675,8 +686,8 @@ static enr_rc
 cmp_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_result *res)
 {
     (void)state;
-    return enr_cmp_enroll(r->p, newkey, r->old, r->oldkey, r->boot_cert, r->boot_key, r->anchors,
-                          res);
+    return cmp_enroll(r->p, newkey, r->old, r->oldkey, r->boot_cert, r->boot_key, r->anchors,
+                      r->chain, res);
 }
 
 const enr_proto_ops enr_proto_cmp = {

@@ -14,7 +14,9 @@
  * DIR holds ca.pem/ca.key (the CA) and srv.pem/srv.key: the certificate
  * (issued by the CA, digitalSignature) with which the server signs its
  * answers to signature-protected requests. Answers to MAC-protected requests
- * are MAC-protected with the same shared secret (--secret-file).
+ * are MAC-protected with the same shared secret (--secret-file). An optional
+ * DIR/chain.pem (the CA's own chain up to its root) goes into the extraCerts
+ * of every answer carrying a certificate.
  *
  * Policy:
  *  - ir/cr/p10cr: protected by the MAC of --secret-file, or signed by a
@@ -119,6 +121,7 @@ ASN1_SEQUENCE(T_TMPL) =
     X509 *last_issued;
     int rollover;
     X509 *old_ca, *nwo, *own; /* --rollover: the old root, NewWithOld, OldWithNew */
+    STACK_OF(X509) * chain; /* DIR/chain.pem: the CA's chain, sent with every certificate */
 } cfg;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -231,9 +234,11 @@ on_cert_request(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *req, int rid, const O
 
     (void)srv;
     (void)rid;
-    (void)chain;
     (void)capubs;
     *cert = NULL;
+    /* As field CAs do: the chain up to the root in extraCerts. */
+    if (cfg.chain != NULL)
+        *chain = X509_chain_up_ref(cfg.chain);
     if (p10cr != NULL) {
         subject = X509_REQ_get_subject_name(p10cr);
         pub = X509_REQ_get0_pubkey((X509_REQ *)p10cr);
@@ -758,6 +763,21 @@ main(int argc, char **argv)
         return 2;
     }
     cfg.srv_cert = tca_load_cert(dir, "srv.pem");
+    {
+        char path[4096];
+        FILE *fp;
+        X509 *x;
+        snprintf(path, sizeof(path), "%s/chain.pem", dir);
+        fp = fopen(path, "r");
+        while (fp != NULL && (x = PEM_read_X509(fp, NULL, NULL, NULL)) != NULL) {
+            if (cfg.chain == NULL)
+                cfg.chain = sk_X509_new_null();
+            sk_X509_push(cfg.chain, x);
+        }
+        if (fp != NULL)
+            fclose(fp);
+        ERR_clear_error();
+    }
     cfg.srv_key = tca_load_key(dir, "srv.key");
     if (cfg.srv_cert == NULL || cfg.srv_key == NULL || make_impostor() != 0) {
         fprintf(stderr, "cmpsrv: cannot load %s/srv.pem and srv.key\n", dir);
@@ -780,6 +800,9 @@ main(int argc, char **argv)
         memcpy(cfg.secret, buf, cfg.secret_len);
     }
     cfg.trust = X509_STORE_new();
+    /* Its own CA certificate is enough, also when it is an intermediate. */
+    if (cfg.trust != NULL)
+        X509_STORE_set_flags(cfg.trust, X509_V_FLAG_PARTIAL_CHAIN);
     X509_STORE_add_cert(cfg.trust, cfg.ca.ca);
     if (cfg.old_ca != NULL)
         X509_STORE_add_cert(cfg.trust, cfg.old_ca);

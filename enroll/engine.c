@@ -158,6 +158,7 @@ obtain(job *j, X509 *old, const char *why)
     req.boot_cert = bootcert;
     req.boot_key = bootkey;
     req.anchors = j->anchors;
+    req.tok = j->t;
     req.txid =
         ps->pending_txid != NULL && ps->pending_kind != NULL && !strcmp(ps->pending_kind, kind)
             ? ps->pending_txid

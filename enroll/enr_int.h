@@ -163,7 +163,7 @@ enr_rc enr_http_exchange(enr_http_conn *h, const char *url, const char *ctype,
 
 /* ---- profile.c ---------------------------------------------------------- */
 
-typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST, ENR_PROTO_CMP } enr_proto;
+typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST, ENR_PROTO_CMP, ENR_PROTO_ACME } enr_proto;
 typedef enum { ENR_KEY_RSA = 1, ENR_KEY_EC } enr_keytype;
 /* How closely an issued certificate's subject ([certificate] subject_match)
  * and SANs (san_match) must follow the request (docs/enrollment.md). */
@@ -199,10 +199,11 @@ typedef struct enr_profile {
     char *reference;   /* CMP: reference (senderKID) of the MAC secret in secret_file */
     char *recipient;   /* CMP: the CA's name ("CN=...": recipient, expected sender) */
     X509_NAME *recipient_name;
-    int implicit_confirm; /* CMP: ask for implicit confirmation (no certConf) */
-    int poll_interval;    /* seconds between polls while PENDING */
-    int poll_max;         /* polls in one check before giving up for now */
-    int http_timeout;     /* seconds */
+    int implicit_confirm;       /* CMP: ask for implicit confirmation (no certConf) */
+    int poll_interval;          /* seconds between polls while PENDING */
+    int poll_max;               /* polls in one check before giving up for now */
+    int http_timeout;           /* seconds */
+    struct enr_acme_conf *acme; /* [acme] (proto/acme.h), NULL when absent */
     /* [certificate] */
     char *subject; /* "CN=alice,O=Example" */
     X509_NAME *subject_name;
@@ -492,6 +493,14 @@ enr_rc enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(
 /* CRLReason code of NAME (keyCompromise, superseded, ...; NULL: unspecified
  * 0), -1 if unknown. */
 int enr_revocation_reason(const char *name);
+
+/* ---- proto/acme*.c ----------------------------------------------------- */
+
+/* One key = VALUE of a profile's [acme] section into P->acme (created on
+ * first use); DIR resolves relative paths. 0, or -1 with a reason in WHY. */
+int enr_acme_conf_set(enr_profile *p, const char *dir, const char *key, const char *value,
+                      char *why, size_t whyn);
+void enr_acme_conf_free(struct enr_acme_conf *a);
 
 /* ---- hooks.c ------------------------------------------------------------ */
 

@@ -342,6 +342,13 @@ handler(void *user, const char *section, const char *name, const char *value)
     int b;
 
 #define IS(s, k) (!strcmp(section, s) && !strcmp(name, k))
+    if (!strcmp(section, "acme")) {
+        /* [acme]: its keys are ACME's own (proto/acme_conf.c) */
+        char why[160];
+        if (name != NULL && enr_acme_conf_set(p, c->dir, name, value, why, sizeof(why)) != 0)
+            perr(c, section, name, "%s", why);
+        return 1;
+    }
     if (name == NULL) /* a section header alone */
         goto check_section;
     if (IS("ca", "url")) {
@@ -358,8 +365,10 @@ handler(void *user, const char *section, const char *name, const char *value)
             p->proto = ENR_PROTO_EST;
         else if (!strcasecmp(value, "cmp"))
             p->proto = ENR_PROTO_CMP;
+        else if (!strcasecmp(value, "acme"))
+            p->proto = ENR_PROTO_ACME;
         else
-            perr(c, section, name, "unknown protocol '%s' (scep, est, cmp)", value);
+            perr(c, section, name, "unknown protocol '%s' (scep, est, cmp, acme)", value);
         return 1;
     }
     if (IS("ca", "est_label")) {
@@ -728,6 +737,10 @@ enr_profile_load(const char *path, enr_profile **out)
     /* What the protocol itself needs (proto/ *.c). */
     if (enr_proto_get(p->proto)->check(p, path) != ENR_OK)
         goto fail;
+    if (p->proto != ENR_PROTO_ACME && p->acme != NULL) {
+        enr_err("%s: [acme]: only for protocol = acme", path);
+        goto fail;
+    }
     if (p->proto != ENR_PROTO_EST && (p->est_label != NULL || p->username != NULL)) {
         enr_err("%s: [ca] %s: only for protocol = est", path,
                 p->est_label != NULL ? "est_label" : "username");
@@ -835,6 +848,7 @@ enr_profile_free(enr_profile *p)
     free(p->post_script);
     free(p->notify_command);
     free(p->instructions);
+    enr_acme_conf_free(p->acme);
     free(p);
 }
 

@@ -1443,3 +1443,18 @@ done:
     free(pl);
     return rc;
 }
+
+/* ---- For other key pairs (the ACME account key, proto/acme_key.c) ------- */
+
+void
+enr_token_p11(const enr_token *t, CK_FUNCTION_LIST_PTR *f, CK_SESSION_HANDLE *sh)
+{
+    *f = t->f;
+    *sh = t->sh;
+}
+
+EVP_PKEY *
+enr_token_pubkey(enr_token *t, CK_OBJECT_HANDLE h)
+{
+    return read_pubkey(t, h);
+}

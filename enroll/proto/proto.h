@@ -34,6 +34,7 @@ typedef struct enr_proto_req {
     EVP_PKEY *boot_key;
     STACK_OF(X509) * anchors; /* the profile's trust anchors (prepare may add to them) */
     const char *txid;         /* a pending transaction of an earlier check, or NULL */
+    enr_token *tok;           /* the open token (ACME: the account key lives there) */
 } enr_proto_req;
 
 typedef struct enr_proto_ops {
@@ -49,7 +50,7 @@ typedef struct enr_proto_ops {
     void (*release)(void *state);
 } enr_proto_ops;
 
-extern const enr_proto_ops enr_proto_scep, enr_proto_est, enr_proto_cmp;
+extern const enr_proto_ops enr_proto_scep, enr_proto_est, enr_proto_cmp, enr_proto_acme;
 
 /* The operations of protocol PROTO (enr_proto); SCEP for 0. */
 const enr_proto_ops *enr_proto_get(int proto);

@@ -1,0 +1,181 @@
+/*
+ * acme.h — the ACME client's internal interface (RFC 8555), split over:
+ *   acme_conf.c   the profile's [acme] section
+ *   jws.c         JWK, JWK thumbprint, JWS (flattened JSON) signed by a
+ *                 token-backed EVP_PKEY, base64url; EAB's HMAC (HS256)
+ *   acme_key.c    the account key pair in the token (found or generated)
+ *   acme_json.c   the parsers of the CA's JSON answers (directory, problem
+ *                 documents, account, order, authorization, challenge):
+ *                 what tests/fuzz/fuzz_acme.c runs
+ *   acme.c        the transport: nonces, signed POSTs (badNonce retried),
+ *                 Retry-After, problem documents as messages
+ *   acme_order.c  the protocol operations (account, order, authorization,
+ *                 http-01, finalize, download) and enr_proto_acme
+ *   acme_http01.c the http-01 responder (libmicrohttpd) and the webroot
+ * Not an interface for anything else: enr_int.h is the helper's.
+ */
+#ifndef EVERTOKEN_ENROLL_ACME_H
+#define EVERTOKEN_ENROLL_ACME_H
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "enr_int.h"
+
+/* ---- acme_conf.c -------------------------------------------------------- */
+
+typedef struct enr_acme_conf {
+    char *contact;        /* comma-separated URLs ("mailto:ops@example.org") */
+    int agree_tos;        /* may create an account, agreeing to the terms of service */
+    char *account_label;  /* the account key's CKA_LABEL (default "acme-account:" profile) */
+    unsigned char id[32]; /* its CKA_ID (default: derived from the label) */
+    size_t id_len;
+    int account_rsa;       /* account key RSA 2048 (RS256) instead of EC P-256 (ES256) */
+    char *eab_kid;         /* External Account Binding key id */
+    char *eab_hmac_file;   /* its HMAC key (base64url, as the CA gives it), 0600 file */
+    char *http_listen;     /* http-01 responder address:port (default 0.0.0.0:80) */
+    char *webroot;         /* http-01 by writing into WEBROOT/.well-known/acme-challenge/ */
+    char *server_anchors;  /* PEM anchors of the ACME server's TLS (default: the system's) */
+    char *preferred_chain; /* the chain whose top certificate's issuer CN is this */
+} enr_acme_conf;
+
+/* enr_acme_conf_set, enr_acme_conf_free: enr_int.h (profile.c calls them). */
+
+/* ---- jws.c -------------------------------------------------------------- */
+
+/* base64url without padding (RFC 7515 section 2) of N bytes; malloc'd. */
+char *enr_b64url(const unsigned char *b, size_t n);
+/* Decode base64url (padding optional); *OUT malloc'd. -1 if malformed. */
+int enr_b64url_decode(const char *s, unsigned char **out, size_t *n);
+/* The JWK of PUB's public key (EC P-256/P-384/P-521, RSA). */
+json_t *enr_jwk(EVP_PKEY *pub);
+/* RFC 7638 thumbprint (base64url of SHA-256 of the canonical JWK). */
+char *enr_jwk_thumbprint(EVP_PKEY *pub);
+/* The JWS algorithm of KEY: "ES256", "ES384", "ES512", "RS256"; NULL if none. */
+const char *enr_jws_alg(EVP_PKEY *key);
+/*
+ * A flattened JWS (RFC 7515 section 7.2.2) of PAYLOAD ("" for POST-as-GET)
+ * signed by KEY (token-backed: the signature is made in the token) with
+ * protected header {alg, nonce, url} and kid = KID, or the JWK when KID is
+ * NULL. NONCE NULL: no nonce (EAB, keyChange's inner JWS). Malloc'd JSON.
+ */
+char *enr_jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
+                   const char *payload);
+/* EAB (RFC 8555 section 7.3.4): a JWS over the account key's JWK, HS256
+ * with the MAC key MAC (MACLEN bytes), kid KID, url URL. */
+json_t *enr_jws_eab(EVP_PKEY *acct, const char *kid, const unsigned char *mac, size_t maclen,
+                    const char *url);
+
+/* ---- acme_key.c --------------------------------------------------------- */
+
+/* The account key pair of P in token T (CKA_ID/label of [acme]); generated
+ * (EC P-256, or RSA 2048 with account_key = rsa) when CREATE and absent.
+ * *KEY: token-backed, free before the token closes; NULL with ENR_OK when
+ * absent and not CREATE. LABEL/ID: another key (acme-keychange's new key). */
+enr_rc enr_acme_account_key(enr_token *t, const enr_profile *p, const char *label,
+                            const unsigned char *id, size_t idlen, int create, EVP_PKEY **key);
+/* Delete the key pair LABEL/ID (after a key change, the old one). */
+enr_rc enr_acme_delete_key(enr_token *t, const char *label, const unsigned char *id, size_t idlen);
+/* Rename key pair FROM_LABEL/FROM_ID to TO_LABEL/TO_ID. */
+enr_rc enr_acme_rename_key(enr_token *t, const char *from_label, const unsigned char *from_id,
+                           size_t from_idlen, const char *to_label, const unsigned char *to_id,
+                           size_t to_idlen);
+
+/* ---- acme_json.c -------------------------------------------------------- */
+
+typedef struct enr_acme_dir {
+    char *new_nonce, *new_account, *new_order, *revoke_cert, *key_change, *renewal_info;
+    char *tos;   /* meta.termsOfService */
+    int eab_req; /* meta.externalAccountRequired */
+} enr_acme_dir;
+
+/* Parse a JSON object of N bytes; NULL with a reason in WHY. */
+json_t *enr_acme_json(const unsigned char *body, size_t n, char *why, size_t whyn);
+/* The directory (RFC 8555 section 7.1.1). -1 with WHY. */
+int enr_acme_parse_dir(json_t *j, enr_acme_dir *d, char *why, size_t whyn);
+void enr_acme_dir_clear(enr_acme_dir *d);
+/* A problem document (RFC 7807 / RFC 8555 section 6.7) as one sentence:
+ * "detail (type)" with the subproblems; TYPE (short name after
+ * "urn:ietf:params:acme:error:") into *SHORT (malloc'd) when asked. */
+char *enr_acme_problem_text(json_t *j, char **short_type);
+/* A string member, or NULL. */
+const char *enr_acme_str(json_t *j, const char *key);
+
+typedef struct enr_acme_order {
+    char *status; /* pending, ready, processing, valid, invalid */
+    char **authz; /* authorization URLs */
+    size_t n_authz;
+    char *finalize, *certificate;
+    char *error; /* the order's problem as text */
+} enr_acme_order;
+int enr_acme_parse_order(json_t *j, enr_acme_order *o, char *why, size_t whyn);
+void enr_acme_order_clear(enr_acme_order *o);
+
+typedef struct enr_acme_authz {
+    char *status; /* pending, valid, invalid, deactivated, expired, revoked */
+    char *ident;  /* "dns:www.example.org" */
+    int wildcard;
+    /* the http-01 challenge */
+    char *ch_url, *ch_token, *ch_status, *ch_error;
+    char *types; /* challenge types offered, for messages */
+} enr_acme_authz;
+int enr_acme_parse_authz(json_t *j, enr_acme_authz *a, char *why, size_t whyn);
+void enr_acme_authz_clear(enr_acme_authz *a);
+
+/* ---- acme_http01.c ------------------------------------------------------ */
+
+typedef struct enr_acme_http01 enr_acme_http01;
+/* Serve TOKEN -> KEYAUTH under /.well-known/acme-challenge/ on the
+ * profile's http_listen, or write the file under webroot. */
+enr_rc enr_acme_http01_start(const enr_profile *p, enr_acme_http01 **out);
+enr_rc enr_acme_http01_add(enr_acme_http01 *h, const char *token, const char *keyauth);
+/* Stop the responder, remove the webroot files. */
+void enr_acme_http01_stop(enr_acme_http01 *h);
+
+/* ---- acme.c ------------------------------------------------------------- */
+
+typedef struct enr_acme {
+    const enr_profile *p;
+    enr_http_conn *http;
+    char *ca_blob; /* server_anchors, PEM */
+    size_t ca_len;
+    enr_acme_dir dir;
+    char *nonce;
+    EVP_PKEY *key;     /* the account key (token-backed) */
+    char *kid;         /* the account URL */
+    int nonce_retries; /* badNonce retries so far (for messages and tests) */
+    const char *quiet; /* a problem type the caller handles: not reported */
+    int quiet_hit;     /* the last refusal was of that type */
+} enr_acme;
+
+/* The answer to one request. */
+typedef struct enr_acme_ans {
+    long code;
+    json_t *json; /* a JSON answer (NULL otherwise) */
+    unsigned char *body;
+    size_t n;
+    char *ctype, *location;
+    char *link_up;
+    char **alternates; /* Link rel="alternate" */
+    size_t n_alt;
+    long retry_after; /* seconds, -1 when absent */
+} enr_acme_ans;
+void enr_acme_ans_clear(enr_acme_ans *a);
+
+/* Connect, read the directory. */
+enr_rc enr_acme_open(enr_acme *a, const enr_profile *p);
+void enr_acme_close(enr_acme *a);
+/*
+ * POST PAYLOAD (NULL: POST-as-GET) to URL signed by the account key (kid, or
+ * the JWK when JWK is set: newAccount, revocation by the certificate key
+ * KEY). A badNonce is retried with the fresh nonce (up to 10 times). Any
+ * answer but 2xx is reported as a precise error (problem document, status)
+ * and mapped: 429/5xx/timeouts ENR_E_NETWORK, others ENR_E_REJECTED. WHAT
+ * names the request in messages. ACCEPT_JSON: the answer must be JSON.
+ */
+enr_rc enr_acme_post(enr_acme *a, const char *what, const char *url, const char *payload,
+                     EVP_PKEY *key, int jwk, int accept_json, enr_acme_ans *ans);
+/* Wait SECONDS (the fake clock advances instead). */
+void enr_acme_sleep(long seconds);
+
+#endif /* EVERTOKEN_ENROLL_ACME_H */

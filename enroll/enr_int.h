@@ -8,7 +8,8 @@
  * objects, key generation, the rollover sequence; libp11 for token-backed
  * EVP_PKEYs), certcheck.c (issued-certificate checks, OCSP/CRL), proto/ (the
  * protocols behind one interface, proto/proto.h: scep.c RFC 8894, est.c RFC
- * 7030, cmp.c RFC 9810 on OpenSSL's CMP client), hooks.c (post-processing
+ * 7030, cmp.c RFC 9810 on OpenSSL's CMP client, acme*.c RFC 8555 with jws.c),
+ * hooks.c (post-processing
  * script, notifications), engine.c (the check/enroll/renew state machine,
  * protocol-blind), status.c and main.c (the CLI). docs/enrollment.md is the
  * user-facing description of everything here.
@@ -543,6 +544,9 @@ void enr_expiry_warnings(enr_ctx *ctx, const enr_profile *p, enr_pstate *ps, tim
  * (REASON a CRLReason name or NULL). Protocols without a revocation request
  * get a precise error saying what to do instead (ENR_E_CONFIG). */
 enr_rc enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason);
+/* evertoken-enroll acme-keychange: a new account key in the token, the CA
+ * told (RFC 8555 section 7.3.5), the old key deleted (proto/acme_account.c). */
+enr_rc enr_acme_keychange(enr_ctx *ctx, const enr_profile *p);
 /* The service loop; UNTIL > 0 simulates (fake clock advanced, no sleep). */
 int enr_run_service(enr_ctx *ctx, time_t until);
 

@@ -7,6 +7,7 @@
  *   acme_json.c   the parsers of the CA's JSON answers (directory, problem
  *                 documents, account, order, authorization, challenge):
  *                 what tests/fuzz/fuzz_acme.c runs
+ *   acme_account.c the account (found, created, EAB), key change, revocation
  *   acme.c        the transport: nonces, signed POSTs (badNonce retried),
  *                 Retry-After, problem documents as messages
  *   acme_order.c  the protocol operations (account, order, authorization,
@@ -175,6 +176,22 @@ void enr_acme_close(enr_acme *a);
  */
 enr_rc enr_acme_post(enr_acme *a, const char *what, const char *url, const char *payload,
                      EVP_PKEY *key, int jwk, int accept_json, enr_acme_ans *ans);
+/* POST J (consumed) as the JSON payload (enr_acme_post, answer JSON). */
+enr_rc enr_acme_post_json(enr_acme *a, const char *what, const char *url, json_t *j, EVP_PKEY *key,
+                          int jwk, enr_acme_ans *ans);
+
+/* ---- acme_account.c ----------------------------------------------------- */
+
+/* The account key's CKA_LABEL and CKA_ID for P. */
+void enr_acme_acct_ident(const enr_profile *p, char *label, size_t ln, unsigned char *id,
+                         size_t *idlen);
+/* The account of the key in token T (A->key, A->kid): found, else created
+ * when the profile allows it. */
+enr_rc enr_acme_account(enr_acme *a, enr_token *t);
+/* revokeCert signed by the certificate's KEY (proto.h's revoke). */
+enr_rc enr_acme_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
+                       int reason);
+
 /* Wait SECONDS (the fake clock advances instead). */
 void enr_acme_sleep(long seconds);
 

@@ -26,29 +26,6 @@
 #include "acme.h"
 #include "proto.h"
 
-/* The account key's label and CKA_ID for P (defaults: docs/enrollment.md). */
-static void
-acct_ident(const enr_profile *p, char *label, size_t ln, unsigned char *id, size_t *idlen)
-{
-    unsigned char md[32];
-    char *s;
-
-    if (p->acme != NULL && p->acme->account_label != NULL)
-        snprintf(label, ln, "%s", p->acme->account_label);
-    else
-        snprintf(label, ln, "acme-account:%s", p->name);
-    if (p->acme != NULL && p->acme->id_len > 0) {
-        memcpy(id, p->acme->id, p->acme->id_len);
-        *idlen = p->acme->id_len;
-        return;
-    }
-    s = enr_aprintf("evertoken-enroll-acme:%s", label);
-    if (s != NULL && EVP_Digest(s, strlen(s), md, NULL, EVP_sha256(), NULL))
-        memcpy(id, md, 16);
-    free(s);
-    *idlen = 16;
-}
-
 /* The order's identifiers from the profile's SAN: DNS and IP names. */
 static json_t *
 identifiers(const enr_profile *p)
@@ -89,134 +66,6 @@ acme_check(const enr_profile *p, const char *path)
         return ENR_E_CONFIG;
     }
     return ENR_OK;
-}
-
-/* newAccount's payload for a new account: contact, terms, EAB. */
-static json_t *
-new_account_payload(enr_acme *a)
-{
-    const enr_acme_conf *c = a->p->acme;
-    json_t *pl = json_object();
-
-    if (c != NULL && c->contact != NULL) {
-        json_t *arr = json_array();
-        char *dup = enr_strdup(c->contact), *save = NULL;
-        for (char *t = dup ? strtok_r(dup, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save))
-            json_array_append_new(arr, json_string(t + strspn(t, " \t")));
-        free(dup);
-        json_object_set_new(pl, "contact", arr);
-    }
-    if (c != NULL && c->agree_tos)
-        json_object_set_new(pl, "termsOfServiceAgreed", json_true());
-    if (c != NULL && c->eab_kid != NULL) {
-        enr_secret s = {NULL, 0};
-        unsigned char *mac = NULL;
-        size_t ml = 0;
-        json_t *eab = NULL;
-        if (enr_secret_read_file(c->eab_hmac_file, "EAB HMAC key", &s) != 0) {
-            json_decref(pl);
-            return NULL;
-        }
-        if (enr_b64url_decode(s.buf, &mac, &ml) != 0 || ml == 0)
-            enr_err("ACME: the EAB HMAC key in %s is not base64url", c->eab_hmac_file);
-        else
-            eab = enr_jws_eab(a->key, c->eab_kid, mac, ml, a->dir.new_account);
-        if (mac != NULL)
-            OPENSSL_cleanse(mac, ml);
-        free(mac);
-        enr_secret_free(&s);
-        if (eab == NULL) {
-            json_decref(pl);
-            return NULL;
-        }
-        json_object_set_new(pl, "externalAccountBinding", eab);
-    }
-    return pl;
-}
-
-/* POST J (consumed) as the payload. */
-static enr_rc
-post_json(enr_acme *a, const char *what, const char *url, json_t *j, EVP_PKEY *key, int jwk,
-          enr_acme_ans *ans)
-{
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    enr_rc rc;
-
-    json_decref(j);
-    if (s == NULL)
-        return ENR_E_FAIL;
-    rc = enr_acme_post(a, what, url, s, key, jwk, 1, ans);
-    free(s);
-    return rc;
-}
-
-/* The account for the key in the token: found, or created when allowed. */
-static enr_rc
-account(enr_acme *a, enr_token *t)
-{
-    const enr_profile *p = a->p;
-    char label[128];
-    unsigned char id[32];
-    size_t idlen;
-    enr_acme_ans ans = {.retry_after = -1};
-    int existed;
-    enr_rc rc;
-
-    acct_ident(p, label, sizeof(label), id, &idlen);
-    rc = enr_acme_account_key(t, p, label, id, idlen, 0, &a->key);
-    if (rc != ENR_OK)
-        return rc;
-    existed = a->key != NULL;
-    if (existed) {
-        a->quiet = "accountDoesNotExist";
-        rc = post_json(a, "newAccount (find)", a->dir.new_account,
-                       json_pack("{s:b}", "onlyReturnExisting", 1), NULL, 1, &ans);
-        a->quiet = NULL;
-        if (rc == ENR_OK && ans.location != NULL) {
-            a->kid = ans.location;
-            ans.location = NULL;
-            enr_info("profile %s: ACME account %s (key \"%s\" in the token)", p->name, a->kid,
-                     label);
-            goto done;
-        }
-        if (!a->quiet_hit)
-            goto done; /* reported */
-        enr_info("profile %s: the CA knows no account for the key \"%s\"; creating one", p->name,
-                 label);
-    }
-    if (a->dir.tos != NULL && (p->acme == NULL || !p->acme->agree_tos)) {
-        enr_err("profile %s: creating an ACME account means agreeing to the CA's terms of "
-                "service (%s); set agree_tos = true in [acme] after reading them",
-                p->name, a->dir.tos);
-        rc = ENR_E_CONFIG;
-        goto done;
-    }
-    if (a->dir.eab_req && (p->acme == NULL || p->acme->eab_kid == NULL)) {
-        enr_err("profile %s: the CA requires External Account Binding; set eab_kid and "
-                "eab_hmac_file in [acme]",
-                p->name);
-        rc = ENR_E_CONFIG;
-        goto done;
-    }
-    if (!existed && (rc = enr_acme_account_key(t, p, label, id, idlen, 1, &a->key)) != ENR_OK)
-        goto done;
-    {
-        json_t *pl = new_account_payload(a);
-        rc = pl ? post_json(a, "newAccount", a->dir.new_account, pl, NULL, 1, &ans) : ENR_E_CONFIG;
-    }
-    if (rc == ENR_OK && ans.location == NULL) {
-        enr_err("ACME newAccount: the CA sent no account URL (Location)");
-        rc = ENR_E_REJECTED;
-    }
-    if (rc == ENR_OK) {
-        a->kid = ans.location;
-        ans.location = NULL;
-        enr_info("profile %s: ACME account %s %s (key \"%s\" in the token)", p->name, a->kid,
-                 ans.code == 201 ? "created" : "found", label);
-    }
-done:
-    enr_acme_ans_clear(&ans);
-    return rc;
 }
 
 /* Poll URL (POST-as-GET) until its status leaves one of WAITING (a
@@ -444,7 +293,8 @@ finalize(enr_acme *a, const char *url, enr_acme_ans *ans, EVP_PKEY *newkey, enr_
             return ENR_E_TOKEN;
         }
         enr_info("profile %s: finalizing the order with a CSR signed in the token", a->p->name);
-        rc = post_json(a, "finalize", o.finalize, json_pack("{s:s}", "csr", csr), NULL, 0, ans);
+        rc = enr_acme_post_json(a, "finalize", o.finalize, json_pack("{s:s}", "csr", csr), NULL, 0,
+                                ans);
         free(csr);
         if (rc != ENR_OK) {
             enr_acme_order_clear(&o);
@@ -489,7 +339,7 @@ acme_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_res
     memset(&o, 0, sizeof(o));
     rc = enr_acme_open(&a, r->p);
     if (rc == ENR_OK)
-        rc = account(&a, r->tok);
+        rc = enr_acme_account(&a, r->tok);
     if (rc != ENR_OK)
         goto done;
     if (r->txid != NULL && !strncmp(r->txid, "http", 4)) {
@@ -503,8 +353,8 @@ acme_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_res
         free(url);
         url = NULL;
     }
-    rc = post_json(&a, "newOrder", a.dir.new_order,
-                   json_pack("{s:o}", "identifiers", identifiers(r->p)), NULL, 0, &ans);
+    rc = enr_acme_post_json(&a, "newOrder", a.dir.new_order,
+                            json_pack("{s:o}", "identifiers", identifiers(r->p)), NULL, 0, &ans);
     if (rc == ENR_OK && ans.location == NULL) {
         enr_err("ACME newOrder: the CA sent no order URL (Location)");
         rc = ENR_E_REJECTED;
@@ -545,5 +395,5 @@ done:
 }
 
 const enr_proto_ops enr_proto_acme = {
-    "acme", "ACME (RFC 8555)", 0, acme_check, NULL, acme_request, NULL, NULL,
+    "acme", "ACME (RFC 8555)", 0, acme_check, NULL, acme_request, enr_acme_revoke, NULL,
 };

@@ -2,7 +2,7 @@
 # The man pages built from docs/man/*.scd render without a warning, and cover
 # what the programs really have: every command and option of `evertoken` and
 # `evertoken-enroll` (taken from their --help), every profile key the parser
-# knows (enroll/profile.c) and every EVERTOKEN_* variable the code reads.
+# knows (enroll/profile.c, enroll/proto/*_conf.c) and every EVERTOKEN_* variable the code reads.
 . "$EVERTOKEN_SOURCE_DIR/tests/external/lib.sh"
 need man scdoc
 : "${EVERTOKEN_BINARY_DIR:?run through ctest}"
@@ -64,7 +64,7 @@ done
 ok "evertoken-enroll.1: ${#ecmds[@]} commands and their options"
 
 # ---- evertoken-enroll.conf.5: every section and key the profile parser knows
-mapfile -t keys < <(grep -oE 'IS\("[a-z]+", "[a-z_]+"\)' "$SRC/enroll/profile.c" | sort -u |
+mapfile -t keys < <(grep -ohE 'IS\("[a-z]+", "[a-z_]+"\)' "$SRC/enroll/profile.c" "$SRC"/enroll/proto/*_conf.c | sort -u |
     sed -E 's/IS\("([a-z]+)", "([a-z_]+)"\)/\1 \2/')
 [ "${#keys[@]}" -ge 20 ] || die "could not read the profile keys from enroll/profile.c"
 for k in "${keys[@]}"; do

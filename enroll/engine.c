@@ -349,6 +349,8 @@ decide(job *j, const char *kind)
     if (rev == ENR_REV_UNKNOWN && !no_answer)
         enr_warn("profile %s: the OCSP responder does not know certificate %s", p->name, serial);
     ws = enr_profile_window_start(p, nb, na);
+    if (enr_proto_get(p->proto)->renew_at != NULL && !j->ctx->force)
+        enr_proto_get(p->proto)->renew_at(p, c.cert, enr_state_dir(j->ctx->st), j->now, &ws);
     if (!want_renew || (j->now < ws && !j->ctx->force)) {
         char w[32];
         enr_pstate_set(&ps->state, j->now < ws ? "valid" : "renewal-due");

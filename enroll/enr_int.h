@@ -502,6 +502,13 @@ int enr_revocation_reason(const char *name);
 int enr_acme_conf_set(enr_profile *p, const char *dir, const char *key, const char *value,
                       char *why, size_t whyn);
 void enr_acme_conf_free(struct enr_acme_conf *a);
+/* ARI (RFC 9773): *WHEN, the profile's renewal time for CERT, replaced by
+ * the time drawn in the CA's suggested window (kept in STATE_DIR). */
+void enr_acme_renew_at(const enr_profile *p, X509 *cert, const char *state_dir, time_t now,
+                       time_t *when);
+/* The kept ARI window of PROFILE (for status): 1 if there is one. */
+int enr_acme_ari_window(const char *state_dir, const char *profile, long long *start,
+                        long long *end, long long *renew_at);
 
 /* ---- hooks.c ------------------------------------------------------------ */
 

@@ -317,6 +317,19 @@ enr_acme_post(enr_acme *a, const char *what, const char *url, const char *payloa
 }
 
 enr_rc
+enr_acme_get(enr_acme *a, const char *what, const char *url, enr_acme_ans *ans)
+{
+    enr_rc rc = send1(a, url, NULL, ans);
+
+    if (rc == ENR_OK && ans->code != 200) {
+        char *st;
+        rc = refusal(a, what, ans, &st);
+        free(st);
+    }
+    return rc == ENR_OK ? take_body(what, ans, 1) : rc;
+}
+
+enr_rc
 enr_acme_open(enr_acme *a, const enr_profile *p)
 {
     enr_acme_ans ans = {.retry_after = -1};

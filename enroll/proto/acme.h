@@ -8,6 +8,7 @@
  *                 documents, account, order, authorization, challenge):
  *                 what tests/fuzz/fuzz_acme.c runs
  *   acme_account.c the account (found, created, EAB), key change, revocation
+ *   acme_ari.c    ACME Renewal Information (RFC 9773)
  *   acme.c        the transport: nonces, signed POSTs (badNonce retried),
  *                 Retry-After, problem documents as messages
  *   acme_order.c  the protocol operations (account, order, authorization,
@@ -191,6 +192,23 @@ enr_rc enr_acme_account(enr_acme *a, enr_token *t);
 /* revokeCert signed by the certificate's KEY (proto.h's revoke). */
 enr_rc enr_acme_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
                        int reason);
+
+/* GET URL (unsigned: the directory, renewalInfo); 200 and JSON required. */
+enr_rc enr_acme_get(enr_acme *a, const char *what, const char *url, enr_acme_ans *ans);
+
+/* ---- acme_ari.c --------------------------------------------------------- */
+
+/* What the CA said about one certificate (kept in the state directory). */
+typedef struct enr_acme_ari {
+    char cert_id[256];
+    json_int_t start, end; /* suggestedWindow */
+    json_int_t renew_at;   /* the random point drawn in it */
+    json_int_t next_fetch; /* Retry-After */
+    char explanation[256];
+} enr_acme_ari;
+/* RFC 9773 certificate identifier: base64url(AKI) "." base64url(serial). */
+char *enr_acme_cert_id(X509 *cert);
+int enr_acme_ari_load(const char *state_dir, const char *profile, enr_acme_ari *r);
 
 /* Wait SECONDS (the fake clock advances instead). */
 void enr_acme_sleep(long seconds);

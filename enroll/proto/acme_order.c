@@ -353,8 +353,17 @@ acme_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_res
         free(url);
         url = NULL;
     }
-    rc = enr_acme_post_json(&a, "newOrder", a.dir.new_order,
-                            json_pack("{s:o}", "identifiers", identifiers(r->p)), NULL, 0, &ans);
+    {
+        json_t *pl = json_pack("{s:o}", "identifiers", identifiers(r->p));
+        char *id = r->old != NULL && a.dir.renewal_info != NULL ? enr_acme_cert_id(r->old) : NULL;
+        if (pl != NULL && id != NULL) {
+            /* RFC 9773 section 5: the certificate this order replaces */
+            json_object_set_new(pl, "replaces", json_string(id));
+            enr_info("profile %s: the new order replaces certificate %s (ARI)", r->p->name, id);
+        }
+        free(id);
+        rc = enr_acme_post_json(&a, "newOrder", a.dir.new_order, pl, NULL, 0, &ans);
+    }
     if (rc == ENR_OK && ans.location == NULL) {
         enr_err("ACME newOrder: the CA sent no order URL (Location)");
         rc = ENR_E_REJECTED;
@@ -395,5 +404,6 @@ done:
 }
 
 const enr_proto_ops enr_proto_acme = {
-    "acme", "ACME (RFC 8555)", 0, acme_check, NULL, acme_request, enr_acme_revoke, NULL,
+    "acme",       "ACME (RFC 8555)", 0,    acme_check,        NULL,
+    acme_request, enr_acme_revoke,   NULL, enr_acme_renew_at,
 };

@@ -69,3 +69,30 @@ acme_profile() {
         for l in "$@"; do printf '%s\n' "$l"; done
     } >"$PROFILES/$name.conf"
 }
+# The project's front for pebble (tests/enroll/acme_front.py): adds ACME
+# Renewal Information and the hostile modes; ACME_URL then points at it.
+# Its window: acme_window START END [RETRY_AFTER]; its mode: acme_mode MODE.
+ACME_FRONT=$(dirname "${BASH_SOURCE[0]}")/acme_front.py
+acme_front_start() {
+    need python3
+    rm -f "$ACME_DIR/front.port"
+    python3 "$ACME_FRONT" 14001 14000 "$ACME_DIR/tls.pem" "$ACME_DIR/tls.key" "$ACME_DIR/tlsca.pem" \
+        "$ACME_DIR" >>"$T/front.err" 2>&1 &
+    ACME_FRONT_PID=$!
+    ET_PIDS+=("$ACME_FRONT_PID")
+    for _ in $(seq 200); do [ -s "$ACME_DIR/front.port" ] && break; sleep 0.05; done
+    [ -s "$ACME_DIR/front.port" ] || die "the ACME front did not start: $(cat "$T/front.err")"
+    ACME_URL=https://127.0.0.1:14001/dir
+}
+acme_window() { printf '{"start": %s, "end": %s, "retry_after": %s}\n' "$1" "$2" "${3:-0}" >"$ACME_DIR/window.json"; }
+acme_mode() { printf '%s\n' "${1:-}" >"$ACME_DIR/mode"; }
+# RFC 9773 certificate identifier of a PEM certificate (computed here with openssl).
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+cert_id() {
+    local aki serial
+    aki=$(openssl x509 -in "$1" -noout -ext authorityKeyIdentifier | sed -n 's/^ *\(keyid:\)\{0,1\}\([0-9A-F:]*\)$/\2/p' | grep -m1 ':' | tr -d ':')
+    serial=$(openssl x509 -in "$1" -noout -serial | sed 's/serial=//')
+    [ $((${#serial} % 2)) = 1 ] && serial=0$serial
+    case $serial in [89A-F]*) serial=00$serial ;; esac
+    printf '%s.%s' "$(printf '%s' "$aki" | xxd -r -p | b64url)" "$(printf '%s' "$serial" | xxd -r -p | b64url)"
+}

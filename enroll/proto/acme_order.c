@@ -267,6 +267,17 @@ done:
     return rc;
 }
 
+static int
+known_status(const char *s)
+{
+    static const char *const k[] = {"pending", "ready", "processing", "valid", "invalid"};
+
+    for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
+        if (!strcmp(s, k[i]))
+            return 1;
+    return 0;
+}
+
 /* Finalize order URL (whose state is in ANS) with NEWKEY's CSR, wait,
  * download. */
 static enr_rc
@@ -278,6 +289,13 @@ finalize(enr_acme *a, const char *url, enr_acme_ans *ans, EVP_PKEY *newkey, enr_
 
     if (enr_acme_parse_order(ans->json, &o, why, sizeof(why)) != 0) {
         enr_err("ACME order %s: %s", url, why);
+        enr_acme_order_clear(&o);
+        return ENR_E_REJECTED;
+    }
+    if (!known_status(o.status)) {
+        enr_err("ACME order %s: unknown status \"%s\" (RFC 8555: pending, ready, processing, "
+                "valid, invalid)",
+                url, o.status);
         enr_acme_order_clear(&o);
         return ENR_E_REJECTED;
     }
@@ -312,6 +330,11 @@ finalize(enr_acme *a, const char *url, enr_acme_ans *ans, EVP_PKEY *newkey, enr_
         return rc;
     if (enr_acme_parse_order(ans->json, &o, why, sizeof(why)) != 0) {
         enr_err("ACME order %s: %s", url, why);
+        rc = ENR_E_REJECTED;
+    } else if (!known_status(o.status)) {
+        enr_err("ACME order %s: unknown status \"%s\" (RFC 8555: pending, ready, processing, "
+                "valid, invalid)",
+                url, o.status);
         rc = ENR_E_REJECTED;
     } else if (strcmp(o.status, "valid") != 0 || o.certificate == NULL) {
         enr_err("ACME order %s is %s%s%s", url, o.status, o.error ? ": " : "",

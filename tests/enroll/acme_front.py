@@ -15,7 +15,8 @@ address) and adds what pebble lacks, as a CA in the field would serve it:
 Hostile modes for the error tests, from DIR/mode (read per request): a
 mode names what to break ("dir-garbage", "dir-ctype", "dir-huge",
 "order-garbage", "order-status", "badnonce-storm", "ratelimit",
-"cert-ctype", "cert-garbage", "authz-truncated"); empty: pass through.
+"cert-ctype", "cert-garbage", "cert-other": DIR/other.pem instead of
+the issued chain, "authz-truncated"); empty: pass through.
 
 usage: acme_front.py PORT UPSTREAM_PORT CERT KEY UPSTREAM_CA DIR
 """
@@ -166,6 +167,9 @@ class Front(http.server.BaseHTTPRequestHandler):
             headers.append(("Content-Type", "text/html"))
         elif m == "cert-garbage" and "/certZ/" in self.path:
             data = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+        elif m == "cert-other" and "/certZ/" in self.path:
+            with open(os.path.join(DIR, "other.pem"), "rb") as f:
+                data = f.read()
         self.relay(status, headers, data)
 
 

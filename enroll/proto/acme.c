@@ -109,6 +109,14 @@ static void
 on_header(const char *l, size_t n, void *arg)
 {
     hdrs *h = arg;
+
+    enr_acme_parse_header(h->a, h->ans, l, n);
+}
+
+void
+enr_acme_parse_header(enr_acme *a, enr_acme_ans *ans, const char *l, size_t n)
+{
+    hdrs hh = {a, ans}, *h = &hh;
     char *v;
 
     if ((v = header_value(l, n, "Replay-Nonce")) != NULL) {

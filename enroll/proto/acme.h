@@ -193,6 +193,12 @@ enr_rc enr_acme_account(enr_acme *a, enr_token *t);
 enr_rc enr_acme_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
                        int reason);
 
+/* One answer header line (N bytes, as libcurl gives it): Replay-Nonce
+ * into A->nonce; Location, Retry-After, Link rel="up"/"alternate" into ANS. */
+void enr_acme_parse_header(enr_acme *a, enr_acme_ans *ans, const char *line, size_t n);
+/* A PEM chain (application/pem-certificate-chain): the first certificate
+ * into RES->cert, the others RES->chain. */
+enr_rc enr_acme_parse_chain(const unsigned char *body, size_t n, enr_scep_result *res);
 /* GET URL (unsigned: the directory, renewalInfo); 200 and JSON required. */
 enr_rc enr_acme_get(enr_acme *a, const char *what, const char *url, enr_acme_ans *ans);
 
@@ -209,6 +215,8 @@ typedef struct enr_acme_ari {
 /* RFC 9773 certificate identifier: base64url(AKI) "." base64url(serial). */
 char *enr_acme_cert_id(X509 *cert);
 int enr_acme_ari_load(const char *state_dir, const char *profile, enr_acme_ari *r);
+/* A renewalInfo answer's suggestedWindow (RFC 3339 start before end). */
+int enr_acme_parse_window(json_t *j, time_t *start, time_t *end);
 
 /* Wait SECONDS (the fake clock advances instead). */
 void enr_acme_sleep(long seconds);

@@ -88,6 +88,17 @@ rfc3339(const char *s, time_t *out)
     return 0;
 }
 
+int
+enr_acme_parse_window(json_t *j, time_t *s, time_t *e)
+{
+    json_t *w = json_object_get(j, "suggestedWindow");
+
+    if (!json_is_object(w) || rfc3339(enr_acme_str(w, "start"), s) != 0 ||
+        rfc3339(enr_acme_str(w, "end"), e) != 0 || *e <= *s)
+        return -1;
+    return 0;
+}
+
 static char *
 ari_path(const char *state_dir, const char *profile)
 {
@@ -159,7 +170,6 @@ fetch(const enr_profile *p, const char *id, time_t now, enr_acme_ari *r)
     enr_acme a;
     enr_acme_ans ans = {.retry_after = -1};
     char *url = NULL;
-    json_t *w;
     time_t s, e;
     int rc = -1;
 
@@ -173,9 +183,7 @@ fetch(const enr_profile *p, const char *id, time_t now, enr_acme_ari *r)
                       a.dir.renewal_info[strlen(a.dir.renewal_info) - 1] == '/' ? "" : "/", id);
     if (url == NULL || enr_acme_get(&a, "renewalInfo", url, &ans) != ENR_OK)
         goto done;
-    w = json_object_get(ans.json, "suggestedWindow");
-    if (!json_is_object(w) || rfc3339(enr_acme_str(w, "start"), &s) != 0 ||
-        rfc3339(enr_acme_str(w, "end"), &e) != 0 || e <= s) {
+    if (enr_acme_parse_window(ans.json, &s, &e) != 0) {
         enr_err("ACME renewalInfo %s: no valid suggestedWindow (start before end, RFC 3339 "
                 "times)",
                 url);

@@ -188,10 +188,10 @@ done:
 }
 
 /* A PEM chain: the first certificate into RES->cert, the rest RES->chain. */
-static enr_rc
-parse_chain(const enr_acme_ans *ans, enr_scep_result *res)
+enr_rc
+enr_acme_parse_chain(const unsigned char *body, size_t n, enr_scep_result *res)
 {
-    BIO *b = BIO_new_mem_buf(ans->body, (int)ans->n);
+    BIO *b = n > 0 && n < (1u << 30) ? BIO_new_mem_buf(body, (int)n) : NULL;
     X509 *x;
 
     res->chain = sk_X509_new_null();
@@ -208,7 +208,7 @@ parse_chain(const enr_acme_ans *ans, enr_scep_result *res)
     ERR_clear_error();
     BIO_free(b);
     if (res->cert == NULL) {
-        enr_err("ACME certificate: the CA's answer (%zu bytes) holds no PEM certificate", ans->n);
+        enr_err("ACME certificate: the CA's answer (%zu bytes) holds no PEM certificate", n);
         return ENR_E_REJECTED;
     }
     return ENR_OK;
@@ -241,7 +241,7 @@ download(enr_acme *a, const char *url, enr_scep_result *res)
         rc = ENR_E_REJECTED;
     }
     if (rc == ENR_OK)
-        rc = parse_chain(&ans, res);
+        rc = enr_acme_parse_chain(ans.body, ans.n, res);
     if (rc == ENR_OK && want != NULL && !chain_matches(res, want)) {
         for (size_t i = 0; i < ans.n_alt; i++) {
             enr_acme_ans alt = {.retry_after = -1};
@@ -249,7 +249,7 @@ download(enr_acme *a, const char *url, enr_scep_result *res)
             memset(&r2, 0, sizeof(r2));
             if (enr_acme_post(a, "alternate chain", ans.alternates[i], NULL, NULL, 0, 0, &alt) ==
                     ENR_OK &&
-                parse_chain(&alt, &r2) == ENR_OK && chain_matches(&r2, want)) {
+                enr_acme_parse_chain(alt.body, alt.n, &r2) == ENR_OK && chain_matches(&r2, want)) {
                 enr_info("profile %s: using the alternate chain up to \"%s\"", a->p->name, want);
                 enr_scep_result_clear(res);
                 *res = r2;

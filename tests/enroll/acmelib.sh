@@ -1,6 +1,8 @@
 # Helpers for tests/enroll/acme_*.sh (sourced after lib.sh): Debian's pebble
 # (a real ACME server we did not write) with pebble-challtestsrv as its DNS
 # (every name resolves to 127.0.0.1), inside the test's network namespace.
+# Deterministic: no validation sleep, no nonce rejection, no reuse of valid
+# authorizations (each order is validated again) unless a test asks.
 #   acme_init            TLS certificate for pebble, its configuration
 #   acme_start [ENV…]    start challtestsrv and pebble (ENV: extra PEBBLE_* settings);
 #                        sets ACME_URL, and $CA/root.pem (pebble's issuing root)
@@ -42,7 +44,7 @@ acme_start() {
         -https01 "" -tlsalpn01 "" -management 127.0.0.1:8055 >>"$T/challtestsrv.log" 2>&1 &
     ACME_DNS_PID=$!
     ET_PIDS+=("$ACME_DNS_PID")
-    env PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 "$@" \
+    env PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 "$@" \
         pebble -config "$ACME_DIR/config.json" -dnsserver 127.0.0.1:8053 >>"$T/pebble.log" 2>&1 &
     ACME_PID=$!
     ET_PIDS+=("$ACME_PID")

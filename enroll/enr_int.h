@@ -527,6 +527,10 @@ void enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev);
 /* Run the post-processing script; records the result in PS. */
 enr_rc enr_run_post_script(const enr_profile *p, enr_pstate *ps, enr_state *st, const char *uri,
                            const char *cert_file);
+/* Run ARGV (no shell) with the "NAME=VALUE" strings of ENV (NULL-terminated,
+ * at most 16) added to the environment, killed after 120 s; stdout and
+ * stderr into *OUT (malloc'd) when OUT. Exit status, 128+signal, or -1. */
+int enr_run_command(char *const argv[], const char *const *env, char **out);
 /* Show the profile's instructions file (stderr). */
 void enr_show_instructions(const enr_profile *p);
 

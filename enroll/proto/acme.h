@@ -14,6 +14,7 @@
  *   acme_order.c  the protocol operations (account, order, authorization,
  *                 http-01, finalize, download) and enr_proto_acme
  *   acme_http01.c the http-01 responder (libmicrohttpd) and the webroot
+ *   acme_hook.c   challenges by the user's program (dns-01 and others)
  * Not an interface for anything else: enr_int.h is the helper's.
  */
 #ifndef EVERTOKEN_ENROLL_ACME_H
@@ -35,6 +36,8 @@ typedef struct enr_acme_conf {
     int account_rsa;       /* account key RSA 2048 (RS256) instead of EC P-256 (ES256) */
     char *eab_kid;         /* External Account Binding key id */
     char *eab_hmac_file;   /* its HMAC key (base64url, as the CA gives it), 0600 file */
+    char *challenge;       /* the challenge type answered (default http-01) */
+    char *challenge_hook;  /* program deploying and cleaning up a challenge */
     char *http_listen;     /* http-01 responder address:port (default 0.0.0.0:80) */
     char *webroot;         /* http-01 by writing into WEBROOT/.well-known/acme-challenge/ */
     char *server_anchors;  /* PEM anchors of the ACME server's TLS (default: the system's) */
@@ -117,11 +120,12 @@ typedef struct enr_acme_authz {
     char *status; /* pending, valid, invalid, deactivated, expired, revoked */
     char *ident;  /* "dns:www.example.org" */
     int wildcard;
-    /* the http-01 challenge */
+    /* the challenge of the wanted type */
     char *ch_url, *ch_token, *ch_status, *ch_error;
     char *types; /* challenge types offered, for messages */
 } enr_acme_authz;
-int enr_acme_parse_authz(json_t *j, enr_acme_authz *a, char *why, size_t whyn);
+/* An authorization; the challenge of type TYPE (http-01, dns-01, ...). */
+int enr_acme_parse_authz(json_t *j, const char *type, enr_acme_authz *a, char *why, size_t whyn);
 void enr_acme_authz_clear(enr_acme_authz *a);
 
 /* ---- acme_http01.c ------------------------------------------------------ */
@@ -133,6 +137,14 @@ enr_rc enr_acme_http01_start(const enr_profile *p, enr_acme_http01 **out);
 enr_rc enr_acme_http01_add(enr_acme_http01 *h, const char *token, const char *keyauth);
 /* Stop the responder, remove the webroot files. */
 void enr_acme_http01_stop(enr_acme_http01 *h);
+
+/* ---- acme_hook.c -------------------------------------------------------- */
+
+/* Run [acme] challenge_hook: ACTION "deploy" or "cleanup", challenge TYPE
+ * for identifier IDENT (the value: "www.example.org"). Deploy failures are
+ * errors (ENR_E_REJECTED), cleanup failures warnings. */
+enr_rc enr_acme_hook(const enr_profile *p, const char *action, const char *type, const char *ident,
+                     const char *token, const char *keyauth);
 
 /* ---- acme.c ------------------------------------------------------------- */
 

@@ -182,7 +182,7 @@ enr_acme_order_clear(enr_acme_order *o)
 }
 
 int
-enr_acme_parse_authz(json_t *j, enr_acme_authz *a, char *why, size_t whyn)
+enr_acme_parse_authz(json_t *j, const char *type, enr_acme_authz *a, char *why, size_t whyn)
 {
     json_t *id = json_object_get(j, "identifier"), *chs = json_object_get(j, "challenges"), *c;
     const char *it, *iv;
@@ -210,7 +210,7 @@ enr_acme_parse_authz(json_t *j, enr_acme_authz *a, char *why, size_t whyn)
         if (used < sizeof(types))
             used +=
                 (size_t)snprintf(types + used, sizeof(types) - used, "%s%s", used ? ", " : "", ty);
-        if (strcmp(ty, "http-01") != 0 || a->ch_url != NULL)
+        if (strcmp(ty, type) != 0 || a->ch_url != NULL)
             continue;
         a->ch_url = dup_str(c, "url", &bad);
         a->ch_token = dup_str(c, "token", &bad);
@@ -218,14 +218,14 @@ enr_acme_parse_authz(json_t *j, enr_acme_authz *a, char *why, size_t whyn)
         if (json_is_object(json_object_get(c, "error")))
             a->ch_error = enr_acme_problem_text(json_object_get(c, "error"), NULL);
         if (bad || !is_url(a->ch_url) || a->ch_token == NULL || a->ch_status == NULL)
-            return WHY("the http-01 challenge for %s lacks url, token or status", iv);
+            return WHY("the %s challenge for %s lacks url, token or status", type, iv);
         /* RFC 8555 section 8.1: base64url characters only (it becomes a
          * file name and a URL path). */
         if (strlen(a->ch_token) < 16 || strlen(a->ch_token) > 256 ||
             strspn(a->ch_token,
                    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
                 strlen(a->ch_token))
-            return WHY("the http-01 token for %s is not 16 to 256 base64url characters", iv);
+            return WHY("the %s token for %s is not 16 to 256 base64url characters", type, iv);
     }
     a->types = enr_strdup(types);
     return 0;

@@ -65,6 +65,13 @@ acme_check(const enr_profile *p, const char *path)
         enr_err("%s: [acme] http_listen and webroot: choose one way to answer http-01", path);
         return ENR_E_CONFIG;
     }
+    if (p->acme != NULL && p->acme->challenge != NULL &&
+        strcmp(p->acme->challenge, "http-01") != 0 && p->acme->challenge_hook == NULL) {
+        enr_err("%s: [acme] challenge = %s needs a challenge_hook (only http-01 is answered by "
+                "the helper itself)",
+                path, p->acme->challenge);
+        return ENR_E_CONFIG;
+    }
     return ENR_OK;
 }
 
@@ -107,18 +114,98 @@ poll_status(enr_acme *a, const char *what, const char *url, const char *waiting,
     }
 }
 
-/* Answer every pending authorization of order O by http-01. */
+/* The challenge type the profile answers. */
+static const char *
+ch_type(const enr_profile *p)
+{
+    return p->acme != NULL && p->acme->challenge != NULL ? p->acme->challenge : "http-01";
+}
+
+static int
+use_hook(const enr_profile *p)
+{
+    return p->acme != NULL && p->acme->challenge_hook != NULL;
+}
+
+/* Make challenge AZ answerable: the http-01 responder or webroot (*H
+ * started on first use), or the hook's deploy (*DEPLOYED set). */
+static enr_rc
+deploy(enr_acme *a, enr_acme_authz *az, const char *thumb, enr_acme_http01 **h, int *deployed)
+{
+    char *ka = enr_aprintf("%s.%s", az->ch_token, thumb);
+    const char *value = strchr(az->ident, ':') ? strchr(az->ident, ':') + 1 : az->ident;
+    enr_rc rc = ENR_OK;
+
+    if (ka == NULL)
+        return ENR_E_FAIL;
+    if (use_hook(a->p)) {
+        rc = enr_acme_hook(a->p, "deploy", ch_type(a->p), value, az->ch_token, ka);
+        *deployed = 1; /* cleaned up in any case */
+    } else {
+        if (*h == NULL)
+            rc = enr_acme_http01_start(a->p, h);
+        if (rc == ENR_OK)
+            rc = enr_acme_http01_add(*h, az->ch_token, ka);
+    }
+    free(ka);
+    return rc;
+}
+
+/* The hook's cleanup of every deployed challenge. */
+static void
+cleanup(enr_acme *a, enr_acme_authz *az, const int *deployed, size_t n, const char *thumb)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *ka = deployed[i] ? enr_aprintf("%s.%s", az[i].ch_token, thumb) : NULL;
+        const char *value = strchr(az[i].ident, ':') ? strchr(az[i].ident, ':') + 1 : "";
+        if (ka != NULL)
+            enr_acme_hook(a->p, "cleanup", ch_type(a->p), value, az[i].ch_token, ka);
+        free(ka);
+    }
+}
+
+/* Wait for the CA's verdict on the challenge of AZ (authorization URL). */
+static enr_rc
+verdict(enr_acme *a, const char *url, const enr_acme_authz *az, enr_acme_ans *ans)
+{
+    enr_acme_authz v;
+    char why[200];
+    enr_rc rc = poll_status(a, "authorization", url, "pending", ans);
+
+    if (rc == ENR_E_PENDING) {
+        enr_err("ACME: the CA has not validated %s yet; trying again at the next check", az->ident);
+        return ENR_E_NETWORK;
+    }
+    if (rc != ENR_OK)
+        return rc;
+    if (enr_acme_parse_authz(ans->json, ch_type(a->p), &v, why, sizeof(why)) != 0) {
+        enr_err("ACME authorization %s: %s", url, why);
+        rc = ENR_E_REJECTED;
+    } else if (strcmp(v.status, "valid") != 0) {
+        enr_err("ACME: the CA refused the %s validation of %s (%s): %s", ch_type(a->p), az->ident,
+                v.status, v.ch_error ? v.ch_error : "no reason given");
+        rc = ENR_E_REJECTED;
+    } else {
+        enr_info("profile %s: %s validated by the CA (%s)", a->p->name, az->ident, ch_type(a->p));
+    }
+    enr_acme_authz_clear(&v);
+    return rc;
+}
+
+/* Answer every pending authorization of order O by the profile's
+ * challenge type. */
 static enr_rc
 authorize(enr_acme *a, const enr_acme_order *o)
 {
     enr_acme_http01 *h = NULL;
     enr_acme_authz *az = calloc(o->n_authz, sizeof(*az));
+    int *deployed = calloc(o->n_authz, sizeof(int));
     enr_acme_ans ans = {.retry_after = -1};
     char *thumb = enr_jwk_thumbprint(a->key);
     char why[200];
     enr_rc rc = ENR_OK;
 
-    if (az == NULL || thumb == NULL) {
+    if (az == NULL || deployed == NULL || thumb == NULL) {
         rc = ENR_E_FAIL;
         goto done;
     }
@@ -126,7 +213,7 @@ authorize(enr_acme *a, const enr_acme_order *o)
         rc = enr_acme_post(a, "authorization", o->authz[i], NULL, NULL, 0, 1, &ans);
         if (rc != ENR_OK)
             break;
-        if (enr_acme_parse_authz(ans.json, &az[i], why, sizeof(why)) != 0) {
+        if (enr_acme_parse_authz(ans.json, ch_type(a->p), &az[i], why, sizeof(why)) != 0) {
             enr_err("ACME authorization %s: %s", o->authz[i], why);
             rc = ENR_E_REJECTED;
         } else if (!strcmp(az[i].status, "valid")) {
@@ -135,53 +222,31 @@ authorize(enr_acme *a, const enr_acme_order *o)
             enr_err("ACME: the authorization for %s is %s", az[i].ident, az[i].status);
             rc = ENR_E_REJECTED;
         } else if (az[i].ch_url == NULL) {
-            enr_err("ACME: the CA offers no http-01 challenge for %s (offered: %s)", az[i].ident,
-                    az[i].types);
+            enr_err("ACME: the CA offers no %s challenge for %s (offered: %s)", ch_type(a->p),
+                    az[i].ident, az[i].types);
             rc = ENR_E_REJECTED;
         } else {
-            char *ka = enr_aprintf("%s.%s", az[i].ch_token, thumb);
-            if (h == NULL)
-                rc = enr_acme_http01_start(a->p, &h);
-            if (rc == ENR_OK)
-                rc = ka ? enr_acme_http01_add(h, az[i].ch_token, ka) : ENR_E_FAIL;
-            free(ka);
+            rc = deploy(a, &az[i], thumb, &h, &deployed[i]);
         }
     }
     for (size_t i = 0; i < o->n_authz && rc == ENR_OK; i++) {
         if (az[i].ch_url == NULL || strcmp(az[i].status, "pending") != 0)
             continue;
-        enr_info("profile %s: answering the http-01 challenge for %s", a->p->name, az[i].ident);
+        enr_info("profile %s: answering the %s challenge for %s", a->p->name, ch_type(a->p),
+                 az[i].ident);
         rc = enr_acme_post(a, "challenge", az[i].ch_url, "{}", NULL, 0, 1, &ans);
     }
-    for (size_t i = 0; i < o->n_authz && rc == ENR_OK; i++) {
-        enr_acme_authz v;
-        if (az[i].ch_url == NULL || strcmp(az[i].status, "pending") != 0)
-            continue;
-        rc = poll_status(a, "authorization", o->authz[i], "pending", &ans);
-        if (rc == ENR_E_PENDING) {
-            enr_err("ACME: the CA has not validated %s yet; trying again at the next check",
-                    az[i].ident);
-            rc = ENR_E_NETWORK;
-        }
-        if (rc != ENR_OK)
-            break;
-        if (enr_acme_parse_authz(ans.json, &v, why, sizeof(why)) != 0) {
-            enr_err("ACME authorization %s: %s", o->authz[i], why);
-            rc = ENR_E_REJECTED;
-        } else if (strcmp(v.status, "valid") != 0) {
-            enr_err("ACME: the CA refused the http-01 validation of %s (%s): %s", az[i].ident,
-                    v.status, v.ch_error ? v.ch_error : "no reason given");
-            rc = ENR_E_REJECTED;
-        } else {
-            enr_info("profile %s: %s validated by the CA", a->p->name, az[i].ident);
-        }
-        enr_acme_authz_clear(&v);
-    }
+    for (size_t i = 0; i < o->n_authz && rc == ENR_OK; i++)
+        if (az[i].ch_url != NULL && !strcmp(az[i].status, "pending"))
+            rc = verdict(a, o->authz[i], &az[i], &ans);
 done:
     enr_acme_http01_stop(h);
+    if (az != NULL && deployed != NULL && thumb != NULL)
+        cleanup(a, az, deployed, o->n_authz, thumb);
     for (size_t i = 0; az != NULL && i < o->n_authz; i++)
         enr_acme_authz_clear(&az[i]);
     free(az);
+    free(deployed);
     free(thumb);
     enr_acme_ans_clear(&ans);
     return rc;

@@ -46,7 +46,7 @@ json_target(int sel, const uint8_t *d, size_t n)
         enr_acme_order_clear(&o);
         break;
     case 2:
-        enr_acme_parse_authz(j, &a, why, sizeof(why));
+        enr_acme_parse_authz(j, n % 2 ? "http-01" : "dns-01", &a, why, sizeof(why));
         enr_acme_authz_clear(&a);
         break;
     case 3:

@@ -15,6 +15,7 @@
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <sodium.h>
 
 #include "proto/acme.h"
 
@@ -60,7 +61,7 @@ enr_b64url_decode(const char *s, unsigned char **out, size_t *n)
     memset(t + l, '=', pad);
     t[l + pad] = '\0';
     r = EVP_DecodeBlock(o, (unsigned char *)t, (int)(l + pad));
-    if (r < 0)
+    if (r < 0 || (size_t)r < pad)
         goto fail;
     *n = (size_t)r - pad;
     *out = o;
@@ -69,6 +70,42 @@ enr_b64url_decode(const char *s, unsigned char **out, size_t *n)
 fail:
     free(t);
     free(o);
+    return -1;
+}
+
+int
+enr_b64url_decode_secret(const char *s, enr_secret *out)
+{
+    size_t l = strlen(s), pad = (4 - l % 4) % 4;
+    char *t;
+    int r;
+
+    out->buf = NULL;
+    out->len = 0;
+    if (l % 4 == 1 || l > 4096)
+        return -1;
+    t = sodium_malloc(l + pad + 1);
+    out->buf = sodium_malloc((l + pad) / 4 * 3 + 1);
+    if (t == NULL || out->buf == NULL)
+        goto fail;
+    for (size_t i = 0; i < l; i++) {
+        char c = s[i];
+        if (c == '+' || c == '/' || c == '=')
+            goto fail;
+        t[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+    }
+    memset(t + l, '=', pad);
+    t[l + pad] = '\0';
+    r = EVP_DecodeBlock((unsigned char *)out->buf, (unsigned char *)t, (int)(l + pad));
+    if (r < 0 || (size_t)r < pad)
+        goto fail;
+    out->len = (size_t)r - pad;
+    sodium_free(t);
+    return 0;
+fail:
+    if (t != NULL)
+        sodium_free(t);
+    enr_secret_free(out);
     return -1;
 }
 

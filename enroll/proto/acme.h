@@ -52,6 +52,9 @@ typedef struct enr_acme_conf {
 char *enr_b64url(const unsigned char *b, size_t n);
 /* Decode base64url (padding optional); *OUT malloc'd. -1 if malformed. */
 int enr_b64url_decode(const char *s, unsigned char **out, size_t *n);
+/* The same for a secret (EAB's HMAC key): every copy in locked memory
+ * (OUT: sodium_malloc'd, enr_secret_free). */
+int enr_b64url_decode_secret(const char *s, enr_secret *out);
 /* The JWK of PUB's public key (EC P-256/P-384/P-521, RSA). */
 json_t *enr_jwk(EVP_PKEY *pub);
 /* RFC 7638 thumbprint (base64url of SHA-256 of the canonical JWK). */

@@ -53,21 +53,19 @@ new_account_payload(enr_acme *a)
     if (c != NULL && c->agree_tos)
         json_object_set_new(pl, "termsOfServiceAgreed", json_true());
     if (c != NULL && c->eab_kid != NULL) {
-        enr_secret s = {NULL, 0};
-        unsigned char *mac = NULL;
-        size_t ml = 0;
+        enr_secret s = {NULL, 0}, mac = {NULL, 0};
         json_t *eab = NULL;
         if (enr_secret_read_file(c->eab_hmac_file, "EAB HMAC key", &s) != 0) {
             json_decref(pl);
             return NULL;
         }
-        if (enr_b64url_decode(s.buf, &mac, &ml) != 0 || ml == 0)
+        /* the key and its decoding only in locked memory */
+        if (enr_b64url_decode_secret(s.buf, &mac) != 0 || mac.len == 0)
             enr_err("ACME: the EAB HMAC key in %s is not base64url", c->eab_hmac_file);
         else
-            eab = enr_jws_eab(a->key, c->eab_kid, mac, ml, a->dir.new_account);
-        if (mac != NULL)
-            OPENSSL_cleanse(mac, ml);
-        free(mac);
+            eab = enr_jws_eab(a->key, c->eab_kid, (const unsigned char *)mac.buf, mac.len,
+                              a->dir.new_account);
+        enr_secret_free(&mac);
         enr_secret_free(&s);
         if (eab == NULL) {
             json_decref(pl);
@@ -176,6 +174,11 @@ enr_acme_account(enr_acme *a, enr_token *t)
             enr_info("profile %s: ACME account %s (key \"%s\" in the token)", p->name, a->kid,
                      label);
             goto done;
+        }
+        if (rc == ENR_OK) {
+            enr_err("ACME newAccount: the CA found the account but sent no account URL "
+                    "(Location)");
+            rc = ENR_E_REJECTED;
         }
         if (!a->quiet_hit)
             goto done; /* reported */

@@ -700,5 +700,5 @@ cmp_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_resu
 }
 
 const enr_proto_ops enr_proto_cmp = {
-    "cmp", "CMP (RFC 9810)", 1, cmp_check, cmp_prepare, cmp_request, enr_cmp_revoke, NULL,
+    "cmp", "CMP (RFC 9810)", 1, cmp_check, cmp_prepare, cmp_request, enr_cmp_revoke, NULL, NULL,
 };

@@ -86,7 +86,7 @@ enr_acme_account_key(enr_token *t, const enr_profile *p, const char *label, cons
     enr_rc rc;
 
     *key = NULL;
-    enr_token_p11(t, &f, &sh);
+    f = enr_token_p11(t, &sh);
     if (find(f, sh, CKO_PRIVATE_KEY, label, id, idlen, &hpriv) != 0) {
         if (!create)
             return ENR_OK;
@@ -121,7 +121,7 @@ enr_acme_delete_key(enr_token *t, const char *label, const unsigned char *id, si
     CK_OBJECT_HANDLE h;
     CK_OBJECT_CLASS cls[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
 
-    enr_token_p11(t, &f, &sh);
+    f = enr_token_p11(t, &sh);
     for (int i = 0; i < 2; i++)
         while (find(f, sh, cls[i], label, id, idlen, &h) == 0)
             if (f->C_DestroyObject(sh, h) != CKR_OK) {
@@ -143,7 +143,7 @@ enr_acme_rename_key(enr_token *t, const char *from_label, const unsigned char *f
     CK_ATTRIBUTE a[2] = {{CKA_ID, (void *)to_id, to_idlen},
                          {CKA_LABEL, (void *)to_label, strlen(to_label)}};
 
-    enr_token_p11(t, &f, &sh);
+    f = enr_token_p11(t, &sh);
     for (int i = 0; i < 2; i++)
         while (find(f, sh, cls[i], from_label, from_id, from_idlen, &h) == 0)
             if (f->C_SetAttributeValue(sh, h, a, 2) != CKR_OK) {

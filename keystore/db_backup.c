@@ -195,6 +195,48 @@ done:
     return rv;
 }
 
+/* Open SRC read-only. A backup file without a -wal beside it is opened as
+ * immutable, so that reading it leaves no -wal/-shm files next to it (a
+ * WAL-mode file otherwise gets them, and a read-only connection cannot
+ * remove them); one with a -wal is read through it. */
+static int
+open_source(const char *src, sqlite3 **db)
+{
+    char *wal = NULL, *uri = NULL;
+    size_t n = strlen(src), j = 0;
+    int rc;
+
+    *db = NULL;
+    if (asprintf(&wal, "%s-wal", src) < 0)
+        return SQLITE_NOMEM;
+    if (access(wal, F_OK) == 0 || errno != ENOENT) {
+        free(wal);
+        return sqlite3_open_v2(src, db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    }
+    free(wal);
+    /* file: URI of the path: '%', '?' and '#' percent-encoded (RFC 3986 as
+     * SQLite reads it). */
+    uri = malloc(5 + 3 * n + sizeof("?immutable=1"));
+    if (uri == NULL)
+        return SQLITE_NOMEM;
+    memcpy(uri, "file:", 5);
+    j = 5;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        if (ch == '%' || ch == '?' || ch == '#') {
+            snprintf(uri + j, 4, "%%%02X", ch);
+            j += 3;
+        } else {
+            uri[j++] = (char)ch;
+        }
+    }
+    memcpy(uri + j, "?immutable=1", sizeof("?immutable=1"));
+    rc = sqlite3_open_v2(uri, db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
+                         NULL);
+    free(uri);
+    return rc;
+}
+
 ks_rv
 ks_restore(const char *src, const char *dest)
 {
@@ -237,7 +279,7 @@ ks_restore(const char *src, const char *dest)
     close(fd);
     /* Copy with the backup API rather than bytes, so that a source with a
      * live WAL still gives a consistent copy; SRC is only read. */
-    rc = sqlite3_open_v2(src, &sdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    rc = open_source(src, &sdb);
     if (rc != SQLITE_OK) {
         rv = KS_OPEN_ERR(KS_E_IO, "cannot open %s: %s", src,
                          sdb ? sqlite3_errmsg(sdb) : sqlite3_errstr(rc));

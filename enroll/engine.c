@@ -18,6 +18,7 @@
 #include <openssl/pem.h>
 
 #include "enr_int.h"
+#include "mon.h"
 #include "proto/proto.h"
 
 static char *
@@ -487,8 +488,10 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
     }
     enr_state_event(ctx->st, p->name, kind, enr_rc_name(rc));
     enr_state_put(ctx->st, &ps);
+    enr_monitor_record(ctx->st, p->name, rc, j.now);
     enr_pstate_clear(&ps);
     enr_state_unlock(ctx->st);
+    enr_metrics_update(ctx);
     return rc;
 }
 

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "enr_int.h"
+#include "mon.h"
 #include "et_escape.h"
 
 /* One entry per command: its name and its help (`help CMD`, `CMD --help`). */
@@ -31,10 +32,12 @@ static const struct enr_cmd_help {
     {"retry", "usage: evertoken-enroll [OPTIONS] retry [PROFILE...]\n"
               "Run the retries that wait (after a network error or a PENDING answer) now; a\n"
               "full check where none waits.\n"},
-    {"status", "usage: evertoken-enroll [OPTIONS] status [--json]\n"
+    {"status", "usage: evertoken-enroll [OPTIONS] status [--json] [--format F]\n"
                "Every profile's certificate (subject, not-after, days left), state, last and\n"
-               "next check and last error. Exit 0 all fine, 1 warning, 2 critical. Reads only\n"
-               "the state database, so it works while the token is locked.\n"},
+               "next check and last error, and every watched certificate. Exit 0 all fine,\n"
+               "1 warning, 2 critical. Reads the state database, so it works while the token\n"
+               "is locked. --format table (default), json (= --json) or openmetrics: the\n"
+               "Prometheus text format of the metrics file (docs/monitoring.md).\n"},
     {"run", "usage: evertoken-enroll [OPTIONS] run [--until TIME] [--unlock-poll S]\n"
             "The service (systemd user unit evertoken-enroll.service): checks every profile\n"
             "on its schedule until SIGTERM. --until TIME: simulate up to TIME with the fake\n"
@@ -76,7 +79,8 @@ usage(FILE *out)
           "  enroll [PROFILE...]        enrollment check now (enroll if no valid certificate)\n"
           "  renew [--force] [PROFILE...] renewal check now (--force: even outside the window)\n"
           "  retry [PROFILE...]         retry failed checks now\n"
-          "  status [--json]            every profile's certificate and state; exit 0/1/2\n"
+          "  status [--json] [--format F] every profile's and watched certificate's state;\n"
+          "                             exit 0/1/2 (F: table, json, openmetrics)\n"
           "  run [--until TIME] [--unlock-poll S]\n"
           "                             the service (--until: simulate up to TIME, no sleeping;\n"
           "                             --unlock-poll: seconds between looks at a locked token)\n"
@@ -90,6 +94,8 @@ usage(FILE *out)
           "Options:\n"
           "  --profiles DIR   profile directory (default $XDG_CONFIG_HOME/evertoken/profiles)\n"
           "  --state-dir DIR  state directory (default $XDG_STATE_HOME/evertoken)\n"
+          "  --config FILE    monitor settings: metrics, mail, watch entries (default\n"
+          "                   $XDG_CONFIG_HOME/evertoken/monitor.conf)\n"
           "  --now TIME       pretend the time is TIME (epoch or YYYY-MM-DDTHH:MM:SSZ; tests)\n"
           "  -v, --verbose    debug messages\n"
           "  -h, --help       this help\n"
@@ -281,13 +287,19 @@ cmd_validate(enr_ctx *ctx, int argc, char **argv)
 int
 main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"profiles", required_argument, NULL, 'P'}, {"state-dir", required_argument, NULL, 'S'},
-        {"now", required_argument, NULL, 'N'},      {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},           {"force", no_argument, NULL, 'f'},
-        {"json", no_argument, NULL, 'j'},           {"until", required_argument, NULL, 'U'},
-        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0}};
-    const char *profiles = NULL, *state_dir = NULL, *cmd;
+    static const struct option opts[] = {{"profiles", required_argument, NULL, 'P'},
+                                         {"state-dir", required_argument, NULL, 'S'},
+                                         {"now", required_argument, NULL, 'N'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"force", no_argument, NULL, 'f'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"until", required_argument, NULL, 'U'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"config", required_argument, NULL, 'C'},
+                                         {NULL, 0, NULL, 0}};
+    const char *profiles = NULL, *state_dir = NULL, *cmd, *config = NULL, *format = NULL;
+    enr_moncfg *mon = NULL;
     enr_ctx ctx;
     time_t until = 0, t;
     int c, json = 0, force = 0, unlock_poll = 0, rc;
@@ -302,6 +314,9 @@ main(int argc, char **argv)
             break;
         case 'S':
             state_dir = optarg;
+            break;
+        case 'C':
+            config = optarg;
             break;
         case 'N':
             if (enr_parse_time(optarg, &t) != 0) {
@@ -367,7 +382,16 @@ main(int argc, char **argv)
             force = 1;
         else if (!strcmp(argv[i], "--json") && !strcmp(cmd, "status"))
             json = 1;
-        else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--format") && !strcmp(cmd, "status") && i + 1 < argc) {
+            format = argv[++i];
+            if (strcmp(format, "table") && strcmp(format, "json") &&
+                strcmp(format, "openmetrics")) {
+                enr_err("--format %s: table, json or openmetrics", format);
+                free(cargv);
+                return ENR_EXIT_USAGE;
+            }
+            json = !strcmp(format, "json");
+        } else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && i + 1 < argc)
             reason = argv[++i];
         else if (!strcmp(argv[i], "--unlock-poll") && !strcmp(cmd, "run") && i + 1 < argc) {
             char *end;
@@ -414,6 +438,16 @@ main(int argc, char **argv)
         rc = ENR_EXIT_CONFIG;
         goto out;
     }
+    {
+        char *mpath = config ? enr_strdup(config) : enr_moncfg_default_path();
+        enr_rc mrc = enr_moncfg_load(mpath, config != NULL, &mon);
+        free(mpath);
+        if (mrc != ENR_OK) {
+            rc = ENR_EXIT_CONFIG;
+            goto out;
+        }
+        enr_moncfg_set(mon);
+    }
     ctx.force = force;
     ctx.unlock_poll = unlock_poll;
     if (!strcmp(cmd, "validate")) {
@@ -427,6 +461,8 @@ main(int argc, char **argv)
     if (!strcmp(cmd, "check") || !strcmp(cmd, "enroll") || !strcmp(cmd, "renew") ||
         !strcmp(cmd, "retry"))
         rc = cmd_checks(&ctx, cmd, cargc, cargv);
+    else if (!strcmp(cmd, "status") && format != NULL && !strcmp(format, "openmetrics"))
+        rc = enr_metrics_render(&ctx, stdout) == 0 ? ENR_EXIT_OK : ENR_EXIT_FAIL;
     else if (!strcmp(cmd, "status"))
         rc = enr_status(&ctx, json, stdout);
     else if (!strcmp(cmd, "run"))
@@ -446,6 +482,8 @@ main(int argc, char **argv)
     }
 out:
     enr_state_close(ctx.st);
+    enr_moncfg_set(NULL);
+    enr_moncfg_free(mon);
     free(pdir);
     free(cargv);
     curl_global_cleanup();

@@ -36,8 +36,9 @@ json_time(FILE *out, long long t)
 }
 
 /* 0 ok, 1 warning, 2 critical, with the reason. */
-static int
-level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days, const char **why)
+int
+enr_status_level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days,
+                 const char **why)
 {
     int min_warn = p->n_warn > 0 ? p->warn_days[p->n_warn - 1] : 10;
 
@@ -110,7 +111,7 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
 
         if (enr_state_get(ctx->st, v[i]->name, &ps, &found) != ENR_OK)
             continue;
-        lv = level(v[i], &ps, now, &days, &why);
+        lv = enr_status_level(v[i], &ps, now, &days, &why);
         if (lv > worst)
             worst = lv;
         next = found ? enr_sched_next_due(&ps, &kind) : 0;

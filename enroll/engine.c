@@ -632,7 +632,7 @@ enr_run_service(enr_ctx *ctx, time_t until)
         enr_clock_set(enr_now());
     enr_info("service started (%s)", until > 0 ? "simulated time" : "real time");
     while (!stop_flag) {
-        time_t now = enr_now(), next = 0;
+        time_t now = enr_now(), next = enr_monitor_round(ctx, now);
         int ran = 0;
 
         /* Profiles are re-read each round: new ones are picked up. */

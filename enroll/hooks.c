@@ -177,6 +177,7 @@ enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev)
         if (r != 0)
             enr_warn("profile %s: the notification command exited with %d", p->name, r);
     }
+    enr_mail_event(p->name, ev); /* [mail] of the monitor settings (mail.c) */
 }
 
 enr_rc

@@ -56,6 +56,11 @@ static const struct enr_cmd_help {
     {"validate", "usage: evertoken-enroll [OPTIONS] validate [FILE...]\n"
                  "Parse the profiles (every *.conf of the profile directory, or the FILEs) and\n"
                  "report every error as FILE:LINE: [section] key: what is wrong.\n"},
+    {"digest", "usage: evertoken-enroll [OPTIONS] digest [--send]\n"
+               "The daily digest: what needs attention (due, failing or expiring) and the\n"
+               "status table. Printed on stdout, or with --send mailed now to the [mail]\n"
+               "recipients of the monitor settings (the service sends it daily at\n"
+               "digest_time when digest = yes).\n"},
     {"help", "usage: evertoken-enroll help [COMMAND]\n"
              "The list of commands, or the help of COMMAND.\n"},
 };
@@ -89,6 +94,7 @@ usage(FILE *out)
           "  hooks rerun PROFILE        re-run the post-processing script\n"
           "  history [PROFILE]          the event history\n"
           "  validate [FILE...]         parse profiles and report errors\n"
+          "  digest [--send]            the daily digest (--send: mail it now)\n"
           "  help [COMMAND]             this text, or a command's help\n"
           "\n"
           "Options:\n"
@@ -302,7 +308,7 @@ main(int argc, char **argv)
     enr_moncfg *mon = NULL;
     enr_ctx ctx;
     time_t until = 0, t;
-    int c, json = 0, force = 0, unlock_poll = 0, rc;
+    int c, json = 0, force = 0, unlock_poll = 0, rc, send = 0;
     const char *reason = NULL;
     char *pdir;
 
@@ -380,6 +386,8 @@ main(int argc, char **argv)
     for (int i = optind; i < argc; i++) {
         if (!strcmp(argv[i], "--force") && !strcmp(cmd, "renew"))
             force = 1;
+        else if (!strcmp(argv[i], "--send") && !strcmp(cmd, "digest"))
+            send = 1;
         else if (!strcmp(argv[i], "--json") && !strcmp(cmd, "status"))
             json = 1;
         else if (!strcmp(argv[i], "--format") && !strcmp(cmd, "status") && i + 1 < argc) {
@@ -458,6 +466,7 @@ main(int argc, char **argv)
         rc = ENR_EXIT_FAIL;
         goto out;
     }
+    enr_mail_set_ctx(&ctx);
     if (!strcmp(cmd, "check") || !strcmp(cmd, "enroll") || !strcmp(cmd, "renew") ||
         !strcmp(cmd, "retry"))
         rc = cmd_checks(&ctx, cmd, cargc, cargv);
@@ -465,7 +474,14 @@ main(int argc, char **argv)
         rc = enr_metrics_render(&ctx, stdout) == 0 ? ENR_EXIT_OK : ENR_EXIT_FAIL;
     else if (!strcmp(cmd, "status"))
         rc = enr_status(&ctx, json, stdout);
-    else if (!strcmp(cmd, "run"))
+    else if (!strcmp(cmd, "digest")) {
+        if (send && (mon == NULL || mon->smtp_url == NULL)) {
+            enr_err("digest --send: no [mail] in the monitor settings");
+            rc = ENR_EXIT_CONFIG;
+        } else
+            rc = enr_mail_digest(&ctx, enr_now(), 1, send ? NULL : stdout) == 0 ? ENR_EXIT_OK
+                                                                                : ENR_EXIT_FAIL;
+    } else if (!strcmp(cmd, "run"))
         rc = enr_run_service(&ctx, until);
     else if (!strcmp(cmd, "hooks"))
         rc = cmd_hooks(&ctx, cargc, cargv);

@@ -99,10 +99,19 @@ int enr_journal_event(int prio, const char *profile, const enr_event *ev);
 
 /* ---- mail.c ------------------------------------------------------------- */
 
+/* The context whose status table mails carry (set by main). */
+void enr_mail_set_ctx(enr_ctx *ctx);
 /* A mail for one event, when [mail] asks for it; failures are logged only. */
 void enr_mail_event(const char *profile, const enr_event *ev);
-/* Send the daily digest if it is due at NOW (once a day, after digest_time). */
-void enr_mail_digest(enr_ctx *ctx, time_t now, int force);
+/* The daily digest: sent when due at NOW (once a day, after digest_time,
+ * recorded as "mail:digest"; a failure waits for the next day) or FORCE;
+ * PRINT non-NULL: written there instead of sent. 0 or -1 (logged). */
+int enr_mail_digest(enr_ctx *ctx, time_t now, int force, FILE *print);
+/* When the next digest is due (0: no digest configured). */
+time_t enr_mail_digest_next(time_t now);
+/* The service's monitoring round: the digest and the watch checks when due;
+ * returns when the next is due (0: nothing configured). */
+time_t enr_monitor_round(enr_ctx *ctx, time_t now);
 /* Send SUBJECT/BODY to every [mail] to address; 0 sent, -1 failed (logged). */
 int enr_mail_send(const enr_moncfg *c, const char *subject, const char *body);
 

@@ -61,6 +61,12 @@ static const struct enr_cmd_help {
                "status table. Printed on stdout, or with --send mailed now to the [mail]\n"
                "recipients of the monitor settings (the service sends it daily at\n"
                "digest_time when digest = yes).\n"},
+    {"watch", "usage: evertoken-enroll [OPTIONS] watch check [ENTRY...]\n"
+              "Check the watch entries of the monitor settings ([watch NAME]: token\n"
+              "certificates, PEM/DER files and directories, TLS endpoints) now, or those\n"
+              "named: expiry, chain, revocation, weak keys, the expected endpoint\n"
+              "certificate. Prints the watched certificates; exit 0 all fine, 1 warning,\n"
+              "2 critical (3: no such entry). The service checks them daily.\n"},
     {"help", "usage: evertoken-enroll help [COMMAND]\n"
              "The list of commands, or the help of COMMAND.\n"},
 };
@@ -95,6 +101,7 @@ usage(FILE *out)
           "  history [PROFILE]          the event history\n"
           "  validate [FILE...]         parse profiles and report errors\n"
           "  digest [--send]            the daily digest (--send: mail it now)\n"
+          "  watch check [ENTRY...]     check the watched certificates now\n"
           "  help [COMMAND]             this text, or a command's help\n"
           "\n"
           "Options:\n"
@@ -481,6 +488,17 @@ main(int argc, char **argv)
         } else
             rc = enr_mail_digest(&ctx, enr_now(), 1, send ? NULL : stdout) == 0 ? ENR_EXIT_OK
                                                                                 : ENR_EXIT_FAIL;
+    } else if (!strcmp(cmd, "watch")) {
+        if (cargc < 1 || strcmp(cargv[0], "check") != 0) {
+            enr_err("usage: evertoken-enroll watch check [ENTRY...]");
+            rc = ENR_EXIT_USAGE;
+        } else if (enr_watch_check(&ctx, cargc - 1, cargv + 1, enr_now()) <
+                   (cargc > 1 ? cargc - 1 : 1)) {
+            enr_err("no such watch entry in the monitor settings %s",
+                    mon && mon->path ? mon->path : "(none)");
+            rc = ENR_EXIT_CONFIG;
+        } else
+            rc = enr_watch_status(&ctx, 0, stdout);
     } else if (!strcmp(cmd, "run"))
         rc = enr_run_service(&ctx, until);
     else if (!strcmp(cmd, "hooks"))

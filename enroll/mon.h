@@ -131,10 +131,28 @@ void enr_tokinfo_clear(enr_tokinfo *ti);
 
 /* ---- watch.c ------------------------------------------------------------ */
 
-/* Check every watch entry of the configuration (each certificate once). */
-void enr_watch_check_all(enr_ctx *ctx, time_t now);
-/* Due watch checks (daily) in the service: 1 if any ran. */
-int enr_watch_run_due(enr_ctx *ctx, time_t now, time_t *next);
+/* A certificate a watch entry yields: ID names it (entry, entry/label or
+ * entry/file), CHAIN what the source gave besides it (intermediates). */
+typedef struct enr_wcert {
+    char *id;
+    X509 *cert;
+    STACK_OF(X509) * chain;
+} enr_wcert;
+/* watchsrc.c: the certificates of W (ENR_E_NETWORK when the source cannot
+ * be read, reported). */
+enr_rc enr_watch_collect(const enr_watch *w, enr_wcert **out, size_t *n);
+void enr_wcert_free(enr_wcert *v, size_t n);
+/* Upper-case hex serial number (malloc'd). */
+char *enr_serial_hex(X509 *x);
+/* Check the watch entries named in ARGV (ARGC 0: all) now; notices, rows in
+ * the state database, metrics file. Returns how many entries matched. */
+int enr_watch_check(enr_ctx *ctx, int argc, char **argv, time_t now);
+/* The service: every entry once a day; returns when the next check is due
+ * (0: no entries). */
+time_t enr_watch_run_due(enr_ctx *ctx, time_t now);
+/* status: the watched certificates as a table after the profiles, or the
+ * ", "watched": [...]" member of --json. Returns the worst level. */
+int enr_watch_status(enr_ctx *ctx, int json, FILE *out);
 /* The watched certificates for status (table or JSON items) and metrics. */
 typedef struct enr_wstate {
     char *entry;   /* watch entry name */

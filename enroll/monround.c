@@ -15,5 +15,8 @@ enr_monitor_round(enr_ctx *ctx, time_t now)
         enr_mail_digest(ctx, now, 0, NULL);
         next = enr_mail_digest_next(now);
     }
+    time_t w = enr_watch_run_due(ctx, now);
+    if (w != 0 && (next == 0 || w < next))
+        next = w;
     return next;
 }

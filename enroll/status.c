@@ -9,6 +9,7 @@
 
 #include "enr_int.h"
 #include "et_escape.h"
+#include "mon.h"
 
 static void
 json_str(FILE *out, const char *s)
@@ -167,7 +168,11 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
         enr_pstate_clear(&ps);
     }
     if (json)
-        fputs("\n]}\n", out);
+        fputs("\n]", out);
+    /* The watched certificates (watch.c, docs/monitoring.md). */
+    int wl = enr_watch_status(ctx, json, out);
+    if (json)
+        fputs("}\n", out);
     enr_profile_free_all(v, n);
-    return worst;
+    return wl > worst ? wl : worst;
 }

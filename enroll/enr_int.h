@@ -11,7 +11,8 @@
  * 7030, cmp.c RFC 9810 on OpenSSL's CMP client), hooks.c (post-processing
  * script, notifications), engine.c (the check/enroll/renew state machine,
  * protocol-blind), status.c and main.c (the CLI). docs/enrollment.md is the
- * user-facing description of everything here.
+ * user-facing description of everything here. The monitoring (metrics,
+ * journald, mail, watch entries) has its own header, mon.h.
  */
 #ifndef EVERTOKEN_ENROLL_ENR_INT_H
 #define EVERTOKEN_ENROLL_ENR_INT_H

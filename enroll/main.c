@@ -449,10 +449,6 @@ main(int argc, char **argv)
     for (int i = 0; i < cargc; i++)
         if (strchr(cargv[i], '/') == NULL)
             only_paths = 0;
-    if (strcmp(cmd, "history") != 0 && !only_paths && !profile_dir_ready(pdir)) {
-        rc = ENR_EXIT_CONFIG;
-        goto out;
-    }
     {
         char *mpath = config ? enr_strdup(config) : enr_moncfg_default_path();
         enr_rc mrc = enr_moncfg_load(mpath, config != NULL, &mon);
@@ -462,6 +458,12 @@ main(int argc, char **argv)
             goto out;
         }
         enr_moncfg_set(mon);
+    }
+    /* A machine may only watch certificates: then no profile is needed. */
+    if (strcmp(cmd, "history") != 0 && !only_paths && (mon == NULL || mon->n_watch == 0) &&
+        !profile_dir_ready(pdir)) {
+        rc = ENR_EXIT_CONFIG;
+        goto out;
     }
     ctx.force = force;
     ctx.unlock_poll = unlock_poll;

@@ -177,3 +177,13 @@ grep -q '^evertoken_enroll_state_info{kind="watch",name="files/revoked.pem",stat
 grep -q '^evertoken_enroll_check_failures_total{kind="watch",name="down"} 2$' "$T/metrics.prom" ||
     die "watch failure counter: $(grep 'name="down"' "$T/metrics.prom")"
 ok "status table, --json and metrics list the watched certificates"
+
+# A machine that only watches: no profile needed.
+mkdir -p "$T/noprof"
+rc=0
+host "$ENROLL_BIN" --profiles "$T/noprof" --state-dir "$T/state2" watch check files legacy >"$T/only.out" 2>"$T/only.err" || rc=$?
+[ "$rc" = 2 ] || die "watch-only machine: exit $rc: $(cat "$T/only.out" "$T/only.err")"
+grep -q "^files/revoked.pem .* revoked " "$T/only.out" || die "watch-only: $(cat "$T/only.out")"
+rc=0; host "$ENROLL_BIN" --profiles "$T/noprof" --state-dir "$T/state2" watch check nosuch 2>"$T/nosuch.err" || rc=$?
+[ "$rc" = 3 ] && grep -q "no such watch entry" "$T/nosuch.err" || die "unknown entry: exit $rc: $(cat "$T/nosuch.err")"
+ok "watch-only machine (no profiles), unknown entry refused"

@@ -4,9 +4,11 @@
  *
  * Layers, bottom up: util.c (log, clock, secrets, files), http.c (the one
  * HTTP layer, libcurl), profile.c (INI profiles), state.c (the helper's
- * SQLite state), sched.c (daily times, retry), token.c (PKCS#11: URI, login,
- * objects, key generation, the rollover sequence; libp11 for token-backed
- * EVP_PKEYs), certcheck.c (issued-certificate checks, OCSP/CRL), proto/ (the
+ * SQLite state), sched.c (daily times, retry), the token side (PKCS#11;
+ * token_int.h: token.c URI and login, token_obj.c objects and key
+ * generation with libp11 for token-backed EVP_PKEYs, rollover.c the
+ * rollover by standard calls, rollover_native.c evertoken's own),
+ * certcheck.c (issued-certificate checks, OCSP/CRL), proto/ (the
  * protocols behind one interface, proto/proto.h: scep.c RFC 8894, est.c RFC
  * 7030, cmp.c RFC 9810 on OpenSSL's CMP client), hooks.c (post-processing
  * script, notifications), engine.c (the check/enroll/renew state machine,
@@ -77,13 +79,15 @@ int enr_parse_time(const char *s, time_t *out);
 /* "YYYY-MM-DDTHH:MM:SSZ" into BUF (at least 21 bytes); "-" for 0. */
 const char *enr_fmt_time(time_t t, char *buf, size_t n);
 
-/* A secret in sodium_malloc'd memory, NUL-terminated. */
+/* A secret in locked memory (et_secure_alloc, common/et_secret.h),
+ * NUL-terminated. */
 typedef struct enr_secret {
     char *buf;
     size_t len;
 } enr_secret;
-/* First line of PATH (trailing newline dropped); refuses group/world-readable
- * files with a warning only. WHAT names it in messages. */
+/* The first line of the regular file PATH (common/et_secret.h: the line
+ * ending dropped; empty, or longer than ET_SECRET_MAX, is an error); a file
+ * group/world-readable is read with a warning. WHAT names it in messages. */
 int enr_secret_read_file(const char *path, const char *what, enr_secret *out);
 int enr_secret_copy(const char *s, size_t n, enr_secret *out);
 void enr_secret_free(enr_secret *s);
@@ -162,7 +166,7 @@ enr_rc enr_http_exchange(enr_http_conn *h, const char *url, const char *ctype,
                          const unsigned char *body, size_t blen, int timeout, unsigned char **resp,
                          size_t *rlen, char **rctype);
 
-/* ---- profile.c ---------------------------------------------------------- */
+/* ---- profile.c, profile_keys.c ------------------------------------------ */
 
 typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST, ENR_PROTO_CMP } enr_proto;
 typedef enum { ENR_KEY_RSA = 1, ENR_KEY_EC } enr_keytype;
@@ -243,6 +247,10 @@ typedef struct enr_profile {
  * name without a ".conf" suffix.
  */
 enr_rc enr_profile_load(const char *path, enr_profile **out);
+/* profile_keys.c: read the keys of the file PATH into P (relative paths
+ * against DIR, may be NULL), each error reported as "FILE:LINE: message";
+ * *REV_SET: [renewal] revocation was given. 0, or -1 after an error. */
+int enr_profile_parse(const char *path, const char *dir, enr_profile *p, int *rev_set);
 void enr_profile_free(enr_profile *p);
 /* "hard", "soft" or "off" into *OUT (enr_revpol); -1 for anything else. */
 int enr_parse_revpol(const char *v, int *out);
@@ -330,7 +338,7 @@ time_t enr_sched_next_due(const enr_pstate *ps, const char **kind);
 /* After a check of KIND ran at NOW with result RC, update times and retry. */
 void enr_sched_after(enr_pstate *ps, const char *kind, time_t now, enr_rc rc);
 
-/* ---- token.c ------------------------------------------------------------ */
+/* ---- token.c, token_obj.c, rollover.c, rollover_native.c --------------- */
 
 typedef struct enr_token enr_token;
 
@@ -407,7 +415,8 @@ const char *enr_token_rollover(const enr_token *t);
 
 /* Load the anchors file of P (PEM, one or more certificates). */
 enr_rc enr_load_anchors(const enr_profile *p, STACK_OF(X509) * *out);
-/* Verify CERT chains to ANCHORS (UNTRUSTED: intermediates) at NOW. */
+/* Verify CERT chains to ANCHORS (UNTRUSTED: intermediates) at NOW; a
+ * failure is reported as WHAT's, or silently when WHAT is NULL. */
 enr_rc enr_verify_chain(X509 *cert, STACK_OF(X509) * untrusted, STACK_OF(X509) * anchors,
                         time_t now, const char *what);
 /*
@@ -450,7 +459,7 @@ void enr_scep_result_clear(enr_scep_result *r);
 /* Build the CSR for P signed by KEY (token-backed), with challenge CHAL (may be NULL). */
 X509_REQ *enr_make_csr(const enr_profile *p, EVP_PKEY *key, const enr_secret *chal);
 
-/* ---- proto/est.c -------------------------------------------------------- */
+/* ---- proto/est.c, proto/est_csrattrs.c ------------------------------------ */
 
 /*
  * One EST transaction (RFC 7030), in two steps around the key generation.
@@ -531,8 +540,6 @@ typedef struct enr_ctx {
 
 /* One check of KIND ("enroll", "renew", "check"=both) for profile P. */
 enr_rc enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind);
-/* Expiry warnings from the state's last known certificate. */
-void enr_expiry_warnings(enr_ctx *ctx, const enr_profile *p, enr_pstate *ps, time_t now);
 /* evertoken-enroll revoke: ask P's CA to revoke the current certificate
  * (REASON a CRLReason name or NULL). Protocols without a revocation request
  * get a precise error saying what to do instead (ENR_E_CONFIG). */

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chain.h"
 #include "enr_int.h"
 #include "mon.h"
 
@@ -121,7 +122,7 @@ static int
 is_problem(const char *event)
 {
     return strcmp(event, "enrolled") && strcmp(event, "renewed") && strcmp(event, "hook-success") &&
-           strcmp(event, "recovered");
+           strcmp(event, "recovered") && strcmp(event, "adopted");
 }
 
 void
@@ -186,6 +187,7 @@ enr_run_post_script(const enr_profile *p, enr_pstate *ps, enr_state *st, const c
 {
     char na[32];
     char *out = NULL, *msg;
+    char *chain, *full;
     int r;
 
     if (p->post_script == NULL) {
@@ -193,14 +195,23 @@ enr_run_post_script(const enr_profile *p, enr_pstate *ps, enr_state *st, const c
         return ENR_OK;
     }
     enr_fmt_time((time_t)ps->cert_not_after, na, sizeof(na));
+    chain = enr_chain_path(st, p, "chain.pem");
+    full = enr_chain_path(st, p, "fullchain.pem");
     kv env[] = {
-        {"EVERTOKEN_EVENT", ps->last_result}, {"EVERTOKEN_PROFILE", p->name},
-        {"EVERTOKEN_SUBJECT", p->subject},    {"EVERTOKEN_PKCS11_URI", uri},
-        {"EVERTOKEN_CERT_FILE", cert_file},   {"EVERTOKEN_SERIAL", ps->cert_serial},
+        {"EVERTOKEN_EVENT", ps->last_result},
+        {"EVERTOKEN_PROFILE", p->name},
+        {"EVERTOKEN_SUBJECT", p->subject},
+        {"EVERTOKEN_PKCS11_URI", uri},
+        {"EVERTOKEN_CERT_FILE", cert_file},
+        {"EVERTOKEN_SERIAL", ps->cert_serial},
         {"EVERTOKEN_NOT_AFTER", na},
+        {"EVERTOKEN_CHAIN_FILE", chain != NULL && access(chain, R_OK) == 0 ? chain : NULL},
+        {"EVERTOKEN_FULLCHAIN_FILE", full != NULL && access(full, R_OK) == 0 ? full : NULL},
     };
     char *argv[] = {p->post_script, NULL};
     r = run(argv, env, sizeof(env) / sizeof(env[0]), &out);
+    free(chain);
+    free(full);
     ps->hook_exit = r;
     ps->hook_time = enr_now();
     enr_pstate_set(&ps->hook_status, r == 0 ? "ok" : "failed");

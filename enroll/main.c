@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
+#include "adopt.h"
 #include "enr_int.h"
 #include "mon.h"
 #include "et_escape.h"
@@ -49,6 +50,12 @@ static const struct enr_cmd_help {
                "cACompromise, affiliationChanged, superseded, cessationOfOperation,\n"
                "certificateHold, privilegeWithdrawn, aACompromise. SCEP and EST have no\n"
                "revocation request: the command says what to do instead.\n"},
+    {"adopt", "usage: evertoken-enroll [OPTIONS] adopt PROFILE (--id HEX | --label L)\n"
+              "Bring a key and certificate already in the token (imported from a PKCS#12,\n"
+              "enrolled by another tool) under PROFILE's renewal: the certificate with CKA_ID\n"
+              "HEX or label L, after checking that its private key is in the token and\n"
+              "matches, that it chains to the profile's anchors and that the profile has no\n"
+              "credential yet. Its objects then take the profile's CKA_ID and label.\n"},
     {"hooks", "usage: evertoken-enroll [OPTIONS] hooks rerun PROFILE\n"
               "Re-run the profile's post-processing script for its current certificate.\n"},
     {"history", "usage: evertoken-enroll [OPTIONS] history [PROFILE]\n"
@@ -97,6 +104,8 @@ usage(FILE *out)
           "                             --unlock-poll: seconds between looks at a locked token)\n"
           "  revoke PROFILE [--reason R] ask the CA to revoke the current certificate (CMP;\n"
           "                             R: keyCompromise, superseded, ...)\n"
+          "  adopt PROFILE (--id HEX | --label L)\n"
+          "                             bring an imported credential under PROFILE's renewal\n"
           "  hooks rerun PROFILE        re-run the post-processing script\n"
           "  history [PROFILE]          the event history\n"
           "  validate [FILE...]         parse profiles and report errors\n"
@@ -242,6 +251,26 @@ cmd_revoke(enr_ctx *ctx, int argc, char **argv, const char *reason)
 }
 
 static int
+cmd_adopt(enr_ctx *ctx, int argc, char **argv, const char *id, const char *label)
+{
+    enr_profile **v = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (argc != 1) {
+        enr_err("usage: evertoken-enroll adopt PROFILE (--id HEX | --label L)");
+        return ENR_EXIT_USAGE;
+    }
+    rc = load_selected(ctx, 1, argv, &v, &n);
+    if (rc == ENR_EXIT_OK && n == 1)
+        rc = enr_rc_exit(enr_adopt_profile(ctx, v[0], id, label));
+    else if (rc == ENR_EXIT_OK)
+        rc = ENR_EXIT_CONFIG;
+    enr_profile_free_all(v, n);
+    return rc;
+}
+
+static int
 cmd_hooks(enr_ctx *ctx, int argc, char **argv)
 {
     enr_profile **v;
@@ -316,7 +345,7 @@ main(int argc, char **argv)
     enr_ctx ctx;
     time_t until = 0, t;
     int c, json = 0, force = 0, unlock_poll = 0, rc, send = 0;
-    const char *reason = NULL;
+    const char *reason = NULL, *adopt_id = NULL, *adopt_label = NULL;
     char *pdir;
 
     memset(&ctx, 0, sizeof(ctx));
@@ -408,6 +437,10 @@ main(int argc, char **argv)
             json = !strcmp(format, "json");
         } else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && i + 1 < argc)
             reason = argv[++i];
+        else if (!strcmp(argv[i], "--id") && !strcmp(cmd, "adopt") && i + 1 < argc)
+            adopt_id = argv[++i];
+        else if (!strcmp(argv[i], "--label") && !strcmp(cmd, "adopt") && i + 1 < argc)
+            adopt_label = argv[++i];
         else if (!strcmp(argv[i], "--unlock-poll") && !strcmp(cmd, "run") && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -507,6 +540,8 @@ main(int argc, char **argv)
         rc = cmd_hooks(&ctx, cargc, cargv);
     else if (!strcmp(cmd, "revoke"))
         rc = cmd_revoke(&ctx, cargc, cargv, reason);
+    else if (!strcmp(cmd, "adopt"))
+        rc = cmd_adopt(&ctx, cargc, cargv, adopt_id, adopt_label);
     else if (!strcmp(cmd, "history"))
         rc = enr_state_print_events(ctx.st, cargc ? cargv[0] : NULL, stdout) == ENR_OK
                  ? ENR_EXIT_OK

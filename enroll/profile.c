@@ -1,20 +1,19 @@
 /*
- * profile.c — enrollment profiles: one INI file per credential, parsed with
- * libinih. The reader wrapper counts lines so every error names FILE:LINE.
+ * profile.c — enrollment profiles: one INI file per credential. Loading a
+ * profile: its defaults, its keys read (profile_keys.c: the key table and
+ * the INI reading), the required keys and the checks across keys, the
+ * credential's label and CKA_ID from the token URI; the profile directory.
  * The format is documented in docs/enrollment.md ("Profiles").
  */
 #include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 
-#include <ini.h>
 #include <openssl/evp.h>
-#include <openssl/x509v3.h>
 #include <p11-kit/uri.h>
 
 #include "et_modpath.h"
@@ -26,17 +25,6 @@
 #endif
 
 #define PENDING_SUFFIX " (pending)"
-
-typedef struct parse_ctx {
-    FILE *fp;
-    int line;
-    const char *file;
-    char *dir; /* directory of the profile, for relative paths */
-    enr_profile *p;
-    int failed;
-    unsigned seen; /* bit per key, duplicate detection */
-    int rev_set;   /* [renewal] revocation given */
-} parse_ctx;
 
 const char *
 enr_revpol_name(int pol)
@@ -56,515 +44,6 @@ enr_parse_revpol(const char *v, int *out)
     else
         return -1;
     return 0;
-}
-
-static char *
-reader(char *str, int num, void *stream)
-{
-    parse_ctx *c = stream;
-    char *r = fgets(str, num, c->fp);
-
-    if (r != NULL)
-        c->line++;
-    return r;
-}
-
-static void perr(parse_ctx *c, const char *section, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
-perr(parse_ctx *c, const char *section, const char *key, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (key != NULL)
-        enr_err("%s:%d: [%s] %s: %s", c->file, c->line, section, key, msg);
-    else
-        enr_err("%s:%d: %s", c->file, c->line, msg);
-    c->failed = 1;
-}
-
-static int
-parse_bool(const char *v, int *out)
-{
-    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") ||
-        !strcmp(v, "1")) {
-        *out = 1;
-        return 0;
-    }
-    if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") ||
-        !strcmp(v, "0")) {
-        *out = 0;
-        return 0;
-    }
-    return -1;
-}
-
-static int
-parse_int(const char *v, long lo, long hi, long *out)
-{
-    char *e;
-    long x;
-
-    errno = 0;
-    x = strtol(v, &e, 10);
-    if (errno != 0 || e == v || *e != '\0' || x < lo || x > hi)
-        return -1;
-    *out = x;
-    return 0;
-}
-
-/* "90", "90s", "15m", "12h", "7d" → seconds. */
-static int
-parse_duration(const char *v, long *out)
-{
-    char *e;
-    long x, mul = 1;
-
-    errno = 0;
-    x = strtol(v, &e, 10);
-    if (errno != 0 || e == v || x < 0)
-        return -1;
-    if (*e != '\0') {
-        switch (*e) {
-        case 's':
-            mul = 1;
-            break;
-        case 'm':
-            mul = 60;
-            break;
-        case 'h':
-            mul = 3600;
-            break;
-        case 'd':
-            mul = ENR_DAY;
-            break;
-        default:
-            return -1;
-        }
-        if (e[1] != '\0')
-            return -1;
-    }
-    if (x > LONG_MAX / mul || x * mul > 3650L * ENR_DAY)
-        return -1;
-    *out = x * mul;
-    return 0;
-}
-
-/* Paths in a profile are relative to the profile's directory. */
-static char *
-resolve_path(parse_ctx *c, const char *v)
-{
-    if (v[0] == '/' || c->dir == NULL)
-        return enr_strdup(v);
-    return enr_aprintf("%s/%s", c->dir, v);
-}
-
-static int
-set_str(parse_ctx *c, const char *section, const char *key, char **field, const char *v)
-{
-    if (*field != NULL) {
-        perr(c, section, key, "given twice");
-        return 1;
-    }
-    if (*v == '\0') {
-        perr(c, section, key, "empty value");
-        return 1;
-    }
-    *field = enr_strdup(v);
-    return 1;
-}
-
-static int
-set_path(parse_ctx *c, const char *section, const char *key, char **field, const char *v)
-{
-    if (*field != NULL) {
-        perr(c, section, key, "given twice");
-        return 1;
-    }
-    if (*v == '\0') {
-        perr(c, section, key, "empty path");
-        return 1;
-    }
-    *field = resolve_path(c, v);
-    return 1;
-}
-
-static int
-parse_warn_days(parse_ctx *c, const char *v)
-{
-    enr_profile *p = c->p;
-    char *dup = enr_strdup(v), *save = NULL;
-    int rc = 0;
-
-    p->n_warn = 0;
-    for (char *t = strtok_r(dup, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save)) {
-        long d;
-        if (parse_int(t, 1, 3650, &d) != 0) {
-            perr(c, "renewal", "warn_days", "'%s' is not a number of days (1..3650)", t);
-            rc = -1;
-            break;
-        }
-        if (p->n_warn == (int)(sizeof(p->warn_days) / sizeof(p->warn_days[0]))) {
-            perr(c, "renewal", "warn_days", "at most 8 values");
-            rc = -1;
-            break;
-        }
-        p->warn_days[p->n_warn++] = (int)d;
-    }
-    free(dup);
-    /* Descending, so the first threshold crossed is the largest. */
-    for (int i = 0; i < p->n_warn; i++)
-        for (int j = i + 1; j < p->n_warn; j++)
-            if (p->warn_days[j] > p->warn_days[i]) {
-                int t = p->warn_days[i];
-                p->warn_days[i] = p->warn_days[j];
-                p->warn_days[j] = t;
-            }
-    return rc;
-}
-
-/* SANs: "DNS:x, email:y, IP:1.2.3.4, URI:z"; repeated keys append. */
-static int
-add_san(parse_ctx *c, const char *v)
-{
-    enr_profile *p = c->p;
-    GENERAL_NAMES *gens;
-    X509V3_CTX v3;
-    X509_EXTENSION *ext;
-    char *joined;
-
-    if (*v == '\0') {
-        perr(c, "certificate", "san", "empty value");
-        return 1;
-    }
-    joined = p->san ? enr_aprintf("%s,%s", p->san, v) : enr_strdup(v);
-    if (joined == NULL) {
-        c->failed = 1;
-        return 1;
-    }
-    /* Validate with OpenSSL's own SAN syntax (the one the CSR uses). */
-    X509V3_set_ctx(&v3, NULL, NULL, NULL, NULL, X509V3_CTX_TEST);
-    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, v);
-    if (ext == NULL) {
-        perr(c, "certificate", "san",
-             "'%s' is not a list of DNS:name, email:addr, IP:address or URI:uri", v);
-        enr_ssl_errors();
-        free(joined);
-        return 1;
-    }
-    gens = X509V3_EXT_d2i(ext);
-    if (gens == NULL || sk_GENERAL_NAME_num(gens) == 0)
-        perr(c, "certificate", "san", "'%s' names nothing", v);
-    GENERAL_NAMES_free(gens);
-    X509_EXTENSION_free(ext);
-    free(p->san);
-    p->san = joined;
-    return 1;
-}
-
-/* A distinguished name "CN=alice, O=Example Ltd" of [SECTION] KEY into *STR
- * (the text) and *OUT. */
-static int
-parse_name(parse_ctx *c, const char *section, const char *key, const char *v, char **str,
-           X509_NAME **out)
-{
-    X509_NAME *n;
-    char *dup, *save = NULL;
-
-    if (*str != NULL) {
-        perr(c, section, key, "given twice");
-        return 1;
-    }
-    n = X509_NAME_new();
-    dup = enr_strdup(v);
-    if (n == NULL || dup == NULL) {
-        c->failed = 1;
-        goto done;
-    }
-    /* "CN=alice, O=Example Ltd" — RDNs separated by commas (or slashes). */
-    for (char *t = strtok_r(dup, ",/", &save); t != NULL; t = strtok_r(NULL, ",/", &save)) {
-        char *eq, *k, *val;
-        while (*t == ' ')
-            t++;
-        if (*t == '\0')
-            continue;
-        eq = strchr(t, '=');
-        if (eq == NULL) {
-            perr(c, section, key, "'%s' is not TYPE=value", t);
-            goto done;
-        }
-        *eq = '\0';
-        k = t;
-        val = eq + 1;
-        for (char *e = eq - 1; e >= k && *e == ' '; e--)
-            *e = '\0';
-        while (*val == ' ')
-            val++;
-        if (*val == '\0') {
-            perr(c, section, key, "empty value for %s", k);
-            goto done;
-        }
-        if (OBJ_txt2nid(k) == NID_undef) {
-            perr(c, section, key, "unknown attribute type '%s'", k);
-            goto done;
-        }
-        if (!X509_NAME_add_entry_by_txt(n, k, MBSTRING_UTF8, (const unsigned char *)val, -1, -1,
-                                        0)) {
-            perr(c, section, key, "cannot use '%s=%s'", k, val);
-            enr_ssl_errors();
-            goto done;
-        }
-    }
-    if (X509_NAME_entry_count(n) == 0) {
-        perr(c, section, key, "empty subject");
-        goto done;
-    }
-    *str = enr_strdup(v);
-    *out = n;
-    n = NULL;
-done:
-    X509_NAME_free(n);
-    free(dup);
-    return 1;
-}
-
-static int
-handler(void *user, const char *section, const char *name, const char *value)
-{
-    parse_ctx *c = user;
-    enr_profile *p = c->p;
-    long n;
-    int b;
-
-#define IS(s, k) (!strcmp(section, s) && !strcmp(name, k))
-    if (name == NULL) /* a section header alone */
-        goto check_section;
-    if (IS("ca", "url")) {
-        if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
-            perr(c, section, name, "'%s' is not an http:// or https:// URL", value);
-            return 1;
-        }
-        return set_str(c, section, name, &p->url, value);
-    }
-    if (IS("ca", "protocol")) {
-        if (!strcasecmp(value, "scep"))
-            p->proto = ENR_PROTO_SCEP;
-        else if (!strcasecmp(value, "est"))
-            p->proto = ENR_PROTO_EST;
-        else if (!strcasecmp(value, "cmp"))
-            p->proto = ENR_PROTO_CMP;
-        else
-            perr(c, section, name, "unknown protocol '%s' (scep, est, cmp)", value);
-        return 1;
-    }
-    if (IS("ca", "est_label")) {
-        for (const char *q = value; *q; q++)
-            if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
-                  (*q >= '0' && *q <= '9') || strchr("-._~", *q))) {
-                perr(c, section, name, "'%s' is not a URL path segment (letters, digits, -._~)",
-                     value);
-                return 1;
-            }
-        return set_str(c, section, name, &p->est_label, value);
-    }
-    if (IS("ca", "username"))
-        return set_str(c, section, name, &p->username, value);
-    if (IS("ca", "bootstrap"))
-        return set_str(c, section, name, &p->bootstrap, value);
-    if (IS("ca", "reference"))
-        return set_str(c, section, name, &p->reference, value);
-    if (IS("ca", "recipient"))
-        return parse_name(c, section, name, value, &p->recipient, &p->recipient_name);
-    if (IS("ca", "implicit_confirm")) {
-        if (parse_bool(value, &b) != 0)
-            perr(c, section, name, "'%s' is not true or false", value);
-        else
-            p->implicit_confirm = b;
-        return 1;
-    }
-    if (IS("ca", "anchors"))
-        return set_path(c, section, name, &p->anchors, value);
-    if (IS("ca", "secret_file"))
-        return set_path(c, section, name, &p->secret_file, value);
-    if (IS("ca", "secret") || IS("ca", "challenge") || IS("ca", "password")) {
-        perr(c, section, name, "secrets are never written in a profile; use secret_file");
-        return 1;
-    }
-    if (IS("ca", "poll_interval")) {
-        if (parse_duration(value, &n) != 0 || n < 1 || n > ENR_DAY)
-            perr(c, section, name, "'%s' is not a duration between 1s and 1d", value);
-        else
-            p->poll_interval = (int)n;
-        return 1;
-    }
-    if (IS("ca", "poll_max")) {
-        if (parse_int(value, 0, 1000, &n) != 0)
-            perr(c, section, name, "'%s' is not a number 0..1000", value);
-        else
-            p->poll_max = (int)n;
-        return 1;
-    }
-    if (IS("ca", "timeout")) {
-        if (parse_duration(value, &n) != 0 || n < 1 || n > 3600)
-            perr(c, section, name, "'%s' is not a duration between 1s and 1h", value);
-        else
-            p->http_timeout = (int)n;
-        return 1;
-    }
-    if (IS("certificate", "subject"))
-        return parse_name(c, section, name, value, &p->subject, &p->subject_name);
-    if (IS("certificate", "san"))
-        return add_san(c, value);
-    if (IS("certificate", "key_type")) {
-        if (!strcasecmp(value, "rsa"))
-            p->key_type = ENR_KEY_RSA;
-        else if (!strcasecmp(value, "ec"))
-            p->key_type = ENR_KEY_EC;
-        else
-            perr(c, section, name, "unknown key type '%s' (rsa, ec)", value);
-        p->key_set |= ENR_KEYSET_TYPE;
-        return 1;
-    }
-    if (IS("certificate", "key_size")) {
-        if (parse_int(value, 2048, 8192, &n) != 0 || n % 8 != 0)
-            perr(c, section, name, "'%s' is not an RSA size (2048..8192, multiple of 8)", value);
-        else
-            p->key_bits = (int)n;
-        p->key_set |= ENR_KEYSET_SIZE;
-        return 1;
-    }
-    if (IS("certificate", "curve")) {
-        if (strcmp(value, "P-256") && strcmp(value, "P-384") && strcmp(value, "P-521"))
-            perr(c, section, name, "unknown curve '%s' (P-256, P-384, P-521)", value);
-        else {
-            p->key_set |= ENR_KEYSET_CURVE;
-            return set_str(c, section, name, &p->curve, value);
-        }
-        return 1;
-    }
-    if (IS("certificate", "allow_duplicate")) {
-        if (parse_bool(value, &b) != 0)
-            perr(c, section, name, "'%s' is not true or false", value);
-        else
-            p->allow_duplicate = b;
-        return 1;
-    }
-    if (IS("certificate", "subject_match")) {
-        if (!strcasecmp(value, "exact"))
-            p->subject_match = ENR_MATCH_EXACT;
-        else if (!strcasecmp(value, "cn"))
-            p->subject_match = ENR_MATCH_CN;
-        else if (!strcasecmp(value, "any"))
-            p->subject_match = ENR_MATCH_ANY;
-        else
-            perr(c, section, name, "'%s' is not exact, cn or any", value);
-        return 1;
-    }
-    if (IS("certificate", "san_match")) {
-        if (!strcasecmp(value, "exact"))
-            p->san_match = ENR_MATCH_EXACT;
-        else if (!strcasecmp(value, "subset"))
-            p->san_match = ENR_MATCH_SUBSET;
-        else if (!strcasecmp(value, "any"))
-            p->san_match = ENR_MATCH_ANY;
-        else
-            perr(c, section, name, "'%s' is not exact, subset or any", value);
-        return 1;
-    }
-    if (IS("token", "uri")) {
-        if (strncmp(value, "pkcs11:", 7) != 0) {
-            perr(c, section, name, "'%s' is not a pkcs11: URI (RFC 7512)", value);
-            return 1;
-        }
-        return set_str(c, section, name, &p->token_uri, value);
-    }
-    if (IS("token", "module"))
-        return set_path(c, section, name, &p->module, value);
-    if (IS("token", "pin_file"))
-        return set_path(c, section, name, &p->pin_file, value);
-    if (IS("token", "pin")) {
-        perr(c, section, name, "PINs are never written in a profile; use pin_file");
-        return 1;
-    }
-    if (IS("renewal", "window_days")) {
-        if (parse_int(value, 0, 3650, &n) != 0)
-            perr(c, section, name, "'%s' is not a number of days (0..3650)", value);
-        else
-            p->window_days = (int)n;
-        return 1;
-    }
-    if (IS("renewal", "window_fraction")) {
-        char *e;
-        double d;
-        errno = 0;
-        d = strtod(value, &e);
-        if (errno != 0 || e == value || *e != '\0' || !(d > 0.0 && d < 1.0))
-            perr(c, section, name, "'%s' is not a fraction between 0 and 1 (e.g. 0.33)", value);
-        else
-            p->window_fraction = d;
-        return 1;
-    }
-    if (IS("renewal", "rekey")) {
-        if (parse_bool(value, &b) != 0)
-            perr(c, section, name, "'%s' is not true or false", value);
-        else
-            p->rekey = b;
-        return 1;
-    }
-    if (IS("renewal", "grace_period")) {
-        if (parse_duration(value, &n) != 0)
-            perr(c, section, name, "'%s' is not a duration (e.g. 7d, 12h, 0)", value);
-        else
-            p->grace_period = n;
-        return 1;
-    }
-    if (IS("renewal", "revocation")) {
-        if (enr_parse_revpol(value, &b) != 0)
-            perr(c, section, name, "'%s' is not hard, soft or off", value);
-        else {
-            p->revocation = b;
-            c->rev_set = 1;
-        }
-        return 1;
-    }
-    if (IS("renewal", "revocation_timeout")) {
-        if (parse_duration(value, &n) != 0 || n < 1 || n > 300)
-            perr(c, section, name, "'%s' is not a duration between 1s and 5m", value);
-        else
-            p->revocation_timeout = (int)n;
-        return 1;
-    }
-    if (IS("renewal", "warn_days")) {
-        parse_warn_days(c, value);
-        return 1;
-    }
-    if (IS("hooks", "post_script"))
-        return set_path(c, section, name, &p->post_script, value);
-    if (IS("hooks", "notify_command"))
-        return set_str(c, section, name, &p->notify_command, value);
-    if (IS("hooks", "instructions"))
-        return set_path(c, section, name, &p->instructions, value);
-#undef IS
-check_section:
-    if (strcmp(section, "ca") && strcmp(section, "certificate") && strcmp(section, "token") &&
-        strcmp(section, "renewal") && strcmp(section, "hooks")) {
-        if (*section == '\0')
-            perr(c, NULL, NULL,
-                 "'%s' outside a section ([ca], [certificate], [token], "
-                 "[renewal], [hooks])",
-                 name ? name : "");
-        else
-            perr(c, NULL, NULL, "unknown section [%s]", section);
-        return 1;
-    }
-    if (name != NULL)
-        perr(c, NULL, NULL, "unknown key '%s' in [%s]", name, section);
-    return 1;
 }
 
 static int
@@ -659,20 +138,16 @@ check_file(const char *profile, const char *section, const char *key, const char
     return 0;
 }
 
-enr_rc
-enr_profile_load(const char *path, enr_profile **out)
+/* A new profile for the file PATH: its name, the defaults of every key. */
+static enr_profile *
+profile_new(const char *path)
 {
-    parse_ctx c;
-    enr_profile *p;
+    enr_profile *p = calloc(1, sizeof(*p));
     const char *base, *slash;
     size_t blen;
-    int r, bad = 0;
 
-    *out = NULL;
-    memset(&c, 0, sizeof(c));
-    p = calloc(1, sizeof(*p));
     if (p == NULL)
-        return ENR_E_FAIL;
+        return NULL;
     p->path = enr_strdup(path);
     slash = strrchr(path, '/');
     base = slash ? slash + 1 : path;
@@ -680,7 +155,6 @@ enr_profile_load(const char *path, enr_profile **out)
     if (blen > 5 && !strcmp(base + blen - 5, ".conf"))
         blen -= 5;
     p->name = strndup(base, blen);
-    c.dir = slash ? strndup(path, (size_t)(slash - path)) : NULL;
     p->poll_interval = 60;
     p->poll_max = 5;
     p->http_timeout = 30;
@@ -693,26 +167,15 @@ enr_profile_load(const char *path, enr_profile **out)
     p->warn_days[1] = 10;
     p->n_warn = 2;
     p->revocation_timeout = ENR_REVOCATION_TIMEOUT;
-    c.file = path;
-    c.p = p;
-    c.fp = fopen(path, "r");
-    if (c.fp == NULL) {
-        enr_err("%s: %s", path, strerror(errno));
-        goto fail;
-    }
-    r = ini_parse_stream(reader, &c, handler, &c);
-    fclose(c.fp);
-    if (r > 0 && !c.failed) {
-        /* inih's own syntax errors (no '=' or ']'). */
-        c.line = r;
-        perr(&c, NULL, NULL, "syntax error (expected [section] or key = value)");
-    } else if (r < 0) {
-        enr_err("%s: cannot parse (out of memory)", path);
-        goto fail;
-    }
-    if (c.failed)
-        goto fail;
-    /* Required keys and cross-checks. */
+    return p;
+}
+
+/* Required keys, and keys that only go with a protocol or key type. */
+static int
+check_keys(enr_profile *p, const char *path)
+{
+    int bad = 0;
+
     if (p->url == NULL)
         bad |= missing(path, "url", "ca");
     if (p->proto == 0)
@@ -724,18 +187,18 @@ enr_profile_load(const char *path, enr_profile **out)
     if (p->token_uri == NULL)
         bad |= missing(path, "uri", "token");
     if (bad)
-        goto fail;
+        return -1;
     /* What the protocol itself needs (proto/ *.c). */
     if (enr_proto_get(p->proto)->check(p, path) != ENR_OK)
-        goto fail;
+        return -1;
     if (p->proto != ENR_PROTO_EST && (p->est_label != NULL || p->username != NULL)) {
         enr_err("%s: [ca] %s: only for protocol = est", path,
                 p->est_label != NULL ? "est_label" : "username");
-        goto fail;
+        return -1;
     }
     if (!enr_proto_get(p->proto)->bootstrap && p->bootstrap != NULL) {
         enr_err("%s: [ca] bootstrap: only for protocol = est or cmp", path);
-        goto fail;
+        return -1;
     }
     if (p->proto != ENR_PROTO_CMP &&
         (p->reference != NULL || p->recipient != NULL || p->implicit_confirm)) {
@@ -743,21 +206,31 @@ enr_profile_load(const char *path, enr_profile **out)
                 p->reference != NULL   ? "reference"
                 : p->recipient != NULL ? "recipient"
                                        : "implicit_confirm");
-        goto fail;
+        return -1;
     }
     if (p->username != NULL && p->secret_file == NULL) {
         enr_err("%s: [ca] username: the password is read from secret_file, which is missing", path);
-        goto fail;
+        return -1;
     }
     if (p->key_type == ENR_KEY_RSA && p->curve != NULL) {
         enr_err("%s: [certificate] curve: only for key_type = ec", path);
-        goto fail;
+        return -1;
     }
     if (p->key_type == ENR_KEY_EC && p->key_bits != 0) {
         enr_err("%s: [certificate] key_size: only for key_type = rsa (use curve)", path);
-        goto fail;
+        return -1;
     }
-    if (!c.rev_set) {
+    return 0;
+}
+
+/* Defaults that depend on other keys or the environment, the files the
+ * profile names, the credential's label and ID, the module. */
+static int
+complete(enr_profile *p, const char *path, int rev_set)
+{
+    int bad = 0;
+
+    if (!rev_set) {
         /* The global default: the service's environment, else soft. */
         const char *env = getenv("EVERTOKEN_ENROLL_REVOCATION");
         int v = ENR_REVPOL_SOFT;
@@ -765,14 +238,14 @@ enr_profile_load(const char *path, enr_profile **out)
             enr_err("%s: EVERTOKEN_ENROLL_REVOCATION='%s' is not hard, soft or off (the default "
                     "of [renewal] revocation)",
                     path, env);
-            goto fail;
+            return -1;
         }
         p->revocation = v;
     }
     if (p->subject_match == ENR_MATCH_CN &&
         X509_NAME_get_index_by_NID(p->subject_name, NID_commonName, -1) < 0) {
         enr_err("%s: [certificate] subject_match: cn needs a CN in the subject", path);
-        goto fail;
+        return -1;
     }
     if (p->key_bits == 0)
         p->key_bits = 2048;
@@ -784,10 +257,8 @@ enr_profile_load(const char *path, enr_profile **out)
     bad |= check_file(path, "ca", "secret_file", p->secret_file);
     bad |= check_file(path, "hooks", "post_script", p->post_script);
     bad |= check_file(path, "hooks", "instructions", p->instructions);
-    if (bad)
-        goto fail;
-    if (cred_from_uri(p) != 0)
-        goto fail;
+    if (bad || cred_from_uri(p) != 0)
+        return -1;
     if (p->module == NULL) {
         const char *env = getenv("EVERTOKEN_MODULE");
         /* The default's bare name, resolved against this program's own
@@ -796,16 +267,34 @@ enr_profile_load(const char *path, enr_profile **out)
         p->module = et_module_resolve(env && *env ? env : EVERTOKEN_DEFAULT_MODULE);
         if (p->module == NULL) {
             enr_err("out of memory");
-            goto fail;
+            return -1;
         }
     }
-    free(c.dir);
+    return 0;
+}
+
+enr_rc
+enr_profile_load(const char *path, enr_profile **out)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, (size_t)(slash - path)) : NULL;
+    enr_profile *p = profile_new(path);
+    int rev_set = 0;
+
+    *out = NULL;
+    if (p == NULL) {
+        free(dir);
+        return ENR_E_FAIL;
+    }
+    if (enr_profile_parse(path, dir, p, &rev_set) != 0 || check_keys(p, path) != 0 ||
+        complete(p, path, rev_set) != 0) {
+        free(dir);
+        enr_profile_free(p);
+        return ENR_E_CONFIG;
+    }
+    free(dir);
     *out = p;
     return ENR_OK;
-fail:
-    free(c.dir);
-    enr_profile_free(p);
-    return ENR_E_CONFIG;
 }
 
 void

@@ -9,6 +9,7 @@
 
 #include "enr_int.h"
 #include "et_escape.h"
+#include "expiry.h"
 #include "mon.h"
 
 static void
@@ -41,14 +42,16 @@ int
 enr_status_level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days,
                  const char **why)
 {
-    int min_warn = p->n_warn > 0 ? p->warn_days[p->n_warn - 1] : 10;
+    enr_expiry e;
 
-    *days = ps->cert_not_after ? (long)((ps->cert_not_after - now) / ENR_DAY) : -1;
-    if (ps->cert_not_after == 0) {
+    /* The same computation as the expiry warnings (expiry.c). */
+    enr_expiry_of(p, (time_t)ps->cert_not_after, now, &e);
+    *days = e.known ? e.days_left : -1;
+    if (!e.known) {
         *why = "no certificate";
         return 2;
     }
-    if (ps->cert_not_after <= now) {
+    if (e.expired) {
         *why = "expired";
         return 2;
     }
@@ -56,7 +59,7 @@ enr_status_level(const enr_profile *p, const enr_pstate *ps, time_t now, long *d
         *why = "revoked";
         return 2;
     }
-    if (*days <= min_warn && ps->last_error != NULL) {
+    if (e.level == 2 && ps->last_error != NULL) {
         *why = "expires soon and renewal is failing";
         return 2;
     }
@@ -76,7 +79,7 @@ enr_status_level(const enr_profile *p, const enr_pstate *ps, time_t now, long *d
         *why = "request pending at the CA";
         return 1;
     }
-    if (p->n_warn > 0 && *days <= p->warn_days[0]) {
+    if (e.level >= 1) {
         *why = "expires soon";
         return 1;
     }

@@ -12,10 +12,10 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
-#include <sodium.h>
 
 #include "enr_int.h"
 #include "et_escape.h"
+#include "et_secret.h"
 #include "mon.h"
 
 static int enr_verbose;
@@ -259,15 +259,12 @@ enr_fmt_time(time_t t, char *buf, size_t n)
 
 /* ---- Secrets ------------------------------------------------------------ */
 
-#define ENR_SECRET_MAX 4096
-
 void
 enr_secret_free(enr_secret *s)
 {
     if (s == NULL)
         return;
-    if (s->buf != NULL)
-        sodium_free(s->buf); /* wipes before unmapping */
+    et_secure_free(s->buf); /* wipes before unmapping */
     s->buf = NULL;
     s->len = 0;
 }
@@ -275,7 +272,7 @@ enr_secret_free(enr_secret *s)
 int
 enr_secret_copy(const char *src, size_t n, enr_secret *out)
 {
-    out->buf = sodium_malloc(n + 1);
+    out->buf = et_secure_alloc(n + 1);
     out->len = 0;
     if (out->buf == NULL) {
         enr_err("cannot allocate locked memory for a secret");
@@ -290,63 +287,19 @@ enr_secret_copy(const char *src, size_t n, enr_secret *out)
 int
 enr_secret_read_file(const char *path, const char *what, enr_secret *out)
 {
-    struct stat sb;
-    ssize_t r;
-    size_t len = 0;
-    int fd;
+    et_secret_file f;
+    int rc = et_secret_read_file(path, what, ET_SECRET_REGULAR_ONLY | ET_SECRET_NONEMPTY, &f);
 
-    out->buf = NULL;
-    out->len = 0;
-    /* O_NONBLOCK: never wait in open() for a FIFO's writer; only regular
-     * files are read. */
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        enr_err("cannot read the %s from %s: %s", what, path, strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        enr_err("cannot read the %s from %s: not a regular file", what, path);
-        close(fd);
-        return -1;
-    }
-    if ((sb.st_mode & 0077) != 0)
+    if (S_ISREG(f.mode) && (f.mode & 0077) != 0)
         enr_warn("%s (the %s) is readable by other users; make it 0600", path, what);
-    out->buf = sodium_malloc(ENR_SECRET_MAX + 1);
-    if (out->buf == NULL) {
-        close(fd);
-        enr_err("cannot allocate locked memory for the %s", what);
+    if (rc != 0) {
+        enr_err("%s", f.err);
+        out->buf = NULL;
+        out->len = 0;
         return -1;
     }
-    sodium_memzero(out->buf, ENR_SECRET_MAX + 1);
-    while (len < ENR_SECRET_MAX) {
-        r = read(fd, out->buf + len, ENR_SECRET_MAX - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            enr_err("cannot read the %s from %s: %s", what, path, strerror(errno));
-            close(fd);
-            enr_secret_free(out);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    close(fd);
-    /* The first line only: files written by echo or editors end in "\n". */
-    for (size_t i = 0; i < len; i++) {
-        if (out->buf[i] == '\n' || out->buf[i] == '\r') {
-            sodium_memzero(out->buf + i, len - i);
-            len = i;
-            break;
-        }
-    }
-    if (len == 0) {
-        enr_err("the %s file %s is empty", what, path);
-        enr_secret_free(out);
-        return -1;
-    }
-    out->len = len;
+    out->buf = (char *)f.buf;
+    out->len = f.len;
     return 0;
 }
 

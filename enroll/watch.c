@@ -22,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "et_escape.h"
+#include "expiry.h"
 #include "mon.h"
 
 static const char watch_schema[] =
@@ -228,21 +229,24 @@ expected(X509 *x, const char *expect)
     return same && n == X509_NAME_entry_count(subj);
 }
 
-/* Expiry state from the certificate's dates and the entry's thresholds:
- * expired (2), inside the smallest threshold (2), inside the first (1). */
+/* Expiry state from the certificate's dates and the entry's thresholds,
+ * by the same function as the profiles' (expiry.c): expired (2), inside the
+ * smallest threshold (2), inside the first (1); PP carries the thresholds. */
 static long
-expiry(const enr_watch *w, time_t nb, time_t na, time_t now, finding *f)
+expiry(const enr_profile *pp, time_t nb, time_t na, time_t now, finding *f, int *threshold)
 {
-    long days = (long)((na - now) / ENR_DAY);
+    enr_expiry e;
 
-    if (na <= now)
+    enr_expiry_of(pp, na, now, &e);
+    *threshold = e.threshold;
+    if (e.expired)
         note(f, "expired", 2, "expired on %s", enr_fmt_time(na, (char[32]){0}, 32));
     else if (nb > now)
         note(f, "not-yet-valid", 1, "valid only from %s", enr_fmt_time(nb, (char[32]){0}, 32));
-    else if (w->n_warn > 0 && days <= w->warn_days[0])
-        note(f, "expiring", days <= w->warn_days[w->n_warn - 1] ? 2 : 1, "expires in %ld days (%s)",
-             days, enr_fmt_time(na, (char[32]){0}, 32));
-    return days;
+    else if (e.level > 0)
+        note(f, "expiring", e.level, "expires in %ld days (%s)", e.days_left,
+             enr_fmt_time(na, (char[32]){0}, 32));
+    return e.days_left;
 }
 
 /* A profile-shaped description of a watch entry, for the revocation check
@@ -336,7 +340,7 @@ put_row(sqlite3 *db, const char *entry, const char *id, X509 *x, const finding *
  * profiles), other findings when the state changes, "recovered" back. */
 static int
 notices(enr_ctx *ctx, enr_profile *pp, const char *id, X509 *x, const finding *f, long days,
-        const prev *pv)
+        int threshold, const prev *pv)
 {
     char subj[256], *serial = enr_serial_hex(x), *msg = NULL, ev_name[48];
     int warned = pv->warned;
@@ -344,19 +348,15 @@ notices(enr_ctx *ctx, enr_profile *pp, const char *id, X509 *x, const finding *f
 
     X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
     pp->subject = subj;
-    for (int i = pp->n_warn - 1; i >= 0 && na > enr_now(); i--) {
-        if (days > pp->warn_days[i])
-            continue;
-        if (warned == 0 || warned > pp->warn_days[i]) {
-            msg = enr_aprintf("watched certificate %s (%s, serial %s) expires in %ld days", id,
-                              subj, serial ? serial : "?", days);
-            enr_event ev = {"expiry-warning", msg ? msg : id, NULL, NULL, serial, na, (int)days};
-            enr_notify(pp, ctx->st, &ev);
-            free(msg);
-            msg = NULL;
-            warned = pp->warn_days[i];
-        }
-        break;
+    /* Once per threshold and certificate, the smallest reached (expiry.c). */
+    if (threshold > 0 && na > enr_now() && (warned == 0 || warned > threshold)) {
+        msg = enr_aprintf("watched certificate %s (%s, serial %s) expires in %ld days", id, subj,
+                          serial ? serial : "?", days);
+        enr_event ev = {"expiry-warning", msg ? msg : id, NULL, NULL, serial, na, (int)days};
+        enr_notify(pp, ctx->st, &ev);
+        free(msg);
+        msg = NULL;
+        warned = threshold;
     }
     if (strcmp(f->state, "expiring") != 0 && (pv->state == NULL || strcmp(pv->state, f->state))) {
         if (f->level > 0)
@@ -382,10 +382,11 @@ check_cert(enr_ctx *ctx, const enr_watch *w, enr_profile *pp, STACK_OF(X509) * a
     const char *why;
     prev pv;
     long days;
+    int threshold = 0;
     sqlite3 *db = enr_state_db(ctx->st);
 
-    days = expiry(w, asn1_time(X509_get0_notBefore(c->cert)),
-                  asn1_time(X509_get0_notAfter(c->cert)), now, &f);
+    days = expiry(pp, asn1_time(X509_get0_notBefore(c->cert)),
+                  asn1_time(X509_get0_notAfter(c->cert)), now, &f, &threshold);
     if (anchors != NULL && !trusted(c->cert, c->chain, anchors, &why))
         note(&f, "untrusted", 2, "does not chain to the anchors: %s", why);
     if (w->expect != NULL && !expected(c->cert, w->expect))
@@ -396,7 +397,7 @@ check_cert(enr_ctx *ctx, const enr_watch *w, enr_profile *pp, STACK_OF(X509) * a
     if (f.state == NULL)
         note(&f, "valid", 0, "valid for %ld days", days);
     prev_get(db, c->id, &pv);
-    int warned = notices(ctx, pp, c->id, c->cert, &f, days, &pv);
+    int warned = notices(ctx, pp, c->id, c->cert, &f, days, threshold, &pv);
     put_row(db, w->name, c->id, c->cert, &f, now, warned);
     enr_debug("watch %s: %s: %s", c->id, f.state, f.detail);
     free(pv.state);

@@ -16,6 +16,7 @@
 #include <evertoken/p11.h>
 
 #include "et_escape.h"
+#include "et_secret.h"
 
 /* Exit codes (documented in docs/cli.md). */
 enum {
@@ -44,7 +45,8 @@ typedef struct et_opts {
     const char *cls;   /* --class */
     const char *out;   /* -o/--output */
     int so, login, der, force, help;
-    int argc; /* positional arguments left after the options */
+    int chain; /* export-cert --chain */
+    int argc;  /* positional arguments left after the options */
     char **argv;
 } et_opts;
 
@@ -54,7 +56,7 @@ void et_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- Secrets (secret.c) ------------------------------------------------- */
 
-/* A PIN or passphrase in sodium_malloc'd memory (guarded, locked). */
+/* A PIN or passphrase in locked memory (et_secure_alloc: guarded, mlock'd). */
 typedef struct et_secret {
     unsigned char *buf; /* NUL-terminated, LEN bytes before the NUL */
     size_t len;
@@ -71,9 +73,9 @@ typedef struct et_secret {
 int et_secret_get(const char *src, const char *what, int confirm, et_secret *out);
 void et_secret_free(et_secret *s);
 
-/* Secret-holding heap buffers (sodium_malloc; et_sfree wipes and frees). */
-void *et_smalloc(size_t n);
-void et_sfree(void *p);
+/* Secret-holding heap buffers, wiping and the secret-file reader:
+ * et_secure_alloc, et_secure_free, et_wipe, et_secret_read_file and
+ * ET_SECRET_MAX come from common/et_secret.h (included above). */
 
 /* ---- PKCS#11 plumbing (p11util.c) --------------------------------------- */
 
@@ -144,6 +146,12 @@ int et_get_ulong(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h, CK_ATTRIBU
 /* All objects matching TMPL (malloc'd array). */
 int et_find_objects(et_p11 *p, CK_SESSION_HANDLE sh, CK_ATTRIBUTE *tmpl, CK_ULONG n,
                     CK_OBJECT_HANDLE **out, CK_ULONG *count);
+
+/* export-cert --chain (certchain.c): LEAF then the CA certificates of the
+ * token that issued it, issuer by issuer, up to and not including a
+ * self-signed root, as PEM to FP. */
+struct x509_st;
+int et_write_chain(et_p11 *p, CK_SESSION_HANDLE sh, struct x509_st *leaf, FILE *fp);
 
 /* Hex helpers. et_hex_decode returns malloc'd bytes or NULL for bad input. */
 void et_hex_print(FILE *fp, const unsigned char *b, size_t n);

@@ -44,7 +44,7 @@
 
 typedef struct et_tmpl {
     CK_ATTRIBUTE a[ET_TMPL_MAX];
-    unsigned char owned[ET_TMPL_MAX]; /* 0: borrowed, 1: malloc, 2: et_smalloc (secret) */
+    unsigned char owned[ET_TMPL_MAX]; /* 0: borrowed, 1: malloc, 2: et_secure_alloc (secret) */
     CK_ULONG ulongs[ET_TMPL_MAX];
     CK_ULONG n;
     int err;
@@ -57,7 +57,7 @@ t_add(et_tmpl *t, CK_ATTRIBUTE_TYPE type, void *v, size_t len, unsigned char own
 {
     if (t->n >= ET_TMPL_MAX || (v == NULL && len > 0)) {
         if (owned == 2)
-            et_sfree(v);
+            et_secure_free(v);
         else if (owned == 1)
             free(v);
         t->err = 1;
@@ -92,7 +92,7 @@ t_free(et_tmpl *t)
 {
     for (CK_ULONG i = 0; i < t->n; i++) {
         if (t->owned[i] == 2)
-            et_sfree(t->a[i].pValue);
+            et_secure_free(t->a[i].pValue);
         else if (t->owned[i] == 1)
             free(t->a[i].pValue);
     }
@@ -114,10 +114,10 @@ t_bn(et_tmpl *t, CK_ATTRIBUTE_TYPE type, const EVP_PKEY *pk, const char *param, 
     n = pad > 0 ? pad : BN_num_bytes(bn);
     if (n <= 0)
         n = 1;
-    v = secret ? et_smalloc((size_t)n) : malloc((size_t)n);
+    v = secret ? et_secure_alloc((size_t)n) : malloc((size_t)n);
     if (v == NULL || BN_bn2binpad(bn, v, n) != n) {
         if (secret)
-            et_sfree(v);
+            et_secure_free(v);
         else
             free(v);
         t->err = 1;
@@ -323,9 +323,10 @@ et_key_templates(EVP_PKEY *pk, et_tmpl *priv, et_tmpl *pub)
         size_t sklen = 0, pklen = sizeof(pkraw);
 
         if (!EVP_PKEY_get_raw_private_key(pk, NULL, &sklen) || sklen == 0 ||
-            (sk = et_smalloc(sklen)) == NULL || !EVP_PKEY_get_raw_private_key(pk, sk, &sklen) ||
+            (sk = et_secure_alloc(sklen)) == NULL ||
+            !EVP_PKEY_get_raw_private_key(pk, sk, &sklen) ||
             !EVP_PKEY_get_raw_public_key(pk, pkraw, &pklen)) {
-            et_sfree(sk);
+            et_secure_free(sk);
             return NULL;
         }
         t_ulong(priv, CKA_KEY_TYPE, CKK_EC_EDWARDS);
@@ -723,7 +724,7 @@ et_store_key(et_p11 *p, CK_SESSION_HANDLE sh, EVP_PKEY *pk, const et_cred *cred,
         putchar('\n');
     }
 done:
-    t_free(&priv); /* wipes the private components (et_smalloc'd) */
+    t_free(&priv); /* wipes the private components (et_secure_alloc'd) */
     t_free(&pub);
     return rc;
 }

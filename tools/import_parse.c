@@ -411,7 +411,7 @@ et_load_file(et_input *in, const char *file, et_pass *pass)
         goto done;
     }
     /* The file may hold an unencrypted key: keep it in locked memory. */
-    buf = et_smalloc((size_t)st.st_size + 1);
+    buf = et_secure_alloc((size_t)st.st_size + 1);
     if (buf == NULL) {
         et_err("out of memory");
         rc = ET_EXIT_FAIL;
@@ -430,7 +430,7 @@ et_load_file(et_input *in, const char *file, et_pass *pass)
     buf[len] = '\0';
     rc = et_load_buf(in, file, buf, len, pass);
 done:
-    et_sfree(buf);
+    et_secure_free(buf);
     close(fd);
     return rc;
 }

@@ -1,9 +1,11 @@
 /*
  * secret.c — PINs and passphrases: where they come from and where they live.
  *
- * Every secret is read straight into sodium_malloc'd memory (guarded pages,
- * mlock'd, never swapped, wiped by sodium_free), and never through stdio so
- * no copy is left in a FILE buffer. Without a source the user is prompted on
+ * Every secret is read straight into locked memory (et_secure_alloc:
+ * guarded pages, mlock'd, never swapped, wiped when freed), and never
+ * through stdio so no copy is left in a FILE buffer; a secret file through
+ * the reader the helper shares (common/et_secret.h), every source with its
+ * one length rule (ET_SECRET_MAX: longer is refused). Without a source the user is prompted on
  * /dev/tty with echo off; with no terminal the command fails at once instead
  * of blocking on stdin.
  */
@@ -12,9 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <poll.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -22,126 +22,44 @@
 
 #include "et_int.h"
 
-/* How long a PIN file that is a FIFO or pipe may take to deliver. */
-#define ET_SECRET_FIFO_WAIT_MS 10000
-
-#define ET_SECRET_MAX 1024 /* bytes; PINs are limited further by the token */
-
-void *
-et_smalloc(size_t n)
-{
-    return sodium_malloc(n);
-}
-
-void
-et_sfree(void *p)
-{
-    if (p != NULL)
-        sodium_free(p); /* wipes before unmapping */
-}
-
 void
 et_secret_free(et_secret *s)
 {
     if (s == NULL)
         return;
-    et_sfree(s->buf);
+    et_secure_free(s->buf);
     s->buf = NULL;
     s->len = 0;
-}
-
-/* Drop one trailing "\n" or "\r\n" (files written by echo, editors). */
-static void
-et_chomp(et_secret *s)
-{
-    if (s->len > 0 && s->buf[s->len - 1] == '\n') {
-        s->buf[--s->len] = '\0';
-        if (s->len > 0 && s->buf[s->len - 1] == '\r')
-            s->buf[--s->len] = '\0';
-    }
 }
 
 static int
 et_secret_alloc(et_secret *s)
 {
-    s->buf = et_smalloc(ET_SECRET_MAX + 1);
+    s->buf = et_secure_alloc(ET_SECRET_MAX + 1);
     s->len = 0;
     if (s->buf == NULL) {
         et_err("cannot allocate locked memory for a secret");
         return ET_EXIT_FAIL;
     }
-    sodium_memzero(s->buf, ET_SECRET_MAX + 1);
+    et_wipe(s->buf, ET_SECRET_MAX + 1);
     return ET_EXIT_OK;
 }
 
+/* The first line of the file PATH (common/secret.c: a FIFO or pipe is
+ * waited for, boundedly; a longer line than ET_SECRET_MAX is refused). */
 static int
 et_secret_from_file(const char *path, const char *what, et_secret *s)
 {
-    int fd = -1, rc = ET_EXIT_FAIL;
-    struct stat st;
-    ssize_t r;
+    et_secret_file f;
 
-    /* O_NONBLOCK: a FIFO nobody writes to must not hang the open; its
-     * data (a pipe from `<(...)`, say) is waited for below, boundedly. */
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        et_err("cannot read the %s from %s: %s", what, path, strerror(errno));
+    if (et_secret_read_file(path, what, 0, &f) != 0) {
+        et_err("%s", f.err);
         return ET_EXIT_FAIL;
     }
-    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-        et_err("cannot read the %s from %s: %s", what, path,
-               S_ISDIR(st.st_mode) ? "a directory" : strerror(errno));
-        goto done;
-    }
-    while (s->len < ET_SECRET_MAX) {
-        r = read(fd, s->buf + s->len, ET_SECRET_MAX - s->len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && errno == EAGAIN) {
-            struct pollfd pfd = {fd, POLLIN, 0};
-            int w = poll(&pfd, 1, ET_SECRET_FIFO_WAIT_MS);
-
-            if (w == 0) {
-                et_err("no %s arrived from %s within %d seconds", what, path,
-                       ET_SECRET_FIFO_WAIT_MS / 1000);
-                goto done;
-            }
-            continue;
-        }
-        if (r < 0) {
-            et_err("cannot read the %s from %s: %s", what, path, strerror(errno));
-            goto done;
-        }
-        if (r == 0)
-            break;
-        s->len += (size_t)r;
-    }
-    if (s->len == ET_SECRET_MAX) {
-        char extra;
-        if (read(fd, &extra, 1) > 0) {
-            et_err("the %s in %s is longer than %d bytes", what, path, ET_SECRET_MAX);
-            goto done;
-        }
-    }
-    if (s->len == 0 && !S_ISREG(st.st_mode)) {
-        et_err("no %s in %s: it is a FIFO or pipe that nobody writes to", what, path);
-        goto done;
-    }
-    /* Only the first line counts, so a trailing newline is not part of it. */
-    {
-        unsigned char *nl = memchr(s->buf, '\n', s->len);
-        if (nl != NULL) {
-            size_t keep = (size_t)(nl - s->buf) + 1;
-            sodium_memzero(s->buf + keep, s->len - keep);
-            s->len = keep;
-        }
-    }
-    s->buf[s->len] = '\0';
-    et_chomp(s);
-    rc = ET_EXIT_OK;
-done:
-    close(fd);
-    return rc;
+    et_secret_free(s);
+    s->buf = f.buf;
+    s->len = f.len;
+    return ET_EXIT_OK;
 }
 
 /* One line of standard input, read a byte at a time so that nothing after
@@ -168,7 +86,7 @@ et_secret_from_stdin(const char *what, et_secret *s)
         s->buf[s->len++] = c;
     }
     c = 0;
-    sodium_memzero(&c, sizeof(c));
+    et_wipe(&c, sizeof(c));
     if (s->len > 0 && s->buf[s->len - 1] == '\r')
         s->buf[--s->len] = '\0';
     s->buf[s->len] = '\0';
@@ -221,7 +139,7 @@ et_secret_prompt(const char *prompt, const char *what, et_secret *s)
     rc = ET_EXIT_OK;
 done:
     c = 0;
-    sodium_memzero(&c, sizeof(c));
+    et_wipe(&c, sizeof(c));
     if (!restored)
         (void)tcsetattr(fd, TCSAFLUSH, &old);
     if (write(fd, "\n", 1) < 0) {
@@ -229,7 +147,7 @@ done:
     }
     close(fd);
     if (rc != ET_EXIT_OK) {
-        sodium_memzero(s->buf, ET_SECRET_MAX + 1);
+        et_wipe(s->buf, ET_SECRET_MAX + 1);
         s->len = 0;
     }
     return rc;
@@ -306,7 +224,7 @@ et_secret_get(const char *src, const char *what, int confirm, et_secret *out)
         s.len = n;
         /* argv strings are writable: blank the copy in our argv so that
          * /proc/PID/cmdline stops showing it (it was visible until now). */
-        sodium_memzero((char *)src + 5, n);
+        et_wipe((char *)src + 5, n);
     } else {
         et_err("unknown source '%s' for the %s: use env:VAR, file:PATH, pass:VALUE, stdin or "
                "prompt",

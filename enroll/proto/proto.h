@@ -34,6 +34,7 @@ typedef struct enr_proto_req {
     EVP_PKEY *boot_key;
     STACK_OF(X509) * anchors; /* the profile's trust anchors (prepare may add to them) */
     const char *txid;         /* a pending transaction of an earlier check, or NULL */
+    STACK_OF(X509) * chain;   /* the CA chain known from earlier answers (chain.pem), or NULL */
 } enr_proto_req;
 
 typedef struct enr_proto_ops {

@@ -485,6 +485,8 @@ client_refusal(X509 *x)
     X509_STORE_add_cert(st, cfg.ca);
     if (cfg.ca2)
         X509_STORE_add_cert(st, cfg.ca2);
+    /* Its own CA certificate is enough, also when it is an intermediate. */
+    X509_STORE_set_flags(st, X509_V_FLAG_PARTIAL_CHAIN);
     X509_STORE_CTX_init(ctx, st, x, NULL);
     X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
     if (X509_verify_cert(ctx) != 1)

@@ -2,7 +2,7 @@
 # The man pages built from docs/man/*.scd render without a warning, and cover
 # what the programs really have: every command and option of `evertoken` and
 # `evertoken-enroll` (taken from their --help), every profile key the parser
-# knows (enroll/profile.c) and every EVERTOKEN_* variable the code reads.
+# knows (enroll/profile_keys.c) and every EVERTOKEN_* variable the code reads.
 . "$EVERTOKEN_SOURCE_DIR/tests/external/lib.sh"
 need man scdoc
 : "${EVERTOKEN_BINARY_DIR:?run through ctest}"
@@ -64,9 +64,14 @@ done
 ok "evertoken-enroll.1: ${#ecmds[@]} commands and their options"
 
 # ---- evertoken-enroll.conf.5: every section and key the profile parser knows
-mapfile -t keys < <(grep -oE 'IS\("[a-z]+", "[a-z_]+"\)' "$SRC/enroll/profile.c" | sort -u |
-    sed -E 's/IS\("([a-z]+)", "([a-z_]+)"\)/\1 \2/')
-[ "${#keys[@]}" -ge 20 ] || die "could not read the profile keys from enroll/profile.c"
+# The parser's table (enroll/profile_keys.c): one row {"section", "key", parser, ...} per key.
+ktab=$(sed -n '/^static const key_rule keys\[\] = {/,/^};/p' "$SRC/enroll/profile_keys.c")
+mapfile -t keys < <(grep -oE '^ *\{"[a-z]+", "[a-z_]+", p_[a-z_]+,' <<<"$ktab" | sort -u |
+    sed -E 's/^ *\{"([a-z]+)", "([a-z_]+)".*/\1 \2/')
+[ "${#keys[@]}" -ge 30 ] || die "could not read the profile keys from enroll/profile_keys.c"
+rows=$(grep -c '^ *{' <<<"$ktab")
+[ "$rows" -eq "${#keys[@]}" ] ||
+    die "enroll/profile_keys.c: $rows rows in the key table but ${#keys[@]} keys read from them"
 for k in "${keys[@]}"; do
     set -- $k
     grep -q "^# SECTION \[$1\]" "$SRC/docs/man/evertoken-enroll.conf.5.scd" ||

@@ -326,6 +326,64 @@ cmd_validate(enr_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+/* ---- monitoring (mon.h, docs/monitoring.md) ------------------------------ */
+
+/* The monitor settings: --config FILE, else the default path (absent there:
+ * nothing configured). */
+static int
+load_monitor(const char *config, enr_moncfg **mon)
+{
+    char *mpath = config ? enr_strdup(config) : enr_moncfg_default_path();
+    enr_rc rc = enr_moncfg_load(mpath, config != NULL, mon);
+
+    free(mpath);
+    if (rc != ENR_OK)
+        return -1;
+    enr_moncfg_set(*mon);
+    return 0;
+}
+
+/* status --format F: 1 for json, 0 for table or openmetrics, -1 unknown. */
+static int
+status_format(const char *f)
+{
+    if (strcmp(f, "table") && strcmp(f, "json") && strcmp(f, "openmetrics")) {
+        enr_err("--format %s: table, json or openmetrics", f);
+        return -1;
+    }
+    return !strcmp(f, "json");
+}
+
+/* status (FORMAT table, json, openmetrics), digest [--send], watch check. */
+static int
+cmd_monitor(enr_ctx *ctx, const char *cmd, const char *format, int send, int argc, char **argv)
+{
+    const enr_moncfg *mon = enr_moncfg_get();
+
+    if (!strcmp(cmd, "status") && !strcmp(format, "openmetrics"))
+        return enr_metrics_render(ctx, stdout) == 0 ? ENR_EXIT_OK : ENR_EXIT_FAIL;
+    if (!strcmp(cmd, "status"))
+        return enr_status(ctx, !strcmp(format, "json"), stdout);
+    if (!strcmp(cmd, "digest")) {
+        if (send && (mon == NULL || mon->smtp_url == NULL)) {
+            enr_err("digest --send: no [mail] in the monitor settings");
+            return ENR_EXIT_CONFIG;
+        }
+        return enr_mail_digest(ctx, enr_now(), 1, send ? NULL : stdout) == 0 ? ENR_EXIT_OK
+                                                                             : ENR_EXIT_FAIL;
+    }
+    if (argc < 1 || strcmp(argv[0], "check") != 0) {
+        enr_err("usage: evertoken-enroll watch check [ENTRY...]");
+        return ENR_EXIT_USAGE;
+    }
+    if (enr_watch_check(ctx, argc - 1, argv + 1, enr_now()) < (argc > 1 ? argc - 1 : 1)) {
+        enr_err("no such watch entry in the monitor settings %s",
+                mon && mon->path ? mon->path : "(none)");
+        return ENR_EXIT_CONFIG;
+    }
+    return enr_watch_status(ctx, 0, stdout);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -427,14 +485,10 @@ main(int argc, char **argv)
         else if (!strcmp(argv[i], "--json") && !strcmp(cmd, "status"))
             json = 1;
         else if (!strcmp(argv[i], "--format") && !strcmp(cmd, "status") && i + 1 < argc) {
-            format = argv[++i];
-            if (strcmp(format, "table") && strcmp(format, "json") &&
-                strcmp(format, "openmetrics")) {
-                enr_err("--format %s: table, json or openmetrics", format);
+            if ((json = status_format(format = argv[++i])) < 0) {
                 free(cargv);
                 return ENR_EXIT_USAGE;
             }
-            json = !strcmp(format, "json");
         } else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && i + 1 < argc)
             reason = argv[++i];
         else if (!strcmp(argv[i], "--id") && !strcmp(cmd, "adopt") && i + 1 < argc)
@@ -482,15 +536,9 @@ main(int argc, char **argv)
     for (int i = 0; i < cargc; i++)
         if (strchr(cargv[i], '/') == NULL)
             only_paths = 0;
-    {
-        char *mpath = config ? enr_strdup(config) : enr_moncfg_default_path();
-        enr_rc mrc = enr_moncfg_load(mpath, config != NULL, &mon);
-        free(mpath);
-        if (mrc != ENR_OK) {
-            rc = ENR_EXIT_CONFIG;
-            goto out;
-        }
-        enr_moncfg_set(mon);
+    if (load_monitor(config, &mon) != 0) {
+        rc = ENR_EXIT_CONFIG;
+        goto out;
     }
     /* A machine may only watch certificates: then no profile is needed. */
     if (strcmp(cmd, "history") != 0 && !only_paths && (mon == NULL || mon->n_watch == 0) &&
@@ -512,29 +560,9 @@ main(int argc, char **argv)
     if (!strcmp(cmd, "check") || !strcmp(cmd, "enroll") || !strcmp(cmd, "renew") ||
         !strcmp(cmd, "retry"))
         rc = cmd_checks(&ctx, cmd, cargc, cargv);
-    else if (!strcmp(cmd, "status") && format != NULL && !strcmp(format, "openmetrics"))
-        rc = enr_metrics_render(&ctx, stdout) == 0 ? ENR_EXIT_OK : ENR_EXIT_FAIL;
-    else if (!strcmp(cmd, "status"))
-        rc = enr_status(&ctx, json, stdout);
-    else if (!strcmp(cmd, "digest")) {
-        if (send && (mon == NULL || mon->smtp_url == NULL)) {
-            enr_err("digest --send: no [mail] in the monitor settings");
-            rc = ENR_EXIT_CONFIG;
-        } else
-            rc = enr_mail_digest(&ctx, enr_now(), 1, send ? NULL : stdout) == 0 ? ENR_EXIT_OK
-                                                                                : ENR_EXIT_FAIL;
-    } else if (!strcmp(cmd, "watch")) {
-        if (cargc < 1 || strcmp(cargv[0], "check") != 0) {
-            enr_err("usage: evertoken-enroll watch check [ENTRY...]");
-            rc = ENR_EXIT_USAGE;
-        } else if (enr_watch_check(&ctx, cargc - 1, cargv + 1, enr_now()) <
-                   (cargc > 1 ? cargc - 1 : 1)) {
-            enr_err("no such watch entry in the monitor settings %s",
-                    mon && mon->path ? mon->path : "(none)");
-            rc = ENR_EXIT_CONFIG;
-        } else
-            rc = enr_watch_status(&ctx, 0, stdout);
-    } else if (!strcmp(cmd, "run"))
+    else if (!strcmp(cmd, "status") || !strcmp(cmd, "digest") || !strcmp(cmd, "watch"))
+        rc = cmd_monitor(&ctx, cmd, format ? format : json ? "json" : "table", send, cargc, cargv);
+    else if (!strcmp(cmd, "run"))
         rc = enr_run_service(&ctx, until);
     else if (!strcmp(cmd, "hooks"))
         rc = cmd_hooks(&ctx, cargc, cargv);

@@ -391,8 +391,16 @@ check_cert(enr_ctx *ctx, const enr_watch *w, enr_profile *pp, STACK_OF(X509) * a
         note(&f, "untrusted", 2, "does not chain to the anchors: %s", why);
     if (w->expect != NULL && !expected(c->cert, w->expect))
         note(&f, "unexpected", 2, "serves another certificate than %s", w->expect);
-    if (f.level < 2)
-        revocation(w, pp, c->cert, anchors, now, &f);
+    if (f.level < 2) {
+        /* The certificate chains to the anchors: the intermediates the source
+         * gave may name its issuer for OCSP/CRL (enr_revocation looks for the
+         * issuer, and trusts responses, among what it is given). */
+        STACK_OF(X509) *known = anchors ? sk_X509_dup(anchors) : NULL;
+        for (int i = 0; known != NULL && i < sk_X509_num(c->chain); i++)
+            sk_X509_push(known, sk_X509_value(c->chain, i));
+        revocation(w, pp, c->cert, known, now, &f);
+        sk_X509_free(known);
+    }
     weak(c->cert, &f);
     if (f.state == NULL)
         note(&f, "valid", 0, "valid for %ld days", days);

@@ -34,6 +34,20 @@ issue imported 300 -sha256
 cp "$W/good.pem" "$W/soon.pem" "$W/revoked.pem" "$W/dir/"
 openssl x509 -in "$W/legacy.pem" -outform DER -out "$W/legacy.der"
 
+# An intermediate CA and a leaf it issued (its own OCSP responder says
+# revoked), served with its chain by a TLS endpoint.
+OCSP2_PORT=$((OCSP_PORT + 1))
+openssl req -new -newkey rsa:2048 -nodes -keyout "$W/ica.key" -subj "/CN=evertoken test intermediate" \
+    -out "$W/ica.csr" 2>/dev/null
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n' >"$W/ica.ext"
+openssl x509 -req -in "$W/ica.csr" -CA "$CA/ca.pem" -CAkey "$CA/ca.key" -CAcreateserial -days 300 \
+    -extfile "$W/ica.ext" -out "$W/ica.pem" 2>/dev/null || die "intermediate"
+openssl req -new -newkey rsa:2048 -nodes -keyout "$W/chained.key" -subj "/CN=chained.example" \
+    -out "$W/chained.csr" 2>/dev/null
+printf 'basicConstraints=CA:FALSE\nauthorityInfoAccess=OCSP;URI:http://127.0.0.1:%s\n' "$OCSP2_PORT" >"$W/chained.ext"
+openssl x509 -req -in "$W/chained.csr" -CA "$W/ica.pem" -CAkey "$W/ica.key" -CAcreateserial -days 200 \
+    -extfile "$W/chained.ext" -out "$W/chained.pem" 2>/dev/null || die "leaf of the intermediate"
+
 # The OCSP responder's index: revoked.pem revoked, the others good.
 idx() { # STATUS CERT [REVDATE]
     local exp serial subj
@@ -55,6 +69,12 @@ openssl ocsp -index "$W/index.txt" -port "$OCSP_PORT" -rsigner "$CA/ca.pem" -rke
     -CA "$CA/ca.pem" -ignore_err >"$T/ocsp.log" 2>&1 &
 ET_PIDS+=($!)
 
+idx R "$W/chained.pem" "$(date -u -d '-1 day' +%y%m%d%H%M%SZ),superseded" >"$W/index2.txt"
+echo "unique_subject = no" >"$W/index2.txt.attr"
+openssl ocsp -index "$W/index2.txt" -port "$OCSP2_PORT" -rsigner "$W/ica.pem" -rkey "$W/ica.key" \
+    -CA "$W/ica.pem" -ignore_err >"$T/ocsp2.log" 2>&1 &
+ET_PIDS+=($!)
+
 # TLS endpoints: one answers SNI web.example with web.pem (else other.pem),
 # one serves soon.pem.
 tls_server() { # PORT CERT KEY [ARGS]
@@ -67,12 +87,16 @@ P1=$((30000 + RANDOM % 10000))
 P2=$((P1 + 1))
 tls_server "$P1" "$W/other.pem" "$W/other.key" -servername web.example -cert2 "$W/web.pem" -key2 "$W/web.key"
 tls_server "$P2" "$W/soon.pem" "$W/soon.key"
+P3=$((P1 + 2))
+tls_server "$P3" "$W/chained.pem" "$W/chained.key" -cert_chain "$W/ica.pem"
 # (The one-connection-at-a-time OCSP responder is probed with a whole HTTP
 # request; a bare connect would keep it waiting.)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$OCSP_PORT/" && break; sleep 0.05; done
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$OCSP2_PORT/" && break; sleep 0.05; done
 for _ in $(seq 100); do
     openssl s_client -connect "127.0.0.1:$P1" </dev/null >/dev/null 2>&1 &&
-        openssl s_client -connect "127.0.0.1:$P2" </dev/null >/dev/null 2>&1 && break
+        openssl s_client -connect "127.0.0.1:$P2" </dev/null >/dev/null 2>&1 &&
+        openssl s_client -connect "127.0.0.1:$P3" </dev/null >/dev/null 2>&1 && break
     sleep 0.1
 done
 
@@ -116,6 +140,10 @@ anchors = $CA/ca.pem
 source = tls://127.0.0.1:$P1
 expect = sha256:$websha
 
+[watch chained]
+source = tls://127.0.0.1:$P3
+anchors = $CA/ca.pem
+
 [watch down]
 source = tls://127.0.0.1:1
 timeout = 3
@@ -135,9 +163,10 @@ want web valid
 want soonweb expiring
 want wrong unexpected
 want down error
+want chained revoked
 grep -q "^legacy .*signed with SHA1" "$T/watch.out" || die "SHA-1 not named: $(grep ^legacy "$T/watch.out")"
 grep -q "^files/soon.pem .*expires in [45] days" "$T/watch.out" || die "expiry detail: $(grep soon.pem "$T/watch.out")"
-ok "states: valid, expiring, revoked (OCSP), weak (SHA-1), unexpected, error; token, DER file, directory, TLS with SNI"
+ok "states: valid, expiring, revoked (OCSP, also through an intermediate the endpoint sent), weak (SHA-1), unexpected, error; token, DER file, directory, TLS with SNI"
 
 # Notices: once per finding, like a profile's.
 enr history >"$T/history"

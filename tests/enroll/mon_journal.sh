@@ -39,6 +39,7 @@ systemd-cat -t evertoken-enroll bash -c 'JOURNAL_STREAM=$(stat -L -c %d:%i /proc
 journalctl --sync 2>/dev/null || true
 sleep 0.5
 journalctl -D /run/log/journal --no-pager -o export >"$T/journal.export"
+journalctl -D /run/log/journal --no-pager -o cat PROFILE=vpn EVENT=renewed >"$T/journal.match"
 SH
 export T PROFILES STATE ENROLL_BIN JOURNALD
 PRE=()
@@ -62,4 +63,6 @@ awk -v RS= '/\nPRIORITY=/ && /SYSLOG_IDENTIFIER=evertoken-enroll/' "$T/journal.e
     die "no structured entries at all"
 ! grep -aq "^MESSAGE=evertoken-enroll: profile vpn: renewed" "$T/journal.export" ||
     die "the notification went to the journal twice (stderr line too)"
+grep -q "^profile vpn: renewed: renewed certificate serial" "$T/journal.match" ||
+    die "journalctl PROFILE=vpn EVENT=renewed finds nothing: $(cat "$T/journal.match")"
 ok "journald entries carry PROFILE, EVENT, SERIAL, NOT_AFTER (journalctl PROFILE=vpn)"

@@ -69,11 +69,15 @@ static const struct enr_cmd_help {
                "recipients of the monitor settings (the service sends it daily at\n"
                "digest_time when digest = yes).\n"},
     {"watch", "usage: evertoken-enroll [OPTIONS] watch check [ENTRY...]\n"
+              "       evertoken-enroll [OPTIONS] watch add NAME SOURCE [KEY=VALUE...]\n"
               "Check the watch entries of the monitor settings ([watch NAME]: token\n"
               "certificates, PEM/DER files and directories, TLS endpoints) now, or those\n"
               "named: expiry, chain, revocation, weak keys, the expected endpoint\n"
-              "certificate. Prints the watched certificates; exit 0 all fine, 1 warning,\n"
-              "2 critical (3: no such entry). The service checks them daily.\n"},
+              "certificate. Prints their certificates; exit 0 all fine, 1 warning,\n"
+              "2 critical (3: no such entry). The service checks them daily.\n"
+              "add: append a [watch NAME] section (SOURCE: pkcs11:..., a file or directory\n"
+              "path, tls://HOST:PORT; KEY=VALUE: anchors, expect, sni, ...) to the monitor\n"
+              "settings; the file must still load, else nothing changes.\n"},
     {"help", "usage: evertoken-enroll help [COMMAND]\n"
              "The list of commands, or the help of COMMAND.\n"},
 };
@@ -111,6 +115,7 @@ usage(FILE *out)
           "  validate [FILE...]         parse profiles and report errors\n"
           "  digest [--send]            the daily digest (--send: mail it now)\n"
           "  watch check [ENTRY...]     check the watched certificates now\n"
+          "  watch add NAME SOURCE [KEY=VALUE...] add a watch entry to the monitor settings\n"
           "  help [COMMAND]             this text, or a command's help\n"
           "\n"
           "Options:\n"
@@ -372,8 +377,19 @@ cmd_monitor(enr_ctx *ctx, const char *cmd, const char *format, int send, int arg
         return enr_mail_digest(ctx, enr_now(), 1, send ? NULL : stdout) == 0 ? ENR_EXIT_OK
                                                                              : ENR_EXIT_FAIL;
     }
+    if (argc >= 1 && !strcmp(argv[0], "add")) {
+        if (argc < 3 || mon == NULL || mon->path == NULL) {
+            enr_err("usage: evertoken-enroll watch add NAME SOURCE [KEY=VALUE...]");
+            return ENR_EXIT_USAGE;
+        }
+        if (enr_moncfg_add_watch(mon->path, argv[1], argv[2], argc - 3, argv + 3) != ENR_OK)
+            return ENR_EXIT_CONFIG;
+        printf("added [watch %s] to %s\n", argv[1], mon->path);
+        return ENR_EXIT_OK;
+    }
     if (argc < 1 || strcmp(argv[0], "check") != 0) {
-        enr_err("usage: evertoken-enroll watch check [ENTRY...]");
+        enr_err("usage: evertoken-enroll watch check [ENTRY...] | watch add NAME SOURCE "
+                "[KEY=VALUE...]");
         return ENR_EXIT_USAGE;
     }
     if (enr_watch_check(ctx, argc - 1, argv + 1, enr_now()) < (argc > 1 ? argc - 1 : 1)) {
@@ -381,7 +397,7 @@ cmd_monitor(enr_ctx *ctx, const char *cmd, const char *format, int send, int arg
                 mon && mon->path ? mon->path : "(none)");
         return ENR_EXIT_CONFIG;
     }
-    return enr_watch_status(ctx, 0, stdout);
+    return enr_watch_status(ctx, 0, stdout, argc - 1, argv + 1);
 }
 
 int
@@ -541,8 +557,8 @@ main(int argc, char **argv)
         goto out;
     }
     /* A machine may only watch certificates: then no profile is needed. */
-    if (strcmp(cmd, "history") != 0 && !only_paths && (mon == NULL || mon->n_watch == 0) &&
-        !profile_dir_ready(pdir)) {
+    if (strcmp(cmd, "history") != 0 && strcmp(cmd, "watch") != 0 && !only_paths &&
+        (mon == NULL || mon->n_watch == 0) && !profile_dir_ready(pdir)) {
         rc = ENR_EXIT_CONFIG;
         goto out;
     }

@@ -41,7 +41,7 @@ typedef struct enr_watch {
 } enr_watch;
 
 typedef struct enr_moncfg {
-    char *path;         /* the file read (NULL: none) */
+    char *path;         /* the settings file (it may not exist) */
     char *metrics_file; /* [metrics] metrics_file */
     /* [mail] */
     char *smtp_url;  /* smtp://host:port or smtps://host:port */
@@ -68,6 +68,11 @@ char *enr_moncfg_default_path(void);
  * as FILE:LINE: message). */
 enr_rc enr_moncfg_load(const char *path, int explicit_path, enr_moncfg **out);
 void enr_moncfg_free(enr_moncfg *c);
+/* `watch add`: append [watch NAME] with SOURCE and the KEY=VALUE lines KV
+ * to the settings file PATH (created if absent); the new file must load
+ * (else nothing changes, the errors say why). */
+enr_rc enr_moncfg_add_watch(const char *path, const char *name, const char *source, int nkv,
+                            char **kv);
 /* The configuration of this process (set by main; NULL: none). */
 void enr_moncfg_set(enr_moncfg *c);
 const enr_moncfg *enr_moncfg_get(void);
@@ -150,9 +155,10 @@ int enr_watch_check(enr_ctx *ctx, int argc, char **argv, time_t now);
 /* The service: every entry once a day; returns when the next check is due
  * (0: no entries). */
 time_t enr_watch_run_due(enr_ctx *ctx, time_t now);
-/* status: the watched certificates as a table after the profiles, or the
- * ", "watched": [...]" member of --json. Returns the worst level. */
-int enr_watch_status(enr_ctx *ctx, int json, FILE *out);
+/* status: the watched certificates (of the entries named in ARGV; ARGC 0:
+ * all) as a table after the profiles, or the ", "watched": [...]" member of
+ * --json. Returns the worst level. */
+int enr_watch_status(enr_ctx *ctx, int json, FILE *out, int argc, char **argv);
 /* The watched certificates for status (table or JSON items) and metrics. */
 typedef struct enr_wstate {
     char *entry;   /* watch entry name */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -386,6 +387,7 @@ enr_moncfg_load(const char *path, int explicit_path, enr_moncfg **out)
     c->mail_events = 1;
     c->digest_hour = 7;
     c->mail_timeout = 30;
+    c->path = path ? enr_strdup(path) : NULL;
     r.f = path ? fopen(path, "re") : NULL;
     if (r.f == NULL) {
         if (path != NULL && (explicit_path || errno != ENOENT)) {
@@ -396,7 +398,6 @@ enr_moncfg_load(const char *path, int explicit_path, enr_moncfg **out)
         *out = c;
         return ENR_OK;
     }
-    c->path = enr_strdup(path);
     if (ini_parse_stream(reader, &r, handler, &m) != 0)
         m.failed = 1;
     fclose(r.f);
@@ -407,6 +408,82 @@ enr_moncfg_load(const char *path, int explicit_path, enr_moncfg **out)
     }
     *out = c;
     return ENR_OK;
+}
+
+/* The new file: the old text, then the section. */
+static char *
+with_section(const char *path, const char *name, const char *source, int nkv, char **kv,
+             size_t *len)
+{
+    unsigned char *old = NULL;
+    size_t olen = 0;
+    char *text = NULL;
+    FILE *f;
+
+    if (access(path, F_OK) == 0 && enr_read_file(path, &old, &olen) != 0)
+        return NULL;
+    f = open_memstream(&text, len);
+    if (f == NULL) {
+        free(old);
+        return NULL;
+    }
+    if (olen > 0)
+        fprintf(f, "%s%s\n", (char *)old, old[olen - 1] == '\n' ? "" : "\n");
+    fprintf(f, "[watch %s]\nsource = %s\n", name, source);
+    for (int i = 0; i < nkv; i++) {
+        const char *eq = strchr(kv[i], '=');
+        fprintf(f, "%.*s = %s\n", (int)(eq - kv[i]), kv[i], eq + 1);
+    }
+    fclose(f);
+    free(old);
+    return text;
+}
+
+enr_rc
+enr_moncfg_add_watch(const char *path, const char *name, const char *source, int nkv, char **kv)
+{
+    enr_moncfg *c = NULL;
+    char *text, *tmp;
+    size_t len = 0;
+    enr_rc rc;
+
+    if (name[0] == '\0' || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                        "0123456789._-") != strlen(name)) {
+        enr_err("watch add: the name '%s' may hold letters, digits, '.', '_' and '-' only", name);
+        return ENR_E_CONFIG;
+    }
+    for (int i = -1; i < nkv; i++) {
+        const char *v = i < 0 ? source : kv[i];
+        if (strpbrk(v, "\r\n") != NULL || (i >= 0 && (strchr(v, '=') == NULL || v[0] == '='))) {
+            enr_err("watch add: '%s' is not KEY=VALUE on one line", v);
+            return ENR_E_CONFIG;
+        }
+    }
+    const enr_moncfg *cur = enr_moncfg_get();
+    for (size_t i = 0; cur != NULL && i < cur->n_watch; i++)
+        if (!strcmp(cur->watch[i].name, name)) {
+            enr_err("watch add: %s already has a [watch %s]", path, name);
+            return ENR_E_CONFIG;
+        }
+    text = with_section(path, name, source, nkv, kv, &len);
+    tmp = enr_aprintf("%s.new.%ld", path, (long)getpid());
+    if (text == NULL || tmp == NULL || enr_write_file(tmp, text, len) != 0) {
+        free(text);
+        free(tmp);
+        return ENR_E_FAIL;
+    }
+    /* The whole new file must load before it replaces the old one. */
+    rc = enr_moncfg_load(tmp, 1, &c);
+    if (rc == ENR_OK && rename(tmp, path) != 0) {
+        enr_err("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        rc = ENR_E_FAIL;
+    }
+    if (rc != ENR_OK)
+        unlink(tmp);
+    enr_moncfg_free(c);
+    free(text);
+    free(tmp);
+    return rc;
 }
 
 void

@@ -173,7 +173,7 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
     if (json)
         fputs("\n]", out);
     /* The watched certificates (watch.c, docs/monitoring.md). */
-    int wl = enr_watch_status(ctx, json, out);
+    int wl = enr_watch_status(ctx, json, out, 0, NULL);
     if (json)
         fputs("}\n", out);
     enr_profile_free_all(v, n);

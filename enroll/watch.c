@@ -579,11 +579,11 @@ jstr(FILE *out, const char *s)
 }
 
 int
-enr_watch_status(enr_ctx *ctx, int json, FILE *out)
+enr_watch_status(enr_ctx *ctx, int json, FILE *out, int argc, char **argv)
 {
     enr_wstate *v = NULL;
     size_t n = 0;
-    int worst = 0;
+    int worst = 0, shown = 0;
     time_t now = enr_now();
     char na[32], lc[32], dl[24];
 
@@ -596,11 +596,17 @@ enr_watch_status(enr_ctx *ctx, int json, FILE *out)
                 "DAYS", "STATE", "LAST-CHECK", "DETAIL");
     for (size_t i = 0; i < n; i++) {
         enr_wstate *w = &v[i];
+        int sel = argc == 0;
+        for (int j = 0; j < argc; j++)
+            sel |= w->entry != NULL && !strcmp(argv[j], w->entry);
+        if (!sel)
+            continue;
+        shown++;
         long days = w->not_after ? (long)((w->not_after - now) / ENR_DAY) : 0;
         if (w->level > worst)
             worst = w->level;
         if (json) {
-            fprintf(out, "%s\n  {\"id\": ", i ? "," : "");
+            fprintf(out, "%s\n  {\"id\": ", shown > 1 ? "," : "");
             jstr(out, w->id);
             fputs(", \"entry\": ", out);
             jstr(out, w->entry);
@@ -633,7 +639,7 @@ enr_watch_status(enr_ctx *ctx, int json, FILE *out)
         }
     }
     if (json)
-        fputs(n ? "\n]" : "]", out);
+        fputs(shown ? "\n]" : "]", out);
     enr_wstate_free(v, n);
     return worst;
 }

@@ -216,3 +216,19 @@ grep -q "^files/revoked.pem .* revoked " "$T/only.out" || die "watch-only: $(cat
 rc=0; host "$ENROLL_BIN" --profiles "$T/noprof" --state-dir "$T/state2" watch check nosuch 2>"$T/nosuch.err" || rc=$?
 [ "$rc" = 3 ] && grep -q "no such watch entry" "$T/nosuch.err" || die "unknown entry: exit $rc: $(cat "$T/nosuch.err")"
 ok "watch-only machine (no profiles), unknown entry refused"
+
+# watch add: a new section, checked like the others; a bad one changes nothing.
+cp "$XDG_CONFIG_HOME/evertoken/monitor.conf" "$T/monitor.before"
+enr watch add extra "$W/good.pem" "anchors=$CA/ca.pem" "warn_days=400,30" >"$T/add.out" 2>&1 ||
+    die "watch add failed: $(cat "$T/add.out")"
+grep -q "^\[watch extra\]$" "$XDG_CONFIG_HOME/evertoken/monitor.conf" || die "section not added"
+rc=0; enr watch check extra >"$T/extra.out" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "^extra .* expiring " "$T/extra.out" || die "added entry: exit $rc: $(cat "$T/extra.out")"
+cp "$XDG_CONFIG_HOME/evertoken/monitor.conf" "$T/monitor.after"
+rc=0; enr watch add broken tls://nohostport 2>"$T/broken.err" || rc=$?
+[ "$rc" = 3 ] && grep -q "is not tls://HOST:PORT" "$T/broken.err" || die "bad watch add: exit $rc: $(cat "$T/broken.err")"
+rc=0; enr watch add extra "$W/good.pem" 2>"$T/dup.err" || rc=$?
+[ "$rc" = 3 ] && grep -q "already has a \[watch extra\]" "$T/dup.err" || die "duplicate watch add: exit $rc: $(cat "$T/dup.err")"
+cmp -s "$XDG_CONFIG_HOME/evertoken/monitor.conf" "$T/monitor.after" || die "a refused watch add changed the file"
+ls "$XDG_CONFIG_HOME/evertoken" | grep -q '\.new\.' && die "temporary file left"
+ok "watch add appends a checked section; a bad or duplicate one changes nothing"

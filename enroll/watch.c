@@ -405,8 +405,11 @@ check_cert(enr_ctx *ctx, const enr_watch *w, enr_profile *pp, STACK_OF(X509) * a
     if (f.state == NULL)
         note(&f, "valid", 0, "valid for %ld days", days);
     prev_get(db, c->id, &pv);
+    /* The row first, so the status table of a mailed notice shows it. */
+    put_row(db, w->name, c->id, c->cert, &f, now, pv.warned);
     int warned = notices(ctx, pp, c->id, c->cert, &f, days, threshold, &pv);
-    put_row(db, w->name, c->id, c->cert, &f, now, warned);
+    if (warned != pv.warned)
+        put_row(db, w->name, c->id, c->cert, &f, now, warned);
     enr_debug("watch %s: %s: %s", c->id, f.state, f.detail);
     free(pv.state);
 }

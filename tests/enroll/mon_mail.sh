@@ -104,6 +104,24 @@ grep -q 'mail "evertoken: renewed (alice).*" not sent through smtp://127.0.0.1:1
     die "unreachable server not logged: $(cat "$T/unreach.err")"
 ok "unreachable SMTP server: logged, renewal done"
 
+# A watched certificate's finding is mailed too (events = problems by default).
+openssl req -new -newkey rsa:2048 -nodes -keyout "$T/soon.key" -subj /CN=soon.example -out "$T/soon.csr" 2>/dev/null
+openssl x509 -req -in "$T/soon.csr" -CA "$CA/ca.pem" -CAkey "$CA/ca.key" -CAcreateserial -days 3 \
+    -out "$T/soon.pem" 2>/dev/null
+monitor_conf
+sed -i '/^events = /d' "$XDG_CONFIG_HOME/evertoken/monitor.conf"
+printf '[watch soon]\nsource = %s\nanchors = %s\nrevocation = off\n' "$T/soon.pem" "$CA/ca.pem" \
+    >>"$XDG_CONFIG_HOME/evertoken/monitor.conf"
+n=$(mails)
+rc=0; enr watch check soon >/dev/null 2>"$T/wmail.err" || rc=$?
+[ "$rc" = 1 ] || die "watch check soon: exit $rc: $(cat "$T/wmail.err")"
+m=$(mail_with "evertoken: expiry-warning (watch:soon)")
+[ -n "$m" ] || die "no mail for the watched certificate: $(grep -h ^Subject "$SINK"/*.eml)"
+tr -d '\r' <"$m" | grep -q "^Message:  watched certificate soon (/CN=soon.example, serial .*) expires in [23] days$" ||
+    die "watch mail body: $(tr -d '\r' <"$m")"
+tr -d '\r' <"$m" | grep -q "^soon .* expiring " || die "watch mail without the watched table: $(tr -d '\r' <"$m")"
+ok "a watched certificate's expiry notice is mailed, with the status table"
+
 # STARTTLS required: a server certificate the anchors do not vouch for is refused.
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/other.key" -out "$T/other.pem" -subj /CN=other -days 2 2>/dev/null
 monitor_conf

@@ -134,6 +134,7 @@ obtain(job *j, X509 *old, const char *why)
     req.boot_key = bootkey;
     req.anchors = j->anchors;
     req.chain = enr_chain_known(j->ctx->st, p);
+    req.tok = j->t;
     req.txid =
         ps->pending_txid != NULL && ps->pending_kind != NULL && !strcmp(ps->pending_kind, kind)
             ? ps->pending_txid
@@ -337,6 +338,8 @@ decide(job *j, const char *kind)
     if (rev == ENR_REV_UNKNOWN && !no_answer)
         enr_warn("profile %s: the OCSP responder does not know certificate %s", p->name, serial);
     ws = enr_profile_window_start(p, nb, na);
+    if (enr_proto_get(p->proto)->renew_at != NULL && !j->ctx->force)
+        enr_proto_get(p->proto)->renew_at(p, c.cert, enr_state_dir(j->ctx->st), j->now, &ws);
     if (!want_renew || (j->now < ws && !j->ctx->force)) {
         char w[32];
         enr_pstate_set(&ps->state, j->now < ws ? "valid" : "renewal-due");

@@ -254,3 +254,25 @@ enr_show_instructions(const enr_profile *p)
             p->instructions, (char *)d, n > 0 && d[n - 1] != '\n' ? "\n" : "");
     free(d);
 }
+
+int
+enr_run_command(char *const argv[], const char *const *env, char **out)
+{
+    kv e[16] = {{NULL, NULL}};
+    size_t n = 0;
+    char *copy[16];
+    int r;
+
+    for (size_t i = 0; env != NULL && env[i] != NULL && n < 16; i++) {
+        const char *eq = strchr(env[i], '=');
+        if (eq == NULL || (copy[n] = strndup(env[i], (size_t)(eq - env[i]))) == NULL)
+            continue;
+        e[n].k = copy[n];
+        e[n].v = eq + 1;
+        n++;
+    }
+    r = run(argv, e, n, out);
+    for (size_t i = 0; i < n; i++)
+        free(copy[i]);
+    return r;
+}

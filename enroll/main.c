@@ -45,8 +45,9 @@ static const struct enr_cmd_help {
             "clock, without sleeping (tests). --unlock-poll S: seconds between looks at a\n"
             "locked token (1..3600, default 5).\n"},
     {"revoke", "usage: evertoken-enroll [OPTIONS] revoke PROFILE [--reason R]\n"
-               "Ask the profile's CA to revoke its current certificate (CMP rr, signed by the\n"
-               "certificate's key in the token). R: unspecified (default), keyCompromise,\n"
+               "Ask the profile's CA to revoke its current certificate (CMP rr or ACME\n"
+               "revokeCert, signed by the certificate's key in the token). R: unspecified\n"
+               "(default), keyCompromise,\n"
                "cACompromise, affiliationChanged, superseded, cessationOfOperation,\n"
                "certificateHold, privilegeWithdrawn, aACompromise. SCEP and EST have no\n"
                "revocation request: the command says what to do instead.\n"},
@@ -56,6 +57,11 @@ static const struct enr_cmd_help {
               "HEX or label L, after checking that its private key is in the token and\n"
               "matches, that it chains to the profile's anchors and that the profile has no\n"
               "credential yet. Its objects then take the profile's CKA_ID and label.\n"},
+    {"acme-keychange",
+     "usage: evertoken-enroll [OPTIONS] acme-keychange PROFILE\n"
+     "ACME account key rollover (RFC 8555 section 7.3.5): a new account key is\n"
+     "generated in the token, the CA is told (signed by the old and the new key),\n"
+     "then the old key is deleted and the new one takes its label and CKA_ID.\n"},
     {"hooks", "usage: evertoken-enroll [OPTIONS] hooks rerun PROFILE\n"
               "Re-run the profile's post-processing script for its current certificate.\n"},
     {"history", "usage: evertoken-enroll [OPTIONS] history [PROFILE]\n"
@@ -106,10 +112,11 @@ usage(FILE *out)
           "  run [--until TIME] [--unlock-poll S]\n"
           "                             the service (--until: simulate up to TIME, no sleeping;\n"
           "                             --unlock-poll: seconds between looks at a locked token)\n"
-          "  revoke PROFILE [--reason R] ask the CA to revoke the current certificate (CMP;\n"
-          "                             R: keyCompromise, superseded, ...)\n"
+          "  revoke PROFILE [--reason R] ask the CA to revoke the current certificate (CMP,\n"
+          "                             ACME; R: keyCompromise, superseded, ...)\n"
           "  adopt PROFILE (--id HEX | --label L)\n"
           "                             bring an imported credential under PROFILE's renewal\n"
+          "  acme-keychange PROFILE     ACME: a new account key in the token (key rollover)\n"
           "  hooks rerun PROFILE        re-run the post-processing script\n"
           "  history [PROFILE]          the event history\n"
           "  validate [FILE...]         parse profiles and report errors\n"
@@ -236,19 +243,21 @@ cmd_checks(enr_ctx *ctx, const char *kind, int argc, char **argv)
 }
 
 static int
-cmd_revoke(enr_ctx *ctx, int argc, char **argv, const char *reason)
+cmd_revoke(enr_ctx *ctx, int argc, char **argv, const char *reason, int keychange)
 {
     enr_profile **v = NULL;
     size_t n = 0;
     int rc;
 
     if (argc != 1) {
-        enr_err("usage: evertoken-enroll revoke PROFILE [--reason R]");
+        enr_err("usage: evertoken-enroll %s",
+                keychange ? "acme-keychange PROFILE" : "revoke PROFILE [--reason R]");
         return ENR_EXIT_USAGE;
     }
     rc = load_selected(ctx, 1, argv, &v, &n);
     if (rc == ENR_EXIT_OK && n == 1)
-        rc = enr_rc_exit(enr_revoke_profile(ctx, v[0], reason));
+        rc = enr_rc_exit(keychange ? enr_acme_keychange(ctx, v[0])
+                                   : enr_revoke_profile(ctx, v[0], reason));
     else if (rc == ENR_EXIT_OK)
         rc = ENR_EXIT_CONFIG;
     enr_profile_free_all(v, n);
@@ -583,9 +592,11 @@ main(int argc, char **argv)
     else if (!strcmp(cmd, "hooks"))
         rc = cmd_hooks(&ctx, cargc, cargv);
     else if (!strcmp(cmd, "revoke"))
-        rc = cmd_revoke(&ctx, cargc, cargv, reason);
+        rc = cmd_revoke(&ctx, cargc, cargv, reason, 0);
     else if (!strcmp(cmd, "adopt"))
         rc = cmd_adopt(&ctx, cargc, cargv, adopt_id, adopt_label);
+    else if (!strcmp(cmd, "acme-keychange"))
+        rc = cmd_revoke(&ctx, cargc, cargv, NULL, 1);
     else if (!strcmp(cmd, "history"))
         rc = enr_state_print_events(ctx.st, cargc ? cargv[0] : NULL, stdout) == ENR_OK
                  ? ENR_EXIT_OK

@@ -107,6 +107,9 @@ enum {
     M_CHECKS,
     M_FAILURES,
     M_WINDOW,
+    M_ARI_START,
+    M_ARI_END,
+    M_ARI_RENEW,
     M_TOK_PRESENT,
     M_TOK_CACHE,
     M_TOK_LOCKED,
@@ -133,6 +136,12 @@ static const struct family {
     {"evertoken_enroll_check_failures_total", "counter", "Checks that failed."},
     {"evertoken_enroll_renewal_window_start_seconds", "gauge",
      "When the renewal window of the current certificate opens."},
+    {"evertoken_enroll_ari_window_start_seconds", "gauge",
+     "ACME: start of the renewal window the CA suggests (ARI, RFC 9773)."},
+    {"evertoken_enroll_ari_window_end_seconds", "gauge",
+     "ACME: end of the renewal window the CA suggests (ARI)."},
+    {"evertoken_enroll_ari_renew_at_seconds", "gauge",
+     "ACME: the renewal time drawn inside the ARI window."},
     {"evertoken_enroll_token_present", "gauge", "The profile's token was found (1) or not (0)."},
     {"evertoken_enroll_token_login_cached", "gauge",
      "A check could log in without a PIN now (1), not (0)."},
@@ -261,6 +270,13 @@ profile_metrics(enr_ctx *ctx, sample_buf *b, enr_profile **v, size_t n, size_t i
         gauge(b, M_WINDOW, "profile", v[i]->name,
               (long long)enr_profile_window_start(v[i], (time_t)ps.cert_not_before,
                                                   (time_t)ps.cert_not_after));
+    long long ws, we, wr;
+    if (v[i]->proto == ENR_PROTO_ACME &&
+        enr_acme_ari_window(enr_state_dir(ctx->st), v[i]->name, &ws, &we, &wr)) {
+        gauge(b, M_ARI_START, "profile", v[i]->name, ws);
+        gauge(b, M_ARI_END, "profile", v[i]->name, we);
+        gauge(b, M_ARI_RENEW, "profile", v[i]->name, wr);
+    }
     enr_pstate_clear(&ps);
     token_metrics(b, v, n, i);
 }

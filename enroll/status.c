@@ -112,6 +112,7 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
         const char *why, *kind;
         char na[32], lc[32], nc[32], dl[24];
         time_t next;
+        long long ws, we, wr; /* ACME renewal information */
 
         if (enr_state_get(ctx->st, v[i]->name, &ps, &found) != ENR_OK)
             continue;
@@ -157,6 +158,16 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
             fprintf(out, ", \"hook_exit\": %d, \"level\": %d, \"level_reason\": ", ps.hook_exit,
                     lv);
             json_str(out, why);
+            if (v[i]->proto == ENR_PROTO_ACME &&
+                enr_acme_ari_window(enr_state_dir(ctx->st), v[i]->name, &ws, &we, &wr)) {
+                fputs(", \"renewal_window\": {\"source\": \"ari\", \"start\": ", out);
+                json_time(out, ws);
+                fputs(", \"end\": ", out);
+                json_time(out, we);
+                fputs(", \"renew_at\": ", out);
+                json_time(out, wr);
+                fputs("}", out);
+            }
             fputs("}", out);
         } else {
             char subj[29];
@@ -167,6 +178,13 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
                     et_escs(ps.state ? ps.state : "new"), et_escs(ps.rollover ? ps.rollover : "-"),
                     enr_fmt_time((time_t)ps.last_check, lc, 32), enr_fmt_time(next, nc, sizeof(nc)),
                     et_escs(ps.last_error ? ps.last_error : ""));
+            if (v[i]->proto == ENR_PROTO_ACME &&
+                enr_acme_ari_window(enr_state_dir(ctx->st), v[i]->name, &ws, &we, &wr)) {
+                fprintf(out, "%-14s renewal window from the CA (ACME ARI): %s .. ", "",
+                        enr_fmt_time((time_t)ws, na, sizeof(na)));
+                fprintf(out, "%s, renewal at %s\n", enr_fmt_time((time_t)we, na, sizeof(na)),
+                        enr_fmt_time((time_t)wr, nc, sizeof(nc)));
+            }
         }
         enr_pstate_clear(&ps);
     }

@@ -23,6 +23,7 @@
 #include <p11-kit/uri.h>
 
 #include "chain.h"
+#include "p11key.h"
 #include "token_int.h"
 
 const char *
@@ -97,6 +98,13 @@ enr_token_p11(enr_token *t, CK_SESSION_HANDLE *sh)
 {
     *sh = t->sh;
     return t->f;
+}
+
+/* The public key of key object H (p11key.h; the ACME account key). */
+EVP_PKEY *
+enr_token_pubkey(enr_token *t, CK_OBJECT_HANDLE h)
+{
+    return tok_read_pubkey(t, h);
 }
 
 /* ---- Open / close ------------------------------------------------------- */

@@ -2,21 +2,24 @@
 # needs, in three sets. CI starts from a fresh machine: keep the sets complete.
 #
 # Runtime: build and run evertoken (module, CLI, helper, man pages).
+# libjansson-dev: the JSON of ACME (enroll/proto/acme*.c); libmicrohttpd-dev:
+# ACME's built-in http-01 responder (and the test CAs).
 ET_RUNTIME_PACKAGES=(
   build-essential cmake pkg-config scdoc
   libssl-dev openssl libsodium-dev libsqlite3-dev libinih-dev
   libp11-kit-dev p11-kit libkeyutils-dev keyutils
-  libp11-dev libcurl4-openssl-dev libsystemd-dev
+  libp11-dev libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev libsystemd-dev
 )
 # Demo (scripts/demo.sh, with the runtime set): the clients it shows the token
 # in (pkcs11-tool, p11tool, NSS certutil, OpenSSL's pkcs11 engine, curl) and
 # what its local SCEP/EST test CAs are built with.
 ET_DEMO_PACKAGES=(
   opensc gnutls-bin libnss3-tools libengine-pkcs11-openssl curl iproute2
-  libcmocka-dev libmicrohttpd-dev libgnutls28-dev
+  libcmocka-dev libgnutls28-dev
 )
 # Tests (scripts/test.sh installs all three sets). openssh-server and nginx
-# are servers: the tests start their own instances on 127.0.0.1 only.
+# are servers: the tests start their own instances on 127.0.0.1 only; so
+# is pebble, the ACME test server (tests/enroll/acme_*.sh).
 # debhelper, lintian: the Debian package (scripts/package-test.sh);
 # systemd: systemd-analyze verify of the user unit; man-db: man -l checks.
 # prometheus-node-exporter, prometheus (promtool) and python3-aiosmtpd are
@@ -28,7 +31,7 @@ ET_TEST_PACKAGES=(
   openssh-client openssh-server python3 scep
   xxd clang valgrind openvpn iputils-ping
   chromium xvfb xdotool nginx x11-utils nodejs
-  debhelper dpkg-dev lintian systemd man-db
+  debhelper dpkg-dev lintian systemd man-db pebble
   prometheus-node-exporter prometheus python3-aiosmtpd
 )
 # Servers the test set brings whose packages start a system service on

@@ -452,7 +452,7 @@ genm(const enr_proto_req *r, const char *op, const char *type, ASN1_TYPE *value,
      STACK_OF(OSSL_CMP_ITAV) * *out, const ASN1_TYPE **got, int *net)
 {
     cmp_call c = {r->p, NULL, op, ENR_OK, r->anchors, NULL, ENR_OK, 0};
-    OSSL_CMP_CTX *ctx = cmp_new(r->p, &c, r->anchors, NULL);
+    OSSL_CMP_CTX *ctx = cmp_new(r->p, &c, r->anchors, r->chain);
     X509 *cert = r->old != NULL ? r->old : r->boot_cert;
     EVP_PKEY *key = r->old != NULL ? r->oldkey : r->boot_key;
     ASN1_OBJECT *obj = OBJ_txt2obj(type, 1), *wobj = OBJ_txt2obj(want, 1);
@@ -545,6 +545,15 @@ take_root(const enr_profile *p, STACK_OF(X509) * anchors, X509 *root,
                  "to replace %s, but %s: not trusted (if it is genuine, add it to the "
                  "profile's anchors file by hand)",
                  p->name, nname, oname, bad);
+        return;
+    }
+    /* NewWithOld first: a chain from the new root's certificates to the old
+     * root goes through it (a relying party that still trusts only the old
+     * root needs it, and it is what the stored chain holds). */
+    if (!X509_up_ref(nwo))
+        return;
+    if (!sk_X509_push(anchors, nwo)) {
+        X509_free(nwo);
         return;
     }
     if (!X509_up_ref(nwn))
@@ -691,5 +700,5 @@ cmp_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_resu
 }
 
 const enr_proto_ops enr_proto_cmp = {
-    "cmp", "CMP (RFC 9810)", 1, cmp_check, cmp_prepare, cmp_request, enr_cmp_revoke, NULL,
+    "cmp", "CMP (RFC 9810)", 1, cmp_check, cmp_prepare, cmp_request, enr_cmp_revoke, NULL, NULL,
 };

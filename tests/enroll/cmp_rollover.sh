@@ -8,7 +8,8 @@
 #    untouched;
 #  - a genuine NewWithOld (signed by the old root the profile trusts): the
 #    new root is trusted for the check, the renewal the new key issued is
-#    accepted and works, and so does the next one.
+#    accepted and works (its stored chain is NewWithOld, so it verifies to
+#    the old root), and so does the next one.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/cmplib.sh"
 cmp_init
@@ -47,6 +48,12 @@ token_cert alice >"$T/a2.pem" || die "no certificate"
 [ "$(token_serial alice)" != "$s1" ] || die "alice not renewed"
 openssl verify -CAfile "$CA/ca2.pem" "$T/a2.pem" >/dev/null || die "not issued by the new root key"
 cred_works alice || die "alice's renewed credential does not work"
+# The stored chain is the link a relying party of the old root needs.
+chain=$STATE/certs/alice/chain.pem
+[ "$(openssl x509 -in "$chain" -noout -subject -issuer -nameopt RFC2253 | tr '\n' ' ')" = "subject=CN=evertoken test CA G2 issuer=CN=evertoken test CA " ] ||
+    die "chain.pem is not NewWithOld: $(openssl x509 -in "$chain" -noout -subject -issuer 2>&1)"
+openssl verify -CAfile "$CA/ca.pem" -untrusted "$chain" "$T/a2.pem" >/dev/null ||
+    die "the renewed certificate does not verify to the old root through chain.pem"
 s2=$(token_serial alice)
 enr -v renew --force alice 2>"$T/r2.err" || die "second renewal under the new root: $(cat "$T/r2.err")"
 [ "$(token_serial alice)" != "$s2" ] || die "alice not renewed again"

@@ -121,7 +121,7 @@ ASN1_SEQUENCE(T_TMPL) =
     X509 *last_issued;
     int rollover;
     X509 *old_ca, *nwo, *own; /* --rollover: the old root, NewWithOld, OldWithNew */
-    STACK_OF(X509) * chain; /* DIR/chain.pem: the CA's chain, sent with every certificate */
+    STACK_OF(X509) * chain;   /* DIR/chain.pem: the CA's chain, sent with every certificate */
 } cfg;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

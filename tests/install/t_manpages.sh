@@ -2,7 +2,8 @@
 # The man pages built from docs/man/*.scd render without a warning, and cover
 # what the programs really have: every command and option of `evertoken` and
 # `evertoken-enroll` (taken from their --help), every profile key the parser
-# knows (enroll/profile_keys.c) and every EVERTOKEN_* variable the code reads.
+# knows (enroll/profile_keys.c; a protocol's own section: enroll/proto/*_conf.c)
+# and every EVERTOKEN_* variable the code reads.
 . "$EVERTOKEN_SOURCE_DIR/tests/external/lib.sh"
 need man scdoc
 : "${EVERTOKEN_BINARY_DIR:?run through ctest}"
@@ -72,6 +73,11 @@ mapfile -t keys < <(grep -oE '^ *\{"[a-z]+", "[a-z_]+", p_[a-z_]+,' <<<"$ktab" |
 rows=$(grep -c '^ *{' <<<"$ktab")
 [ "$rows" -eq "${#keys[@]}" ] ||
     die "enroll/profile_keys.c: $rows rows in the key table but ${#keys[@]} keys read from them"
+# A protocol's own section ([acme]) is parsed by its *_conf.c: IS("section", "key").
+mapfile -t pkeys < <(grep -ohE 'IS\("[a-z]+", "[a-z_]+"\)' "$SRC"/enroll/proto/*_conf.c | sort -u |
+    sed -E 's/IS\("([a-z]+)", "([a-z_]+)"\)/\1 \2/')
+[ "${#pkeys[@]}" -ge 10 ] || die "could not read the [acme] keys from enroll/proto/acme_conf.c"
+keys+=("${pkeys[@]}")
 for k in "${keys[@]}"; do
     set -- $k
     grep -q "^# SECTION \[$1\]" "$SRC/docs/man/evertoken-enroll.conf.5.scd" ||

@@ -9,6 +9,7 @@
 #include <evertoken/p11.h>
 
 #include "enr_int.h"
+#include "p11key.h"
 
 /*
  * The chain of LEAF up to, not including, its trust anchor: intermediates
@@ -46,7 +47,7 @@ enr_rc enr_chain_sync(enr_token *t, enr_state *st, const enr_profile *p, X509 *l
  * NULL when they cannot be listed. */
 STACK_OF(X509) * enr_chain_token_certs(enr_token *t);
 
-/* token.c: the module's function list and the open session of T. */
-CK_FUNCTION_LIST_PTR enr_token_p11(enr_token *t, CK_SESSION_HANDLE *sh);
+/* token.c: the module's function list and the open session of T
+ * (enr_token_p11, declared in p11key.h). */
 
 #endif /* EVERTOKEN_ENROLL_CHAIN_H */

@@ -23,7 +23,6 @@
 #include <p11-kit/uri.h>
 
 #include "chain.h"
-#include "p11key.h"
 #include "token_int.h"
 
 const char *
@@ -98,13 +97,6 @@ enr_token_p11(enr_token *t, CK_SESSION_HANDLE *sh)
 {
     *sh = t->sh;
     return t->f;
-}
-
-/* The public key of key object H (p11key.h; the ACME account key). */
-EVP_PKEY *
-enr_token_pubkey(enr_token *t, CK_OBJECT_HANDLE h)
-{
-    return tok_read_pubkey(t, h);
 }
 
 /* ---- Open / close ------------------------------------------------------- */

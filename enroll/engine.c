@@ -20,6 +20,7 @@
 #include "chain.h"
 #include "enr_int.h"
 #include "expiry.h"
+#include "mon.h"
 #include "proto/proto.h"
 
 static char *
@@ -482,8 +483,10 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
     enr_expiry_notify(p, ctx->st, &ps, j.now, rc);
     enr_state_event(ctx->st, p->name, kind, enr_rc_name(rc));
     enr_state_put(ctx->st, &ps);
+    enr_monitor_record(ctx->st, p->name, rc, j.now);
     enr_pstate_clear(&ps);
     enr_state_unlock(ctx->st);
+    enr_metrics_update(ctx);
     return rc;
 }
 
@@ -624,7 +627,7 @@ enr_run_service(enr_ctx *ctx, time_t until)
         enr_clock_set(enr_now());
     enr_info("service started (%s)", until > 0 ? "simulated time" : "real time");
     while (!stop_flag) {
-        time_t now = enr_now(), next = 0;
+        time_t now = enr_now(), next = enr_monitor_round(ctx, now);
         int ran = 0;
 
         /* Profiles are re-read each round: new ones are picked up. */

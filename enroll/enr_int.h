@@ -14,7 +14,8 @@
  * hooks.c (post-processing
  * script, notifications), engine.c (the check/enroll/renew state machine,
  * protocol-blind), status.c and main.c (the CLI). docs/enrollment.md is the
- * user-facing description of everything here.
+ * user-facing description of everything here. The monitoring (metrics,
+ * journald, mail, watch entries) has its own header, mon.h.
  */
 #ifndef EVERTOKEN_ENROLL_ENR_INT_H
 #define EVERTOKEN_ENROLL_ENR_INT_H
@@ -308,6 +309,8 @@ typedef struct enr_pstate {
 enr_rc enr_state_open(const char *dir, enr_state **out);
 void enr_state_close(enr_state *st);
 const char *enr_state_dir(const enr_state *st);
+/* The SQLite handle (the monitoring tables of metrics.c and watch.c). */
+struct sqlite3 *enr_state_db(enr_state *st);
 /* Load a profile's row; a missing row gives a zeroed struct with the name
  * set and returns ENR_OK with *FOUND = 0. */
 enr_rc enr_state_get(enr_state *st, const char *profile, enr_pstate *ps, int *found);
@@ -571,5 +574,8 @@ int enr_run_service(enr_ctx *ctx, time_t until);
 /* ---- status.c ----------------------------------------------------------- */
 
 int enr_status(enr_ctx *ctx, int json, FILE *out);
+/* A profile's level (0 ok, 1 warning, 2 critical), days left and why. */
+int enr_status_level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days,
+                     const char **why);
 
 #endif /* EVERTOKEN_ENROLL_ENR_INT_H */

@@ -13,11 +13,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "chain.h"
 #include "enr_int.h"
+#include "mon.h"
 
 #define HOOK_TIMEOUT 120 /* seconds before a hanging hook is killed */
 #define OUTPUT_MAX   4000
@@ -129,10 +131,13 @@ enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev)
     char na[32] = "", days[16] = "";
     char *title;
 
-    if (is_problem(ev->event))
-        enr_warn("profile %s: %s: %s", p->name, ev->event, ev->message);
-    else
-        enr_info("profile %s: %s: %s", p->name, ev->event, ev->message);
+    /* Under systemd a journal entry with the event's fields (journal.c). */
+    if (enr_journal_event(is_problem(ev->event) ? LOG_WARNING : LOG_INFO, p->name, ev) != 0) {
+        if (is_problem(ev->event))
+            enr_warn("profile %s: %s: %s", p->name, ev->event, ev->message);
+        else
+            enr_info("profile %s: %s: %s", p->name, ev->event, ev->message);
+    }
     if (st != NULL) {
         char *d = enr_aprintf("%s: %s", ev->event, ev->message);
         enr_state_event(st, p->name, "notify", d);
@@ -173,6 +178,7 @@ enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev)
         if (r != 0)
             enr_warn("profile %s: the notification command exited with %d", p->name, r);
     }
+    enr_mail_event(p->name, ev); /* [mail] of the monitor settings (mail.c) */
 }
 
 enr_rc

@@ -13,6 +13,7 @@
 
 #include "adopt.h"
 #include "enr_int.h"
+#include "mon.h"
 #include "et_escape.h"
 
 /* One entry per command: its name and its help (`help CMD`, `CMD --help`). */
@@ -32,10 +33,12 @@ static const struct enr_cmd_help {
     {"retry", "usage: evertoken-enroll [OPTIONS] retry [PROFILE...]\n"
               "Run the retries that wait (after a network error or a PENDING answer) now; a\n"
               "full check where none waits.\n"},
-    {"status", "usage: evertoken-enroll [OPTIONS] status [--json]\n"
+    {"status", "usage: evertoken-enroll [OPTIONS] status [--json] [--format F]\n"
                "Every profile's certificate (subject, not-after, days left), state, last and\n"
-               "next check and last error. Exit 0 all fine, 1 warning, 2 critical. Reads only\n"
-               "the state database, so it works while the token is locked.\n"},
+               "next check and last error, and every watched certificate. Exit 0 all fine,\n"
+               "1 warning, 2 critical. Reads the state database, so it works while the token\n"
+               "is locked. --format table (default), json (= --json) or openmetrics: the\n"
+               "Prometheus text format of the metrics file (docs/monitoring.md).\n"},
     {"run", "usage: evertoken-enroll [OPTIONS] run [--until TIME] [--unlock-poll S]\n"
             "The service (systemd user unit evertoken-enroll.service): checks every profile\n"
             "on its schedule until SIGTERM. --until TIME: simulate up to TIME with the fake\n"
@@ -66,6 +69,21 @@ static const struct enr_cmd_help {
     {"validate", "usage: evertoken-enroll [OPTIONS] validate [FILE...]\n"
                  "Parse the profiles (every *.conf of the profile directory, or the FILEs) and\n"
                  "report every error as FILE:LINE: [section] key: what is wrong.\n"},
+    {"digest", "usage: evertoken-enroll [OPTIONS] digest [--send]\n"
+               "The daily digest: what needs attention (due, failing or expiring) and the\n"
+               "status table. Printed on stdout, or with --send mailed now to the [mail]\n"
+               "recipients of the monitor settings (the service sends it daily at\n"
+               "digest_time when digest = yes).\n"},
+    {"watch", "usage: evertoken-enroll [OPTIONS] watch check [ENTRY...]\n"
+              "       evertoken-enroll [OPTIONS] watch add NAME SOURCE [KEY=VALUE...]\n"
+              "Check the watch entries of the monitor settings ([watch NAME]: token\n"
+              "certificates, PEM/DER files and directories, TLS endpoints) now, or those\n"
+              "named: expiry, chain, revocation, weak keys, the expected endpoint\n"
+              "certificate. Prints their certificates; exit 0 all fine, 1 warning,\n"
+              "2 critical (3: no such entry). The service checks them daily.\n"
+              "add: append a [watch NAME] section (SOURCE: pkcs11:..., a file or directory\n"
+              "path, tls://HOST:PORT; KEY=VALUE: anchors, expect, sni, ...) to the monitor\n"
+              "settings; the file must still load, else nothing changes.\n"},
     {"help", "usage: evertoken-enroll help [COMMAND]\n"
              "The list of commands, or the help of COMMAND.\n"},
 };
@@ -89,7 +107,8 @@ usage(FILE *out)
           "  enroll [PROFILE...]        enrollment check now (enroll if no valid certificate)\n"
           "  renew [--force] [PROFILE...] renewal check now (--force: even outside the window)\n"
           "  retry [PROFILE...]         retry failed checks now\n"
-          "  status [--json]            every profile's certificate and state; exit 0/1/2\n"
+          "  status [--json] [--format F] every profile's and watched certificate's state;\n"
+          "                             exit 0/1/2 (F: table, json, openmetrics)\n"
           "  run [--until TIME] [--unlock-poll S]\n"
           "                             the service (--until: simulate up to TIME, no sleeping;\n"
           "                             --unlock-poll: seconds between looks at a locked token)\n"
@@ -101,11 +120,16 @@ usage(FILE *out)
           "  hooks rerun PROFILE        re-run the post-processing script\n"
           "  history [PROFILE]          the event history\n"
           "  validate [FILE...]         parse profiles and report errors\n"
+          "  digest [--send]            the daily digest (--send: mail it now)\n"
+          "  watch check [ENTRY...]     check the watched certificates now\n"
+          "  watch add NAME SOURCE [KEY=VALUE...] add a watch entry to the monitor settings\n"
           "  help [COMMAND]             this text, or a command's help\n"
           "\n"
           "Options:\n"
           "  --profiles DIR   profile directory (default $XDG_CONFIG_HOME/evertoken/profiles)\n"
           "  --state-dir DIR  state directory (default $XDG_STATE_HOME/evertoken)\n"
+          "  --config FILE    monitor settings: metrics, mail, watch entries (default\n"
+          "                   $XDG_CONFIG_HOME/evertoken/monitor.conf)\n"
           "  --now TIME       pretend the time is TIME (epoch or YYYY-MM-DDTHH:MM:SSZ; tests)\n"
           "  -v, --verbose    debug messages\n"
           "  -h, --help       this help\n"
@@ -316,19 +340,94 @@ cmd_validate(enr_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+/* ---- monitoring (mon.h, docs/monitoring.md) ------------------------------ */
+
+/* The monitor settings: --config FILE, else the default path (absent there:
+ * nothing configured). */
+static int
+load_monitor(const char *config, enr_moncfg **mon)
+{
+    char *mpath = config ? enr_strdup(config) : enr_moncfg_default_path();
+    enr_rc rc = enr_moncfg_load(mpath, config != NULL, mon);
+
+    free(mpath);
+    if (rc != ENR_OK)
+        return -1;
+    enr_moncfg_set(*mon);
+    return 0;
+}
+
+/* status --format F: 1 for json, 0 for table or openmetrics, -1 unknown. */
+static int
+status_format(const char *f)
+{
+    if (strcmp(f, "table") && strcmp(f, "json") && strcmp(f, "openmetrics")) {
+        enr_err("--format %s: table, json or openmetrics", f);
+        return -1;
+    }
+    return !strcmp(f, "json");
+}
+
+/* status (FORMAT table, json, openmetrics), digest [--send], watch check. */
+static int
+cmd_monitor(enr_ctx *ctx, const char *cmd, const char *format, int send, int argc, char **argv)
+{
+    const enr_moncfg *mon = enr_moncfg_get();
+
+    if (!strcmp(cmd, "status") && !strcmp(format, "openmetrics"))
+        return enr_metrics_render(ctx, stdout) == 0 ? ENR_EXIT_OK : ENR_EXIT_FAIL;
+    if (!strcmp(cmd, "status"))
+        return enr_status(ctx, !strcmp(format, "json"), stdout);
+    if (!strcmp(cmd, "digest")) {
+        if (send && (mon == NULL || mon->smtp_url == NULL)) {
+            enr_err("digest --send: no [mail] in the monitor settings");
+            return ENR_EXIT_CONFIG;
+        }
+        return enr_mail_digest(ctx, enr_now(), 1, send ? NULL : stdout) == 0 ? ENR_EXIT_OK
+                                                                             : ENR_EXIT_FAIL;
+    }
+    if (argc >= 1 && !strcmp(argv[0], "add")) {
+        if (argc < 3 || mon == NULL || mon->path == NULL) {
+            enr_err("usage: evertoken-enroll watch add NAME SOURCE [KEY=VALUE...]");
+            return ENR_EXIT_USAGE;
+        }
+        if (enr_moncfg_add_watch(mon->path, argv[1], argv[2], argc - 3, argv + 3) != ENR_OK)
+            return ENR_EXIT_CONFIG;
+        printf("added [watch %s] to %s\n", argv[1], mon->path);
+        return ENR_EXIT_OK;
+    }
+    if (argc < 1 || strcmp(argv[0], "check") != 0) {
+        enr_err("usage: evertoken-enroll watch check [ENTRY...] | watch add NAME SOURCE "
+                "[KEY=VALUE...]");
+        return ENR_EXIT_USAGE;
+    }
+    if (enr_watch_check(ctx, argc - 1, argv + 1, enr_now()) < (argc > 1 ? argc - 1 : 1)) {
+        enr_err("no such watch entry in the monitor settings %s",
+                mon && mon->path ? mon->path : "(none)");
+        return ENR_EXIT_CONFIG;
+    }
+    return enr_watch_status(ctx, 0, stdout, argc - 1, argv + 1);
+}
+
 int
 main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"profiles", required_argument, NULL, 'P'}, {"state-dir", required_argument, NULL, 'S'},
-        {"now", required_argument, NULL, 'N'},      {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},           {"force", no_argument, NULL, 'f'},
-        {"json", no_argument, NULL, 'j'},           {"until", required_argument, NULL, 'U'},
-        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0}};
-    const char *profiles = NULL, *state_dir = NULL, *cmd;
+    static const struct option opts[] = {{"profiles", required_argument, NULL, 'P'},
+                                         {"state-dir", required_argument, NULL, 'S'},
+                                         {"now", required_argument, NULL, 'N'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"force", no_argument, NULL, 'f'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"until", required_argument, NULL, 'U'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"config", required_argument, NULL, 'C'},
+                                         {NULL, 0, NULL, 0}};
+    const char *profiles = NULL, *state_dir = NULL, *cmd, *config = NULL, *format = NULL;
+    enr_moncfg *mon = NULL;
     enr_ctx ctx;
     time_t until = 0, t;
-    int c, json = 0, force = 0, unlock_poll = 0, rc;
+    int c, json = 0, force = 0, unlock_poll = 0, rc, send = 0;
     const char *reason = NULL, *adopt_id = NULL, *adopt_label = NULL;
     char *pdir;
 
@@ -340,6 +439,9 @@ main(int argc, char **argv)
             break;
         case 'S':
             state_dir = optarg;
+            break;
+        case 'C':
+            config = optarg;
             break;
         case 'N':
             if (enr_parse_time(optarg, &t) != 0) {
@@ -403,9 +505,16 @@ main(int argc, char **argv)
     for (int i = optind; i < argc; i++) {
         if (!strcmp(argv[i], "--force") && !strcmp(cmd, "renew"))
             force = 1;
+        else if (!strcmp(argv[i], "--send") && !strcmp(cmd, "digest"))
+            send = 1;
         else if (!strcmp(argv[i], "--json") && !strcmp(cmd, "status"))
             json = 1;
-        else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--format") && !strcmp(cmd, "status") && i + 1 < argc) {
+            if ((json = status_format(format = argv[++i])) < 0) {
+                free(cargv);
+                return ENR_EXIT_USAGE;
+            }
+        } else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && i + 1 < argc)
             reason = argv[++i];
         else if (!strcmp(argv[i], "--id") && !strcmp(cmd, "adopt") && i + 1 < argc)
             adopt_id = argv[++i];
@@ -452,7 +561,13 @@ main(int argc, char **argv)
     for (int i = 0; i < cargc; i++)
         if (strchr(cargv[i], '/') == NULL)
             only_paths = 0;
-    if (strcmp(cmd, "history") != 0 && !only_paths && !profile_dir_ready(pdir)) {
+    if (load_monitor(config, &mon) != 0) {
+        rc = ENR_EXIT_CONFIG;
+        goto out;
+    }
+    /* A machine may only watch certificates: then no profile is needed. */
+    if (strcmp(cmd, "history") != 0 && strcmp(cmd, "watch") != 0 && !only_paths &&
+        (mon == NULL || mon->n_watch == 0) && !profile_dir_ready(pdir)) {
         rc = ENR_EXIT_CONFIG;
         goto out;
     }
@@ -466,11 +581,12 @@ main(int argc, char **argv)
         rc = ENR_EXIT_FAIL;
         goto out;
     }
+    enr_mail_set_ctx(&ctx);
     if (!strcmp(cmd, "check") || !strcmp(cmd, "enroll") || !strcmp(cmd, "renew") ||
         !strcmp(cmd, "retry"))
         rc = cmd_checks(&ctx, cmd, cargc, cargv);
-    else if (!strcmp(cmd, "status"))
-        rc = enr_status(&ctx, json, stdout);
+    else if (!strcmp(cmd, "status") || !strcmp(cmd, "digest") || !strcmp(cmd, "watch"))
+        rc = cmd_monitor(&ctx, cmd, format ? format : json ? "json" : "table", send, cargc, cargv);
     else if (!strcmp(cmd, "run"))
         rc = enr_run_service(&ctx, until);
     else if (!strcmp(cmd, "hooks"))
@@ -492,6 +608,8 @@ main(int argc, char **argv)
     }
 out:
     enr_state_close(ctx.st);
+    enr_moncfg_set(NULL);
+    enr_moncfg_free(mon);
     free(pdir);
     free(cargv);
     curl_global_cleanup();

@@ -10,6 +10,7 @@
 #include "enr_int.h"
 #include "et_escape.h"
 #include "expiry.h"
+#include "mon.h"
 
 static void
 json_str(FILE *out, const char *s)
@@ -37,8 +38,9 @@ json_time(FILE *out, long long t)
 }
 
 /* 0 ok, 1 warning, 2 critical, with the reason. */
-static int
-level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days, const char **why)
+int
+enr_status_level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days,
+                 const char **why)
 {
     enr_expiry e;
 
@@ -114,7 +116,7 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
 
         if (enr_state_get(ctx->st, v[i]->name, &ps, &found) != ENR_OK)
             continue;
-        lv = level(v[i], &ps, now, &days, &why);
+        lv = enr_status_level(v[i], &ps, now, &days, &why);
         if (lv > worst)
             worst = lv;
         next = found ? enr_sched_next_due(&ps, &kind) : 0;
@@ -187,7 +189,11 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
         enr_pstate_clear(&ps);
     }
     if (json)
-        fputs("\n]}\n", out);
+        fputs("\n]", out);
+    /* The watched certificates (watch.c, docs/monitoring.md). */
+    int wl = enr_watch_status(ctx, json, out, 0, NULL);
+    if (json)
+        fputs("}\n", out);
     enr_profile_free_all(v, n);
-    return worst;
+    return wl > worst ? wl : worst;
 }

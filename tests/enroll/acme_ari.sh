@@ -40,7 +40,13 @@ grep -q "renewal window from the CA (ACME ARI): $(date -u -d @$((now + 10 * 8640
 enr status --json >"$T/status.json" || true
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); w=d["profiles"][0]["renewal_window"]; assert w["source"]=="ari" and w["renew_at"], w' "$T/status.json" ||
     die "status --json has no renewal window: $(cat "$T/status.json")"
-ok "ARI: certificate id AKI.serial, a future window keeps the certificate, status shows the window and the drawn time"
+# ... and so do the metrics (docs/monitoring.md).
+enr status --format openmetrics >"$T/metrics.txt" || die "status --format openmetrics failed"
+grep -qx "evertoken_enroll_ari_window_start_seconds{kind=\"profile\",name=\"alice\"} $((now + 10 * 86400))" "$T/metrics.txt" &&
+    grep -qx "evertoken_enroll_ari_window_end_seconds{kind=\"profile\",name=\"alice\"} $((now + 11 * 86400))" "$T/metrics.txt" &&
+    grep -qx "evertoken_enroll_ari_renew_at_seconds{kind=\"profile\",name=\"alice\"} $at" "$T/metrics.txt" ||
+    die "ARI window metrics: $(grep ari_ "$T/metrics.txt")"
+ok "ARI: certificate id AKI.serial, a future window keeps the certificate, status and metrics show the window and the drawn time"
 
 # At the drawn time: renewed, replacing the old certificate.
 enr -v --now "@$at" check alice 2>"$T/r.err" || die "check at $at: $(cat "$T/r.err")"

@@ -85,6 +85,19 @@ for k in "${keys[@]}"; do
     has evertoken-enroll.conf.5 "$2" || die "evertoken-enroll.conf.5 does not mention [$1] $2"
 done
 ok "evertoken-enroll.conf.5: ${#keys[@]} profile keys"
+# ... and every key of the monitor settings (enroll/moncfg.c), under its
+# section ([watch NAME] for watch).
+mapfile -t mkeys < <(grep -oE 'IS\("[a-z]+", "[a-z_]+"\)' "$SRC/enroll/moncfg.c" | sort -u |
+    sed -E 's/IS\("([a-z]+)", "([a-z_]+)"\)/\1 \2/')
+[ "${#mkeys[@]}" -ge 10 ] || die "could not read the monitor keys from enroll/moncfg.c"
+for k in "${mkeys[@]}"; do
+    set -- $k
+    grep -q "^# SECTION \[$1[] ]" "$SRC/docs/man/evertoken-enroll.conf.5.scd" ||
+        die "evertoken-enroll.conf.5 has no section [$1]"
+    grep -q "^\*$2\* \|, \*$2\* =" "$SRC/docs/man/evertoken-enroll.conf.5.scd" ||
+        die "evertoken-enroll.conf.5 has no entry for the monitor key [$1] $2"
+done
+ok "evertoken-enroll.conf.5: ${#mkeys[@]} monitor settings keys"
 
 # ---- environment variables the code reads, in the page of the program that reads them
 envs() { grep -rhoE 'getenv\("EVERTOKEN_[A-Z_]+"\)' "$@" | sed -E 's/getenv\("(.*)"\)/\1/' | sort -u; }

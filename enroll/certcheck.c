@@ -62,12 +62,13 @@ enr_verify_chain(X509 *cert, STACK_OF(X509) * untrusted, STACK_OF(X509) * anchor
     X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY);
     if (X509_verify_cert(ctx) == 1) {
         rc = ENR_OK;
-    } else {
+    } else if (what != NULL) {
         char name[256];
         X509_NAME_oneline(X509_get_subject_name(cert), name, sizeof(name));
         enr_err("%s (%s) does not chain to the profile's trust anchors: %s", what, name,
                 X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
     }
+    ERR_clear_error();
 done:
     X509_STORE_CTX_free(ctx);
     X509_STORE_free(store);

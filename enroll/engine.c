@@ -17,7 +17,10 @@
 
 #include <openssl/pem.h>
 
+#include "chain.h"
 #include "enr_int.h"
+#include "expiry.h"
+#include "mon.h"
 #include "proto/proto.h"
 
 static char *
@@ -46,6 +49,9 @@ remember_cert(enr_pstate *ps, X509 *x)
 {
     char *s = serial_hex(x), name[256];
 
+    /* Another certificate: its expiry warnings start afresh. */
+    if (s != NULL && (ps->cert_serial == NULL || strcmp(ps->cert_serial, s) != 0))
+        ps->warned_days = 0;
     enr_pstate_set(&ps->cert_serial, s);
     free(s);
     X509_NAME_oneline(X509_get_subject_name(x), name, sizeof(name));
@@ -74,39 +80,6 @@ done:
     BIO_free(b);
     free(dir);
     return path;
-}
-
-void
-enr_expiry_warnings(enr_ctx *ctx, const enr_profile *p, enr_pstate *ps, time_t now)
-{
-    long left;
-
-    if (ps->cert_not_after == 0)
-        return;
-    left = (long)((ps->cert_not_after - now) / ENR_DAY);
-    for (int i = p->n_warn - 1; i >= 0; i--) {
-        int d = p->warn_days[i];
-        if (left > d)
-            continue;
-        /* The smallest threshold crossed, once per certificate. */
-        if (ps->warned_days == 0 || ps->warned_days > d) {
-            char *msg = enr_aprintf("the certificate %s expires in %ld days (%s) and has not "
-                                    "been renewed yet",
-                                    ps->cert_serial ? ps->cert_serial : "", left,
-                                    left < 0 ? "expired" : "renewal pending");
-            enr_event ev = {"expiry-warning",
-                            msg ? msg : "certificate expires soon",
-                            NULL,
-                            NULL,
-                            ps->cert_serial,
-                            (time_t)ps->cert_not_after,
-                            (int)left};
-            enr_notify(p, ctx->st, &ev);
-            free(msg);
-            ps->warned_days = d;
-        }
-        break;
-    }
 }
 
 typedef struct job {
@@ -200,6 +173,7 @@ obtain(job *j, X509 *old, const char *why)
     EVP_PKEY *newkey = NULL, *oldkey = NULL, *bootkey = NULL;
     X509 *bootcert = NULL;
     enr_scep_result res;
+    STACK_OF(X509) *chain = NULL;
     enr_proto_req req;
     void *state = NULL;
     enr_profile kp = *p; /* the new key's parameters: the protocol may choose them */
@@ -208,6 +182,7 @@ obtain(job *j, X509 *old, const char *why)
     enr_rc rc;
 
     memset(&res, 0, sizeof(res));
+    memset(&req, 0, sizeof(req));
     enr_info("profile %s: %s (%s), %s rollover on token \"%s\"", p->name,
              old ? "renewing" : "enrolling", why,
              old != NULL && !p->rekey ? "standard (same key)" : enr_token_rollover(j->t),
@@ -229,6 +204,8 @@ obtain(job *j, X509 *old, const char *why)
     req.boot_cert = bootcert;
     req.boot_key = bootkey;
     req.anchors = j->anchors;
+    req.chain = enr_chain_known(j->ctx->st, p);
+    req.tok = j->t;
     req.txid =
         ps->pending_txid != NULL && ps->pending_kind != NULL && !strcmp(ps->pending_kind, kind)
             ? ps->pending_txid
@@ -253,11 +230,20 @@ obtain(job *j, X509 *old, const char *why)
     if (rc != ENR_OK)
         goto refused;
     rc = enr_check_issued(p, res.cert, newkey, res.chain, j->anchors, enr_now());
+    if (rc == ENR_OK)
+        rc = enr_chain_build(p, res.cert, res.chain, j->anchors, enr_now(), &chain);
     if (rc != ENR_OK)
         goto refused;
-    rc = enr_token_commit(j->t, p, res.cert, old == NULL || p->rekey, enr_now());
+    rc = enr_chain_stage(j->ctx->st, p, chain);
+    if (rc == ENR_OK)
+        rc = enr_token_commit(j->t, p, res.cert, old == NULL || p->rekey, enr_now());
     if (rc != ENR_OK)
         goto done;
+    /* The chain follows the leaf (staged: a crash here is healed by the next
+     * check); trouble storing it is reported, the credential stays. */
+    if (enr_chain_sync(j->t, j->ctx->st, p, res.cert) != ENR_OK)
+        enr_warn("profile %s: the CA chain could not be stored; the next check tries again",
+                 p->name);
     /* Stored: from here on the new credential is what applications see. */
     stored(j, old != NULL, res.cert, oldserial);
     rc = ENR_OK;
@@ -276,6 +262,8 @@ done:
     if (ops->release != NULL)
         ops->release(state);
     enr_scep_result_clear(&res);
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(req.chain, X509_free);
     EVP_PKEY_free(newkey);
     EVP_PKEY_free(oldkey);
     EVP_PKEY_free(bootkey);
@@ -330,6 +318,8 @@ decide(job *j, const char *kind)
         rc = obtain(j, NULL, "the certificate's private key is not in this token");
         goto done;
     }
+    if (enr_chain_sync(j->t, j->ctx->st, p, c.cert) != ENR_OK)
+        enr_warn("profile %s: the CA chain of certificate %s could not be stored", p->name, serial);
     nb = asn1_to_time(X509_get0_notBefore(c.cert));
     na = asn1_to_time(X509_get0_notAfter(c.cert));
     if (j->now >= na) {
@@ -374,6 +364,8 @@ decide(job *j, const char *kind)
     if (rev == ENR_REV_UNKNOWN && !no_answer)
         enr_warn("profile %s: the OCSP responder does not know certificate %s", p->name, serial);
     ws = enr_profile_window_start(p, nb, na);
+    if (enr_proto_get(p->proto)->renew_at != NULL && !j->ctx->force)
+        enr_proto_get(p->proto)->renew_at(p, c.cert, enr_state_dir(j->ctx->st), j->now, &ws);
     if (!want_renew || (j->now < ws && !j->ctx->force)) {
         char w[32];
         enr_pstate_set(&ps->state, j->now < ws ? "valid" : "renewal-due");
@@ -397,8 +389,6 @@ decide(job *j, const char *kind)
     enr_pstate_set(&ps->state, "renewing");
     rc = obtain(j, c.cert, j->ctx->force && j->now < ws ? "forced" : "in the renewal window");
 done:
-    if (rc != ENR_OK && rc != ENR_E_PENDING)
-        enr_expiry_warnings(j->ctx, p, ps, j->now);
     free(serial);
     enr_cred_clear(&c);
     return rc;
@@ -459,7 +449,7 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
     enr_pstate ps;
     job j;
     const char *what = kind;
-    int found;
+    int found, was_failing;
     enr_rc rc;
 
     if (enr_state_lock(ctx->st) != 0)
@@ -469,6 +459,9 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
         enr_state_unlock(ctx->st);
         return rc;
     }
+    /* A success after failures is notified ("recovered"), superseding them. */
+    was_failing = ps.last_result != NULL && ps.last_error != NULL &&
+                  (!strcmp(ps.last_result, "failed") || !strcmp(ps.last_result, "pending"));
     memset(&j, 0, sizeof(j));
     j.ctx = ctx;
     j.p = p;
@@ -491,8 +484,7 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
     sk_X509_pop_free(j.anchors, X509_free);
     enr_sched_after(&ps, kind, j.now, rc);
     if (rc == ENR_OK) {
-        if (ps.last_error != NULL && ps.attempts == 0 && ps.net_notified == 0 &&
-            ps.last_result != NULL && strcmp(ps.last_result, "failed") == 0) {
+        if (was_failing) {
             enr_event e = {"recovered",    "the last check succeeded again", NULL, NULL,
                            ps.cert_serial, (time_t)ps.cert_not_after,        -1};
             enr_notify(p, ctx->st, &e);
@@ -500,7 +492,6 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
         enr_pstate_set(&ps.last_error, NULL);
         if (ps.last_result == NULL || !strcmp(ps.last_result, "failed"))
             enr_pstate_set(&ps.last_result, "ok");
-        enr_expiry_warnings(ctx, p, &ps, j.now);
     } else {
         enr_pstate_set(&ps.last_result, rc == ENR_E_PENDING ? "pending" : "failed");
         /* PIN needed: the service watches the token and checks again as soon
@@ -511,10 +502,17 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
             enr_pstate_set(&ps.state, ps.retry_at ? "retry" : "failed");
         report_failure(ctx, p, &ps, rc);
     }
+    /* Whatever happened: the certificate's expiry, read without a PIN when
+     * the check could not reach it (expiry.c). */
+    if (rc == ENR_E_TOKEN || rc == ENR_E_PIN || rc == ENR_E_PIN_WRONG)
+        enr_expiry_refresh(p, ctx->st, &ps);
+    enr_expiry_notify(p, ctx->st, &ps, j.now, rc);
     enr_state_event(ctx->st, p->name, kind, enr_rc_name(rc));
     enr_state_put(ctx->st, &ps);
+    enr_monitor_record(ctx->st, p->name, rc, j.now);
     enr_pstate_clear(&ps);
     enr_state_unlock(ctx->st);
+    enr_metrics_update(ctx);
     return rc;
 }
 
@@ -655,7 +653,7 @@ enr_run_service(enr_ctx *ctx, time_t until)
         enr_clock_set(enr_now());
     enr_info("service started (%s)", until > 0 ? "simulated time" : "real time");
     while (!stop_flag) {
-        time_t now = enr_now(), next = 0;
+        time_t now = enr_now(), next = enr_monitor_round(ctx, now);
         int ran = 0;
 
         /* Profiles are re-read each round: new ones are picked up. */

@@ -10,10 +10,12 @@
  * rollover by standard calls, rollover_native.c evertoken's own),
  * certcheck.c (issued-certificate checks, OCSP/CRL), proto/ (the
  * protocols behind one interface, proto/proto.h: scep.c RFC 8894, est.c RFC
- * 7030, cmp.c RFC 9810 on OpenSSL's CMP client), hooks.c (post-processing
+ * 7030, cmp.c RFC 9810 on OpenSSL's CMP client, acme*.c RFC 8555 with jws.c),
+ * hooks.c (post-processing
  * script, notifications), engine.c (the check/enroll/renew state machine,
  * protocol-blind), status.c and main.c (the CLI). docs/enrollment.md is the
- * user-facing description of everything here.
+ * user-facing description of everything here. The monitoring (metrics,
+ * journald, mail, watch entries) has its own header, mon.h.
  */
 #ifndef EVERTOKEN_ENROLL_ENR_INT_H
 #define EVERTOKEN_ENROLL_ENR_INT_H
@@ -167,7 +169,7 @@ enr_rc enr_http_exchange(enr_http_conn *h, const char *url, const char *ctype,
 
 /* ---- profile.c, profile_keys.c ------------------------------------------ */
 
-typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST, ENR_PROTO_CMP } enr_proto;
+typedef enum { ENR_PROTO_SCEP = 1, ENR_PROTO_EST, ENR_PROTO_CMP, ENR_PROTO_ACME } enr_proto;
 typedef enum { ENR_KEY_RSA = 1, ENR_KEY_EC } enr_keytype;
 /* How closely an issued certificate's subject ([certificate] subject_match)
  * and SANs (san_match) must follow the request (docs/enrollment.md). */
@@ -203,10 +205,11 @@ typedef struct enr_profile {
     char *reference;   /* CMP: reference (senderKID) of the MAC secret in secret_file */
     char *recipient;   /* CMP: the CA's name ("CN=...": recipient, expected sender) */
     X509_NAME *recipient_name;
-    int implicit_confirm; /* CMP: ask for implicit confirmation (no certConf) */
-    int poll_interval;    /* seconds between polls while PENDING */
-    int poll_max;         /* polls in one check before giving up for now */
-    int http_timeout;     /* seconds */
+    int implicit_confirm;       /* CMP: ask for implicit confirmation (no certConf) */
+    int poll_interval;          /* seconds between polls while PENDING */
+    int poll_max;               /* polls in one check before giving up for now */
+    int http_timeout;           /* seconds */
+    struct enr_acme_conf *acme; /* [acme] (proto/acme.h), NULL when absent */
     /* [certificate] */
     char *subject; /* "CN=alice,O=Example" */
     X509_NAME *subject_name;
@@ -306,6 +309,8 @@ typedef struct enr_pstate {
 enr_rc enr_state_open(const char *dir, enr_state **out);
 void enr_state_close(enr_state *st);
 const char *enr_state_dir(const enr_state *st);
+/* The SQLite handle (the monitoring tables of metrics.c and watch.c). */
+struct sqlite3 *enr_state_db(enr_state *st);
 /* Load a profile's row; a missing row gives a zeroed struct with the name
  * set and returns ENR_OK with *FOUND = 0. */
 enr_rc enr_state_get(enr_state *st, const char *profile, enr_pstate *ps, int *found);
@@ -412,7 +417,8 @@ const char *enr_token_rollover(const enr_token *t);
 
 /* Load the anchors file of P (PEM, one or more certificates). */
 enr_rc enr_load_anchors(const enr_profile *p, STACK_OF(X509) * *out);
-/* Verify CERT chains to ANCHORS (UNTRUSTED: intermediates) at NOW. */
+/* Verify CERT chains to ANCHORS (UNTRUSTED: intermediates) at NOW; a
+ * failure is reported as WHAT's, or silently when WHAT is NULL. */
 enr_rc enr_verify_chain(X509 *cert, STACK_OF(X509) * untrusted, STACK_OF(X509) * anchors,
                         time_t now, const char *what);
 /*
@@ -501,6 +507,21 @@ enr_rc enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(
  * 0), -1 if unknown. */
 int enr_revocation_reason(const char *name);
 
+/* ---- proto/acme*.c ----------------------------------------------------- */
+
+/* One key = VALUE of a profile's [acme] section into P->acme (created on
+ * first use); DIR resolves relative paths. 0, or -1 with a reason in WHY. */
+int enr_acme_conf_set(enr_profile *p, const char *dir, const char *key, const char *value,
+                      char *why, size_t whyn);
+void enr_acme_conf_free(struct enr_acme_conf *a);
+/* ARI (RFC 9773): *WHEN, the profile's renewal time for CERT, replaced by
+ * the time drawn in the CA's suggested window (kept in STATE_DIR). */
+void enr_acme_renew_at(const enr_profile *p, X509 *cert, const char *state_dir, time_t now,
+                       time_t *when);
+/* The kept ARI window of PROFILE (for status): 1 if there is one. */
+int enr_acme_ari_window(const char *state_dir, const char *profile, long long *start,
+                        long long *end, long long *renew_at);
+
 /* ---- hooks.c ------------------------------------------------------------ */
 
 /* Event names: docs/enrollment.md "Notifications". */
@@ -518,6 +539,10 @@ void enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev);
 /* Run the post-processing script; records the result in PS. */
 enr_rc enr_run_post_script(const enr_profile *p, enr_pstate *ps, enr_state *st, const char *uri,
                            const char *cert_file);
+/* Run ARGV (no shell) with the "NAME=VALUE" strings of ENV (NULL-terminated,
+ * at most 16) added to the environment, killed after 120 s; stdout and
+ * stderr into *OUT (malloc'd) when OUT. Exit status, 128+signal, or -1. */
+int enr_run_command(char *const argv[], const char *const *env, char **out);
 /* Show the profile's instructions file (stderr). */
 void enr_show_instructions(const enr_profile *p);
 
@@ -536,17 +561,21 @@ typedef struct enr_ctx {
 
 /* One check of KIND ("enroll", "renew", "check"=both) for profile P. */
 enr_rc enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind);
-/* Expiry warnings from the state's last known certificate. */
-void enr_expiry_warnings(enr_ctx *ctx, const enr_profile *p, enr_pstate *ps, time_t now);
 /* evertoken-enroll revoke: ask P's CA to revoke the current certificate
  * (REASON a CRLReason name or NULL). Protocols without a revocation request
  * get a precise error saying what to do instead (ENR_E_CONFIG). */
 enr_rc enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason);
+/* evertoken-enroll acme-keychange: a new account key in the token, the CA
+ * told (RFC 8555 section 7.3.5), the old key deleted (proto/acme_account.c). */
+enr_rc enr_acme_keychange(enr_ctx *ctx, const enr_profile *p);
 /* The service loop; UNTIL > 0 simulates (fake clock advanced, no sleep). */
 int enr_run_service(enr_ctx *ctx, time_t until);
 
 /* ---- status.c ----------------------------------------------------------- */
 
 int enr_status(enr_ctx *ctx, int json, FILE *out);
+/* A profile's level (0 ok, 1 warning, 2 critical), days left and why. */
+int enr_status_level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days,
+                     const char **why);
 
 #endif /* EVERTOKEN_ENROLL_ENR_INT_H */

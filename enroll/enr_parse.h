@@ -58,6 +58,16 @@ enr_rc enr_scep_parse_reply(enr_scep *s, const unsigned char *der, size_t len, c
 enr_rc enr_base64_decode(const char *what, const unsigned char *in, size_t n, size_t max,
                          unsigned char **out, size_t *outlen);
 
+/* ---- cmp.c: general messages (RFC 9483 section 4.3) ---------------------- */
+
+/* The CA's rootCaKeyUpdate value V (NULL: no update) for the anchor ROOT:
+ * NewWithNew joins ANCHORS when NewWithOld chains to them and certifies its
+ * name and key; anything else is reported and ignored. P: for messages. */
+void enr_cmp_root_update(const enr_profile *p, STACK_OF(X509) * anchors, X509 *root,
+                         const ASN1_TYPE *v);
+/* The CA's caCerts value V: the CA certificates chaining to ANCHORS join them. */
+void enr_cmp_take_cacerts(const enr_profile *p, STACK_OF(X509) * anchors, const ASN1_TYPE *v);
+
 /* ---- est.c -------------------------------------------------------------- */
 
 /* The largest EST answer body accepted (bytes as received). */

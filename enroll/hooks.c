@@ -13,10 +13,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "chain.h"
 #include "enr_int.h"
+#include "mon.h"
 
 #define HOOK_TIMEOUT 120 /* seconds before a hanging hook is killed */
 #define OUTPUT_MAX   4000
@@ -119,7 +122,7 @@ static int
 is_problem(const char *event)
 {
     return strcmp(event, "enrolled") && strcmp(event, "renewed") && strcmp(event, "hook-success") &&
-           strcmp(event, "recovered");
+           strcmp(event, "recovered") && strcmp(event, "adopted");
 }
 
 void
@@ -128,10 +131,13 @@ enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev)
     char na[32] = "", days[16] = "";
     char *title;
 
-    if (is_problem(ev->event))
-        enr_warn("profile %s: %s: %s", p->name, ev->event, ev->message);
-    else
-        enr_info("profile %s: %s: %s", p->name, ev->event, ev->message);
+    /* Under systemd a journal entry with the event's fields (journal.c). */
+    if (enr_journal_event(is_problem(ev->event) ? LOG_WARNING : LOG_INFO, p->name, ev) != 0) {
+        if (is_problem(ev->event))
+            enr_warn("profile %s: %s: %s", p->name, ev->event, ev->message);
+        else
+            enr_info("profile %s: %s: %s", p->name, ev->event, ev->message);
+    }
     if (st != NULL) {
         char *d = enr_aprintf("%s: %s", ev->event, ev->message);
         enr_state_event(st, p->name, "notify", d);
@@ -172,6 +178,7 @@ enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev)
         if (r != 0)
             enr_warn("profile %s: the notification command exited with %d", p->name, r);
     }
+    enr_mail_event(p->name, ev); /* [mail] of the monitor settings (mail.c) */
 }
 
 enr_rc
@@ -180,6 +187,7 @@ enr_run_post_script(const enr_profile *p, enr_pstate *ps, enr_state *st, const c
 {
     char na[32];
     char *out = NULL, *msg;
+    char *chain, *full;
     int r;
 
     if (p->post_script == NULL) {
@@ -187,14 +195,23 @@ enr_run_post_script(const enr_profile *p, enr_pstate *ps, enr_state *st, const c
         return ENR_OK;
     }
     enr_fmt_time((time_t)ps->cert_not_after, na, sizeof(na));
+    chain = enr_chain_path(st, p, "chain.pem");
+    full = enr_chain_path(st, p, "fullchain.pem");
     kv env[] = {
-        {"EVERTOKEN_EVENT", ps->last_result}, {"EVERTOKEN_PROFILE", p->name},
-        {"EVERTOKEN_SUBJECT", p->subject},    {"EVERTOKEN_PKCS11_URI", uri},
-        {"EVERTOKEN_CERT_FILE", cert_file},   {"EVERTOKEN_SERIAL", ps->cert_serial},
+        {"EVERTOKEN_EVENT", ps->last_result},
+        {"EVERTOKEN_PROFILE", p->name},
+        {"EVERTOKEN_SUBJECT", p->subject},
+        {"EVERTOKEN_PKCS11_URI", uri},
+        {"EVERTOKEN_CERT_FILE", cert_file},
+        {"EVERTOKEN_SERIAL", ps->cert_serial},
         {"EVERTOKEN_NOT_AFTER", na},
+        {"EVERTOKEN_CHAIN_FILE", chain != NULL && access(chain, R_OK) == 0 ? chain : NULL},
+        {"EVERTOKEN_FULLCHAIN_FILE", full != NULL && access(full, R_OK) == 0 ? full : NULL},
     };
     char *argv[] = {p->post_script, NULL};
     r = run(argv, env, sizeof(env) / sizeof(env[0]), &out);
+    free(chain);
+    free(full);
     ps->hook_exit = r;
     ps->hook_time = enr_now();
     enr_pstate_set(&ps->hook_status, r == 0 ? "ok" : "failed");
@@ -236,4 +253,26 @@ enr_show_instructions(const enr_profile *p)
     fprintf(stderr, "---- instructions for profile %s (%s) ----\n%s%s---- end ----\n", p->name,
             p->instructions, (char *)d, n > 0 && d[n - 1] != '\n' ? "\n" : "");
     free(d);
+}
+
+int
+enr_run_command(char *const argv[], const char *const *env, char **out)
+{
+    kv e[16] = {{NULL, NULL}};
+    size_t n = 0;
+    char *copy[16];
+    int r;
+
+    for (size_t i = 0; env != NULL && env[i] != NULL && n < 16; i++) {
+        const char *eq = strchr(env[i], '=');
+        if (eq == NULL || (copy[n] = strndup(env[i], (size_t)(eq - env[i]))) == NULL)
+            continue;
+        e[n].k = copy[n];
+        e[n].v = eq + 1;
+        n++;
+    }
+    r = run(argv, e, n, out);
+    for (size_t i = 0; i < n; i++)
+        free(copy[i]);
+    return r;
 }

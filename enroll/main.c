@@ -11,7 +11,9 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
+#include "adopt.h"
 #include "enr_int.h"
+#include "mon.h"
 #include "et_escape.h"
 
 /* One entry per command: its name and its help (`help CMD`, `CMD --help`). */
@@ -31,21 +33,35 @@ static const struct enr_cmd_help {
     {"retry", "usage: evertoken-enroll [OPTIONS] retry [PROFILE...]\n"
               "Run the retries that wait (after a network error or a PENDING answer) now; a\n"
               "full check where none waits.\n"},
-    {"status", "usage: evertoken-enroll [OPTIONS] status [--json]\n"
+    {"status", "usage: evertoken-enroll [OPTIONS] status [--json] [--format F]\n"
                "Every profile's certificate (subject, not-after, days left), state, last and\n"
-               "next check and last error. Exit 0 all fine, 1 warning, 2 critical. Reads only\n"
-               "the state database, so it works while the token is locked.\n"},
+               "next check and last error, and every watched certificate. Exit 0 all fine,\n"
+               "1 warning, 2 critical. Reads the state database, so it works while the token\n"
+               "is locked. --format table (default), json (= --json) or openmetrics: the\n"
+               "Prometheus text format of the metrics file (docs/monitoring.md).\n"},
     {"run", "usage: evertoken-enroll [OPTIONS] run [--until TIME] [--unlock-poll S]\n"
             "The service (systemd user unit evertoken-enroll.service): checks every profile\n"
             "on its schedule until SIGTERM. --until TIME: simulate up to TIME with the fake\n"
             "clock, without sleeping (tests). --unlock-poll S: seconds between looks at a\n"
             "locked token (1..3600, default 5).\n"},
     {"revoke", "usage: evertoken-enroll [OPTIONS] revoke PROFILE [--reason R]\n"
-               "Ask the profile's CA to revoke its current certificate (CMP rr, signed by the\n"
-               "certificate's key in the token). R: unspecified (default), keyCompromise,\n"
+               "Ask the profile's CA to revoke its current certificate (CMP rr or ACME\n"
+               "revokeCert, signed by the certificate's key in the token). R: unspecified\n"
+               "(default), keyCompromise,\n"
                "cACompromise, affiliationChanged, superseded, cessationOfOperation,\n"
                "certificateHold, privilegeWithdrawn, aACompromise. SCEP and EST have no\n"
                "revocation request: the command says what to do instead.\n"},
+    {"adopt", "usage: evertoken-enroll [OPTIONS] adopt PROFILE (--id HEX | --label L)\n"
+              "Bring a key and certificate already in the token (imported from a PKCS#12,\n"
+              "enrolled by another tool) under PROFILE's renewal: the certificate with CKA_ID\n"
+              "HEX or label L, after checking that its private key is in the token and\n"
+              "matches, that it chains to the profile's anchors and that the profile has no\n"
+              "credential yet. Its objects then take the profile's CKA_ID and label.\n"},
+    {"acme-keychange",
+     "usage: evertoken-enroll [OPTIONS] acme-keychange PROFILE\n"
+     "ACME account key rollover (RFC 8555 section 7.3.5): a new account key is\n"
+     "generated in the token, the CA is told (signed by the old and the new key),\n"
+     "then the old key is deleted and the new one takes its label and CKA_ID.\n"},
     {"hooks", "usage: evertoken-enroll [OPTIONS] hooks rerun PROFILE\n"
               "Re-run the profile's post-processing script for its current certificate.\n"},
     {"history", "usage: evertoken-enroll [OPTIONS] history [PROFILE]\n"
@@ -53,6 +69,21 @@ static const struct enr_cmd_help {
     {"validate", "usage: evertoken-enroll [OPTIONS] validate [FILE...]\n"
                  "Parse the profiles (every *.conf of the profile directory, or the FILEs) and\n"
                  "report every error as FILE:LINE: [section] key: what is wrong.\n"},
+    {"digest", "usage: evertoken-enroll [OPTIONS] digest [--send]\n"
+               "The daily digest: what needs attention (due, failing or expiring) and the\n"
+               "status table. Printed on stdout, or with --send mailed now to the [mail]\n"
+               "recipients of the monitor settings (the service sends it daily at\n"
+               "digest_time when digest = yes).\n"},
+    {"watch", "usage: evertoken-enroll [OPTIONS] watch check [ENTRY...]\n"
+              "       evertoken-enroll [OPTIONS] watch add NAME SOURCE [KEY=VALUE...]\n"
+              "Check the watch entries of the monitor settings ([watch NAME]: token\n"
+              "certificates, PEM/DER files and directories, TLS endpoints) now, or those\n"
+              "named: expiry, chain, revocation, weak keys, the expected endpoint\n"
+              "certificate. Prints their certificates; exit 0 all fine, 1 warning,\n"
+              "2 critical (3: no such entry). The service checks them daily.\n"
+              "add: append a [watch NAME] section (SOURCE: pkcs11:..., a file or directory\n"
+              "path, tls://HOST:PORT; KEY=VALUE: anchors, expect, sni, ...) to the monitor\n"
+              "settings; the file must still load, else nothing changes.\n"},
     {"help", "usage: evertoken-enroll help [COMMAND]\n"
              "The list of commands, or the help of COMMAND.\n"},
 };
@@ -76,20 +107,29 @@ usage(FILE *out)
           "  enroll [PROFILE...]        enrollment check now (enroll if no valid certificate)\n"
           "  renew [--force] [PROFILE...] renewal check now (--force: even outside the window)\n"
           "  retry [PROFILE...]         retry failed checks now\n"
-          "  status [--json]            every profile's certificate and state; exit 0/1/2\n"
+          "  status [--json] [--format F] every profile's and watched certificate's state;\n"
+          "                             exit 0/1/2 (F: table, json, openmetrics)\n"
           "  run [--until TIME] [--unlock-poll S]\n"
           "                             the service (--until: simulate up to TIME, no sleeping;\n"
           "                             --unlock-poll: seconds between looks at a locked token)\n"
-          "  revoke PROFILE [--reason R] ask the CA to revoke the current certificate (CMP;\n"
-          "                             R: keyCompromise, superseded, ...)\n"
+          "  revoke PROFILE [--reason R] ask the CA to revoke the current certificate (CMP,\n"
+          "                             ACME; R: keyCompromise, superseded, ...)\n"
+          "  adopt PROFILE (--id HEX | --label L)\n"
+          "                             bring an imported credential under PROFILE's renewal\n"
+          "  acme-keychange PROFILE     ACME: a new account key in the token (key rollover)\n"
           "  hooks rerun PROFILE        re-run the post-processing script\n"
           "  history [PROFILE]          the event history\n"
           "  validate [FILE...]         parse profiles and report errors\n"
+          "  digest [--send]            the daily digest (--send: mail it now)\n"
+          "  watch check [ENTRY...]     check the watched certificates now\n"
+          "  watch add NAME SOURCE [KEY=VALUE...] add a watch entry to the monitor settings\n"
           "  help [COMMAND]             this text, or a command's help\n"
           "\n"
           "Options:\n"
           "  --profiles DIR   profile directory (default $XDG_CONFIG_HOME/evertoken/profiles)\n"
           "  --state-dir DIR  state directory (default $XDG_STATE_HOME/evertoken)\n"
+          "  --config FILE    monitor settings: metrics, mail, watch entries (default\n"
+          "                   $XDG_CONFIG_HOME/evertoken/monitor.conf)\n"
           "  --now TIME       pretend the time is TIME (epoch or YYYY-MM-DDTHH:MM:SSZ; tests)\n"
           "  -v, --verbose    debug messages\n"
           "  -h, --help       this help\n"
@@ -203,19 +243,41 @@ cmd_checks(enr_ctx *ctx, const char *kind, int argc, char **argv)
 }
 
 static int
-cmd_revoke(enr_ctx *ctx, int argc, char **argv, const char *reason)
+cmd_revoke(enr_ctx *ctx, int argc, char **argv, const char *reason, int keychange)
 {
     enr_profile **v = NULL;
     size_t n = 0;
     int rc;
 
     if (argc != 1) {
-        enr_err("usage: evertoken-enroll revoke PROFILE [--reason R]");
+        enr_err("usage: evertoken-enroll %s",
+                keychange ? "acme-keychange PROFILE" : "revoke PROFILE [--reason R]");
         return ENR_EXIT_USAGE;
     }
     rc = load_selected(ctx, 1, argv, &v, &n);
     if (rc == ENR_EXIT_OK && n == 1)
-        rc = enr_rc_exit(enr_revoke_profile(ctx, v[0], reason));
+        rc = enr_rc_exit(keychange ? enr_acme_keychange(ctx, v[0])
+                                   : enr_revoke_profile(ctx, v[0], reason));
+    else if (rc == ENR_EXIT_OK)
+        rc = ENR_EXIT_CONFIG;
+    enr_profile_free_all(v, n);
+    return rc;
+}
+
+static int
+cmd_adopt(enr_ctx *ctx, int argc, char **argv, const char *id, const char *label)
+{
+    enr_profile **v = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (argc != 1) {
+        enr_err("usage: evertoken-enroll adopt PROFILE (--id HEX | --label L)");
+        return ENR_EXIT_USAGE;
+    }
+    rc = load_selected(ctx, 1, argv, &v, &n);
+    if (rc == ENR_EXIT_OK && n == 1)
+        rc = enr_rc_exit(enr_adopt_profile(ctx, v[0], id, label));
     else if (rc == ENR_EXIT_OK)
         rc = ENR_EXIT_CONFIG;
     enr_profile_free_all(v, n);
@@ -278,24 +340,101 @@ cmd_validate(enr_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+/* ---- monitoring (mon.h, docs/monitoring.md) ------------------------------ */
+
+/* The monitor settings: --config FILE, else the default path (absent there:
+ * nothing configured). */
+static int
+load_monitor(const char *config, enr_moncfg **mon)
+{
+    char *mpath = config ? enr_strdup(config) : enr_moncfg_default_path();
+    enr_rc rc = enr_moncfg_load(mpath, config != NULL, mon);
+
+    free(mpath);
+    if (rc != ENR_OK)
+        return -1;
+    enr_moncfg_set(*mon);
+    return 0;
+}
+
+/* status --format F: 1 for json, 0 for table or openmetrics, -1 unknown. */
+static int
+status_format(const char *f)
+{
+    if (strcmp(f, "table") && strcmp(f, "json") && strcmp(f, "openmetrics")) {
+        enr_err("--format %s: table, json or openmetrics", f);
+        return -1;
+    }
+    return !strcmp(f, "json");
+}
+
+/* status (FORMAT table, json, openmetrics), digest [--send], watch check. */
+static int
+cmd_monitor(enr_ctx *ctx, const char *cmd, const char *format, int send, int argc, char **argv)
+{
+    const enr_moncfg *mon = enr_moncfg_get();
+
+    if (!strcmp(cmd, "status") && !strcmp(format, "openmetrics"))
+        return enr_metrics_render(ctx, stdout) == 0 ? ENR_EXIT_OK : ENR_EXIT_FAIL;
+    if (!strcmp(cmd, "status"))
+        return enr_status(ctx, !strcmp(format, "json"), stdout);
+    if (!strcmp(cmd, "digest")) {
+        if (send && (mon == NULL || mon->smtp_url == NULL)) {
+            enr_err("digest --send: no [mail] in the monitor settings");
+            return ENR_EXIT_CONFIG;
+        }
+        return enr_mail_digest(ctx, enr_now(), 1, send ? NULL : stdout) == 0 ? ENR_EXIT_OK
+                                                                             : ENR_EXIT_FAIL;
+    }
+    if (argc >= 1 && !strcmp(argv[0], "add")) {
+        if (argc < 3 || mon == NULL || mon->path == NULL) {
+            enr_err("usage: evertoken-enroll watch add NAME SOURCE [KEY=VALUE...]");
+            return ENR_EXIT_USAGE;
+        }
+        if (enr_moncfg_add_watch(mon->path, argv[1], argv[2], argc - 3, argv + 3) != ENR_OK)
+            return ENR_EXIT_CONFIG;
+        printf("added [watch %s] to %s\n", argv[1], mon->path);
+        return ENR_EXIT_OK;
+    }
+    if (argc < 1 || strcmp(argv[0], "check") != 0) {
+        enr_err("usage: evertoken-enroll watch check [ENTRY...] | watch add NAME SOURCE "
+                "[KEY=VALUE...]");
+        return ENR_EXIT_USAGE;
+    }
+    if (enr_watch_check(ctx, argc - 1, argv + 1, enr_now()) < (argc > 1 ? argc - 1 : 1)) {
+        enr_err("no such watch entry in the monitor settings %s",
+                mon && mon->path ? mon->path : "(none)");
+        return ENR_EXIT_CONFIG;
+    }
+    return enr_watch_status(ctx, 0, stdout, argc - 1, argv + 1);
+}
+
 /* What the command line gave besides the command and its arguments. */
 typedef struct cmd_opts {
     const char *profiles, *state_dir;
-    const char *reason; /* revoke --reason */
-    time_t until;       /* run --until, 0: none */
-    int json, force, unlock_poll;
+    const char *config;                 /* --config: the monitor settings */
+    const char *format;                 /* status --format, NULL: --json or table */
+    const char *reason;                 /* revoke --reason */
+    const char *adopt_id, *adopt_label; /* adopt --id, --label */
+    time_t until;                       /* run --until, 0: none */
+    int json, force, unlock_poll, send;
 } cmd_opts;
 
 /* The options before the command; -1 to go on, else an exit code. */
 static int
 global_options(int argc, char **argv, cmd_opts *o)
 {
-    static const struct option opts[] = {
-        {"profiles", required_argument, NULL, 'P'}, {"state-dir", required_argument, NULL, 'S'},
-        {"now", required_argument, NULL, 'N'},      {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},           {"force", no_argument, NULL, 'f'},
-        {"json", no_argument, NULL, 'j'},           {"until", required_argument, NULL, 'U'},
-        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"profiles", required_argument, NULL, 'P'},
+                                         {"state-dir", required_argument, NULL, 'S'},
+                                         {"now", required_argument, NULL, 'N'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"force", no_argument, NULL, 'f'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"until", required_argument, NULL, 'U'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"config", required_argument, NULL, 'C'},
+                                         {NULL, 0, NULL, 0}};
     time_t t;
     int c;
 
@@ -306,6 +445,9 @@ global_options(int argc, char **argv, cmd_opts *o)
             break;
         case 'S':
             o->state_dir = optarg;
+            break;
+        case 'C':
+            o->config = optarg;
             break;
         case 'N':
             if (enr_parse_time(optarg, &t) != 0) {
@@ -372,10 +514,19 @@ command_options(const char *cmd, int first, int argc, char **argv, cmd_opts *o, 
     for (int i = first; i < argc; i++) {
         if (!strcmp(argv[i], "--force") && !strcmp(cmd, "renew"))
             o->force = 1;
+        else if (!strcmp(argv[i], "--send") && !strcmp(cmd, "digest"))
+            o->send = 1;
         else if (!strcmp(argv[i], "--json") && !strcmp(cmd, "status"))
             o->json = 1;
-        else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--format") && !strcmp(cmd, "status") && i + 1 < argc) {
+            if ((o->json = status_format(o->format = argv[++i])) < 0)
+                return ENR_EXIT_USAGE;
+        } else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && i + 1 < argc)
             o->reason = argv[++i];
+        else if (!strcmp(argv[i], "--id") && !strcmp(cmd, "adopt") && i + 1 < argc)
+            o->adopt_id = argv[++i];
+        else if (!strcmp(argv[i], "--label") && !strcmp(cmd, "adopt") && i + 1 < argc)
+            o->adopt_label = argv[++i];
         else if (!strcmp(argv[i], "--unlock-poll") && !strcmp(cmd, "run") && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -400,9 +551,11 @@ command_options(const char *cmd, int first, int argc, char **argv, cmd_opts *o, 
     return -1;
 }
 
-/* Run CMD (the profile directory checked) with its arguments CARGV. */
+/* Run CMD with its arguments CARGV: the monitor settings (*MON, freed by
+ * the caller) and the profile directory checked, the state opened. */
 static int
-run_command(enr_ctx *ctx, const char *cmd, int cargc, char **cargv, const cmd_opts *o)
+run_command(enr_ctx *ctx, const char *cmd, int cargc, char **cargv, const cmd_opts *o,
+            enr_moncfg **mon)
 {
     /* Every command but history reads the profile directory, unless it was
      * given only profile paths. */
@@ -410,7 +563,11 @@ run_command(enr_ctx *ctx, const char *cmd, int cargc, char **cargv, const cmd_op
     for (int i = 0; i < cargc; i++)
         if (strchr(cargv[i], '/') == NULL)
             only_paths = 0;
-    if (strcmp(cmd, "history") != 0 && !only_paths && !profile_dir_ready(ctx->profile_dir))
+    if (load_monitor(o->config, mon) != 0)
+        return ENR_EXIT_CONFIG;
+    /* A machine may only watch certificates: then no profile is needed. */
+    if (strcmp(cmd, "history") != 0 && strcmp(cmd, "watch") != 0 && !only_paths &&
+        (*mon == NULL || (*mon)->n_watch == 0) && !profile_dir_ready(ctx->profile_dir))
         return ENR_EXIT_CONFIG;
     ctx->force = o->force;
     ctx->unlock_poll = o->unlock_poll;
@@ -418,17 +575,26 @@ run_command(enr_ctx *ctx, const char *cmd, int cargc, char **cargv, const cmd_op
         return cmd_validate(ctx, cargc, cargv);
     if (enr_state_open(o->state_dir, &ctx->st) != ENR_OK)
         return ENR_EXIT_FAIL;
+    enr_mail_set_ctx(ctx);
     if (!strcmp(cmd, "check") || !strcmp(cmd, "enroll") || !strcmp(cmd, "renew") ||
         !strcmp(cmd, "retry"))
         return cmd_checks(ctx, cmd, cargc, cargv);
-    if (!strcmp(cmd, "status"))
-        return enr_status(ctx, o->json, stdout);
+    if (!strcmp(cmd, "status") || !strcmp(cmd, "digest") || !strcmp(cmd, "watch"))
+        return cmd_monitor(ctx, cmd,
+                           o->format ? o->format
+                           : o->json ? "json"
+                                     : "table",
+                           o->send, cargc, cargv);
     if (!strcmp(cmd, "run"))
         return enr_run_service(ctx, o->until);
     if (!strcmp(cmd, "hooks"))
         return cmd_hooks(ctx, cargc, cargv);
     if (!strcmp(cmd, "revoke"))
-        return cmd_revoke(ctx, cargc, cargv, o->reason);
+        return cmd_revoke(ctx, cargc, cargv, o->reason, 0);
+    if (!strcmp(cmd, "adopt"))
+        return cmd_adopt(ctx, cargc, cargv, o->adopt_id, o->adopt_label);
+    if (!strcmp(cmd, "acme-keychange"))
+        return cmd_revoke(ctx, cargc, cargv, NULL, 1);
     if (!strcmp(cmd, "history"))
         return enr_state_print_events(ctx->st, cargc ? cargv[0] : NULL, stdout) == ENR_OK
                    ? ENR_EXIT_OK
@@ -443,6 +609,7 @@ main(int argc, char **argv)
 {
     cmd_opts o;
     enr_ctx ctx;
+    enr_moncfg *mon = NULL;
     const struct enr_cmd_help *ch;
     const char *cmd;
     char **cargv, *pdir;
@@ -482,8 +649,10 @@ main(int argc, char **argv)
         return ENR_EXIT_CONFIG;
     }
     ctx.profile_dir = pdir;
-    rc = run_command(&ctx, cmd, cargc, cargv, &o);
+    rc = run_command(&ctx, cmd, cargc, cargv, &o, &mon);
     enr_state_close(ctx.st);
+    enr_moncfg_set(NULL);
+    enr_moncfg_free(mon);
     free(pdir);
     free(cargv);
     curl_global_cleanup();

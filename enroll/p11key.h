@@ -16,4 +16,11 @@
 EVP_PKEY *enr_p11key_new(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE priv,
                          EVP_PKEY *pub);
 
+/* The PKCS#11 functions and logged-in session of an open token (token.c),
+ * for key pairs other than the credential's (the ACME account key). */
+struct enr_token;
+CK_FUNCTION_LIST_PTR enr_token_p11(struct enr_token *t, CK_SESSION_HANDLE *sh);
+/* The public key of key object H (RSA private or public, EC public). */
+EVP_PKEY *enr_token_pubkey(struct enr_token *t, CK_OBJECT_HANDLE h);
+
 #endif /* EVERTOKEN_ENROLL_P11KEY_H */

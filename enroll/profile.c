@@ -191,6 +191,10 @@ check_keys(enr_profile *p, const char *path)
     /* What the protocol itself needs (proto/ *.c). */
     if (enr_proto_get(p->proto)->check(p, path) != ENR_OK)
         return -1;
+    if (p->proto != ENR_PROTO_ACME && p->acme != NULL) {
+        enr_err("%s: [acme]: only for protocol = acme", path);
+        return -1;
+    }
     if (p->proto != ENR_PROTO_EST && (p->est_label != NULL || p->username != NULL)) {
         enr_err("%s: [ca] %s: only for protocol = est", path,
                 p->est_label != NULL ? "est_label" : "username");
@@ -324,6 +328,7 @@ enr_profile_free(enr_profile *p)
     free(p->post_script);
     free(p->notify_command);
     free(p->instructions);
+    enr_acme_conf_free(p->acme);
     free(p);
 }
 

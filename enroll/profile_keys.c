@@ -430,12 +430,12 @@ p_url(parse_ctx *c, const key_rule *k, const char *v)
 static void
 p_protocol(parse_ctx *c, const key_rule *k, const char *v)
 {
-    static const char *const names[] = {"scep", "est", "cmp", NULL};
-    static const int values[] = {ENR_PROTO_SCEP, ENR_PROTO_EST, ENR_PROTO_CMP};
+    static const char *const names[] = {"scep", "est", "cmp", "acme", NULL};
+    static const int values[] = {ENR_PROTO_SCEP, ENR_PROTO_EST, ENR_PROTO_CMP, ENR_PROTO_ACME};
     int x = pick(v, names, values);
 
     if (x < 0)
-        perr(c, k->section, k->key, "unknown protocol '%s' (scep, est, cmp)", v);
+        perr(c, k->section, k->key, "unknown protocol '%s' (scep, est, cmp, acme)", v);
     else
         c->p->proto = x;
 }
@@ -623,6 +623,13 @@ handler(void *user, const char *section, const char *name, const char *value)
     parse_ctx *c = user;
     int known_section = 0;
 
+    if (!strcmp(section, "acme")) {
+        /* [acme]: its keys are ACME's own (proto/acme_conf.c) */
+        char why[160];
+        if (name != NULL && enr_acme_conf_set(c->p, c->dir, name, value, why, sizeof(why)) != 0)
+            perr(c, section, name, "%s", why);
+        return 1;
+    }
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (strcmp(section, keys[i].section) != 0)
             continue;

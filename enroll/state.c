@@ -137,6 +137,13 @@ enr_state_close(enr_state *st)
     free(st);
 }
 
+/* The SQLite handle, for the monitoring tables (metrics.c, watch.c). */
+sqlite3 *
+enr_state_db(enr_state *st)
+{
+    return st->db;
+}
+
 const char *
 enr_state_dir(const enr_state *st)
 {

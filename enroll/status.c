@@ -9,6 +9,8 @@
 
 #include "enr_int.h"
 #include "et_escape.h"
+#include "expiry.h"
+#include "mon.h"
 
 static void
 json_str(FILE *out, const char *s)
@@ -36,17 +38,20 @@ json_time(FILE *out, long long t)
 }
 
 /* 0 ok, 1 warning, 2 critical, with the reason. */
-static int
-level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days, const char **why)
+int
+enr_status_level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days,
+                 const char **why)
 {
-    int min_warn = p->n_warn > 0 ? p->warn_days[p->n_warn - 1] : 10;
+    enr_expiry e;
 
-    *days = ps->cert_not_after ? (long)((ps->cert_not_after - now) / ENR_DAY) : -1;
-    if (ps->cert_not_after == 0) {
+    /* The same computation as the expiry warnings (expiry.c). */
+    enr_expiry_of(p, (time_t)ps->cert_not_after, now, &e);
+    *days = e.known ? e.days_left : -1;
+    if (!e.known) {
         *why = "no certificate";
         return 2;
     }
-    if (ps->cert_not_after <= now) {
+    if (e.expired) {
         *why = "expired";
         return 2;
     }
@@ -54,7 +59,7 @@ level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days, const 
         *why = "revoked";
         return 2;
     }
-    if (*days <= min_warn && ps->last_error != NULL) {
+    if (e.level == 2 && ps->last_error != NULL) {
         *why = "expires soon and renewal is failing";
         return 2;
     }
@@ -74,7 +79,7 @@ level(const enr_profile *p, const enr_pstate *ps, time_t now, long *days, const 
         *why = "request pending at the CA";
         return 1;
     }
-    if (p->n_warn > 0 && *days <= p->warn_days[0]) {
+    if (e.level >= 1) {
         *why = "expires soon";
         return 1;
     }
@@ -107,10 +112,11 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
         const char *why, *kind;
         char na[32], lc[32], nc[32], dl[24];
         time_t next;
+        long long ws, we, wr; /* ACME renewal information */
 
         if (enr_state_get(ctx->st, v[i]->name, &ps, &found) != ENR_OK)
             continue;
-        lv = level(v[i], &ps, now, &days, &why);
+        lv = enr_status_level(v[i], &ps, now, &days, &why);
         if (lv > worst)
             worst = lv;
         next = found ? enr_sched_next_due(&ps, &kind) : 0;
@@ -152,6 +158,16 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
             fprintf(out, ", \"hook_exit\": %d, \"level\": %d, \"level_reason\": ", ps.hook_exit,
                     lv);
             json_str(out, why);
+            if (v[i]->proto == ENR_PROTO_ACME &&
+                enr_acme_ari_window(enr_state_dir(ctx->st), v[i]->name, &ws, &we, &wr)) {
+                fputs(", \"renewal_window\": {\"source\": \"ari\", \"start\": ", out);
+                json_time(out, ws);
+                fputs(", \"end\": ", out);
+                json_time(out, we);
+                fputs(", \"renew_at\": ", out);
+                json_time(out, wr);
+                fputs("}", out);
+            }
             fputs("}", out);
         } else {
             char subj[29];
@@ -162,11 +178,22 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
                     et_escs(ps.state ? ps.state : "new"), et_escs(ps.rollover ? ps.rollover : "-"),
                     enr_fmt_time((time_t)ps.last_check, lc, 32), enr_fmt_time(next, nc, sizeof(nc)),
                     et_escs(ps.last_error ? ps.last_error : ""));
+            if (v[i]->proto == ENR_PROTO_ACME &&
+                enr_acme_ari_window(enr_state_dir(ctx->st), v[i]->name, &ws, &we, &wr)) {
+                fprintf(out, "%-14s renewal window from the CA (ACME ARI): %s .. ", "",
+                        enr_fmt_time((time_t)ws, na, sizeof(na)));
+                fprintf(out, "%s, renewal at %s\n", enr_fmt_time((time_t)we, na, sizeof(na)),
+                        enr_fmt_time((time_t)wr, nc, sizeof(nc)));
+            }
         }
         enr_pstate_clear(&ps);
     }
     if (json)
-        fputs("\n]}\n", out);
+        fputs("\n]", out);
+    /* The watched certificates (watch.c, docs/monitoring.md). */
+    int wl = enr_watch_status(ctx, json, out, 0, NULL);
+    if (json)
+        fputs("}\n", out);
     enr_profile_free_all(v, n);
-    return worst;
+    return wl > worst ? wl : worst;
 }

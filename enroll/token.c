@@ -22,6 +22,7 @@
 #include <libp11.h>
 #include <p11-kit/uri.h>
 
+#include "chain.h"
 #include "token_int.h"
 
 const char *
@@ -89,6 +90,13 @@ const char *
 enr_token_label(const enr_token *t)
 {
     return t->label;
+}
+
+CK_FUNCTION_LIST_PTR
+enr_token_p11(enr_token *t, CK_SESSION_HANDLE *sh)
+{
+    *sh = t->sh;
+    return t->f;
 }
 
 /* ---- Open / close ------------------------------------------------------- */

@@ -608,3 +608,11 @@ enr_token_current_key(enr_token *t, const enr_profile *p, EVP_PKEY **pkey)
     }
     return rc;
 }
+
+/* ---- For other key pairs (the ACME account key, proto/acme_key.c) ------- */
+
+EVP_PKEY *
+enr_token_pubkey(enr_token *t, CK_OBJECT_HANDLE h)
+{
+    return tok_read_pubkey(t, h);
+}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -15,6 +16,7 @@
 #include "enr_int.h"
 #include "et_escape.h"
 #include "et_secret.h"
+#include "mon.h"
 
 static int enr_verbose;
 static char enr_lasterr[512];
@@ -31,6 +33,12 @@ enr_vlog(const char *tag, const char *fmt, va_list ap)
     char line[1024];
 
     vsnprintf(line, sizeof(line), fmt, ap);
+    /* Under systemd: a journal entry with its priority (journal.c). */
+    if (enr_journal_line(*tag == 'w'   ? LOG_WARNING
+                         : *tag == 'd' ? LOG_DEBUG
+                                       : LOG_INFO,
+                         et_escs(line)) == 0)
+        return;
     /* Messages quote subjects, URLs and server answers: one escaped line. */
     fprintf(stderr, "evertoken-enroll: %s%s\n", tag, et_escs(line));
 }
@@ -43,6 +51,8 @@ enr_err(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(enr_lasterr, sizeof(enr_lasterr), fmt, ap);
     va_end(ap);
+    if (enr_journal_line(LOG_ERR, et_escs(enr_lasterr)) == 0)
+        return;
     fprintf(stderr, "evertoken-enroll: error: %s\n", et_escs(enr_lasterr));
 }
 

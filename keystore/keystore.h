@@ -43,7 +43,7 @@ extern "C" {
 
 /* Schema this code writes; older ones are migrated on open (1 -> 2 added the
  * settings table, 2 -> 3 the rollover state columns of objects). */
-#define KS_SCHEMA_VERSION  4
+#define KS_SCHEMA_VERSION  5
 #define KS_LABEL_MAX       32  /* bytes, UTF-8, no padding */
 #define KS_SERIAL_LEN      16  /* hex characters */
 #define KS_TOKEN_ID_LEN    16  /* random bytes, fixed at creation */
@@ -279,6 +279,25 @@ typedef void (*ks_gone_cb)(void *ctx, int64_t id);
 
 KS_WUR ks_rv ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_gone_cb gone,
                              void *ctx, int64_t *upto, unsigned *tampered);
+
+/*
+ * Search (schema 5 lookup columns, docs/keystore-format.md): hand to CB each
+ * object whose attribute TYPE (KS_ATTR_ID or KS_ATTR_LABEL) is exactly VALUE
+ * (LEN bytes), in id order, with the visibility and checks of
+ * ks_load_objects; other records are not read, except those whose lookup
+ * columns are not filled yet (read, checked, handed out only if they match).
+ * Private objects are found while logged in, through a keyed hash. CB
+ * returning non-zero stops the search. *TAMPERED (may be NULL): records
+ * read that failed their check (skipped).
+ */
+KS_WUR ks_rv ks_find(ks_token *tok, uint64_t type, const void *value, size_t len, ks_object_cb cb,
+                     void *ctx, unsigned *tampered);
+
+/* The highest change sequence number now: what a cache that starts empty
+ * and reads objects one by one (ks_find, ks_object_get) passes to
+ * ks_load_changes later to learn what others changed since. Also records
+ * the restore epoch, as ks_load_objects does. */
+KS_WUR ks_rv ks_change_seq(ks_token *tok, int64_t *seq);
 
 /* Fetch one object by id (same visibility and checks as ks_load_objects);
  * KS_E_NOT_FOUND if absent or invisible, KS_E_TAMPERED if it fails its check. */

@@ -1,10 +1,12 @@
 /*
  * ks_int.h — the keystore's internal interface, shared by the keystore sources only.
  *
- * Layout: db.c (files, pragmas, schema, migrations, statements, backup),
+ * Layout: db.c (errors, statements, meta and pins rows, change detection),
+ * db_open.c (files, pragmas, schema, migrations), db_backup.c (backup, restore),
  * seal.c (Argon2id, TMK wrap, attribute serialisation, record AEAD, MACs,
- * secure memory), token.c (lifecycle, PINs, info, settings), object.c
- * (objects), dir.c (where tokens live, names, EVERTOKEN_KDF, strerror).
+ * secure memory), token.c (lifecycle, PINs, login), token_pin.c (PIN check
+ * internals), token_info.c (info, settings, login cache), object.c (objects),
+ * rollover.c (credential rollover), dir.c (where tokens live, names, EVERTOKEN_KDF, strerror).
  *
  * Locking: every ks_token has one mutex. Helpers named *_inlock must be
  * called with it held; they never unlock it.
@@ -27,6 +29,13 @@
 #define KS_KDF_CTX    "evertokn" /* crypto_kdf context, 8 bytes */
 #define KS_SUBKEY_REC 1
 #define KS_SUBKEY_MAC 2
+#define KS_SUBKEY_LK  3 /* keys the lookup hashes of private objects (lookup.c) */
+
+/* Bytes of a private object's lookup hash (keyed BLAKE2b). */
+#define KS_LOOKUP_HASH_LEN 16
+
+/* Bytes of an error message (a handle's, the thread's open error). */
+#define KS_ERR_MAX 320
 
 /* Bytes of the restore epoch (meta key restore_epoch, random). */
 #define KS_EPOCH_LEN 16
@@ -44,6 +53,7 @@ struct ks_keys {
     unsigned char tmk[KS_KEY_LEN];
     unsigned char rec[KS_KEY_LEN]; /* seals private objects */
     unsigned char mac[KS_KEY_LEN]; /* authenticates public objects, meta, settings */
+    unsigned char lk[KS_KEY_LEN];  /* keys the lookup hashes of private objects */
 };
 
 /* Bytes of SQLite's wal-index header (struct WalIndexHdr) at the start of
@@ -81,10 +91,17 @@ enum ks_stmt {
     ST_SET_GET,
     ST_SET_PUT,
     ST_SET_DELETE_ALL,
-    ST_ATT_LIST,    /* in-flight PIN attempt markers of one PIN (meta pin_attempt:WHO:*) */
-    ST_ATT_DEL,     /* one marker */
-    ST_ATT_DEL_WHO, /* every marker of one PIN */
-    ST_EPOCH_GET,   /* the restore epoch (meta key restore_epoch; absent before any restore) */
+    ST_ATT_LIST,       /* in-flight PIN attempt markers of one PIN (meta pin_attempt:WHO:*) */
+    ST_ATT_DEL,        /* one marker */
+    ST_ATT_DEL_WHO,    /* every marker of one PIN */
+    ST_EPOCH_GET,      /* the restore epoch (meta key restore_epoch; absent before any restore) */
+    ST_SEQ_NOW,        /* the highest change sequence number */
+    ST_OBJ_FIND_ID,    /* candidates by lookup column l_id (lookup.c) */
+    ST_OBJ_FIND_LABEL, /* candidates by lookup column l_label */
+    ST_OBJ_UNFILLED,   /* rows whose lookup columns are not filled yet, a batch */
+    ST_OBJ_ANY_UNFILLED,
+    ST_OBJ_FILL,      /* fill one row's lookup columns */
+    ST_OBJ_ANY_PURGE, /* is any row retired at or before ?1 (rollover.c) */
     ST_COUNT
 };
 
@@ -115,7 +132,7 @@ struct ks_token {
      * refuses to hand out changes across it (the change numbers of the
      * restored file are not those of the file it replaced). */
     unsigned char epoch[KS_EPOCH_LEN];
-    char err[320];
+    char err[KS_ERR_MAX];
 };
 
 /* The token's metadata rows (table meta), validated. */
@@ -160,8 +177,16 @@ ks_rv ks_sqlite_rv(int rc);
 /* A column accessor returned NULL: out of memory (KS_E_NOMEM) or damage. */
 ks_rv ks_col_nomem(ks_token *tok, const char *what);
 void ks_open_err_clear(void);
+/* The thread's open error from a handle's message MSG, naming the file PATH. */
+void ks_open_err_from(const char *msg, const char *path);
 
-/* ---- database (db.c) ---- */
+/* ---- database (db.c, db_open.c, db_backup.c) ---- */
+
+/* Prepare / finalize the cached statements (db.c). */
+ks_rv ks_stmts_prepare(ks_token *tok);
+void ks_stmts_finalize(ks_token *tok);
+/* KS_OK if PATH starts with SQLite's header (db_open.c). */
+ks_rv ks_check_header(const char *path);
 
 void ks_lock(ks_token *tok);
 void ks_unlock(ks_token *tok);
@@ -234,10 +259,107 @@ void ks_object_ad(unsigned char ad[KS_OBJ_AD_LEN], const unsigned char token_id[
 /* Attribute serialisation (see docs/keystore-format.md). */
 ks_rv ks_attrs_check(const ks_attr *attrs, size_t n, size_t *ser_len);
 void ks_attrs_serialise(const ks_attr *attrs, size_t n, unsigned char *out, size_t out_len);
+/* The value of attribute TYPE in the serialised attributes BUF (pointing
+ * into BUF): 1 found, 0 absent, -1 malformed. Touches no handle state. */
+int ks_ser_find(const unsigned char *buf, size_t len, uint64_t type, const unsigned char **v,
+                size_t *vlen);
 /* Parse BUF into tok->attrs (values point into BUF). -1 if malformed. */
 int ks_attrs_parse_inlock(ks_token *tok, const unsigned char *buf, size_t len, size_t *nattrs);
 
-/* ---- token.c ---- */
+/* The rollover state of one record, as stored in its row and bound into
+ * its AD / MAC. */
+struct ks_rec_state {
+    ks_state state;
+    int64_t retired_at; /* 0 unless retired */
+    const unsigned char *cred;
+    size_t cred_len;
+};
+
+/* ---- objects (object.c), used by the rollover (rollover.c) ---- */
+
+/* Read the state columns (starting at column FIRST) of ST's current row;
+ * -1 if malformed. */
+int ks_row_state(sqlite3_stmt *st, int first, struct ks_rec_state *rs);
+/* Decode the current row of an object statement into OBJ (object.c says how). */
+ks_rv ks_row_decode_inlock(ks_token *tok, sqlite3_stmt *st, ks_object *obj, size_t *wipe,
+                           const unsigned char **ser, size_t *ser_len, struct ks_rec_state *rs_out);
+/* Wipe the first WIPE bytes of the handle's scratch buffer. */
+void ks_wipe_scratch(ks_token *tok, size_t wipe);
+/* Destroy object ID, with its tombstone (inside the caller's transaction). */
+ks_rv ks_obj_delete_inlock(ks_token *tok, int64_t id);
+/* Seal or MAC serialised attributes and write them as object ID's record. */
+ks_rv ks_record_write_inlock(ks_token *tok, int64_t id, int is_private, uint32_t ver,
+                             const struct ks_rec_state *rs, const unsigned char *ser,
+                             size_t ser_len);
+
+/* ---- lookup columns (lookup.c) ---- */
+
+/* Lookup column values of one record, ready to bind: clear values point
+ * into the serialised attributes, hashes into hbuf. */
+struct ks_lookup {
+    const unsigned char *v[2]; /* l_id, l_label (NULL: the attribute is absent) */
+    size_t len[2];
+    unsigned char hbuf[2][KS_LOOKUP_HASH_LEN];
+};
+/* The lookup values of the serialised attributes SER of a public or
+ * private record (private: needs tok->keys). */
+void ks_lookup_of_inlock(ks_token *tok, int is_private, const unsigned char *ser, size_t ser_len,
+                         struct ks_lookup *lk);
+/* Bind LK's two values to parameters COL and COL + 1 of ST. */
+void ks_lookup_bind(sqlite3_stmt *st, int col, const struct ks_lookup *lk);
+/* Fill the lookup columns of the rows that lack them: the public ones
+ * (PRIV 0; at open) or the private ones (PRIV 1; needs the keys). A write
+ * transaction only when there is something to fill; errors leave the rows
+ * as they are (a search still reads them: ST_OBJ_FIND_*). Locks itself. */
+ks_rv ks_lookup_fill(ks_token *tok, int priv);
+
+/* ---- token.c, token_pin.c, token_info.c ---- */
+
+/* The user PIN generation row as stored. */
+struct ks_gen_raw {
+    int present; /* the row exists (absent: generation 0) */
+    int has_mac;
+    uint64_t value;
+    unsigned char mac[KS_MAC_LEN];
+};
+
+/* What a successful PIN check hands to its caller (secrets in locked memory). */
+struct ks_pin_ok {
+    struct ks_keys *keys;    /* the TMK and its derived keys */
+    unsigned char *wrap_key; /* the PIN's Argon2id output */
+    struct ks_pin_row row;   /* that PIN's salt and cost */
+    struct ks_meta meta;
+    struct ks_gen_raw gen; /* user PIN generation, read with ROW (KS_USER only) */
+};
+
+void ks_pin_ok_clear(struct ks_pin_ok *ok);
+/* Forget the keys the handle holds (and what its login proved). */
+void ks_keys_drop_inlock(ks_token *tok);
+/* Check the meta MAC with KEYS: proves KEYS belong to this token as it is
+ * now (not re-initialised by another process) and the meta rows are intact. */
+ks_rv ks_meta_check_inlock(ks_token *tok, const struct ks_keys *keys, struct ks_meta *m);
+/* Read the generation row as stored (its MAC is checked by ks_gen_check once
+ * keys are at hand). */
+ks_rv ks_gen_read_inlock(ks_token *tok, struct ks_gen_raw *g);
+/* The generation G vouched for by KEYS: absent is 0; present without a MAC
+ * or with a wrong one is tampering. */
+ks_rv ks_gen_check(ks_token *tok, const struct ks_keys *keys, const struct ks_gen_raw *g,
+                   uint64_t *out);
+/* Inside the caller's write transaction: generation + 1, MAC'd by KEYS. */
+ks_rv ks_gen_bump_inlock(ks_token *tok, const struct ks_keys *keys);
+/* Markers of WHO whose process is gone: *N of them; with DEL, delete them
+ * and give their counts back (inside the caller's write transaction). */
+ks_rv ks_att_reclaim_inlock(ks_token *tok, ks_who who, int del, unsigned *n);
+/* Delete marker KEY (KEY NULL: every marker of WHO). */
+ks_rv ks_att_delete_inlock(ks_token *tok, ks_who who, const char *key);
+/*
+ * Verify PIN for WHO. Called unlocked; returns with the lock HELD whatever
+ * the result. On KS_OK, OK holds the TMK, derived keys and wrap key.
+ */
+ks_rv ks_pin_verify_relock(ks_token *tok, ks_who who, const unsigned char *pin, size_t len,
+                           struct ks_pin_ok *ok);
+/* Write P as WHO's PIN row (inside the caller's transaction). */
+ks_rv ks_pin_write_inlock(ks_token *tok, ks_who who, const struct ks_pin_row *p);
 
 /* Internal setting holding the user PIN generation (login cache binding);
  * keys starting with KS_INTERNAL_PREFIX are refused by ks_set_setting. */

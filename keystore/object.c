@@ -1,6 +1,6 @@
 /*
- * object.c — stored objects: sealing, MACs, reading with integrity checks,
- * and the credential rollover (states active / pending / retired).
+ * object.c — stored objects: sealing, MACs, reading with integrity checks.
+ * The credential rollover: rollover.c.
  *
  * Callbacks run with the handle's mutex held (the rows they see come from
  * a statement in progress): they must not call back into the same handle.
@@ -14,16 +14,7 @@
 /* Columns of ST_OBJ_ALL / ST_OBJ_PUBLIC / ST_OBJ_ONE. */
 enum { C_ID, C_PRIV, C_VERSION, C_NONCE, C_DATA, C_MAC, C_STATE, C_RETIRED, C_CRED, C_SEQ };
 
-/* The rollover state of one record, as stored in its row and bound into
- * its AD / MAC. */
-struct rec_state {
-    ks_state state;
-    int64_t retired_at; /* 0 unless retired */
-    const unsigned char *cred;
-    size_t cred_len;
-};
-
-static const struct rec_state st_active = {KS_ACTIVE, 0, NULL, 0};
+static const struct ks_rec_state st_active = {KS_ACTIVE, 0, NULL, 0};
 
 /* The state tail of the AD: absent for a plain active object (so records
  * written before schema 3 keep their AD), else
@@ -32,7 +23,7 @@ static const struct rec_state st_active = {KS_ACTIVE, 0, NULL, 0};
 
 static size_t
 object_ad_ext(unsigned char ad[KS_OBJ_AD_MAX], const unsigned char token_id[KS_TOKEN_ID_LEN],
-              int64_t id, uint32_t version, const struct rec_state *rs)
+              int64_t id, uint32_t version, const struct ks_rec_state *rs)
 {
     size_t off = KS_OBJ_AD_LEN, i;
     uint64_t t = (uint64_t)rs->retired_at;
@@ -55,7 +46,7 @@ object_ad_ext(unsigned char ad[KS_OBJ_AD_MAX], const unsigned char token_id[KS_T
 static void
 object_mac_ext(unsigned char out[KS_MAC_LEN], const unsigned char key[KS_KEY_LEN],
                const unsigned char token_id[KS_TOKEN_ID_LEN], int64_t id, uint32_t version,
-               const struct rec_state *rs, const unsigned char *data, size_t len)
+               const struct ks_rec_state *rs, const unsigned char *data, size_t len)
 {
     crypto_generichash_state h;
     unsigned char ad[KS_OBJ_AD_MAX];
@@ -69,8 +60,8 @@ object_mac_ext(unsigned char out[KS_MAC_LEN], const unsigned char key[KS_KEY_LEN
 }
 
 /* Read the state columns (starting at column FIRST) of ST's current row. */
-static int
-row_state(sqlite3_stmt *st, int first, struct rec_state *rs)
+int
+ks_row_state(sqlite3_stmt *st, int first, struct ks_rec_state *rs)
 {
     sqlite3_int64 s = sqlite3_column_int64(st, first);
     int ct = sqlite3_column_type(st, first + 2);
@@ -100,9 +91,9 @@ row_state(sqlite3_stmt *st, int first, struct rec_state *rs)
  * NULL) the authenticated state. KS_E_TAMPERED means "skip this record" and
  * names it in the last error.
  */
-static ks_rv
-row_decode_inlock(ks_token *tok, sqlite3_stmt *st, ks_object *obj, size_t *wipe,
-                  const unsigned char **ser, size_t *ser_len, struct rec_state *rs_out)
+ks_rv
+ks_row_decode_inlock(ks_token *tok, sqlite3_stmt *st, ks_object *obj, size_t *wipe,
+                     const unsigned char **ser, size_t *ser_len, struct ks_rec_state *rs_out)
 {
     int64_t id = sqlite3_column_int64(st, C_ID);
     sqlite3_int64 ver = sqlite3_column_int64(st, C_VERSION);
@@ -110,13 +101,13 @@ row_decode_inlock(ks_token *tok, sqlite3_stmt *st, ks_object *obj, size_t *wipe,
     const unsigned char *data = dtype == SQLITE_BLOB ? sqlite3_column_blob(st, C_DATA) : NULL;
     size_t len = dtype == SQLITE_BLOB ? (size_t)sqlite3_column_bytes(st, C_DATA) : 0;
     unsigned char ad[KS_OBJ_AD_MAX];
-    struct rec_state rs;
+    struct ks_rec_state rs;
     size_t n = 0, adlen;
     int r;
 
     *wipe = 0;
     memset(obj, 0, sizeof(*obj));
-    if (ver < 1 || ver > UINT32_MAX || dtype != SQLITE_BLOB || row_state(st, C_STATE, &rs) != 0)
+    if (ver < 1 || ver > UINT32_MAX || dtype != SQLITE_BLOB || ks_row_state(st, C_STATE, &rs) != 0)
         return KS_ERR(tok, KS_E_TAMPERED, "object %" PRId64 ": malformed record", id);
     obj->id = id;
     obj->seq = sqlite3_column_int64(st, C_SEQ);
@@ -180,8 +171,8 @@ row_decode_inlock(ks_token *tok, sqlite3_stmt *st, ks_object *obj, size_t *wipe,
     return KS_OK;
 }
 
-static void
-wipe_after_cb(ks_token *tok, size_t wipe)
+void
+ks_wipe_scratch(ks_token *tok, size_t wipe)
 {
     if (wipe > 0)
         sodium_memzero(tok->scratch, wipe);
@@ -202,8 +193,8 @@ tombstone_inlock(ks_token *tok, int64_t id)
  * tells whether there was one. The tombstone is numbered before the row
  * goes: were the row the one with the highest number, numbering after it
  * could hand out that same number again. */
-static ks_rv
-delete_inlock(ks_token *tok, int64_t id)
+ks_rv
+ks_obj_delete_inlock(ks_token *tok, int64_t id)
 {
     sqlite3_stmt *st;
     ks_rv rv = tombstone_inlock(tok, id);
@@ -269,7 +260,7 @@ ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_gone_cb gone, 
             gone(ctx, id); /* private (perhaps newly): not visible logged out */
             continue;
         }
-        rv = row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, NULL);
+        rv = ks_row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, NULL);
         if (rv == KS_E_TAMPERED) {
             bad++;
             rv = KS_OK;
@@ -282,7 +273,7 @@ ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_gone_cb gone, 
             gone(ctx, id);
         else
             stop = cb(ctx, &obj);
-        wipe_after_cb(tok, wipe);
+        ks_wipe_scratch(tok, wipe);
         if (stop) {
             rv = KS_E_ARGS; /* the caller could not take it: its view is incomplete */
             break;
@@ -335,7 +326,7 @@ ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned *tampered)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int stop;
 
-        rv = row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, NULL);
+        rv = ks_row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, NULL);
         if (rv == KS_E_TAMPERED) {
             bad++;
             rv = KS_OK;
@@ -344,11 +335,11 @@ ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned *tampered)
         if (rv != KS_OK)
             break;
         if (obj.state == KS_RETIRED) { /* kept only for rollback and purge */
-            wipe_after_cb(tok, wipe);
+            ks_wipe_scratch(tok, wipe);
             continue;
         }
         stop = cb(ctx, &obj);
-        wipe_after_cb(tok, wipe);
+        ks_wipe_scratch(tok, wipe);
         if (stop)
             break;
     }
@@ -382,13 +373,13 @@ ks_list_inactive(ks_token *tok, ks_inactive_cb cb, void *ctx, unsigned *tampered
     ks_lock(tok);
     st = ks_stmt_inlock(tok, ST_OBJ_ALL); /* one statement: one read snapshot */
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct rec_state rs;
+        struct ks_rec_state rs;
         ks_inactive io;
         ks_object obj;
         size_t wipe = 0;
         int stop;
 
-        if (row_state(st, C_STATE, &rs) != 0) {
+        if (ks_row_state(st, C_STATE, &rs) != 0) {
             bad++;
             continue;
         }
@@ -398,7 +389,7 @@ ks_list_inactive(ks_token *tok, ks_inactive_cb cb, void *ctx, unsigned *tampered
         io.id = sqlite3_column_int64(st, C_ID);
         io.is_private = sqlite3_column_int(st, C_PRIV) != 0;
         if (!io.is_private || tok->keys != NULL) {
-            rv = row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, &rs);
+            rv = ks_row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, &rs);
             if (rv == KS_E_TAMPERED) {
                 bad++;
                 rv = KS_OK;
@@ -414,7 +405,7 @@ ks_list_inactive(ks_token *tok, ks_inactive_cb cb, void *ctx, unsigned *tampered
         io.cred = rs.cred;
         io.cred_len = rs.cred_len;
         stop = cb(ctx, &io);
-        wipe_after_cb(tok, wipe);
+        ks_wipe_scratch(tok, wipe);
         if (stop)
             break;
     }
@@ -451,16 +442,16 @@ ks_object_get(ks_token *tok, int64_t id, ks_object_cb cb, void *ctx)
         rv = KS_SQLERR(tok, rc, "reading an object");
         goto out;
     }
-    rv = row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, NULL);
+    rv = ks_row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, NULL);
     if (rv != KS_OK)
         goto out;
     if (obj.state == KS_RETIRED) {
-        wipe_after_cb(tok, wipe);
+        ks_wipe_scratch(tok, wipe);
         rv = KS_ERR(tok, KS_E_NOT_FOUND, "object %" PRId64 " is retired", id);
         goto out;
     }
     (void)cb(ctx, &obj);
-    wipe_after_cb(tok, wipe);
+    ks_wipe_scratch(tok, wipe);
 out:
     ks_stmt_done(st);
     ks_unlock(tok);
@@ -469,18 +460,22 @@ out:
 
 /* Seal (private) or MAC (public) the serialised attributes SER and write
  * them as version VER of object ID; inside the caller's transaction. */
-static ks_rv
-record_write_inlock(ks_token *tok, int64_t id, int is_private, uint32_t ver,
-                    const struct rec_state *rs, const unsigned char *ser, size_t ser_len)
+ks_rv
+ks_record_write_inlock(ks_token *tok, int64_t id, int is_private, uint32_t ver,
+                       const struct ks_rec_state *rs, const unsigned char *ser, size_t ser_len)
 {
     sqlite3_stmt *st = ks_stmt_inlock(tok, ST_OBJ_WRITE);
     unsigned char nonce[KS_NONCE_LEN], mac[KS_MAC_LEN], ad[KS_OBJ_AD_MAX];
     unsigned char *ct = NULL;
+    struct ks_lookup lk;
     size_t adlen;
     ks_rv rv;
 
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, ver);
+    /* The lookup columns from the plaintext (lookup.c). */
+    ks_lookup_of_inlock(tok, is_private, ser, ser_len, &lk);
+    ks_lookup_bind(st, 9, &lk);
     sqlite3_bind_int(st, 6, (int)rs->state);
     if (rs->state == KS_RETIRED)
         sqlite3_bind_int64(st, 7, rs->retired_at);
@@ -553,7 +548,7 @@ attrs_args(ks_token *tok, const ks_attr *attrs, size_t n, size_t *ser_len)
 
 static ks_rv
 object_create(ks_token *tok, int is_private, const ks_attr *attrs, size_t n,
-              const struct rec_state *rs, int64_t *out_id)
+              const struct ks_rec_state *rs, int64_t *out_id)
 {
     size_t ser_len = 0;
     sqlite3_stmt *st;
@@ -582,7 +577,7 @@ object_create(ks_token *tok, int is_private, const ks_attr *attrs, size_t n,
     rv = ks_step_done_inlock(tok, st, "creating an object");
     if (rv == KS_OK) {
         id = sqlite3_last_insert_rowid(tok->db);
-        rv = record_write_inlock(tok, id, is_private, 1, rs, tok->scratch, ser_len);
+        rv = ks_record_write_inlock(tok, id, is_private, 1, rs, tok->scratch, ser_len);
     }
     if (rv == KS_OK)
         rv = ks_commit_inlock(tok);
@@ -606,7 +601,7 @@ ks_rv
 ks_object_create_pending(ks_token *tok, int is_private, const ks_attr *attrs, size_t n,
                          const unsigned char *cred, size_t cred_len, int64_t *out_id)
 {
-    struct rec_state rs = {KS_PENDING, 0, cred, cred_len};
+    struct ks_rec_state rs = {KS_PENDING, 0, cred, cred_len};
 
     if (out_id != NULL)
         *out_id = 0;
@@ -623,7 +618,7 @@ ks_object_update(ks_token *tok, int64_t id, const ks_attr *attrs, size_t n)
     sqlite3_int64 ver = 0;
     int is_private = 0, rc;
     unsigned char cred[KS_CRED_MAX];
-    struct rec_state rs = st_active;
+    struct ks_rec_state rs = st_active;
     ks_rv rv;
 
     if (tok == NULL)
@@ -644,7 +639,7 @@ ks_object_update(ks_token *tok, int64_t id, const ks_attr *attrs, size_t n)
         is_private = sqlite3_column_int(st, 0) != 0;
         ver = sqlite3_column_int64(st, 1);
         /* The state stays as it is (a pending key may be updated). */
-        if (row_state(st, 2, &rs) != 0) {
+        if (ks_row_state(st, 2, &rs) != 0) {
             rv = KS_ERR(tok, KS_E_CORRUPT, "object %" PRId64 ": malformed state", id);
         } else {
             if (rs.cred_len > 0)
@@ -660,8 +655,8 @@ ks_object_update(ks_token *tok, int64_t id, const ks_attr *attrs, size_t n)
     if (rv == KS_OK && (ver < 1 || ver >= UINT32_MAX))
         rv = KS_ERR(tok, KS_E_CORRUPT, "object %" PRId64 ": version out of range", id);
     if (rv == KS_OK)
-        rv =
-            record_write_inlock(tok, id, is_private, (uint32_t)ver + 1, &rs, tok->scratch, ser_len);
+        rv = ks_record_write_inlock(tok, id, is_private, (uint32_t)ver + 1, &rs, tok->scratch,
+                                    ser_len);
     if (rv == KS_OK)
         rv = ks_commit_inlock(tok);
     else
@@ -689,7 +684,7 @@ ks_object_destroy(ks_token *tok, int64_t id)
         goto out;
     rv = ks_tmk_current_inlock(tok);
     if (rv == KS_OK) {
-        rv = delete_inlock(tok, id);
+        rv = ks_obj_delete_inlock(tok, id);
         if (rv == KS_OK && sqlite3_changes(tok->db) == 0)
             rv = KS_ERR(tok, KS_E_NOT_FOUND, "no object %" PRId64, id);
     }
@@ -699,534 +694,6 @@ ks_object_destroy(ks_token *tok, int64_t id)
     else
         ks_rollback_inlock(tok);
 out:
-    ks_unlock(tok);
-    return rv;
-}
-
-/* ---- credential rollover -------------------------------------------------
- * Every function below is one write transaction: it reads every record it
- * may touch (authenticating it; records that fail are left alone), then
- * rewrites or deletes them, then commits. A failure anywhere rolls back. */
-
-struct item {
-    int64_t id;
-    int is_private;
-    uint32_t version;
-    struct rec_state rs; /* rs.cred points into credbuf */
-    unsigned char credbuf[KS_CRED_MAX];
-    unsigned char *ser; /* serialised attributes, locked memory */
-    size_t ser_len;
-};
-
-struct items {
-    struct item *v;
-    size_t n, cap;
-};
-
-static void
-items_free(struct items *it)
-{
-    for (size_t i = 0; i < it->n; i++)
-        ks_secure_free(it->v[i].ser);
-    free(it->v);
-    memset(it, 0, sizeof(*it));
-}
-
-static const ks_attr *
-attr_find(const ks_attr *attrs, size_t n, uint64_t type)
-{
-    for (size_t i = 0; i < n; i++)
-        if (attrs[i].type == type)
-            return &attrs[i];
-    return NULL;
-}
-
-static int
-bytes_eq(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
-{
-    return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
-}
-
-typedef int (*select_fn)(void *ctx, const ks_object *o, const struct rec_state *rs);
-
-/* Walk every record (inside the caller's transaction, logged in) and copy
- * those SEL picks into OUT. Records failing their check are skipped. */
-static ks_rv
-collect_inlock(ks_token *tok, select_fn sel, void *ctx, struct items *out)
-{
-    sqlite3_stmt *st = ks_stmt_inlock(tok, ST_OBJ_ALL);
-    const unsigned char *ser;
-    struct rec_state rs;
-    ks_object obj;
-    size_t wipe, ser_len;
-    ks_rv rv = KS_OK;
-    int rc;
-
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct item *it;
-
-        rv = row_decode_inlock(tok, st, &obj, &wipe, &ser, &ser_len, &rs);
-        if (rv == KS_E_TAMPERED) {
-            rv = KS_OK;
-            continue;
-        }
-        if (rv != KS_OK)
-            break;
-        if (!sel(ctx, &obj, &rs)) {
-            wipe_after_cb(tok, wipe);
-            continue;
-        }
-        if (out->n == out->cap) {
-            size_t cap = out->cap ? 2 * out->cap : 4;
-            struct item *v = realloc(out->v, cap * sizeof(*v));
-
-            if (v == NULL) {
-                wipe_after_cb(tok, wipe);
-                rv = KS_ERR(tok, KS_E_NOMEM, "out of memory");
-                break;
-            }
-            out->v = v;
-            out->cap = cap;
-        }
-        it = &out->v[out->n];
-        memset(it, 0, sizeof(*it));
-        it->ser = ks_secure_alloc(ser_len);
-        if (it->ser == NULL) {
-            wipe_after_cb(tok, wipe);
-            rv = KS_ERR(tok, KS_E_NOMEM, "cannot allocate locked memory");
-            break;
-        }
-        memcpy(it->ser, ser, ser_len);
-        it->ser_len = ser_len;
-        wipe_after_cb(tok, wipe);
-        it->id = obj.id;
-        it->is_private = obj.is_private;
-        it->version = obj.version;
-        it->rs = rs;
-        if (rs.cred_len > 0)
-            memcpy(it->credbuf, rs.cred, rs.cred_len);
-        it->rs.cred = it->credbuf;
-        out->n++;
-    }
-    if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        rv = KS_SQLERR(tok, rc, "reading objects");
-    ks_stmt_done(st);
-    return rv;
-}
-
-/* Attribute TYPE of item IT (parsed into tok->attrs): pointer into IT->ser. */
-static const ks_attr *
-item_attr_inlock(ks_token *tok, const struct item *it, uint64_t type, size_t *nattrs)
-{
-    size_t n = 0;
-
-    if (ks_attrs_parse_inlock(tok, it->ser, it->ser_len, &n) != 0)
-        return NULL;
-    if (nattrs != NULL)
-        *nattrs = n;
-    return attr_find(tok->attrs, n, type);
-}
-
-/* Copy ATTRS (N) into a new array with SET (NSET) replacing or adding
- * attributes of the same types; *OUT malloc'd, *OUT_N its length. */
-static ks_rv
-attrs_with(ks_token *tok, const ks_attr *attrs, size_t n, const ks_attr *set, size_t nset,
-           ks_attr **out, size_t *out_n)
-{
-    ks_attr *v = malloc((n + nset) * sizeof(*v) + 1);
-    size_t k = 0;
-
-    if (v == NULL)
-        return KS_ERR(tok, KS_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        if (attr_find(set, nset, attrs[i].type) == NULL)
-            v[k++] = attrs[i];
-    for (size_t i = 0; i < nset; i++)
-        v[k++] = set[i];
-    *out = v;
-    *out_n = k;
-    return KS_OK;
-}
-
-/* Write ATTRS as the next version of IT with state RS (in the transaction). */
-static ks_rv
-write_attrs_inlock(ks_token *tok, int64_t id, int is_private, uint32_t ver,
-                   const struct rec_state *rs, const ks_attr *attrs, size_t n)
-{
-    unsigned char *buf;
-    size_t len;
-    ks_rv rv;
-
-    if (ks_attrs_check(attrs, n, &len) != KS_OK)
-        return KS_ERR(tok, KS_E_ARGS, "bad attribute list");
-    buf = ks_secure_alloc(len);
-    if (buf == NULL)
-        return KS_ERR(tok, KS_E_NOMEM, "cannot allocate locked memory");
-    ks_attrs_serialise(attrs, n, buf, len);
-    rv = record_write_inlock(tok, id, is_private, ver, rs, buf, len);
-    ks_secure_free(buf);
-    return rv;
-}
-
-/* Rewrite item IT as its next version with state RS; ID and LABEL (either
- * may be NULL) replace those attributes. */
-static ks_rv
-item_rewrite_inlock(ks_token *tok, const struct item *it, const struct rec_state *rs,
-                    const ks_attr *id, const ks_attr *label)
-{
-    ks_attr set[2], *v = NULL;
-    size_t nset = 0, n = 0, nv = 0;
-    ks_rv rv;
-
-    if (it->version >= UINT32_MAX)
-        return KS_ERR(tok, KS_E_CORRUPT, "object %" PRId64 ": version out of range", it->id);
-    if (id == NULL && label == NULL)
-        return record_write_inlock(tok, it->id, it->is_private, it->version + 1, rs, it->ser,
-                                   it->ser_len);
-    if (id != NULL)
-        set[nset++] = *id;
-    if (label != NULL)
-        set[nset++] = *label;
-    if (ks_attrs_parse_inlock(tok, it->ser, it->ser_len, &n) != 0)
-        return KS_ERR(tok, KS_E_TAMPERED, "object %" PRId64 ": malformed attributes", it->id);
-    rv = attrs_with(tok, tok->attrs, n, set, nset, &v, &nv);
-    if (rv != KS_OK)
-        return rv;
-    rv = write_attrs_inlock(tok, it->id, it->is_private, it->version + 1, rs, v, nv);
-    free(v);
-    return rv;
-}
-
-/* Start a write transaction with a current TMK. */
-static ks_rv
-rollover_begin_inlock(ks_token *tok)
-{
-    ks_rv rv;
-
-    if (tok->keys == NULL)
-        return KS_ERR(tok, KS_E_NOT_LOGGED_IN, "rollover needs a login");
-    rv = ks_begin_inlock(tok, 1);
-    if (rv != KS_OK)
-        return rv;
-    rv = ks_tmk_current_inlock(tok);
-    if (rv != KS_OK)
-        ks_rollback_inlock(tok);
-    return rv;
-}
-
-static ks_rv
-rollover_end_inlock(ks_token *tok, ks_rv rv)
-{
-    if (rv == KS_OK)
-        return ks_commit_inlock(tok);
-    ks_rollback_inlock(tok);
-    return rv;
-}
-
-struct cred_sel {
-    const unsigned char *cred;
-    size_t len;
-};
-
-static int
-linked(const struct rec_state *rs, const struct cred_sel *c)
-{
-    return bytes_eq(rs->cred, rs->cred_len, c->cred, c->len);
-}
-
-/* Commit: the credential's active objects (by CKA_ID) and its pending ones. */
-static int
-sel_commit(void *ctx, const ks_object *o, const struct rec_state *rs)
-{
-    const struct cred_sel *c = ctx;
-    const ks_attr *id;
-
-    if (rs->state == KS_PENDING)
-        return linked(rs, c);
-    if (rs->state != KS_ACTIVE)
-        return 0;
-    id = attr_find(o->attrs, o->nattrs, KS_ATTR_ID);
-    return id != NULL && bytes_eq(id->value, id->len, c->cred, c->len);
-}
-
-ks_rv
-ks_rollover_commit(ks_token *tok, const unsigned char *cred, size_t cred_len,
-                   const ks_attr *cert_attrs, size_t n_cert, int64_t now, int64_t *out_cert_id)
-{
-    struct cred_sel c = {cred, cred_len};
-    struct items it = {0};
-    struct rec_state retired = {KS_RETIRED, now, cred, cred_len};
-    struct rec_state activated = {KS_ACTIVE, 0, cred, cred_len};
-    ks_attr id_attr = {KS_ATTR_ID, cred_len, (unsigned char *)cred};
-    ks_attr *cv = NULL;
-    size_t npending = 0, ncv = 0, dummy;
-    int64_t cert_id = 0;
-    ks_rv rv;
-
-    if (out_cert_id != NULL)
-        *out_cert_id = 0;
-    if (tok == NULL || cred == NULL || cred_len == 0 || cred_len > KS_CRED_MAX || now <= 0 ||
-        (n_cert > 0 && cert_attrs == NULL) || n_cert == 0 ||
-        ks_attrs_check(cert_attrs, n_cert, &dummy) != KS_OK)
-        return KS_E_ARGS;
-    ks_lock(tok);
-    rv = rollover_begin_inlock(tok);
-    if (rv != KS_OK)
-        goto out;
-    rv = collect_inlock(tok, sel_commit, &c, &it);
-    for (size_t i = 0; rv == KS_OK && i < it.n; i++)
-        npending += it.v[i].rs.state == KS_PENDING;
-    if (rv == KS_OK && npending == 0)
-        rv = KS_ERR(tok, KS_E_NOT_FOUND, "no pending object for this credential");
-    /* Retire the old objects first (their labels are read from their own
-     * copies, which the rewrites below do not touch). */
-    for (size_t i = 0; rv == KS_OK && i < it.n; i++)
-        if (it.v[i].rs.state == KS_ACTIVE)
-            rv = item_rewrite_inlock(tok, &it.v[i], &retired, NULL, NULL);
-    /* Activate the pending ones under the credential's id and label. */
-    for (size_t i = 0; rv == KS_OK && i < it.n; i++) {
-        const ks_attr *cls, *lab = NULL;
-        unsigned char clsbuf[16];
-        size_t clslen = 0;
-        ks_attr label = {KS_ATTR_LABEL, 0, NULL};
-        unsigned char *labbuf = NULL;
-
-        if (it.v[i].rs.state != KS_PENDING)
-            continue;
-        cls = item_attr_inlock(tok, &it.v[i], KS_ATTR_CLASS, NULL);
-        if (cls != NULL && cls->len <= sizeof(clsbuf)) {
-            memcpy(clsbuf, cls->value, cls->len);
-            clslen = cls->len;
-        }
-        /* The label of a retired object of the same class, else any. */
-        for (int pass = 0; pass < 2 && lab == NULL; pass++)
-            for (size_t j = 0; j < it.n && lab == NULL; j++) {
-                const ks_attr *oc;
-
-                if (it.v[j].rs.state != KS_ACTIVE)
-                    continue;
-                oc = item_attr_inlock(tok, &it.v[j], KS_ATTR_CLASS, NULL);
-                if (pass == 0 &&
-                    (oc == NULL || cls == NULL || !bytes_eq(oc->value, oc->len, clsbuf, clslen)))
-                    continue;
-                lab = item_attr_inlock(tok, &it.v[j], KS_ATTR_LABEL, NULL);
-            }
-        if (lab != NULL) {
-            /* Copy: the next parse reuses tok->attrs. */
-            labbuf = malloc(lab->len + 1);
-            if (labbuf == NULL) {
-                rv = KS_ERR(tok, KS_E_NOMEM, "out of memory");
-                break;
-            }
-            memcpy(labbuf, lab->value, lab->len);
-            label.len = lab->len;
-            label.value = labbuf;
-        }
-        rv = item_rewrite_inlock(tok, &it.v[i], &activated, &id_attr, lab != NULL ? &label : NULL);
-        free(labbuf);
-    }
-    /* Store the certificate, active, under the same id and label. */
-    if (rv == KS_OK) {
-        const ks_attr *lab = NULL;
-        ks_attr set[2];
-        size_t nset = 0;
-        unsigned char *labbuf = NULL;
-        sqlite3_stmt *st;
-
-        for (int pass = 0; pass < 2 && lab == NULL; pass++)
-            for (size_t j = 0; j < it.n && lab == NULL; j++) {
-                const ks_attr *oc, *cc = attr_find(cert_attrs, n_cert, KS_ATTR_CLASS);
-
-                if (it.v[j].rs.state != KS_ACTIVE)
-                    continue;
-                oc = item_attr_inlock(tok, &it.v[j], KS_ATTR_CLASS, NULL);
-                if (pass == 0 &&
-                    (oc == NULL || cc == NULL || !bytes_eq(oc->value, oc->len, cc->value, cc->len)))
-                    continue;
-                lab = item_attr_inlock(tok, &it.v[j], KS_ATTR_LABEL, NULL);
-            }
-        set[nset++] = id_attr;
-        if (lab != NULL) {
-            labbuf = malloc(lab->len + 1);
-            if (labbuf == NULL)
-                rv = KS_ERR(tok, KS_E_NOMEM, "out of memory");
-            else {
-                memcpy(labbuf, lab->value, lab->len);
-                set[nset++] = (ks_attr){KS_ATTR_LABEL, lab->len, labbuf};
-            }
-        }
-        if (rv == KS_OK)
-            rv = attrs_with(tok, cert_attrs, n_cert, set, nset, &cv, &ncv);
-        if (rv == KS_OK) {
-            st = ks_stmt_inlock(tok, ST_OBJ_INSERT);
-            sqlite3_bind_int(st, 1, 0);
-            rv = ks_step_done_inlock(tok, st, "creating an object");
-        }
-        if (rv == KS_OK) {
-            cert_id = sqlite3_last_insert_rowid(tok->db);
-            rv = write_attrs_inlock(tok, cert_id, 0, 1, &activated, cv, ncv);
-        }
-        free(cv);
-        free(labbuf);
-    }
-    rv = rollover_end_inlock(tok, rv);
-    if (rv == KS_OK && out_cert_id != NULL)
-        *out_cert_id = cert_id;
-out:
-    items_free(&it);
-    ks_unlock(tok);
-    (void)dummy;
-    return rv;
-}
-
-static int
-sel_linked(void *ctx, const ks_object *o, const struct rec_state *rs)
-{
-    (void)o;
-    return rs->state != KS_PENDING && linked(rs, ctx);
-}
-
-ks_rv
-ks_rollover_rollback(ks_token *tok, const unsigned char *cred, size_t cred_len)
-{
-    struct cred_sel c = {cred, cred_len};
-    struct items it = {0};
-    struct rec_state restored = {KS_ACTIVE, 0, NULL, 0};
-    int64_t latest = 0;
-    size_t nactive = 0;
-    ks_rv rv;
-
-    if (tok == NULL || cred == NULL || cred_len == 0 || cred_len > KS_CRED_MAX)
-        return KS_E_ARGS;
-    ks_lock(tok);
-    rv = rollover_begin_inlock(tok);
-    if (rv != KS_OK)
-        goto out;
-    rv = collect_inlock(tok, sel_linked, &c, &it);
-    for (size_t i = 0; rv == KS_OK && i < it.n; i++) {
-        if (it.v[i].rs.state == KS_ACTIVE)
-            nactive++;
-        else if (it.v[i].rs.retired_at > latest)
-            latest = it.v[i].rs.retired_at;
-    }
-    if (rv == KS_OK && (nactive == 0 || latest == 0))
-        rv = KS_ERR(tok, KS_E_NOT_FOUND,
-                    "no committed rollover with retained old objects for this credential");
-    for (size_t i = 0; rv == KS_OK && i < it.n; i++) {
-        if (it.v[i].rs.state == KS_ACTIVE)
-            rv = delete_inlock(tok, it.v[i].id);
-        else if (it.v[i].rs.retired_at == latest)
-            rv = item_rewrite_inlock(tok, &it.v[i], &restored, NULL, NULL);
-    }
-    rv = rollover_end_inlock(tok, rv);
-out:
-    items_free(&it);
-    ks_unlock(tok);
-    return rv;
-}
-
-static int
-sel_pending(void *ctx, const ks_object *o, const struct rec_state *rs)
-{
-    (void)o;
-    return rs->state == KS_PENDING && linked(rs, ctx);
-}
-
-ks_rv
-ks_rollover_discard(ks_token *tok, const unsigned char *cred, size_t cred_len, unsigned *n)
-{
-    struct cred_sel c = {cred, cred_len};
-    struct items it = {0};
-    ks_rv rv;
-
-    if (n != NULL)
-        *n = 0;
-    if (tok == NULL || cred == NULL || cred_len == 0 || cred_len > KS_CRED_MAX)
-        return KS_E_ARGS;
-    ks_lock(tok);
-    rv = rollover_begin_inlock(tok);
-    if (rv != KS_OK)
-        goto out;
-    rv = collect_inlock(tok, sel_pending, &c, &it);
-    for (size_t i = 0; rv == KS_OK && i < it.n; i++)
-        rv = delete_inlock(tok, it.v[i].id);
-    rv = rollover_end_inlock(tok, rv);
-    if (rv == KS_OK && n != NULL)
-        *n = (unsigned)it.n;
-out:
-    items_free(&it);
-    ks_unlock(tok);
-    return rv;
-}
-
-struct purge_sel {
-    int64_t limit; /* retired at or before this */
-};
-
-static int
-sel_purge(void *ctx, const ks_object *o, const struct rec_state *rs)
-{
-    const struct purge_sel *p = ctx;
-
-    (void)o;
-    return rs->state == KS_RETIRED && rs->retired_at <= p->limit;
-}
-
-ks_rv
-ks_purge_retired(ks_token *tok, int64_t now, int64_t grace, unsigned *n)
-{
-    struct purge_sel p;
-    struct items it = {0};
-    ks_rv rv;
-
-    if (n != NULL)
-        *n = 0;
-    if (tok == NULL || now < 0 || grace < 0)
-        return KS_E_ARGS;
-    p.limit = now - grace;
-    ks_lock(tok);
-    rv = rollover_begin_inlock(tok);
-    if (rv != KS_OK)
-        goto out;
-    rv = collect_inlock(tok, sel_purge, &p, &it);
-    /* secure_delete overwrites the freed cells and pages on commit. */
-    for (size_t i = 0; rv == KS_OK && i < it.n; i++)
-        rv = delete_inlock(tok, it.v[i].id);
-    rv = rollover_end_inlock(tok, rv);
-    if (rv == KS_OK && n != NULL)
-        *n = (unsigned)it.n;
-out:
-    items_free(&it);
-    ks_unlock(tok);
-    return rv;
-}
-
-ks_rv
-ks_object_state(ks_token *tok, int64_t id, ks_state *state, int64_t *retired_at)
-{
-    sqlite3_stmt *st;
-    struct rec_state rs;
-    ks_rv rv = KS_OK;
-    int rc;
-
-    if (tok == NULL || state == NULL)
-        return KS_E_ARGS;
-    ks_lock(tok);
-    st = ks_stmt_inlock(tok, ST_OBJ_HEAD);
-    sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        rv = KS_ERR(tok, KS_E_NOT_FOUND, "no object %" PRId64, id);
-    else if (rc != SQLITE_ROW)
-        rv = KS_SQLERR(tok, rc, "reading an object");
-    else if (row_state(st, 2, &rs) != 0)
-        rv = KS_ERR(tok, KS_E_CORRUPT, "object %" PRId64 ": malformed state", id);
-    else {
-        *state = rs.state;
-        if (retired_at != NULL)
-            *retired_at = rs.retired_at;
-    }
-    ks_stmt_done(st);
     ks_unlock(tok);
     return rv;
 }

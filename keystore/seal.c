@@ -67,7 +67,9 @@ ks_keys_derive(struct ks_keys *k)
 {
     if (crypto_kdf_derive_from_key(k->rec, sizeof(k->rec), KS_SUBKEY_REC, KS_KDF_CTX, k->tmk) !=
             0 ||
-        crypto_kdf_derive_from_key(k->mac, sizeof(k->mac), KS_SUBKEY_MAC, KS_KDF_CTX, k->tmk) != 0)
+        crypto_kdf_derive_from_key(k->mac, sizeof(k->mac), KS_SUBKEY_MAC, KS_KDF_CTX, k->tmk) !=
+            0 ||
+        crypto_kdf_derive_from_key(k->lk, sizeof(k->lk), KS_SUBKEY_LK, KS_KDF_CTX, k->tmk) != 0)
         return KS_E_CRYPTO;
     return KS_OK;
 }
@@ -376,5 +378,38 @@ ks_attrs_parse_inlock(ks_token *tok, const unsigned char *buf, size_t len, size_
         off += alen;
     }
     *nattrs = n;
+    return 0;
+}
+
+int
+ks_ser_find(const unsigned char *buf, size_t len, uint64_t type, const unsigned char **v,
+            size_t *vlen)
+{
+    size_t off = 1;
+
+    *v = NULL;
+    *vlen = 0;
+    if (len < 1 || buf[0] != SER_FORMAT)
+        return -1;
+    while (off < len) {
+        uint64_t t;
+        uint32_t alen;
+
+        if (len - off < SER_HDR)
+            return -1;
+        t = get_u64(buf + off);
+        alen = get_u32(buf + off + 8);
+        off += SER_HDR;
+        if (alen > len - off)
+            return -1;
+        if (t == type) {
+            *v = buf + off;
+            *vlen = alen;
+            return 1;
+        }
+        if (t > type)
+            return 0; /* sorted by type */
+        off += alen;
+    }
     return 0;
 }

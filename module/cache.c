@@ -1,9 +1,12 @@
 /*
  * cache.c — the per-token object cache.
  *
- * Stored objects are cached in memory (sorted by handle = keystore id) and
- * reloaded whenever ks_changed() says another connection wrote the file, so
- * a certificate written by another process is seen at the next lookup. Only
+ * Stored objects are cached in memory (sorted by handle = keystore id), and
+ * whenever ks_changed() says another connection wrote the file what it
+ * changed is taken in (ks_load_changes), so a certificate written by another
+ * process is seen at the next lookup. The cache is either complete (loaded:
+ * a full load, here) or partial (cache_lazy.c: objects read as they are
+ * searched for or named by handle), never both. Only
  * what the keystore hands out is cached: public objects always, private
  * ones while the token key is unwrapped (in secure memory, wiped on drop).
  * Session objects and the token's CKO_PROFILE object live here too.
@@ -25,6 +28,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
+#include "cache_int.h"
 #include "mod_int.h"
 
 /* Forget O's OpenSSL key. Operations may still hold references; the key
@@ -38,8 +42,8 @@ object_forget_pkey(struct mod_object *o)
     o->pkey_attrs = NULL;
 }
 
-static void
-object_free(struct mod_object *o)
+void
+cache_object_free(struct mod_object *o)
 {
     if (o == NULL)
         return;
@@ -264,7 +268,9 @@ cache_ix_lookup_inlock(const struct mod_token *t, int k, const void *value, size
     struct mod_object *o;
 
     *first = NULL;
-    if (ix->broken || !t->loaded)
+    /* A partial cache holds every object with VALUE only once the keystore
+     * was asked for them (cache_resolve_relock). */
+    if (ix->broken || (!t->loaded && !cache_resolved_inlock(t, k, value, len)))
         return 0;
     if (ix->nb == 0)
         return 1; /* nothing indexed */
@@ -321,7 +327,7 @@ static void
 objs_free(struct mod_object **objs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        object_free(objs[i]);
+        cache_object_free(objs[i]);
     free(objs);
 }
 
@@ -370,8 +376,8 @@ stored_init(struct mod_object *o, const ks_object *ko, mod_attrs *attrs)
 }
 
 /* A new heap-allocated stored object for record KO. */
-static CK_RV
-stored_from_ks(const ks_object *ko, struct mod_object **out)
+CK_RV
+cache_stored_from_ks(const ks_object *ko, struct mod_object **out)
 {
     mod_attrs *attrs = NULL;
     CK_RV rv = obj_from_ks(ko, &attrs);
@@ -416,7 +422,7 @@ load_cb(void *ctx, const ks_object *ko)
         }
         stored_init(o, ko, attrs);
     } else {
-        rv = stored_from_ks(ko, &o);
+        rv = cache_stored_from_ks(ko, &o);
         if (rv != CKR_OK) {
             c->rv = rv;
             return 1;
@@ -426,7 +432,7 @@ load_cb(void *ctx, const ks_object *ko)
         c->seq = ko->seq;
     rv = objs_push(&c->objs, &c->n, &c->cap, o);
     if (rv != CKR_OK) {
-        object_free(o);
+        cache_object_free(o);
         c->rv = rv;
         return 1;
     }
@@ -482,7 +488,6 @@ cache_recent_inlock(const struct mod_token *t)
  * are marked and swept out in one pass, so a change costs in proportion to
  * its size, not to the token's.
  */
-static size_t objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found);
 
 struct delta_ctx {
     struct mod_token *t;
@@ -496,7 +501,7 @@ static struct mod_object *
 objs_find(const struct mod_token *t, CK_OBJECT_HANDLE h)
 {
     int found = 0;
-    size_t i = objs_search(t, h, &found);
+    size_t i = cache_objs_search(t, h, &found);
 
     return found ? t->objs[i] : NULL;
 }
@@ -523,11 +528,11 @@ delta_cb(void *ctx, const ks_object *ko)
         obj_set_flags(o, ko);
         return 0;
     }
-    rv = stored_from_ks(ko, &o);
+    rv = cache_stored_from_ks(ko, &o);
     if (rv == CKR_OK)
         rv = objs_push(&c->add, &c->nadd, &c->capadd, o);
     if (rv != CKR_OK) {
-        object_free(o);
+        cache_object_free(o);
         c->rv = rv;
         return 1;
     }
@@ -551,7 +556,7 @@ delta_gone(void *ctx, int64_t id)
     /* New in this same delta, then gone (a private one seen twice, say). */
     for (size_t i = 0; i < c->nadd; i++) {
         if (c->add[i]->h == (CK_OBJECT_HANDLE)id) {
-            object_free(c->add[i]);
+            cache_object_free(c->add[i]);
             c->add[i] = c->add[--c->nadd];
             return;
         }
@@ -578,7 +583,7 @@ delta_apply(struct mod_token *t, struct delta_ctx *c)
             struct mod_object *o = t->objs[i];
             if (o->gone) {
                 ix_unlink(t, o);
-                object_free(o);
+                cache_object_free(o);
             } else {
                 t->objs[w++] = o;
             }
@@ -643,38 +648,15 @@ cache_sync_delta_inlock(struct mod_token *t)
     return CKR_OK;
 }
 
-/*
- * Needs the token lock (and the global lock). The check (ks_changed, a
- * shared-memory comparison) and an incremental reload (a few changed rows,
- * applied in place) keep the global lock; a full reload reads the whole
- * token with the global lock released — into a separate list, swapped in
- * once the lock is back. The token lock keeps the cache and the login state
- * as they were meanwhile (both change only under it), and readers that hold
- * only the global lock see the old cache or the new one, never a mix.
- */
-CK_RV
-cache_sync_relock(struct mod_token *t)
+/* Read the whole token into the cache (the global lock released meanwhile,
+ * see cache_sync_relock). */
+static CK_RV
+load_full_relock(struct mod_token *t)
 {
     struct load_ctx c;
     unsigned tampered = 0;
-    int changed = 0;
     ks_rv kr;
-    CK_RV rv;
 
-    if (t->state != TOK_OPEN)
-        return CKR_TOKEN_NOT_RECOGNIZED;
-    rv = profile_ensure_inlock(t);
-    if (rv != CKR_OK)
-        return rv;
-    kr = ks_changed(t->ks, &changed);
-    if (kr != KS_OK)
-        return mod_ks_ckr(kr, t->ks, "ks_changed");
-    t->synced_at = mono_now();
-    if (t->loaded && !changed)
-        return CKR_OK;
-    if (t->loaded && getenv("EVERTOKEN_FULL_RELOAD") == NULL &&
-        cache_sync_delta_inlock(t) == CKR_OK)
-        return CKR_OK;
     memset(&c, 0, sizeof(c));
     c.rv = CKR_OK;
     mod_unlock();
@@ -689,29 +671,84 @@ cache_sync_relock(struct mod_token *t)
         mod_log("slot %u: %u stored object(s) failed their integrity check and are hidden (%s)",
                 (unsigned)t->slot, tampered, ks_last_error(t->ks));
     integrity_hidden_inlock(t, tampered, 1);
-    ix_clear(t);
-    objs_free(t->objs, t->nobjs);
-    arena_free(t->arena); /* after the objects that lived in it */
+    cache_objs_clear_inlock(t);
     t->objs = c.objs;
     t->nobjs = c.n;
     t->capobjs = c.cap;
     t->arena = c.arena;
     t->loaded = 1;
+    t->partial = 0;
     t->seq = c.seq;
     ix_rebuild(t);
     return CKR_OK;
 }
 
+/*
+ * Needs the token lock (and the global lock). The check (ks_changed, a
+ * shared-memory comparison) and an incremental reload (a few changed rows,
+ * applied in place) keep the global lock. A cache not yet filled starts
+ * partial (cache_lazy.c): it only notes the keystore's change sequence
+ * number, and objects come in as they are searched for or named by handle.
+ * A full load (cache_sync_full_relock) reads the whole token with the
+ * global lock released — into a separate list, swapped in once the lock is
+ * back. The token lock keeps the cache and the login state as they were
+ * meanwhile (both change only under it), and readers that hold only the
+ * global lock see the old cache or the new one, never a mix.
+ */
+CK_RV
+cache_sync_relock(struct mod_token *t)
+{
+    int changed = 0;
+    ks_rv kr;
+    CK_RV rv;
+
+    if (t->state != TOK_OPEN)
+        return CKR_TOKEN_NOT_RECOGNIZED;
+    rv = profile_ensure_inlock(t);
+    if (rv != CKR_OK)
+        return rv;
+    kr = ks_changed(t->ks, &changed);
+    if (kr != KS_OK)
+        return mod_ks_ckr(kr, t->ks, "ks_changed");
+    t->synced_at = mono_now();
+    if ((t->loaded || t->partial) && !changed)
+        return CKR_OK;
+    if ((t->loaded || t->partial) && getenv("EVERTOKEN_FULL_RELOAD") == NULL &&
+        cache_sync_delta_inlock(t) == CKR_OK)
+        return CKR_OK;
+    if (t->loaded)
+        return load_full_relock(t);
+    return cache_partial_begin_inlock(t);
+}
+
+CK_RV
+cache_sync_full_relock(struct mod_token *t)
+{
+    CK_RV rv = cache_sync_relock(t);
+
+    if (rv != CKR_OK || t->loaded)
+        return rv;
+    return load_full_relock(t);
+}
+
 void
-cache_drop_inlock(struct mod_token *t)
+cache_objs_clear_inlock(struct mod_token *t)
 {
     ix_clear(t);
     objs_free(t->objs, t->nobjs);
-    arena_free(t->arena);
+    arena_free(t->arena); /* after the objects that lived in it */
     t->arena = NULL;
     t->objs = NULL;
     t->nobjs = t->capobjs = 0;
+    cache_rset_free_inlock(t);
+}
+
+void
+cache_drop_inlock(struct mod_token *t)
+{
+    cache_objs_clear_inlock(t);
     t->loaded = 0;
+    t->partial = 0;
 }
 
 void
@@ -722,7 +759,7 @@ cache_destroy_sobjs_inlock(struct mod_token *t, CK_SESSION_HANDLE owner, int onl
     while ((o = *pp) != NULL) {
         if ((owner == 0 || o->owner == owner) && (!only_private || o->priv)) {
             *pp = o->next;
-            object_free(o);
+            cache_object_free(o);
         } else {
             pp = &o->next;
         }
@@ -734,7 +771,7 @@ cache_free_inlock(struct mod_token *t)
 {
     cache_drop_inlock(t);
     cache_destroy_sobjs_inlock(t, 0, 0);
-    object_free(t->prof);
+    cache_object_free(t->prof);
     t->prof = NULL;
 }
 
@@ -746,8 +783,8 @@ cache_visible(const struct mod_token *t, const struct mod_object *o)
 }
 
 /* Index of handle H in t->objs, or where it would be inserted. */
-static size_t
-objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found)
+size_t
+cache_objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found)
 {
     size_t lo = 0, hi = t->nobjs;
 
@@ -774,9 +811,16 @@ cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object *
         for (o = t->sobjs; o != NULL && o->h != h; o = o->next)
             ;
     } else {
-        size_t i = objs_search(t, h, &found);
-        if (found)
+        size_t i = cache_objs_search(t, h, &found);
+        if (found) {
             o = t->objs[i];
+        } else if (t->partial && h <= MOD_TOKEN_HANDLE_MAX) {
+            /* Not read yet: from the keystore (cache_lazy.c). */
+            CK_RV rv = cache_fetch_inlock(t, h, &o);
+
+            if (rv != CKR_OK)
+                return rv;
+        }
     }
     if (o == NULL || !cache_visible(t, o))
         return CKR_OBJECT_HANDLE_INVALID;
@@ -790,9 +834,8 @@ cache_add_token_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, mod_attrs *attrs
     struct mod_object *o;
     int found = 0;
     size_t i;
-    CK_RV rv;
 
-    i = objs_search(t, h, &found);
+    i = cache_objs_search(t, h, &found);
     if (found) {
         /* Already loaded by a reload since the write: keep ours. */
         cache_set_attrs_inlock(t, t->objs[i], attrs);
@@ -807,9 +850,23 @@ cache_add_token_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, mod_attrs *attrs
     o->attrs = attrs;
     o->token = CK_TRUE;
     o->priv = obj_bool(attrs, CKA_PRIVATE, CK_FALSE);
+    return cache_objs_insert_inlock(t, o);
+}
+
+CK_RV
+cache_objs_insert_inlock(struct mod_token *t, struct mod_object *o)
+{
+    int found = 0;
+    size_t i = cache_objs_search(t, o->h, &found);
+    CK_RV rv;
+
+    if (found) {
+        cache_object_free(o);
+        return CKR_GENERAL_ERROR; /* callers look first */
+    }
     rv = objs_push(&t->objs, &t->nobjs, &t->capobjs, o);
     if (rv != CKR_OK) {
-        object_free(o);
+        cache_object_free(o);
         return rv;
     }
     memmove(&t->objs[i + 1], &t->objs[i], (t->nobjs - 1 - i) * sizeof(*t->objs));
@@ -854,14 +911,14 @@ cache_remove_inlock(struct mod_token *t, struct mod_object *o)
                 break;
             }
         }
-        object_free(o);
+        cache_object_free(o);
         return;
     }
     ix_unlink(t, o);
-    i = objs_search(t, o->h, &found);
+    i = cache_objs_search(t, o->h, &found);
     if (found && t->objs[i] == o) {
         memmove(&t->objs[i], &t->objs[i + 1], (t->nobjs - 1 - i) * sizeof(*t->objs));
         t->nobjs--;
     }
-    object_free(o);
+    cache_object_free(o);
 }

@@ -1,12 +1,14 @@
 /*
  * derive.c — C_DeriveKey: CKM_ECDH1_DERIVE with CKD_NULL or an X9.63 KDF
- * (SHA-1/SHA-2), making a generic secret or AES key. The ECDH and the KDF
+ * (SHA-1/SHA-2), making a generic secret or AES key with the base key's
+ * CKA_DERIVE_TEMPLATE merged into the caller's template. The ECDH and the KDF
  * run without the global lock between derive_prepare (locked: the base key)
  * and gen_store (gen.c). docs/objects.md describes the keys made; Z and
  * every derived value live in locked memory and are wiped when freed.
  */
 #include <limits.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -187,12 +189,10 @@ done:
     return rv;
 }
 
-/* The mechanism's parameters and the new key's template (no lock): *MD the
- * KDF's digest (NULL: CKD_NULL), *KT the key type, *VLEN the CKA_VALUE_LEN
- * asked for (*HAVE_VLEN whether one was). */
+/* The mechanism's parameters (no lock): *MD the KDF's digest (NULL:
+ * CKD_NULL). */
 static CK_RV
-derive_check(CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR t, CK_ULONG n, const obj_policy *pol,
-             const char **md, CK_KEY_TYPE *kt, CK_ULONG *vlen, int *have_vlen)
+derive_mech_check(CK_MECHANISM_PTR mech, const char **md)
 {
     const CK_ECDH1_DERIVE_PARAMS *prm;
     CK_RV rv;
@@ -210,6 +210,17 @@ derive_check(CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR t, CK_ULONG n, const obj_po
         (prm->ulSharedDataLen > 0 && prm->pSharedData == NULL) ||
         (*md == NULL && prm->ulSharedDataLen > 0) /* shared data needs a KDF */)
         return CKR_MECHANISM_PARAM_INVALID;
+    return CKR_OK;
+}
+
+/* The new key's template T (the caller's merged with the base key's
+ * CKA_DERIVE_TEMPLATE; no lock): *KT the key type, *VLEN the CKA_VALUE_LEN
+ * asked for (*HAVE_VLEN whether one was). */
+static CK_RV
+derive_check(const CK_ATTRIBUTE *t, CK_ULONG n, const obj_policy *pol, CK_KEY_TYPE *kt,
+             CK_ULONG *vlen, int *have_vlen)
+{
+    CK_RV rv;
 
     /* The new key: a generic secret (the default) or an AES key. */
     *kt = tulong(t, n, CKA_KEY_TYPE, CKK_GENERIC_SECRET);
@@ -234,16 +245,26 @@ derive_check(CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR t, CK_ULONG n, const obj_po
     return CKR_OK;
 }
 
-/* The prepare step of C_DeriveKey (locked): the base key, the write rules
- * for the new one; *BK a reference to the base key's OpenSSL key and
- * *ORIGIN what the new key inherits from it. */
+/* The caller's template merged with the base key's CKA_DERIVE_TEMPLATE. */
+struct dtmpl {
+    unsigned char *v; /* a copy of the stored template (public) */
+    size_t len;
+    CK_ATTRIBUTE *t; /* pointing into the caller's template and V */
+    CK_ULONG n;
+};
+
+/* The prepare step of C_DeriveKey (locked): the base key, its derive
+ * template merged into T (D), the write rules for the new key; *BK a
+ * reference to the base key's OpenSSL key and *ORIGIN what the new key
+ * inherits from it. */
 static CK_RV
-derive_prepare(struct gen *g, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t, CK_ULONG n,
-               obj_origin *origin, EVP_PKEY **bk)
+derive_prepare(struct gen *g, CK_OBJECT_HANDLE base, const CK_ATTRIBUTE *t, CK_ULONG n,
+               struct dtmpl *d, obj_origin *origin, EVP_PKEY **bk)
 {
     struct mod_session *s = NULL;
     struct mod_token *locked = NULL;
     struct mod_object *o = NULL;
+    const ks_attr *dt;
     CK_RV rv;
 
     mod_lock();
@@ -265,8 +286,20 @@ derive_prepare(struct gen *g, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t, CK_ULON
         rv = CKR_MECHANISM_INVALID;
         goto done;
     }
-    rv = store_write_check_inlock(s, tbool(t, n, CKA_TOKEN, CK_FALSE),
-                                  tbool(t, n, CKA_PRIVATE, CK_TRUE));
+    dt = obj_find(o->attrs, CKA_DERIVE_TEMPLATE);
+    if (dt != NULL && dt->len > 0) {
+        d->v = malloc(dt->len);
+        if (d->v == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto done;
+        }
+        memcpy(d->v, dt->value, dt->len);
+        d->len = dt->len;
+    }
+    rv = obj_tmpl_merge(t, n, d->v, d->len, &d->t, &d->n);
+    if (rv == CKR_OK)
+        rv = store_write_check_inlock(s, tbool(d->t, d->n, CKA_TOKEN, CK_FALSE),
+                                      tbool(d->t, d->n, CKA_PRIVATE, CK_TRUE));
     if (rv != CKR_OK)
         goto done;
     memset(origin, 0, sizeof(*origin));
@@ -337,6 +370,7 @@ mod_C_DeriveKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ba
     obj_policy pol;
     obj_origin origin;
     EVP_PKEY *bk = NULL;
+    struct dtmpl d = {NULL, 0, NULL, 0};
     struct mat m;
     mod_attrs *attrs = NULL;
     CK_RV rv;
@@ -349,23 +383,31 @@ mod_C_DeriveKey(CK_SESSION_HANDLE hs, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ba
     if (rv == CKR_OK)
         rv = session_policy(hs, &pol);
     if (rv == CKR_OK)
-        rv = derive_check(mech, t, n, &pol, &md, &kt, &vlen, &have_vlen);
+        rv = derive_mech_check(mech, &md);
     if (rv == CKR_OK)
-        rv = derive_prepare(&g, base, t, n, &origin, &bk);
-    if (rv != CKR_OK)
+        rv = derive_prepare(&g, base, t, n, &d, &origin, &bk);
+    if (rv != CKR_OK) {
+        free(d.v);
+        free(d.t);
         return rv;
+    }
 
-    /* Without the lock from here to the store. */
+    /* Without the lock from here to the store; D.t is the caller's
+     * template with the derive template's attributes. */
+    rv = derive_check(d.t, d.n, &pol, &kt, &vlen, &have_vlen);
     mat_init(&m, CKO_SECRET_KEY, kt);
-    rv = derive_compute(bk, mech->pParameter, md, have_vlen, vlen, &m);
     if (rv == CKR_OK)
-        rv = obj_from_generated(t, n, m.a, m.n, &origin, &pol, &attrs);
+        rv = derive_compute(bk, mech->pParameter, md, have_vlen, vlen, &m);
+    if (rv == CKR_OK)
+        rv = obj_from_generated(d.t, d.n, m.a, m.n, &origin, &pol, &attrs);
     if (rv == CKR_OK)
         rv = gen_store(&g, attrs, NULL, NULL, 0, key, NULL);
     else
         gen_abandon(&g);
     mat_free(&m);
     EVP_PKEY_free(bk);
+    free(d.v);
+    free(d.t);
     ERR_clear_error();
     return rv;
 }

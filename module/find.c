@@ -81,14 +81,22 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
     /* A snapshot of the matching handles: objects created later are not
      * found by this search; destroyed ones are skipped when returned. With
      * CKA_ID or CKA_LABEL in the template, the stored objects looked at are
-     * the index's candidates for that value (still matched in full). */
-    for (int j = 0; j < MOD_IX_COUNT && k < 0; j++)
+     * the index's candidates for that value (still matched in full); a
+     * partial cache first reads those from the keystore (one indexed
+     * search). Any other template scans every object: the whole token. */
+    for (int j = 0; j < MOD_IX_COUNT && k < 0 && rv == CKR_OK; j++)
         for (CK_ULONG i = 0; i < n2; i++)
             if (t2[i].type == cache_ix_type(j)) {
-                if (cache_ix_lookup_inlock(t, j, t2[i].pValue, t2[i].ulValueLen, &first))
+                rv = cache_resolve_relock(t, j, t2[i].pValue, t2[i].ulValueLen);
+                if (rv == CKR_OK &&
+                    cache_ix_lookup_inlock(t, j, t2[i].pValue, t2[i].ulValueLen, &first))
                     k = j;
                 break;
             }
+    if (rv == CKR_OK && k < 0)
+        rv = cache_sync_full_relock(t);
+    if (rv != CKR_OK)
+        goto out;
     cap = 1;
     if (k >= 0) {
         for (struct mod_object *o = first; o != NULL; o = o->ix_next[k])

@@ -1,10 +1,9 @@
 /*
- * gen_int.h — shared by keygen.c (C_GenerateKeyPair, C_GenerateKey,
- * C_WrapKey, C_UnwrapKey) and derive.c
- * (C_DeriveKey): the prepare (locked) -> compute (unlocked) -> store
- * (relocked) sequence around a computation that makes new key objects
- * (gen.c), the caller's template helpers, and the material (struct mat) a
- * mechanism hands to obj_from_generated.
+ * gen_int.h — shared by keygen.c (C_GenerateKeyPair, C_GenerateKey),
+ * wrap.c (C_WrapKey, C_UnwrapKey) and derive.c (C_DeriveKey): the prepare (locked) -> compute
+ * (unlocked) -> store (relocked) sequence around a computation that makes new key objects (gen.c),
+ * the caller's template helpers, and the material (struct mat) a mechanism hands to
+ * obj_from_generated.
  */
 #ifndef EVERTOKEN_GEN_INT_H
 #define EVERTOKEN_GEN_INT_H
@@ -78,5 +77,26 @@ CK_RV mat_bn(struct mat *m, CK_ATTRIBUTE_TYPE type, const OSSL_PARAM *params, co
              size_t pad, int secret);
 /* TYPE as a DER OCTET STRING of RAW. */
 CK_RV mat_octet_string(struct mat *m, CK_ATTRIBUTE_TYPE type, const unsigned char *raw, size_t len);
+
+/* ---- keygen.c: shared with wrap.c --------------------------------------- */
+
+/* RESULT if session HS exists, else the session lookup's code (global lock
+ * taken and released). */
+CK_RV gen_session_rv(CK_SESSION_HANDLE hs, CK_RV result);
+
+/* What the public template asks the mechanism for. */
+struct kp_req {
+    CK_MECHANISM_TYPE mech;
+    CK_KEY_TYPE kt;
+    CK_ULONG bits;              /* RSA */
+    int nid;                    /* EC / EdDSA curve */
+    const CK_ATTRIBUTE *params; /* CKA_EC_PARAMS as given */
+};
+
+/* The material of both objects of key pair PK (R says its type and curve);
+ * ID: the SHA-1 default CKA_ID (the hash of the public value clients use,
+ * see docs/objects.md). */
+CK_RV kp_material(const struct kp_req *r, EVP_PKEY *pk, struct mat *pub, struct mat *prv,
+                  unsigned char id[20]);
 
 #endif /* EVERTOKEN_GEN_INT_H */

@@ -98,8 +98,8 @@ ext_GetIntegrity(CK_SLOT_ID slot, CK_ULONG *hidden, CK_ULONG *refused)
     tok_lock_relock(t); /* T stays (busy) and open (only idle tokens close) */
     /* A full load counts exactly what fails now (an incremental one only
      * sees the records that changed). */
-    t->loaded = 0;
-    rv = cache_sync_relock(t);
+    cache_drop_inlock(t);
+    rv = cache_sync_full_relock(t);
     if (rv == CKR_OK) {
         for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
             n += (CK_ULONG)setting_refused_inlock(t, keys[i]);

@@ -1,7 +1,7 @@
 /*
  * mod_int.h — internal interfaces of the evertoken PKCS#11 module core
  * (init.c, log.c, entry.c, ext.c, slot.c, session.c, login.c, logincache.c,
- * cache.c, store.c, objmgmt.c, find.c, keygen.c, rollover.c, crypto.c, op*.c).
+ * cache.c, store.c, objmgmt.c, find.c, keygen.c, wrap.c, rollover.c, crypto.c, op*.c).
  *
  * State model
  *   One process-wide state (mod_g: token list, session list, handle
@@ -128,6 +128,7 @@ struct mod_object {
 };
 
 struct mod_arena;
+struct mod_rset;
 
 /* A chained hash table of stored objects by one attribute's value. */
 struct mod_index {
@@ -156,10 +157,12 @@ struct mod_token {
     int present;         /* seen in the last directory scan */
     unsigned hidden;     /* stored objects that failed their check at the last load */
     /* Object cache. */
-    int loaded;               /* objs reflects the keystore as of ks_changed */
-    int64_t seq;              /* keystore change sequence objs reflects (ks_load_changes) */
-    double synced_at;         /* monotonic time of the last ks_changed check */
-    struct mod_object **objs; /* token objects, sorted by handle */
+    int loaded;                /* objs reflects the keystore as of ks_changed */
+    int partial;               /* objs holds some stored objects, current (cache_lazy.c) */
+    struct mod_rset *resolved; /* partial: index values whose objects are all in objs */
+    int64_t seq;               /* keystore change sequence objs reflects (ks_load_changes) */
+    double synced_at;          /* monotonic time of the last ks_changed check */
+    struct mod_object **objs;  /* token objects, sorted by handle */
     size_t nobjs, capobjs;
     struct mod_index ix[MOD_IX_COUNT]; /* objs by CKA_ID, CKA_LABEL */
     struct mod_arena *arena;           /* memory of the last full load (cache.c) */
@@ -310,9 +313,20 @@ int login_restore_due_inlock(const struct mod_token *t, int at_open);
 
 /* ---- cache.c ------------------------------------------------------------ */
 
-/* Bring the token's cache up to date (ks_changed, reload when needed).
- * Needs T's token lock; a full reload runs with the global lock released. */
+/* Bring the token's cache up to date (ks_changed; changes made by other
+ * processes applied). A cache not filled yet starts partial: objects are
+ * read as they are searched for (cache_resolve_relock) or named by handle
+ * (cache_lookup_inlock). Needs T's token lock. */
 CK_RV cache_sync_relock(struct mod_token *t);
+/* Same, and the cache holds every stored object (a template without an
+ * indexed attribute, the rollover's checks, the integrity count): reads the
+ * whole token if it is partial, with the global lock released. */
+CK_RV cache_sync_full_relock(struct mod_token *t);
+/* After cache_sync_relock: every stored object whose index-K attribute
+ * (cache_ix_type) is VALUE is in the cache (one indexed keystore search,
+ * ks_find, unless it was asked already; the global lock released during
+ * it). Needs T's token lock. */
+CK_RV cache_resolve_relock(struct mod_token *t, int k, const void *value, size_t len);
 /* The cache was checked less than MOD_SYNC_RECENT seconds ago: the
  * cryptographic C_xInit functions, which look up one key by handle (handles
  * are never reused), then trust it without the token lock and without a
@@ -326,7 +340,10 @@ void cache_drop_inlock(struct mod_token *t);
 void cache_free_inlock(struct mod_token *t);
 /* Destroy session objects of session OWNER (0: all), or only private ones. */
 void cache_destroy_sobjs_inlock(struct mod_token *t, CK_SESSION_HANDLE owner, int only_private);
-/* An object the current login state may see; CKR_OBJECT_HANDLE_INVALID. */
+/* An object the current login state may see; CKR_OBJECT_HANDLE_INVALID.
+ * A partial cache reads a stored object it lacks from the keystore: then
+ * the caller holds T's token lock (a partial cache is never "recent", so
+ * the C_xInit functions take it too). */
 CK_RV cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out);
 int cache_visible(const struct mod_token *t, const struct mod_object *o);
 /* Insert a stored object (takes ATTRS). */
@@ -435,7 +452,7 @@ enum mod_mech_family {
     MF_EDDSA,
     MF_DIGEST,
     MF_KEYGEN, /* keygen.c: C_GenerateKeyPair */
-    MF_DERIVE, /* keygen.c: C_DeriveKey */
+    MF_DERIVE, /* derive.c: C_DeriveKey */
     /* secret keys (op_sym.c) */
     MF_SECGEN,      /* keygen.c: C_GenerateKey (AES, generic secret) */
     MF_AES_ECB,     /* CKM_AES_ECB */
@@ -445,7 +462,7 @@ enum mod_mech_family {
     MF_AES_GCM,     /* CKM_AES_GCM */
     MF_CMAC,        /* CKM_AES_CMAC and _GENERAL */
     MF_HMAC,        /* CKM_SHAx_HMAC and _GENERAL */
-    MF_WRAP,        /* keygen.c: C_WrapKey/C_UnwrapKey (AES key wrap, with padding) */
+    MF_WRAP,        /* wrap.c: C_WrapKey/C_UnwrapKey (AES key wrap, with padding) */
 };
 
 /* Longest secret key value (bytes) the mechanisms take: HMAC keys and

@@ -90,9 +90,9 @@ static const struct obj_attr_info attr_table[] = {
     {CKA_AUTH_PIN_FLAGS, K_ULONG, 0, 0},
     {CKA_ALWAYS_AUTHENTICATE, K_BOOL, 0, OC_PRV},
     {CKA_WRAP_WITH_TRUSTED, K_BOOL, F_UP, OC_PRV | OC_SEC},
-    {CKA_WRAP_TEMPLATE, K_ARRAY, 0, 0},
-    {CKA_UNWRAP_TEMPLATE, K_ARRAY, 0, 0},
-    {CKA_DERIVE_TEMPLATE, K_ARRAY, 0, 0},
+    {CKA_WRAP_TEMPLATE, K_ARRAY, 0, OC_PUB | OC_SEC},
+    {CKA_UNWRAP_TEMPLATE, K_ARRAY, 0, OC_PRV | OC_SEC},
+    {CKA_DERIVE_TEMPLATE, K_ARRAY, 0, OC_PRV | OC_SEC},
     {CKA_OTP_FORMAT, K_ULONG, 0, 0},
     {CKA_OTP_LENGTH, K_ULONG, 0, 0},
     {CKA_OTP_TIME_INTERVAL, K_ULONG, 0, 0},
@@ -362,8 +362,8 @@ date_ok(const unsigned char *v, size_t len)
 }
 
 /* Checks that need nothing but the value itself. */
-static CK_RV
-value_check(const struct obj_attr_info *ai, const unsigned char *v, size_t len)
+CK_RV
+attr_value_check(const struct obj_attr_info *ai, const unsigned char *v, size_t len)
 {
     CK_ULONG u;
 
@@ -388,8 +388,6 @@ value_check(const struct obj_attr_info *ai, const unsigned char *v, size_t len)
         if (len == 0)
             return CKR_ATTRIBUTE_VALUE_INVALID;
         break;
-    case K_ARRAY:
-        return CKR_ATTRIBUTE_TYPE_INVALID;
     default:
         break;
     }
@@ -419,6 +417,29 @@ value_check(const struct obj_attr_info *ai, const unsigned char *v, size_t len)
     return CKR_OK;
 }
 
+/* An attribute-array value into G, encoded (obj_tmpl.c). */
+static CK_RV
+collect_array(obj_build *g, CK_ATTRIBUTE_TYPE type, const void *v, size_t len)
+{
+    unsigned char *enc = NULL;
+    size_t elen = 0;
+    const obj_bval *prev;
+    CK_RV rv;
+
+    rv = tmpl_array_encode(v, (CK_ULONG)len, &enc, &elen);
+    if (rv != CKR_OK)
+        return rv;
+    prev = ob_get(g, type);
+    if (prev != NULL)
+        rv = prev->len == elen && (elen == 0 || memcmp(prev->v, enc, elen) == 0)
+                 ? CKR_OK
+                 : CKR_TEMPLATE_INCONSISTENT;
+    else
+        rv = ob_put_copy(g, type, enc, elen);
+    free(enc);
+    return rv;
+}
+
 /*
  * Collect template T into G: unknown or unsupported types, malformed values
  * and conflicting duplicates are refused here; booleans are normalised to
@@ -440,11 +461,17 @@ tmpl_collect(const CK_ATTRIBUTE *t, CK_ULONG n, obj_build *g)
         size_t len = t[i].ulValueLen;
         obj_bval *prev;
 
-        if (ai == NULL || ai->kind == K_ARRAY)
+        if (ai == NULL)
             return CKR_ATTRIBUTE_TYPE_INVALID;
         if (len > OBJ_VALUE_MAX)
             return CKR_ATTRIBUTE_VALUE_INVALID;
-        rv = value_check(ai, v, len);
+        if (ai->kind == K_ARRAY) {
+            rv = collect_array(g, t[i].type, v, len);
+            if (rv != CKR_OK)
+                return rv;
+            continue;
+        }
+        rv = attr_value_check(ai, v, len);
         if (rv != CKR_OK)
             return rv;
         prev = ob_get(g, t[i].type);

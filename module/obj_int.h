@@ -97,7 +97,7 @@ enum obj_kind {
     K_DATE,   /* CK_DATE or empty */
     K_MECHS,  /* array of CK_MECHANISM_TYPE */
     K_BIGINT, /* big-endian integer, not empty */
-    K_ARRAY,  /* attribute array (CKA_WRAP_TEMPLATE, ...): not supported */
+    K_ARRAY,  /* attribute array (CKA_WRAP_TEMPLATE, ...): obj_tmpl.c */
 };
 
 #define F_MOD      0x01u /* C_SetAttributeValue may change it */
@@ -132,9 +132,37 @@ unsigned attrs_class_bit(const mod_attrs *o);
 int attr_hidden(const mod_attrs *o, CK_ATTRIBUTE_TYPE type);
 /* Sets of class CLS with CKA_PRIVATE PRIV may hold secrets: locked memory. */
 int wants_secure(CK_OBJECT_CLASS cls, CK_BBOOL priv);
+/* The checks of a value of attribute AI that need nothing but the value
+ * (length of booleans and numbers, dates, DER names and OIDs, UTF-8
+ * labels). Not for K_ARRAY. */
+CK_RV attr_value_check(const struct obj_attr_info *ai, const unsigned char *v, size_t len);
 /* A caller's template into G, each value checked against the table. */
 CK_RV tmpl_collect(const CK_ATTRIBUTE *t, CK_ULONG n, obj_build *g);
 /* The defaults of class bit CB that B lacks. */
 CK_RV add_defaults(obj_build *b, unsigned cb);
+
+/* ---- obj_tmpl.c: attribute-array values (encoding described there) ------ */
+
+/* At most this many attributes, and this many encoded bytes, in one
+ * template (far above any real use; far below the keystore's 16 MiB per
+ * value). */
+#define TMPL_ARRAY_MAX   64
+#define TMPL_ARRAY_BYTES (64UL * 1024)
+
+/* A caller's array value (PV, LEN bytes: LEN / sizeof(CK_ATTRIBUTE)
+ * entries) checked and encoded into *OUT (malloc'd, *OUTLEN bytes; empty
+ * array: *OUTLEN 0). CKR_ATTRIBUTE_VALUE_INVALID for a length that is no
+ * whole number of entries, too many, an entry of unknown type, an array, key
+ * material, a malformed value, or one type twice with two values. */
+CK_RV tmpl_array_encode(const void *pv, CK_ULONG len, unsigned char **out, size_t *outlen);
+/* The next entry of encoded V from *OFF (values point into V); 0 at the end
+ * or on malformed bytes. */
+int tmpl_array_next(const unsigned char *v, size_t len, size_t *off, CK_ATTRIBUTE *a);
+/* Entries of encoded V; 0 when empty or malformed. */
+size_t tmpl_array_count(const unsigned char *v, size_t len);
+/* C_GetAttributeValue of array attribute A (NULL: empty) into T. */
+CK_RV tmpl_array_get(const ks_attr *a, CK_ATTRIBUTE *t);
+/* Is A (NULL: empty) the encoding of the caller's array PV/LEN? */
+int tmpl_array_eq(const ks_attr *a, const void *pv, CK_ULONG len);
 
 #endif /* EVERTOKEN_OBJ_INT_H */

@@ -649,9 +649,12 @@ obj_get(const mod_attrs *o, CK_ATTRIBUTE *t, CK_ULONG n)
         return CKR_ARGUMENTS_BAD;
     for (i = 0; i < n; i++) {
         const ks_attr *a = obj_find(o, t[i].type);
+        const struct obj_attr_info *ai = attr_info(t[i].type);
         CK_RV r = CKR_OK;
 
-        if (a == NULL) {
+        if (ai != NULL && ai->kind == K_ARRAY && (ai->classes & attrs_class_bit(o))) {
+            r = tmpl_array_get(a, &t[i]); /* absent: the empty array */
+        } else if (a == NULL) {
             t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
             r = CKR_ATTRIBUTE_TYPE_INVALID;
         } else if (attr_hidden(o, t[i].type)) {
@@ -687,6 +690,14 @@ obj_match(const mod_attrs *o, const CK_ATTRIBUTE *t, CK_ULONG n)
         return 0;
     for (i = 0; i < n; i++) {
         const ks_attr *a = obj_find(o, t[i].type);
+        const struct obj_attr_info *ai = attr_info(t[i].type);
+
+        if (ai != NULL && ai->kind == K_ARRAY) {
+            if (!(ai->classes & attrs_class_bit(o)) ||
+                !tmpl_array_eq(a, t[i].pValue, t[i].ulValueLen))
+                return 0;
+            continue;
+        }
         if (a == NULL || attr_hidden(o, t[i].type) || a->len != t[i].ulValueLen)
             return 0;
         if (a->len > 0 && (t[i].pValue == NULL || memcmp(a->value, t[i].pValue, a->len) != 0))

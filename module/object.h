@@ -139,12 +139,16 @@ CK_RV obj_set(const mod_attrs *cur, const CK_ATTRIBUTE *t, CK_ULONG n, const obj
  * CKA_EXTRACTABLE is FALSE) CKR_ATTRIBUTE_SENSITIVE, a too-small buffer
  * CKR_BUFFER_TOO_SMALL; pValue NULL asks for the length. When several apply,
  * any one of those codes may be returned; the other entries are still filled.
- * CKA_WRAP_TEMPLATE/UNWRAP_TEMPLATE/DERIVE_TEMPLATE arrays are not supported
- * (type invalid).
+ * CKA_WRAP_TEMPLATE/UNWRAP_TEMPLATE/DERIVE_TEMPLATE follow 3.0 section
+ * 5.7.5 item 5: pValue NULL gives count * sizeof(CK_ATTRIBUTE); with room,
+ * each element of the caller's array gets its type and its value (or
+ * length, or CK_UNAVAILABLE_INFORMATION and CKR_BUFFER_TOO_SMALL). A key
+ * without one has the empty array.
  */
 CK_RV obj_get(const mod_attrs *o, CK_ATTRIBUTE *t, CK_ULONG n);
 
-/* Does O match every attribute of the template (exact bytes)? n == 0 matches. */
+/* Does O match every attribute of the template (exact bytes; array
+ * attributes as their encoding)? n == 0 matches. */
 int obj_match(const mod_attrs *o, const CK_ATTRIBUTE *t, CK_ULONG n);
 
 /* C_GetObjectSize: an approximation of the stored size in bytes. */
@@ -193,6 +197,22 @@ CK_RV obj_profile(mod_attrs **out);
  * for other classes; CKR_GENERAL_ERROR if stored material no longer decodes. */
 typedef struct evp_pkey_st EVP_PKEY;
 CK_RV obj_pkey(const mod_attrs *o, EVP_PKEY **out);
+
+/* ---- Wrap, unwrap and derive templates (obj_tmpl.c) ---------------------- */
+
+/* Does key O match the stored template TMPL (a CKA_WRAP_TEMPLATE value;
+ * NULL or empty: any key)? Each attribute must be present on O with the
+ * same bytes and not hidden (obj_match); a template that does not parse
+ * matches nothing. */
+int obj_tmpl_match(const mod_attrs *o, const ks_attr *tmpl);
+
+/* The caller's template T merged with the stored template TV/TLEN (a
+ * CKA_UNWRAP_TEMPLATE or CKA_DERIVE_TEMPLATE value): *OUT (malloc'd, free
+ * it; its values point into T and TV) holds T and every attribute of TV
+ * that T lacks. An attribute in both with different values:
+ * CKR_TEMPLATE_INCONSISTENT (3.0 section 5.18.3/5.18.5). */
+CK_RV obj_tmpl_merge(const CK_ATTRIBUTE *t, CK_ULONG n, const unsigned char *tv, size_t tlen,
+                     CK_ATTRIBUTE **out, CK_ULONG *nout);
 
 /* Free (wiping secure values). NULL is a no-op. */
 void obj_free(mod_attrs *o);

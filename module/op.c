@@ -61,12 +61,16 @@ kind_usage(enum op_kind kind)
 
 /* ---- operation structure ------------------------------------------------ */
 
+/* Free what P owns (the IV and lengths need no wiping: not secret). */
 static void
 params_clear(struct op_params *p)
 {
-    OPENSSL_free(p->label);
-    OPENSSL_free(p->aad);
-    memset(p, 0, sizeof(*p));
+    if (p->label != NULL)
+        OPENSSL_free(p->label);
+    if (p->aad != NULL)
+        OPENSSL_free(p->aad);
+    p->label = p->aad = NULL;
+    p->label_len = p->aad_len = 0;
 }
 
 static int
@@ -91,6 +95,7 @@ op_drop_ctx(struct mod_op *op)
     op->cctx = NULL;
     op->mctx = NULL;
     op->ready = 0;
+    op->lazy = 0;
 }
 
 /* Drop everything tied to a key and mechanism (not the buffers). */
@@ -358,10 +363,10 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     struct op_params p;
     EVP_PKEY *pkey = NULL;
     const ks_attr *sval = NULL;
-    int priv = 0, need_auth = 0, same_key;
+    int priv = 0, need_auth = 0, same_key, reuse;
     CK_RV rv, sync = CKR_OK;
 
-    memset(&p, 0, sizeof(p));
+    p.label = p.aad = NULL; /* params_parse fills the rest */
     mod_lock();
     rv = session_lookup_inlock(hs, &s);
     /* The key's object: trusted from the cache when it was checked less
@@ -378,7 +383,11 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
         rv = CKR_OPERATION_ACTIVE;
         goto out;
     }
-    m = mech_find(mech->mechanism);
+    /* The mechanism of the last operation is the likely one (the table is
+     * searched linearly). */
+    m = s->op != NULL && s->op->m != NULL && s->op->m->type == mech->mechanism
+            ? s->op->m
+            : mech_find(mech->mechanism);
     if (m == NULL || !(m->info.flags & kind_flag(kind))) {
         rv = CKR_MECHANISM_INVALID;
         goto out;
@@ -403,9 +412,10 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     op = s->op;
     if (sval != NULL) {
         /* Secret keys are compared by value (an object may go and another
-         * come at the same address), in constant time. */
+         * come at the same address), in constant time (CRYPTO_memcmp: the
+         * assembly one, several times faster than sodium_memcmp). */
         same_key =
-            op->skey_len == sval->len && sodium_memcmp(op->skey, sval->value, sval->len) == 0;
+            op->skey_len == sval->len && CRYPTO_memcmp(op->skey, sval->value, sval->len) == 0;
         if (op->skey == NULL) {
             if (sodium_init() < 0 || (op->skey = sodium_malloc(MOD_SECRET_MAX)) == NULL) {
                 rv = CKR_HOST_MEMORY;
@@ -415,20 +425,21 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     } else {
         same_key = op->pkey == pkey && op->skey_len == 0;
     }
-    if (op->ready && op->kind == kind && op->m == m && same_key && params_equal(&op->p, &p)) {
+    reuse = op->ready && op->kind == kind && op->m == m && same_key && params_equal(&op->p, &p);
+    if (reuse) {
         /* Same key, mechanism and parameters as last time: reuse the
          * contexts. Per-operation parameters (IV, AAD) are taken anew. */
         EVP_PKEY_free(pkey);
         params_clear(&op->p);
         op->p = p;
-        memset(&p, 0, sizeof(p));
+        p.label = p.aad = NULL; /* now op->p's */
     } else {
         op_forget(op);
         op->kind = kind;
         op->m = m;
         op->p = p;
         op->pkey = pkey;
-        memset(&p, 0, sizeof(p));
+        p.label = p.aad = NULL;
         if (sval != NULL) {
             memcpy(op->skey, sval->value, sval->len);
             op->skey_len = sval->len;
@@ -442,6 +453,14 @@ op_begin(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     op->len = 0;
     op->gen++;
     op->active = 1;
+    if (reuse && MF_IS_SYM(m->fam)) {
+        /* Nothing left to prepare but the IV / MAC restart, which the
+         * first call using the operation does (op_sym.c): the operation
+         * starts idle, without a second trip through the lock. */
+        op->lazy = 1;
+        goto out;
+    }
+    op->lazy = 0;
     op->busy = 1;
     mod_g.inflight++;
     *out = op;
@@ -461,7 +480,7 @@ op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     CK_RV rv;
 
     rv = op_begin(hs, kind, mech, key, &op);
-    if (rv != CKR_OK)
+    if (rv != CKR_OK || op == NULL) /* NULL: started, nothing to prepare */
         return rv;
     /* Without the lock: the OpenSSL contexts of a busy operation. */
     switch (MF_IS_SYM(op->m != NULL ? op->m->fam : MF_DIGEST) ? OP_NONE : kind) {
@@ -482,7 +501,7 @@ op_start(CK_SESSION_HANDLE hs, enum op_kind kind, CK_MECHANISM_PTR mech, CK_OBJE
     }
     if (rv != CKR_OK)
         op_drop_ctx(op);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 1);
 }
 

@@ -168,7 +168,7 @@ mod_C_Encrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR 
     rv = op->multi               ? CKR_OPERATION_ACTIVE
          : MF_IS_SYM(op->m->fam) ? sym_crypt(op, in, inlen, out, outlen)
                                  : do_encrypt(op, in, inlen, 1, out, outlen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 0);
 }
 
@@ -190,7 +190,7 @@ cipher_update(CK_SESSION_HANDLE hs, enum op_kind kind, CK_BYTE_PTR in, CK_ULONG 
         return rv;
     if (MF_IS_SYM(op->m->fam)) {
         rv = sym_update(op, in, inlen, out, outlen);
-        ERR_clear_error();
+        op_err_clear();
         return op_release(op, rv, 1);
     }
     op->multi = 1;
@@ -224,7 +224,7 @@ mod_C_EncryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
         return rv;
     rv = MF_IS_SYM(op->m->fam) ? sym_final(op, out, outlen)
                                : do_encrypt(op, NULL, 0, 0, out, outlen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 0);
 }
 
@@ -255,7 +255,7 @@ mod_C_Decrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR 
     rv = op->multi               ? CKR_OPERATION_ACTIVE
          : MF_IS_SYM(op->m->fam) ? sym_crypt(op, in, inlen, out, outlen)
                                  : do_decrypt(op, in, inlen, 1, out, outlen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 0);
 }
 
@@ -281,6 +281,6 @@ mod_C_DecryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
         return rv;
     rv = MF_IS_SYM(op->m->fam) ? sym_final(op, out, outlen)
                                : do_decrypt(op, NULL, 0, 0, out, outlen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 0);
 }

@@ -76,7 +76,7 @@ mod_C_Digest(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR o
         return rv;
     /* C_Digest cannot finish a multi-part operation (section 5.10). */
     rv = op->multi ? CKR_OPERATION_ACTIVE : do_final(op, in, inlen, out, outlen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 0);
 }
 
@@ -95,7 +95,7 @@ mod_C_DigestUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen)
         return rv;
     op->multi = 1;
     rv = inlen == 0 || EVP_DigestUpdate(op->hctx, in, inlen) == 1 ? CKR_OK : CKR_FUNCTION_FAILED;
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 1);
 }
 
@@ -144,7 +144,7 @@ mod_C_DigestKey(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE key)
     /* Like C_DigestUpdate, an error ends the operation. */
     if (rv != CKR_OK)
         op_finish_inlock(op);
-    ERR_clear_error();
+    op_err_clear();
 out:
     if (locked != NULL)
         tok_unlock_inlock(locked);
@@ -166,6 +166,6 @@ mod_C_DigestFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
     if (rv != CKR_OK)
         return rv;
     rv = do_final(op, NULL, 0, out, outlen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 0);
 }

@@ -349,7 +349,7 @@ mod_C_Sign(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out
     /* C_Sign cannot finish a multi-part operation (section 5.12); doing so
      * ends it. */
     rv = op->multi ? CKR_OPERATION_ACTIVE : do_sign(op, in, inlen, 1, out, outlen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 0);
 }
 
@@ -368,7 +368,7 @@ mod_C_SignUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen)
         return rv;
     /* The context login is checked at C_SignFinal, as for C_Sign. */
     rv = do_update(op, in, inlen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 1);
 }
 
@@ -386,7 +386,7 @@ mod_C_SignFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
     if (rv != CKR_OK)
         return rv;
     rv = do_sign(op, NULL, 0, 0, out, outlen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 0);
 }
 
@@ -414,7 +414,7 @@ mod_C_Verify(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR s
     if (rv != CKR_OK)
         return rv;
     rv = op->multi ? CKR_OPERATION_ACTIVE : do_verify(op, in, inlen, 1, sig, siglen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 0);
 }
 
@@ -432,7 +432,7 @@ mod_C_VerifyUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG inlen)
     if (rv != CKR_OK)
         return rv;
     rv = do_update(op, in, inlen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 1);
 }
 
@@ -450,6 +450,6 @@ mod_C_VerifyFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR sig, CK_ULONG siglen)
     if (rv != CKR_OK)
         return rv;
     rv = do_verify(op, NULL, 0, 0, sig, siglen);
-    ERR_clear_error();
+    op_err_clear();
     return op_release(op, rv, 0);
 }

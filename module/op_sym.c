@@ -325,6 +325,22 @@ sym_fresh(struct mod_op *op)
     return op->fresh ? CKR_OK : sym_reinit(op);
 }
 
+/* The re-initialisation a reusing C_xInit left to the first call that uses
+ * the operation (op->lazy, op.c); contexts that fail it are dropped. */
+static CK_RV
+sym_lazy(struct mod_op *op)
+{
+    CK_RV rv;
+
+    if (!op->lazy)
+        return CKR_OK;
+    op->lazy = 0;
+    rv = sym_reinit(op);
+    if (rv != CKR_OK)
+        op_drop_ctx(op);
+    return rv;
+}
+
 /* ---- encryption and decryption ------------------------------------------- */
 
 static CK_RV
@@ -421,6 +437,10 @@ sym_crypt(struct mod_op *op, const unsigned char *in, size_t inlen, CK_BYTE_PTR 
     int l2 = 0;
     CK_RV rv;
 
+    rv = sym_lazy(op);
+    if (rv != CKR_OK)
+        return rv;
+
     if (op->fin_done) /* computed by an earlier call that had no room */
         return give_fin(op, out, outlen);
     switch (f) {
@@ -504,6 +524,10 @@ sym_update(struct mod_op *op, const unsigned char *in, size_t inlen, CK_BYTE_PTR
     size_t need, n, l = 0;
     CK_RV rv;
 
+    rv = sym_lazy(op);
+    if (rv != CKR_OK)
+        return rv;
+
     op->multi = 1;
     if (f == MF_AES_GCM && !enc) {
         /* Nothing before the tag is checked: collect (not on a length
@@ -564,6 +588,10 @@ sym_final(struct mod_op *op, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
     int l = 0;
     CK_RV rv;
 
+    rv = sym_lazy(op);
+    if (rv != CKR_OK)
+        return rv;
+
     if (op->fin_done)
         return give_fin(op, out, outlen);
     switch (f) {
@@ -613,6 +641,10 @@ sym_final(struct mod_op *op, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 CK_RV
 mac_update(struct mod_op *op, const unsigned char *in, size_t inlen)
 {
+    CK_RV rv = sym_lazy(op);
+
+    if (rv != CKR_OK)
+        return rv;
     op->multi = 1;
     op->fresh = 0;
     if (inlen > 0 && EVP_MAC_update(op->mctx, in, inlen) != 1)
@@ -648,6 +680,10 @@ mac_sign(struct mod_op *op, const unsigned char *in, size_t inlen, int single, C
     unsigned char mac[EVP_MAX_MD_SIZE];
     CK_RV rv;
 
+    rv = sym_lazy(op);
+    if (rv != CKR_OK)
+        return rv;
+
     if (out == NULL) {
         *outlen = op->p.mac_len;
         op->keep = 1;
@@ -673,6 +709,10 @@ mac_verify(struct mod_op *op, const unsigned char *in, size_t inlen, int single,
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     CK_RV rv;
+
+    rv = sym_lazy(op);
+    if (rv != CKR_OK)
+        return rv;
 
     if (siglen != op->p.mac_len)
         return CKR_SIGNATURE_LEN_RANGE;

@@ -128,7 +128,7 @@ rollover_commit_relock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE
         rv = CKR_USER_NOT_LOGGED_IN;
         goto out;
     }
-    rv = cache_sync_relock(t);
+    rv = cache_sync_full_relock(t); /* every pending key is looked at */
     if (rv != CKR_OK)
         goto out;
     cpk = cert_pubkey(attrs);

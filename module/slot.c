@@ -116,6 +116,7 @@ tok_open_inlock(struct mod_token *t)
         t->ks = ks;
         t->state = TOK_OPEN;
         t->loaded = 0;
+        t->partial = 0;
         login_leave_inlock(t, LOGOUT_RESET);
         t->have_id = 0;
     } else {
@@ -451,6 +452,7 @@ tok_create_relock(struct mod_token *t, const char *label, CK_UTF8CHAR_PTR pin, C
     t->state = TOK_OPEN;
     t->present = 1;
     t->loaded = 0;
+    t->partial = 0;
     login_leave_inlock(t, LOGOUT_RESET);
     t->have_id = 0;
     mod_log("slot %u: token created", (unsigned)t->slot);

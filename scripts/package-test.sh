@@ -33,7 +33,7 @@ installed_here=0
 cleanup() {
     local rc=$?
     if [ "$installed_here" = 1 ] && [ "${ET_KEEP_PACKAGES:-0}" != 1 ]; then
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q evertoken evertoken-pkcs11 \
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q evertoken evertoken-pkcs11 evertoken-dev \
             >"$W/purge.log" 2>&1 || { echo "removing the packages failed:" >&2; cat "$W/purge.log" >&2; }
     fi
     rm -rf "$W"
@@ -59,7 +59,7 @@ fi
 # The distribution build does not use -Werror; it must still be warning-free.
 grep -E "(warning|error): " "$W/build.log" | grep -v "^dpkg-" >"$W/warnings" || true
 [ -s "$W/warnings" ] && die "the package build has compiler warnings: $(cat "$W/warnings")"
-debs=("$W/evertoken_${version}_"*.deb "$W/evertoken-pkcs11_${version}_"*.deb)
+debs=("$W/evertoken_${version}_"*.deb "$W/evertoken-pkcs11_${version}_"*.deb "$W/evertoken-dev_${version}_all.deb")
 for d in "${debs[@]}"; do [ -f "$d" ] || die "not built: $d ($(ls "$W"))"; done
 ok "built $(cd "$W" && echo *.deb) (the -dbgsym packages hold the debug symbols)"
 
@@ -84,7 +84,7 @@ dpkg-query -W -f='${Status}\n' evertoken evertoken-pkcs11 2>/dev/null | grep -q 
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     "${debs[@]}" </dev/null >"$W/install.log" 2>&1 || die "apt-get install: $(cat "$W/install.log")"
 installed_here=1
-ok "installed evertoken and evertoken-pkcs11 $version"
+ok "installed evertoken, evertoken-pkcs11 and evertoken-dev $version"
 
 # ---- the files
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
@@ -107,7 +107,15 @@ for p in evertoken.1 evertoken-enroll.1 evertoken-enroll.conf.5 evertoken.7; do
     err=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$page" 2>&1 >/dev/null)
     [ -z "$err" ] || die "man $p warns: $err"
 done
-ok "files in place: $so, $confdir/evertoken.module, /usr/bin, the user unit, 4 man pages, docs"
+for h in p11.h evertoken_ext.h; do
+    dpkg -S "/usr/include/evertoken/$h" | grep -q "^evertoken-dev:" || die "/usr/include/evertoken/$h is not from evertoken-dev"
+done
+# The installed headers compile on their own (with p11-kit's, which
+# evertoken-dev depends on) and declare the vendor interface.
+printf '#include <evertoken/evertoken_ext.h>\nint main(void) { return ET_EXT_VERSION_MAJOR > 0 ? 0 : 1; }\n' >"$W/hdr.c"
+cc $(pkg-config --cflags p11-kit-1) -Wall -Werror -o "$W/hdr" "$W/hdr.c" || die "the installed headers do not compile"
+"$W/hdr" || die "ET_EXT_VERSION_MAJOR is 0"
+ok "files in place: $so, $confdir/evertoken.module, /usr/bin, the user unit, 4 man pages, docs, headers"
 
 # ---- installed-module tests, with a temporary HOME and token directory
 T=$W/t

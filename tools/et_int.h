@@ -45,7 +45,8 @@ typedef struct et_opts {
     const char *cls;   /* --class */
     const char *out;   /* -o/--output */
     int so, login, der, force, help;
-    int argc; /* positional arguments left after the options */
+    int chain; /* export-cert --chain */
+    int argc;  /* positional arguments left after the options */
     char **argv;
 } et_opts;
 
@@ -145,6 +146,12 @@ int et_get_ulong(et_p11 *p, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE h, CK_ATTRIBU
 /* All objects matching TMPL (malloc'd array). */
 int et_find_objects(et_p11 *p, CK_SESSION_HANDLE sh, CK_ATTRIBUTE *tmpl, CK_ULONG n,
                     CK_OBJECT_HANDLE **out, CK_ULONG *count);
+
+/* export-cert --chain (certchain.c): LEAF then the CA certificates of the
+ * token that issued it, issuer by issuer, up to and not including a
+ * self-signed root, as PEM to FP. */
+struct x509_st;
+int et_write_chain(et_p11 *p, CK_SESSION_HANDLE sh, struct x509_st *leaf, FILE *fp);
 
 /* Hex helpers. et_hex_decode returns malloc'd bytes or NULL for bad input. */
 void et_hex_print(FILE *fp, const unsigned char *b, size_t n);

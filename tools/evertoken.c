@@ -32,6 +32,7 @@ enum {
     O_LOGIN,
     O_DER,
     O_FORCE,
+    O_CHAIN,
     O_HELP,
 };
 
@@ -55,6 +56,7 @@ static const struct option et_long[] = {
     {"login", no_argument, NULL, O_LOGIN},
     {"der", no_argument, NULL, O_DER},
     {"force", no_argument, NULL, O_FORCE},
+    {"chain", no_argument, NULL, O_CHAIN},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -71,7 +73,7 @@ static const int a_pin[] = {O_TOKEN, O_SLOT, O_SO, O_PIN, O_SO_PIN, O_NEW_PIN, 0
 static const int a_list[] = {O_TOKEN, O_SLOT, O_LOGIN, O_PIN, 0};
 static const int a_import[] = {O_TOKEN, O_SLOT, O_PIN, O_PASS, O_LABEL, O_ID, 0};
 static const int a_delete[] = {O_TOKEN, O_SLOT, O_PIN, O_LABEL, O_ID, O_CLASS, 0};
-static const int a_export[] = {O_TOKEN, O_SLOT, O_LABEL, O_ID, O_DER, O_OUT, O_FORCE, 0};
+static const int a_export[] = {O_TOKEN, O_SLOT, O_LABEL, O_ID, O_DER, O_CHAIN, O_OUT, O_FORCE, 0};
 static const int a_backup[] = {O_TOKEN, O_SLOT, 0};
 static const int a_restore[] = {O_TOKEN, O_SLOT, O_FORCE, 0};
 static const int a_info[] = {O_TOKEN, O_SLOT, O_LOGIN, O_PIN, 0};
@@ -112,9 +114,11 @@ static const et_cmd et_cmds[] = {
      "Destroy the matching objects (default class: all).\n" PIN_SRC_HELP},
     {"export-cert", et_cmd_export_cert, a_export,
      "usage: evertoken export-cert (--token LABEL | --slot N) (--id HEX | --label LABEL)\n"
-     "                             [--der] [-o FILE [--force]]\n"
+     "                             [--der | --chain] [-o FILE [--force]]\n"
      "Write a certificate (PEM, or DER with --der) to stdout or FILE (a new file;\n"
-     "--force replaces an existing regular file; symbolic links are never followed).\n"},
+     "--force replaces an existing regular file; symbolic links are never followed).\n"
+     "--chain: a PEM bundle of the certificate and the CA certificates of the token\n"
+     "that issued it, up to and not including a self-signed root.\n"},
     {"backup", et_cmd_backup, a_backup,
      "usage: evertoken backup (--token LABEL | --slot N) OUT\n"
      "Write a consistent copy of the (still encrypted) keystore file to OUT; safe\n"
@@ -322,6 +326,9 @@ et_parse(const et_cmd *c, int argc, char **argv, et_opts *o)
             break;
         case O_FORCE:
             o->force = 1;
+            break;
+        case O_CHAIN:
+            o->chain = 1;
             break;
         case O_HELP:
             o->help = 1;

@@ -196,6 +196,10 @@ et_cmd_export_cert(et_opts *o)
         et_err("export-cert: unexpected argument '%s' (use -o FILE for a file)", o->argv[0]);
         return ET_EXIT_USAGE;
     }
+    if (o->chain && o->der) {
+        et_err("export-cert: --chain writes a PEM bundle; it cannot be combined with --der");
+        return ET_EXIT_USAGE;
+    }
     rc = et_selector(o, "export-cert", &tmpl[1], &id);
     if (rc != ET_EXIT_OK)
         return rc;
@@ -240,7 +244,11 @@ et_cmd_export_cert(et_opts *o)
     } else {
         fp = stdout;
     }
-    if (o->der ? fwrite(der, 1, len, fp) != len : PEM_write_X509(fp, x) != 1) {
+    if (o->chain) {
+        rc = et_write_chain(&p, sh, x, fp);
+        if (rc != ET_EXIT_OK)
+            goto done;
+    } else if (o->der ? fwrite(der, 1, len, fp) != len : PEM_write_X509(fp, x) != 1) {
         et_err("export-cert: writing the certificate failed");
         rc = ET_EXIT_FAIL;
         goto done;

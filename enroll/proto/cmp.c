@@ -18,7 +18,13 @@
  *    the transaction is abandoned (an error message tells the CA) and the
  *    check reports PENDING: CMP transactions cannot outlive the process, so
  *    the next check asks again with the same pending key;
- *  - rr for `evertoken-enroll revoke`, signed by the certificate's own key.
+ *  - rr for `evertoken-enroll revoke`, signed by the certificate's own key;
+ *  - genm before a request (RFC 9483 section 4.3): rootCaKeyUpdate for each
+ *    self-signed anchor — a new root is trusted for this check only when its
+ *    NewWithOld link certificate chains to the current anchors and certifies
+ *    the new root's name and key — and caCerts, whose certificates that
+ *    chain to the anchors help verify the issued one. A CA that does not
+ *    answer genm changes nothing.
  * All token signatures go through the token-backed EVP_PKEYs (libp11 or
  * p11key.c); no private key leaves the token.
  */
@@ -32,6 +38,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "cmp_asn1.h"
 #include "enr_int.h"
 #include "enr_parse.h"
 #include "proto.h"
@@ -223,9 +230,10 @@ failed(OSSL_CMP_CTX *ctx, cmp_call *c)
 }
 
 /* A context for profile P: transport, trust (the anchors at the helper's
- * clock), recipient, logging. */
+ * clock; UNTRUSTED: the CA chain known from earlier answers, for the CA's
+ * signer and our own chain in extraCerts), recipient, logging. */
 static OSSL_CMP_CTX *
-cmp_new(const enr_profile *p, cmp_call *c, STACK_OF(X509) * anchors)
+cmp_new(const enr_profile *p, cmp_call *c, STACK_OF(X509) * anchors, STACK_OF(X509) * untrusted)
 {
     OSSL_CMP_CTX *ctx = OSSL_CMP_CTX_new(NULL, NULL);
     X509_STORE *ts = X509_STORE_new();
@@ -240,6 +248,8 @@ cmp_new(const enr_profile *p, cmp_call *c, STACK_OF(X509) * anchors)
     if (!OSSL_CMP_CTX_set0_trustedStore(ctx, ts))
         goto fail;
     ts = NULL;
+    if (sk_X509_num(untrusted) > 0 && !OSSL_CMP_CTX_set1_untrusted(ctx, untrusted))
+        goto fail;
     if (!OSSL_CMP_CTX_set_log_cb(ctx, cmp_log) ||
         !OSSL_CMP_CTX_set_log_verbosity(ctx, OSSL_CMP_LOG_INFO) ||
         !OSSL_CMP_CTX_set_transfer_cb(ctx, transfer) || !OSSL_CMP_CTX_set_transfer_cb_arg(ctx, c) ||
@@ -278,13 +288,14 @@ use_mac(OSSL_CMP_CTX *ctx, const enr_profile *p)
     return ok ? ENR_OK : ENR_E_FAIL;
 }
 
-enr_rc
-enr_cmp_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *old, EVP_PKEY *oldkey, X509 *boot_cert,
-               EVP_PKEY *boot_key, STACK_OF(X509) * anchors, enr_scep_result *res)
+static enr_rc
+cmp_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *old, EVP_PKEY *oldkey, X509 *boot_cert,
+           EVP_PKEY *boot_key, STACK_OF(X509) * anchors, STACK_OF(X509) * untrusted,
+           enr_scep_result *res)
 {
     cmp_call c = {p, NULL, old ? "kur" : "ir", ENR_OK, anchors, newkey, ENR_OK, 0};
     int type = old ? OSSL_CMP_KUR : OSSL_CMP_IR;
-    OSSL_CMP_CTX *ctx = cmp_new(p, &c, anchors);
+    OSSL_CMP_CTX *ctx = cmp_new(p, &c, anchors, untrusted);
     X509_EXTENSIONS *exts = NULL;
     int polls = 0, r;
     enr_rc rc = ENR_E_FAIL;
@@ -394,7 +405,7 @@ enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *
                int reason)
 {
     cmp_call c = {p, NULL, "rr", ENR_OK, anchors, NULL, ENR_OK, 0};
-    OSSL_CMP_CTX *ctx = cmp_new(p, &c, anchors);
+    OSSL_CMP_CTX *ctx = cmp_new(p, &c, anchors, NULL);
     enr_rc rc;
 
     if (ctx == NULL)
@@ -411,6 +422,254 @@ enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *
     OSSL_CMP_CTX_free(ctx);
     enr_http_conn_free(c.http);
     return rc;
+}
+
+enr_rc
+enr_cmp_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *old, EVP_PKEY *oldkey, X509 *boot_cert,
+               EVP_PKEY *boot_key, STACK_OF(X509) * anchors, enr_scep_result *res)
+{
+    return cmp_enroll(p, newkey, old, oldkey, boot_cert, boot_key, anchors, NULL, res);
+}
+
+/* ---- CA certificates by general message (RFC 9483 section 4.3) ---------- */
+
+static int
+has_cert(STACK_OF(X509) * s, X509 *x)
+{
+    for (int i = 0; i < sk_X509_num(s); i++)
+        if (X509_cmp(sk_X509_value(s, i), x) == 0)
+            return 1;
+    return 0;
+}
+
+/* One genm transaction asking for TYPE (VALUE: its infoValue, or NULL;
+ * consumed), protected as the request that follows will be. 1 and *GOT: the
+ * genp's InfoTypeAndValue of type WANT (its value, in *OUT: the stack to
+ * free); 0 when the CA gave none or did not answer (said at info level: a CA
+ * need not offer it), *NET set when the CA could not be reached at all. */
+static int
+genm(const enr_proto_req *r, const char *op, const char *type, ASN1_TYPE *value, const char *want,
+     STACK_OF(OSSL_CMP_ITAV) * *out, const ASN1_TYPE **got, int *net)
+{
+    cmp_call c = {r->p, NULL, op, ENR_OK, r->anchors, NULL, ENR_OK, 0};
+    OSSL_CMP_CTX *ctx = cmp_new(r->p, &c, r->anchors, r->chain);
+    X509 *cert = r->old != NULL ? r->old : r->boot_cert;
+    EVP_PKEY *key = r->old != NULL ? r->oldkey : r->boot_key;
+    ASN1_OBJECT *obj = OBJ_txt2obj(type, 1), *wobj = OBJ_txt2obj(want, 1);
+    OSSL_CMP_ITAV *itav = NULL;
+    int found = 0;
+
+    *out = NULL;
+    *got = NULL;
+    if (ctx == NULL || obj == NULL || wobj == NULL)
+        goto done;
+    if (cert != NULL ? !OSSL_CMP_CTX_set1_cert(ctx, cert) || !OSSL_CMP_CTX_set1_pkey(ctx, key)
+                     : use_mac(ctx, r->p) != ENR_OK)
+        goto done;
+    itav = OSSL_CMP_ITAV_create(obj, value);
+    if (itav == NULL)
+        goto done;
+    obj = NULL; /* the ITAV's now */
+    value = NULL;
+    if (!OSSL_CMP_CTX_push0_genm_ITAV(ctx, itav)) {
+        OSSL_CMP_ITAV_free(itav);
+        goto done;
+    }
+    *out = OSSL_CMP_exec_GENM_ses(ctx);
+    if (*out == NULL) {
+        char why[1024];
+
+        ssl_reasons(why, sizeof(why));
+        if (c.rc == ENR_E_NETWORK)
+            *net = 1;
+        if (c.rc == ENR_OK) /* else transfer() said it */
+            enr_info("profile %s: CMP %s: no answer from the CA (%s); the anchors stay as they are",
+                     r->p->name, op,
+                     why[0]      ? why
+                     : logged[0] ? logged
+                                 : "no reason given");
+        goto done;
+    }
+    for (int i = 0; i < sk_OSSL_CMP_ITAV_num(*out); i++) {
+        const OSSL_CMP_ITAV *a = sk_OSSL_CMP_ITAV_value(*out, i);
+        if (OBJ_cmp(OSSL_CMP_ITAV_get0_type(a), wobj) == 0) {
+            *got = OSSL_CMP_ITAV_get0_value(a);
+            found = 1;
+            break;
+        }
+    }
+    if (!found)
+        enr_info("profile %s: CMP %s: the CA's answer has no %s; the anchors stay as they are",
+                 r->p->name, op, want);
+done:
+    if (ctx == NULL || obj != NULL || value != NULL)
+        ERR_clear_error();
+    ASN1_OBJECT_free(obj);
+    ASN1_OBJECT_free(wobj);
+    ASN1_TYPE_free(value);
+    OSSL_CMP_CTX_free(ctx);
+    enr_http_conn_free(c.http);
+    return found;
+}
+
+/* The CA answered ROOT's rootCaKeyUpdate with UPD: trust UPD->newWithNew
+ * from now on (this check) when NewWithOld, chaining to the anchors,
+ * certifies its name and key. */
+static void
+take_root(const enr_profile *p, STACK_OF(X509) * anchors, X509 *root,
+          const ENR_ROOTCAKEYUPDATE *upd)
+{
+    X509 *nwn = upd->newWithNew, *nwo = upd->newWithOld;
+    char nname[256], oname[256];
+    const char *bad = NULL;
+
+    X509_NAME_oneline(X509_get_subject_name(nwn), nname, sizeof(nname));
+    X509_NAME_oneline(X509_get_subject_name(root), oname, sizeof(oname));
+    if (X509_cmp(nwn, root) == 0 || has_cert(anchors, nwn)) {
+        enr_debug("profile %s: CMP rootCaKeyUpdate: %s is already trusted", p->name, nname);
+        return;
+    }
+    if (nwo == NULL)
+        bad = "no NewWithOld link certificate comes with it";
+    else if (!(X509_get_extension_flags(nwn) & EXFLAG_SS) ||
+             X509_verify(nwn, X509_get0_pubkey(nwn)) != 1 || X509_check_ca(nwn) == 0)
+        bad = "NewWithNew is not a self-signed CA certificate";
+    else if (X509_NAME_cmp(X509_get_subject_name(nwo), X509_get_subject_name(nwn)) != 0 ||
+             EVP_PKEY_eq(X509_get0_pubkey(nwo), X509_get0_pubkey(nwn)) != 1)
+        bad = "NewWithOld does not certify the new root's name and key";
+    else if (enr_verify_chain(nwo, NULL, anchors, enr_now(), NULL) != ENR_OK)
+        bad = "NewWithOld does not chain to the profile's anchors";
+    ERR_clear_error();
+    if (bad != NULL) {
+        enr_warn("profile %s: CMP rootCaKeyUpdate: the CA offers the new root certificate %s "
+                 "to replace %s, but %s: not trusted (if it is genuine, add it to the "
+                 "profile's anchors file by hand)",
+                 p->name, nname, oname, bad);
+        return;
+    }
+    /* NewWithOld first: a chain from the new root's certificates to the old
+     * root goes through it (a relying party that still trusts only the old
+     * root needs it, and it is what the stored chain holds). */
+    if (!X509_up_ref(nwo))
+        return;
+    if (!sk_X509_push(anchors, nwo)) {
+        X509_free(nwo);
+        return;
+    }
+    if (!X509_up_ref(nwn))
+        return;
+    if (!sk_X509_push(anchors, nwn)) {
+        X509_free(nwn);
+        return;
+    }
+    enr_info("profile %s: new trust anchor from CMP genm (rootCaKeyUpdate): %s, vouched for by "
+             "the current anchor %s (NewWithOld)",
+             p->name, nname, oname);
+}
+
+void
+enr_cmp_root_update(const enr_profile *p, STACK_OF(X509) * anchors, X509 *root, const ASN1_TYPE *v)
+{
+    ENR_ROOTCAKEYUPDATE *upd;
+
+    if (v == NULL) {
+        enr_debug("profile %s: CMP rootCaKeyUpdate: no update of the root", p->name);
+    } else if ((upd = enr_cmp_itav_value(v, ASN1_ITEM_rptr(ENR_ROOTCAKEYUPDATE))) == NULL) {
+        enr_warn("profile %s: CMP rootCaKeyUpdate: the CA's value is not a "
+                 "RootCaKeyUpdateContent; ignored",
+                 p->name);
+    } else {
+        take_root(p, anchors, root, upd);
+        ASN1_item_free((ASN1_VALUE *)upd, ASN1_ITEM_rptr(ENR_ROOTCAKEYUPDATE));
+    }
+    ERR_clear_error();
+}
+
+static void
+root_updates(const enr_proto_req *r, int *net)
+{
+    int n = sk_X509_num(r->anchors);
+
+    for (int i = 0; i < n; i++) {
+        X509 *root = sk_X509_value(r->anchors, i);
+        STACK_OF(OSSL_CMP_ITAV) *out = NULL;
+        const ASN1_TYPE *v = NULL;
+
+        if (*net || !(X509_get_extension_flags(root) & EXFLAG_SS))
+            continue;
+        if (genm(r, "genm rootCaCert", ENR_OID_IT_ROOTCACERT,
+                 enr_cmp_itav_make(root, ASN1_ITEM_rptr(X509)), ENR_OID_IT_ROOTCAKEYUPDATE, &out,
+                 &v, net)) {
+            enr_cmp_root_update(r->p, r->anchors, root, v);
+        }
+        sk_OSSL_CMP_ITAV_pop_free(out, OSSL_CMP_ITAV_free);
+    }
+}
+
+/* caCerts: the CA certificates that chain to the anchors join them for this
+ * check (they help verify the issued certificate); the others are ignored. */
+void
+enr_cmp_take_cacerts(const enr_profile *p, STACK_OF(X509) * anchors, const ASN1_TYPE *v)
+{
+    STACK_OF(X509) *certs = enr_cmp_itav_value(v, ASN1_ITEM_rptr(ENR_CACERTS));
+
+    if (certs == NULL)
+        enr_warn("profile %s: CMP caCerts: the CA's value is not a SEQUENCE OF certificates; "
+                 "ignored",
+                 p->name);
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        X509 *x = sk_X509_value(certs, i);
+        char name[256];
+
+        if (has_cert(anchors, x))
+            continue;
+        X509_NAME_oneline(X509_get_subject_name(x), name, sizeof(name));
+        if (X509_check_ca(x) == 0 ||
+            enr_verify_chain(x, certs, anchors, enr_now(), NULL) != ENR_OK) {
+            enr_debug("profile %s: CMP caCerts: %s does not chain to the anchors; ignored", p->name,
+                      name);
+            continue;
+        }
+        if (!X509_up_ref(x))
+            continue;
+        if (!sk_X509_push(anchors, x)) {
+            X509_free(x);
+            continue;
+        }
+        enr_info("profile %s: CA certificate from CMP genm (caCerts): %s", p->name, name);
+    }
+    sk_X509_pop_free(certs, X509_free);
+    ERR_clear_error();
+}
+
+static void
+ca_certs(const enr_proto_req *r, int *net)
+{
+    STACK_OF(OSSL_CMP_ITAV) *out = NULL;
+    const ASN1_TYPE *v = NULL;
+
+    if (!*net &&
+        genm(r, "genm caCerts", ENR_OID_IT_CACERTS, NULL, ENR_OID_IT_CACERTS, &out, &v, net) &&
+        v != NULL)
+        enr_cmp_take_cacerts(r->p, r->anchors, v);
+    sk_OSSL_CMP_ITAV_pop_free(out, OSSL_CMP_ITAV_free);
+}
+
+/* prepare (proto.h): the CA's certificate updates before the request, when
+ * the request can be protected (a certificate or the MAC secret). A CA that
+ * cannot be reached is a network failure before any new key is made. */
+static enr_rc
+cmp_prepare(const enr_proto_req *r, enr_profile *keyp, void **state)
+{
+    int net = 0;
+
+    (void)keyp;
+    *state = NULL;
+    if (r->old == NULL && r->boot_cert == NULL && r->p->secret_file == NULL)
+        return ENR_OK;
+    root_updates(r, &net);
+    ca_certs(r, &net);
+    return net ? ENR_E_NETWORK : ENR_OK;
 }
 
 /* ---- The protocol interface (proto.h) -------------------------------------- */
@@ -436,10 +695,10 @@ static enr_rc
 cmp_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_result *res)
 {
     (void)state;
-    return enr_cmp_enroll(r->p, newkey, r->old, r->oldkey, r->boot_cert, r->boot_key, r->anchors,
-                          res);
+    return cmp_enroll(r->p, newkey, r->old, r->oldkey, r->boot_cert, r->boot_key, r->anchors,
+                      r->chain, res);
 }
 
 const enr_proto_ops enr_proto_cmp = {
-    "cmp", "CMP (RFC 9810)", 1, cmp_check, NULL, cmp_request, enr_cmp_revoke, NULL,
+    "cmp", "CMP (RFC 9810)", 1, cmp_check, cmp_prepare, cmp_request, enr_cmp_revoke, NULL, NULL,
 };

@@ -912,5 +912,5 @@ est_release(void *state)
 }
 
 const enr_proto_ops enr_proto_est = {
-    "est", "EST (RFC 7030)", 1, est_check, est_prepare, est_request, NULL, est_release,
+    "est", "EST (RFC 7030)", 1, est_check, est_prepare, est_request, NULL, est_release, NULL,
 };

@@ -11,6 +11,8 @@ enr_proto_get(int proto)
         return &enr_proto_est;
     case ENR_PROTO_CMP:
         return &enr_proto_cmp;
+    case ENR_PROTO_ACME:
+        return &enr_proto_acme;
     default:
         return &enr_proto_scep;
     }

@@ -18,6 +18,8 @@
  *   revoke   ask the CA to revoke CERT (NULL: the protocol has no such
  *            request; the engine then says what to do instead)
  *   release  free prepare()'s state (may be NULL)
+ *   renew_at when the current certificate is due (may be NULL: the
+ *            profile's renewal window decides)
  *
  * Everything the protocols send goes through the HTTP layer (http.c).
  */
@@ -34,6 +36,8 @@ typedef struct enr_proto_req {
     EVP_PKEY *boot_key;
     STACK_OF(X509) * anchors; /* the profile's trust anchors (prepare may add to them) */
     const char *txid;         /* a pending transaction of an earlier check, or NULL */
+    STACK_OF(X509) * chain;   /* the CA chain known from earlier answers (chain.pem), or NULL */
+    enr_token *tok;           /* the open token (ACME: the account key lives there) */
 } enr_proto_req;
 
 typedef struct enr_proto_ops {
@@ -47,9 +51,13 @@ typedef struct enr_proto_ops {
     enr_rc (*revoke)(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
                      int reason);
     void (*release)(void *state);
+    /* When to renew CERT (may be NULL): *WHEN holds the profile's window
+     * start and may be moved (ACME's renewal information). */
+    void (*renew_at)(const enr_profile *p, X509 *cert, const char *state_dir, time_t now,
+                     time_t *when);
 } enr_proto_ops;
 
-extern const enr_proto_ops enr_proto_scep, enr_proto_est, enr_proto_cmp;
+extern const enr_proto_ops enr_proto_scep, enr_proto_est, enr_proto_cmp, enr_proto_acme;
 
 /* The operations of protocol PROTO (enr_proto); SCEP for 0. */
 const enr_proto_ops *enr_proto_get(int proto);

@@ -740,5 +740,5 @@ scep_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_res
 }
 
 const enr_proto_ops enr_proto_scep = {
-    "scep", "SCEP (RFC 8894)", 0, scep_check, NULL, scep_request, NULL, NULL,
+    "scep", "SCEP (RFC 8894)", 0, scep_check, NULL, scep_request, NULL, NULL, NULL,
 };

@@ -7,13 +7,16 @@
  *
  *   cmpsrv --dir DIR [--port N | --port-file F] [--secret-file F]
  *          [--bootstrap-ca FILE] [--pending N] [--implicit-confirm] [--days D]
- *          [--ocsp-url URL] [--crl-url URL|self]
- *          [--misbehave wrong-key|bad-protection|txid|untrusted|garbage|truncated|ctype|big]
+ *          [--ocsp-url URL] [--crl-url URL|self] [--rollover]
+ *          [--misbehave wrong-key|bad-protection|txid|untrusted|garbage|truncated|ctype|big|
+ *                       root-impostor]
  *
  * DIR holds ca.pem/ca.key (the CA) and srv.pem/srv.key: the certificate
  * (issued by the CA, digitalSignature) with which the server signs its
  * answers to signature-protected requests. Answers to MAC-protected requests
- * are MAC-protected with the same shared secret (--secret-file).
+ * are MAC-protected with the same shared secret (--secret-file). An optional
+ * DIR/chain.pem (the CA's own chain up to its root) goes into the extraCerts
+ * of every answer carrying a certificate.
  *
  * Policy:
  *  - ir/cr/p10cr: protected by the MAC of --secret-file, or signed by a
@@ -25,6 +28,14 @@
  *    SERIAL"); the template's subject must be the old certificate's.
  *  - rr: revokes the named certificate this CA issued: index.txt gets the
  *    R line and DIR/ca.crl is rewritten (GET /crl serves it).
+ *  - genm (RFC 9483 section 4.3): caCerts answers the issuing CA's
+ *    certificate; rootCaCert answers rootCaKeyUpdate — absent, or with
+ *    --rollover, when the request names the old root, NewWithNew (DIR/ca2.pem,
+ *    a new self-signed CA with the key DIR/ca2.key), NewWithOld and
+ *    OldWithNew (the two link certificates, made here). With --rollover the
+ *    new key issues every certificate; kur and rr accept certificates of
+ *    either key. --misbehave root-impostor signs NewWithOld with a key that
+ *    is not the old root's.
  *  - --pending N: certificate requests are answered "waiting" while polls
  *    are left; each pollReq uses one (N in all, over every transaction).
  *    The held request's public key is written to DIR/held-pub.pem.
@@ -56,6 +67,7 @@
 #include <openssl/x509v3.h>
 
 #include "testca.h"
+#include "../../enroll/proto/cmp_asn1.h"
 
 /*
  * OpenSSL 3.0 has no getters for a CRMF certificate template's public key
@@ -107,6 +119,9 @@ ASN1_SEQUENCE(T_TMPL) =
     OSSL_CMP_SRV_CTX *srv;
     OSSL_CMP_MSG *held; /* request answered "waiting", returned on the last poll */
     X509 *last_issued;
+    int rollover;
+    X509 *old_ca, *nwo, *own; /* --rollover: the old root, NewWithOld, OldWithNew */
+    STACK_OF(X509) * chain;   /* DIR/chain.pem: the CA's chain, sent with every certificate */
 } cfg;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -146,6 +161,14 @@ body_name(int t)
     return t >= 0 && t < (int)(sizeof(n) / sizeof(n[0])) ? n[t] : "?";
 }
 
+/* NAME is the issuing CA's, or with --rollover the old root's. */
+static int
+our_issuer(const X509_NAME *name)
+{
+    return X509_NAME_cmp(name, X509_get_subject_name(cfg.ca.ca)) == 0 ||
+           (cfg.old_ca != NULL && X509_NAME_cmp(name, X509_get_subject_name(cfg.old_ca)) == 0);
+}
+
 static OSSL_CMP_PKISI *
 reject(int fail, const char *text)
 {
@@ -167,8 +190,7 @@ check_kur(const OSSL_CMP_MSG *req, const OSSL_CRMF_MSG *crm, const X509_NAME *su
     if (cid == NULL)
         return reject(OSSL_CMP_PKIFAILUREINFO_badCertId, "kur without oldCertID");
     ser = tca_serial_hex(OSSL_CRMF_CERTID_get0_serialNumber(cid));
-    if (ser == NULL ||
-        X509_NAME_cmp(OSSL_CRMF_CERTID_get0_issuer(cid), X509_get_subject_name(cfg.ca.ca)) != 0 ||
+    if (ser == NULL || !our_issuer(OSSL_CRMF_CERTID_get0_issuer(cid)) ||
         (st = tca_status(&cfg.ca, ser)) == 0 || (old = tca_issued(&cfg.ca, ser)) == NULL) {
         si = reject(OSSL_CMP_PKIFAILUREINFO_badCertId,
                     "kur for a certificate this CA did not issue");
@@ -212,9 +234,11 @@ on_cert_request(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *req, int rid, const O
 
     (void)srv;
     (void)rid;
-    (void)chain;
     (void)capubs;
     *cert = NULL;
+    /* As field CAs do: the chain up to the root in extraCerts. */
+    if (cfg.chain != NULL)
+        *chain = X509_chain_up_ref(cfg.chain);
     if (p10cr != NULL) {
         subject = X509_REQ_get_subject_name(p10cr);
         pub = X509_REQ_get0_pubkey((X509_REQ *)p10cr);
@@ -284,8 +308,7 @@ on_rr(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *req, const X509_NAME *issuer,
 
     (void)srv;
     (void)req;
-    if (ser == NULL || X509_NAME_cmp(issuer, X509_get_subject_name(cfg.ca.ca)) != 0 ||
-        tca_status(&cfg.ca, ser) == 0)
+    if (ser == NULL || !our_issuer(issuer) || tca_status(&cfg.ca, ser) == 0)
         si =
             reject(OSSL_CMP_PKIFAILUREINFO_badCertId, "rr for a certificate this CA did not issue");
     else if (tca_revoke(&cfg.ca, ser, NULL) != 0)
@@ -351,6 +374,117 @@ on_poll(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *req, int rid, OSSL_CMP_MSG **
 }
 
 /* A context protecting like the server did (SECRET or signer), for re-protection. */
+/* One InfoTypeAndValue of type OID with VAL (NULL: absent) encoded by IT. */
+static int
+push_itav(STACK_OF(OSSL_CMP_ITAV) * out, const char *oid, const void *val, const ASN1_ITEM *it)
+{
+    ASN1_OBJECT *o = OBJ_txt2obj(oid, 1);
+    ASN1_TYPE *v = val != NULL ? enr_cmp_itav_make(val, it) : NULL;
+    OSSL_CMP_ITAV *itav =
+        o != NULL && (val == NULL || v != NULL) ? OSSL_CMP_ITAV_create(o, v) : NULL;
+
+    if (itav == NULL || !sk_OSSL_CMP_ITAV_push(out, itav)) {
+        OSSL_CMP_ITAV_free(itav);
+        if (itav == NULL) {
+            ASN1_OBJECT_free(o);
+            ASN1_TYPE_free(v);
+        }
+        return 0;
+    }
+    return 1;
+}
+
+static int
+on_genm(OSSL_CMP_SRV_CTX *srv, const OSSL_CMP_MSG *req, const STACK_OF(OSSL_CMP_ITAV) * in,
+        STACK_OF(OSSL_CMP_ITAV) * *out)
+{
+    (void)srv;
+    (void)req;
+    *out = sk_OSSL_CMP_ITAV_new_null();
+    if (*out == NULL)
+        return 0;
+    for (int i = 0; i < sk_OSSL_CMP_ITAV_num(in); i++) {
+        const OSSL_CMP_ITAV *a = sk_OSSL_CMP_ITAV_value(in, i);
+        char oid[80];
+
+        OBJ_obj2txt(oid, sizeof(oid), OSSL_CMP_ITAV_get0_type(a), 1);
+        if (!strcmp(oid, ENR_OID_IT_CACERTS)) {
+            STACK_OF(X509) *cs = sk_X509_new_null();
+            int ok = cs != NULL && sk_X509_push(cs, cfg.ca.ca) &&
+                     push_itav(*out, ENR_OID_IT_CACERTS, cs, ASN1_ITEM_rptr(ENR_CACERTS));
+            sk_X509_free(cs);
+            if (!ok)
+                return 0;
+            logf_("genm caCerts: 1 certificate");
+        } else if (!strcmp(oid, ENR_OID_IT_ROOTCACERT)) {
+            X509 *theirs = enr_cmp_itav_value(OSSL_CMP_ITAV_get0_value(a), ASN1_ITEM_rptr(X509));
+            int offer = cfg.rollover && theirs != NULL && X509_cmp(theirs, cfg.old_ca) == 0;
+            ENR_ROOTCAKEYUPDATE upd = {cfg.ca.ca, cfg.nwo, cfg.own};
+
+            X509_free(theirs);
+            if (!push_itav(*out, ENR_OID_IT_ROOTCAKEYUPDATE, offer ? &upd : NULL,
+                           ASN1_ITEM_rptr(ENR_ROOTCAKEYUPDATE)))
+                return 0;
+            logf_("genm rootCaCert: %s", !offer ? "no update"
+                                         : misbehave("root-impostor")
+                                             ? "update offered (NewWithOld by an impostor)"
+                                             : "update offered (NewWithOld)");
+        } else {
+            logf_("genm %s: not offered", oid);
+        }
+    }
+    return 1;
+}
+
+/* A certificate for SUBJ's name and PUB's key, issued by ISSUER with KEY, CA:TRUE. */
+static X509 *
+link_cert(X509 *subj, X509 *issuer, EVP_PKEY *key, long serial)
+{
+    X509 *x = X509_new();
+    time_t now = time(NULL);
+    X509V3_CTX v3;
+    X509_EXTENSION *e;
+
+    if (x == NULL)
+        return NULL;
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+    X509_set_version(x, 2);
+    X509_set_subject_name(x, X509_get_subject_name(subj));
+    X509_set_issuer_name(x, X509_get_subject_name(issuer));
+    X509_set_pubkey(x, X509_get0_pubkey(subj));
+    X509_time_adj_ex(X509_getm_notBefore(x), 0, -3600, &now);
+    X509_time_adj_ex(X509_getm_notAfter(x), 3650, 0, &now);
+    X509V3_set_ctx(&v3, issuer, x, NULL, NULL, 0);
+    e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
+    if (e != NULL) {
+        X509_add_ext(x, e, -1);
+        X509_EXTENSION_free(e);
+    }
+    if (!X509_sign(x, key, EVP_sha256())) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+/* --rollover: issue with DIR/ca2.pem's key from now on, make the links. */
+static int
+start_rollover(const char *dir)
+{
+    X509 *nw = tca_load_cert(dir, "ca2.pem");
+    EVP_PKEY *nk = tca_load_key(dir, "ca2.key");
+
+    if (nw == NULL || nk == NULL)
+        return -1;
+    cfg.old_ca = cfg.ca.ca;
+    cfg.nwo = link_cert(nw, cfg.old_ca,
+                        misbehave("root-impostor") ? cfg.impostor_key : cfg.ca.ca_key, 0x4e574f);
+    cfg.own = link_cert(cfg.old_ca, nw, nk, 0x4f574e);
+    cfg.ca.ca = nw;
+    cfg.ca.ca_key = nk;
+    return cfg.nwo != NULL && cfg.own != NULL ? 0 : -1;
+}
+
 static OSSL_CMP_CTX *
 reprotect_ctx(const OSSL_CMP_MSG *rsp, X509 *cert, EVP_PKEY *key, int keep_txid)
 {
@@ -617,6 +751,8 @@ main(int argc, char **argv)
             cfg.ca.crl_url = argv[++i];
         else if (!strcmp(a, "--misbehave") && v)
             cfg.misbehave = argv[++i];
+        else if (!strcmp(a, "--rollover"))
+            cfg.rollover = 1;
         else {
             fprintf(stderr, "cmpsrv: unknown argument %s\n", a);
             return 2;
@@ -627,9 +763,28 @@ main(int argc, char **argv)
         return 2;
     }
     cfg.srv_cert = tca_load_cert(dir, "srv.pem");
+    {
+        char path[4096];
+        FILE *fp;
+        X509 *x;
+        snprintf(path, sizeof(path), "%s/chain.pem", dir);
+        fp = fopen(path, "r");
+        while (fp != NULL && (x = PEM_read_X509(fp, NULL, NULL, NULL)) != NULL) {
+            if (cfg.chain == NULL)
+                cfg.chain = sk_X509_new_null();
+            sk_X509_push(cfg.chain, x);
+        }
+        if (fp != NULL)
+            fclose(fp);
+        ERR_clear_error();
+    }
     cfg.srv_key = tca_load_key(dir, "srv.key");
     if (cfg.srv_cert == NULL || cfg.srv_key == NULL || make_impostor() != 0) {
         fprintf(stderr, "cmpsrv: cannot load %s/srv.pem and srv.key\n", dir);
+        return 1;
+    }
+    if (cfg.rollover && start_rollover(dir) != 0) {
+        fprintf(stderr, "cmpsrv: --rollover needs %s/ca2.pem and ca2.key\n", dir);
         return 1;
     }
     if (secret_file != NULL) {
@@ -645,7 +800,12 @@ main(int argc, char **argv)
         memcpy(cfg.secret, buf, cfg.secret_len);
     }
     cfg.trust = X509_STORE_new();
+    /* Its own CA certificate is enough, also when it is an intermediate. */
+    if (cfg.trust != NULL)
+        X509_STORE_set_flags(cfg.trust, X509_V_FLAG_PARTIAL_CHAIN);
     X509_STORE_add_cert(cfg.trust, cfg.ca.ca);
+    if (cfg.old_ca != NULL)
+        X509_STORE_add_cert(cfg.trust, cfg.old_ca);
     if (boot != NULL) {
         FILE *fp = fopen(boot, "r");
         X509 *b = fp ? PEM_read_X509(fp, NULL, NULL, NULL) : NULL;
@@ -661,8 +821,8 @@ main(int argc, char **argv)
     cfg.srv = OSSL_CMP_SRV_CTX_new(NULL, NULL);
     cmp = cfg.srv ? OSSL_CMP_SRV_CTX_get0_cmp_ctx(cfg.srv) : NULL;
     if (cmp == NULL ||
-        !OSSL_CMP_SRV_CTX_init(cfg.srv, NULL, on_cert_request, on_rr, NULL, on_error, on_cert_conf,
-                               on_poll) ||
+        !OSSL_CMP_SRV_CTX_init(cfg.srv, NULL, on_cert_request, on_rr, on_genm, on_error,
+                               on_cert_conf, on_poll) ||
         !OSSL_CMP_SRV_CTX_set_grant_implicit_confirm(cfg.srv, cfg.implicit) ||
         !OSSL_CMP_SRV_CTX_set_accept_unprotected(cfg.srv, 0) ||
         !OSSL_CMP_CTX_set1_cert(cmp, cfg.srv_cert) || !OSSL_CMP_CTX_set1_pkey(cmp, cfg.srv_key) ||

@@ -108,3 +108,28 @@ grep -q 'no bootstrap certificate labelled "nosuch"' "$T/frank.err" || die "$(ca
 [ "$(token_objects)" = "$before" ] || die "token changed: $(token_objects)"
 [ "$(grep -c . "$CA/requests.log")" = "$n" ] || die "requests were sent: $(cat "$CA/requests.log")"
 ok "a missing bootstrap credential is refused before anything is sent"
+
+# A server that wants HTTP authentication besides the bootstrap certificate
+# (RFC 7030 3.2.3): the 401 is answered once more with the profile's
+# credentials, over the same TLS connection.
+est_stop
+est_start --bootstrap-ca "$T/boot-ca.pem" --label tests --reenroll-auth --user bob --password-file "$T/password"
+est_profile gina "[ca]" "est_label = tests" "bootstrap = boot" "username = bob" "secret_file = $T/password"
+enr -v enroll gina 2>"$T/gina.err" || die "bootstrap + HTTP authentication: $(cat "$T/gina.err")"
+l200=$(grep "^simpleenroll 200 bootstrap-cert+basic issued" "$CA/requests.log" | tail -1)
+[ -n "$l200" ] || die "server log: $(cat "$CA/requests.log")"
+l401=$(grep "^simpleenroll 401 client-cert without HTTP credentials" "$CA/requests.log" | tail -1)
+if [ -n "$l401" ]; then
+    grep -q "the server wants HTTP authentication besides the TLS client certificate" "$T/gina.err" ||
+        die "401 retry not explained: $(cat "$T/gina.err")"
+    [ "${l401##* conn=}" = "${l200##* conn=}" ] || die "the retry used another connection: $l401 / $l200"
+fi
+cred_works gina || die "gina's credential does not work"
+ok "bootstrap certificate plus HTTP authentication: enrolled${l401:+ (401 answered on the same connection)}"
+est_profile gina2 "[ca]" "est_label = tests" "bootstrap = boot"
+before=$(token_objects)
+rc=0; enr enroll gina2 2>"$T/gina2.err" || rc=$?
+[ "$rc" = 7 ] && grep -q "the profile gives no HTTP credentials: set username and secret_file in \[ca\]" "$T/gina2.err" ||
+    die "bootstrap without the HTTP credentials a server wants: exit $rc: $(cat "$T/gina2.err")"
+[ "$(token_objects)" = "$before" ] || die "token changed: $(token_objects)"
+ok "bootstrap certificate, HTTP authentication wanted and not configured: precise error, token untouched"

@@ -55,6 +55,11 @@ grep -q "EST simplereenroll: the server wants HTTP authentication besides the TL
     die "no HTTP authentication retry: $(cat "$T/r.err")"
 grep -q "^simplereenroll 401 client-cert without HTTP credentials" "$CA/requests.log" || die "server log: $(cat "$CA/requests.log")"
 grep -q "^simplereenroll 200 client-cert+basic issued .* CN-only" "$CA/requests.log" || die "server log: $(cat "$CA/requests.log")"
+# RFC 7030 3.2.3: the credentials go over the same authenticated TLS.
+c401=$(grep "^simplereenroll 401 client-cert without HTTP credentials" "$CA/requests.log" | tail -1)
+c200=$(grep "^simplereenroll 200 client-cert+basic issued" "$CA/requests.log" | tail -1)
+[ -n "${c401##* conn=}" ] && [ "${c401##* conn=}" = "${c200##* conn=}" ] ||
+    die "the retry with credentials used another connection: $c401 / $c200"
 s2=$(token_serial alice)
 [ "$s2" != "$s1" ] && [ "$(count_objects Certificate alice)" = 1 ] || die "alice not renewed: $(token_objects)"
 cred_works alice || die "renewed credential does not work"
@@ -127,7 +132,8 @@ for form in crlf-ws nul lines; do
     curl -s --cacert "$CA/ca.pem" -o "$T/$form.b64" "$EST_URL/.well-known/est/cacerts" || die "curl cacerts"
     case $form in
     nul) [ "$(tail -c 3 "$T/$form.b64" | od -An -tx1 | tr -d ' ')" = 0d0a00 ] || die "no trailing CRLF NUL" ;;
-    crlf-ws) [ "$(tail -c 4 "$T/$form.b64" | od -An -tx1 | tr -d ' ')" = 20200d0a ] && grep -q $'$' "$T/$form.b64" || die "no CRLF lines and trailing spaces" ;;
+    crlf-ws) [ "$(tail -c 4 "$T/$form.b64" | od -An -tx1 | tr -d ' ')" = 20200d0a ] && grep -q $'
+$' "$T/$form.b64" || die "no CRLF lines and trailing spaces" ;;
     esac
     est_profile "f$form" "[ca]" "username = bob" "secret_file = $T/password" "[renewal]" "window_days = 100"
     enr enroll "f$form" 2>"$T/$form.err" || die "--b64 $form: enrollment: $(cat "$T/$form.err")"

@@ -33,9 +33,13 @@
  *  - --pending N answers the first N enrollment requests with 202 and
  *    Retry-After: 2; --wrong-key issues for a freshly generated key;
  *    --garbage answers with base64 that is not PKCS#7.
- *  - --reenroll-auth: /simplereenroll needs HTTP basic credentials (--user,
+ *  - --reenroll-auth: /simplereenroll, and /simpleenroll authenticated by a
+ *    bootstrap certificate, need HTTP basic credentials (--user,
  *    --password-file) besides the client certificate, as RFC 7030 section
  *    3.2.3 allows: none is a 401 with a Basic challenge, wrong ones a 401.
+ *    The log lines of these requests end in "conn=N": the number of the TCP
+ *    (TLS) connection that carried them, counted from 1, so a test sees
+ *    whether the retry with credentials came over the same connection.
  *  - --cn-only: issued certificates keep only the request's CN in their
  *    subject (a CA narrowing subjects by policy).
  *  - --crl-url URL: issued certificates name URL as CRL distribution point;
@@ -57,6 +61,7 @@
  */
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -480,6 +485,8 @@ client_refusal(X509 *x)
     X509_STORE_add_cert(st, cfg.ca);
     if (cfg.ca2)
         X509_STORE_add_cert(st, cfg.ca2);
+    /* Its own CA certificate is enough, also when it is an intermediate. */
+    X509_STORE_set_flags(st, X509_V_FLAG_PARTIAL_CHAIN);
     X509_STORE_CTX_init(ctx, st, x, NULL);
     X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
     if (X509_verify_cert(ctx) != 1)
@@ -667,6 +674,59 @@ describe_csr(X509_REQ *req, char *sig, size_t sn, char *key, size_t kn)
     }
 }
 
+/* The number of the connection C (NOTIFY_CONNECTION below), 0 if unknown. */
+static unsigned
+conn_no(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    return ci != NULL ? (unsigned)(uintptr_t)ci->socket_context : 0;
+}
+
+static unsigned conn_count;
+
+static void
+conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+            enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)c;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        *socket_context = (void *)(uintptr_t)++conn_count; /* one polling thread */
+}
+
+/* RFC 7030 3.2.3: HTTP basic credentials besides the client certificate
+ * (--reenroll-auth). 1: none given, a 401 with a Basic challenge is queued
+ * in *R; 0: given (wrong ones set *CODE and *WHY). */
+static int
+auth_besides_cert(struct MHD_Connection *c, const char *op, int *code, const char **why,
+                  enum MHD_Result *r)
+{
+    char *pass = NULL, *user = MHD_basic_auth_get_username_password(c, &pass);
+    int bad;
+
+    if (user == NULL) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+            strlen("HTTP authentication required\n"), (void *)"HTTP authentication required\n",
+            MHD_RESPMEM_PERSISTENT);
+        logf_("%s 401 client-cert without HTTP credentials conn=%u", op, conn_no(c));
+        *r = MHD_queue_basic_auth_fail_response(c, "est", resp);
+        MHD_destroy_response(resp);
+        return 1;
+    }
+    bad = cfg.user == NULL || cfg.password == NULL || strcmp(user, cfg.user) || pass == NULL ||
+          strcmp(pass, cfg.password);
+    MHD_free(user);
+    if (pass != NULL)
+        MHD_free(pass);
+    if (bad) {
+        *code = 401;
+        *why = "wrong user name or password";
+    }
+    return 0;
+}
+
 static enum MHD_Result
 enroll(struct MHD_Connection *c, const char *op, const upload *u)
 {
@@ -709,23 +769,10 @@ enroll(struct MHD_Connection *c, const char *op, const upload *u)
         }
         how = "client-cert";
         if (code == 0 && cfg.reenroll_auth) {
-            /* HTTP authentication besides the certificate (RFC 7030 3.2.3). */
-            user = MHD_basic_auth_get_username_password(c, &pass);
-            if (user == NULL) {
-                logf_("%s 401 client-cert without HTTP credentials", op);
-                struct MHD_Response *resp = MHD_create_response_from_buffer(
-                    strlen("HTTP authentication required\n"),
-                    (void *)"HTTP authentication required\n", MHD_RESPMEM_PERSISTENT);
-                r = MHD_queue_basic_auth_fail_response(c, "est", resp);
-                MHD_destroy_response(resp);
+            if (auth_besides_cert(c, op, &code, &why, &r)) {
                 X509_REQ_free(req);
                 X509_free(cc);
                 return r;
-            }
-            if (cfg.user == NULL || cfg.password == NULL || strcmp(user, cfg.user) ||
-                pass == NULL || strcmp(pass, cfg.password)) {
-                code = 401;
-                why = "wrong user name or password";
             }
             how = "client-cert+basic";
         }
@@ -737,6 +784,19 @@ enroll(struct MHD_Connection *c, const char *op, const upload *u)
         user = MHD_basic_auth_get_username_password(c, &pass);
         if (cc != NULL && bootstrap_ok(cc)) {
             how = "bootstrap-cert"; /* authenticated by the device's bootstrap credential */
+            if (cfg.reenroll_auth) {
+                if (user != NULL)
+                    MHD_free(user);
+                if (pass != NULL)
+                    MHD_free(pass);
+                user = pass = NULL;
+                if (auth_besides_cert(c, op, &code, &why, &r)) {
+                    X509_REQ_free(req);
+                    X509_free(cc);
+                    return r;
+                }
+                how = "bootstrap-cert+basic";
+            }
         } else if (user != NULL) {
             if (cfg.user == NULL || cfg.password == NULL || strcmp(user, cfg.user) ||
                 pass == NULL || strcmp(pass, cfg.password)) {
@@ -801,9 +861,9 @@ enroll(struct MHD_Connection *c, const char *op, const upload *u)
         ser = bn ? BN_bn2hex(bn) : NULL;
         BN_free(bn);
     }
-    logf_("%s 200 %s issued %s%s%s%s sig=%s key=%s", op, how, ser ? ser : "?",
+    logf_("%s 200 %s issued %s%s%s%s sig=%s key=%s conn=%u", op, how, ser ? ser : "?",
           cfg.wrong_key ? " WRONG-KEY" : "", cfg.rollover ? " by new CA key" : "",
-          cfg.cn_only ? " CN-only" : "", sig, kdesc);
+          cfg.cn_only ? " CN-only" : "", sig, kdesc, conn_no(c));
     out = sk_X509_new_null();
     sk_X509_push(out, x);
     r = certs_only(c, out, 1);
@@ -1088,7 +1148,7 @@ main(int argc, char **argv)
                          NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                          MHD_OPTION_HTTPS_MEM_KEY, tls_key, MHD_OPTION_HTTPS_MEM_CERT, tls_cert,
                          MHD_OPTION_HTTPS_MEM_TRUST, trust, MHD_OPTION_NOTIFY_COMPLETED, completed,
-                         NULL, MHD_OPTION_END);
+                         NULL, MHD_OPTION_NOTIFY_CONNECTION, conn_notify, NULL, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "estsrv: cannot start the HTTPS server\n");
         return 1;

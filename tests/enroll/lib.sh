@@ -75,6 +75,38 @@ CNF
     touch "$CA/index.txt"
 }
 
+# Put the CA (after ca_init) under a root: ROOT=$T/root holds root.pem/root.key,
+# $CA/ca.pem becomes an intermediate (same name and key, so what the CA
+# issued before still chains) issued by the root, with DAYS (default 3000) of validity; also
+# copied to $CA/chain.pem. Profiles then trust $ROOT/root.pem.
+ca_under_root() {
+    ROOT=$T/root
+    INT_CN="evertoken test CA"
+    mkdir -p "$ROOT"
+    [ -s "$ROOT/root.pem" ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout "$ROOT/root.key" \
+        -out "$ROOT/root.pem" -subj "/CN=evertoken test root" -days 3650 -sha256 \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    printf 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n' >"$ROOT/int.ext"
+    openssl req -new -key "$CA/ca.key" -subj "/CN=$INT_CN" -out "$ROOT/int.csr" 2>/dev/null
+    openssl x509 -req -in "$ROOT/int.csr" -CA "$ROOT/root.pem" -CAkey "$ROOT/root.key" \
+        -set_serial "0x$(openssl rand -hex 8)" -days "${1:-3000}" -sha256 -extfile "$ROOT/int.ext" \
+        -out "$CA/ca.pem" 2>/dev/null
+    cp "$CA/ca.pem" "$CA/chain.pem"
+}
+# The profile's CA chain files: chain.pem is exactly $CA/ca.pem, fullchain.pem
+# the token's certificate plus it, and cert.pem verifies to the root at the
+# helper's (fake) time.
+chain_files_ok() {
+    local d=$STATE/certs/$1 t=${EVERTOKEN_ENROLL_FAKE_TIME:-$(date +%s)}
+    cmp -s <(openssl x509 -in "$d/chain.pem" -outform DER) <(openssl x509 -in "$CA/ca.pem" -outform DER) ||
+        { echo "$1: chain.pem is not the intermediate" >&2; return 1; }
+    [ "$(grep -c 'BEGIN CERTIFICATE' "$d/fullchain.pem")" = 2 ] || { echo "$1: fullchain.pem" >&2; return 1; }
+    token_cert "$1" | cmp -s - <(openssl x509 -in "$d/cert.pem") || { echo "$1: cert.pem is not the token's" >&2; return 1; }
+    openssl verify -attime "$t" -CAfile "$ROOT/root.pem" -untrusted "$d/chain.pem" "$d/cert.pem" >/dev/null ||
+        { echo "$1: cert.pem does not verify with chain.pem" >&2; return 1; }
+    [ "$(count_objects Certificate "$INT_CN")" = 1 ] || { echo "intermediate in the token: $(token_objects)" >&2; return 1; }
+}
+
 # Start scepsrv with ARGS; sets SCEP_URL.
 scep_start() {
     rm -f "$CA/port"

@@ -52,6 +52,8 @@
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
+#include "testca.h"
+
 #define OID_MESSAGE_TYPE    "2.16.840.1.113733.1.9.2"
 #define OID_PKI_STATUS      "2.16.840.1.113733.1.9.3"
 #define OID_FAIL_INFO       "2.16.840.1.113733.1.9.4"
@@ -81,6 +83,9 @@ ASN1_SEQUENCE(SRV_IAS) =
     EVP_PKEY *ca_key, *ra_key;
 } cfg = {.days = 90, .renew_window = -1};
 
+/* The CA side (testca.c): issuing, index, serials, the server's clock. */
+static tca tc;
+
 /* Transactions held PENDING: txid, polls left, the request. */
 typedef struct held {
     char txid[129];
@@ -108,24 +113,6 @@ logf_(const char *fmt, ...)
         fprintf(fp, "%s\n", line);
         fclose(fp);
     }
-}
-
-static time_t
-srv_now(void)
-{
-    char path[512];
-    FILE *fp;
-    long long t;
-
-    snprintf(path, sizeof(path), "%s/now", cfg.dir);
-    fp = fopen(path, "r");
-    if (fp != NULL) {
-        int ok = fscanf(fp, "%lld", &t) == 1;
-        fclose(fp);
-        if (ok)
-            return (time_t)t;
-    }
-    return time(NULL);
 }
 
 static X509 *
@@ -180,78 +167,6 @@ get_attr(CMS_SignerInfo *si, const char *oid, int type)
 
 /* ---- Issuing ------------------------------------------------------------ */
 
-static long
-next_serial(void)
-{
-    char path[512];
-    long s = 0x1000;
-    FILE *fp;
-
-    snprintf(path, sizeof(path), "%s/serial.next", cfg.dir);
-    fp = fopen(path, "r");
-    if (fp != NULL) {
-        if (fscanf(fp, "%lx", &s) != 1)
-            s = 0x1000;
-        fclose(fp);
-    }
-    fp = fopen(path, "w");
-    if (fp != NULL) {
-        fprintf(fp, "%lx\n", s + 1);
-        fclose(fp);
-    }
-    return s;
-}
-
-static int
-add_ext(X509 *x, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509_EXTENSION *e;
-
-    X509V3_set_ctx(&ctx, cfg.ca, x, NULL, NULL, 0);
-    e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    if (e == NULL)
-        return 0;
-    X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    return 1;
-}
-
-/* Is the certificate with this serial revoked in index.txt? */
-static int
-revoked(const char *serial_hex)
-{
-    char path[512], line[2048];
-    FILE *fp;
-    int r = 0;
-
-    snprintf(path, sizeof(path), "%s/index.txt", cfg.dir);
-    fp = fopen(path, "r");
-    if (fp == NULL)
-        return 0;
-    while (fgets(line, sizeof(line), fp) != NULL) {
-        char *f[6] = {0}, *save = NULL, *p = line;
-        int n = 0;
-        /* Fields are tab-separated and the revocation date may be empty. */
-        while (n < 6 && (f[n] = strsep(&p, "\t")) != NULL)
-            n++;
-        (void)save;
-        if (n >= 4 && !strcasecmp(f[3], serial_hex) && line[0] == 'R')
-            r = 1;
-    }
-    fclose(fp);
-    return r;
-}
-
-static char *
-serial_of(X509 *x)
-{
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-    char *h = bn ? BN_bn2hex(bn) : NULL;
-    BN_free(bn);
-    return h;
-}
-
 /* The subject this CA issues for a request's NAME: NAME itself, or with
  * --cn-only its CN entries alone (a copy either way; NULL on failure). */
 static X509_NAME *
@@ -270,78 +185,28 @@ issued_subject(const X509_NAME *name)
     return n;
 }
 
+/* The certificate for REQ (testca.c issues it, records it in DIR/issued and
+ * DIR/index.txt); NULL on failure. */
 static X509 *
 issue(X509_REQ *req)
 {
     X509_NAME *issued_name = issued_subject(X509_REQ_get_subject_name(req));
-    X509 *x = X509_new();
-    EVP_PKEY *pub = X509_REQ_get0_pubkey(req), *wrong = NULL;
     STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
-    time_t now = srv_now();
-    char path[600], *ser = NULL, exp[32], subj[512];
-    struct tm tm;
-    time_t na;
-    FILE *fp;
+    X509 *x = NULL;
+    char *ser, subj[512];
 
-    if (cfg.wrong_key) {
-        wrong = EVP_RSA_gen(2048);
-        pub = wrong;
+    tc.days = cfg.days;
+    tc.ocsp_url = cfg.ocsp_url;
+    tc.crl_url = cfg.crl_url;
+    if (issued_name != NULL)
+        x = tca_issue(&tc, issued_name, X509_REQ_get0_pubkey(req), exts, cfg.wrong_key);
+    if (x != NULL) {
+        ser = tca_serial_hex(X509_get0_serialNumber(x));
+        X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+        logf_("issued serial %s for %s%s", ser ? ser : "?", subj,
+              cfg.wrong_key ? " (WRONG KEY)" : "");
+        OPENSSL_free(ser);
     }
-    ASN1_INTEGER_set(X509_get_serialNumber(x), next_serial());
-    X509_set_version(x, 2);
-    X509_set_subject_name(x, issued_name);
-    X509_set_issuer_name(x, X509_get_subject_name(cfg.ca));
-    X509_set_pubkey(x, pub);
-    X509_time_adj_ex(X509_getm_notBefore(x), 0, -60, &now);
-    X509_time_adj_ex(X509_getm_notAfter(x), cfg.days, 0, &now);
-    add_ext(x, NID_basic_constraints, "critical,CA:FALSE");
-    add_ext(x, NID_key_usage, "critical,digitalSignature,keyEncipherment");
-    add_ext(x, NID_ext_key_usage, "clientAuth,serverAuth");
-    add_ext(x, NID_subject_key_identifier, "hash");
-    add_ext(x, NID_authority_key_identifier, "keyid");
-    for (int i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
-        X509_EXTENSION *e = sk_X509_EXTENSION_value(exts, i);
-        if (OBJ_obj2nid(X509_EXTENSION_get_object(e)) == NID_subject_alt_name)
-            X509_add_ext(x, e, -1);
-    }
-    if (cfg.ocsp_url != NULL) {
-        snprintf(path, sizeof(path), "OCSP;URI:%s", cfg.ocsp_url);
-        add_ext(x, NID_info_access, path);
-    }
-    if (cfg.crl_url != NULL) {
-        snprintf(path, sizeof(path), "URI:%s", cfg.crl_url);
-        add_ext(x, NID_crl_distribution_points, path);
-    }
-    if (!X509_sign(x, cfg.ca_key, EVP_sha256())) {
-        X509_free(x);
-        x = NULL;
-        goto done;
-    }
-    ser = serial_of(x);
-    snprintf(path, sizeof(path), "%s/issued/%s.pem", cfg.dir, ser);
-    fp = fopen(path, "w");
-    if (fp != NULL) {
-        PEM_write_X509(fp, x);
-        fclose(fp);
-    }
-    /* index.txt line for openssl ca/ocsp: V, expiry (UTCTime), empty
-     * revocation date, serial, file name, subject. */
-    na = now + (time_t)cfg.days * 86400;
-    gmtime_r(&na, &tm);
-    /* openssl ca's index uses UTCTime (two-digit year). */
-    snprintf(exp, sizeof(exp), "%02d%02d%02d%02d%02d%02dZ", tm.tm_year % 100, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
-    snprintf(path, sizeof(path), "%s/index.txt", cfg.dir);
-    fp = fopen(path, "a");
-    if (fp != NULL) {
-        fprintf(fp, "V\t%s\t\t%s\tunknown\t%s\n", exp, ser, subj);
-        fclose(fp);
-    }
-    logf_("issued serial %s for %s%s", ser, subj, cfg.wrong_key ? " (WRONG KEY)" : "");
-done:
-    OPENSSL_free(ser);
-    EVP_PKEY_free(wrong);
     X509_NAME_free(issued_name);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     return x;
@@ -466,7 +331,7 @@ check_challenge(X509_REQ *req)
 static const char *
 renewal_refusal(X509 *signer, X509_REQ *req)
 {
-    time_t now = srv_now();
+    time_t now = tca_now(&tc);
     char *ser;
     int bad, days, secs;
 
@@ -483,8 +348,8 @@ renewal_refusal(X509 *signer, X509_REQ *req)
         if (differ)
             return "request subject differs from the signer certificate";
     }
-    ser = serial_of(signer);
-    bad = ser == NULL || revoked(ser);
+    ser = tca_serial_hex(X509_get0_serialNumber(signer));
+    bad = ser == NULL || tca_status(&tc, ser) == 'R';
     OPENSSL_free(ser);
     if (bad)
         return "signer certificate revoked";
@@ -841,7 +706,6 @@ main(int argc, char **argv)
     int port = 0;
     struct MHD_Daemon *d;
     struct sockaddr_in sa;
-    char path[512];
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -884,8 +748,12 @@ main(int argc, char **argv)
         fprintf(stderr, "scepsrv: --dir DIR is required\n");
         return 2;
     }
-    cfg.ca = load_cert("ca.pem");
-    cfg.ca_key = load_key("ca.key");
+    if (tca_init(&tc, cfg.dir) != 0) {
+        fprintf(stderr, "scepsrv: cannot load %s/ca.pem and ca.key\n", cfg.dir);
+        return 1;
+    }
+    cfg.ca = tc.ca;
+    cfg.ca_key = tc.ca_key;
     cfg.ra = load_cert("ra.pem");
     cfg.ra_key = cfg.ra ? load_key("ra.key") : NULL;
     if (cfg.ca == NULL || cfg.ca_key == NULL || (cfg.ra != NULL && cfg.ra_key == NULL)) {
@@ -902,14 +770,6 @@ main(int argc, char **argv)
         fclose(fp);
         buf[strcspn(buf, "\r\n")] = '\0';
         cfg.challenge = strdup(buf);
-    }
-    snprintf(path, sizeof(path), "%s/issued", cfg.dir);
-    mkdir(path, 0700);
-    snprintf(path, sizeof(path), "%s/index.txt.attr", cfg.dir);
-    FILE *fa = fopen(path, "w");
-    if (fa != NULL) {
-        fputs("unique_subject = no\n", fa);
-        fclose(fa);
     }
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;

@@ -3,7 +3,8 @@
  * (testca.c): load the CA, issue a certificate into DIR/issued and
  * DIR/index.txt (`openssl ca` format, so `openssl ca -revoke/-gencrl` and
  * `openssl ocsp -index` work on it), look up and revoke by serial, write the
- * CRL DIR/ca.crl. Used by cmpsrv.c.
+ * CRL DIR/ca.crl. Used by cmpsrv.c and scepsrv.c (estsrv.c keeps its own
+ * issuing: it also makes CA and link certificates for its rollover).
  */
 #ifndef EVERTOKEN_TESTS_ENROLL_TESTCA_H
 #define EVERTOKEN_TESTS_ENROLL_TESTCA_H

@@ -80,7 +80,9 @@ set +e; "$CLI" restore bk.backup --slot "$slot" 2>err; rc=$?; set -e
 "$CLI" restore bk.backup --slot "$slot" --force >/dev/null || die "restore --force failed"
 objs --slot "$slot" >restored2.txt
 diff orig.txt restored2.txt || die "forced restore did not bring back the objects"
-ok "restore refuses to overwrite without --force"
+# Reading the backup leaves nothing beside it.
+[ ! -e bk.backup-wal ] && [ ! -e bk.backup-shm ] || die "restore left $(ls bk.backup-*) beside the backup"
+ok "restore refuses to overwrite without --force; no -wal/-shm left beside the backup"
 
 # Not a keystore: clear error, nothing written.
 n=$(ls "$EVERTOKEN_DIR" | wc -l)

@@ -22,6 +22,9 @@
  *             CK_BBOOL, sizeof(CK_ULONG) for numbers), 0x7f = a u16 length
  *             follows, else the value itself (0..126)
  *     bytes   the value (zero-padded when the input runs out)
+ *   an attribute-array type (CKA_WRAP_TEMPLATE, CKA_UNWRAP_TEMPLATE,
+ *   CKA_DERIVE_TEMPLATE) is followed, instead of length and value, by a
+ *   nested attribute list in the same form (one level deep)
  * Every value buffer is exactly as long as its ulValueLen says (a shorter
  * one would be the caller's bug, not the module's). CKA_DESTROYABLE is
  * forced to TRUE so that every object made by an input can be destroyed
@@ -209,18 +212,47 @@ struct tmpl {
     CK_ATTRIBUTE a[MAXA];
     CK_ULONG n;
     unsigned char *bufs[MAXA];
+    struct tmpl *sub[MAXA]; /* the entries of an attribute-array value */
 };
 
 static void
 tmpl_free(struct tmpl *t)
 {
-    for (CK_ULONG i = 0; i < t->n; i++)
+    for (CK_ULONG i = 0; i < t->n; i++) {
         free(t->bufs[i]);
+        if (t->sub[i] != NULL) {
+            tmpl_free(t->sub[i]);
+            free(t->sub[i]);
+        }
+    }
     t->n = 0;
 }
 
+static void tmpl_read(struct in *in, struct tmpl *t, int fill, int depth);
+
+/* An attribute-array value (CKA_WRAP_TEMPLATE, ...) at the top level: a
+ * well-formed CK_ATTRIBUTE array read as a nested template (its pointers
+ * are the caller's to get right, so they are always valid). Nested deeper,
+ * array types are plain bytes, which the module refuses unread. */
+static int
+tmpl_array(struct in *in, struct tmpl *t, CK_ATTRIBUTE_TYPE type, int fill)
+{
+    struct tmpl *sub = calloc(1, sizeof(*sub));
+
+    if (sub == NULL)
+        return 0;
+    tmpl_read(in, sub, fill, 1);
+    t->a[t->n].type = type;
+    t->a[t->n].pValue = sub->n > 0 ? sub->a : NULL;
+    t->a[t->n].ulValueLen = sub->n * (CK_ULONG)sizeof(CK_ATTRIBUTE);
+    t->bufs[t->n] = NULL;
+    t->sub[t->n] = sub;
+    t->n++;
+    return 1;
+}
+
 static void
-tmpl_read(struct in *in, struct tmpl *t, int fill)
+tmpl_read(struct in *in, struct tmpl *t, int fill, int depth)
 {
     unsigned n = byte(in) % MAXA;
 
@@ -238,6 +270,11 @@ tmpl_read(struct in *in, struct tmpl *t, int fill)
         } else {
             type = (CK_ATTRIBUTE_TYPE)byte(in) | (CK_ATTRIBUTE_TYPE)byte(in) << 8 |
                    (CK_ATTRIBUTE_TYPE)byte(in) << 16 | (CK_ATTRIBUTE_TYPE)byte(in) << 24;
+        }
+        if (depth == 0 && (type & CKF_ARRAY_ATTRIBUTE)) {
+            if (!tmpl_array(in, t, type, fill))
+                break;
+            continue;
         }
         lb = byte(in);
         if (lb & 0x80)
@@ -258,6 +295,7 @@ tmpl_read(struct in *in, struct tmpl *t, int fill)
         t->a[t->n].pValue = (len == 0 && (lb & 1)) ? NULL : v;
         t->a[t->n].ulValueLen = (CK_ULONG)len;
         t->bufs[t->n] = v;
+        t->sub[t->n] = NULL;
         t->n++;
     }
 }
@@ -281,7 +319,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
         CK_ULONG cnt = 0;
 
-        tmpl_read(&in, &t, op != 3);
+        tmpl_read(&in, &t, op != 3, 0);
         switch (op) {
         case 0:
             if (nmade < 16 && R->C_CreateObject(s, t.a, t.n, &h) == CKR_OK)

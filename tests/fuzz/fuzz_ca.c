@@ -42,6 +42,10 @@
  *     damage (0: ip, 1: pkiConf), then (offset high, offset low, xor) triples
  *     applied to that answer's DER (offsets modulo its length; counted from
  *     its end when the high byte's top bit is set)
+ *  18 CMP general-message values (RFC 9483 section 4.3): the rest of the
+ *     input as the DER of a rootCaKeyUpdate value (enr_cmp_root_update: a
+ *     new root joins the anchors only through a NewWithOld chaining to them)
+ *     and of a caCerts value (enr_cmp_take_cacerts)
  *
  * The CA and requester keys are fixed (below) so that the committed seeds,
  * real answers signed by the CA and encrypted for the requester, stay valid;
@@ -69,6 +73,7 @@
 #include <sodium.h>
 
 #include "enr_parse.h"
+#include "proto/cmp_asn1.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -201,6 +206,7 @@ enum {
     /* Fixed values: the selectors of other parsers may take 9..15. */
     P_CMP = 16,
     P_CMP_BUILT = 17,
+    P_CMP_GENM = 18,
     P_COUNT
 };
 
@@ -525,6 +531,28 @@ run_b64(const uint8_t *d, size_t n)
     free(enc);
 }
 
+/* ---- CMP general messages (selector 18) ------------------------------------ */
+
+static void
+run_cmp_genm(const uint8_t *d, size_t n)
+{
+    ASN1_STRING *seq = ASN1_STRING_type_new(V_ASN1_SEQUENCE);
+    ASN1_TYPE *v = ASN1_TYPE_new();
+    STACK_OF(X509) *anchors = one_cert(ca_cert);
+
+    if (seq == NULL || v == NULL || anchors == NULL || n > 0x7fffffff ||
+        !ASN1_STRING_set(seq, d, (int)n)) {
+        ASN1_STRING_free(seq);
+        goto done;
+    }
+    ASN1_TYPE_set(v, V_ASN1_SEQUENCE, seq);
+    enr_cmp_root_update(&prof, anchors, ca_cert, v);
+    enr_cmp_take_cacerts(&prof, anchors, v);
+done:
+    ASN1_TYPE_free(v);
+    sk_X509_pop_free(anchors, X509_free);
+}
+
 /* ---- CMP (selectors 16, 17) ------------------------------------------------ */
 
 static X509 *issue(EVP_PKEY *key, const char *cn);
@@ -737,6 +765,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case P_CMP:
     case P_CMP_BUILT:
         run_cmp(data + 1, size - 1, data[0] % P_COUNT == P_CMP_BUILT);
+        break;
+    case P_CMP_GENM:
+        run_cmp_genm(data + 1, size - 1);
         break;
     }
     ERR_clear_error();
@@ -1053,6 +1084,34 @@ write_cmp_seeds(void)
     seed("cmp-built-ip-body", P_CMP_BUILT, mid, sizeof(mid), NULL, 0);
     seed("cmp-built-ip-protection", P_CMP_BUILT, tail, sizeof(tail), NULL, 0);
     seed("cmp-built-pkiconf-protection", P_CMP_BUILT, conf, sizeof(conf), NULL, 0);
+
+    /* genm values: caCerts with the CA, rootCaKeyUpdate without and with a
+     * NewWithOld (which does not certify NewWithNew's name and key). */
+    {
+        STACK_OF(X509) *cs = one_cert(ca_cert);
+        ENR_ROOTCAKEYUPDATE bare = {req_cert, NULL, NULL}, linked = {req_cert, ca_cert, ca_cert};
+        unsigned char *der = NULL;
+        int n;
+
+        n = ASN1_item_i2d((ASN1_VALUE *)cs, &der, ASN1_ITEM_rptr(ENR_CACERTS));
+        if (n <= 0)
+            die("cannot encode caCerts");
+        seed("cmp-genm-cacerts", P_CMP_GENM, der, (size_t)n, NULL, 0);
+        OPENSSL_free(der);
+        der = NULL;
+        n = ASN1_item_i2d((ASN1_VALUE *)&bare, &der, ASN1_ITEM_rptr(ENR_ROOTCAKEYUPDATE));
+        if (n <= 0)
+            die("cannot encode rootCaKeyUpdate");
+        seed("cmp-genm-rootupdate-bare", P_CMP_GENM, der, (size_t)n, NULL, 0);
+        OPENSSL_free(der);
+        der = NULL;
+        n = ASN1_item_i2d((ASN1_VALUE *)&linked, &der, ASN1_ITEM_rptr(ENR_ROOTCAKEYUPDATE));
+        if (n <= 0)
+            die("cannot encode rootCaKeyUpdate");
+        seed("cmp-genm-rootupdate-linked", P_CMP_GENM, der, (size_t)n, NULL, 0);
+        OPENSSL_free(der);
+        sk_X509_pop_free(cs, X509_free);
+    }
 }
 
 int

@@ -2,13 +2,17 @@
  * fuzz_keystore.c — opening a damaged keystore file.
  *
  * A valid token (SO and user PIN, two private and two public objects, a
- * setting) is built once in a temporary directory and read into memory.
+ * setting) is built once in a temporary directory and read into memory;
+ * the lookup columns (schema 5) of one public and one private object are
+ * left unfilled, as after a migration, so that ks_open and ks_login fill
+ * them from the damaged file.
  * Each input is a list of damages applied to a copy of it:
  *   byte 0         flags: bit 0 truncate (length from bytes 1-2), bit 1 also
  *                  damage every page at the same page offset
  *   then records   u16 little-endian offset (modulo the file size), XOR byte
  * The copy is written as the token file (no -wal), then ks_open, ks_get_info,
  * ks_login (user PIN), ks_load_objects, ks_object_get, ks_get_setting,
+ * ks_find by CKA_ID and CKA_LABEL (logged out and in), ks_change_seq,
  * ks_changed, a create and a destroy, ks_close: every result is acceptable
  * except a crash, a sanitizer report, or objects handed out with attributes
  * that are not sorted and unique (the keystore.h contract).
@@ -21,6 +25,7 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "keystore.h"
 
@@ -101,6 +106,17 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     if (ks_set_setting(tok, "login_cache", "process") != KS_OK)
         die("setting");
     ks_close(tok); /* the last connection: the WAL is checkpointed and removed */
+    {
+        sqlite3 *db = NULL;
+
+        if (sqlite3_open(path, &db) != SQLITE_OK ||
+            sqlite3_exec(db,
+                         "UPDATE objects SET lk = 0, l_id = NULL, l_label = NULL "
+                         "WHERE id IN (3, 4);",
+                         NULL, NULL, NULL) != SQLITE_OK)
+            die("unfilled lookup columns");
+        sqlite3_close(db);
+    }
     f = fopen(path, "rb");
     if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) <= 0 ||
         fseek(f, 0, SEEK_SET) != 0)
@@ -171,6 +187,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     (void)!ks_get_info(tok, &info);
     (void)!ks_load_objects(tok, check_cb, NULL, &tampered); /* logged out: public only */
+    (void)!ks_find(tok, 0x102, "id", 2, check_cb, NULL, &tampered);
+    (void)!ks_find(tok, 3, "label", 5, check_cb, NULL, &tampered);
     if (ks_login(tok, KS_USER, (const unsigned char *)USER_PIN, strlen(USER_PIN)) == KS_OK) {
         ks_attr a = {3, 4, (unsigned char *)"fuzz"};
         int64_t id = 0;
@@ -178,6 +196,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)!ks_load_objects(tok, check_cb, NULL, &tampered);
         (void)!ks_object_get(tok, 1, check_cb, NULL);
         (void)!ks_object_get(tok, 2, check_cb, NULL);
+        (void)!ks_find(tok, 0x102, "id", 2, check_cb, NULL, &tampered);
+        (void)!ks_find(tok, 3, "label", 5, check_cb, NULL, &tampered);
+        (void)!ks_change_seq(tok, &id);
         if (ks_get_setting(tok, "login_cache", &val) == KS_OK)
             free(val);
         if (ks_object_create(tok, 1, &a, 1, &id) == KS_OK)

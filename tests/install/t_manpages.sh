@@ -2,7 +2,8 @@
 # The man pages built from docs/man/*.scd render without a warning, and cover
 # what the programs really have: every command and option of `evertoken` and
 # `evertoken-enroll` (taken from their --help), every profile key the parser
-# knows (enroll/profile_keys.c) and every EVERTOKEN_* variable the code reads.
+# knows (enroll/profile_keys.c; a protocol's own section: enroll/proto/*_conf.c)
+# and every EVERTOKEN_* variable the code reads.
 . "$EVERTOKEN_SOURCE_DIR/tests/external/lib.sh"
 need man scdoc
 : "${EVERTOKEN_BINARY_DIR:?run through ctest}"
@@ -72,6 +73,11 @@ mapfile -t keys < <(grep -oE '^ *\{"[a-z]+", "[a-z_]+", p_[a-z_]+,' <<<"$ktab" |
 rows=$(grep -c '^ *{' <<<"$ktab")
 [ "$rows" -eq "${#keys[@]}" ] ||
     die "enroll/profile_keys.c: $rows rows in the key table but ${#keys[@]} keys read from them"
+# A protocol's own section ([acme]) is parsed by its *_conf.c: IS("section", "key").
+mapfile -t pkeys < <(grep -ohE 'IS\("[a-z]+", "[a-z_]+"\)' "$SRC"/enroll/proto/*_conf.c | sort -u |
+    sed -E 's/IS\("([a-z]+)", "([a-z_]+)"\)/\1 \2/')
+[ "${#pkeys[@]}" -ge 10 ] || die "could not read the [acme] keys from enroll/proto/acme_conf.c"
+keys+=("${pkeys[@]}")
 for k in "${keys[@]}"; do
     set -- $k
     grep -q "^# SECTION \[$1\]" "$SRC/docs/man/evertoken-enroll.conf.5.scd" ||
@@ -79,6 +85,19 @@ for k in "${keys[@]}"; do
     has evertoken-enroll.conf.5 "$2" || die "evertoken-enroll.conf.5 does not mention [$1] $2"
 done
 ok "evertoken-enroll.conf.5: ${#keys[@]} profile keys"
+# ... and every key of the monitor settings (enroll/moncfg.c), under its
+# section ([watch NAME] for watch).
+mapfile -t mkeys < <(grep -oE 'IS\("[a-z]+", "[a-z_]+"\)' "$SRC/enroll/moncfg.c" | sort -u |
+    sed -E 's/IS\("([a-z]+)", "([a-z_]+)"\)/\1 \2/')
+[ "${#mkeys[@]}" -ge 10 ] || die "could not read the monitor keys from enroll/moncfg.c"
+for k in "${mkeys[@]}"; do
+    set -- $k
+    grep -q "^# SECTION \[$1[] ]" "$SRC/docs/man/evertoken-enroll.conf.5.scd" ||
+        die "evertoken-enroll.conf.5 has no section [$1]"
+    grep -q "^\*$2\* \|, \*$2\* =" "$SRC/docs/man/evertoken-enroll.conf.5.scd" ||
+        die "evertoken-enroll.conf.5 has no entry for the monitor key [$1] $2"
+done
+ok "evertoken-enroll.conf.5: ${#mkeys[@]} monitor settings keys"
 
 # ---- environment variables the code reads, in the page of the program that reads them
 envs() { grep -rhoE 'getenv\("EVERTOKEN_[A-Z_]+"\)' "$@" | sed -E 's/getenv\("(.*)"\)/\1/' | sort -u; }

@@ -183,6 +183,7 @@ struct conf_group conf_keygen_tests(void); /* t_keygen.c */
 struct conf_group conf_kat_tests(void);    /* t_kat.c */
 struct conf_group conf_secret_tests(void); /* t_secret.c */
 struct conf_group conf_wrap_tests(void);   /* t_wrap.c */
+struct conf_group conf_tmpl_tests(void);   /* t_tmpl.c */
 struct conf_group conf_rollover_tests(void);
 
 #endif /* EVERTOKEN_CONF_H */

@@ -604,7 +604,7 @@ main(int argc, char **argv)
     struct conf_group (*groups[])(void) = {
         conf_init_tests,     conf_slot_tests,   conf_session_tests, conf_object_tests,
         conf_process_tests,  conf_mech_tests,   conf_keygen_tests,  conf_kat_tests,
-        conf_rollover_tests, conf_secret_tests, conf_wrap_tests};
+        conf_rollover_tests, conf_secret_tests, conf_wrap_tests,    conf_tmpl_tests};
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--target") == 0 && i + 1 < argc)

@@ -11,6 +11,7 @@ shift
 groups=("$@")
 if [ ${#groups[@]} = 0 ]; then
     groups=(unit:test_ks_token unit:test_ks_object unit:test_ks_file unit:test_mod_object
+            unit:test_mod_objimport unit:test_mod_tmpl "module:t_tmpl*"
             "module:t_create*" "module:t_*attribute*" "module:t_find*" "module:t_sign_verify_all"
             "module:t_login_state_machine" "module:t_set_pin" "module:t_generate_ec"
             "module:t_persistence")

@@ -3,7 +3,11 @@
  * handle that keeps a copy of the token up to date from the changes alone
  * must see exactly what a full ks_load_objects sees, after every kind of
  * write (create, update, destroy, pending, rollover commit/rollback/purge,
- * re-initialisation), logged in or not, and after tampering.
+ * re-initialisation), logged in or not, and after tampering. The same for a
+ * lazy reader (the module's partial cache): it starts empty at
+ * ks_change_seq, reads objects by search (ks_find) and by id, and follows
+ * the changes: what it holds is always what a full load shows, and every
+ * search answers exactly the objects a full load has with that value.
  */
 #include "test_ks_util.h"
 
@@ -286,6 +290,162 @@ test_random_mirror(void **state)
     ks_close(r);
 }
 
+/* Objects with attribute TYPE = VALUE, as a full load sees them (ids). */
+struct match {
+    uint64_t type;
+    const char *value;
+    int64_t ids[MAXO];
+    int n;
+};
+
+static int
+match_cb(void *ctx, const ks_object *ko)
+{
+    struct match *m = ctx;
+
+    for (size_t i = 0; i < ko->nattrs; i++)
+        if (ko->attrs[i].type == m->type && ko->attrs[i].len == strlen(m->value) &&
+            memcmp(ko->attrs[i].value, m->value, ko->attrs[i].len) == 0)
+            m->ids[m->n++] = ko->id;
+    return 0;
+}
+
+/* The lazy reader's search: into V (as the module takes its results in),
+ * and it must name exactly the full load's objects with that value. */
+static void
+lazy_search(ks_token *r, struct view *v, uint64_t type, const char *value)
+{
+    static struct match full, found;
+    static struct view got;
+
+    memset(&full, 0, sizeof(full));
+    full.type = type;
+    full.value = value;
+    assert_int_equal(ks_load_objects(r, match_cb, &full, NULL), KS_OK);
+    memset(&got, 0, sizeof(got));
+    assert_int_equal(ks_find(r, type, value, strlen(value), view_put, &got, NULL), KS_OK);
+    memset(&found, 0, sizeof(found));
+    for (int i = 0; i < got.n; i++)
+        found.ids[found.n++] = got.o[i].id;
+    assert_int_equal(found.n, full.n);
+    for (int i = 0; i < full.n; i++)
+        assert_int_equal(found.ids[i], full.ids[i]); /* both in id order */
+    for (int i = 0; i < got.n; i++) {
+        int j = view_find(v, got.o[i].id);
+
+        if (j < 0) {
+            assert_true(v->n < MAXO);
+            v->o[v->n++] = got.o[i];
+        }
+    }
+}
+
+/* Every object the lazy view holds is the full load's, unchanged. */
+static void
+lazy_check(ks_token *r, struct view *lv)
+{
+    static struct view full;
+
+    view_delta(r, lv);
+    view_full(r, &full);
+    for (int i = 0; i < lv->n; i++) {
+        int j = view_find(&full, lv->o[i].id);
+
+        assert_true(j >= 0);
+        assert_int_equal(lv->o[i].version, full.o[j].version);
+        assert_int_equal(lv->o[i].state, full.o[j].state);
+        assert_memory_equal(lv->o[i].digest, full.o[j].digest, 16);
+    }
+}
+
+static void
+lazy_start(ks_token *r, struct view *lv)
+{
+    memset(lv, 0, sizeof(*lv));
+    assert_int_equal(ks_change_seq(r, &lv->seq), KS_OK);
+}
+
+/* The random mirror, read lazily. */
+static void
+test_random_mirror_lazy(void **state)
+{
+    struct ks_fixture *f = *state;
+    ks_token *r = NULL;
+    static struct view lv;
+    int64_t live[MAXO];
+    int nlive = 0, logged_in_reader = 0, last = 0;
+    char id[32], lab[32];
+    const unsigned char cred[] = "cred-1";
+    int64_t now = 1000000;
+
+    assert_int_equal(ks_open(f->path, &r), KS_OK);
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    live[nlive++] = mk_obj(f->tok, 1, 3, (const char *)cred, "cred key");
+    live[nlive++] = mk_obj(f->tok, 0, 1, (const char *)cred, "cred cert");
+    lazy_start(r, &lv);
+    srand(11);
+    for (int step = 0; step < 400; step++) {
+        int op = rand() % 12;
+
+        if (op <= 2 || nlive < 4) {
+            snprintf(id, sizeof(id), "id-%d", step % 50);
+            snprintf(lab, sizeof(lab), "obj %d", step);
+            if (nlive < MAXO / 2)
+                live[nlive++] = mk_obj(f->tok, rand() % 3 == 0, (uint64_t)(rand() % 4), id, lab);
+            last = step;
+        } else if (op <= 4) {
+            int i = 2 + rand() % (nlive - 2);
+            snprintf(lab, sizeof(lab), "upd %d", step % 20);
+            ks_attr a = {KS_ATTR_LABEL, strlen(lab), (unsigned char *)lab};
+            assert_int_equal(ks_object_update(f->tok, live[i], &a, 1), KS_OK);
+        } else if (op <= 6) {
+            int i = 2 + rand() % (nlive - 2);
+            assert_int_equal(ks_object_destroy(f->tok, live[i]), KS_OK);
+            live[i] = live[--nlive];
+        } else if (op == 7) {
+            unsigned char c[8];
+            uint64_t cls = 1;
+            ks_attr pk[1] = {{KS_ATTR_LABEL, 3, (unsigned char *)"new"}};
+            ks_attr cert[2] = {{KS_ATTR_CLASS, sizeof(c), c}, {0x11, 4, (unsigned char *)"DER!"}};
+            int64_t pid = 0, cid = 0;
+            memcpy(c, &cls, sizeof(c));
+            assert_int_equal(
+                ks_object_create_pending(f->tok, 1, pk, 1, cred, sizeof(cred) - 1, &pid), KS_OK);
+            if (rand() % 2)
+                assert_int_equal(
+                    ks_rollover_commit(f->tok, cred, sizeof(cred) - 1, cert, 2, now++, &cid),
+                    KS_OK);
+        } else if (op == 8) {
+            unsigned n = 0;
+            assert_int_equal(ks_purge_retired(f->tok, now + 10, 0, &n), KS_OK);
+        } else if (op <= 10) {
+            /* The reader searches: by CKA_ID or by label, values that
+             * exist, existed or never will. */
+            if (rand() % 2) {
+                snprintf(id, sizeof(id), "id-%d", rand() % 60);
+                lazy_search(r, &lv, KS_ATTR_ID, rand() % 5 ? id : (const char *)cred);
+            } else {
+                snprintf(lab, sizeof(lab), rand() % 2 ? "upd %d" : "obj %d",
+                         rand() % 2 ? rand() % 20 : last);
+                lazy_search(r, &lv, KS_ATTR_LABEL, lab);
+            }
+        } else {
+            /* Login or logout: the module drops its cache and starts
+             * empty again. */
+            if (logged_in_reader)
+                ks_logout(r);
+            else
+                assert_int_equal(ks_login(r, KS_USER, PIN(USER_PIN)), KS_OK);
+            logged_in_reader = !logged_in_reader;
+            lazy_start(r, &lv);
+        }
+        if (rand() % 3 == 0)
+            lazy_check(r, &lv);
+    }
+    lazy_check(r, &lv);
+    ks_close(r);
+}
+
 /* Re-initialising the token leaves tombstones of every object. */
 static void
 test_reinit(void **state)
@@ -356,6 +516,7 @@ test_migration_from_v3(void **state)
     mk_obj(f->tok, 0, 1, "old", "old");
     ks_close(f->tok);
     f->tok = NULL;
+    raw_objects_v4(f->path);
     raw_exec(f->path, "DROP INDEX objects_seq; ALTER TABLE objects DROP COLUMN seq;"
                       "DROP TABLE gone; PRAGMA user_version = 3;");
     assert_int_equal(ks_open(f->path, &f->tok), KS_OK);
@@ -378,6 +539,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_basic_changes, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_random_mirror, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_random_mirror_lazy, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_reinit, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_tampered_change, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v3, fixture_setup, fixture_teardown),

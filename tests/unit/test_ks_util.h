@@ -118,6 +118,19 @@ raw_objects_v2(const char *path)
                    "DROP TABLE gone; PRAGMA user_version = 2;");
 }
 
+/* Turn a current token file back into the version 4 layout (no lookup
+ * columns), as the code before schema 5 wrote it; the caller sets
+ * user_version (4, or lower after undoing more). */
+static inline void
+raw_objects_v4(const char *path)
+{
+    raw_exec(path, "DROP INDEX objects_l_id; DROP INDEX objects_l_label;"
+                   "DROP INDEX objects_unfilled; DROP INDEX objects_retired;"
+                   "ALTER TABLE objects DROP COLUMN l_id;"
+                   "ALTER TABLE objects DROP COLUMN l_label; ALTER TABLE objects DROP COLUMN lk;"
+                   "PRAGMA user_version = 4;");
+}
+
 /* Copies every attribute of the objects it is shown (for checks). */
 struct seen {
     int count;

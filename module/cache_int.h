@@ -1,0 +1,32 @@
+/*
+ * cache_int.h — what the two halves of a token's object cache share
+ * (cache.c: loads, indexes, lookups; cache_lazy.c: the partial cache).
+ * Nothing else includes it. Locking as in mod_int.h ("The token lock").
+ */
+#ifndef EVERTOKEN_CACHE_INT_H
+#define EVERTOKEN_CACHE_INT_H
+
+#include "mod_int.h"
+
+/* cache.c */
+void cache_object_free(struct mod_object *o);
+/* Index of handle H in t->objs, or where it would be inserted. */
+size_t cache_objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found);
+/* A new heap-allocated stored object for record KO. */
+CK_RV cache_stored_from_ks(const ks_object *ko, struct mod_object **out);
+/* Insert stored object O (not in t->objs yet) in handle order and in the
+ * indexes; on failure O is freed. */
+CK_RV cache_objs_insert_inlock(struct mod_token *t, struct mod_object *o);
+/* Free every cached stored object, the indexes and the resolved values. */
+void cache_objs_clear_inlock(struct mod_token *t);
+
+/* cache_lazy.c */
+/* Start a partial cache: empty, as of the keystore's change sequence now. */
+CK_RV cache_partial_begin_inlock(struct mod_token *t);
+/* Stored object H from the keystore into the partial cache. */
+CK_RV cache_fetch_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out);
+/* Was VALUE of index K resolved (cache_resolve_relock) in this partial cache? */
+int cache_resolved_inlock(const struct mod_token *t, int k, const void *value, size_t len);
+void cache_rset_free_inlock(struct mod_token *t);
+
+#endif /* EVERTOKEN_CACHE_INT_H */

@@ -1,0 +1,286 @@
+/*
+ * cache_lazy.c — the partial cache: a token's stored objects read as they
+ * are asked for, so that opening a token, logging in and the first search
+ * cost the same at any number of objects (docs/performance.md).
+ *
+ * A cache that is not filled starts partial (cache_sync_relock): empty, with
+ * the keystore's change sequence number of that moment (ks_change_seq), from
+ * which other processes' changes keep arriving as for a full cache
+ * (ks_load_changes, applied in cache.c: changed and new objects are taken
+ * in, destroyed ones dropped). Objects come in
+ *   - by search: a template with CKA_ID or CKA_LABEL makes one indexed
+ *     keystore search for that value (ks_find), whose records (checked by
+ *     the keystore, MAC or AEAD) join the cache; the value is then
+ *     "resolved": every stored object with it is cached, and stays so (new
+ *     ones arrive through the change sequence or this process's own
+ *     writes), so the next search with it costs what it does on a full
+ *     cache. A template without either loads the token in full
+ *     (cache_sync_full_relock), as before;
+ *   - by handle: a handle not in the cache is read by id (ks_object_get).
+ *     Handles are keystore ids, so they are the same whether an object was
+ *     read lazily or at once, and stay valid for the life of the process.
+ * A login or logout drops the cache as before; it starts partial again, so
+ * neither reads every record.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_int.h"
+
+/* Resolved values: a chained hash set of copies. */
+struct mod_rent {
+    struct mod_rent *next;
+    uint64_t h;
+    int k;
+    size_t len;
+    unsigned char v[];
+};
+
+struct mod_rset {
+    struct mod_rent **b;
+    size_t nb, n;
+};
+
+#define RSET_BUCKETS 256
+/* Beyond this many, they are all forgotten (searches ask the keystore
+ * again): a process searching for ever new values holds no more. */
+#define RSET_MAX 65536
+
+static uint64_t
+rset_hash(int k, const void *v, size_t len)
+{
+    const unsigned char *p = v;
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)k;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+void
+cache_rset_free_inlock(struct mod_token *t)
+{
+    struct mod_rset *r = t->resolved;
+
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->nb; i++) {
+        struct mod_rent *e = r->b[i], *next;
+
+        for (; e != NULL; e = next) {
+            next = e->next;
+            free(e);
+        }
+    }
+    free(r->b);
+    free(r);
+    t->resolved = NULL;
+}
+
+int
+cache_resolved_inlock(const struct mod_token *t, int k, const void *value, size_t len)
+{
+    const struct mod_rset *r = t->resolved;
+    uint64_t h;
+
+    if (!t->partial || r == NULL)
+        return 0;
+    h = rset_hash(k, value, len);
+    for (const struct mod_rent *e = r->b[h & (r->nb - 1)]; e != NULL; e = e->next)
+        if (e->h == h && e->k == k && e->len == len && (len == 0 || memcmp(e->v, value, len) == 0))
+            return 1;
+    return 0;
+}
+
+/* Note VALUE as resolved; without memory it is not (asked again later). */
+static void
+rset_add_inlock(struct mod_token *t, int k, const void *value, size_t len)
+{
+    struct mod_rset *r = t->resolved;
+    struct mod_rent *e, **head;
+    uint64_t h = rset_hash(k, value, len);
+
+    if (r != NULL && r->n >= RSET_MAX) {
+        cache_rset_free_inlock(t);
+        r = NULL;
+    }
+    if (r == NULL) {
+        r = calloc(1, sizeof(*r));
+        if (r == NULL)
+            return;
+        r->b = calloc(RSET_BUCKETS, sizeof(*r->b));
+        if (r->b == NULL) {
+            free(r);
+            return;
+        }
+        r->nb = RSET_BUCKETS;
+        t->resolved = r;
+    }
+    if (r->n >= r->nb) {
+        struct mod_rent **b = calloc(r->nb * 2, sizeof(*b));
+
+        if (b != NULL) {
+            for (size_t i = 0; i < r->nb; i++) {
+                struct mod_rent *x = r->b[i], *next;
+
+                for (; x != NULL; x = next) {
+                    next = x->next;
+                    x->next = b[x->h & (r->nb * 2 - 1)];
+                    b[x->h & (r->nb * 2 - 1)] = x;
+                }
+            }
+            free(r->b);
+            r->b = b;
+            r->nb *= 2;
+        }
+    }
+    e = malloc(sizeof(*e) + len + 1);
+    if (e == NULL)
+        return;
+    e->h = h;
+    e->k = k;
+    e->len = len;
+    if (len > 0)
+        memcpy(e->v, value, len);
+    head = &r->b[h & (r->nb - 1)];
+    e->next = *head;
+    *head = e;
+    r->n++;
+}
+
+CK_RV
+cache_partial_begin_inlock(struct mod_token *t)
+{
+    int64_t seq = 0;
+    ks_rv kr = ks_change_seq(t->ks, &seq);
+
+    if (kr != KS_OK)
+        return mod_ks_ckr(kr, t->ks, "ks_change_seq");
+    cache_objs_clear_inlock(t);
+    t->seq = seq;
+    t->loaded = 0;
+    t->partial = 1;
+    return CKR_OK;
+}
+
+/* ---- by search -------------------------------------------------------------- */
+
+struct found_ctx {
+    struct mod_token *t;
+    struct mod_object **add;
+    size_t n, cap;
+    CK_RV rv;
+};
+
+/* Runs with the token lock held and the global lock released: reads the
+ * cache (which only changes under both), never changes it. */
+static int
+found_cb(void *ctx, const ks_object *ko)
+{
+    struct found_ctx *c = ctx;
+    struct mod_object *o = NULL, **p;
+    int cached = 0;
+
+    if (ko->id <= 0 || (uint64_t)ko->id > MOD_TOKEN_HANDLE_MAX)
+        return 0; /* no handle for it (cache.c, load_cb) */
+    (void)cache_objs_search(c->t, (CK_OBJECT_HANDLE)ko->id, &cached);
+    if (cached)
+        return 0; /* current: the change sequence keeps it so */
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 8;
+
+        p = realloc(c->add, cap * sizeof(*p));
+        if (p == NULL) {
+            c->rv = CKR_HOST_MEMORY;
+            return 1;
+        }
+        c->add = p;
+        c->cap = cap;
+    }
+    c->rv = cache_stored_from_ks(ko, &o);
+    if (c->rv != CKR_OK)
+        return 1;
+    c->add[c->n++] = o;
+    return 0;
+}
+
+CK_RV
+cache_resolve_relock(struct mod_token *t, int k, const void *value, size_t len)
+{
+    struct found_ctx c;
+    unsigned tampered = 0;
+    ks_rv kr;
+    CK_RV rv = CKR_OK;
+
+    if (!t->partial || cache_resolved_inlock(t, k, value, len))
+        return CKR_OK;
+    memset(&c, 0, sizeof(c));
+    c.t = t;
+    c.rv = CKR_OK;
+    mod_unlock();
+    kr = ks_find(t->ks, cache_ix_type(k), value, len, found_cb, &c, &tampered);
+    mod_lock();
+    if (kr != KS_OK)
+        rv = mod_ks_ckr(kr, t->ks, "ks_find");
+    else
+        rv = c.rv;
+    for (size_t i = 0; i < c.n; i++) {
+        if (rv == CKR_OK)
+            rv = cache_objs_insert_inlock(t, c.add[i]); /* frees it on failure */
+        else
+            cache_object_free(c.add[i]);
+    }
+    free(c.add);
+    if (tampered > 0)
+        mod_log("slot %u: %u stored object(s) failed their integrity check and are hidden (%s)",
+                (unsigned)t->slot, tampered, ks_last_error(t->ks));
+    if (rv == CKR_OK)
+        rset_add_inlock(t, k, value, len);
+    return rv;
+}
+
+/* ---- by handle ----------------------------------------------------------------- */
+
+struct get_ctx {
+    struct mod_object *o;
+    CK_RV rv;
+};
+
+static int
+get_cb(void *ctx, const ks_object *ko)
+{
+    struct get_ctx *c = ctx;
+
+    c->rv = cache_stored_from_ks(ko, &c->o);
+    return 0;
+}
+
+CK_RV
+cache_fetch_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out)
+{
+    struct get_ctx c = {NULL, CKR_OK};
+    ks_rv kr;
+    CK_RV rv;
+
+    *out = NULL;
+    kr = ks_object_get(t->ks, (int64_t)h, get_cb, &c);
+    if (kr == KS_E_NOT_FOUND)
+        return CKR_OBJECT_HANDLE_INVALID;
+    if (kr == KS_E_TAMPERED) {
+        mod_log("slot %u: stored object %lu failed its integrity check and is hidden (%s)",
+                (unsigned)t->slot, (unsigned long)h, ks_last_error(t->ks));
+        return CKR_OBJECT_HANDLE_INVALID;
+    }
+    if (kr != KS_OK) {
+        cache_object_free(c.o);
+        return mod_ks_ckr(kr, t->ks, "ks_object_get");
+    }
+    if (c.rv != CKR_OK)
+        return c.rv;
+    rv = cache_objs_insert_inlock(t, c.o);
+    if (rv == CKR_OK)
+        *out = c.o;
+    return rv;
+}

@@ -1,0 +1,100 @@
+# Helpers for tests/enroll/acme_*.sh (sourced after lib.sh): Debian's pebble
+# (a real ACME server we did not write) with pebble-challtestsrv as its DNS
+# (every name resolves to 127.0.0.1), inside the test's network namespace.
+# Deterministic: no validation sleep, no nonce rejection, no reuse of valid
+# authorizations (each order is validated again) unless a test asks.
+#   acme_init            TLS certificate for pebble, its configuration
+#   acme_start [ENV…]    start challtestsrv and pebble (ENV: extra PEBBLE_* settings);
+#                        sets ACME_URL, and $CA/root.pem (pebble's issuing root)
+#   acme_stop
+#   acme_profile NAME [LINES…]  an ACME profile for NAME.acme.test (http-01 responder
+#                        on 127.0.0.1:$ACME_HTTP_PORT, where pebble's VA connects)
+need pebble pebble-challtestsrv curl
+[ -n "${ENR_IN_NETNS:-}" ] || { echo "SKIP: pebble tests need a network namespace (root, unshare -n)" >&2; exit 77; }
+ACME_HTTP_PORT=5002
+ACME_DIR=$T/pebble
+mkdir -p "$ACME_DIR"
+
+acme_init() {
+    # pebble's own TLS certificate (its listener), issued by a test CA that
+    # only the profiles' server_anchors trust.
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$ACME_DIR/tlsca.key" -out "$ACME_DIR/tlsca.pem" \
+        -subj "/CN=pebble TLS test CA" -days 30 -addext "basicConstraints=critical,CA:TRUE" 2>/dev/null
+    openssl req -new -newkey rsa:2048 -nodes -keyout "$ACME_DIR/tls.key" -subj "/CN=127.0.0.1" \
+        -out "$ACME_DIR/tls.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$ACME_DIR/tls.ext"
+    openssl x509 -req -in "$ACME_DIR/tls.csr" -CA "$ACME_DIR/tlsca.pem" -CAkey "$ACME_DIR/tlsca.key" \
+        -CAcreateserial -days 30 -extfile "$ACME_DIR/tls.ext" -out "$ACME_DIR/tls.pem" 2>/dev/null
+    acme_config "${ACME_EAB:-}"
+}
+# pebble's configuration (EAB required when $1 is set: kid-1 with the key in $T/eab.key).
+acme_config() {
+    local eab=""
+    [ -n "$1" ] && eab=', "externalAccountBindingRequired": true, "externalAccountMACKeys": {"kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"}'
+    printf 'zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n' >"$T/eab.key"
+    chmod 600 "$T/eab.key"
+    cat >"$ACME_DIR/config.json" <<JSON
+{"pebble": {"listenAddress": "127.0.0.1:14000", "managementListenAddress": "127.0.0.1:15000",
+  "certificate": "$ACME_DIR/tls.pem", "privateKey": "$ACME_DIR/tls.key",
+  "httpPort": $ACME_HTTP_PORT, "tlsPort": 5001, "ocspResponderURL": ""$eab}}
+JSON
+}
+acme_start() {
+    pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dns01 127.0.0.1:8053 -http01 "" \
+        -https01 "" -tlsalpn01 "" -management 127.0.0.1:8055 >>"$T/challtestsrv.log" 2>&1 &
+    ACME_DNS_PID=$!
+    ET_PIDS+=("$ACME_DNS_PID")
+    env PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 "$@" \
+        pebble -config "$ACME_DIR/config.json" -dnsserver 127.0.0.1:8053 >>"$T/pebble.log" 2>&1 &
+    ACME_PID=$!
+    ET_PIDS+=("$ACME_PID")
+    for _ in $(seq 200); do
+        curl -s --cacert "$ACME_DIR/tlsca.pem" https://127.0.0.1:15000/roots/0 >"$CA/root.pem" 2>/dev/null &&
+            [ -s "$CA/root.pem" ] && break
+        sleep 0.05
+    done
+    [ -s "$CA/root.pem" ] || die "pebble did not start: $(cat "$T/pebble.log")"
+    ACME_URL=https://127.0.0.1:14000/dir
+}
+acme_stop() {
+    kill "$ACME_PID" "$ACME_DNS_PID" 2>/dev/null
+    wait "$ACME_PID" "$ACME_DNS_PID" 2>/dev/null || true
+}
+acme_profile() {
+    local name=$1; shift
+    {
+        printf '[ca]\nprotocol = acme\nurl = %s\nanchors = %s\npoll_interval = 1\n' "$ACME_URL" "$CA/root.pem"
+        printf '[certificate]\nsubject = CN=%s.acme.test\nsan = DNS:%s.acme.test\nsubject_match = any\n' "$name" "$name"
+        printf '[token]\nuri = pkcs11:token=%s;object=%s\nmodule = %s\npin_file = %s\n' "$LABEL" "$name" "$MOD" "$T/pin"
+        printf '[hooks]\nnotify_command = printf "%%s|%%s|%%s\\n" "$EVERTOKEN_EVENT" "$EVERTOKEN_PROFILE" "$EVERTOKEN_MESSAGE" >>%s\n' "$T/notify.log"
+        printf '[acme]\nserver_anchors = %s\nhttp_listen = 127.0.0.1:%s\n' "$ACME_DIR/tlsca.pem" "$ACME_HTTP_PORT"
+        for l in "$@"; do printf '%s\n' "$l"; done
+    } >"$PROFILES/$name.conf"
+}
+# The project's front for pebble (tests/enroll/acme_front.py): adds ACME
+# Renewal Information and the hostile modes; ACME_URL then points at it.
+# Its window: acme_window START END [RETRY_AFTER]; its mode: acme_mode MODE.
+ACME_FRONT=$(dirname "${BASH_SOURCE[0]}")/acme_front.py
+acme_front_start() {
+    need python3
+    rm -f "$ACME_DIR/front.port"
+    python3 "$ACME_FRONT" 14001 14000 "$ACME_DIR/tls.pem" "$ACME_DIR/tls.key" "$ACME_DIR/tlsca.pem" \
+        "$ACME_DIR" >>"$T/front.err" 2>&1 &
+    ACME_FRONT_PID=$!
+    ET_PIDS+=("$ACME_FRONT_PID")
+    for _ in $(seq 200); do [ -s "$ACME_DIR/front.port" ] && break; sleep 0.05; done
+    [ -s "$ACME_DIR/front.port" ] || die "the ACME front did not start: $(cat "$T/front.err")"
+    ACME_URL=https://127.0.0.1:14001/dir
+}
+acme_window() { printf '{"start": %s, "end": %s, "retry_after": %s}\n' "$1" "$2" "${3:-0}" >"$ACME_DIR/window.json"; }
+acme_mode() { printf '%s\n' "${1:-}" >"$ACME_DIR/mode"; }
+# RFC 9773 certificate identifier of a PEM certificate (computed here with openssl).
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+cert_id() {
+    local aki serial
+    aki=$(openssl x509 -in "$1" -noout -ext authorityKeyIdentifier | sed -n 's/^ *\(keyid:\)\{0,1\}\([0-9A-F:]*\)$/\2/p' | grep -m1 ':' | tr -d ':')
+    serial=$(openssl x509 -in "$1" -noout -serial | sed 's/serial=//')
+    [ $((${#serial} % 2)) = 1 ] && serial=0$serial
+    case $serial in [89A-F]*) serial=00$serial ;; esac
+    printf '%s.%s' "$(printf '%s' "$aki" | xxd -r -p | b64url)" "$(printf '%s' "$serial" | xxd -r -p | b64url)"
+}

@@ -91,6 +91,77 @@ typedef struct job {
     time_t now;
 } job;
 
+/* The key to request a certificate for: OLDKEY (renewal of OLD without
+ * rekey), the pending pair of an earlier attempt, or a new pair with the
+ * parameters KP in the token. *NEWKEY: a reference. */
+static enr_rc
+choose_key(job *j, X509 *old, EVP_PKEY *oldkey, const enr_profile *kp, EVP_PKEY **newkey)
+{
+    const enr_profile *p = j->p;
+    enr_rc rc;
+
+    *newkey = NULL;
+    if (old != NULL && !p->rekey) {
+        *newkey = oldkey;
+        EVP_PKEY_up_ref(*newkey);
+        return ENR_OK;
+    }
+    rc = enr_token_pending_key(j->t, p, newkey);
+    if (rc != ENR_OK)
+        return rc;
+    if (*newkey != NULL) {
+        enr_info("profile %s: reusing the new key pair of an earlier attempt", p->name);
+        return ENR_OK;
+    }
+    return enr_token_generate(j->t, kp, newkey);
+}
+
+/* CERT is stored in the token (RENEWED: replacing the certificate with
+ * serial OLDSERIAL): the state, the notification, the event, the post
+ * script. */
+static void
+stored(job *j, int renewed, X509 *cert, const char *oldserial)
+{
+    const enr_profile *p = j->p;
+    enr_pstate *ps = j->ps;
+    char *uri, *pem, *msg;
+
+    enr_pstate_set(&ps->pending_txid, NULL);
+    enr_pstate_set(&ps->pending_kind, NULL);
+    ps->pending_since = 0;
+    if (oldserial != NULL)
+        enr_pstate_set(&ps->renewed_serial, oldserial);
+    remember_cert(ps, cert);
+    ps->warned_days = 0;
+    enr_pstate_set(&ps->state, "valid");
+    enr_pstate_set(&ps->last_result, renewed ? "renewed" : "enrolled");
+    uri = enr_token_cred_uri(j->t, p);
+    pem = save_cert_pem(j->ctx->st, p, cert);
+    {
+        char na[32];
+        msg = enr_aprintf("%s certificate serial %s for %s, valid until %s",
+                          renewed ? "renewed" : "issued", ps->cert_serial, p->subject,
+                          enr_fmt_time((time_t)ps->cert_not_after, na, sizeof(na)));
+    }
+    enr_event ev = {renewed ? "renewed" : "enrolled",
+                    msg ? msg : "certificate stored",
+                    uri,
+                    pem,
+                    ps->cert_serial,
+                    (time_t)ps->cert_not_after,
+                    (int)((ps->cert_not_after - enr_now()) / ENR_DAY)};
+    enr_notify(p, j->ctx->st, &ev);
+    enr_state_event(j->ctx->st, p->name, renewed ? "renewed" : "enrolled", ps->cert_serial);
+    if (p->instructions != NULL)
+        enr_info("profile %s: instructions for this credential: %s", p->name, p->instructions);
+    /* A failing script does not undo the certificate; it is reported and
+     * can be re-run (hooks rerun). */
+    enr_run_post_script(p, ps, j->ctx->st, uri, pem);
+    free(uri);
+    free(pem);
+    free(msg);
+}
+
 /* Enroll (OLD == NULL) or renew OLD through the profile's protocol
  * (proto/proto.h); the common tail stores and notifies. */
 static enr_rc
@@ -107,7 +178,7 @@ obtain(job *j, X509 *old, const char *why)
     void *state = NULL;
     enr_profile kp = *p; /* the new key's parameters: the protocol may choose them */
     const char *kind = old ? "renew" : "enroll";
-    char *uri = NULL, *pem = NULL, *oldserial = NULL, *msg = NULL;
+    char *oldserial = NULL;
     enr_rc rc;
 
     memset(&res, 0, sizeof(res));
@@ -144,21 +215,9 @@ obtain(job *j, X509 *old, const char *why)
         if (rc != ENR_OK)
             goto refused;
     }
-    if (old != NULL && !p->rekey) {
-        newkey = oldkey;
-        EVP_PKEY_up_ref(newkey);
-    } else {
-        rc = enr_token_pending_key(j->t, p, &newkey);
-        if (rc != ENR_OK)
-            goto done;
-        if (newkey != NULL) {
-            enr_info("profile %s: reusing the new key pair of an earlier attempt", p->name);
-        } else {
-            rc = enr_token_generate(j->t, &kp, &newkey);
-            if (rc != ENR_OK)
-                goto done;
-        }
-    }
+    rc = choose_key(j, old, oldkey, &kp, &newkey);
+    if (rc != ENR_OK)
+        goto done;
     rc = ops->request(&req, state, newkey, &res);
     if (rc == ENR_E_PENDING) {
         enr_pstate_set(&ps->pending_txid, res.txid);
@@ -186,37 +245,7 @@ obtain(job *j, X509 *old, const char *why)
         enr_warn("profile %s: the CA chain could not be stored; the next check tries again",
                  p->name);
     /* Stored: from here on the new credential is what applications see. */
-    enr_pstate_set(&ps->pending_txid, NULL);
-    enr_pstate_set(&ps->pending_kind, NULL);
-    ps->pending_since = 0;
-    if (oldserial != NULL)
-        enr_pstate_set(&ps->renewed_serial, oldserial);
-    remember_cert(ps, res.cert);
-    ps->warned_days = 0;
-    enr_pstate_set(&ps->state, "valid");
-    enr_pstate_set(&ps->last_result, old ? "renewed" : "enrolled");
-    uri = enr_token_cred_uri(j->t, p);
-    pem = save_cert_pem(j->ctx->st, p, res.cert);
-    {
-        char na[32];
-        msg = enr_aprintf("%s certificate serial %s for %s, valid until %s",
-                          old ? "renewed" : "issued", ps->cert_serial, p->subject,
-                          enr_fmt_time((time_t)ps->cert_not_after, na, sizeof(na)));
-    }
-    enr_event ev = {old ? "renewed" : "enrolled",
-                    msg ? msg : "certificate stored",
-                    uri,
-                    pem,
-                    ps->cert_serial,
-                    (time_t)ps->cert_not_after,
-                    (int)((ps->cert_not_after - enr_now()) / ENR_DAY)};
-    enr_notify(p, j->ctx->st, &ev);
-    enr_state_event(j->ctx->st, p->name, old ? "renewed" : "enrolled", ps->cert_serial);
-    if (p->instructions != NULL)
-        enr_info("profile %s: instructions for this credential: %s", p->name, p->instructions);
-    /* A failing script does not undo the certificate; it is reported and
-     * can be re-run (hooks rerun). */
-    enr_run_post_script(p, ps, j->ctx->st, uri, pem);
+    stored(j, old != NULL, res.cert, oldserial);
     rc = ENR_OK;
     goto done;
 refused:
@@ -239,10 +268,7 @@ done:
     EVP_PKEY_free(oldkey);
     EVP_PKEY_free(bootkey);
     X509_free(bootcert);
-    free(uri);
-    free(pem);
     free(oldserial);
-    free(msg);
     return rc;
 }
 

@@ -409,8 +409,19 @@ cmd_monitor(enr_ctx *ctx, const char *cmd, const char *format, int send, int arg
     return enr_watch_status(ctx, 0, stdout, argc - 1, argv + 1);
 }
 
-int
-main(int argc, char **argv)
+/* What the command line gave besides the command and its arguments. */
+typedef struct cmd_opts {
+    const char *profiles, *state_dir, *config;
+    const char *reason;                 /* revoke --reason */
+    const char *adopt_id, *adopt_label; /* adopt --id, --label */
+    const char *format;                 /* status --format, NULL: from --json */
+    time_t until;                       /* run --until, 0: none */
+    int json, force, unlock_poll, send;
+} cmd_opts;
+
+/* The options before the command; -1 to go on, else an exit code. */
+static int
+global_options(int argc, char **argv, cmd_opts *o)
 {
     static const struct option opts[] = {{"profiles", required_argument, NULL, 'P'},
                                          {"state-dir", required_argument, NULL, 'S'},
@@ -423,25 +434,19 @@ main(int argc, char **argv)
                                          {"version", no_argument, NULL, 'V'},
                                          {"config", required_argument, NULL, 'C'},
                                          {NULL, 0, NULL, 0}};
-    const char *profiles = NULL, *state_dir = NULL, *cmd, *config = NULL, *format = NULL;
-    enr_moncfg *mon = NULL;
-    enr_ctx ctx;
-    time_t until = 0, t;
-    int c, json = 0, force = 0, unlock_poll = 0, rc, send = 0;
-    const char *reason = NULL, *adopt_id = NULL, *adopt_label = NULL;
-    char *pdir;
+    time_t t;
+    int c;
 
-    memset(&ctx, 0, sizeof(ctx));
     while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
         switch (c) {
         case 'P':
-            profiles = optarg;
+            o->profiles = optarg;
             break;
         case 'S':
-            state_dir = optarg;
+            o->state_dir = optarg;
             break;
         case 'C':
-            config = optarg;
+            o->config = optarg;
             break;
         case 'N':
             if (enr_parse_time(optarg, &t) != 0) {
@@ -468,145 +473,196 @@ main(int argc, char **argv)
         usage(stderr);
         return ENR_EXIT_USAGE;
     }
-    cmd = argv[optind];
-    const struct enr_cmd_help *ch = cmd_lookup(cmd);
-    if (ch == NULL) {
-        enr_err("unknown command '%s'", cmd);
-        usage(stderr);
-        return ENR_EXIT_USAGE;
-    }
-    if (!strcmp(cmd, "help")) {
-        if (optind + 1 >= argc || !strcmp(argv[optind + 1], "--help") ||
-            !strcmp(argv[optind + 1], "-h")) {
+    return -1;
+}
+
+/* "help [CMD]" or CMD's --help anywhere among its arguments (ARGV[FIRST]
+ * is the command): an exit code, or -1 when no help was asked. */
+static int
+help_asked(const struct enr_cmd_help *ch, int first, int argc, char **argv)
+{
+    if (!strcmp(argv[first], "help")) {
+        if (first + 1 >= argc || !strcmp(argv[first + 1], "--help") ||
+            !strcmp(argv[first + 1], "-h")) {
             usage(stdout);
             return ENR_EXIT_OK;
         }
-        ch = cmd_lookup(argv[optind + 1]);
+        ch = cmd_lookup(argv[first + 1]);
         if (ch == NULL) {
-            enr_err("unknown command '%s'", argv[optind + 1]);
+            enr_err("unknown command '%s'", argv[first + 1]);
             usage(stderr);
             return ENR_EXIT_USAGE;
         }
         fputs(ch->help, stdout);
         return ENR_EXIT_OK;
     }
-    /* COMMAND --help anywhere among the command's arguments. */
-    for (int i = optind + 1; i < argc; i++)
+    for (int i = first + 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(ch->help, stdout);
             return ENR_EXIT_OK;
         }
-    /* Command options (after the command name). */
-    optind++;
-    int cargc = 0;
-    char **cargv = calloc((size_t)argc + 1, sizeof(char *));
-    if (cargv == NULL)
-        return ENR_EXIT_FAIL;
-    for (int i = optind; i < argc; i++) {
+    return -1;
+}
+
+/* run's options --unlock-poll S and --until T at ARGV[*I]; -1 to go on,
+ * else an exit code. */
+static int
+run_option(int argc, char **argv, int *i, cmd_opts *o)
+{
+    if (!strcmp(argv[*i], "--unlock-poll") && *i + 1 < argc) {
+        char *end;
+        long v = strtol(argv[++*i], &end, 10);
+        if (*end != '\0' || v < 1 || v > 3600) {
+            enr_err("--unlock-poll %s: seconds between 1 and 3600", argv[*i]);
+            return ENR_EXIT_USAGE;
+        }
+        o->unlock_poll = (int)v;
+        return -1;
+    }
+    if (enr_parse_time(argv[++*i], &o->until) != 0) { /* --until */
+        enr_err("--until %s: not a time", argv[*i]);
+        return ENR_EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* The options of CMD among ARGV[FIRST..] into O; the other arguments into
+ * CARGV (*CARGC of them). -1 to go on, else an exit code. */
+static int
+command_options(const char *cmd, int first, int argc, char **argv, cmd_opts *o, char **cargv,
+                int *cargc)
+{
+    for (int i = first; i < argc; i++) {
+        int more = i + 1 < argc, rc;
+
         if (!strcmp(argv[i], "--force") && !strcmp(cmd, "renew"))
-            force = 1;
+            o->force = 1;
         else if (!strcmp(argv[i], "--send") && !strcmp(cmd, "digest"))
-            send = 1;
+            o->send = 1;
         else if (!strcmp(argv[i], "--json") && !strcmp(cmd, "status"))
-            json = 1;
-        else if (!strcmp(argv[i], "--format") && !strcmp(cmd, "status") && i + 1 < argc) {
-            if ((json = status_format(format = argv[++i])) < 0) {
-                free(cargv);
+            o->json = 1;
+        else if (!strcmp(argv[i], "--format") && !strcmp(cmd, "status") && more) {
+            if ((o->json = status_format(o->format = argv[++i])) < 0)
                 return ENR_EXIT_USAGE;
-            }
-        } else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && i + 1 < argc)
-            reason = argv[++i];
-        else if (!strcmp(argv[i], "--id") && !strcmp(cmd, "adopt") && i + 1 < argc)
-            adopt_id = argv[++i];
-        else if (!strcmp(argv[i], "--label") && !strcmp(cmd, "adopt") && i + 1 < argc)
-            adopt_label = argv[++i];
-        else if (!strcmp(argv[i], "--unlock-poll") && !strcmp(cmd, "run") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end != '\0' || v < 1 || v > 3600) {
-                enr_err("--unlock-poll %s: seconds between 1 and 3600", argv[i]);
-                free(cargv);
-                return ENR_EXIT_USAGE;
-            }
-            unlock_poll = (int)v;
-        } else if (!strcmp(argv[i], "--until") && !strcmp(cmd, "run") && i + 1 < argc) {
-            if (enr_parse_time(argv[++i], &until) != 0) {
-                enr_err("--until %s: not a time", argv[i]);
-                free(cargv);
-                return ENR_EXIT_USAGE;
-            }
+        } else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && more)
+            o->reason = argv[++i];
+        else if (!strcmp(argv[i], "--id") && !strcmp(cmd, "adopt") && more)
+            o->adopt_id = argv[++i];
+        else if (!strcmp(argv[i], "--label") && !strcmp(cmd, "adopt") && more)
+            o->adopt_label = argv[++i];
+        else if ((!strcmp(argv[i], "--unlock-poll") || !strcmp(argv[i], "--until")) &&
+                 !strcmp(cmd, "run") && more) {
+            if ((rc = run_option(argc, argv, &i, o)) >= 0)
+                return rc;
         } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v"))
             enr_set_verbose(1);
         else if (argv[i][0] == '-' && argv[i][1] == '-') {
             enr_err("%s: unknown option %s", cmd, argv[i]);
-            free(cargv);
             return ENR_EXIT_USAGE;
         } else
-            cargv[cargc++] = argv[i];
+            cargv[(*cargc)++] = argv[i];
+    }
+    return -1;
+}
+
+/* Run CMD with its arguments CARGV: the profile directory and the monitor
+ * settings (MON) checked, the state database opened. */
+static int
+run_command(enr_ctx *ctx, const char *cmd, int cargc, char **cargv, const cmd_opts *o,
+            const enr_moncfg *mon)
+{
+    /* Every command but history reads the profile directory, unless it was
+     * given only profile paths; a machine may only watch certificates: then
+     * no profile is needed. */
+    int only_paths = cargc > 0;
+    for (int i = 0; i < cargc; i++)
+        if (strchr(cargv[i], '/') == NULL)
+            only_paths = 0;
+    if (strcmp(cmd, "history") != 0 && strcmp(cmd, "watch") != 0 && !only_paths &&
+        (mon == NULL || mon->n_watch == 0) && !profile_dir_ready(ctx->profile_dir))
+        return ENR_EXIT_CONFIG;
+    ctx->force = o->force;
+    ctx->unlock_poll = o->unlock_poll;
+    if (!strcmp(cmd, "validate"))
+        return cmd_validate(ctx, cargc, cargv);
+    if (enr_state_open(o->state_dir, &ctx->st) != ENR_OK)
+        return ENR_EXIT_FAIL;
+    enr_mail_set_ctx(ctx);
+    if (!strcmp(cmd, "check") || !strcmp(cmd, "enroll") || !strcmp(cmd, "renew") ||
+        !strcmp(cmd, "retry"))
+        return cmd_checks(ctx, cmd, cargc, cargv);
+    if (!strcmp(cmd, "status") || !strcmp(cmd, "digest") || !strcmp(cmd, "watch"))
+        return cmd_monitor(ctx, cmd,
+                           o->format ? o->format
+                           : o->json ? "json"
+                                     : "table",
+                           o->send, cargc, cargv);
+    if (!strcmp(cmd, "run"))
+        return enr_run_service(ctx, o->until);
+    if (!strcmp(cmd, "hooks"))
+        return cmd_hooks(ctx, cargc, cargv);
+    if (!strcmp(cmd, "revoke"))
+        return cmd_revoke(ctx, cargc, cargv, o->reason, 0);
+    if (!strcmp(cmd, "adopt"))
+        return cmd_adopt(ctx, cargc, cargv, o->adopt_id, o->adopt_label);
+    if (!strcmp(cmd, "acme-keychange"))
+        return cmd_revoke(ctx, cargc, cargv, NULL, 1);
+    if (!strcmp(cmd, "history"))
+        return enr_state_print_events(ctx->st, cargc ? cargv[0] : NULL, stdout) == ENR_OK
+                   ? ENR_EXIT_OK
+                   : ENR_EXIT_FAIL;
+    enr_err("unknown command '%s'", cmd);
+    usage(stderr);
+    return ENR_EXIT_USAGE;
+}
+
+int
+main(int argc, char **argv)
+{
+    cmd_opts o;
+    enr_ctx ctx;
+    enr_moncfg *mon = NULL;
+    const struct enr_cmd_help *ch;
+    const char *cmd;
+    char **cargv, *pdir;
+    int cargc = 0, rc;
+
+    memset(&o, 0, sizeof(o));
+    memset(&ctx, 0, sizeof(ctx));
+    rc = global_options(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    cmd = argv[optind];
+    ch = cmd_lookup(cmd);
+    if (ch == NULL) {
+        enr_err("unknown command '%s'", cmd);
+        usage(stderr);
+        return ENR_EXIT_USAGE;
+    }
+    rc = help_asked(ch, optind, argc, argv);
+    if (rc >= 0)
+        return rc;
+    cargv = calloc((size_t)argc + 1, sizeof(char *));
+    if (cargv == NULL)
+        return ENR_EXIT_FAIL;
+    rc = command_options(cmd, optind + 1, argc, argv, &o, cargv, &cargc);
+    if (rc >= 0) {
+        free(cargv);
+        return rc;
     }
     if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         enr_err("cannot initialise libsodium/libcurl");
         free(cargv);
         return ENR_EXIT_FAIL;
     }
-    pdir = enr_profile_dir(profiles);
+    pdir = enr_profile_dir(o.profiles);
     if (pdir == NULL) {
         free(cargv);
         return ENR_EXIT_CONFIG;
     }
     ctx.profile_dir = pdir;
-    /* Every command but history reads the profile directory, unless it was
-     * given only profile paths. */
-    int only_paths = cargc > 0;
-    for (int i = 0; i < cargc; i++)
-        if (strchr(cargv[i], '/') == NULL)
-            only_paths = 0;
-    if (load_monitor(config, &mon) != 0) {
-        rc = ENR_EXIT_CONFIG;
-        goto out;
-    }
-    /* A machine may only watch certificates: then no profile is needed. */
-    if (strcmp(cmd, "history") != 0 && strcmp(cmd, "watch") != 0 && !only_paths &&
-        (mon == NULL || mon->n_watch == 0) && !profile_dir_ready(pdir)) {
-        rc = ENR_EXIT_CONFIG;
-        goto out;
-    }
-    ctx.force = force;
-    ctx.unlock_poll = unlock_poll;
-    if (!strcmp(cmd, "validate")) {
-        rc = cmd_validate(&ctx, cargc, cargv);
-        goto out;
-    }
-    if (enr_state_open(state_dir, &ctx.st) != ENR_OK) {
-        rc = ENR_EXIT_FAIL;
-        goto out;
-    }
-    enr_mail_set_ctx(&ctx);
-    if (!strcmp(cmd, "check") || !strcmp(cmd, "enroll") || !strcmp(cmd, "renew") ||
-        !strcmp(cmd, "retry"))
-        rc = cmd_checks(&ctx, cmd, cargc, cargv);
-    else if (!strcmp(cmd, "status") || !strcmp(cmd, "digest") || !strcmp(cmd, "watch"))
-        rc = cmd_monitor(&ctx, cmd, format ? format : json ? "json" : "table", send, cargc, cargv);
-    else if (!strcmp(cmd, "run"))
-        rc = enr_run_service(&ctx, until);
-    else if (!strcmp(cmd, "hooks"))
-        rc = cmd_hooks(&ctx, cargc, cargv);
-    else if (!strcmp(cmd, "revoke"))
-        rc = cmd_revoke(&ctx, cargc, cargv, reason, 0);
-    else if (!strcmp(cmd, "adopt"))
-        rc = cmd_adopt(&ctx, cargc, cargv, adopt_id, adopt_label);
-    else if (!strcmp(cmd, "acme-keychange"))
-        rc = cmd_revoke(&ctx, cargc, cargv, NULL, 1);
-    else if (!strcmp(cmd, "history"))
-        rc = enr_state_print_events(ctx.st, cargc ? cargv[0] : NULL, stdout) == ENR_OK
-                 ? ENR_EXIT_OK
-                 : ENR_EXIT_FAIL;
-    else {
-        enr_err("unknown command '%s'", cmd);
-        usage(stderr);
-        rc = ENR_EXIT_USAGE;
-    }
-out:
+    rc = load_monitor(o.config, &mon) != 0 ? ENR_EXIT_CONFIG
+                                           : run_command(&ctx, cmd, cargc, cargv, &o, mon);
     enr_state_close(ctx.st);
     enr_moncfg_set(NULL);
     enr_moncfg_free(mon);

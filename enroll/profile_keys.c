@@ -357,40 +357,47 @@ p_bool(parse_ctx *c, const key_rule *k, const char *v)
         *FIELD(c, k, int) = b;
 }
 
+/* N, parsed from V (PARSED 0: it was a number or duration), into the int
+ * (AS_LONG: long) field of K when it is within K's range; else the error. */
+static void
+put_number(parse_ctx *c, const key_rule *k, const char *v, int parsed, long n, int as_long)
+{
+    if (parsed != 0 || n < k->lo || n > k->hi)
+        perr(c, k->section, k->key, "'%s' is not %s", v, k->what);
+    else if (as_long)
+        *FIELD(c, k, long) = n;
+    else
+        *FIELD(c, k, int) = (int)n;
+}
+
 /* A number LO..HI into an int. */
 static void
 p_int(parse_ctx *c, const key_rule *k, const char *v)
 {
-    long n;
+    long n = 0;
+    int r = parse_int(v, k->lo, k->hi, &n);
 
-    if (parse_int(v, k->lo, k->hi, &n) != 0)
-        perr(c, k->section, k->key, "'%s' is not %s", v, k->what);
-    else
-        *FIELD(c, k, int) = (int)n;
+    put_number(c, k, v, r, n, 0);
 }
 
 /* A duration LO..HI seconds into an int. */
 static void
 p_dur(parse_ctx *c, const key_rule *k, const char *v)
 {
-    long n;
+    long n = 0;
+    int r = parse_duration(v, &n);
 
-    if (parse_duration(v, &n) != 0 || n < k->lo || n > k->hi)
-        perr(c, k->section, k->key, "'%s' is not %s", v, k->what);
-    else
-        *FIELD(c, k, int) = (int)n;
+    put_number(c, k, v, r, n, 0);
 }
 
 /* A duration LO..HI seconds into a long. */
 static void
 p_dur_long(parse_ctx *c, const key_rule *k, const char *v)
 {
-    long n;
+    long n = 0;
+    int r = parse_duration(v, &n);
 
-    if (parse_duration(v, &n) != 0 || n < k->lo || n > k->hi)
-        perr(c, k->section, k->key, "'%s' is not %s", v, k->what);
-    else
-        *FIELD(c, k, long) = n;
+    put_number(c, k, v, r, n, 1);
 }
 
 /* A key that is never accepted (secrets in the profile): WHAT says why. */

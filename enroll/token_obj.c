@@ -123,14 +123,16 @@ tok_pending_label(const enr_profile *p)
     return enr_aprintf("%s%s", p->label, PENDING_SUFFIX);
 }
 
-enr_rc
-tok_set_id(enr_token *t, CK_OBJECT_HANDLE h, const unsigned char *id, size_t n, const char *what)
+/* Set the attribute TYPE (NAME in messages) of object H to N bytes at V. */
+static enr_rc
+set_attr(enr_token *t, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type, const char *name, const void *v,
+         size_t n, const char *what)
 {
-    CK_ATTRIBUTE a = {CKA_ID, (void *)id, n};
+    CK_ATTRIBUTE a = {type, (void *)v, n};
     CK_RV rv = t->f->C_SetAttributeValue(t->sh, h, &a, 1);
 
     if (rv != CKR_OK) {
-        enr_err("token \"%s\": cannot change CKA_ID of %s: %s", t->label, what, tok_ckr(rv));
+        enr_err("token \"%s\": cannot change %s of %s: %s", t->label, name, what, tok_ckr(rv));
         return ENR_E_TOKEN;
     }
     tok_step_done(t, what);
@@ -138,17 +140,15 @@ tok_set_id(enr_token *t, CK_OBJECT_HANDLE h, const unsigned char *id, size_t n, 
 }
 
 enr_rc
+tok_set_id(enr_token *t, CK_OBJECT_HANDLE h, const unsigned char *id, size_t n, const char *what)
+{
+    return set_attr(t, h, CKA_ID, "CKA_ID", id, n, what);
+}
+
+enr_rc
 tok_set_label(enr_token *t, CK_OBJECT_HANDLE h, const char *label, const char *what)
 {
-    CK_ATTRIBUTE a = {CKA_LABEL, (void *)label, strlen(label)};
-    CK_RV rv = t->f->C_SetAttributeValue(t->sh, h, &a, 1);
-
-    if (rv != CKR_OK) {
-        enr_err("token \"%s\": cannot change CKA_LABEL of %s: %s", t->label, what, tok_ckr(rv));
-        return ENR_E_TOKEN;
-    }
-    tok_step_done(t, what);
-    return ENR_OK;
+    return set_attr(t, h, CKA_LABEL, "CKA_LABEL", label, strlen(label), what);
 }
 
 enr_rc
@@ -180,6 +180,22 @@ read_cert(enr_token *t, CK_OBJECT_HANDLE h)
     return x;
 }
 
+/* A public key of TYPE ("RSA", "EC") from the parameters in B. */
+static EVP_PKEY *
+pubkey_from(const char *type, OSSL_PARAM_BLD *b)
+{
+    OSSL_PARAM *prm = OSSL_PARAM_BLD_to_param(b);
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+    EVP_PKEY *pk = NULL;
+
+    if (prm == NULL || pc == NULL || EVP_PKEY_fromdata_init(pc) <= 0 ||
+        EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, prm) <= 0)
+        pk = NULL;
+    OSSL_PARAM_free(prm);
+    EVP_PKEY_CTX_free(pc);
+    return pk;
+}
+
 /* An EC public key object (CKA_EC_PARAMS: a named curve's OID; CKA_EC_POINT:
  * the point, DER OCTET STRING as PKCS#11 says, or raw as some tokens give it)
  * as an EVP_PKEY. */
@@ -192,8 +208,6 @@ read_ec_pubkey(enr_token *t, CK_OBJECT_HANDLE h)
     ASN1_OBJECT *oid = NULL;
     ASN1_OCTET_STRING *os = NULL;
     OSSL_PARAM_BLD *b = NULL;
-    OSSL_PARAM *prm = NULL;
-    EVP_PKEY_CTX *pc = NULL;
     EVP_PKEY *pk = NULL;
     const char *group;
     const unsigned char *point;
@@ -220,20 +234,14 @@ read_ec_pubkey(enr_token *t, CK_OBJECT_HANDLE h)
     if (b == NULL || !OSSL_PARAM_BLD_push_utf8_string(b, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) ||
         !OSSL_PARAM_BLD_push_octet_string(b, OSSL_PKEY_PARAM_PUB_KEY, point, point_len))
         goto done;
-    prm = OSSL_PARAM_BLD_to_param(b);
-    pc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    if (prm == NULL || pc == NULL || EVP_PKEY_fromdata_init(pc) <= 0 ||
-        EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, prm) <= 0)
-        pk = NULL;
+    pk = pubkey_from("EC", b);
 done:
     ERR_clear_error();
     free(par);
     free(pt);
     ASN1_OBJECT_free(oid);
     ASN1_OCTET_STRING_free(os);
-    OSSL_PARAM_free(prm);
     OSSL_PARAM_BLD_free(b);
-    EVP_PKEY_CTX_free(pc);
     return pk;
 }
 
@@ -245,8 +253,6 @@ tok_read_pubkey(enr_token *t, CK_OBJECT_HANDLE h)
     unsigned char *n = NULL, *e = NULL;
     CK_ULONG nl, el;
     OSSL_PARAM_BLD *b = NULL;
-    OSSL_PARAM *prm = NULL;
-    EVP_PKEY_CTX *pc = NULL;
     EVP_PKEY *pk = NULL;
     BIGNUM *bn = NULL, *be = NULL;
 
@@ -262,19 +268,13 @@ tok_read_pubkey(enr_token *t, CK_OBJECT_HANDLE h)
         !OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, bn) ||
         !OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, be))
         goto done;
-    prm = OSSL_PARAM_BLD_to_param(b);
-    pc = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-    if (prm == NULL || pc == NULL || EVP_PKEY_fromdata_init(pc) <= 0 ||
-        EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, prm) <= 0)
-        pk = NULL;
+    pk = pubkey_from("RSA", b);
 done:
     free(n);
     free(e);
     BN_free(bn);
     BN_free(be);
-    OSSL_PARAM_free(prm);
     OSSL_PARAM_BLD_free(b);
-    EVP_PKEY_CTX_free(pc);
     return pk;
 }
 

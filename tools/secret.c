@@ -5,9 +5,9 @@
  * guarded pages, mlock'd, never swapped, wiped when freed), and never
  * through stdio so no copy is left in a FILE buffer; a secret file through
  * the reader the helper shares (common/et_secret.h), every source with its
- * one length rule (ET_SECRET_MAX: longer is refused). Without a source the user is prompted on
- * /dev/tty with echo off; with no terminal the command fails at once instead
- * of blocking on stdin.
+ * one length rule (ET_SECRET_MAX: longer is refused). Without a source the
+ * user is prompted on /dev/tty with echo off; with no terminal the command
+ * fails at once instead of blocking on stdin.
  */
 #include <errno.h>
 #include <fcntl.h>

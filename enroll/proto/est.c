@@ -187,6 +187,88 @@ has_basic(const est *e)
     return e->p->username != NULL && e->password.buf != NULL;
 }
 
+/* A failed exchange of OP with URL (libcurl's CR; TOO_BIG: the answer
+ * passed the limit; ERR: the HTTP layer's text) reported: ENR_E_REJECTED
+ * for what a retry cannot mend, else ENR_E_NETWORK. */
+static enr_rc
+transport_failed(const est *e, const char *op, const char *url, CURLcode cr, int too_big,
+                 const char *err)
+{
+    if (cr == CURLE_WRITE_ERROR && too_big)
+        enr_err("EST %s: the answer is larger than %u bytes; refused", op,
+                (unsigned)ENR_EST_MAX_BODY);
+    else if (cr == CURLE_PEER_FAILED_VERIFICATION)
+        enr_err("EST server %s: its TLS certificate does not chain to the profile's anchors "
+                "or does not name the host: %s",
+                e->p->url, curl_easy_strerror(cr));
+    else if (cr == CURLE_SSL_CERTPROBLEM)
+        enr_err("EST %s: the token's key or certificate cannot authenticate the TLS "
+                "connection",
+                op);
+    else
+        enr_err("cannot reach EST server %s: %s", url, err);
+    enr_ssl_errors();
+    return (cr == CURLE_WRITE_ERROR && too_big) || cr == CURLE_PEER_FAILED_VERIFICATION ||
+                   cr == CURLE_SSL_CERTPROBLEM
+               ? ENR_E_REJECTED
+               : ENR_E_NETWORK;
+}
+
+/* The HTTP status of R, the answer to OP (SENT_BASIC: with the profile's
+ * credentials): ENR_OK for 200 and 202 (and csrattrs' "none"), else
+ * reported precisely; 5xx is ENR_E_NETWORK (retried like the network). */
+static enr_rc
+status_rc(const est *e, const char *op, const est_resp *r, int sent_basic)
+{
+    char *txt = body_text(r);
+    enr_rc rc;
+
+    if (r->code == 200 || r->code == 202) {
+        rc = ENR_OK;
+    } else if (!strcmp(op, "csrattrs") && (r->code == 204 || r->code == 404 || r->code == 501)) {
+        rc = ENR_OK; /* no CSR attributes (RFC 7030 section 4.5.2) */
+    } else if (r->code == 401 && sent_basic) {
+        enr_err("EST %s: the server requires authentication (HTTP 401%s%s); the credentials were "
+                "not accepted (username, secret_file)%s",
+                op, r->www_auth ? ", WWW-Authenticate: " : "", r->www_auth ? r->www_auth : "",
+                txt ? txt : "");
+        rc = ENR_E_REJECTED;
+    } else if (r->code == 401 && e->ccert != NULL && r->www_auth != NULL) {
+        enr_err("EST %s: the server wants HTTP authentication besides the TLS client certificate "
+                "(HTTP 401, WWW-Authenticate: %s)%s; the profile gives no HTTP credentials: set "
+                "username and secret_file in [ca]",
+                op, r->www_auth, txt ? txt : "");
+        rc = ENR_E_REJECTED;
+    } else if (r->code == 401 && e->ccert != NULL) {
+        enr_err("EST %s: the server did not accept the TLS client certificate (HTTP 401)%s", op,
+                txt ? txt : "");
+        rc = ENR_E_REJECTED;
+    } else if (r->code == 401) {
+        enr_err("EST %s: the server requires authentication (HTTP 401)%s%s", op,
+                e->p->username || e->p->secret_file ? "; the credentials were not accepted"
+                                                    : "; the profile gives none (username, "
+                                                      "secret_file)",
+                txt ? txt : "");
+        rc = ENR_E_REJECTED;
+    } else if (r->code == 403) {
+        enr_err("EST %s: the server refused the request (HTTP 403, forbidden)%s", op,
+                txt ? txt : "");
+        rc = ENR_E_REJECTED;
+    } else if (r->code >= 400 && r->code < 500) {
+        enr_err("EST %s: the server rejected the request (HTTP %ld)%s", op, r->code,
+                txt ? txt : "");
+        rc = ENR_E_REJECTED;
+    } else if (r->code >= 500) {
+        enr_err("EST %s: server error (HTTP %ld)%s", op, r->code, txt ? txt : "");
+        rc = ENR_E_NETWORK; /* server trouble: retried like the network */
+    } else {
+        enr_err("EST %s: unexpected HTTP status %ld", op, r->code);
+        rc = ENR_E_REJECTED;
+    }
+    free(txt);
+    return rc;
+}
+
 /*
  * One HTTPS exchange with OP. 200 and 202 are returned with ENR_OK; every
  * other outcome is reported precisely: 401 and 403 (authentication), other
@@ -202,7 +284,7 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
 {
     static const char *const te[] = {"Content-Transfer-Encoding: base64", NULL};
     enr_http_conn *h = enr_http_conn_new();
-    char *url = enr_aprintf("%s/%s", e->base, op), *txt = NULL;
+    char *url = enr_aprintf("%s/%s", e->base, op);
     enr_http_req rq;
     enr_http_ans a;
     CURLcode cr = CURLE_OK;
@@ -260,24 +342,7 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
         break;
     }
     if (cr != CURLE_OK) {
-        if (cr == CURLE_WRITE_ERROR && r->too_big)
-            enr_err("EST %s: the answer is larger than %u bytes; refused", op,
-                    (unsigned)ENR_EST_MAX_BODY);
-        else if (cr == CURLE_PEER_FAILED_VERIFICATION)
-            enr_err("EST server %s: its TLS certificate does not chain to the profile's anchors "
-                    "or does not name the host: %s",
-                    e->p->url, curl_easy_strerror(cr));
-        else if (cr == CURLE_SSL_CERTPROBLEM)
-            enr_err("EST %s: the token's key or certificate cannot authenticate the TLS "
-                    "connection",
-                    op);
-        else
-            enr_err("cannot reach EST server %s: %s", url, a.error);
-        enr_ssl_errors();
-        rc = (cr == CURLE_WRITE_ERROR && r->too_big) || cr == CURLE_PEER_FAILED_VERIFICATION ||
-                     cr == CURLE_SSL_CERTPROBLEM
-                 ? ENR_E_REJECTED
-                 : ENR_E_NETWORK;
+        rc = transport_failed(e, op, url, cr, r->too_big, a.error);
         goto done;
     }
     r->body = a.body;
@@ -285,51 +350,8 @@ est_call(est *e, const char *op, const unsigned char *body, size_t blen, int bas
     r->ctype = a.ctype;
     a.body = NULL;
     a.ctype = NULL;
-    txt = body_text(r);
-    if (r->code == 200 || r->code == 202) {
-        rc = ENR_OK;
-    } else if (!strcmp(op, "csrattrs") && (r->code == 204 || r->code == 404 || r->code == 501)) {
-        rc = ENR_OK; /* no CSR attributes (RFC 7030 section 4.5.2) */
-    } else if (r->code == 401 && sent_basic) {
-        enr_err("EST %s: the server requires authentication (HTTP 401%s%s); the credentials were "
-                "not accepted (username, secret_file)%s",
-                op, r->www_auth ? ", WWW-Authenticate: " : "", r->www_auth ? r->www_auth : "",
-                txt ? txt : "");
-        rc = ENR_E_REJECTED;
-    } else if (r->code == 401 && e->ccert != NULL && r->www_auth != NULL) {
-        enr_err("EST %s: the server wants HTTP authentication besides the TLS client certificate "
-                "(HTTP 401, WWW-Authenticate: %s)%s; the profile gives no HTTP credentials: set "
-                "username and secret_file in [ca]",
-                op, r->www_auth, txt ? txt : "");
-        rc = ENR_E_REJECTED;
-    } else if (r->code == 401 && e->ccert != NULL) {
-        enr_err("EST %s: the server did not accept the TLS client certificate (HTTP 401)%s", op,
-                txt ? txt : "");
-        rc = ENR_E_REJECTED;
-    } else if (r->code == 401) {
-        enr_err("EST %s: the server requires authentication (HTTP 401)%s%s", op,
-                e->p->username || e->p->secret_file ? "; the credentials were not accepted"
-                                                    : "; the profile gives none (username, "
-                                                      "secret_file)",
-                txt ? txt : "");
-        rc = ENR_E_REJECTED;
-    } else if (r->code == 403) {
-        enr_err("EST %s: the server refused the request (HTTP 403, forbidden)%s", op,
-                txt ? txt : "");
-        rc = ENR_E_REJECTED;
-    } else if (r->code >= 400 && r->code < 500) {
-        enr_err("EST %s: the server rejected the request (HTTP %ld)%s", op, r->code,
-                txt ? txt : "");
-        rc = ENR_E_REJECTED;
-    } else if (r->code >= 500) {
-        enr_err("EST %s: server error (HTTP %ld)%s", op, r->code, txt ? txt : "");
-        rc = ENR_E_NETWORK; /* server trouble: retried like the network */
-    } else {
-        enr_err("EST %s: unexpected HTTP status %ld", op, r->code);
-        rc = ENR_E_REJECTED;
-    }
+    rc = status_rc(e, op, r, sent_basic);
 done:
-    free(txt);
     free(url);
     enr_http_ans_clear(&a);
     enr_http_conn_free(h);

@@ -579,6 +579,49 @@ exchange(scep *s, const unsigned char *inner, int ilen, const char *mtype, const
     return rc;
 }
 
+/* PENDING: CertPoll (GetCertInitial) for transaction TXID until the CA
+ * decides or poll_max polls (RESUME: one more, the first at once). */
+static enr_rc
+poll_pending(scep *s, const char *txid, int resume, X509 *signer, EVP_PKEY *skey, EVP_PKEY *newkey,
+             enr_scep_result *res)
+{
+    const enr_profile *p = s->p;
+    unsigned char *inner = NULL;
+    ENR_IAS *ias;
+    int ilen, polls = 0;
+    enr_rc rc = ENR_E_PENDING;
+
+    while (rc == ENR_E_PENDING && polls < p->poll_max + resume) {
+        if (!(resume && polls == 0)) {
+            if (enr_clock_is_fake())
+                enr_clock_set(enr_now() + p->poll_interval);
+            else
+                sleep((unsigned)p->poll_interval);
+        }
+        polls++;
+        ias = ENR_IAS_new();
+        if (ias == NULL) {
+            rc = ENR_E_FAIL;
+            break;
+        }
+        X509_NAME_free(ias->issuer);
+        X509_NAME_free(ias->subject);
+        ias->issuer = X509_NAME_dup(X509_get_subject_name(s->ca));
+        ias->subject = X509_NAME_dup(p->subject_name);
+        ilen = i2d_ENR_IAS(ias, &inner);
+        ENR_IAS_free(ias);
+        if (ilen <= 0) {
+            rc = ENR_E_FAIL;
+            break;
+        }
+        enr_info("profile %s: the CA holds the request (PENDING); polling (%d)", p->name, polls);
+        rc = exchange(s, inner, ilen, MT_CERTPOLL, txid, signer, skey, newkey, res);
+        OPENSSL_free(inner);
+        inner = NULL;
+    }
+    return rc;
+}
+
 enr_rc
 enr_scep_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PKEY *renew_key,
                 STACK_OF(X509) * anchors, const char *txid_in, enr_scep_result *res)
@@ -588,9 +631,8 @@ enr_scep_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PK
     X509 *signer = NULL, *own = NULL;
     EVP_PKEY *skey;
     X509_REQ *req = NULL;
-    ENR_IAS *ias = NULL;
     unsigned char *inner = NULL;
-    int ilen = 0, polls = 0, resume;
+    int ilen = 0, resume;
     const char *mtype;
     char *txid = NULL;
     enr_rc rc;
@@ -654,38 +696,10 @@ enr_scep_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *renew_cert, EVP_PK
     } else {
         rc = ENR_E_PENDING; /* resume: poll the transaction the CA holds */
     }
-    /* PENDING: CertPoll (GetCertInitial) until decided or poll_max polls
-     * (a resumed transaction is polled at once, then as many times again). */
+    /* A resumed transaction is polled at once, then as many times again. */
     resume = txid_in != NULL && !strcmp(txid_in, txid);
-    while (rc == ENR_E_PENDING && polls < p->poll_max + resume) {
-        if (!(resume && polls == 0)) {
-            if (enr_clock_is_fake())
-                enr_clock_set(enr_now() + p->poll_interval);
-            else
-                sleep((unsigned)p->poll_interval);
-        }
-        polls++;
-        ias = ENR_IAS_new();
-        if (ias == NULL) {
-            rc = ENR_E_FAIL;
-            break;
-        }
-        X509_NAME_free(ias->issuer);
-        X509_NAME_free(ias->subject);
-        ias->issuer = X509_NAME_dup(X509_get_subject_name(s.ca));
-        ias->subject = X509_NAME_dup(p->subject_name);
-        ilen = i2d_ENR_IAS(ias, &inner);
-        ENR_IAS_free(ias);
-        ias = NULL;
-        if (ilen <= 0) {
-            rc = ENR_E_FAIL;
-            break;
-        }
-        enr_info("profile %s: the CA holds the request (PENDING); polling (%d)", p->name, polls);
-        rc = exchange(&s, inner, ilen, MT_CERTPOLL, txid, signer, skey, newkey, res);
-        OPENSSL_free(inner);
-        inner = NULL;
-    }
+    if (rc == ENR_E_PENDING)
+        rc = poll_pending(&s, txid, resume, signer, skey, newkey, res);
     if (rc == ENR_E_PENDING) {
         res->txid = txid;
         txid = NULL;

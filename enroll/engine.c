@@ -18,8 +18,10 @@
 #include <openssl/pem.h>
 
 #include "chain.h"
+#include "drift.h"
 #include "enr_int.h"
 #include "expiry.h"
+#include "schedule.h"
 #include "proto/proto.h"
 
 static char *
@@ -88,7 +90,51 @@ typedef struct job {
     enr_token *t;
     STACK_OF(X509) * anchors;
     time_t now;
+    int followed; /* follow_profile replaced the certificate (or tried to) */
 } job;
+
+/* The new certificate is in the token: state, PEM file, notification,
+ * history, instructions and post-processing script. */
+static void
+stored(job *j, X509 *cert, int renewed, const char *oldserial)
+{
+    const enr_profile *p = j->p;
+    enr_pstate *ps = j->ps;
+    char *uri, *pem, *msg, na[32];
+
+    /* Stored: from here on the new credential is what applications see. */
+    enr_pstate_set(&ps->pending_txid, NULL);
+    enr_pstate_set(&ps->pending_kind, NULL);
+    ps->pending_since = 0;
+    if (oldserial != NULL)
+        enr_pstate_set(&ps->renewed_serial, oldserial);
+    remember_cert(ps, cert);
+    ps->warned_days = 0;
+    enr_pstate_set(&ps->state, "valid");
+    enr_pstate_set(&ps->last_result, renewed ? "renewed" : "enrolled");
+    uri = enr_token_cred_uri(j->t, p);
+    pem = save_cert_pem(j->ctx->st, p, cert);
+    msg = enr_aprintf("%s certificate serial %s for %s, valid until %s",
+                      renewed ? "renewed" : "issued", ps->cert_serial, p->subject,
+                      enr_fmt_time((time_t)ps->cert_not_after, na, sizeof(na)));
+    enr_event ev = {renewed ? "renewed" : "enrolled",
+                    msg ? msg : "certificate stored",
+                    uri,
+                    pem,
+                    ps->cert_serial,
+                    (time_t)ps->cert_not_after,
+                    (int)((ps->cert_not_after - enr_now()) / ENR_DAY)};
+    enr_notify(p, j->ctx->st, &ev);
+    enr_state_event(j->ctx->st, p->name, renewed ? "renewed" : "enrolled", ps->cert_serial);
+    if (p->instructions != NULL)
+        enr_info("profile %s: instructions for this credential: %s", p->name, p->instructions);
+    /* A failing script does not undo the certificate; it is reported and
+     * can be re-run (hooks rerun). */
+    enr_run_post_script(p, ps, j->ctx->st, uri, pem);
+    free(uri);
+    free(pem);
+    free(msg);
+}
 
 /* Enroll (OLD == NULL) or renew OLD through the profile's protocol
  * (proto/proto.h); the common tail stores and notifies. */
@@ -106,7 +152,7 @@ obtain(job *j, X509 *old, const char *why)
     void *state = NULL;
     enr_profile kp = *p; /* the new key's parameters: the protocol may choose them */
     const char *kind = old ? "renew" : "enroll";
-    char *uri = NULL, *pem = NULL, *oldserial = NULL, *msg = NULL;
+    char *oldserial = NULL;
     enr_rc rc;
 
     memset(&res, 0, sizeof(res));
@@ -170,7 +216,7 @@ obtain(job *j, X509 *old, const char *why)
         goto refused;
     rc = enr_check_issued(p, res.cert, newkey, res.chain, j->anchors, enr_now());
     if (rc == ENR_OK)
-        rc = enr_chain_build(p, res.cert, res.chain, j->anchors, enr_now(), &chain);
+        rc = enr_chain_build(j->ctx->st, p, res.cert, res.chain, j->anchors, enr_now(), &chain);
     if (rc != ENR_OK)
         goto refused;
     rc = enr_chain_stage(j->ctx->st, p, chain);
@@ -180,41 +226,9 @@ obtain(job *j, X509 *old, const char *why)
         goto done;
     /* The chain follows the leaf (staged: a crash here is healed by the next
      * check); trouble storing it is reported, the credential stays. */
-    if (enr_chain_sync(j->t, j->ctx->st, p, res.cert) != ENR_OK)
-        enr_warn("profile %s: the CA chain could not be stored; the next check tries again",
-                 p->name);
-    /* Stored: from here on the new credential is what applications see. */
-    enr_pstate_set(&ps->pending_txid, NULL);
-    enr_pstate_set(&ps->pending_kind, NULL);
-    ps->pending_since = 0;
-    if (oldserial != NULL)
-        enr_pstate_set(&ps->renewed_serial, oldserial);
-    remember_cert(ps, res.cert);
-    ps->warned_days = 0;
-    enr_pstate_set(&ps->state, "valid");
-    enr_pstate_set(&ps->last_result, old ? "renewed" : "enrolled");
-    uri = enr_token_cred_uri(j->t, p);
-    pem = save_cert_pem(j->ctx->st, p, res.cert);
-    {
-        char na[32];
-        msg = enr_aprintf("%s certificate serial %s for %s, valid until %s",
-                          old ? "renewed" : "issued", ps->cert_serial, p->subject,
-                          enr_fmt_time((time_t)ps->cert_not_after, na, sizeof(na)));
-    }
-    enr_event ev = {old ? "renewed" : "enrolled",
-                    msg ? msg : "certificate stored",
-                    uri,
-                    pem,
-                    ps->cert_serial,
-                    (time_t)ps->cert_not_after,
-                    (int)((ps->cert_not_after - enr_now()) / ENR_DAY)};
-    enr_notify(p, j->ctx->st, &ev);
-    enr_state_event(j->ctx->st, p->name, old ? "renewed" : "enrolled", ps->cert_serial);
-    if (p->instructions != NULL)
-        enr_info("profile %s: instructions for this credential: %s", p->name, p->instructions);
-    /* A failing script does not undo the certificate; it is reported and
-     * can be re-run (hooks rerun). */
-    enr_run_post_script(p, ps, j->ctx->st, uri, pem);
+    enr_chain_sync(j->t, j->ctx->st, p, res.cert);
+    enr_anchors_learn(j->ctx->st, p, j->t, j->anchors);
+    stored(j, res.cert, old != NULL, oldserial);
     rc = ENR_OK;
     goto done;
 refused:
@@ -237,11 +251,37 @@ done:
     EVP_PKEY_free(oldkey);
     EVP_PKEY_free(bootkey);
     X509_free(bootcert);
-    free(uri);
-    free(pem);
     free(oldserial);
-    free(msg);
     return rc;
+}
+
+/* The certificate no longer follows the edited profile, or no longer chains
+ * to changed anchors (drift.c): replaced now, whatever the window says. */
+static enr_rc
+follow_profile(job *j, X509 *cert)
+{
+    char why[600];
+    int d = enr_drift(j->p, cert, why, sizeof(why));
+
+    if (d == ENR_DRIFT_NONE && enr_anchors_changed(j->ctx->st, j->p)) {
+        if (enr_cert_chains(j->ctx->st, j->t, j->p, cert, j->anchors, j->now)) {
+            enr_info("profile %s: the anchors changed; the certificate still chains to them",
+                     j->p->name);
+        } else {
+            d = ENR_DRIFT_ENROLL;
+            snprintf(why, sizeof(why),
+                     "the profile's anchors changed and the certificate no "
+                     "longer chains to them");
+        }
+    }
+    if (d == ENR_DRIFT_NONE)
+        return ENR_OK;
+    j->followed = 1;
+    enr_info("profile %s: %s; %s", j->p->name, why,
+             d == ENR_DRIFT_ENROLL ? "enrolling a new certificate" : "renewing");
+    enr_state_event(j->ctx->st, j->p->name, "profile-changed", why);
+    enr_pstate_set(&j->ps->state, "renewing");
+    return obtain(j, d == ENR_DRIFT_ENROLL ? NULL : cert, why);
 }
 
 static enr_rc
@@ -290,8 +330,7 @@ decide(job *j, const char *kind)
         rc = obtain(j, NULL, "the certificate's private key is not in this token");
         goto done;
     }
-    if (enr_chain_sync(j->t, j->ctx->st, p, c.cert) != ENR_OK)
-        enr_warn("profile %s: the CA chain of certificate %s could not be stored", p->name, serial);
+    enr_chain_sync(j->t, j->ctx->st, p, c.cert); /* reports its own trouble */
     nb = asn1_to_time(X509_get0_notBefore(c.cert));
     na = asn1_to_time(X509_get0_notAfter(c.cert));
     if (j->now >= na) {
@@ -335,6 +374,8 @@ decide(job *j, const char *kind)
     }
     if (rev == ENR_REV_UNKNOWN && !no_answer)
         enr_warn("profile %s: the OCSP responder does not know certificate %s", p->name, serial);
+    if ((rc = follow_profile(j, c.cert)) != ENR_OK || j->followed)
+        goto done;
     ws = enr_profile_window_start(p, nb, na);
     if (!want_renew || (j->now < ws && !j->ctx->force)) {
         char w[32];
@@ -359,6 +400,8 @@ decide(job *j, const char *kind)
     enr_pstate_set(&ps->state, "renewing");
     rc = obtain(j, c.cert, j->ctx->force && j->now < ws ? "forced" : "in the renewal window");
 done:
+    if (rc == ENR_OK) /* the anchors this certificate was checked against */
+        enr_anchors_record(j->ctx->st, p);
     free(serial);
     enr_cred_clear(&c);
     return rc;
@@ -444,6 +487,8 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
     enr_clear_error();
     enr_debug("profile %s: %s check", p->name, what);
     rc = enr_load_anchors(p, &j.anchors);
+    if (rc == ENR_OK) /* and those learned through a CA key rollover */
+        enr_anchors_add_learned(ctx->st, p, j.anchors);
     if (rc == ENR_OK)
         rc = enr_token_open(p, &j.t);
     if (rc == ENR_OK) {
@@ -452,7 +497,12 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
     }
     enr_token_close(j.t);
     sk_X509_pop_free(j.anchors, X509_free);
-    enr_sched_after(&ps, kind, j.now, rc);
+    {
+        long long ne = ps.next_enroll, nr = ps.next_renew;
+        enr_sched_after(&ps, kind, j.now, rc);
+        /* [schedule]: a window or an interval instead of the daily times. */
+        enr_schedule_apply(p, &ps, j.now, ne != ps.next_enroll, nr != ps.next_renew);
+    }
     if (rc == ENR_OK) {
         if (was_failing) {
             enr_event e = {"recovered",    "the last check succeeded again", NULL, NULL,

@@ -20,6 +20,7 @@
 #include "et_modpath.h"
 #include "enr_int.h"
 #include "proto/proto.h"
+#include "schedule.h"
 
 #ifndef EVERTOKEN_DEFAULT_MODULE
 #define EVERTOKEN_DEFAULT_MODULE "libevertoken.so"
@@ -543,6 +544,19 @@ handler(void *user, const char *section, const char *name, const char *value)
         parse_warn_days(c, value);
         return 1;
     }
+    if (IS("schedule", "window")) {
+        char why[160];
+        if (enr_parse_sched_window(value, &p->sched_start, &p->sched_end, why, sizeof(why)) != 0)
+            perr(c, section, name, "%s", why);
+        return 1;
+    }
+    if (IS("schedule", "interval")) {
+        if (parse_duration(value, &n) != 0 || n < 300 || n > 7 * ENR_DAY)
+            perr(c, section, name, "'%s' is not an interval between 5m and 7d", value);
+        else
+            p->sched_interval = n;
+        return 1;
+    }
     if (IS("hooks", "post_script"))
         return set_path(c, section, name, &p->post_script, value);
     if (IS("hooks", "notify_command"))
@@ -552,11 +566,11 @@ handler(void *user, const char *section, const char *name, const char *value)
 #undef IS
 check_section:
     if (strcmp(section, "ca") && strcmp(section, "certificate") && strcmp(section, "token") &&
-        strcmp(section, "renewal") && strcmp(section, "hooks")) {
+        strcmp(section, "renewal") && strcmp(section, "hooks") && strcmp(section, "schedule")) {
         if (*section == '\0')
             perr(c, NULL, NULL,
                  "'%s' outside a section ([ca], [certificate], [token], "
-                 "[renewal], [hooks])",
+                 "[renewal], [schedule], [hooks])",
                  name ? name : "");
         else
             perr(c, NULL, NULL, "unknown section [%s]", section);
@@ -687,6 +701,7 @@ enr_profile_load(const char *path, enr_profile **out)
     p->key_type = ENR_KEY_RSA;
     p->window_days = -1;
     p->window_fraction = -1.0;
+    p->sched_start = p->sched_end = -1;
     p->rekey = 1;
     p->grace_period = 7L * ENR_DAY;
     p->warn_days[0] = 30;

@@ -302,6 +302,46 @@ follow_profile(job *j, X509 *cert)
     return obtain(j, d == ENR_DRIFT_ENROLL ? NULL : cert, why);
 }
 
+/* The revocation status of CERT (SERIAL) as the profile's policy asks, in
+ * *REV; *NO_ANSWER when no source answered and soft went on without it. */
+static enr_rc
+check_revocation(job *j, X509 *cert, const char *serial, int want_renew, enr_rev *rev,
+                 int *no_answer)
+{
+    const enr_profile *p = j->p;
+    enr_rc rc;
+
+    if (p->revocation == ENR_REVPOL_OFF) {
+        enr_debug("profile %s: revocation not checked (revocation = off)", p->name);
+        return ENR_OK;
+    }
+    if (j->ctx->force && want_renew) {
+        /* A forced renewal never waits on a revocation source. */
+        enr_info("profile %s: renew --force: the revocation status of certificate %s is not "
+                 "checked",
+                 p->name, serial);
+        return ENR_OK;
+    }
+    rc = enr_revocation(p, cert, j->anchors, j->now, rev);
+    if (rc == ENR_E_NETWORK && p->revocation == ENR_REVPOL_SOFT) {
+        /* No answer is no verdict: the renewal of this very certificate
+         * must not wait for the source that would revoke it. */
+        enr_warn("profile %s: the revocation status of certificate %s is unknown (no "
+                 "revocation source answered usably); not blocking (revocation = soft)",
+                 p->name, serial);
+        enr_clear_error();
+        enr_state_event(j->ctx->st, p->name, "revocation-unknown", serial);
+        *rev = ENR_REV_UNKNOWN;
+        *no_answer = 1;
+        return ENR_OK;
+    }
+    if (rc == ENR_E_NETWORK)
+        enr_err("profile %s: the revocation status of certificate %s cannot be checked; "
+                "retrying (revocation = hard; soft would go on without it)",
+                p->name, serial);
+    return rc;
+}
+
 static enr_rc
 decide(job *j, const char *kind)
 {
@@ -356,34 +396,9 @@ decide(job *j, const char *kind)
         rc = obtain(j, NULL, "the certificate has expired");
         goto done;
     }
-    if (p->revocation == ENR_REVPOL_OFF) {
-        enr_debug("profile %s: revocation not checked (revocation = off)", p->name);
-    } else if (j->ctx->force && want_renew) {
-        /* A forced renewal never waits on a revocation source. */
-        enr_info("profile %s: renew --force: the revocation status of certificate %s is not "
-                 "checked",
-                 p->name, serial);
-    } else {
-        rc = enr_revocation(p, c.cert, j->anchors, j->now, &rev);
-        if (rc == ENR_E_NETWORK && p->revocation == ENR_REVPOL_SOFT) {
-            /* No answer is no verdict: the renewal of this very certificate
-             * must not wait for the source that would revoke it. */
-            enr_warn("profile %s: the revocation status of certificate %s is unknown (no "
-                     "revocation source answered usably); not blocking (revocation = soft)",
-                     p->name, serial);
-            enr_clear_error();
-            enr_state_event(j->ctx->st, p->name, "revocation-unknown", serial);
-            rev = ENR_REV_UNKNOWN;
-            no_answer = 1;
-            rc = ENR_OK;
-        } else if (rc == ENR_E_NETWORK) {
-            enr_err("profile %s: the revocation status of certificate %s cannot be checked; "
-                    "retrying (revocation = hard; soft would go on without it)",
-                    p->name, serial);
-        }
-        if (rc != ENR_OK)
-            goto done;
-    }
+    rc = check_revocation(j, c.cert, serial, want_renew, &rev, &no_answer);
+    if (rc != ENR_OK)
+        goto done;
     if (rev == ENR_REV_REVOKED) {
         enr_pstate_set(&ps->state, "revoked");
         enr_state_event(j->ctx->st, p->name, "revoked", serial);

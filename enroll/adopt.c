@@ -267,7 +267,7 @@ adopt_in(enr_ctx *ctx, const enr_profile *p, enr_token *t, const unsigned char *
         rc = check_key(f, sh, &tg);
     if (rc == ENR_OK) {
         pool = enr_chain_token_certs(t);
-        rc = enr_chain_build(p, tg.x, pool, NULL, now, &chain);
+        rc = enr_chain_build(ctx->st, p, tg.x, pool, NULL, now, &chain);
         if (rc != ENR_OK)
             enr_err("adopt: the certificate does not chain to the anchors of profile %s; nothing "
                     "changed",
@@ -283,9 +283,8 @@ adopt_in(enr_ctx *ctx, const enr_profile *p, enr_token *t, const unsigned char *
         rc = enr_chain_stage(ctx->st, p, chain);
     if (rc == ENR_OK)
         rc = take_over(f, sh, p, &tg);
-    if (rc == ENR_OK && enr_chain_sync(t, ctx->st, p, tg.x) != ENR_OK)
-        enr_warn("profile %s: the CA chain could not be stored; the next check tries again",
-                 p->name);
+    if (rc == ENR_OK)
+        enr_chain_sync(t, ctx->st, p, tg.x); /* reports its own trouble */
     if (rc == ENR_OK) {
         enr_info("profile %s: adopted the credential (token \"%s\", now label \"%s\")", p->name,
                  enr_token_label(t), p->label);

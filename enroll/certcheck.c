@@ -182,28 +182,17 @@ has_name(GENERAL_NAMES *set, const GENERAL_NAME *n)
     return 0;
 }
 
-enr_rc
-enr_check_issued(const enr_profile *p, X509 *cert, EVP_PKEY *pub, STACK_OF(X509) * chain,
-                 STACK_OF(X509) * anchors, time_t now)
+/*
+ * Steps 2 and 3 of enr_check_issued: CERT's subject and SANs are what P
+ * asks for under its subject_match and san_match. REPORT: say why not
+ * (enr_err); else silent (drift.c compares the current certificate).
+ */
+int
+enr_names_match(const enr_profile *p, X509 *cert, int report)
 {
     GENERAL_NAMES *want = NULL, *got = NULL;
-    const ASN1_TIME *nb = X509_get0_notBefore(cert), *na = X509_get0_notAfter(cert);
-    enr_rc rc = ENR_E_REJECTED;
-    int day, sec;
+    int ok = 0;
 
-    /* 1. The certificate is for the key we generated (or kept). */
-    if (!EVP_PKEY_eq(X509_get0_pubkey(cert), pub)) {
-        unsigned char *a = NULL, *b = NULL;
-        int la = i2d_PUBKEY(X509_get0_pubkey(cert), &a), lb = i2d_PUBKEY(pub, &b);
-        int eq = la > 0 && la == lb && memcmp(a, b, (size_t)la) == 0;
-        OPENSSL_free(a);
-        OPENSSL_free(b);
-        if (!eq) {
-            enr_err("the issued certificate is for a different public key than the one in "
-                    "the token; refusing it");
-            goto done;
-        }
-    }
     /* 2. Subject as requested (subject_match): exact, the same attributes
      * and values (CAs such as scepserver re-order the RDNs, which is no
      * different request); cn, the requested CN (a CA that keeps only the RDNs
@@ -214,6 +203,8 @@ enr_check_issued(const enr_profile *p, X509 *cert, EVP_PKEY *pub, STACK_OF(X509)
               : same_name(X509_get_subject_name(cert), p->subject_name))) {
         char got_s[256];
         X509_NAME_oneline(X509_get_subject_name(cert), got_s, sizeof(got_s));
+        if (!report)
+            goto done;
         if (p->subject_match == ENR_MATCH_CN)
             enr_err("the issued certificate's subject %s does not carry the requested CN of %s "
                     "(subject_match = cn); the CA changed the common name: check the profile's "
@@ -234,22 +225,55 @@ enr_check_issued(const enr_profile *p, X509 *cert, EVP_PKEY *pub, STACK_OF(X509)
     for (int i = 0; p->san_match == ENR_MATCH_EXACT && i < sk_GENERAL_NAME_num(want); i++)
         if (got == NULL || !has_name(got, sk_GENERAL_NAME_value(want, i))) {
             char n[256];
-            enr_err("the issued certificate lacks a requested subject alternative name (%s; "
-                    "requested %s) (san_match = exact); if the CA drops names by policy, set "
-                    "san_match = subset or any in [certificate]",
-                    gname(sk_GENERAL_NAME_value(want, i), n, sizeof(n)), p->san);
+            if (report)
+                enr_err("the issued certificate lacks a requested subject alternative name (%s; "
+                        "requested %s) (san_match = exact); if the CA drops names by policy, set "
+                        "san_match = subset or any in [certificate]",
+                        gname(sk_GENERAL_NAME_value(want, i), n, sizeof(n)), p->san);
             goto done;
         }
     for (int i = 0; p->san_match != ENR_MATCH_ANY && i < sk_GENERAL_NAME_num(got); i++)
         if (want == NULL || !has_name(want, sk_GENERAL_NAME_value(got, i))) {
             char n[256];
-            enr_err("the issued certificate carries a subject alternative name that was not "
-                    "requested (%s; requested %s) (san_match = %s); set san_match = any in "
-                    "[certificate] to accept the names the CA chooses",
-                    gname(sk_GENERAL_NAME_value(got, i), n, sizeof(n)), p->san ? p->san : "none",
-                    p->san_match == ENR_MATCH_SUBSET ? "subset" : "exact");
+            if (report)
+                enr_err("the issued certificate carries a subject alternative name that was not "
+                        "requested (%s; requested %s) (san_match = %s); set san_match = any in "
+                        "[certificate] to accept the names the CA chooses",
+                        gname(sk_GENERAL_NAME_value(got, i), n, sizeof(n)),
+                        p->san ? p->san : "none",
+                        p->san_match == ENR_MATCH_SUBSET ? "subset" : "exact");
             goto done;
         }
+    ok = 1;
+done:
+    GENERAL_NAMES_free(want);
+    GENERAL_NAMES_free(got);
+    return ok;
+}
+
+enr_rc
+enr_check_issued(const enr_profile *p, X509 *cert, EVP_PKEY *pub, STACK_OF(X509) * chain,
+                 STACK_OF(X509) * anchors, time_t now)
+{
+    const ASN1_TIME *nb = X509_get0_notBefore(cert), *na = X509_get0_notAfter(cert);
+    enr_rc rc = ENR_E_REJECTED;
+    int day, sec;
+
+    /* 1. The certificate is for the key we generated (or kept). */
+    if (!EVP_PKEY_eq(X509_get0_pubkey(cert), pub)) {
+        unsigned char *a = NULL, *b = NULL;
+        int la = i2d_PUBKEY(X509_get0_pubkey(cert), &a), lb = i2d_PUBKEY(pub, &b);
+        int eq = la > 0 && la == lb && memcmp(a, b, (size_t)la) == 0;
+        OPENSSL_free(a);
+        OPENSSL_free(b);
+        if (!eq) {
+            enr_err("the issued certificate is for a different public key than the one in "
+                    "the token; refusing it");
+            goto done;
+        }
+    }
+    if (!enr_names_match(p, cert, 1))
+        goto done;
     /* 4. Validity sane: ordered, already started (5 min skew), not over, not absurd. */
     if (ASN1_TIME_compare(nb, na) >= 0) {
         enr_err("the issued certificate's notAfter is not after its notBefore");
@@ -270,8 +294,6 @@ enr_check_issued(const enr_profile *p, X509 *cert, EVP_PKEY *pub, STACK_OF(X509)
     /* 5. Chains to the profile's anchors at NOW. */
     rc = enr_verify_chain(cert, chain, anchors, now, "the issued certificate");
 done:
-    GENERAL_NAMES_free(want);
-    GENERAL_NAMES_free(got);
     return rc;
 }
 

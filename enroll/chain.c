@@ -30,24 +30,21 @@
 
 #define CAT_AUTHORITY 2
 
-enr_rc
-enr_chain_build(const enr_profile *p, X509 *leaf, STACK_OF(X509) * extra, STACK_OF(X509) * pool,
-                time_t now, STACK_OF(X509) * *out)
+/* One attempt: LEAF verified at NOW against ANCHORS, with EXTRA and POOL
+ * as intermediates; *PATH the chain (leaf first), else *ERR the reason. */
+static int
+verify_path(X509 *leaf, STACK_OF(X509) * anchors, STACK_OF(X509) * extra, STACK_OF(X509) * pool,
+            time_t now, STACK_OF(X509) * *path, int *err)
 {
-    STACK_OF(X509) *anchors = NULL, *untrusted = sk_X509_new_null(), *path = NULL;
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
     X509_STORE *store = X509_STORE_new();
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    enr_rc rc = ENR_E_REJECTED;
+    int ok = 0;
 
-    *out = NULL;
-    if (untrusted == NULL || store == NULL || ctx == NULL) {
-        rc = ENR_E_FAIL;
+    *path = NULL;
+    *err = X509_V_ERR_OUT_OF_MEM;
+    if (untrusted == NULL || store == NULL || ctx == NULL)
         goto done;
-    }
-    rc = enr_load_anchors(p, &anchors);
-    if (rc != ENR_OK)
-        goto done;
-    rc = ENR_E_REJECTED;
     for (int i = 0; i < sk_X509_num(anchors); i++)
         X509_STORE_add_cert(store, sk_X509_value(anchors, i));
     for (int i = 0; i < sk_X509_num(extra); i++)
@@ -58,31 +55,55 @@ enr_chain_build(const enr_profile *p, X509 *leaf, STACK_OF(X509) * extra, STACK_
         goto done;
     X509_STORE_CTX_set_time(ctx, 0, now);
     X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY);
-    if (X509_verify_cert(ctx) != 1) {
+    if (X509_verify_cert(ctx) == 1)
+        *path = X509_STORE_CTX_get1_chain(ctx);
+    *err = X509_STORE_CTX_get_error(ctx);
+    ok = *path != NULL;
+done:
+    ERR_clear_error();
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    sk_X509_free(untrusted);
+    return ok;
+}
+
+enr_rc
+enr_chain_build(enr_state *st, const enr_profile *p, X509 *leaf, STACK_OF(X509) * extra,
+                STACK_OF(X509) * pool, time_t now, STACK_OF(X509) * *out)
+{
+    STACK_OF(X509) *anchors = NULL, *path = NULL;
+    int err = 0, n;
+    enr_rc rc;
+
+    *out = NULL;
+    rc = enr_load_anchors(p, &anchors);
+    if (rc != ENR_OK)
+        return rc;
+    n = sk_X509_num(anchors);
+    if (st != NULL)
+        enr_anchors_add_learned(st, p, anchors);
+    /* With the learned anchors, then (when some were added: a learned one
+     * may not be valid yet while the old path still is) the file's alone. */
+    if (!verify_path(leaf, anchors, extra, pool, now, &path, &err) && sk_X509_num(anchors) > n) {
+        int err2;
+        while (sk_X509_num(anchors) > n)
+            X509_free(sk_X509_pop(anchors));
+        verify_path(leaf, anchors, extra, pool, now, &path, &err2);
+    }
+    sk_X509_pop_free(anchors, X509_free);
+    if (path == NULL) {
         char name[256];
         X509_NAME_oneline(X509_get_subject_name(leaf), name, sizeof(name));
         enr_err("the CA chain of %s does not verify against the profile's anchors (%s): %s", name,
-                p->anchors, X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
-        goto done;
-    }
-    path = X509_STORE_CTX_get1_chain(ctx);
-    if (path == NULL) {
-        rc = ENR_E_FAIL;
-        goto done;
+                p->anchors, X509_verify_cert_error_string(err));
+        return ENR_E_REJECTED;
     }
     /* [0] is the leaf, the last one the anchor: keep what lies between. */
     X509_free(sk_X509_shift(path));
     if (sk_X509_num(path) > 0)
         X509_free(sk_X509_pop(path));
     *out = path;
-    rc = ENR_OK;
-done:
-    ERR_clear_error();
-    X509_STORE_CTX_free(ctx);
-    X509_STORE_free(store);
-    sk_X509_free(untrusted);
-    sk_X509_pop_free(anchors, X509_free);
-    return rc;
+    return ENR_OK;
 }
 
 /* ---- Files -------------------------------------------------------------- */
@@ -367,8 +388,9 @@ prune(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE sh, STACK_OF(X509) * old, STACK_
             if (!cand[i])
                 continue;
             for (size_t k = 0; k < l.n && cand[i]; k++)
-                if (k != i && !cand[k] && X509_check_issued(l.v[i].x, l.v[k].x) == X509_V_OK &&
-                    !other_issuer(&l, cand, i, k)) {
+                if (k != i && !cand[k] && X509_check_issued(l.v[k].x, l.v[k].x) != X509_V_OK &&
+                    X509_check_issued(l.v[i].x, l.v[k].x) == X509_V_OK &&
+                    !other_issuer(&l, cand, i, k)) { /* a self-signed K needs no issuer */
                     cand[i] = 0;
                     changed = 1;
                 }
@@ -445,10 +467,84 @@ enr_chain_sync(enr_token *t, enr_state *st, const enr_profile *p, X509 *leaf)
         enr_debug("profile %s: CA chain of %d certificate(s) stored", p->name, sk_X509_num(next));
     }
 done:
+    if (rc != ENR_OK)
+        enr_warn("profile %s: the CA chain could not be stored; the next check tries again",
+                 p->name);
     tcerts_free(&l);
     sk_X509_pop_free(next, X509_free);
     sk_X509_pop_free(kept, X509_free);
     free(next_path);
     free(kept_path);
     return rc;
+}
+
+/* ---- Anchors learned through a CA key rollover ------------------------- */
+
+static int
+in_stack(STACK_OF(X509) * sk, X509 *x)
+{
+    for (int i = 0; i < sk_X509_num(sk); i++)
+        if (X509_cmp(sk_X509_value(sk, i), x) == 0)
+            return 1;
+    return 0;
+}
+
+void
+enr_anchors_add_learned(enr_state *st, const enr_profile *p, STACK_OF(X509) * anchors)
+{
+    char *path = enr_chain_path(st, p, "anchors.learned.pem");
+    STACK_OF(X509) *learned = path != NULL ? read_pem(path) : NULL;
+    X509 *x;
+
+    while ((x = sk_X509_shift(learned)) != NULL) {
+        if (!in_stack(anchors, x) && sk_X509_push(anchors, x) > 0)
+            continue;
+        X509_free(x);
+    }
+    sk_X509_free(learned);
+    free(path);
+}
+
+void
+enr_anchors_learn(enr_state *st, const enr_profile *p, enr_token *t, STACK_OF(X509) * anchors)
+{
+    STACK_OF(X509) *file = NULL, *known = sk_X509_new_null(), *fresh = sk_X509_new_null();
+    CK_SESSION_HANDLE sh;
+    CK_FUNCTION_LIST_PTR f = enr_token_p11(t, &sh);
+    tcerts l;
+
+    memset(&l, 0, sizeof(l));
+    if (known == NULL || fresh == NULL || enr_load_anchors(p, &file) != ENR_OK)
+        goto done;
+    enr_anchors_add_learned(st, p, known);
+    for (int i = 0; i < sk_X509_num(anchors); i++) {
+        X509 *x = sk_X509_value(anchors, i);
+        if (X509_check_issued(x, x) != X509_V_OK || in_stack(file, x) || in_stack(known, x))
+            continue; /* only new self-signed CA certificates */
+        if (X509_check_ca(x) <= 0)
+            continue;
+        X509_up_ref(x);
+        sk_X509_push(known, x);
+        sk_X509_push(fresh, x);
+    }
+    if (sk_X509_num(fresh) == 0)
+        goto done;
+    if (write_pem(st, p, "anchors.learned.pem", NULL, known) != ENR_OK)
+        goto done;
+    if (list_certs(f, sh, &l) == ENR_OK)
+        for (int i = 0; i < sk_X509_num(fresh); i++) {
+            char name[256];
+            X509_NAME_oneline(X509_get_subject_name(sk_X509_value(fresh, i)), name, sizeof(name));
+            enr_info("profile %s: the CA's new certificate %s (accepted through the current "
+                     "anchors) is trusted from now on",
+                     p->name, name);
+            if (find_cert(&l, sk_X509_value(fresh, i)) < 0)
+                store_ca(f, sh, sk_X509_value(fresh, i));
+        }
+done:
+    ERR_clear_error();
+    tcerts_free(&l);
+    sk_X509_pop_free(file, X509_free);
+    sk_X509_pop_free(known, X509_free);
+    sk_X509_pop_free(fresh, X509_free);
 }

@@ -18,8 +18,21 @@
  * anchors of the profile's anchors file only. *OUT (possibly empty) in
  * order issuer first. ENR_E_REJECTED (reported) when LEAF does not chain.
  */
-enr_rc enr_chain_build(const enr_profile *p, X509 *leaf, STACK_OF(X509) * extra,
+enr_rc enr_chain_build(enr_state *st, const enr_profile *p, X509 *leaf, STACK_OF(X509) * extra,
                        STACK_OF(X509) * pool, time_t now, STACK_OF(X509) * *out);
+
+/*
+ * CA key rollover: anchors learned from the CA (anchors.learned.pem). A
+ * self-signed CA certificate the protocol accepted into ANCHORS because it
+ * chains to the current anchors (EST /cacerts with NewWithOld) is kept by
+ * enr_anchors_learn after a certificate was stored, stored in the token as
+ * a CA certificate, and added to the anchors of every later check by
+ * enr_anchors_add_learned — so the renewal after the old CA is gone still
+ * verifies. The chain above is built against the file's and the learned
+ * anchors.
+ */
+void enr_anchors_add_learned(enr_state *st, const enr_profile *p, STACK_OF(X509) * anchors);
+void enr_anchors_learn(enr_state *st, const enr_profile *p, enr_token *t, STACK_OF(X509) * anchors);
 
 /* The file NAME ("cert.pem", "chain.pem", "fullchain.pem", "chain.next.pem")
  * of profile P under the state directory: STATE/certs/PROFILE/NAME. */
@@ -39,7 +52,8 @@ enr_rc enr_chain_stage(enr_state *st, const enr_profile *p, STACK_OF(X509) * cha
  * whose first certificate issued LEAF is stored in the token as CA
  * certificates (no duplicates), cert.pem, chain.pem and fullchain.pem are
  * written, and CA certificates of the previous chain that no certificate in
- * the token needs any more are removed from it.
+ * the token needs any more are removed from it. Trouble is reported (a
+ * warning: the next check tries again).
  */
 enr_rc enr_chain_sync(enr_token *t, enr_state *st, const enr_profile *p, X509 *leaf);
 

@@ -18,9 +18,11 @@
 #include <openssl/pem.h>
 
 #include "chain.h"
+#include "drift.h"
 #include "enr_int.h"
 #include "expiry.h"
 #include "mon.h"
+#include "schedule.h"
 #include "proto/proto.h"
 
 static char *
@@ -89,6 +91,7 @@ typedef struct job {
     enr_token *t;
     STACK_OF(X509) * anchors;
     time_t now;
+    int followed; /* follow_profile replaced the certificate (or tried to) */
 } job;
 
 /* The key to request a certificate for: OLDKEY (renewal of OLD without
@@ -116,16 +119,16 @@ choose_key(job *j, X509 *old, EVP_PKEY *oldkey, const enr_profile *kp, EVP_PKEY 
     return enr_token_generate(j->t, kp, newkey);
 }
 
-/* CERT is stored in the token (RENEWED: replacing the certificate with
- * serial OLDSERIAL): the state, the notification, the event, the post
- * script. */
+/* The new certificate is in the token: state, PEM file, notification,
+ * history, instructions and post-processing script. */
 static void
-stored(job *j, int renewed, X509 *cert, const char *oldserial)
+stored(job *j, X509 *cert, int renewed, const char *oldserial)
 {
     const enr_profile *p = j->p;
     enr_pstate *ps = j->ps;
-    char *uri, *pem, *msg;
+    char *uri, *pem, *msg, na[32];
 
+    /* Stored: from here on the new credential is what applications see. */
     enr_pstate_set(&ps->pending_txid, NULL);
     enr_pstate_set(&ps->pending_kind, NULL);
     ps->pending_since = 0;
@@ -137,12 +140,9 @@ stored(job *j, int renewed, X509 *cert, const char *oldserial)
     enr_pstate_set(&ps->last_result, renewed ? "renewed" : "enrolled");
     uri = enr_token_cred_uri(j->t, p);
     pem = save_cert_pem(j->ctx->st, p, cert);
-    {
-        char na[32];
-        msg = enr_aprintf("%s certificate serial %s for %s, valid until %s",
-                          renewed ? "renewed" : "issued", ps->cert_serial, p->subject,
-                          enr_fmt_time((time_t)ps->cert_not_after, na, sizeof(na)));
-    }
+    msg = enr_aprintf("%s certificate serial %s for %s, valid until %s",
+                      renewed ? "renewed" : "issued", ps->cert_serial, p->subject,
+                      enr_fmt_time((time_t)ps->cert_not_after, na, sizeof(na)));
     enr_event ev = {renewed ? "renewed" : "enrolled",
                     msg ? msg : "certificate stored",
                     uri,
@@ -231,7 +231,7 @@ obtain(job *j, X509 *old, const char *why)
         goto refused;
     rc = enr_check_issued(p, res.cert, newkey, res.chain, j->anchors, enr_now());
     if (rc == ENR_OK)
-        rc = enr_chain_build(p, res.cert, res.chain, j->anchors, enr_now(), &chain);
+        rc = enr_chain_build(j->ctx->st, p, res.cert, res.chain, j->anchors, enr_now(), &chain);
     if (rc != ENR_OK)
         goto refused;
     rc = enr_chain_stage(j->ctx->st, p, chain);
@@ -244,8 +244,9 @@ obtain(job *j, X509 *old, const char *why)
     if (enr_chain_sync(j->t, j->ctx->st, p, res.cert) != ENR_OK)
         enr_warn("profile %s: the CA chain could not be stored; the next check tries again",
                  p->name);
+    enr_anchors_learn(j->ctx->st, p, j->t, j->anchors);
     /* Stored: from here on the new credential is what applications see. */
-    stored(j, old != NULL, res.cert, oldserial);
+    stored(j, res.cert, old != NULL, oldserial);
     rc = ENR_OK;
     goto done;
 refused:
@@ -269,6 +270,75 @@ done:
     EVP_PKEY_free(bootkey);
     X509_free(bootcert);
     free(oldserial);
+    return rc;
+}
+
+/* The certificate no longer follows the edited profile, or no longer chains
+ * to changed anchors (drift.c): replaced now, whatever the window says. */
+static enr_rc
+follow_profile(job *j, X509 *cert)
+{
+    char why[600];
+    int d = enr_drift(j->p, cert, why, sizeof(why));
+
+    if (d == ENR_DRIFT_NONE && enr_anchors_changed(j->ctx->st, j->p)) {
+        if (enr_cert_chains(j->ctx->st, j->t, j->p, cert, j->anchors, j->now)) {
+            enr_info("profile %s: the anchors changed; the certificate still chains to them",
+                     j->p->name);
+        } else {
+            d = ENR_DRIFT_ENROLL;
+            snprintf(why, sizeof(why),
+                     "the profile's anchors changed and the certificate no "
+                     "longer chains to them");
+        }
+    }
+    if (d == ENR_DRIFT_NONE)
+        return ENR_OK;
+    j->followed = 1;
+    enr_info("profile %s: %s; %s", j->p->name, why,
+             d == ENR_DRIFT_ENROLL ? "enrolling a new certificate" : "renewing");
+    enr_state_event(j->ctx->st, j->p->name, "profile-changed", why);
+    enr_pstate_set(&j->ps->state, "renewing");
+    return obtain(j, d == ENR_DRIFT_ENROLL ? NULL : cert, why);
+}
+
+/* The revocation status of CERT (SERIAL) as the profile's policy asks, in
+ * *REV; *NO_ANSWER when no source answered and soft went on without it. */
+static enr_rc
+check_revocation(job *j, X509 *cert, const char *serial, int want_renew, enr_rev *rev,
+                 int *no_answer)
+{
+    const enr_profile *p = j->p;
+    enr_rc rc;
+
+    if (p->revocation == ENR_REVPOL_OFF) {
+        enr_debug("profile %s: revocation not checked (revocation = off)", p->name);
+        return ENR_OK;
+    }
+    if (j->ctx->force && want_renew) {
+        /* A forced renewal never waits on a revocation source. */
+        enr_info("profile %s: renew --force: the revocation status of certificate %s is not "
+                 "checked",
+                 p->name, serial);
+        return ENR_OK;
+    }
+    rc = enr_revocation(p, cert, j->anchors, j->now, rev);
+    if (rc == ENR_E_NETWORK && p->revocation == ENR_REVPOL_SOFT) {
+        /* No answer is no verdict: the renewal of this very certificate
+         * must not wait for the source that would revoke it. */
+        enr_warn("profile %s: the revocation status of certificate %s is unknown (no "
+                 "revocation source answered usably); not blocking (revocation = soft)",
+                 p->name, serial);
+        enr_clear_error();
+        enr_state_event(j->ctx->st, p->name, "revocation-unknown", serial);
+        *rev = ENR_REV_UNKNOWN;
+        *no_answer = 1;
+        return ENR_OK;
+    }
+    if (rc == ENR_E_NETWORK)
+        enr_err("profile %s: the revocation status of certificate %s cannot be checked; "
+                "retrying (revocation = hard; soft would go on without it)",
+                p->name, serial);
     return rc;
 }
 
@@ -318,8 +388,7 @@ decide(job *j, const char *kind)
         rc = obtain(j, NULL, "the certificate's private key is not in this token");
         goto done;
     }
-    if (enr_chain_sync(j->t, j->ctx->st, p, c.cert) != ENR_OK)
-        enr_warn("profile %s: the CA chain of certificate %s could not be stored", p->name, serial);
+    enr_chain_sync(j->t, j->ctx->st, p, c.cert); /* reports its own trouble */
     nb = asn1_to_time(X509_get0_notBefore(c.cert));
     na = asn1_to_time(X509_get0_notAfter(c.cert));
     if (j->now >= na) {
@@ -327,34 +396,9 @@ decide(job *j, const char *kind)
         rc = obtain(j, NULL, "the certificate has expired");
         goto done;
     }
-    if (p->revocation == ENR_REVPOL_OFF) {
-        enr_debug("profile %s: revocation not checked (revocation = off)", p->name);
-    } else if (j->ctx->force && want_renew) {
-        /* A forced renewal never waits on a revocation source. */
-        enr_info("profile %s: renew --force: the revocation status of certificate %s is not "
-                 "checked",
-                 p->name, serial);
-    } else {
-        rc = enr_revocation(p, c.cert, j->anchors, j->now, &rev);
-        if (rc == ENR_E_NETWORK && p->revocation == ENR_REVPOL_SOFT) {
-            /* No answer is no verdict: the renewal of this very certificate
-             * must not wait for the source that would revoke it. */
-            enr_warn("profile %s: the revocation status of certificate %s is unknown (no "
-                     "revocation source answered usably); not blocking (revocation = soft)",
-                     p->name, serial);
-            enr_clear_error();
-            enr_state_event(j->ctx->st, p->name, "revocation-unknown", serial);
-            rev = ENR_REV_UNKNOWN;
-            no_answer = 1;
-            rc = ENR_OK;
-        } else if (rc == ENR_E_NETWORK) {
-            enr_err("profile %s: the revocation status of certificate %s cannot be checked; "
-                    "retrying (revocation = hard; soft would go on without it)",
-                    p->name, serial);
-        }
-        if (rc != ENR_OK)
-            goto done;
-    }
+    rc = check_revocation(j, c.cert, serial, want_renew, &rev, &no_answer);
+    if (rc != ENR_OK)
+        goto done;
     if (rev == ENR_REV_REVOKED) {
         enr_pstate_set(&ps->state, "revoked");
         enr_state_event(j->ctx->st, p->name, "revoked", serial);
@@ -363,6 +407,8 @@ decide(job *j, const char *kind)
     }
     if (rev == ENR_REV_UNKNOWN && !no_answer)
         enr_warn("profile %s: the OCSP responder does not know certificate %s", p->name, serial);
+    if ((rc = follow_profile(j, c.cert)) != ENR_OK || j->followed)
+        goto done;
     ws = enr_profile_window_start(p, nb, na);
     if (enr_proto_get(p->proto)->renew_at != NULL && !j->ctx->force)
         enr_proto_get(p->proto)->renew_at(p, c.cert, enr_state_dir(j->ctx->st), j->now, &ws);
@@ -389,6 +435,8 @@ decide(job *j, const char *kind)
     enr_pstate_set(&ps->state, "renewing");
     rc = obtain(j, c.cert, j->ctx->force && j->now < ws ? "forced" : "in the renewal window");
 done:
+    if (rc == ENR_OK) /* the anchors this certificate was checked against */
+        enr_anchors_record(j->ctx->st, p);
     free(serial);
     enr_cred_clear(&c);
     return rc;
@@ -474,6 +522,8 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
     enr_clear_error();
     enr_debug("profile %s: %s check", p->name, what);
     rc = enr_load_anchors(p, &j.anchors);
+    if (rc == ENR_OK) /* and those learned through a CA key rollover */
+        enr_anchors_add_learned(ctx->st, p, j.anchors);
     if (rc == ENR_OK)
         rc = enr_token_open(p, &j.t);
     if (rc == ENR_OK) {
@@ -482,7 +532,12 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
     }
     enr_token_close(j.t);
     sk_X509_pop_free(j.anchors, X509_free);
-    enr_sched_after(&ps, kind, j.now, rc);
+    {
+        long long ne = ps.next_enroll, nr = ps.next_renew;
+        enr_sched_after(&ps, kind, j.now, rc);
+        /* [schedule]: a window or an interval instead of the daily times. */
+        enr_schedule_apply(p, &ps, j.now, ne != ps.next_enroll, nr != ps.next_renew);
+    }
     if (rc == ENR_OK) {
         if (was_failing) {
             enr_event e = {"recovered",    "the last check succeeded again", NULL, NULL,

@@ -4,11 +4,14 @@
  *
  * Layers, bottom up: util.c (log, clock, secrets, files), http.c (the one
  * HTTP layer, libcurl), profile.c (INI profiles), state.c (the helper's
- * SQLite state), sched.c (daily times, retry), the token side (PKCS#11;
- * token_int.h: token.c URI and login, token_obj.c objects and key
- * generation with libp11 for token-backed EVP_PKEYs, rollover.c the
- * rollover by standard calls, rollover_native.c evertoken's own),
- * certcheck.c (issued-certificate checks, OCSP/CRL), proto/ (the
+ * SQLite state), sched.c (daily times, retry), schedule.c ([schedule]), the
+ * token side (PKCS#11; token_int.h: token.c URI and login, token_obj.c
+ * objects and key generation with libp11 for token-backed EVP_PKEYs,
+ * rollover.c the rollover by standard calls, rollover_native.c evertoken's
+ * own), certcheck.c (issued-certificate checks, OCSP/CRL), chain.c (the CA
+ * chain: token, PEM files, learned anchors), expiry.c (expiry state and
+ * warnings), drift.c (profile changes), adopt.c (adopt an imported
+ * credential), proto/ (the
  * protocols behind one interface, proto/proto.h: scep.c RFC 8894, est.c RFC
  * 7030, cmp.c RFC 9810 on OpenSSL's CMP client, acme*.c RFC 8555 with jws.c),
  * hooks.c (post-processing
@@ -237,6 +240,9 @@ typedef struct enr_profile {
     int n_warn;
     int revocation;         /* enr_revpol; default from $EVERTOKEN_ENROLL_REVOCATION, else soft */
     int revocation_timeout; /* seconds for one OCSP/CRL fetch */
+    /* [schedule] (schedule.c) */
+    int sched_start, sched_end; /* window: minutes of the local day; -1 unset */
+    long sched_interval;        /* seconds between checks; 0: daily */
     /* [hooks] */
     char *post_script;
     char *notify_command;
@@ -429,6 +435,10 @@ enr_rc enr_verify_chain(X509 *cert, STACK_OF(X509) * untrusted, STACK_OF(X509) *
  */
 enr_rc enr_check_issued(const enr_profile *p, X509 *cert, EVP_PKEY *pub, STACK_OF(X509) * chain,
                         STACK_OF(X509) * anchors, time_t now);
+
+/* CERT's subject and SANs are what P asks for (subject_match, san_match);
+ * REPORT: each difference reported as for an issued certificate. */
+int enr_names_match(const enr_profile *p, X509 *cert, int report);
 
 typedef enum { ENR_REV_GOOD = 0, ENR_REV_REVOKED, ENR_REV_UNKNOWN, ENR_REV_NONE } enr_rev;
 /* OCSP when CERT names a responder, then (no verdict from it) its CRL

@@ -411,11 +411,10 @@ cmd_monitor(enr_ctx *ctx, const char *cmd, const char *format, int send, int arg
 
 /* What the command line gave besides the command and its arguments. */
 typedef struct cmd_opts {
-    const char *profiles, *state_dir;
-    const char *config;                 /* --config: the monitor settings */
-    const char *format;                 /* status --format, NULL: --json or table */
+    const char *profiles, *state_dir, *config;
     const char *reason;                 /* revoke --reason */
     const char *adopt_id, *adopt_label; /* adopt --id, --label */
+    const char *format;                 /* status --format, NULL: from --json */
     time_t until;                       /* run --until, 0: none */
     int json, force, unlock_poll, send;
 } cmd_opts;
@@ -505,6 +504,28 @@ help_asked(const struct enr_cmd_help *ch, int first, int argc, char **argv)
     return -1;
 }
 
+/* run's options --unlock-poll S and --until T at ARGV[*I]; -1 to go on,
+ * else an exit code. */
+static int
+run_option(int argc, char **argv, int *i, cmd_opts *o)
+{
+    if (!strcmp(argv[*i], "--unlock-poll") && *i + 1 < argc) {
+        char *end;
+        long v = strtol(argv[++*i], &end, 10);
+        if (*end != '\0' || v < 1 || v > 3600) {
+            enr_err("--unlock-poll %s: seconds between 1 and 3600", argv[*i]);
+            return ENR_EXIT_USAGE;
+        }
+        o->unlock_poll = (int)v;
+        return -1;
+    }
+    if (enr_parse_time(argv[++*i], &o->until) != 0) { /* --until */
+        enr_err("--until %s: not a time", argv[*i]);
+        return ENR_EXIT_USAGE;
+    }
+    return -1;
+}
+
 /* The options of CMD among ARGV[FIRST..] into O; the other arguments into
  * CARGV (*CARGC of them). -1 to go on, else an exit code. */
 static int
@@ -512,34 +533,27 @@ command_options(const char *cmd, int first, int argc, char **argv, cmd_opts *o, 
                 int *cargc)
 {
     for (int i = first; i < argc; i++) {
+        int more = i + 1 < argc, rc;
+
         if (!strcmp(argv[i], "--force") && !strcmp(cmd, "renew"))
             o->force = 1;
         else if (!strcmp(argv[i], "--send") && !strcmp(cmd, "digest"))
             o->send = 1;
         else if (!strcmp(argv[i], "--json") && !strcmp(cmd, "status"))
             o->json = 1;
-        else if (!strcmp(argv[i], "--format") && !strcmp(cmd, "status") && i + 1 < argc) {
+        else if (!strcmp(argv[i], "--format") && !strcmp(cmd, "status") && more) {
             if ((o->json = status_format(o->format = argv[++i])) < 0)
                 return ENR_EXIT_USAGE;
-        } else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && i + 1 < argc)
+        } else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && more)
             o->reason = argv[++i];
-        else if (!strcmp(argv[i], "--id") && !strcmp(cmd, "adopt") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--id") && !strcmp(cmd, "adopt") && more)
             o->adopt_id = argv[++i];
-        else if (!strcmp(argv[i], "--label") && !strcmp(cmd, "adopt") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--label") && !strcmp(cmd, "adopt") && more)
             o->adopt_label = argv[++i];
-        else if (!strcmp(argv[i], "--unlock-poll") && !strcmp(cmd, "run") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end != '\0' || v < 1 || v > 3600) {
-                enr_err("--unlock-poll %s: seconds between 1 and 3600", argv[i]);
-                return ENR_EXIT_USAGE;
-            }
-            o->unlock_poll = (int)v;
-        } else if (!strcmp(argv[i], "--until") && !strcmp(cmd, "run") && i + 1 < argc) {
-            if (enr_parse_time(argv[++i], &o->until) != 0) {
-                enr_err("--until %s: not a time", argv[i]);
-                return ENR_EXIT_USAGE;
-            }
+        else if ((!strcmp(argv[i], "--unlock-poll") || !strcmp(argv[i], "--until")) &&
+                 !strcmp(cmd, "run") && more) {
+            if ((rc = run_option(argc, argv, &i, o)) >= 0)
+                return rc;
         } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v"))
             enr_set_verbose(1);
         else if (argv[i][0] == '-' && argv[i][1] == '-') {
@@ -551,23 +565,21 @@ command_options(const char *cmd, int first, int argc, char **argv, cmd_opts *o, 
     return -1;
 }
 
-/* Run CMD with its arguments CARGV: the monitor settings (*MON, freed by
- * the caller) and the profile directory checked, the state opened. */
+/* Run CMD with its arguments CARGV: the profile directory and the monitor
+ * settings (MON) checked, the state database opened. */
 static int
 run_command(enr_ctx *ctx, const char *cmd, int cargc, char **cargv, const cmd_opts *o,
-            enr_moncfg **mon)
+            const enr_moncfg *mon)
 {
     /* Every command but history reads the profile directory, unless it was
-     * given only profile paths. */
+     * given only profile paths; a machine may only watch certificates: then
+     * no profile is needed. */
     int only_paths = cargc > 0;
     for (int i = 0; i < cargc; i++)
         if (strchr(cargv[i], '/') == NULL)
             only_paths = 0;
-    if (load_monitor(o->config, mon) != 0)
-        return ENR_EXIT_CONFIG;
-    /* A machine may only watch certificates: then no profile is needed. */
     if (strcmp(cmd, "history") != 0 && strcmp(cmd, "watch") != 0 && !only_paths &&
-        (*mon == NULL || (*mon)->n_watch == 0) && !profile_dir_ready(ctx->profile_dir))
+        (mon == NULL || mon->n_watch == 0) && !profile_dir_ready(ctx->profile_dir))
         return ENR_EXIT_CONFIG;
     ctx->force = o->force;
     ctx->unlock_poll = o->unlock_poll;
@@ -649,7 +661,8 @@ main(int argc, char **argv)
         return ENR_EXIT_CONFIG;
     }
     ctx.profile_dir = pdir;
-    rc = run_command(&ctx, cmd, cargc, cargv, &o, &mon);
+    rc = load_monitor(o.config, &mon) != 0 ? ENR_EXIT_CONFIG
+                                           : run_command(&ctx, cmd, cargc, cargv, &o, mon);
     enr_state_close(ctx.st);
     enr_moncfg_set(NULL);
     enr_moncfg_free(mon);

@@ -19,6 +19,7 @@
 #include "et_modpath.h"
 #include "enr_int.h"
 #include "proto/proto.h"
+#include "schedule.h"
 
 #ifndef EVERTOKEN_DEFAULT_MODULE
 #define EVERTOKEN_DEFAULT_MODULE "libevertoken.so"
@@ -161,6 +162,7 @@ profile_new(const char *path)
     p->key_type = ENR_KEY_RSA;
     p->window_days = -1;
     p->window_fraction = -1.0;
+    p->sched_start = p->sched_end = -1;
     p->rekey = 1;
     p->grace_period = 7L * ENR_DAY;
     p->warn_days[0] = 30;

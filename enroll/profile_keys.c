@@ -18,6 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "enr_int.h"
+#include "schedule.h"
 
 typedef struct parse_ctx {
     FILE *fp;
@@ -400,6 +401,16 @@ p_dur_long(parse_ctx *c, const key_rule *k, const char *v)
     put_number(c, k, v, r, n, 1);
 }
 
+/* [schedule] window = HH:MM-HH:MM (schedule.c). */
+static void
+p_sched_window(parse_ctx *c, const key_rule *k, const char *v)
+{
+    char why[160];
+
+    if (enr_parse_sched_window(v, &c->p->sched_start, &c->p->sched_end, why, sizeof(why)) != 0)
+        perr(c, k->section, k->key, "%s", why);
+}
+
 /* A key that is never accepted (secrets in the profile): WHAT says why. */
 static void
 p_refuse(parse_ctx *c, const key_rule *k, const char *v)
@@ -609,6 +620,9 @@ static const key_rule keys[] = {
     {"renewal", "revocation_timeout", p_dur, F(revocation_timeout), 0, 1, 300,
      "a duration between 1s and 5m"},
     {"renewal", "warn_days", p_warn_days, 0, 0, 0, 0, NULL},
+    {"schedule", "window", p_sched_window, 0, 0, 0, 0, NULL},
+    {"schedule", "interval", p_dur_long, F(sched_interval), 0, 300, 7 * ENR_DAY,
+     "an interval between 5m and 7d"},
     {"hooks", "post_script", p_path, F(post_script), 0, 0, 0, NULL},
     {"hooks", "notify_command", p_str, F(notify_command), 0, 0, 0, NULL},
     {"hooks", "instructions", p_path, F(instructions), 0, 0, 0, NULL},
@@ -643,7 +657,7 @@ handler(void *user, const char *section, const char *name, const char *value)
         if (*section == '\0')
             perr(c, NULL, NULL,
                  "'%s' outside a section ([ca], [certificate], [token], "
-                 "[renewal], [hooks])",
+                 "[renewal], [schedule], [hooks])",
                  name ? name : "");
         else
             perr(c, NULL, NULL, "unknown section [%s]", section);

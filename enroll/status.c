@@ -11,6 +11,7 @@
 #include "et_escape.h"
 #include "expiry.h"
 #include "mon.h"
+#include "schedule.h"
 
 static void
 json_str(FILE *out, const char *s)
@@ -110,7 +111,7 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
         int found, lv;
         long days;
         const char *why, *kind;
-        char na[32], lc[32], nc[32], dl[24];
+        char na[32], lc[32], nc[32], dl[24], why_next[200];
         time_t next;
         long long ws, we, wr; /* ACME renewal information */
 
@@ -143,6 +144,8 @@ enr_status(enr_ctx *ctx, int json, FILE *out)
             json_str(out, ps.last_result);
             fputs(", \"next_check\": ", out);
             json_time(out, next);
+            fputs(", \"next_check_why\": ", out);
+            json_str(out, found ? enr_schedule_why(v[i], &ps, why_next, sizeof(why_next)) : NULL);
             fputs(", \"enroll_check_time\": ", out);
             json_time(out, ps.next_enroll);
             fputs(", \"renew_check_time\": ", out);

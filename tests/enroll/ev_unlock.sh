@@ -56,6 +56,8 @@ dt=$(($(date +%s) - t0))
 [ $dt -le 10 ] || die "the enrollment came $dt s after the unlock"
 grep -q "profile alice: the token is unlocked (a login is usable now); checking at once" "$T/svc.err" ||
     die "the unlock was not noticed as such: $(cat "$T/svc.err")"
+# The log line comes before the check's state is written: wait for it.
+for _ in $(seq 100); do [ "$(field last_result)" = enrolled ] && break; sleep 0.1; done
 [ "$(field state)" = valid ] && [ "$(field last_result)" = enrolled ] && [ "$(field last_error)" = None ] ||
     die "status after the unlock: $(enr status --json)"
 [ "$(field rollover)" = native ] || die "rollover: $(enr status --json)"
@@ -84,6 +86,9 @@ for _ in $(seq 200); do [ "$(grep -c "profile alice: renewed" "$T/svc.err" || tr
 [ "$(grep -c "profile alice: renewed" "$T/svc.err" || true)" -gt "$renewals" ] || die "no renewal after the second unlock: $(cat "$T/svc.err")"
 dt=$(($(date +%s) - t0))
 [ $dt -le 10 ] || die "the renewal came $dt s after the unlock"
+# The log line comes before the check's state is written (notifications run
+# in between): wait for the state rather than race it.
+for _ in $(seq 100); do [ "$(field state)" = valid ] && [ "$(field last_result)" = renewed ] && break; sleep 0.1; done
 [ "$(field state)" = valid ] && [ "$(field last_result)" = renewed ] || die "status after renewal: $(enr status --json)"
 [ "$(token_serial alice)" != "$s1" ] || die "serial unchanged"
 cred_works alice || die "the renewed credential does not work"

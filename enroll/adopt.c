@@ -211,7 +211,6 @@ record(enr_ctx *ctx, const enr_profile *p, X509 *x, time_t now)
     int found;
     BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
     char *hex = bn != NULL ? BN_bn2hex(bn) : NULL, name[256], na[32], *msg;
-    struct tm tm;
 
     if (enr_state_get(ctx->st, p->name, &ps, &found) != ENR_OK)
         goto done;
@@ -220,8 +219,8 @@ record(enr_ctx *ctx, const enr_profile *p, X509 *x, time_t now)
     enr_pstate_set(&ps.cert_serial, hex);
     X509_NAME_oneline(X509_get_subject_name(x), name, sizeof(name));
     enr_pstate_set(&ps.cert_subject, name);
-    ps.cert_not_before = ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1 ? timegm(&tm) : 0;
-    ps.cert_not_after = ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1 ? timegm(&tm) : 0;
+    ps.cert_not_before = enr_asn1_time(X509_get0_notBefore(x));
+    ps.cert_not_after = enr_asn1_time(X509_get0_notAfter(x));
     ps.warned_days = 0;
     enr_pstate_set(&ps.renewed_serial, NULL);
     enr_pstate_set(&ps.pending_txid, NULL);

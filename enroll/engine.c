@@ -25,31 +25,10 @@
 #include "schedule.h"
 #include "proto/proto.h"
 
-static char *
-serial_hex(X509 *x)
-{
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-    char *h = bn ? BN_bn2hex(bn) : NULL, *s = h ? enr_strdup(h) : NULL;
-
-    OPENSSL_free(h);
-    BN_free(bn);
-    return s;
-}
-
-static time_t
-asn1_to_time(const ASN1_TIME *t)
-{
-    struct tm tm;
-
-    if (ASN1_TIME_to_tm(t, &tm) != 1)
-        return 0;
-    return timegm(&tm);
-}
-
 static void
 remember_cert(enr_pstate *ps, X509 *x)
 {
-    char *s = serial_hex(x), name[256];
+    char *s = enr_serial_hex(x), name[256];
 
     /* Another certificate: its expiry warnings start afresh. */
     if (s != NULL && (ps->cert_serial == NULL || strcmp(ps->cert_serial, s) != 0))
@@ -58,8 +37,8 @@ remember_cert(enr_pstate *ps, X509 *x)
     free(s);
     X509_NAME_oneline(X509_get_subject_name(x), name, sizeof(name));
     enr_pstate_set(&ps->cert_subject, name);
-    ps->cert_not_before = asn1_to_time(X509_get0_notBefore(x));
-    ps->cert_not_after = asn1_to_time(X509_get0_notAfter(x));
+    ps->cert_not_before = enr_asn1_time(X509_get0_notBefore(x));
+    ps->cert_not_after = enr_asn1_time(X509_get0_notAfter(x));
 }
 
 static char *
@@ -191,7 +170,7 @@ obtain(job *j, X509 *old, const char *why)
         rc = enr_token_current_key(j->t, p, &oldkey);
         if (rc != ENR_OK)
             goto done;
-        oldserial = serial_hex(old);
+        oldserial = enr_serial_hex(old);
     }
     if (ops->bootstrap && old == NULL && p->bootstrap != NULL) {
         rc = enr_token_bootstrap(j->t, p->bootstrap, &bootcert, &bootkey);
@@ -381,7 +360,7 @@ decide(job *j, const char *kind)
         goto done;
     }
     remember_cert(ps, c.cert);
-    serial = serial_hex(c.cert);
+    serial = enr_serial_hex(c.cert);
     if (!c.have_key) {
         /* A certificate from elsewhere (another device's token): not ours
          * to renew; this device gets its own credential. */
@@ -389,8 +368,8 @@ decide(job *j, const char *kind)
         goto done;
     }
     enr_chain_sync(j->t, j->ctx->st, p, c.cert); /* reports its own trouble */
-    nb = asn1_to_time(X509_get0_notBefore(c.cert));
-    na = asn1_to_time(X509_get0_notAfter(c.cert));
+    nb = enr_asn1_time(X509_get0_notBefore(c.cert));
+    na = enr_asn1_time(X509_get0_notAfter(c.cert));
     if (j->now >= na) {
         enr_pstate_set(&ps->state, "expired");
         rc = obtain(j, NULL, "the certificate has expired");
@@ -615,7 +594,7 @@ enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
     if (rc == ENR_OK)
         rc = enr_token_current_key(t, p, &key);
     if (rc == ENR_OK) {
-        serial = serial_hex(c.cert);
+        serial = enr_serial_hex(c.cert);
         rc = ops->revoke(p, c.cert, key, anchors, code);
     }
     if (rc == ENR_OK) {

@@ -82,6 +82,12 @@ int enr_clock_is_fake(void);
 int enr_parse_time(const char *s, time_t *out);
 /* "YYYY-MM-DDTHH:MM:SSZ" into BUF (at least 21 bytes); "-" for 0. */
 const char *enr_fmt_time(time_t t, char *buf, size_t n);
+/* An ASN1_TIME (a certificate's notBefore/notAfter) as a time_t; 0 when
+ * it cannot be read. */
+time_t enr_asn1_time(const ASN1_TIME *t);
+/* A certificate's serial number in upper-case hex (malloc'd), NULL when out
+ * of memory. */
+char *enr_serial_hex(X509 *x);
 
 /* A secret in locked memory (et_secure_alloc, common/et_secret.h),
  * NUL-terminated. */

@@ -49,14 +49,6 @@ enr_expiry_of(const enr_profile *p, time_t not_after, time_t now, enr_expiry *e)
 
 /* ---- The certificate without a PIN ---------------------------------------- */
 
-static time_t
-asn1_time(const ASN1_TIME *t)
-{
-    struct tm tm;
-
-    return ASN1_TIME_to_tm(t, &tm) == 1 ? timegm(&tm) : 0;
-}
-
 /* The credential's certificate read from a session without login. */
 static X509 *
 peek_token(const enr_profile *p)
@@ -156,8 +148,8 @@ enr_expiry_refresh(const enr_profile *p, enr_state *st, enr_pstate *ps)
         enr_pstate_set(&ps->cert_serial, hex);
         X509_NAME_oneline(X509_get_subject_name(x), name, sizeof(name));
         enr_pstate_set(&ps->cert_subject, name);
-        ps->cert_not_before = asn1_time(X509_get0_notBefore(x));
-        ps->cert_not_after = asn1_time(X509_get0_notAfter(x));
+        ps->cert_not_before = enr_asn1_time(X509_get0_notBefore(x));
+        ps->cert_not_after = enr_asn1_time(X509_get0_notAfter(x));
         ps->warned_days = 0;
     }
     OPENSSL_free(hex);

@@ -147,8 +147,6 @@ typedef struct enr_wcert {
  * be read, reported). */
 enr_rc enr_watch_collect(const enr_watch *w, enr_wcert **out, size_t *n);
 void enr_wcert_free(enr_wcert *v, size_t n);
-/* Upper-case hex serial number (malloc'd). */
-char *enr_serial_hex(X509 *x);
 /* Check the watch entries named in ARGV (ARGC 0: all) now; notices, rows in
  * the state database, metrics file. Returns how many entries matched. */
 int enr_watch_check(enr_ctx *ctx, int argc, char **argv, time_t now);

@@ -11,7 +11,10 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 
 #include "enr_int.h"
 #include "et_escape.h"
@@ -255,6 +258,25 @@ enr_fmt_time(time_t t, char *buf, size_t n)
     gmtime_r(&t, &tm);
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return buf;
+}
+
+time_t
+enr_asn1_time(const ASN1_TIME *t)
+{
+    struct tm tm;
+
+    return ASN1_TIME_to_tm(t, &tm) == 1 ? timegm(&tm) : 0;
+}
+
+char *
+enr_serial_hex(X509 *x)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    char *h = bn ? BN_bn2hex(bn) : NULL, *s = h ? enr_strdup(h) : NULL;
+
+    OPENSSL_free(h);
+    BN_free(bn);
+    return s;
 }
 
 /* ---- Secrets ------------------------------------------------------------ */

@@ -97,25 +97,6 @@ enr_wstate_free(enr_wstate *v, size_t n)
 
 /* ---- checks ------------------------------------------------------------- */
 
-char *
-enr_serial_hex(X509 *x)
-{
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-    char *h = bn ? BN_bn2hex(bn) : NULL, *s = h ? enr_strdup(h) : NULL;
-
-    OPENSSL_free(h);
-    BN_free(bn);
-    return s;
-}
-
-static time_t
-asn1_time(const ASN1_TIME *t)
-{
-    struct tm tm;
-
-    return ASN1_TIME_to_tm(t, &tm) == 1 ? timegm(&tm) : 0;
-}
-
 /* One certificate's findings, worst first: expired, revoked, unexpected,
  * untrusted (2), then expiring, weak (1), else valid. */
 typedef struct finding {
@@ -322,8 +303,8 @@ put_row(sqlite3 *db, const char *entry, const char *id, X509 *x, const finding *
         sqlite3_bind_text(s, 2, entry, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 3, x ? subj : NULL, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 4, serial, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 5, x ? (sqlite3_int64)asn1_time(X509_get0_notBefore(x)) : 0);
-        sqlite3_bind_int64(s, 6, x ? (sqlite3_int64)asn1_time(X509_get0_notAfter(x)) : 0);
+        sqlite3_bind_int64(s, 5, x ? (sqlite3_int64)enr_asn1_time(X509_get0_notBefore(x)) : 0);
+        sqlite3_bind_int64(s, 6, x ? (sqlite3_int64)enr_asn1_time(X509_get0_notAfter(x)) : 0);
         sqlite3_bind_text(s, 7, f->state, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 8, f->detail, -1, SQLITE_STATIC);
         sqlite3_bind_int(s, 9, f->level);
@@ -344,7 +325,7 @@ notices(enr_ctx *ctx, enr_profile *pp, const char *id, X509 *x, const finding *f
 {
     char subj[256], *serial = enr_serial_hex(x), *msg = NULL, ev_name[48];
     int warned = pv->warned;
-    time_t na = asn1_time(X509_get0_notAfter(x));
+    time_t na = enr_asn1_time(X509_get0_notAfter(x));
 
     X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
     pp->subject = subj;
@@ -385,8 +366,8 @@ check_cert(enr_ctx *ctx, const enr_watch *w, enr_profile *pp, STACK_OF(X509) * a
     int threshold = 0;
     sqlite3 *db = enr_state_db(ctx->st);
 
-    days = expiry(pp, asn1_time(X509_get0_notBefore(c->cert)),
-                  asn1_time(X509_get0_notAfter(c->cert)), now, &f, &threshold);
+    days = expiry(pp, enr_asn1_time(X509_get0_notBefore(c->cert)),
+                  enr_asn1_time(X509_get0_notAfter(c->cert)), now, &f, &threshold);
     if (anchors != NULL && !trusted(c->cert, c->chain, anchors, &why))
         note(&f, "untrusted", 2, "does not chain to the anchors: %s", why);
     if (w->expect != NULL && !expected(c->cert, w->expect))

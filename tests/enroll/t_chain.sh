@@ -52,9 +52,8 @@ enr enroll 2>"$T/e.err" || die "enroll: $(cat "$T/e.err")"
 [ "$(count_objects Certificate alice)" = 1 ] || die "leaf missing: $(token_objects)"
 [ "$(count_objects Certificate "$INT_CN")" = 1 ] || die "intermediate not in the token: $(token_objects)"
 ! token_objects | grep -q "evertoken test root" || die "the anchor itself was stored: $(token_objects)"
-G() { host p11tool --provider "$MOD" "$@" </dev/null; }
-G --list-all-certs "pkcs11:token=$LABEL" 2>/dev/null | grep -A4 "Label: $INT_CN" | grep -q "CKA_CERTIFICATE_CATEGORY=CA" ||
-    die "the intermediate is not a CA certificate (category authority): $(G --list-all-trusted "pkcs11:token=$LABEL" 2>&1)"
+host "$CLI" --module "$MOD" list --token "$LABEL" 2>/dev/null | grep "X.509/CA" | grep -q "$INT_CN" ||
+    die "the intermediate is not a CA certificate (category authority): $(host "$CLI" --module "$MOD" list --token "$LABEL" 2>&1)"
 D=$STATE/certs/alice
 for f in cert chain fullchain; do
     [ -s "$D/$f.pem" ] || die "$f.pem missing"

@@ -156,8 +156,12 @@ static void
 cleanup(enr_acme *a, enr_acme_authz *az, const int *deployed, size_t n, const char *thumb)
 {
     for (size_t i = 0; i < n; i++) {
-        char *ka = deployed[i] ? enr_aprintf("%s.%s", az[i].ch_token, thumb) : NULL;
-        const char *value = strchr(az[i].ident, ':') ? strchr(az[i].ident, ':') + 1 : "";
+        char *ka;
+        const char *value;
+        if (!deployed[i] || az[i].ident == NULL || az[i].ch_token == NULL)
+            continue;
+        ka = enr_aprintf("%s.%s", az[i].ch_token, thumb);
+        value = strchr(az[i].ident, ':') ? strchr(az[i].ident, ':') + 1 : az[i].ident;
         if (ka != NULL)
             enr_acme_hook(a->p, "cleanup", ch_type(a->p), value, az[i].ch_token, ka);
         free(ka);

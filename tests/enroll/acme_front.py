@@ -16,7 +16,8 @@ Hostile modes for the error tests, from DIR/mode (read per request): a
 mode names what to break ("dir-garbage", "dir-ctype", "dir-huge",
 "order-garbage", "order-status", "badnonce-storm", "ratelimit",
 "cert-ctype", "cert-garbage", "cert-other": DIR/other.pem instead of
-the issued chain, "authz-truncated"); empty: pass through.
+the issued chain, "authz-truncated", "cert-slow": the certificate download
+held for a minute); empty: pass through.
 
 usage: acme_front.py PORT UPSTREAM_PORT CERT KEY UPSTREAM_CA DIR
 """
@@ -28,6 +29,7 @@ import json
 import os
 import ssl
 import sys
+import time
 
 PORT, UP, CERT, KEY, UPCA, DIR = (int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4],
                                   sys.argv[5], sys.argv[6])
@@ -149,6 +151,9 @@ class Front(http.server.BaseHTTPRequestHandler):
                 log("newOrder replaces=" + pl.get("replaces", "-"))
             except (ValueError, KeyError):
                 log("newOrder replaces=?")
+        if m == "cert-slow" and "/certZ/" in self.path:
+            log("certificate requested")
+            time.sleep(60)  # the test kills the helper meanwhile
         status, headers, data = self.upstream(body)
         ctype = dict((k.lower(), v) for k, v in headers).get("content-type", "")
         if self.path == "/dir" and status == 200:

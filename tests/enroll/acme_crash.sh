@@ -66,3 +66,21 @@ done
 if native; then min=3; else min=9; fi
 [ $n -ge $min ] || die "only $((n - 1)) steps crashed; the rollover has more"
 ok "ACME renewal killed after each of $((n - 1)) token steps: one working credential each time"
+
+# The CA keeps the order processing beyond the polls of one check: the check
+# ends PENDING (exit 5) with the order as its transaction and the new key
+# kept; the next check resumes that order and stores its certificate.
+acme_mode order-processing
+s2=$(token_serial alice)
+expect_rc 5 enr -v --now "@$(date +%s)" renew --force alice 2>"$T/p.err"
+grep -q "the CA is still processing order https://127.0.0.1:14001/my-order/" "$T/p.err" || die "not pending: $(cat "$T/p.err")"
+[ "$(token_serial alice)" = "$s2" ] && cred_works alice || die "the credential changed while pending"
+enr status >"$T/st.txt" || true
+grep -q "pending" "$T/st.txt" || die "status does not show pending: $(cat "$T/st.txt")"
+acme_mode ""
+enr -v renew --force alice 2>"$T/p2.err" || die "resume: $(cat "$T/p2.err")"
+grep -q "resuming the ACME order https://127.0.0.1:14001/my-order/" "$T/p2.err" || die "order not resumed: $(cat "$T/p2.err")"
+! grep -q "profile alice: ACME order https" "$T/p2.err" || die "a new order was made: $(cat "$T/p2.err")"
+exactly_one alice && cred_works alice || die "after the resume: $(token_objects)"
+[ "$(token_serial alice)" != "$s2" ] || die "not renewed by the resumed order"
+ok "an order still processing: PENDING, then the next check resumes the same order with the same key"

@@ -17,7 +17,7 @@ mode names what to break ("dir-garbage", "dir-ctype", "dir-huge",
 "order-garbage", "order-status", "badnonce-storm", "ratelimit",
 "cert-ctype", "cert-garbage", "cert-other": DIR/other.pem instead of
 the issued chain, "authz-truncated", "cert-slow": the certificate download
-held for a minute); empty: pass through.
+held for a minute, "order-processing": an order never leaves processing); empty: pass through.
 
 usage: acme_front.py PORT UPSTREAM_PORT CERT KEY UPSTREAM_CA DIR
 """
@@ -95,8 +95,11 @@ class Front(http.server.BaseHTTPRequestHandler):
     def renewal_info(self):
         cid = self.path.split("/renewalInfo/", 1)[1]
         log("renewalInfo " + cid)
-        with open(os.path.join(DIR, "window.json")) as f:
-            w = json.load(f)
+        try:
+            with open(os.path.join(DIR, "window.json")) as f:
+                w = json.load(f)
+        except FileNotFoundError:
+            w = {"status": 404}
         if w.get("status", 200) != 200:
             return self.send(w["status"], b'{"type":"urn:ietf:params:acme:error:malformed",'
                              b'"detail":"no such certificate"}', "application/problem+json")
@@ -164,6 +167,13 @@ class Front(http.server.BaseHTTPRequestHandler):
                 "/my-order/" in self.path:
             d = json.loads(data)
             d["status"] = "exploded"
+            data = json.dumps(d).encode()
+        elif m == "order-processing" and ctype.startswith("application/json") and \
+                "/my-order/" in self.path:
+            d = json.loads(data)
+            if d.get("status") == "valid":
+                d["status"] = "processing"
+                d.pop("certificate", None)
             data = json.dumps(d).encode()
         elif m == "authz-truncated" and "/authZ/" in self.path:
             data = data[: len(data) // 2]

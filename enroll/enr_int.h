@@ -343,6 +343,11 @@ void enr_state_unlock(enr_state *st);
 #define ENR_RETRY_SECONDS 300
 #define ENR_DAY           86400
 
+/* A CA asked not to come back before T (Retry-After of a 429 or 503): the
+ * next retry of the failing check waits until then (enr_sched_after takes
+ * and clears it). */
+void enr_retry_hint(time_t t);
+time_t enr_retry_hint_take(void);
 /* First start: pick the two random times within the hour after NOW. */
 void enr_sched_init(enr_pstate *ps, time_t now);
 /* The next daily occurrence of FIRST strictly after AFTER (FIRST + k days). */

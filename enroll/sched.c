@@ -65,6 +65,8 @@ is_transient(enr_rc rc)
 void
 enr_sched_after(enr_pstate *ps, const char *kind, time_t now, enr_rc rc)
 {
+    time_t hint = enr_retry_hint_take(); /* the CA's Retry-After, if any */
+
     /* A check that ran (daily, by hand or as a retry) covers the daily run
      * due at or before NOW; the next is the following occurrence. */
     if (!strcmp(kind, "enroll") || !strcmp(kind, "check")) {
@@ -85,7 +87,7 @@ enr_sched_after(enr_pstate *ps, const char *kind, time_t now, enr_rc rc)
     }
     ps->attempts++;
     if (is_transient(rc)) {
-        ps->retry_at = now + ENR_RETRY_SECONDS;
+        ps->retry_at = hint > now + ENR_RETRY_SECONDS ? hint : now + ENR_RETRY_SECONDS;
         if (strcmp(kind, "retry") != 0)
             enr_pstate_set(&ps->retry_kind, kind);
     } else {
@@ -94,4 +96,22 @@ enr_sched_after(enr_pstate *ps, const char *kind, time_t now, enr_rc rc)
         ps->retry_at = 0;
         enr_pstate_set(&ps->retry_kind, NULL);
     }
+}
+
+static time_t retry_hint;
+
+void
+enr_retry_hint(time_t t)
+{
+    if (t > retry_hint)
+        retry_hint = t;
+}
+
+time_t
+enr_retry_hint_take(void)
+{
+    time_t t = retry_hint;
+
+    retry_hint = 0;
+    return t;
 }

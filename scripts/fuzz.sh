@@ -39,7 +39,7 @@ for t in $targets; do
     # The enrollment helper reports every refused answer on stderr: keep
     # libFuzzer's log readable (sanitizer reports still get through).
     quiet=
-    [ "$t" = ca ] && quiet=-close_fd_mask=2
+    [ "$t" = ca ] || [ "$t" = acme ] && quiet=-close_fd_mask=2
     echo "== fuzz $t for ${secs}s"
     if ! "$build/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2560 $quiet \
         -print_final_stats=1 -artifact_prefix="$arts/" "$corpus" "tests/fuzz/corpus/$t" \

@@ -230,8 +230,11 @@ refusal(enr_acme *a, const char *what, enr_acme_ans *ans, char **short_type)
                 ans->ctype ? ans->ctype : "no content type",
                 ctype_is(ans->ctype, "application/problem+json") ? ", a malformed problem document"
                                                                  : "");
-    if (ans->retry_after >= 0)
+    if (ans->retry_after >= 0) {
         enr_err("ACME %s: the CA asks to retry after %ld s", what, ans->retry_after);
+        if (rc == ENR_E_NETWORK)
+            enr_retry_hint(enr_now() + ans->retry_after); /* the next retry waits */
+    }
     free(text);
     json_decref(j);
     return rc;

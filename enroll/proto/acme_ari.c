@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -116,7 +117,7 @@ enr_acme_ari_load(const char *state_dir, const char *profile, enr_acme_ari *r)
     int rc = -1;
 
     memset(r, 0, sizeof(*r));
-    if (path != NULL && enr_read_file(path, &b, &n) == 0 &&
+    if (path != NULL && access(path, F_OK) == 0 && enr_read_file(path, &b, &n) == 0 &&
         (j = enr_acme_json(b, n, why, sizeof(why))) != NULL &&
         json_unpack(j, "{s:s, s:I, s:I, s:I, s:I}", "cert_id", &(const char *){NULL}, "start",
                     &r->start, "end", &r->end, "renew_at", &r->renew_at, "next_fetch",

@@ -156,13 +156,14 @@ static void
 cleanup(enr_acme *a, enr_acme_authz *az, const int *deployed, size_t n, const char *thumb)
 {
     for (size_t i = 0; i < n; i++) {
-        /* Only deployed challenges: the others' fields may be unset (an
-         * authorization that did not parse). */
-        char *ka = deployed[i] ? enr_aprintf("%s.%s", az[i].ch_token, thumb) : NULL;
-        const char *colon = ka != NULL && az[i].ident != NULL ? strchr(az[i].ident, ':') : NULL;
+        char *ka;
+        const char *value;
+        if (!deployed[i] || az[i].ident == NULL || az[i].ch_token == NULL)
+            continue;
+        ka = enr_aprintf("%s.%s", az[i].ch_token, thumb);
+        value = strchr(az[i].ident, ':') ? strchr(az[i].ident, ':') + 1 : az[i].ident;
         if (ka != NULL)
-            enr_acme_hook(a->p, "cleanup", ch_type(a->p), colon ? colon + 1 : "", az[i].ch_token,
-                          ka);
+            enr_acme_hook(a->p, "cleanup", ch_type(a->p), value, az[i].ch_token, ka);
         free(ka);
     }
 }

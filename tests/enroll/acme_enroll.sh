@@ -73,3 +73,21 @@ grep -q "creating an ACME account means agreeing to the CA's terms of service (.
 [ "$(count_objects Certificate erin)" = 0 ] || die "erin got a certificate"
 ok "no account without agree_tos: a precise error"
 acme_stop
+
+# Alternate chains (Link rel="alternate"): pebble with a second root; the
+# profile trusts only that root and names it in preferred_chain.
+acme_start PEBBLE_ALTERNATE_ROOTS=1
+curl -s --cacert "$ACME_DIR/tlsca.pem" https://127.0.0.1:15000/roots/1 >"$CA/root1.pem"
+cn1=$(openssl x509 -in "$CA/root1.pem" -noout -subject -nameopt multiline | sed -n 's/^ *commonName *= //p')
+[ -n "$cn1" ] || die "pebble has no second root"
+acme_profile frank "agree_tos = true" "preferred_chain = $cn1"
+sed -i "s|^anchors = .*|anchors = $CA/root1.pem|" "$PROFILES/frank.conf"
+enr -v enroll frank 2>"$T/p.err" || die "preferred_chain: $(cat "$T/p.err")"
+grep -q "using the alternate chain up to \"$cn1\"" "$T/p.err" || die "the alternate chain was not chosen: $(cat "$T/p.err")"
+cred_works frank || die "frank's credential does not work"
+acme_profile gina "agree_tos = true"
+sed -i "s|^anchors = .*|anchors = $CA/root1.pem|" "$PROFILES/gina.conf"
+expect_rc 7 enr enroll gina 2>"$T/g.err"
+[ "$(count_objects Certificate gina)" = 0 ] || die "gina got a certificate chaining elsewhere"
+ok "preferred_chain: the alternate chain up to the named root is fetched and verified; without it the default chain is refused by the anchors"
+acme_stop

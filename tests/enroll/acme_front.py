@@ -16,7 +16,8 @@ Hostile modes for the error tests, from DIR/mode (read per request): a
 mode names what to break ("dir-garbage", "dir-ctype", "dir-huge",
 "order-garbage", "order-status", "badnonce-storm", "ratelimit",
 "cert-ctype", "cert-garbage", "cert-other": DIR/other.pem instead of
-the issued chain, "authz-truncated"); empty: pass through.
+the issued chain, "authz-truncated", "cert-slow": the certificate download
+held for a minute, "order-processing": an order never leaves processing); empty: pass through.
 
 usage: acme_front.py PORT UPSTREAM_PORT CERT KEY UPSTREAM_CA DIR
 """
@@ -28,6 +29,7 @@ import json
 import os
 import ssl
 import sys
+import time
 
 PORT, UP, CERT, KEY, UPCA, DIR = (int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4],
                                   sys.argv[5], sys.argv[6])
@@ -93,8 +95,11 @@ class Front(http.server.BaseHTTPRequestHandler):
     def renewal_info(self):
         cid = self.path.split("/renewalInfo/", 1)[1]
         log("renewalInfo " + cid)
-        with open(os.path.join(DIR, "window.json")) as f:
-            w = json.load(f)
+        try:
+            with open(os.path.join(DIR, "window.json")) as f:
+                w = json.load(f)
+        except FileNotFoundError:
+            w = {"status": 404}
         if w.get("status", 200) != 200:
             return self.send(w["status"], b'{"type":"urn:ietf:params:acme:error:malformed",'
                              b'"detail":"no such certificate"}', "application/problem+json")
@@ -149,6 +154,9 @@ class Front(http.server.BaseHTTPRequestHandler):
                 log("newOrder replaces=" + pl.get("replaces", "-"))
             except (ValueError, KeyError):
                 log("newOrder replaces=?")
+        if m == "cert-slow" and "/certZ/" in self.path:
+            log("certificate requested")
+            time.sleep(60)  # the test kills the helper meanwhile
         status, headers, data = self.upstream(body)
         ctype = dict((k.lower(), v) for k, v in headers).get("content-type", "")
         if self.path == "/dir" and status == 200:
@@ -159,6 +167,13 @@ class Front(http.server.BaseHTTPRequestHandler):
                 "/my-order/" in self.path:
             d = json.loads(data)
             d["status"] = "exploded"
+            data = json.dumps(d).encode()
+        elif m == "order-processing" and ctype.startswith("application/json") and \
+                "/my-order/" in self.path:
+            d = json.loads(data)
+            if d.get("status") == "valid":
+                d["status"] = "processing"
+                d.pop("certificate", None)
             data = json.dumps(d).encode()
         elif m == "authz-truncated" and "/authZ/" in self.path:
             data = data[: len(data) // 2]

@@ -40,6 +40,10 @@ hostile dir-huge 7 "ACME: https://127.0.0.1:14001/dir: the answer exceeds 1024 K
 hostile badnonce-storm 4 "the CA refused 11 nonces in a row \(badNonce\); giving up for now"
 hostile ratelimit 4 "ACME newOrder: the CA answered HTTP 429: too many new orders recently \(urn:ietf:params:acme:error:rateLimited\)"
 grep -q "ACME newOrder: the CA asks to retry after 3600 s" "$T/h.err" || die "Retry-After not reported"
+enr status --json >"$T/st.json" || true # exit 1: a check failed
+retry_at=$(python3 -c 'import json,sys,datetime; d=json.load(sys.stdin); print(int(datetime.datetime.strptime(d["profiles"][0]["retry_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()))' <"$T/st.json")
+[ "$retry_at" -ge $(($(date +%s) + 3000)) ] || die "the retry does not wait for Retry-After: $(cat "$T/st.json")"
+ok "the retry after the 429 waits for its Retry-After (3600 s)"
 hostile order-garbage 7 "ACME newOrder: malformed JSON at byte [0-9]+"
 hostile authz-truncated 7 "ACME authorization: malformed JSON at byte [0-9]+"
 hostile order-status 7 "ACME order https://127.0.0.1:14001/my-order/[^ ]+: unknown status \"exploded\""

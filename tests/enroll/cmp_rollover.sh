@@ -37,6 +37,7 @@ grep -q "CMP rootCaKeyUpdate: the CA offers the new root certificate /CN=evertok
 grep -q "^genm rootCaCert: update offered (NewWithOld by an impostor)" "$CA/requests.log" || die "CA log: $(cat "$CA/requests.log")"
 [ "$(token_objects)" = "$before" ] && [ "$(token_serial alice)" = "$s1" ] || die "token changed: $(token_objects)"
 cred_works alice || die "alice's credential does not work"
+[ ! -s "$STATE/certs/alice/anchors.learned.pem" ] || die "an unvouched root was kept"
 ok "NewWithOld signed by an impostor: the new root is not trusted, the renewal refused, the token untouched"
 
 restart --rollover
@@ -44,6 +45,11 @@ enr -v renew --force alice 2>"$T/r.err" || die "renewal after the CA's key updat
 grep -q "new trust anchor from CMP genm (rootCaKeyUpdate): /CN=evertoken test CA G2, vouched for by the current anchor .* (NewWithOld)" "$T/r.err" ||
     die "new root not learned: $(cat "$T/r.err")"
 grep -q "^genm rootCaCert: update offered (NewWithOld)\$" "$CA/requests.log" || die "CA log: $(cat "$CA/requests.log")"
+# Kept in the helper's state and in the token from now on (docs/enrollment.md "CA rollover").
+grep -q "the CA's new certificate /CN=evertoken test CA G2 (accepted through the current anchors) is trusted from now on" "$T/r.err" ||
+    die "new root not kept: $(cat "$T/r.err")"
+openssl x509 -in "$STATE/certs/alice/anchors.learned.pem" -noout -subject 2>/dev/null | grep -q "evertoken test CA G2" ||
+    die "anchors.learned.pem does not hold the new root"
 token_cert alice >"$T/a2.pem" || die "no certificate"
 [ "$(token_serial alice)" != "$s1" ] || die "alice not renewed"
 openssl verify -CAfile "$CA/ca2.pem" "$T/a2.pem" >/dev/null || die "not issued by the new root key"

@@ -71,7 +71,7 @@ void enr_cmp_take_cacerts(const enr_profile *p, STACK_OF(X509) * anchors, const 
 /* ---- est.c -------------------------------------------------------------- */
 
 /* The largest EST answer body accepted (bytes as received). */
-#define ENR_EST_MAX_BODY (4u << 20)
+#define ENR_EST_MAX_BODY ENR_HTTP_MAX
 
 /* An answer of OP ("cacerts", "simpleenroll", ...) with content type CTYPE
  * (NULL: none): base64 of a certs-only PKCS#7 SignedData. *OUT: its

@@ -163,5 +163,5 @@ hostile() {
 }
 hostile badchar "EST simpleenroll: the answer is not base64: invalid character '*' at byte"
 hostile truncated "EST simpleenroll: the answer is not base64: truncated ("
-hostile big "EST simpleenroll: the answer is larger than 4194304 bytes; refused"
-ok "hostile bodies (invalid character, truncated, 5 MiB) refused precisely, token untouched"
+hostile big "EST simpleenroll: the answer is larger than 8388608 bytes; refused"
+ok "hostile bodies (invalid character, truncated, 9 MiB) refused precisely, token untouched"

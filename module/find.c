@@ -163,11 +163,12 @@ mod_C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, C
         rv = CKR_OPERATION_NOT_INITIALIZED;
         goto out;
     }
-    rv = cache_sync_relock(s->tok);
-    if (rv != CKR_OK)
-        goto out;
-    /* Skip handles destroyed (or made invisible by a logout) since the
-     * search started. */
+    /* No sync with the keystore here: the search is the snapshot
+     * C_FindObjectsInit took. Another process's change since then (a
+     * credential rollover retiring the objects found) is seen by the next
+     * search; applying it now would return neither the old objects nor the
+     * new ones. Skip only what this process destroyed or made invisible (a
+     * logout) since the search started. */
     while (k < max && s->pos < s->nfound) {
         CK_OBJECT_HANDLE oh = s->found[s->pos++];
         if (cache_lookup_inlock(s->tok, oh, &o) == CKR_OK)

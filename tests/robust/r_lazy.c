@@ -9,9 +9,11 @@
  * before and after a login. Then another process (forked, its own
  * C_Initialize) creates, destroys and renames objects, some of them cached
  * here and some not; every later search and handle lookup must see exactly
- * the file's state. Handles stay the same whether an object was read
- * lazily, again after a logout dropped the cache, or by a full load (a
- * template without an indexed attribute).
+ * the file's state. Searches by class and key type (the keystore's schema-6
+ * lookup columns) answer without loading the token either, before and
+ * after the other process's writes. Handles stay the same whether an
+ * object was read lazily, again after a logout dropped the cache, or by a
+ * full load (a template without an indexed attribute).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +60,25 @@ find_id(CK_SESSION_HANDLE s, const char *id)
     R_CK(R->C_FindObjectsInit(s, &a, 1), CKR_OK);
     R_CK(R->C_FindObjects(s, out, 8, &n), CKR_OK);
     R_CK(R->C_FindObjectsFinal(s), CKR_OK);
+    return (long)n;
+}
+
+/* How many objects TYPE = V (a CK_ULONG) finds; *HAS: whether H is one. */
+static long
+find_ulong(CK_SESSION_HANDLE s, CK_ATTRIBUTE_TYPE type, CK_ULONG v, CK_OBJECT_HANDLE h, int *has)
+{
+    CK_ATTRIBUTE a = {type, &v, sizeof(v)};
+    CK_OBJECT_HANDLE out[NPUB + NPRIV + 8];
+    CK_ULONG n = 0;
+
+    R_CK(R->C_FindObjectsInit(s, &a, 1), CKR_OK);
+    R_CK(R->C_FindObjects(s, out, NPUB + NPRIV + 8, &n), CKR_OK);
+    R_CK(R->C_FindObjectsFinal(s), CKR_OK);
+    if (has != NULL) {
+        *has = 0;
+        for (CK_ULONG i = 0; i < n; i++)
+            *has |= out[i] == h;
+    }
     return (long)n;
 }
 
@@ -137,8 +158,9 @@ main(void)
 {
     char dir[256];
     CK_SESSION_HANDLE s;
-    CK_OBJECT_HANDLE h7, h8, h9, hx;
+    CK_OBJECT_HANDLE h7, h8, h9, hx, hf;
     struct mod_token *t;
+    int has = 0;
     pid_t pid;
 
     r_setup(dir, "lazy");
@@ -168,6 +190,14 @@ main(void)
     R_ASSERT(t->partial && !t->loaded && t->nobjs <= 6, "after login: partial %d objects %zu",
              t->partial, t->nobjs);
 
+    /* "All data objects", "all private keys", "all EC keys": answered by
+     * the keystore's class and key type columns, not a full load. */
+    R_ASSERT(find_ulong(s, CKA_CLASS, CKO_DATA, h8, &has) == NPUB + NPRIV && has,
+             "all data objects before the writes");
+    R_ASSERT(find_ulong(s, CKA_CLASS, CKO_PRIVATE_KEY, 0, NULL) == 1, "all private keys");
+    t = token();
+    R_ASSERT(t->partial && !t->loaded, "class search: partial %d loaded %d", t->partial, t->loaded);
+
     /* Another process writes, to cached objects and to others. */
     pid = r_spawn();
     if (pid == 0)
@@ -186,7 +216,13 @@ main(void)
     expect_label(s, "pub-9", 0, NULL);
     expect_label(s, "moved-9", 1, &hx);
     R_ASSERT(hx == h9, "renamed object: handle %lu, was %lu", (unsigned long)hx, (unsigned long)h9);
-    expect_label(s, "fresh", 1, NULL);
+    expect_label(s, "fresh", 1, &hf);
+    /* The class resolved before the writes: 2 destroyed, 2 created. */
+    R_ASSERT(find_ulong(s, CKA_CLASS, CKO_DATA, h8, &has) == NPUB + NPRIV && !has,
+             "all data objects after the writes still hold a destroyed one");
+    R_ASSERT(find_ulong(s, CKA_CLASS, CKO_DATA, hf, &has) == NPUB + NPRIV && has,
+             "all data objects after the writes miss the new one");
+    R_ASSERT(find_ulong(s, CKA_KEY_TYPE, CKK_EC, 0, NULL) == 2, "all EC keys");
     t = token();
     R_ASSERT(t->partial && !t->loaded, "still partial after the other process's writes");
 
@@ -196,17 +232,32 @@ main(void)
     label_is(s, h9, "moved-9");
     expect_label(s, "priv-45", 0, NULL);
 
-    /* A template without an indexed attribute loads the token in full:
-     * the same objects and handles. */
+    /* All public data objects (the class column, logged out), then a
+     * template without an indexed attribute, which loads the token in
+     * full: the same objects and handles. */
     {
         CK_OBJECT_HANDLE all[NPUB + 8];
         CK_RV rv;
         long n = r_find_data(s, NULL, all, NPUB + 8, &rv);
         int seen7 = 0;
+        CK_BBOOL yes = CK_TRUE;
+        CK_ATTRIBUTE tok = {CKA_TOKEN, &yes, sizeof(yes)};
+        CK_ULONG m = 0;
 
         /* 40 - 2 destroyed + 2 created. */
         R_ASSERT(n == NPUB, "all public data objects: %ld (%s)", n, r_ckr(rv));
         for (long i = 0; i < n; i++)
+            seen7 += all[i] == h7;
+        R_ASSERT(seen7 == 1, "handle of pub-7 in the list by class");
+        t = token();
+        R_ASSERT(t->partial && !t->loaded, "class template: no full load");
+        R_CK(R->C_FindObjectsInit(s, &tok, 1), CKR_OK);
+        R_CK(R->C_FindObjects(s, all, NPUB + 8, &m), CKR_OK);
+        R_CK(R->C_FindObjectsFinal(s), CKR_OK);
+        /* The public data objects, the EC public key, the profile object. */
+        R_ASSERT(m == NPUB + 2, "all token objects: %lu", (unsigned long)m);
+        seen7 = 0;
+        for (CK_ULONG i = 0; i < m; i++)
             seen7 += all[i] == h7;
         R_ASSERT(seen7 == 1, "handle of pub-7 in the full list");
         t = token();

@@ -160,12 +160,16 @@ ks_unlock(ks_token *tok)
 
 /* The columns object.c decodes (enum C_ID ... C_SEQ there). */
 #define OBJ_COLS "id, is_private, version, nonce, data, mac, state, retired_at, cred, seq"
+/* The candidates' ids first (each part through an index), then their rows
+ * by id in id order: sorting whole rows (ORDER BY over the union) would
+ * copy every candidate's record into a temporary b-tree, megabytes for
+ * "all certificates". */
 #define OBJ_FIND(col)                                                                              \
-    "SELECT " OBJ_COLS " FROM objects WHERE " col " IN (?1, ?2) AND lk = 1"                        \
-    " AND (is_private = 0 OR ?3)"                                                                  \
-    " UNION ALL SELECT " OBJ_COLS " FROM objects WHERE lk = 0 AND is_private = 0"                  \
-    " UNION ALL SELECT " OBJ_COLS " FROM objects WHERE lk = 0 AND is_private = 1 AND ?3"           \
-    " ORDER BY 1"
+    "SELECT " OBJ_COLS " FROM objects WHERE id IN ("                                               \
+    "SELECT id FROM objects WHERE " col " IN (?1, ?2) AND lk = 1 AND (is_private = 0 OR ?3)"       \
+    " UNION ALL SELECT id FROM objects WHERE lk = 0 AND is_private = 0"                            \
+    " UNION ALL SELECT id FROM objects WHERE lk = 0 AND is_private = 1 AND ?3)"                    \
+    " ORDER BY id"
 
 /* The lookup columns (lookup.c, KS_LK_* order) set from parameters A..G. */
 #define LK_SET(a, b, c, d, e, f, g)                                                                \

@@ -186,8 +186,14 @@ struct found_ctx {
     struct mod_token *t;
     struct mod_object **add;
     size_t n, cap;
+    struct mod_arena *arena; /* where a large result's public objects go */
     CK_RV rv;
 };
+
+/* A search returning more than this many objects places the rest in
+ * mmap'd chunks as a full load does ("all certificates": one malloc each
+ * was most of its cost); a small one does not map a chunk. */
+#define FOUND_SMALL 64
 
 /* Runs with the token lock held and the global lock released: reads the
  * cache (which only changes under both), never changes it. */
@@ -214,7 +220,8 @@ found_cb(void *ctx, const ks_object *ko)
         c->add = p;
         c->cap = cap;
     }
-    c->rv = cache_stored_from_ks(ko, &o);
+    c->rv =
+        c->n < FOUND_SMALL ? cache_stored_from_ks(ko, &o) : cache_stored_place(&c->arena, ko, &o);
     if (c->rv != CKR_OK)
         return 1;
     c->add[c->n++] = o;
@@ -257,6 +264,7 @@ cache_resolve_relock(struct mod_token *t, int k, const void *value, size_t len)
             cache_object_free(c.add[i]);
     }
     free(c.add);
+    cache_arena_adopt_inlock(t, c.arena); /* after the objects that live in it */
     if (tampered > 0)
         mod_log("slot %u: %u stored object(s) failed their integrity check and are hidden (%s)",
                 (unsigned)t->slot, tampered, ks_last_error(t->ks));

@@ -2,18 +2,16 @@
  * r_lazy.c — the partial object cache (module/cache_lazy.c) with another
  * process writing.
  *
- * A token with 40 public and 10 private data objects and an EC key pair
- * (CKA_ID "kid") is reopened by a fresh C_Initialize. Searches by label and
- * by CKA_ID must answer without loading the token (the cache holds only
- * the candidates; checked through the module's own state, module/mod_int.h),
- * before and after a login. Then another process (forked, its own
- * C_Initialize) creates, destroys and renames objects, some of them cached
- * here and some not; every later search and handle lookup must see exactly
- * the file's state. Searches by class and key type (the keystore's schema-6
- * lookup columns) answer without loading the token either, before and
- * after the other process's writes. Handles stay the same whether an
- * object was read lazily, again after a logout dropped the cache, or by a
- * full load (a template without an indexed attribute).
+ * A token with 80 public and 10 private data objects (more than cache_lazy.c places one by one) and
+ * an EC key pair (CKA_ID "kid") is reopened by a fresh C_Initialize. Searches by label and by
+ * CKA_ID must answer without loading the token (the cache holds only the candidates; checked
+ * through the module's own state, module/mod_int.h), before and after a login. Then another process
+ * (forked, its own C_Initialize) creates, destroys and renames objects, some of them cached here
+ * and some not; every later search and handle lookup must see exactly the file's state. Searches by
+ * class and key type (the keystore's schema-6 lookup columns) answer without loading the token
+ * either, before and after the other process's writes. Handles stay the same whether an object was
+ * read lazily, again after a logout dropped the cache, or by a full load (a template without an
+ * indexed attribute).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +21,7 @@
 #include "mod_int.h"
 #include "rlib.h"
 
-#define NPUB  40
+#define NPUB  80
 #define NPRIV 10
 
 static CK_SLOT_ID slot;
@@ -175,13 +173,13 @@ main(void)
     expect_label(s, "pub-7", 1, &h7);
     expect_label(s, "pub-8", 1, &h8);
     expect_label(s, "pub-9", 1, &h9);
-    expect_label(s, "priv-45", 0, NULL); /* private: not before login */
+    expect_label(s, "priv-85", 0, NULL); /* private: not before login */
     R_ASSERT(find_id(s, "kid") == 1, "CKA_ID kid before login");
     t = token();
     R_ASSERT(t->partial && !t->loaded && t->nobjs <= 5, "partial %d loaded %d objects %zu",
              t->partial, t->loaded, t->nobjs);
     R_CK(R->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)R_USER_PIN, strlen(R_USER_PIN)), CKR_OK);
-    expect_label(s, "priv-45", 1, NULL);
+    expect_label(s, "priv-85", 1, NULL);
     R_ASSERT(find_id(s, "kid") == 2, "CKA_ID kid after login");
     expect_label(s, "pub-7", 1, NULL);
     expect_label(s, "pub-8", 1, NULL);
@@ -230,7 +228,7 @@ main(void)
     R_CK(R->C_Logout(s), CKR_OK);
     label_is(s, h7, "pub-7");
     label_is(s, h9, "moved-9");
-    expect_label(s, "priv-45", 0, NULL);
+    expect_label(s, "priv-85", 0, NULL);
 
     /* All public data objects (the class column, logged out), then a
      * template without an indexed attribute, which loads the token in
@@ -244,7 +242,7 @@ main(void)
         CK_ATTRIBUTE tok = {CKA_TOKEN, &yes, sizeof(yes)};
         CK_ULONG m = 0;
 
-        /* 40 - 2 destroyed + 2 created. */
+        /* 80 - 2 destroyed + 2 created. */
         R_ASSERT(n == NPUB, "all public data objects: %ld (%s)", n, r_ckr(rv));
         for (long i = 0; i < n; i++)
             seen7 += all[i] == h7;

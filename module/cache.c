@@ -58,7 +58,8 @@ cache_object_free(struct mod_object *o)
 /*
  * A full load copies every public object of the token (100 MB at 100,000
  * certificates): one malloc per object, and a page fault per fresh page,
- * were most of its cost. Public objects of a load are therefore placed in
+ * were most of its cost. Public objects of a load (and of a partial
+ * cache's search returning many, cache_lazy.c) are therefore placed in
  * large mmap'd chunks, populated by the kernel in one go; the chunks go
  * when the next load replaces the cache or it is dropped (an object
  * destroyed or changed meanwhile leaves its bytes there until then).

@@ -160,12 +160,21 @@ ks_unlock(ks_token *tok)
 
 /* The columns object.c decodes (enum C_ID ... C_SEQ there). */
 #define OBJ_COLS "id, is_private, version, nonce, data, mac, state, retired_at, cred, seq"
+/* The candidates' ids first (each part through an index), then their rows
+ * by id in id order: sorting whole rows (ORDER BY over the union) would
+ * copy every candidate's record into a temporary b-tree, megabytes for
+ * "all certificates". */
 #define OBJ_FIND(col)                                                                              \
-    "SELECT " OBJ_COLS " FROM objects WHERE " col " IN (?1, ?2) AND lk = 1"                        \
-    " AND (is_private = 0 OR ?3)"                                                                  \
-    " UNION ALL SELECT " OBJ_COLS " FROM objects WHERE lk = 0 AND is_private = 0"                  \
-    " UNION ALL SELECT " OBJ_COLS " FROM objects WHERE lk = 0 AND is_private = 1 AND ?3"           \
-    " ORDER BY 1"
+    "SELECT " OBJ_COLS " FROM objects WHERE id IN ("                                               \
+    "SELECT id FROM objects WHERE " col " IN (?1, ?2) AND lk = 1 AND (is_private = 0 OR ?3)"       \
+    " UNION ALL SELECT id FROM objects WHERE lk = 0 AND is_private = 0"                            \
+    " UNION ALL SELECT id FROM objects WHERE lk = 0 AND is_private = 1 AND ?3)"                    \
+    " ORDER BY id"
+
+/* The lookup columns (lookup.c, KS_LK_* order) set from parameters A..G. */
+#define LK_SET(a, b, c, d, e, f, g)                                                                \
+    "l_id = ?" #a ", l_label = ?" #b ", l_class = ?" #c ", l_ktype = ?" #d ", l_ctype = ?" #e      \
+    ", l_subj = ?" #f ", l_isn = ?" #g
 
 /* SQL of the cached statements, in enum ks_stmt order. */
 static const char *const stmt_sql[ST_COUNT] = {
@@ -198,8 +207,8 @@ static const char *const stmt_sql[ST_COUNT] = {
      * lookup columns (so the row never enters objects_unfilled). */
     [ST_OBJ_INSERT] = "INSERT INTO objects(is_private, version, data, lk) VALUES (?1, 1, x'', 1)",
     [ST_OBJ_WRITE] = "UPDATE objects SET version = ?2, nonce = ?3, data = ?4, mac = ?5, "
-                     "state = ?6, retired_at = ?7, cred = ?8, l_id = ?9, l_label = ?10, lk = 1, "
-                     "seq = " SEQ_NEXT " WHERE id = ?1",
+                     "state = ?6, retired_at = ?7, cred = ?8, " LK_SET(
+                         9, 10, 11, 12, 13, 14, 15) ", lk = 1, seq = " SEQ_NEXT " WHERE id = ?1",
     [ST_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
     [ST_OBJ_DELETE_ALL] = "DELETE FROM objects",
     [ST_OBJ_COUNT] = "SELECT count(*) FROM objects",
@@ -228,10 +237,15 @@ static const char *const stmt_sql[ST_COUNT] = {
      * an index; the rows come in id order. */
     [ST_OBJ_FIND_ID] = OBJ_FIND("l_id"),
     [ST_OBJ_FIND_LABEL] = OBJ_FIND("l_label"),
+    [ST_OBJ_FIND_CLASS] = OBJ_FIND("l_class"),
+    [ST_OBJ_FIND_KTYPE] = OBJ_FIND("l_ktype"),
+    [ST_OBJ_FIND_CTYPE] = OBJ_FIND("l_ctype"),
+    [ST_OBJ_FIND_SUBJ] = OBJ_FIND("l_subj"),
+    [ST_OBJ_FIND_ISN] = OBJ_FIND("l_isn"),
     [ST_OBJ_UNFILLED] = "SELECT " OBJ_COLS " FROM objects WHERE lk = 0 AND is_private = ?1"
                         " AND id > ?2 ORDER BY id LIMIT 256",
     [ST_OBJ_ANY_UNFILLED] = "SELECT 1 FROM objects WHERE lk = 0 AND is_private = ?1 LIMIT 1",
-    [ST_OBJ_FILL] = "UPDATE objects SET l_id = ?2, l_label = ?3, lk = 1 WHERE id = ?1",
+    [ST_OBJ_FILL] = "UPDATE objects SET " LK_SET(2, 3, 4, 5, 6, 7, 8) ", lk = 1 WHERE id = ?1",
     [ST_OBJ_ANY_PURGE] = "SELECT 1 FROM objects WHERE state = 2 AND retired_at <= ?1 LIMIT 1",
 };
 

@@ -340,6 +340,22 @@ static const struct ks_migration {
         "CREATE INDEX objects_l_label ON objects(l_label) WHERE l_label IS NOT NULL;"
         "CREATE INDEX objects_unfilled ON objects(is_private, id) WHERE lk = 0;"
         "CREATE INDEX objects_retired ON objects(retired_at) WHERE state = 2;"},
+    /* 5 -> 6: more lookup columns (class, key and certificate type, subject,
+     * issuer and serial), so that "all certificates" or a search by
+     * subject reads only what it returns. Every row is marked unfilled:
+     * the fill (public rows at the next open, private ones at the next
+     * login) writes all columns, and a search reads unfilled rows. */
+    {5, "ALTER TABLE objects ADD COLUMN l_class BLOB;"
+        "ALTER TABLE objects ADD COLUMN l_ktype BLOB;"
+        "ALTER TABLE objects ADD COLUMN l_ctype BLOB;"
+        "ALTER TABLE objects ADD COLUMN l_subj BLOB;"
+        "ALTER TABLE objects ADD COLUMN l_isn BLOB;"
+        "CREATE INDEX objects_l_class ON objects(l_class) WHERE l_class IS NOT NULL;"
+        "CREATE INDEX objects_l_ktype ON objects(l_ktype) WHERE l_ktype IS NOT NULL;"
+        "CREATE INDEX objects_l_ctype ON objects(l_ctype) WHERE l_ctype IS NOT NULL;"
+        "CREATE INDEX objects_l_subj ON objects(l_subj) WHERE l_subj IS NOT NULL;"
+        "CREATE INDEX objects_l_isn ON objects(l_isn) WHERE l_isn IS NOT NULL;"
+        "UPDATE objects SET lk = 0 WHERE lk <> 0;"},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KS_SCHEMA_VERSION - 1,

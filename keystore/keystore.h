@@ -43,7 +43,7 @@ extern "C" {
 
 /* Schema this code writes; older ones are migrated on open (1 -> 2 added the
  * settings table, 2 -> 3 the rollover state columns of objects). */
-#define KS_SCHEMA_VERSION  5
+#define KS_SCHEMA_VERSION  6
 #define KS_LABEL_MAX       32  /* bytes, UTF-8, no padding */
 #define KS_SERIAL_LEN      16  /* hex characters */
 #define KS_TOKEN_ID_LEN    16  /* random bytes, fixed at creation */
@@ -223,10 +223,16 @@ typedef enum ks_state { KS_ACTIVE = 0, KS_PENDING = 1, KS_RETIRED = 2 } ks_state
 
 #define KS_CRED_MAX 255 /* bytes of a credential link (the credential's CKA_ID) */
 
-/* Attribute types the rollover functions read and set (PKCS#11 numbers). */
-#define KS_ATTR_CLASS 0x000 /* CKA_CLASS */
-#define KS_ATTR_LABEL 0x003 /* CKA_LABEL */
-#define KS_ATTR_ID    0x102 /* CKA_ID */
+/* Attribute types the keystore reads (rollover, lookup columns; PKCS#11
+ * numbers). */
+#define KS_ATTR_CLASS     0x000 /* CKA_CLASS */
+#define KS_ATTR_LABEL     0x003 /* CKA_LABEL */
+#define KS_ATTR_CERT_TYPE 0x080 /* CKA_CERTIFICATE_TYPE */
+#define KS_ATTR_ISSUER    0x081 /* CKA_ISSUER */
+#define KS_ATTR_SERIAL    0x082 /* CKA_SERIAL_NUMBER */
+#define KS_ATTR_KEY_TYPE  0x100 /* CKA_KEY_TYPE */
+#define KS_ATTR_SUBJECT   0x101 /* CKA_SUBJECT */
+#define KS_ATTR_ID        0x102 /* CKA_ID */
 
 /* A stored object as handed to a caller. */
 typedef struct ks_object {
@@ -281,17 +287,25 @@ KS_WUR ks_rv ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_g
                              void *ctx, int64_t *upto, unsigned *tampered);
 
 /*
- * Search (schema 5 lookup columns, docs/keystore-format.md): hand to CB each
- * object whose attribute TYPE (KS_ATTR_ID or KS_ATTR_LABEL) is exactly VALUE
- * (LEN bytes), in id order, with the visibility and checks of
- * ks_load_objects; other records are not read, except those whose lookup
- * columns are not filled yet (read, checked, handed out only if they match).
- * Private objects are found while logged in, through a keyed hash. CB
- * returning non-zero stops the search. *TAMPERED (may be NULL): records
- * read that failed their check (skipped).
+ * Search (lookup columns, docs/keystore-format.md): hand to CB each object
+ * whose attribute TYPE is exactly VALUE (LEN bytes), in id order, with the
+ * visibility and checks of ks_load_objects. TYPE is one of the indexed
+ * attributes: KS_ATTR_ID, KS_ATTR_LABEL, KS_ATTR_CLASS, KS_ATTR_KEY_TYPE,
+ * KS_ATTR_CERT_TYPE, KS_ATTR_SUBJECT (anything else: KS_E_ARGS). Other
+ * records are not read, except those whose lookup columns are not filled
+ * yet (read, checked, handed out only if they match). Private objects are
+ * found while logged in, through a keyed hash. CB returning non-zero stops
+ * the search. *TAMPERED (may be NULL): records read that failed their
+ * check (skipped).
  */
 KS_WUR ks_rv ks_find(ks_token *tok, uint64_t type, const void *value, size_t len, ks_object_cb cb,
                      void *ctx, unsigned *tampered);
+
+/* ks_find for the objects whose CKA_ISSUER is ISSUER and CKA_SERIAL_NUMBER
+ * is SERIAL (both present), through one lookup column over the pair. */
+KS_WUR ks_rv ks_find_issuer_serial(ks_token *tok, const void *issuer, size_t ilen,
+                                   const void *serial, size_t slen, ks_object_cb cb, void *ctx,
+                                   unsigned *tampered);
 
 /* The highest change sequence number now: what a cache that starts empty
  * and reads objects one by one (ks_find, ks_object_get) passes to

@@ -91,14 +91,21 @@ enum ks_stmt {
     ST_SET_GET,
     ST_SET_PUT,
     ST_SET_DELETE_ALL,
-    ST_ATT_LIST,       /* in-flight PIN attempt markers of one PIN (meta pin_attempt:WHO:*) */
-    ST_ATT_DEL,        /* one marker */
-    ST_ATT_DEL_WHO,    /* every marker of one PIN */
-    ST_EPOCH_GET,      /* the restore epoch (meta key restore_epoch; absent before any restore) */
-    ST_SEQ_NOW,        /* the highest change sequence number */
-    ST_OBJ_FIND_ID,    /* candidates by lookup column l_id (lookup.c) */
-    ST_OBJ_FIND_LABEL, /* candidates by lookup column l_label */
-    ST_OBJ_UNFILLED,   /* rows whose lookup columns are not filled yet, a batch */
+    ST_ATT_LIST,    /* in-flight PIN attempt markers of one PIN (meta pin_attempt:WHO:*) */
+    ST_ATT_DEL,     /* one marker */
+    ST_ATT_DEL_WHO, /* every marker of one PIN */
+    ST_EPOCH_GET,   /* the restore epoch (meta key restore_epoch; absent before any restore) */
+    ST_SEQ_NOW,     /* the highest change sequence number */
+    /* Candidates by one lookup column (lookup.c), in the order of its
+     * lk_cols[] (KS_LK_*). */
+    ST_OBJ_FIND_ID,
+    ST_OBJ_FIND_LABEL,
+    ST_OBJ_FIND_CLASS,
+    ST_OBJ_FIND_KTYPE,
+    ST_OBJ_FIND_CTYPE,
+    ST_OBJ_FIND_SUBJ,
+    ST_OBJ_FIND_ISN,
+    ST_OBJ_UNFILLED, /* rows whose lookup columns are not filled yet, a batch */
     ST_OBJ_ANY_UNFILLED,
     ST_OBJ_FILL,      /* fill one row's lookup columns */
     ST_OBJ_ANY_PURGE, /* is any row retired at or before ?1 (rollover.c) */
@@ -296,16 +303,26 @@ ks_rv ks_record_write_inlock(ks_token *tok, int64_t id, int is_private, uint32_t
 
 /* Lookup column values of one record, ready to bind: clear values point
  * into the serialised attributes, hashes into hbuf. */
+enum {
+    KS_LK_ID,    /* l_id: CKA_ID */
+    KS_LK_LABEL, /* l_label: CKA_LABEL */
+    KS_LK_CLASS, /* l_class: CKA_CLASS */
+    KS_LK_KTYPE, /* l_ktype: CKA_KEY_TYPE */
+    KS_LK_CTYPE, /* l_ctype: CKA_CERTIFICATE_TYPE */
+    KS_LK_SUBJ,  /* l_subj: hash of CKA_SUBJECT */
+    KS_LK_ISN,   /* l_isn: hash of CKA_ISSUER and CKA_SERIAL_NUMBER */
+    KS_LK_N
+};
 struct ks_lookup {
-    const unsigned char *v[2]; /* l_id, l_label (NULL: the attribute is absent) */
-    size_t len[2];
-    unsigned char hbuf[2][KS_LOOKUP_HASH_LEN];
+    const unsigned char *v[KS_LK_N]; /* NULL: the attribute is absent */
+    size_t len[KS_LK_N];
+    unsigned char hbuf[KS_LK_N][KS_LOOKUP_HASH_LEN];
 };
 /* The lookup values of the serialised attributes SER of a public or
  * private record (private: needs tok->keys). */
 void ks_lookup_of_inlock(ks_token *tok, int is_private, const unsigned char *ser, size_t ser_len,
                          struct ks_lookup *lk);
-/* Bind LK's two values to parameters COL and COL + 1 of ST. */
+/* Bind LK's KS_LK_N values to parameters COL .. COL + KS_LK_N - 1 of ST. */
 void ks_lookup_bind(sqlite3_stmt *st, int col, const struct ks_lookup *lk);
 /* Fill the lookup columns of the rows that lack them: the public ones
  * (PRIV 0; at open) or the private ones (PRIV 1; needs the keys). A write

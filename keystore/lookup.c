@@ -1,11 +1,14 @@
 /*
- * lookup.c — the lookup columns of stored objects (schema 5) and the
- * searches they answer.
+ * lookup.c — the lookup columns of stored objects (schemas 5 and 6) and
+ * the searches they answer.
  *
- * Each row of table objects carries what applications search by, CKA_ID
- * (l_id) and CKA_LABEL (l_label): the value itself for a public object (its
- * attributes are in the clear in the same row anyway) and, for a private
- * one, a keyed BLAKE2b hash under a key derived from the token master key
+ * Each row of table objects carries what applications search by: CKA_ID
+ * (l_id), CKA_LABEL (l_label), CKA_CLASS (l_class), CKA_KEY_TYPE (l_ktype),
+ * CKA_CERTIFICATE_TYPE (l_ctype), CKA_SUBJECT (l_subj) and CKA_ISSUER with
+ * CKA_SERIAL_NUMBER (l_isn): for a public object the value itself (its
+ * attributes are in the clear in the same row anyway; an unkeyed hash for
+ * the long subject and issuer/serial) and, for a private one, a keyed
+ * BLAKE2b hash under a key derived from the token master key
  * (KS_SUBKEY_LK), so that the file does not reveal a private key's CKA_ID
  * or label while a search after login still finds it without decrypting
  * any record it does not return. lk = 1 marks filled columns: every write
@@ -25,48 +28,89 @@
 
 #include "ks_int.h"
 
-static const uint64_t lk_types[2] = {KS_ATTR_ID, KS_ATTR_LABEL};
+/* The lookup columns, in KS_LK_* order. A hashed column holds a hash for
+ * public objects too (an unkeyed one: long values, e.g. a subject, make a
+ * small index); the others hold a public object's value as is. l_isn is
+ * over two attributes: CKA_ISSUER, then CKA_SERIAL_NUMBER. */
+static const struct {
+    uint64_t type, type2;
+    int hashed;
+} lk_cols[KS_LK_N] = {
+    [KS_LK_ID] = {KS_ATTR_ID, 0, 0},
+    [KS_LK_LABEL] = {KS_ATTR_LABEL, 0, 0},
+    [KS_LK_CLASS] = {KS_ATTR_CLASS, 0, 0},
+    [KS_LK_KTYPE] = {KS_ATTR_KEY_TYPE, 0, 0},
+    [KS_LK_CTYPE] = {KS_ATTR_CERT_TYPE, 0, 0},
+    [KS_LK_SUBJ] = {KS_ATTR_SUBJECT, 0, 1},
+    [KS_LK_ISN] = {KS_ATTR_ISSUER, KS_ATTR_SERIAL, 1},
+};
 
-/* Keyed BLAKE2b over u64 TYPE (little endian) || VALUE. */
 static void
-lookup_hash(unsigned char out[KS_LOOKUP_HASH_LEN], const unsigned char key[KS_KEY_LEN],
-            uint64_t type, const unsigned char *v, size_t len)
+hash_u64(crypto_generichash_state *h, uint64_t x)
 {
-    crypto_generichash_state h;
     unsigned char t[8];
 
     for (int i = 0; i < 8; i++)
-        t[i] = (unsigned char)(type >> (8 * i));
-    crypto_generichash_init(&h, key, KS_KEY_LEN, KS_LOOKUP_HASH_LEN);
-    crypto_generichash_update(&h, t, sizeof(t));
+        t[i] = (unsigned char)(x >> (8 * i));
+    crypto_generichash_update(h, t, sizeof(t));
+}
+
+/* BLAKE2b (keyed with KEY, or unkeyed when KEY is NULL) over u64 TYPE
+ * (little endian) || VALUE; for a pair (V2 not NULL) over u64 TYPE || u64
+ * LEN || VALUE || V2, so that no two pairs hash alike. */
+static void
+lookup_hash(unsigned char out[KS_LOOKUP_HASH_LEN], const unsigned char *key, uint64_t type,
+            const unsigned char *v, size_t len, const unsigned char *v2, size_t len2)
+{
+    crypto_generichash_state h;
+
+    crypto_generichash_init(&h, key, key != NULL ? KS_KEY_LEN : 0, KS_LOOKUP_HASH_LEN);
+    hash_u64(&h, type);
+    if (v2 != NULL)
+        hash_u64(&h, len);
     if (len > 0)
         crypto_generichash_update(&h, v, len);
+    if (v2 != NULL && len2 > 0)
+        crypto_generichash_update(&h, v2, len2);
     crypto_generichash_final(&h, out, KS_LOOKUP_HASH_LEN);
     sodium_memzero(&h, sizeof(h));
+}
+
+/* Column K's value for a record holding V (and V2 for a pair): points to
+ * V itself or to the hash in BUF; NULL when it cannot be computed (a
+ * private record without the keys). */
+static const unsigned char *
+lookup_value(ks_token *tok, int k, int is_private, const unsigned char *v, size_t len,
+             const unsigned char *v2, size_t len2, unsigned char buf[KS_LOOKUP_HASH_LEN],
+             size_t *out_len)
+{
+    if (is_private && tok->keys == NULL)
+        return NULL;
+    if (!is_private && !lk_cols[k].hashed) {
+        *out_len = len;
+        return v;
+    }
+    lookup_hash(buf, is_private ? tok->keys->lk : NULL, lk_cols[k].type, v, len, v2, len2);
+    *out_len = KS_LOOKUP_HASH_LEN;
+    return buf;
 }
 
 void
 ks_lookup_of_inlock(ks_token *tok, int is_private, const unsigned char *ser, size_t ser_len,
                     struct ks_lookup *lk)
 {
-    for (int k = 0; k < 2; k++) {
-        const unsigned char *v;
-        size_t n;
+    for (int k = 0; k < KS_LK_N; k++) {
+        const unsigned char *v, *v2 = NULL;
+        size_t n, n2 = 0;
 
         lk->v[k] = NULL;
         lk->len[k] = 0;
-        if (ks_ser_find(ser, ser_len, lk_types[k], &v, &n) != 1)
+        if (ks_ser_find(ser, ser_len, lk_cols[k].type, &v, &n) != 1)
             continue;
-        if (is_private) {
-            if (tok->keys == NULL)
-                continue; /* no key: left empty (a search then misses it) */
-            lookup_hash(lk->hbuf[k], tok->keys->lk, lk_types[k], v, n);
-            lk->v[k] = lk->hbuf[k];
-            lk->len[k] = KS_LOOKUP_HASH_LEN;
-        } else {
-            lk->v[k] = v;
-            lk->len[k] = n;
-        }
+        if (lk_cols[k].type2 != 0 && ks_ser_find(ser, ser_len, lk_cols[k].type2, &v2, &n2) != 1)
+            continue;
+        /* No key: left empty (a search then misses it). */
+        lk->v[k] = lookup_value(tok, k, is_private, v, n, v2, n2, lk->hbuf[k], &lk->len[k]);
     }
 }
 
@@ -85,7 +129,7 @@ bind_bytes(sqlite3_stmt *st, int col, const unsigned char *v, size_t n)
 void
 ks_lookup_bind(sqlite3_stmt *st, int col, const struct ks_lookup *lk)
 {
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < KS_LK_N; k++)
         bind_bytes(st, col + k, lk->v[k], lk->len[k]);
 }
 
@@ -115,8 +159,8 @@ fill_batch_inlock(ks_token *tok, int priv, int64_t *after, int *done)
     sqlite3_stmt *st = ks_stmt_inlock(tok, ST_OBJ_UNFILLED), *up;
     struct {
         int64_t id;
-        unsigned char *v[2];
-        size_t len[2];
+        unsigned char *v[KS_LK_N];
+        size_t len[KS_LK_N];
     } b[256];
     size_t nb = 0, nrows = 0;
     ks_rv rv = KS_OK;
@@ -142,7 +186,7 @@ fill_batch_inlock(ks_token *tok, int priv, int64_t *after, int *done)
             continue; /* damaged: stays unfilled, every search reads (and drops) it */
         ks_lookup_of_inlock(tok, priv, ser, ser_len, &lk);
         b[nb].id = obj.id;
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < KS_LK_N; k++) {
             b[nb].len[k] = lk.len[k];
             b[nb].v[k] = NULL;
             if (lk.v[k] != NULL && (b[nb].v[k] = malloc(lk.len[k] + 1)) != NULL)
@@ -163,12 +207,12 @@ fill_batch_inlock(ks_token *tok, int priv, int64_t *after, int *done)
     for (size_t i = 0; i < nb; i++) {
         if (rv == KS_OK) {
             sqlite3_bind_int64(up, 1, b[i].id);
-            for (int k = 0; k < 2; k++)
+            for (int k = 0; k < KS_LK_N; k++)
                 bind_bytes(up, 2 + k, b[i].v[k], b[i].len[k]);
             rv = ks_step_done_inlock(tok, up, "filling lookup columns");
         }
-        free(b[i].v[0]);
-        free(b[i].v[1]);
+        for (int k = 0; k < KS_LK_N; k++)
+            free(b[i].v[k]);
     }
     return rv;
 }
@@ -216,32 +260,32 @@ has_value(const ks_object *obj, uint64_t type, const void *v, size_t len)
     return 0;
 }
 
-ks_rv
-ks_find(ks_token *tok, uint64_t type, const void *value, size_t len, ks_object_cb cb, void *ctx,
-        unsigned *tampered)
+/* The search of lookup column K for V (and V2 for a pair): one statement,
+ * one read snapshot; every candidate checked and matched in full. */
+static ks_rv
+find_col(ks_token *tok, int k, const void *value, size_t len, const void *v2, size_t len2,
+         ks_object_cb cb, void *ctx, unsigned *tampered)
 {
-    unsigned char h[KS_LOOKUP_HASH_LEN];
+    static const unsigned char empty[1];
+    unsigned char h[KS_LOOKUP_HASH_LEN], hp[KS_LOOKUP_HASH_LEN];
+    const unsigned char *cv, *pv;
+    size_t cl = 0, pl = 0;
     unsigned bad = 0;
     sqlite3_stmt *st;
     ks_rv rv = KS_OK;
     int rc;
 
-    if (tampered != NULL)
-        *tampered = 0;
-    if (tok == NULL || cb == NULL || (value == NULL && len > 0) ||
-        (type != KS_ATTR_ID && type != KS_ATTR_LABEL) || len > KS_ATTR_LEN_MAX)
-        return KS_E_ARGS;
+    if (value == NULL)
+        value = empty;
+    if (lk_cols[k].type2 != 0 && v2 == NULL)
+        v2 = empty;
     ks_lock(tok);
-    st = ks_stmt_inlock(tok, type == KS_ATTR_ID ? ST_OBJ_FIND_ID : ST_OBJ_FIND_LABEL);
-    bind_bytes(st, 1, value != NULL ? value : (const unsigned char *)"", len);
-    if (tok->keys != NULL) {
-        lookup_hash(h, tok->keys->lk, type, value, len);
-        sqlite3_bind_blob(st, 2, h, sizeof(h), SQLITE_STATIC);
-    } else {
-        sqlite3_bind_null(st, 2);
-    }
+    st = ks_stmt_inlock(tok, ST_OBJ_FIND_ID + k);
+    cv = lookup_value(tok, k, 0, value, len, v2, len2, h, &cl);
+    bind_bytes(st, 1, cv, cl);
+    pv = lookup_value(tok, k, 1, value, len, v2, len2, hp, &pl);
+    bind_bytes(st, 2, pv, pl); /* logged out: NULL, matches nothing */
     sqlite3_bind_int(st, 3, tok->keys != NULL);
-    /* One statement: one read snapshot. */
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         ks_object obj;
         size_t wipe;
@@ -257,7 +301,8 @@ ks_find(ks_token *tok, uint64_t type, const void *value, size_t len, ks_object_c
             break;
         /* Retired ones are never handed out; a row the column misleads
          * about (a hint, not trusted) is read and dropped. */
-        if (obj.state != KS_RETIRED && has_value(&obj, type, value, len))
+        if (obj.state != KS_RETIRED && has_value(&obj, lk_cols[k].type, value, len) &&
+            (lk_cols[k].type2 == 0 || has_value(&obj, lk_cols[k].type2, v2, len2)))
             stop = cb(ctx, &obj);
         ks_wipe_scratch(tok, wipe);
         if (stop)
@@ -267,9 +312,40 @@ ks_find(ks_token *tok, uint64_t type, const void *value, size_t len, ks_object_c
         rv = KS_SQLERR(tok, rc, "searching objects");
     ks_stmt_done(st);
     ks_unlock(tok);
+    sodium_memzero(hp, sizeof(hp));
     if (tampered != NULL)
         *tampered = bad;
     return rv;
+}
+
+ks_rv
+ks_find(ks_token *tok, uint64_t type, const void *value, size_t len, ks_object_cb cb, void *ctx,
+        unsigned *tampered)
+{
+    int k;
+
+    if (tampered != NULL)
+        *tampered = 0;
+    if (tok == NULL || cb == NULL || (value == NULL && len > 0) || len > KS_ATTR_LEN_MAX)
+        return KS_E_ARGS;
+    for (k = 0; k < KS_LK_N; k++)
+        if (lk_cols[k].type == type && lk_cols[k].type2 == 0)
+            break;
+    if (k == KS_LK_N)
+        return KS_E_ARGS;
+    return find_col(tok, k, value, len, NULL, 0, cb, ctx, tampered);
+}
+
+ks_rv
+ks_find_issuer_serial(ks_token *tok, const void *issuer, size_t ilen, const void *serial,
+                      size_t slen, ks_object_cb cb, void *ctx, unsigned *tampered)
+{
+    if (tampered != NULL)
+        *tampered = 0;
+    if (tok == NULL || cb == NULL || (issuer == NULL && ilen > 0) || (serial == NULL && slen > 0) ||
+        ilen > KS_ATTR_LEN_MAX || slen > KS_ATTR_LEN_MAX)
+        return KS_E_ARGS;
+    return find_col(tok, KS_LK_ISN, issuer, ilen, serial, slen, cb, ctx, tampered);
 }
 
 ks_rv

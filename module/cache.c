@@ -58,7 +58,8 @@ cache_object_free(struct mod_object *o)
 /*
  * A full load copies every public object of the token (100 MB at 100,000
  * certificates): one malloc per object, and a page fault per fresh page,
- * were most of its cost. Public objects of a load are therefore placed in
+ * were most of its cost. Public objects of a load (and of a partial
+ * cache's search returning many, cache_lazy.c) are therefore placed in
  * large mmap'd chunks, populated by the kernel in one go; the chunks go
  * when the next load replaces the cache or it is dropped (an object
  * destroyed or changed meanwhile leaves its bytes there until then).
@@ -394,39 +395,57 @@ cache_stored_from_ks(const ks_object *ko, struct mod_object **out)
     return CKR_OK;
 }
 
+CK_RV
+cache_stored_place(struct mod_arena **list, const ks_object *ko, struct mod_object **out)
+{
+    mod_attrs *attrs = NULL;
+    size_t len = obj_from_ks_len(ko);
+    /* The object, then its set at the next multiple of 16. */
+    void *mem = len > 0 ? arena_alloc(list, OBJ_HEAD + len) : NULL;
+    struct mod_object *o = mem;
+    CK_RV rv;
+
+    *out = NULL;
+    if (mem == NULL)
+        return cache_stored_from_ks(ko, out);
+    memset(o, 0, sizeof(*o));
+    o->in_arena = 1;
+    rv = obj_from_ks_in(ko, (unsigned char *)mem + OBJ_HEAD, &attrs);
+    if (rv != CKR_OK)
+        return rv;
+    stored_init(o, ko, attrs);
+    *out = o;
+    return CKR_OK;
+}
+
+void
+cache_arena_adopt_inlock(struct mod_token *t, struct mod_arena *list)
+{
+    struct mod_arena *a = list;
+
+    if (a == NULL)
+        return;
+    while (a->next != NULL)
+        a = a->next;
+    a->next = t->arena;
+    t->arena = list;
+}
+
 static int
 load_cb(void *ctx, const ks_object *ko)
 {
     struct load_ctx *c = ctx;
     struct mod_object *o;
-    mod_attrs *attrs = NULL;
-    void *mem;
-    size_t len;
     CK_RV rv;
 
     if (ko->id <= 0 || (uint64_t)ko->id > MOD_TOKEN_HANDLE_MAX) {
         mod_log("object id %lld has no handle; skipped", (long long)ko->id);
         return 0;
     }
-    len = obj_from_ks_len(ko);
-    /* The object, then its set at the next multiple of 16. */
-    mem = len > 0 ? arena_alloc(&c->arena, OBJ_HEAD + len) : NULL;
-    if (mem != NULL) {
-        o = mem;
-        memset(o, 0, sizeof(*o));
-        o->in_arena = 1;
-        rv = obj_from_ks_in(ko, (unsigned char *)mem + OBJ_HEAD, &attrs);
-        if (rv != CKR_OK) {
-            c->rv = rv;
-            return 1;
-        }
-        stored_init(o, ko, attrs);
-    } else {
-        rv = cache_stored_from_ks(ko, &o);
-        if (rv != CKR_OK) {
-            c->rv = rv;
-            return 1;
-        }
+    rv = cache_stored_place(&c->arena, ko, &o);
+    if (rv != CKR_OK) {
+        c->rv = rv;
+        return 1;
     }
     if (ko->seq > c->seq)
         c->seq = ko->seq;

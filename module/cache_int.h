@@ -14,6 +14,11 @@ void cache_object_free(struct mod_object *o);
 size_t cache_objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found);
 /* A new heap-allocated stored object for record KO. */
 CK_RV cache_stored_from_ks(const ks_object *ko, struct mod_object **out);
+/* A stored object for record KO, placed in the load arena list *LIST
+ * (public records; freed with the arena) or, where it cannot be, alone. */
+CK_RV cache_stored_place(struct mod_arena **list, const ks_object *ko, struct mod_object **out);
+/* T's cache takes the arena list LIST (freed when the cache is cleared). */
+void cache_arena_adopt_inlock(struct mod_token *t, struct mod_arena *list);
 /* Insert stored object O (not in t->objs yet) in handle order and in the
  * indexes; on failure O is freed. */
 CK_RV cache_objs_insert_inlock(struct mod_token *t, struct mod_object *o);

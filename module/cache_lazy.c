@@ -14,8 +14,12 @@
  *     "resolved": every stored object with it is cached, and stays so (new
  *     ones arrive through the change sequence or this process's own
  *     writes), so the next search with it costs what it does on a full
- *     cache. A template without either loads the token in full
- *     (cache_sync_full_relock), as before;
+ *     cache. A template with neither but with another attribute the
+ *     keystore indexes (issuer and serial, subject, key or certificate
+ *     type, class: the first of these, the most selective) resolves that
+ *     one (cache_resolve_tmpl_relock), and the search scans the cache: it
+ *     holds every object that can match. A template without any loads the
+ *     token in full (cache_sync_full_relock), as before;
  *   - by handle: a handle not in the cache is read by id (ks_object_get).
  *     Handles are keystore ids, so they are the same whether an object was
  *     read lazily or at once, and stay valid for the life of the process.
@@ -167,12 +171,29 @@ cache_partial_begin_inlock(struct mod_token *t)
 
 /* ---- by search -------------------------------------------------------------- */
 
+/* The attribute of each lookup (MOD_LK_*). */
+static const CK_ATTRIBUTE_TYPE lk_types[MOD_LK_COUNT] = {
+    [MOD_LK_ID] = CKA_ID,
+    [MOD_LK_LABEL] = CKA_LABEL,
+    [MOD_LK_CLASS] = CKA_CLASS,
+    [MOD_LK_KTYPE] = CKA_KEY_TYPE,
+    [MOD_LK_CTYPE] = CKA_CERTIFICATE_TYPE,
+    [MOD_LK_SUBJ] = CKA_SUBJECT,
+    [MOD_LK_ISN] = CKA_ISSUER,
+};
+
 struct found_ctx {
     struct mod_token *t;
     struct mod_object **add;
     size_t n, cap;
+    struct mod_arena *arena; /* where a large result's public objects go */
     CK_RV rv;
 };
+
+/* A search returning more than this many objects places the rest in
+ * mmap'd chunks as a full load does ("all certificates": one malloc each
+ * was most of its cost); a small one does not map a chunk. */
+#define FOUND_SMALL 64
 
 /* Runs with the token lock held and the global lock released: reads the
  * cache (which only changes under both), never changes it. */
@@ -199,7 +220,8 @@ found_cb(void *ctx, const ks_object *ko)
         c->add = p;
         c->cap = cap;
     }
-    c->rv = cache_stored_from_ks(ko, &o);
+    c->rv =
+        c->n < FOUND_SMALL ? cache_stored_from_ks(ko, &o) : cache_stored_place(&c->arena, ko, &o);
     if (c->rv != CKR_OK)
         return 1;
     c->add[c->n++] = o;
@@ -220,7 +242,16 @@ cache_resolve_relock(struct mod_token *t, int k, const void *value, size_t len)
     c.t = t;
     c.rv = CKR_OK;
     mod_unlock();
-    kr = ks_find(t->ks, cache_ix_type(k), value, len, found_cb, &c, &tampered);
+    if (k == MOD_LK_ISN) {
+        const unsigned char *p = value;
+        size_t ilen;
+
+        memcpy(&ilen, p, sizeof(ilen)); /* cache_resolve_tmpl_relock built it */
+        kr = ks_find_issuer_serial(t->ks, p + sizeof(ilen), ilen, p + sizeof(ilen) + ilen,
+                                   len - sizeof(ilen) - ilen, found_cb, &c, &tampered);
+    } else {
+        kr = ks_find(t->ks, lk_types[k], value, len, found_cb, &c, &tampered);
+    }
     mod_lock();
     if (kr != KS_OK)
         rv = mod_ks_ckr(kr, t->ks, "ks_find");
@@ -233,12 +264,63 @@ cache_resolve_relock(struct mod_token *t, int k, const void *value, size_t len)
             cache_object_free(c.add[i]);
     }
     free(c.add);
+    cache_arena_adopt_inlock(t, c.arena); /* after the objects that live in it */
     if (tampered > 0)
         mod_log("slot %u: %u stored object(s) failed their integrity check and are hidden (%s)",
                 (unsigned)t->slot, tampered, ks_last_error(t->ks));
     if (rv == CKR_OK)
         rset_add_inlock(t, k, value, len);
     return rv;
+}
+
+static const CK_ATTRIBUTE *
+tmpl_get(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
+{
+    for (CK_ULONG i = 0; i < n; i++)
+        if (tmpl[i].type == type)
+            return &tmpl[i];
+    return NULL;
+}
+
+CK_RV
+cache_resolve_tmpl_relock(struct mod_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, int *done)
+{
+    /* Most selective first: one certificate, one subject's, then the
+     * broad ones. */
+    static const int order[] = {MOD_LK_SUBJ, MOD_LK_KTYPE, MOD_LK_CTYPE, MOD_LK_CLASS};
+    const CK_ATTRIBUTE *iss = tmpl_get(tmpl, n, CKA_ISSUER);
+    const CK_ATTRIBUTE *ser = tmpl_get(tmpl, n, CKA_SERIAL_NUMBER);
+    CK_RV rv;
+
+    *done = 0;
+    if (!t->partial)
+        return CKR_OK;
+    if (iss != NULL && ser != NULL) {
+        size_t ilen = iss->ulValueLen, len = sizeof(ilen) + ilen + ser->ulValueLen;
+        unsigned char *b = malloc(len);
+
+        if (b == NULL)
+            return CKR_HOST_MEMORY;
+        memcpy(b, &ilen, sizeof(ilen));
+        if (ilen > 0)
+            memcpy(b + sizeof(ilen), iss->pValue, ilen);
+        if (ser->ulValueLen > 0)
+            memcpy(b + sizeof(ilen) + ilen, ser->pValue, ser->ulValueLen);
+        rv = cache_resolve_relock(t, MOD_LK_ISN, b, len);
+        free(b);
+        *done = rv == CKR_OK;
+        return rv;
+    }
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        const CK_ATTRIBUTE *a = tmpl_get(tmpl, n, lk_types[order[i]]);
+
+        if (a != NULL) {
+            rv = cache_resolve_relock(t, order[i], a->pValue, a->ulValueLen);
+            *done = rv == CKR_OK;
+            return rv;
+        }
+    }
+    return CKR_OK;
 }
 
 /* ---- by handle ----------------------------------------------------------------- */

@@ -1,7 +1,8 @@
 /*
  * find.c — C_FindObjectsInit, C_FindObjects, C_FindObjectsFinal: a search
  * takes a snapshot of the matching handles (using the token's CKA_ID and
- * CKA_LABEL indexes when the template has either) and returns them in turn.
+ * CKA_LABEL indexes when the template has either, and on a partial cache
+ * the keystore's lookup columns) and returns them in turn.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,9 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
      * CKA_ID or CKA_LABEL in the template, the stored objects looked at are
      * the index's candidates for that value (still matched in full); a
      * partial cache first reads those from the keystore (one indexed
-     * search). Any other template scans every object: the whole token. */
+     * search). Any other template scans every cached object: with
+     * another attribute the keystore indexes (cache_resolve_tmpl_relock)
+     * those are all that can match, else the whole token is loaded. */
     for (int j = 0; j < MOD_IX_COUNT && k < 0 && rv == CKR_OK; j++)
         for (CK_ULONG i = 0; i < n2; i++)
             if (t2[i].type == cache_ix_type(j)) {
@@ -93,8 +96,15 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
                     k = j;
                 break;
             }
-    if (rv == CKR_OK && k < 0)
-        rv = cache_sync_full_relock(t);
+    if (rv == CKR_OK && k < 0) {
+        int done = 0;
+
+        /* Another indexed attribute: the cache then holds every object
+         * that can match, scanned below; none: the whole token. */
+        rv = cache_resolve_tmpl_relock(t, t2, n2, &done);
+        if (rv == CKR_OK && !done)
+            rv = cache_sync_full_relock(t);
+    }
     if (rv != CKR_OK)
         goto out;
     cap = 1;

@@ -103,6 +103,19 @@ enum mod_tok_state {
 
 /* Indexes of a token's stored objects (cache.c): by CKA_ID and CKA_LABEL. */
 enum { MOD_IX_ID = 0, MOD_IX_LABEL, MOD_IX_COUNT };
+/* The keystore's lookups (ks_find, docs/keystore-format.md) a partial cache
+ * resolves values of (cache_lazy.c): the first two are the indexes above;
+ * MOD_LK_ISN is CKA_ISSUER with CKA_SERIAL_NUMBER. */
+enum {
+    MOD_LK_ID = MOD_IX_ID,
+    MOD_LK_LABEL = MOD_IX_LABEL,
+    MOD_LK_CLASS = MOD_IX_COUNT,
+    MOD_LK_KTYPE,
+    MOD_LK_CTYPE,
+    MOD_LK_SUBJ,
+    MOD_LK_ISN,
+    MOD_LK_COUNT
+};
 
 struct mod_object {
     CK_OBJECT_HANDLE h;
@@ -322,11 +335,20 @@ CK_RV cache_sync_relock(struct mod_token *t);
  * indexed attribute, the rollover's checks, the integrity count): reads the
  * whole token if it is partial, with the global lock released. */
 CK_RV cache_sync_full_relock(struct mod_token *t);
-/* After cache_sync_relock: every stored object whose index-K attribute
- * (cache_ix_type) is VALUE is in the cache (one indexed keystore search,
- * ks_find, unless it was asked already; the global lock released during
- * it). Needs T's token lock. */
+/* After cache_sync_relock: every stored object whose lookup-K attribute
+ * (MOD_LK_*; MOD_LK_ISN: VALUE is a size_t issuer length, the issuer, the
+ * serial) is VALUE is in the cache (one indexed keystore search, ks_find,
+ * unless it was asked already; the global lock released during it). Needs
+ * T's token lock. */
 CK_RV cache_resolve_relock(struct mod_token *t, int k, const void *value, size_t len);
+/* For a template without CKA_ID or CKA_LABEL: if the cache is partial and
+ * TMPL has CKA_ISSUER with CKA_SERIAL_NUMBER, CKA_SUBJECT, CKA_KEY_TYPE,
+ * CKA_CERTIFICATE_TYPE or CKA_CLASS (the first of these), resolve that
+ * value (cache_resolve_relock) and set *DONE: every stored object that can
+ * match TMPL is then in the cache. *DONE = 0: none of them (or a full
+ * cache). */
+CK_RV cache_resolve_tmpl_relock(struct mod_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                                int *done);
 /* The cache was checked less than MOD_SYNC_RECENT seconds ago: the
  * cryptographic C_xInit functions, which look up one key by handle (handles
  * are never reused), then trust it without the token lock and without a

@@ -130,15 +130,18 @@ spawn_child(char *const argv[], char *buf, size_t bufsz)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
+#define NINIT 7 /* figures of one --child-init */
+
 static int
-spawn_init(double r[5], char *err, size_t errlen)
+spawn_init(double r[NINIT], char *err, size_t errlen)
 {
     char buf[256];
     char *argv[] = {(char *)"p11bench",  (char *)"--child-init", (char *)M.spec->path,
                     (char *)TOKEN_LABEL, (char *)TARGET_ID,      NULL};
 
     if (spawn_child(argv, buf, sizeof(buf)) != 0 ||
-        sscanf(buf, "ok %lf %lf %lf %lf %lf", &r[0], &r[1], &r[2], &r[3], &r[4]) != 5) {
+        sscanf(buf, "ok %lf %lf %lf %lf %lf %lf %lf", &r[0], &r[1], &r[2], &r[3], &r[4], &r[5],
+               &r[6]) != NINIT) {
         buf[strcspn(buf, "\n")] = '\0';
         snprintf(err, errlen, "failed: %.120s", buf[0] ? buf : "child process died");
         return -1;
@@ -208,21 +211,22 @@ file_per_object(unsigned long n)
 static void
 startup_rows(unsigned long n, int reps)
 {
-    static const char *const what[5] = {"init", "initfind", "rss", "loginx", "privfind"};
-    char key[5][48], err[160] = "";
-    double v[5][64], r[5];
+    static const char *const what[NINIT] = {"init",     "initfind", "rss",     "loginx",
+                                            "privfind", "allcerts", "fullfind"};
+    char key[NINIT][48], err[160] = "";
+    double v[NINIT][64], r[NINIT];
     int got = 0;
 
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < NINIT; i++)
         snprintf(key[i], sizeof(key[i]), "%s@%lu", what[i], n);
     for (int i = 0; i < reps; i++) {
         if (spawn_init(r, err, sizeof(err)) != 0)
             break;
-        for (int j = 0; j < 5; j++)
+        for (int j = 0; j < NINIT; j++)
             v[j][got] = r[j];
         got++;
     }
-    for (int j = 0; j < 5; j++) {
+    for (int j = 0; j < NINIT; j++) {
         /* C_Login minus Argon2id only means something for evertoken
          * (other modules: no figure, "-"). */
         if (j == 3 && M.spec->kind != K_EVERTOKEN)
@@ -257,9 +261,10 @@ objects_at(unsigned long n)
     char err[160] = "";
 
     if (n > max_objects(M.spec->name)) {
-        static const char *const what[] = {"create", "init",     "initfind", "findid", "findlabel",
-                                           "refind", "sessinfo", "getattr",  "check",  "rss",
-                                           "loginx", "privfind", "filesize"};
+        static const char *const what[] = {"create",    "init",     "initfind", "findid",
+                                           "findlabel", "refind",   "sessinfo", "getattr",
+                                           "check",     "rss",      "loginx",   "privfind",
+                                           "filesize",  "allcerts", "fullfind"};
         for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
             snprintf(key, sizeof(key), "%s@%lu", what[i], n);
             if (row_find(key) != NULL)
@@ -712,6 +717,34 @@ rss_mib(void)
     return kib / 1024.0;
 }
 
+/* Objects a search for TYPE = V finds (0 also on failure). V is a
+ * CK_ULONG, or a CK_BBOOL for CKA_TOKEN. */
+static unsigned long
+count_found(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_ATTRIBUTE_TYPE type, CK_ULONG v)
+{
+    CK_BBOOL b = (CK_BBOOL)v;
+    CK_ATTRIBUTE a = {type, &v, sizeof(v)};
+    CK_OBJECT_HANDLE many[256];
+    CK_ULONG got = 0;
+    unsigned long total = 0;
+
+    if (type == CKA_TOKEN) {
+        a.pValue = &b;
+        a.ulValueLen = sizeof(b);
+    }
+    if (f->C_FindObjectsInit(s, &a, 1) != CKR_OK)
+        return 0;
+    do {
+        if (f->C_FindObjects(s, many, 256, &got) != CKR_OK) {
+            total = 0;
+            break;
+        }
+        total += got;
+    } while (got > 0);
+    f->C_FindObjectsFinal(s);
+    return total;
+}
+
 int
 child_init(int argc, char **argv)
 {
@@ -721,7 +754,7 @@ child_init(int argc, char **argv)
     CK_OBJECT_HANDLE h[4];
     CK_ATTRIBUTE t;
     void *dl;
-    double t0, t1, t2, t3, t4, t5, rss, kdf;
+    double t0, t1, t2, t3, t4, t5, t6, t7, rss, kdf;
     CK_RV rv;
 
     if (argc != 5)
@@ -759,8 +792,20 @@ child_init(int argc, char **argv)
         printf("find of the private key after login found %lu objects\n", (unsigned long)got);
         return 3;
     }
-    printf("ok %.6f %.6f %.3f %.6f %.6f\n", (t1 - t0) * 1e3, (t2 - t0) * 1e3, rss,
-           (t4 - t3) * 1e3 - kdf, (t5 - t4) * 1e3);
+    /* Then the first search for every certificate (CKA_CLASS only), and
+     * one with no indexed attribute (CKA_TOKEN only: a full load). */
+    if (count_found(f, s, CKA_CLASS, CKO_CERTIFICATE) == 0) {
+        printf("the search for all certificates found none\n");
+        return 3;
+    }
+    t6 = now();
+    if (count_found(f, s, CKA_TOKEN, CK_TRUE) == 0) {
+        printf("the search for all token objects found none\n");
+        return 3;
+    }
+    t7 = now();
+    printf("ok %.6f %.6f %.3f %.6f %.6f %.6f %.6f\n", (t1 - t0) * 1e3, (t2 - t0) * 1e3, rss,
+           (t4 - t3) * 1e3 - kdf, (t5 - t4) * 1e3, (t6 - t5) * 1e3, (t7 - t6) * 1e3);
     fflush(stdout);
     f->C_CloseSession(s);
     f->C_Finalize(NULL);

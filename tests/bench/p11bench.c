@@ -106,6 +106,10 @@ define_rows(void)
         row_def(sec, key, "ms", B_LOWER, "then C_Login minus Argon2id (paired)");
         snprintf(key, sizeof(key), "privfind@%lu", n);
         row_def(sec, key, "ms", B_LOWER, "then first find of a private key by CKA_ID");
+        snprintf(key, sizeof(key), "allcerts@%lu", n);
+        row_def(sec, key, "ms", B_LOWER, "then first find of all certificates (CKA_CLASS)");
+        snprintf(key, sizeof(key), "fullfind@%lu", n);
+        row_def(sec, key, "ms", B_LOWER, "then find by CKA_TOKEN only (loads in full)");
         snprintf(key, sizeof(key), "filesize@%lu", n);
         row_def(sec, key, "B", B_LOWER, "token file (with WAL) per object");
         snprintf(key, sizeof(key), "findid@%lu", n);

@@ -3,7 +3,7 @@
  *
  * A valid token (SO and user PIN, two private and two public objects, a
  * setting) is built once in a temporary directory and read into memory;
- * the lookup columns (schema 5) of one public and one private object are
+ * the lookup columns (schemas 5, 6) of one public and one private object are
  * left unfilled, as after a migration, so that ks_open and ks_login fill
  * them from the damaged file.
  * Each input is a list of damages applied to a copy of it:
@@ -12,7 +12,8 @@
  *   then records   u16 little-endian offset (modulo the file size), XOR byte
  * The copy is written as the token file (no -wal), then ks_open, ks_get_info,
  * ks_login (user PIN), ks_load_objects, ks_object_get, ks_get_setting,
- * ks_find by CKA_ID and CKA_LABEL (logged out and in), ks_change_seq,
+ * ks_find by CKA_ID, CKA_LABEL and CKA_SUBJECT and ks_find_issuer_serial
+ * (logged out and in), ks_change_seq,
  * ks_changed, a create and a destroy, ks_close: every result is acceptable
  * except a crash, a sanitizer report, or objects handed out with attributes
  * that are not sorted and unique (the keystore.h contract).
@@ -71,9 +72,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     const char *t = getenv("TMPDIR");
     ks_kdf_params kdf = {crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN};
     ks_token *tok = NULL;
-    ks_attr a[3] = {{3, 5, (unsigned char *)"label"},
-                    {0x11, 16, (unsigned char *)"0123456789abcdef"},
-                    {0x102, 2, (unsigned char *)"id"}};
+    ks_attr a[6] = {
+        {3, 5, (unsigned char *)"label"},    {0x11, 16, (unsigned char *)"0123456789abcdef"},
+        {0x81, 5, (unsigned char *)"CN=ca"}, {0x82, 1, (unsigned char *)"\x01"},
+        {0x101, 4, (unsigned char *)"CN=s"}, {0x102, 2, (unsigned char *)"id"}};
     int64_t id;
     FILE *f;
     long n;
@@ -101,7 +103,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     if (ks_login(tok, KS_USER, (const unsigned char *)USER_PIN, strlen(USER_PIN)) != KS_OK)
         die("login");
     for (int i = 0; i < 4; i++)
-        if (ks_object_create(tok, i & 1, a, 3, &id) != KS_OK)
+        if (ks_object_create(tok, i & 1, a, 6, &id) != KS_OK)
             die("objects");
     if (ks_set_setting(tok, "login_cache", "process") != KS_OK)
         die("setting");
@@ -111,7 +113,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
         if (sqlite3_open(path, &db) != SQLITE_OK ||
             sqlite3_exec(db,
-                         "UPDATE objects SET lk = 0, l_id = NULL, l_label = NULL "
+                         "UPDATE objects SET lk = 0, l_id = NULL, l_label = NULL, l_class = NULL,"
+                         " l_ktype = NULL, l_ctype = NULL, l_subj = NULL, l_isn = NULL "
                          "WHERE id IN (3, 4);",
                          NULL, NULL, NULL) != SQLITE_OK)
             die("unfilled lookup columns");
@@ -189,6 +192,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)!ks_load_objects(tok, check_cb, NULL, &tampered); /* logged out: public only */
     (void)!ks_find(tok, 0x102, "id", 2, check_cb, NULL, &tampered);
     (void)!ks_find(tok, 3, "label", 5, check_cb, NULL, &tampered);
+    (void)!ks_find(tok, 0x101, "CN=s", 4, check_cb, NULL, &tampered);
+    (void)!ks_find_issuer_serial(tok, "CN=ca", 5, "\x01", 1, check_cb, NULL, &tampered);
     if (ks_login(tok, KS_USER, (const unsigned char *)USER_PIN, strlen(USER_PIN)) == KS_OK) {
         ks_attr a = {3, 4, (unsigned char *)"fuzz"};
         int64_t id = 0;
@@ -198,6 +203,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)!ks_object_get(tok, 2, check_cb, NULL);
         (void)!ks_find(tok, 0x102, "id", 2, check_cb, NULL, &tampered);
         (void)!ks_find(tok, 3, "label", 5, check_cb, NULL, &tampered);
+        (void)!ks_find(tok, 0x101, "CN=s", 4, check_cb, NULL, &tampered);
+        (void)!ks_find_issuer_serial(tok, "CN=ca", 5, "\x01", 1, check_cb, NULL, &tampered);
         (void)!ks_change_seq(tok, &id);
         if (ks_get_setting(tok, "login_cache", &val) == KS_OK)
             free(val);

@@ -309,8 +309,32 @@ t_certificate(void **state)
     assert_attr_eq(h, o, CKA_ID, "\x01\x02", 2);
     assert_ok(F->C_Logout(h));
 
-    /* A public certificate: found by class without login, from a R/O session. */
+    /* A public certificate: found by subject, by issuer and serial, by
+     * certificate type and by class without login, from a R/O session
+     * (evertoken: each from the keystore's lookup columns, the logout
+     * having emptied its cache). */
     ro = conf_open(0);
+    {
+        CK_CERTIFICATE_TYPE x509 = CKC_X_509;
+        CK_ATTRIBUTE by_subj = {CKA_SUBJECT, m->cert_subject.p, m->cert_subject.n};
+        CK_ATTRIBUTE by_isn[] = {
+            {CKA_ISSUER, m->cert_issuer.p, m->cert_issuer.n},
+            {CKA_SERIAL_NUMBER, m->cert_serial.p, m->cert_serial.n},
+        };
+        CK_ATTRIBUTE other_isn[] = {
+            {CKA_ISSUER, m->cert_issuer.p, m->cert_issuer.n},
+            {CKA_SERIAL_NUMBER, "\x02\x01\x7f", 3},
+        };
+        CK_ATTRIBUTE by_type = {CKA_CERTIFICATE_TYPE, &x509, sizeof(x509)};
+
+        assert_int_equal(conf_find(ro, &by_subj, 1, found, NA(found), 4), 1);
+        assert_int_equal(found[0], o);
+        assert_int_equal(conf_find(ro, other_isn, NA(other_isn), found, NA(found), 4), 0);
+        assert_int_equal(conf_find(ro, by_isn, NA(by_isn), found, NA(found), 4), 1);
+        assert_int_equal(found[0], o);
+        assert_int_equal(conf_find(ro, &by_type, 1, found, NA(found), 4), 1);
+        assert_int_equal(found[0], o);
+    }
     assert_int_equal(conf_find(ro, &by_class, 1, found, NA(found), 4), 1);
     assert_int_equal(found[0], o);
     assert_attr_eq(ro, o, CKA_VALUE, m->cert.p, m->cert.n);

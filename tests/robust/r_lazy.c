@@ -2,16 +2,16 @@
  * r_lazy.c — the partial object cache (module/cache_lazy.c) with another
  * process writing.
  *
- * A token with 40 public and 10 private data objects and an EC key pair
- * (CKA_ID "kid") is reopened by a fresh C_Initialize. Searches by label and
- * by CKA_ID must answer without loading the token (the cache holds only
- * the candidates; checked through the module's own state, module/mod_int.h),
- * before and after a login. Then another process (forked, its own
- * C_Initialize) creates, destroys and renames objects, some of them cached
- * here and some not; every later search and handle lookup must see exactly
- * the file's state. Handles stay the same whether an object was read
- * lazily, again after a logout dropped the cache, or by a full load (a
- * template without an indexed attribute).
+ * A token with 80 public and 10 private data objects (more than cache_lazy.c places one by one) and
+ * an EC key pair (CKA_ID "kid") is reopened by a fresh C_Initialize. Searches by label and by
+ * CKA_ID must answer without loading the token (the cache holds only the candidates; checked
+ * through the module's own state, module/mod_int.h), before and after a login. Then another process
+ * (forked, its own C_Initialize) creates, destroys and renames objects, some of them cached here
+ * and some not; every later search and handle lookup must see exactly the file's state. Searches by
+ * class and key type (the keystore's schema-6 lookup columns) answer without loading the token
+ * either, before and after the other process's writes. Handles stay the same whether an object was
+ * read lazily, again after a logout dropped the cache, or by a full load (a template without an
+ * indexed attribute).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@
 #include "mod_int.h"
 #include "rlib.h"
 
-#define NPUB  40
+#define NPUB  80
 #define NPRIV 10
 
 static CK_SLOT_ID slot;
@@ -58,6 +58,25 @@ find_id(CK_SESSION_HANDLE s, const char *id)
     R_CK(R->C_FindObjectsInit(s, &a, 1), CKR_OK);
     R_CK(R->C_FindObjects(s, out, 8, &n), CKR_OK);
     R_CK(R->C_FindObjectsFinal(s), CKR_OK);
+    return (long)n;
+}
+
+/* How many objects TYPE = V (a CK_ULONG) finds; *HAS: whether H is one. */
+static long
+find_ulong(CK_SESSION_HANDLE s, CK_ATTRIBUTE_TYPE type, CK_ULONG v, CK_OBJECT_HANDLE h, int *has)
+{
+    CK_ATTRIBUTE a = {type, &v, sizeof(v)};
+    CK_OBJECT_HANDLE out[NPUB + NPRIV + 8];
+    CK_ULONG n = 0;
+
+    R_CK(R->C_FindObjectsInit(s, &a, 1), CKR_OK);
+    R_CK(R->C_FindObjects(s, out, NPUB + NPRIV + 8, &n), CKR_OK);
+    R_CK(R->C_FindObjectsFinal(s), CKR_OK);
+    if (has != NULL) {
+        *has = 0;
+        for (CK_ULONG i = 0; i < n; i++)
+            *has |= out[i] == h;
+    }
     return (long)n;
 }
 
@@ -137,8 +156,9 @@ main(void)
 {
     char dir[256];
     CK_SESSION_HANDLE s;
-    CK_OBJECT_HANDLE h7, h8, h9, hx;
+    CK_OBJECT_HANDLE h7, h8, h9, hx, hf;
     struct mod_token *t;
+    int has = 0;
     pid_t pid;
 
     r_setup(dir, "lazy");
@@ -153,13 +173,13 @@ main(void)
     expect_label(s, "pub-7", 1, &h7);
     expect_label(s, "pub-8", 1, &h8);
     expect_label(s, "pub-9", 1, &h9);
-    expect_label(s, "priv-45", 0, NULL); /* private: not before login */
+    expect_label(s, "priv-85", 0, NULL); /* private: not before login */
     R_ASSERT(find_id(s, "kid") == 1, "CKA_ID kid before login");
     t = token();
     R_ASSERT(t->partial && !t->loaded && t->nobjs <= 5, "partial %d loaded %d objects %zu",
              t->partial, t->loaded, t->nobjs);
     R_CK(R->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)R_USER_PIN, strlen(R_USER_PIN)), CKR_OK);
-    expect_label(s, "priv-45", 1, NULL);
+    expect_label(s, "priv-85", 1, NULL);
     R_ASSERT(find_id(s, "kid") == 2, "CKA_ID kid after login");
     expect_label(s, "pub-7", 1, NULL);
     expect_label(s, "pub-8", 1, NULL);
@@ -167,6 +187,14 @@ main(void)
     t = token();
     R_ASSERT(t->partial && !t->loaded && t->nobjs <= 6, "after login: partial %d objects %zu",
              t->partial, t->nobjs);
+
+    /* "All data objects", "all private keys", "all EC keys": answered by
+     * the keystore's class and key type columns, not a full load. */
+    R_ASSERT(find_ulong(s, CKA_CLASS, CKO_DATA, h8, &has) == NPUB + NPRIV && has,
+             "all data objects before the writes");
+    R_ASSERT(find_ulong(s, CKA_CLASS, CKO_PRIVATE_KEY, 0, NULL) == 1, "all private keys");
+    t = token();
+    R_ASSERT(t->partial && !t->loaded, "class search: partial %d loaded %d", t->partial, t->loaded);
 
     /* Another process writes, to cached objects and to others. */
     pid = r_spawn();
@@ -186,7 +214,13 @@ main(void)
     expect_label(s, "pub-9", 0, NULL);
     expect_label(s, "moved-9", 1, &hx);
     R_ASSERT(hx == h9, "renamed object: handle %lu, was %lu", (unsigned long)hx, (unsigned long)h9);
-    expect_label(s, "fresh", 1, NULL);
+    expect_label(s, "fresh", 1, &hf);
+    /* The class resolved before the writes: 2 destroyed, 2 created. */
+    R_ASSERT(find_ulong(s, CKA_CLASS, CKO_DATA, h8, &has) == NPUB + NPRIV && !has,
+             "all data objects after the writes still hold a destroyed one");
+    R_ASSERT(find_ulong(s, CKA_CLASS, CKO_DATA, hf, &has) == NPUB + NPRIV && has,
+             "all data objects after the writes miss the new one");
+    R_ASSERT(find_ulong(s, CKA_KEY_TYPE, CKK_EC, 0, NULL) == 2, "all EC keys");
     t = token();
     R_ASSERT(t->partial && !t->loaded, "still partial after the other process's writes");
 
@@ -194,19 +228,34 @@ main(void)
     R_CK(R->C_Logout(s), CKR_OK);
     label_is(s, h7, "pub-7");
     label_is(s, h9, "moved-9");
-    expect_label(s, "priv-45", 0, NULL);
+    expect_label(s, "priv-85", 0, NULL);
 
-    /* A template without an indexed attribute loads the token in full:
-     * the same objects and handles. */
+    /* All public data objects (the class column, logged out), then a
+     * template without an indexed attribute, which loads the token in
+     * full: the same objects and handles. */
     {
         CK_OBJECT_HANDLE all[NPUB + 8];
         CK_RV rv;
         long n = r_find_data(s, NULL, all, NPUB + 8, &rv);
         int seen7 = 0;
+        CK_BBOOL yes = CK_TRUE;
+        CK_ATTRIBUTE tok = {CKA_TOKEN, &yes, sizeof(yes)};
+        CK_ULONG m = 0;
 
-        /* 40 - 2 destroyed + 2 created. */
+        /* 80 - 2 destroyed + 2 created. */
         R_ASSERT(n == NPUB, "all public data objects: %ld (%s)", n, r_ckr(rv));
         for (long i = 0; i < n; i++)
+            seen7 += all[i] == h7;
+        R_ASSERT(seen7 == 1, "handle of pub-7 in the list by class");
+        t = token();
+        R_ASSERT(t->partial && !t->loaded, "class template: no full load");
+        R_CK(R->C_FindObjectsInit(s, &tok, 1), CKR_OK);
+        R_CK(R->C_FindObjects(s, all, NPUB + 8, &m), CKR_OK);
+        R_CK(R->C_FindObjectsFinal(s), CKR_OK);
+        /* The public data objects, the EC public key, the profile object. */
+        R_ASSERT(m == NPUB + 2, "all token objects: %lu", (unsigned long)m);
+        seen7 = 0;
+        for (CK_ULONG i = 0; i < m; i++)
             seen7 += all[i] == h7;
         R_ASSERT(seen7 == 1, "handle of pub-7 in the full list");
         t = token();

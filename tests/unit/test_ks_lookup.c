@@ -1,10 +1,12 @@
 /*
  * test_ks_lookup.c — lookup columns and searches (keystore/lookup.c,
- * schema 5): ks_find by CKA_ID and CKA_LABEL, public objects in the clear
- * and private ones by keyed hash; forged columns cause a miss or a record
- * read and dropped, never a wrong object; migration from schema 4 fills the
- * columns (public at open, private at login), as it does for a file from
- * schema 2; ks_change_seq.
+ * schemas 5 and 6): ks_find by CKA_ID, CKA_LABEL, CKA_CLASS, CKA_KEY_TYPE,
+ * CKA_CERTIFICATE_TYPE and CKA_SUBJECT, ks_find_issuer_serial; public
+ * objects in the clear (subject, issuer/serial: unkeyed hash) and private
+ * ones by keyed hash; forged columns cause a miss or a record read and
+ * dropped, never a wrong object; migrations from schemas 5 and 4 fill the
+ * columns (public at open, private at login), as from a file of schema 2;
+ * ks_change_seq.
  */
 #include "test_ks_util.h"
 
@@ -161,6 +163,225 @@ test_tampered_columns(void **state)
     }
 }
 
+/* A certificate or a key with the attributes of schema 6's columns. */
+struct full {
+    int priv;
+    unsigned long cls, type; /* type: CKA_KEY_TYPE of a key, CKA_CERTIFICATE_TYPE of a cert */
+    const char *subject, *issuer, *serial;
+};
+
+static int64_t
+mk_full(ks_token *t, const struct full *o)
+{
+    unsigned char c[8] = {0}, ty[8] = {0};
+    ks_attr a[6];
+    size_t n = 0;
+    int64_t oid = 0;
+
+    for (int i = 0; i < 8; i++) {
+        c[i] = (unsigned char)(o->cls >> (8 * i));
+        ty[i] = (unsigned char)(o->type >> (8 * i));
+    }
+    a[n++] = (ks_attr){KS_ATTR_CLASS, sizeof(c), c};
+    if (o->cls == 1) {
+        a[n++] = (ks_attr){KS_ATTR_CERT_TYPE, sizeof(ty), ty};
+        a[n++] = (ks_attr){KS_ATTR_ISSUER, strlen(o->issuer), (unsigned char *)o->issuer};
+        a[n++] = (ks_attr){KS_ATTR_SERIAL, strlen(o->serial), (unsigned char *)o->serial};
+    } else {
+        a[n++] = (ks_attr){KS_ATTR_KEY_TYPE, sizeof(ty), ty};
+    }
+    a[n++] = (ks_attr){KS_ATTR_SUBJECT, strlen(o->subject), (unsigned char *)o->subject};
+    assert_int_equal(ks_object_create(t, o->priv, a, n, &oid), KS_OK);
+    return oid;
+}
+
+static struct hits
+find_ulong(ks_token *t, uint64_t type, unsigned long v)
+{
+    unsigned char b[8];
+    struct hits h;
+
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(ks_find(t, type, b, sizeof(b), hits_cb, &h, NULL), KS_OK);
+    return h;
+}
+
+static struct hits
+find_isn(ks_token *t, const char *issuer, const char *serial)
+{
+    struct hits h;
+
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(
+        ks_find_issuer_serial(t, issuer, strlen(issuer), serial, strlen(serial), hits_cb, &h, NULL),
+        KS_OK);
+    return h;
+}
+
+/* Three certificates and two private keys (CKO_CERTIFICATE 1, CKO_PRIVATE_KEY 3;
+ * CKK_RSA 0, CKK_EC 3). */
+static void
+mk_five(ks_token *t, int64_t id[5])
+{
+    static const struct full o[5] = {
+        {0, 1, 0, "CN=a", "CN=ca", "01"}, {0, 1, 0, "CN=b", "CN=ca", "02"},
+        {0, 1, 0, "CN=a", "CN=c", "a02"}, /* issuer/serial: "CN=ca"/"02" shifted */
+        {1, 3, 3, "CN=a", NULL, NULL},    {1, 3, 0, "CN=b", NULL, NULL},
+    };
+
+    for (int i = 0; i < 5; i++)
+        id[i] = mk_full(t, &o[i]);
+}
+
+/* Schema 6: class, key and certificate type, subject, issuer and serial. */
+static void
+test_find_schema6(void **state)
+{
+    struct ks_fixture *f = *state;
+    int64_t id[5];
+    struct hits h;
+
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    mk_five(f->tok, id);
+    h = find_ulong(f->tok, KS_ATTR_CLASS, 1);
+    assert_true(h.n == 3 && h.ids[0] == id[0] && h.ids[1] == id[1] && h.ids[2] == id[2]);
+    h = find_ulong(f->tok, KS_ATTR_CLASS, 3);
+    assert_true(h.n == 2 && h.ids[0] == id[3] && h.ids[1] == id[4]);
+    h = find_ulong(f->tok, KS_ATTR_KEY_TYPE, 3);
+    assert_true(h.n == 1 && h.ids[0] == id[3]);
+    h = find_ulong(f->tok, KS_ATTR_CERT_TYPE, 0);
+    assert_int_equal(h.n, 3);
+    h = find(f->tok, KS_ATTR_SUBJECT, "CN=a", NULL);
+    assert_true(h.n == 3 && h.ids[0] == id[0] && h.ids[1] == id[2] && h.ids[2] == id[3]);
+    h = find_isn(f->tok, "CN=ca", "02");
+    assert_true(h.n == 1 && h.ids[0] == id[1]);
+    h = find_isn(f->tok, "CN=c", "a02");
+    assert_true(h.n == 1 && h.ids[0] == id[2]);
+    assert_int_equal(find_isn(f->tok, "CN=ca", "03").n, 0);
+    assert_int_equal(ks_find_issuer_serial(f->tok, NULL, 1, "", 0, hits_cb, &h, NULL), KS_E_ARGS);
+    assert_int_equal(ks_find(f->tok, KS_ATTR_SERIAL, "02", 2, hits_cb, &h, NULL), KS_E_ARGS);
+    assert_int_equal(ks_find(f->tok, KS_ATTR_ISSUER, "CN=ca", 5, hits_cb, &h, NULL), KS_E_ARGS);
+    /* Logged out: the certificates only. */
+    ks_logout(f->tok);
+    assert_int_equal(find_ulong(f->tok, KS_ATTR_CLASS, 3).n, 0);
+    assert_int_equal(find(f->tok, KS_ATTR_SUBJECT, "CN=a", NULL).n, 2);
+    /* In the file: the public class in the clear, the private one hashed;
+     * subjects and issuer/serial hashed (16 bytes) for both. */
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE length(l_class) = 8"), 3);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE is_private = 1 AND "
+                                      "length(l_class) = 16 AND length(l_ktype) = 16"),
+                     2);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE length(l_subj) = 16"), 5);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE length(l_isn) = 16"), 3);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE l_isn IS NOT NULL AND "
+                                      "l_ctype IS NOT NULL AND l_ktype IS NULL"),
+                     3);
+    /* Equal subjects: equal public hashes, a different keyed one for the key. */
+    assert_int_equal(raw_int(f->path, "SELECT count(DISTINCT l_subj) FROM objects"), 4);
+}
+
+/* Forged schema-6 columns: a miss, or a record read and dropped. */
+static void
+test_tampered_schema6(void **state)
+{
+    struct ks_fixture *f = *state;
+    int64_t id[5];
+    struct hits h;
+    char sql[256];
+
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    mk_five(f->tok, id);
+    /* A key claims to be a certificate: "all certificates" reads and drops it. */
+    snprintf(sql, sizeof(sql),
+             "UPDATE objects SET l_class = (SELECT l_class FROM objects WHERE id = %lld) "
+             "WHERE id = %lld",
+             (long long)id[0], (long long)id[4]);
+    raw_exec(f->path, sql);
+    h = find_ulong(f->tok, KS_ATTR_CLASS, 1);
+    assert_true(h.n == 3 && h.ids[2] == id[2]);
+    /* ... and is missed by "all private keys". */
+    h = find_ulong(f->tok, KS_ATTR_CLASS, 3);
+    assert_true(h.n == 1 && h.ids[0] == id[3]);
+    /* A certificate's subject hash moved onto another: read and dropped,
+     * and the real one missed. */
+    snprintf(sql, sizeof(sql),
+             "UPDATE objects SET l_subj = (SELECT l_subj FROM objects WHERE id = %lld) "
+             "WHERE id = %lld",
+             (long long)id[0], (long long)id[1]);
+    raw_exec(f->path, sql);
+    h = find(f->tok, KS_ATTR_SUBJECT, "CN=a", NULL);
+    assert_true(h.n == 3 && h.ids[0] == id[0] && h.ids[1] == id[2]);
+    assert_int_equal(find(f->tok, KS_ATTR_SUBJECT, "CN=b", NULL).n, 1); /* the key only */
+    /* The issuer/serial column of one certificate on the other. */
+    snprintf(sql, sizeof(sql),
+             "UPDATE objects SET l_isn = (SELECT l_isn FROM objects WHERE id = %lld) "
+             "WHERE id = %lld",
+             (long long)id[1], (long long)id[2]);
+    raw_exec(f->path, sql);
+    h = find_isn(f->tok, "CN=ca", "02");
+    assert_true(h.n == 1 && h.ids[0] == id[1]);
+    assert_int_equal(find_isn(f->tok, "CN=c", "a02").n, 0);
+    /* An unfilled row is read by every search and found when it matches. */
+    snprintf(sql, sizeof(sql), "UPDATE objects SET lk = 0 WHERE id = %lld", (long long)id[2]);
+    raw_exec(f->path, sql);
+    h = find_isn(f->tok, "CN=c", "a02");
+    assert_true(h.n == 1 && h.ids[0] == id[2]);
+    /* A damaged certificate the class column points at: counted, skipped. */
+    snprintf(sql, sizeof(sql), "UPDATE objects SET data = x'0102' WHERE id = %lld",
+             (long long)id[0]);
+    raw_exec(f->path, sql);
+    {
+        unsigned char c1[8] = {1};
+        unsigned bad = 0;
+
+        memset(&h, 0, sizeof(h));
+        assert_int_equal(ks_find(f->tok, KS_ATTR_CLASS, c1, 8, hits_cb, &h, &bad), KS_OK);
+        assert_int_equal(bad, 1);
+        assert_true(h.n == 2 && h.ids[0] == id[1] && h.ids[1] == id[2]);
+    }
+}
+
+/* Schema 5 -> 6: every row unfilled by the migration, public ones filled at
+ * open, private ones at login; searches right in between. */
+static void
+test_migration_from_v5(void **state)
+{
+    struct ks_fixture *f = *state;
+    int64_t id[5];
+    struct hits h;
+    ks_info info;
+
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    mk_five(f->tok, id);
+    ks_close(f->tok);
+    f->tok = NULL;
+    raw_objects_v5(f->path);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE lk = 1"), 5);
+    assert_int_equal(ks_open(f->path, &f->tok), KS_OK);
+    assert_int_equal(ks_get_info(f->tok, &info), KS_OK);
+    assert_int_equal(info.schema_version, 6);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE lk = 1 AND is_private = "
+                                      "0 AND length(l_class) = 8 AND length(l_isn) = 16"),
+                     3);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE lk = 0"), 2);
+    h = find_ulong(f->tok, KS_ATTR_CLASS, 1);
+    assert_int_equal(h.n, 3);
+    h = find(f->tok, KS_ATTR_ID, "x", NULL);
+    assert_int_equal(h.n, 0);
+    /* Logged in, the unfilled private rows are filled; found either way. */
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE lk = 0"), 0);
+    h = find_ulong(f->tok, KS_ATTR_KEY_TYPE, 0);
+    assert_true(h.n == 1 && h.ids[0] == id[4]);
+    h = find(f->tok, KS_ATTR_SUBJECT, "CN=b", NULL);
+    assert_true(h.n == 2 && h.ids[0] == id[1] && h.ids[1] == id[4]);
+    h = find_isn(f->tok, "CN=ca", "01");
+    assert_true(h.n == 1 && h.ids[0] == id[0]);
+}
+
 /* Schema 4 -> 5: public columns filled at open, private ones at login. */
 static void
 test_migration_from_v4(void **state)
@@ -292,6 +513,9 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_find, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_tampered_columns, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_find_schema6, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tampered_schema6, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_v5, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v4, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v2, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_unfilled_private, fixture_setup, fixture_teardown),

@@ -118,12 +118,30 @@ raw_objects_v2(const char *path)
                    "DROP TABLE gone; PRAGMA user_version = 2;");
 }
 
+/* Turn a current token file back into the version 5 layout (lookup
+ * columns for CKA_ID and CKA_LABEL only), as the code before schema 6
+ * wrote it. */
+static inline void
+raw_objects_v5(const char *path)
+{
+    raw_exec(path, "DROP INDEX objects_l_class; DROP INDEX objects_l_ktype;"
+                   "DROP INDEX objects_l_ctype; DROP INDEX objects_l_subj;"
+                   "DROP INDEX objects_l_isn;"
+                   "ALTER TABLE objects DROP COLUMN l_class;"
+                   "ALTER TABLE objects DROP COLUMN l_ktype;"
+                   "ALTER TABLE objects DROP COLUMN l_ctype;"
+                   "ALTER TABLE objects DROP COLUMN l_subj;"
+                   "ALTER TABLE objects DROP COLUMN l_isn;"
+                   "PRAGMA user_version = 5;");
+}
+
 /* Turn a current token file back into the version 4 layout (no lookup
  * columns), as the code before schema 5 wrote it; the caller sets
  * user_version (4, or lower after undoing more). */
 static inline void
 raw_objects_v4(const char *path)
 {
+    raw_objects_v5(path);
     raw_exec(path, "DROP INDEX objects_l_id; DROP INDEX objects_l_label;"
                    "DROP INDEX objects_unfilled; DROP INDEX objects_retired;"
                    "ALTER TABLE objects DROP COLUMN l_id;"

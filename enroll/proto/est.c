@@ -433,29 +433,6 @@ done:
     return rc;
 }
 
-/* CERT chains (UNTRUSTED helping) to ANCHORS at NOW; no message. */
-static int
-chains(X509 *cert, STACK_OF(X509) * untrusted, STACK_OF(X509) * anchors, time_t now)
-{
-    X509_STORE *store = X509_STORE_new();
-    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    int ok = 0;
-
-    if (store != NULL && ctx != NULL) {
-        for (int i = 0; i < sk_X509_num(anchors); i++)
-            X509_STORE_add_cert(store, sk_X509_value(anchors, i));
-        if (X509_STORE_CTX_init(ctx, store, cert, untrusted)) {
-            X509_STORE_CTX_set_time(ctx, 0, now);
-            X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY);
-            ok = X509_verify_cert(ctx) == 1;
-        }
-    }
-    X509_STORE_CTX_free(ctx);
-    X509_STORE_free(store);
-    ERR_clear_error();
-    return ok;
-}
-
 static int
 same_pub(EVP_PKEY *a, EVP_PKEY *b)
 {
@@ -520,7 +497,7 @@ enr_est_take_cacerts(const char *name, STACK_OF(X509) * certs, STACK_OF(X509) * 
         return ENR_E_FAIL;
     for (int i = 0; i < sk_X509_num(certs); i++) {
         X509 *x = sk_X509_value(certs, i);
-        if (chains(x, certs, anchors, now))
+        if (enr_verify_chain(x, certs, anchors, now, NULL) == ENR_OK) /* silent */
             sk_X509_push(trusted, x);
     }
     for (int i = 0; i < sk_X509_num(certs); i++) {

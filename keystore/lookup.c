@@ -163,6 +163,7 @@ fill_batch_inlock(ks_token *tok, int priv, int64_t *after, int *done)
         size_t len[KS_LK_N];
     } b[256];
     size_t nb = 0, nrows = 0;
+    int64_t start = *after;
     ks_rv rv = KS_OK;
     int rc;
 
@@ -173,10 +174,17 @@ fill_batch_inlock(ks_token *tok, int priv, int64_t *after, int *done)
         size_t ser_len, wipe;
         struct ks_lookup lk;
         ks_object obj;
+        int64_t id = sqlite3_column_int64(st, 0);
         ks_rv r;
 
+        /* Ids only grow, batch after batch; a damaged index that answers
+         * otherwise ends the filling (what is left stays unfilled, which
+         * searches read and check anyway) instead of looping forever. */
+        if (id <= start)
+            break;
         nrows++;
-        *after = sqlite3_column_int64(st, 0);
+        if (id > *after)
+            *after = id;
         r = ks_row_decode_inlock(tok, st, &obj, &wipe, &ser, &ser_len, NULL);
         if (r == KS_E_NOMEM) {
             rv = r;

@@ -453,11 +453,31 @@ sel_pending(void *ctx, const ks_object *o, const struct ks_rec_state *rs)
     return rs->state == KS_PENDING && linked(rs, ctx);
 }
 
+/* Delete, in one write transaction, every object SEL picks; how many in
+ * *N (may be NULL). Needs the handle's mutex. secure_delete overwrites the
+ * freed cells and pages on commit. */
+static ks_rv
+delete_selected_inlock(ks_token *tok, select_fn sel, void *ctx, unsigned *n)
+{
+    struct items it = {0};
+    ks_rv rv = rollover_begin_inlock(tok);
+
+    if (rv != KS_OK)
+        return rv;
+    rv = collect_inlock(tok, sel, ctx, &it);
+    for (size_t i = 0; rv == KS_OK && i < it.n; i++)
+        rv = ks_obj_delete_inlock(tok, it.v[i].id);
+    rv = rollover_end_inlock(tok, rv);
+    if (rv == KS_OK && n != NULL)
+        *n = (unsigned)it.n;
+    items_free(&it);
+    return rv;
+}
+
 ks_rv
 ks_rollover_discard(ks_token *tok, const unsigned char *cred, size_t cred_len, unsigned *n)
 {
     struct cred_sel c = {cred, cred_len};
-    struct items it = {0};
     ks_rv rv;
 
     if (n != NULL)
@@ -465,17 +485,7 @@ ks_rollover_discard(ks_token *tok, const unsigned char *cred, size_t cred_len, u
     if (tok == NULL || cred == NULL || cred_len == 0 || cred_len > KS_CRED_MAX)
         return KS_E_ARGS;
     ks_lock(tok);
-    rv = rollover_begin_inlock(tok);
-    if (rv != KS_OK)
-        goto out;
-    rv = collect_inlock(tok, sel_pending, &c, &it);
-    for (size_t i = 0; rv == KS_OK && i < it.n; i++)
-        rv = ks_obj_delete_inlock(tok, it.v[i].id);
-    rv = rollover_end_inlock(tok, rv);
-    if (rv == KS_OK && n != NULL)
-        *n = (unsigned)it.n;
-out:
-    items_free(&it);
+    rv = delete_selected_inlock(tok, sel_pending, &c, n);
     ks_unlock(tok);
     return rv;
 }
@@ -521,8 +531,7 @@ ks_rv
 ks_purge_retired(ks_token *tok, int64_t now, int64_t grace, unsigned *n)
 {
     struct purge_sel p;
-    struct items it = {0};
-    ks_rv rv;
+    ks_rv rv = KS_OK;
 
     if (n != NULL)
         *n = 0;
@@ -530,22 +539,8 @@ ks_purge_retired(ks_token *tok, int64_t now, int64_t grace, unsigned *n)
         return KS_E_ARGS;
     p.limit = now - grace;
     ks_lock(tok);
-    if (nothing_to_purge_inlock(tok, p.limit)) {
-        ks_unlock(tok);
-        return KS_OK;
-    }
-    rv = rollover_begin_inlock(tok);
-    if (rv != KS_OK)
-        goto out;
-    rv = collect_inlock(tok, sel_purge, &p, &it);
-    /* secure_delete overwrites the freed cells and pages on commit. */
-    for (size_t i = 0; rv == KS_OK && i < it.n; i++)
-        rv = ks_obj_delete_inlock(tok, it.v[i].id);
-    rv = rollover_end_inlock(tok, rv);
-    if (rv == KS_OK && n != NULL)
-        *n = (unsigned)it.n;
-out:
-    items_free(&it);
+    if (!nothing_to_purge_inlock(tok, p.limit))
+        rv = delete_selected_inlock(tok, sel_purge, &p, n);
     ks_unlock(tok);
     return rv;
 }

@@ -186,8 +186,8 @@ ix_clear(struct mod_token *t)
 }
 
 /* Build the indexes of every object in t->objs. */
-static void
-ix_rebuild(struct mod_token *t)
+void
+cache_ix_rebuild(struct mod_token *t)
 {
     size_t nb = IX_MIN_BUCKETS;
 
@@ -552,7 +552,7 @@ cache_objs_merge_inlock(struct mod_token *t, struct mod_object **add, size_t nad
         add[j]->used = ++t->tick;
     /* Many new ones: the indexes once, sized for all (as a full load). */
     if (nadd > old && nadd >= 64) {
-        ix_rebuild(t);
+        cache_ix_rebuild(t);
     } else {
         for (size_t j = 0; j < nadd; j++)
             ix_insert(t, add[j]);
@@ -652,7 +652,7 @@ load_full_relock(struct mod_token *t)
     t->seq = c.seq;
     for (size_t i = 0; i < t->nobjs; i++)
         t->objs[i]->used = ++t->tick;
-    ix_rebuild(t);
+    cache_ix_rebuild(t);
     return CKR_OK;
 }
 

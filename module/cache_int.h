@@ -28,6 +28,8 @@ CK_RV cache_objs_merge_inlock(struct mod_token *t, struct mod_object **add, size
 /* Free every cached stored object, the indexes and the resolved values. */
 void cache_objs_clear_inlock(struct mod_token *t);
 
+/* Rebuild the indexes of t->objs, sized for them. */
+void cache_ix_rebuild(struct mod_token *t);
 /* Remove stored object O from the indexes (it stays in t->objs). */
 void cache_ix_unlink(struct mod_token *t, struct mod_object *o);
 

@@ -175,6 +175,28 @@ mark_held(struct mod_token *t, int on)
     }
 }
 
+/* After a large eviction (the end of a search for most of the token): the
+ * handle array and the index buckets sized for what is left. */
+static void
+shrink_inlock(struct mod_token *t)
+{
+    if (t->capobjs <= 4 * t->nobjs + 64)
+        return;
+    if (t->nobjs > 0) {
+        struct mod_object **p = realloc(t->objs, t->nobjs * sizeof(*p));
+
+        if (p == NULL)
+            return; /* keeps the larger one */
+        t->objs = p;
+        t->capobjs = t->nobjs;
+    } else {
+        free(t->objs);
+        t->objs = NULL;
+        t->capobjs = 0;
+    }
+    cache_ix_rebuild(t);
+}
+
 static int
 cmp_u64(const void *a, const void *b)
 {
@@ -227,6 +249,7 @@ cache_evict_inlock(struct mod_token *t)
             t->partial = 1;
         }
         arena_sweep_inlock(t);
+        shrink_inlock(t);
     }
     /* Held ones stay until their search ends (find_end resets this). */
     t->evict_at = t->nobjs + max / 4;

@@ -303,6 +303,13 @@ KS_WUR ks_rv ks_find(ks_token *tok, uint64_t type, const void *value, size_t len
 
 /* ks_find for the objects whose CKA_ISSUER is ISSUER and CKA_SERIAL_NUMBER
  * is SERIAL (both present), through one lookup column over the pair. */
+/* How many objects a ks_find of TYPE = VALUE would read at most: the
+ * candidates the lookup column's index holds (unverified hints; rows whose
+ * columns are not filled yet not counted). For the broad columns only:
+ * CKA_CLASS, CKA_KEY_TYPE, CKA_CERTIFICATE_TYPE (KS_E_ARGS otherwise).
+ * Lets a caller choose between caching a result and streaming it. */
+KS_WUR ks_rv ks_find_count(ks_token *tok, uint64_t type, const void *value, size_t len,
+                           uint64_t *n);
 KS_WUR ks_rv ks_find_issuer_serial(ks_token *tok, const void *issuer, size_t ilen,
                                    const void *serial, size_t slen, ks_object_cb cb, void *ctx,
                                    unsigned *tampered);

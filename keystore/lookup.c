@@ -280,44 +280,56 @@ has_value(const ks_object *obj, uint64_t type, const void *v, size_t len)
  */
 #define BROAD_MIN 256
 
+static const char *const broad_col[KS_LK_N] = {
+    [KS_LK_CLASS] = "l_class", [KS_LK_KTYPE] = "l_ktype", [KS_LK_CTYPE] = "l_ctype"};
+
+/* The candidates of broad column K for the clear (CV) and hashed (PV)
+ * value, counted in its index, and the highest id in the table. */
+static void
+broad_count_inlock(ks_token *tok, int k, const unsigned char *cv, size_t cl,
+                   const unsigned char *pv, size_t pl, uint64_t *n, uint64_t *top)
+{
+    char sql[256];
+    sqlite3_stmt *st = NULL;
+
+    *n = *top = 0;
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM objects WHERE %s IN (?1, ?2)),"
+             " (SELECT max(id) FROM objects)",
+             broad_col[k]);
+    if (sqlite3_prepare_v2(tok->db, sql, -1, &st, NULL) == SQLITE_OK) {
+        bind_bytes(st, 1, cv, cl);
+        bind_bytes(st, 2, pv, pl);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            *n = (uint64_t)sqlite3_column_int64(st, 0);
+            *top = (uint64_t)sqlite3_column_int64(st, 1);
+        }
+    }
+    sqlite3_finalize(st);
+}
+
 static sqlite3_stmt *
 broad_scan_inlock(ks_token *tok, int k, const unsigned char *cv, size_t cl, const unsigned char *pv,
                   size_t pl)
 {
-    static const char *const col[KS_LK_N] = {
-        [KS_LK_CLASS] = "l_class", [KS_LK_KTYPE] = "l_ktype", [KS_LK_CTYPE] = "l_ctype"};
     char sql[512];
     sqlite3_stmt *st = NULL;
-    sqlite3_int64 n = 0, top = 0;
+    uint64_t n, top;
     int rc;
 
-    if (col[k] == NULL)
+    if (broad_col[k] == NULL)
         return NULL;
-    snprintf(sql, sizeof(sql),
-             "SELECT (SELECT count(*) FROM objects WHERE %s IN (?1, ?2)),"
-             " (SELECT max(id) FROM objects)",
-             col[k]);
-    if (sqlite3_prepare_v2(tok->db, sql, -1, &st, NULL) != SQLITE_OK)
-        goto fail;
-    bind_bytes(st, 1, cv, cl);
-    bind_bytes(st, 2, pv, pl);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        n = sqlite3_column_int64(st, 0);
-        top = sqlite3_column_int64(st, 1);
-    }
-    sqlite3_finalize(st);
-    st = NULL;
+    broad_count_inlock(tok, k, cv, cl, pv, pl, &n, &top);
     if (n < BROAD_MIN || n * 2 < top)
         return NULL;
     snprintf(sql, sizeof(sql),
              "SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred, seq"
              " FROM objects NOT INDEXED WHERE (%s IN (?1, ?2) AND lk = 1 AND"
              " (is_private = 0 OR ?3)) OR (lk = 0 AND (is_private = 0 OR ?3)) ORDER BY id",
-             col[k]);
+             broad_col[k]);
     rc = sqlite3_prepare_v2(tok->db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK)
         return st;
-fail:
     sqlite3_finalize(st);
     return NULL;
 }
@@ -400,6 +412,36 @@ ks_find(ks_token *tok, uint64_t type, const void *value, size_t len, ks_object_c
     if (k == KS_LK_N)
         return KS_E_ARGS;
     return find_col(tok, k, value, len, NULL, 0, cb, ctx, tampered);
+}
+
+ks_rv
+ks_find_count(ks_token *tok, uint64_t type, const void *value, size_t len, uint64_t *n)
+{
+    static const unsigned char empty[1];
+    unsigned char h[KS_LOOKUP_HASH_LEN], hp[KS_LOOKUP_HASH_LEN];
+    const unsigned char *cv, *pv;
+    size_t cl = 0, pl = 0;
+    uint64_t top = 0;
+    int k;
+
+    if (n != NULL)
+        *n = 0;
+    if (tok == NULL || n == NULL || (value == NULL && len > 0) || len > KS_ATTR_LEN_MAX)
+        return KS_E_ARGS;
+    for (k = 0; k < KS_LK_N; k++)
+        if (lk_cols[k].type == type && broad_col[k] != NULL)
+            break;
+    if (k == KS_LK_N)
+        return KS_E_ARGS;
+    if (value == NULL)
+        value = empty;
+    ks_lock(tok);
+    cv = lookup_value(tok, k, 0, value, len, NULL, 0, h, &cl);
+    pv = lookup_value(tok, k, 1, value, len, NULL, 0, hp, &pl);
+    broad_count_inlock(tok, k, cv, cl, pv, pl, n, &top);
+    ks_unlock(tok);
+    sodium_memzero(hp, sizeof(hp));
+    return KS_OK;
 }
 
 ks_rv

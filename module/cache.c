@@ -688,8 +688,13 @@ cache_sync_relock(struct mod_token *t)
     if ((t->loaded || t->partial) && !changed)
         return CKR_OK;
     if ((t->loaded || t->partial) && getenv("EVERTOKEN_FULL_RELOAD") == NULL &&
-        cache_sync_delta_inlock(t) == CKR_OK)
+        cache_sync_delta_inlock(t) == CKR_OK) {
+        /* A long batch of changes (this process's own writes read back
+         * included) may have grown a partial cache: bounded again now, not
+         * at the next call. */
+        cache_evict_inlock(t);
         return CKR_OK;
+    }
     if (t->loaded)
         return load_full_relock(t);
     return cache_partial_begin_inlock(t);

@@ -281,8 +281,27 @@ tmpl_get(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
     return NULL;
 }
 
+/* Is K a broad lookup (class, key or certificate type) whose VALUE has
+ * more candidates than half the cache's bound? Such a result is streamed,
+ * not cached: caching it would only evict it again after the search. */
+static int
+too_broad_relock(struct mod_token *t, int k, const CK_ATTRIBUTE *a)
+{
+    uint64_t count = 0;
+    ks_rv kr;
+
+    if ((k != MOD_LK_CLASS && k != MOD_LK_KTYPE && k != MOD_LK_CTYPE) || cache_max() == 0 ||
+        cache_resolved_inlock(t, k, a->pValue, a->ulValueLen))
+        return 0;
+    mod_unlock();
+    kr = ks_find_count(t->ks, a->type, a->pValue, a->ulValueLen, &count);
+    mod_lock();
+    return kr == KS_OK && count > cache_max() / 2;
+}
+
 CK_RV
-cache_resolve_tmpl_relock(struct mod_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, int *done)
+cache_resolve_tmpl_relock(struct mod_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, int *done,
+                          const CK_ATTRIBUTE **stream_by)
 {
     /* Most selective first: one certificate, one subject's, then the
      * broad ones. */
@@ -292,6 +311,7 @@ cache_resolve_tmpl_relock(struct mod_token *t, const CK_ATTRIBUTE *tmpl, CK_ULON
     CK_RV rv;
 
     *done = 0;
+    *stream_by = NULL;
     if (!t->partial)
         return CKR_OK;
     if (iss != NULL && ser != NULL) {
@@ -314,6 +334,10 @@ cache_resolve_tmpl_relock(struct mod_token *t, const CK_ATTRIBUTE *tmpl, CK_ULON
         const CK_ATTRIBUTE *a = tmpl_get(tmpl, n, lk_types[order[i]]);
 
         if (a != NULL) {
+            if (too_broad_relock(t, order[i], a)) {
+                *stream_by = a;
+                return CKR_OK;
+            }
             rv = cache_resolve_relock(t, order[i], a->pValue, a->ulValueLen);
             *done = rv == CKR_OK;
             return rv;
@@ -445,8 +469,8 @@ stream_cb(void *ctx, const ks_object *ko)
 }
 
 CK_RV
-cache_stream_relock(struct mod_token *t, cache_match_fn match, void *arg, CK_OBJECT_HANDLE **found,
-                    size_t *nfound)
+cache_stream_relock(struct mod_token *t, const CK_ATTRIBUTE *by, cache_match_fn match, void *arg,
+                    CK_OBJECT_HANDLE **found, size_t *nfound)
 {
     struct stream_ctx c;
     unsigned tampered = 0;
@@ -460,7 +484,10 @@ cache_stream_relock(struct mod_token *t, cache_match_fn match, void *arg, CK_OBJ
     c.arg = arg;
     c.rv = CKR_OK;
     mod_unlock();
-    kr = ks_load_objects(t->ks, stream_cb, &c, &tampered);
+    if (by != NULL)
+        kr = ks_find(t->ks, by->type, by->pValue, by->ulValueLen, stream_cb, &c, &tampered);
+    else
+        kr = ks_load_objects(t->ks, stream_cb, &c, &tampered);
     mod_lock();
     free(c.scratch);
     if (kr != KS_OK || c.rv != CKR_OK) {
@@ -470,7 +497,7 @@ cache_stream_relock(struct mod_token *t, cache_match_fn match, void *arg, CK_OBJ
     if (tampered > 0)
         mod_log("slot %u: %u stored object(s) failed their integrity check and are hidden (%s)",
                 (unsigned)t->slot, tampered, ks_last_error(t->ks));
-    integrity_hidden_inlock(t, tampered, 1);
+    integrity_hidden_inlock(t, tampered, by == NULL);
     *found = c.found;
     *nfound = c.n;
     return CKR_OK;

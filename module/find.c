@@ -59,7 +59,7 @@ find_cb(const struct mod_token *t, const struct mod_object *o, void *arg)
  * the keystore by cache_stream_relock. */
 static CK_RV
 find_plan_relock(struct mod_token *t, const struct find_args *a, int *k, struct mod_object **first,
-                 int *stream)
+                 int *stream, const CK_ATTRIBUTE **by)
 {
     CK_RV rv = CKR_OK;
     int done = 0;
@@ -67,6 +67,7 @@ find_plan_relock(struct mod_token *t, const struct find_args *a, int *k, struct 
     *k = -1;
     *first = NULL;
     *stream = 0;
+    *by = NULL;
     for (int j = 0; j < MOD_IX_COUNT && *k < 0 && rv == CKR_OK; j++)
         for (CK_ULONG i = 0; i < a->n; i++)
             if (a->tmpl[i].type == cache_ix_type(j)) {
@@ -79,8 +80,9 @@ find_plan_relock(struct mod_token *t, const struct find_args *a, int *k, struct 
     if (rv != CKR_OK || *k >= 0)
         return rv;
     /* Another indexed attribute: the cache then holds every object that
-     * can match, scanned; none: a partial cache streams the token. */
-    rv = cache_resolve_tmpl_relock(t, a->tmpl, a->n, &done);
+     * can match, scanned (or, too many of them to cache, *BY: they are
+     * streamed); none: a partial cache streams the token. */
+    rv = cache_resolve_tmpl_relock(t, a->tmpl, a->n, &done, by);
     if (rv == CKR_OK && !done && !t->loaded)
         *stream = 1;
     return rv;
@@ -143,6 +145,7 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
     struct mod_token *locked = NULL;
     struct mod_token *t;
     CK_OBJECT_HANDLE *found = NULL, *streamed = NULL;
+    const CK_ATTRIBUTE *by = NULL;
     CK_ATTRIBUTE *owned = NULL;
     struct find_args a = {tmpl, n, CK_FALSE};
     struct mod_object *first = NULL;
@@ -185,9 +188,9 @@ mod_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
      * another attribute the keystore indexes (cache_resolve_tmpl_relock)
      * those are all that can match; with none, a partial cache streams
      * the token instead (matched as read, not cached). */
-    rv = find_plan_relock(t, &a, &k, &first, &stream);
+    rv = find_plan_relock(t, &a, &k, &first, &stream, &by);
     if (rv == CKR_OK && stream)
-        rv = cache_stream_relock(t, find_cb, &a, &streamed, &ns);
+        rv = cache_stream_relock(t, by, find_cb, &a, &streamed, &ns);
     if (rv == CKR_OK)
         rv = find_collect_inlock(t, &a, k, first, streamed, ns, stream, &found, &nf);
     if (rv != CKR_OK)

@@ -357,7 +357,7 @@ CK_RV cache_resolve_relock(struct mod_token *t, int k, const void *value, size_t
  * match TMPL is then in the cache. *DONE = 0: none of them (or a full
  * cache). */
 CK_RV cache_resolve_tmpl_relock(struct mod_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
-                                int *done);
+                                int *done, const CK_ATTRIBUTE **stream_by);
 /* Index of handle H in t->objs, or where it would be inserted; *FOUND
  * whether it is there. Needs either lock. */
 size_t cache_objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found);
@@ -371,14 +371,16 @@ size_t cache_max(void);
 void cache_evict_inlock(struct mod_token *t);
 /* Does stored object O match a search (find.c)? 1 yes, 0 no. */
 typedef int (*cache_match_fn)(const struct mod_token *t, const struct mod_object *o, void *arg);
-/* A search of a partial cache with no indexed attribute: every stored
- * object is read from the keystore in handle order (one snapshot, each
+/* A search of a partial cache with no indexed attribute (BY NULL: every
+ * stored object), or by a broad one whose candidates would not fit the
+ * cache (BY, from cache_resolve_tmpl_relock: its candidates, ks_find): the
+ * records are read from the keystore in handle order (one snapshot, each
  * record checked) and matched, cached ones as cached, the others without
  * entering the cache (docs/module.md); *FOUND (malloc'd, *NFOUND) the
  * handles of those that MATCH, in handle order. Needs T's token lock; the
  * global lock is released meanwhile, the cache not changed. */
-CK_RV cache_stream_relock(struct mod_token *t, cache_match_fn match, void *arg,
-                          CK_OBJECT_HANDLE **found, size_t *nfound);
+CK_RV cache_stream_relock(struct mod_token *t, const CK_ATTRIBUTE *by, cache_match_fn match,
+                          void *arg, CK_OBJECT_HANDLE **found, size_t *nfound);
 /* The cache was checked less than MOD_SYNC_RECENT seconds ago: the
  * cryptographic C_xInit functions, which look up one key by handle (handles
  * are never reused), then trust it without the token lock and without a

@@ -6,8 +6,11 @@
  * objects and an EC key pair. Checked through the module's own state
  * (module/mod_int.h):
  *   - a search holds its snapshot: while it is active every object it has
- *     still to return stays cached, whatever else is looked at; once it
- *     ends, the next call evicts down to the bound;
+ *     still to return stays cached (a label shared by NGRP objects, more
+ *     than the bound), whatever else is looked at; once it ends, the next
+ *     call evicts down to the bound;
+ *   - a class search with more candidates than half the bound streams
+ *     them (nothing cached);
  *   - every handle stays valid after its object was evicted, and reads the
  *     same attributes (read again by id, checked);
  *   - the number of cached stored objects never exceeds the bound (plus
@@ -30,6 +33,7 @@
 #define NPRIV 20
 #define NALL  (NPUB + NPRIV)
 #define BOUND 16
+#define NGRP  40
 
 static CK_SLOT_ID slot;
 
@@ -76,9 +80,12 @@ make_objects(CK_OBJECT_HANDLE *priv_key)
     CK_SESSION_HANDLE s = r_session(slot, R_USER_PIN);
     char label[32];
 
+    /* Values "pub-I"/"priv-I"; the first NGRP labelled "grp" (one label
+     * search with more results than the bound), the others as the value. */
     for (int i = 0; i < NALL; i++) {
         snprintf(label, sizeof(label), "%s-%d", i < NPUB ? "pub" : "priv", i);
-        R_CK(r_create_data(s, label, label, strlen(label), i >= NPUB, &h), CKR_OK);
+        R_CK(r_create_data(s, i < NGRP ? "grp" : label, label, strlen(label), i >= NPUB, &h),
+             CKR_OK);
     }
     R_CK(R->C_GenerateKeyPair(s, &m, pub, 4, priv, 4, &h, &h2), CKR_OK);
     *priv_key = h2;
@@ -113,8 +120,7 @@ value_is(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, int i)
 static void
 held_by_search(CK_SESSION_HANDLE s, CK_SESSION_HANDLE s2, const CK_OBJECT_HANDLE *all)
 {
-    CK_OBJECT_CLASS cls = CKO_DATA;
-    CK_ATTRIBUTE a = {CKA_CLASS, &cls, sizeof(cls)};
+    CK_ATTRIBUTE a = {CKA_LABEL, (void *)"grp", 3};
     CK_OBJECT_HANDLE got[8];
     CK_ULONG n = 0;
     struct mod_token *t;
@@ -126,7 +132,7 @@ held_by_search(CK_SESSION_HANDLE s, CK_SESSION_HANDLE s2, const CK_OBJECT_HANDLE
     for (int i = 0; i < NALL; i += 7)
         value_is(s, all[i], i);
     t = token();
-    R_ASSERT(t->nobjs >= NALL - 4, "an active search's snapshot was evicted: %zu cached", t->nobjs);
+    R_ASSERT(t->nobjs >= NGRP - 4, "an active search's snapshot was evicted: %zu cached", t->nobjs);
     R_CK(R->C_FindObjects(s2, got, 8, &n), CKR_OK);
     R_ASSERT(n == 8 && got[0] == all[4], "the search goes on where it was");
     R_CK(R->C_FindObjectsFinal(s2), CKR_OK);
@@ -210,8 +216,11 @@ main(void)
     R_ASSERT(cache_max() == BOUND, "bound %zu", cache_max());
     s = r_session(slot, R_USER_PIN);
     s2 = r_session(slot, NULL);
+    /* Every data object: more than half the bound, so streamed. */
     n = all_data(s, all);
     R_ASSERT(n == NALL, "all data objects: %ld", n);
+    t = token();
+    R_ASSERT(t->nobjs <= 2, "a search by class too broad to cache cached %zu", t->nobjs);
     /* Every object, some twice: the cache stays bounded, values right. */
     for (int round = 0; round < 2; round++)
         for (int i = 0; i < NALL; i++) {

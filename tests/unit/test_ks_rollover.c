@@ -9,6 +9,8 @@
  */
 #include "test_ks_util.h"
 
+#include "ks_int.h" /* the statements whose query plans test_plans checks */
+
 #define CLS_CERT 1
 #define CLS_PUB  2
 #define CLS_PRIV 3
@@ -616,6 +618,52 @@ test_migrate_rollover_from_v4(void **state)
     migrate_with_rollover(*state, 4);
 }
 
+/* Every statement that reads objects by the rollover state or a lookup
+ * column goes through an index (SQLite's query plan for the file as the
+ * keystore made it): no "SCAN objects" without "USING ... INDEX". */
+static void
+test_plans(void **state)
+{
+    static const enum ks_stmt which[] = {
+        ST_OBJ_ROLL_COMMIT, ST_OBJ_BY_CRED,      ST_OBJ_PURGE,      ST_OBJ_INACTIVE,
+        ST_OBJ_ANY_PURGE,   ST_OBJ_FIND_ID,      ST_OBJ_FIND_LABEL, ST_OBJ_FIND_CLASS,
+        ST_OBJ_FIND_KTYPE,  ST_OBJ_FIND_CTYPE,   ST_OBJ_FIND_SUBJ,  ST_OBJ_FIND_ISN,
+        ST_OBJ_UNFILLED,    ST_OBJ_ANY_UNFILLED,
+    };
+    struct ks_fixture *f = *state;
+    struct cred_ids c;
+    sqlite3 *db = NULL;
+
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    setup_cred(f->tok, &c);
+    commit(f->tok, 1000, NULL);
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    for (size_t i = 0; i < sizeof(which) / sizeof(which[0]); i++) {
+        const char *sql = sqlite3_sql(ks_stmt_inlock(f->tok, which[i]));
+        char *q = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sql);
+        sqlite3_stmt *st = NULL;
+        int rows = 0;
+
+        assert_non_null(q);
+        assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *d = (const char *)sqlite3_column_text(st, 3);
+
+            rows++;
+            if (strncmp(d, "SCAN objects", 12) == 0 && strstr(d, "INDEX") == NULL) {
+                fprintf(stderr, "statement %d reads every row: %s\n  (%s)\n", (int)which[i], d,
+                        sql);
+                fail();
+            }
+        }
+        assert_true(rows > 0);
+        sqlite3_finalize(st);
+        sqlite3_free(q);
+    }
+    sqlite3_close(db);
+    (void)c;
+}
+
 /* ---- fault injection: a commit that fails half-way changes nothing ---- */
 
 static sqlite3_mem_methods orig_mem;
@@ -709,6 +757,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_migrate_from_v2, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_commit_under_faults, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_find_pending, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_plans, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_forged_rollover_columns, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_rollover_from_v6, fixture_setup,

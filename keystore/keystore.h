@@ -42,8 +42,9 @@ extern "C" {
 #endif
 
 /* Schema this code writes; older ones are migrated on open (1 -> 2 added the
- * settings table, 2 -> 3 the rollover state columns of objects). */
-#define KS_SCHEMA_VERSION  6
+ * settings table, 2 -> 3 the rollover state columns of objects, ..., 6 -> 7
+ * the indexes of the rollover state; docs/keystore-format.md). */
+#define KS_SCHEMA_VERSION  7
 #define KS_LABEL_MAX       32  /* bytes, UTF-8, no padding */
 #define KS_SERIAL_LEN      16  /* hex characters */
 #define KS_TOKEN_ID_LEN    16  /* random bytes, fixed at creation */
@@ -309,6 +310,13 @@ KS_WUR ks_rv ks_find(ks_token *tok, uint64_t type, const void *value, size_t len
 KS_WUR ks_rv ks_find_issuer_serial(ks_token *tok, const void *issuer, size_t ilen,
                                    const void *serial, size_t slen, ks_object_cb cb, void *ctx,
                                    unsigned *tampered);
+
+/* The pending objects of credential CRED (their credential link is CRED),
+ * as a commit of its rollover would activate them: one indexed read of the
+ * rows linked to CRED, each checked as every read is; private ones only
+ * while logged in. CB and *TAMPERED as for ks_find. */
+KS_WUR ks_rv ks_find_pending(ks_token *tok, const unsigned char *cred, size_t cred_len,
+                             ks_object_cb cb, void *ctx, unsigned *tampered);
 
 /* The highest change sequence number now: what a cache that starts empty
  * and reads objects one by one (ks_find, ks_object_get) passes to

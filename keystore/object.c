@@ -370,7 +370,9 @@ ks_list_inactive(ks_token *tok, ks_inactive_cb cb, void *ctx, unsigned *tampered
     if (tok == NULL || cb == NULL)
         return KS_E_ARGS;
     ks_lock(tok);
-    st = ks_stmt_inlock(tok, ST_OBJ_ALL); /* one statement: one read snapshot */
+    /* One statement, one read snapshot, through the index of the inactive
+     * rows (schema 7). */
+    st = ks_stmt_inlock(tok, ST_OBJ_INACTIVE);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct ks_rec_state rs;
         ks_inactive io;

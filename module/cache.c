@@ -603,11 +603,49 @@ cmp_handle(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+CK_RV
+cache_objs_merge_inlock(struct mod_token *t, struct mod_object **add, size_t nadd)
+{
+    size_t n = t->nobjs + nadd, old = t->nobjs;
+    int sorted = 1;
+
+    if (nadd == 0)
+        return CKR_OK;
+    for (size_t j = 1; j < nadd && sorted; j++)
+        sorted = add[j - 1]->h < add[j]->h;
+    if (!sorted)
+        qsort(add, nadd, sizeof(*add), cmp_handle);
+    if (n > t->capobjs) {
+        struct mod_object **p = realloc(t->objs, n * sizeof(*p));
+        if (p == NULL)
+            return CKR_HOST_MEMORY;
+        t->objs = p;
+        t->capobjs = n;
+    }
+    /* Merge from the back; new handles are usually above all old ones. */
+    for (size_t i = t->nobjs, j = nadd, k = n; j > 0;) {
+        if (i > 0 && t->objs[i - 1]->h > add[j - 1]->h)
+            t->objs[--k] = t->objs[--i];
+        else
+            t->objs[--k] = add[--j];
+    }
+    t->nobjs = n;
+    /* Many new ones: the indexes once, sized for all (as a full load). */
+    if (nadd > old && nadd >= 64) {
+        ix_rebuild(t);
+    } else {
+        for (size_t j = 0; j < nadd; j++)
+            ix_insert(t, add[j]);
+    }
+    return CKR_OK;
+}
+
 /* Sweep the gone objects out and merge the new ones in (both sorted). */
 static CK_RV
 delta_apply(struct mod_token *t, struct delta_ctx *c)
 {
-    size_t w = 0, n;
+    size_t w = 0;
+    CK_RV rv;
 
     if (c->ngone > 0) {
         for (size_t i = 0; i < t->nobjs; i++) {
@@ -621,29 +659,10 @@ delta_apply(struct mod_token *t, struct delta_ctx *c)
         }
         t->nobjs = w;
     }
-    if (c->nadd == 0)
-        return CKR_OK;
-    qsort(c->add, c->nadd, sizeof(*c->add), cmp_handle);
-    n = t->nobjs + c->nadd;
-    if (n > t->capobjs) {
-        struct mod_object **p = realloc(t->objs, n * sizeof(*p));
-        if (p == NULL)
-            return CKR_HOST_MEMORY;
-        t->objs = p;
-        t->capobjs = n;
-    }
-    /* Merge from the back; new handles are usually above all old ones. */
-    for (size_t i = t->nobjs, j = c->nadd, k = n; j > 0;) {
-        if (i > 0 && t->objs[i - 1]->h > c->add[j - 1]->h)
-            t->objs[--k] = t->objs[--i];
-        else
-            t->objs[--k] = c->add[--j];
-    }
-    t->nobjs = n;
-    for (size_t j = 0; j < c->nadd; j++)
-        ix_insert(t, c->add[j]);
-    c->nadd = 0;
-    return CKR_OK;
+    rv = cache_objs_merge_inlock(t, c->add, c->nadd);
+    if (rv == CKR_OK)
+        c->nadd = 0;
+    return rv;
 }
 
 /* CKR_OK: the cache is up to date; anything else: reload in full. */

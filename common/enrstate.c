@@ -519,6 +519,33 @@ fail:
     return -1;
 }
 
+/* Where the file system has no RENAME_EXCHANGE: the old state moves aside,
+ * the new one takes its name (the old one comes back if that fails). */
+static int
+swap_by_rename(const char *dir, const char *stage, char *err, size_t errn)
+{
+    size_t n = strlen(stage) + sizeof(".old");
+    char *old = malloc(n);
+    int rc = -1;
+
+    if (old == NULL)
+        return fail(err, errn, "out of memory");
+    snprintf(old, n, "%s.old", stage);
+    if (rename(dir, old) != 0) {
+        fail(err, errn, "cannot move %s aside: %s", dir, strerror(errno));
+    } else if (rename(stage, dir) != 0) {
+        fail(err, errn, "cannot move %s to %s: %s", stage, dir, strerror(errno));
+        if (rename(old, dir) != 0)
+            fail(err, errn, "cannot move %s to %s (the old state is in %s): %s", stage, dir, old,
+                 strerror(errno));
+    } else {
+        et_enr_state_discard(old);
+        rc = 0;
+    }
+    free(old);
+    return rc;
+}
+
 int
 et_enr_state_commit(const char *dir, const char *stage, char *err, size_t errn)
 {
@@ -549,12 +576,14 @@ et_enr_state_commit(const char *dir, const char *stage, char *err, size_t errn)
              dir);
         goto done;
     }
-    if (renameat2(AT_FDCWD, stage, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
+    if (renameat2(AT_FDCWD, stage, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        et_enr_state_discard(stage); /* now the old state */
+        rc = 0;
+    } else if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) {
+        rc = swap_by_rename(dir, stage, err, errn); /* no atomic exchange here */
+    } else {
         fail(err, errn, "cannot put the restored state in place of %s: %s", dir, strerror(errno));
-        goto done;
     }
-    et_enr_state_discard(stage); /* now the old state */
-    rc = 0;
 done:
     if (fd >= 0)
         close(fd);

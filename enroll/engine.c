@@ -19,6 +19,7 @@
 
 #include "chain.h"
 #include "drift.h"
+#include "desktop.h"
 #include "enr_int.h"
 #include "expiry.h"
 #include "mon.h"
@@ -665,9 +666,11 @@ wait_or_unlock(enr_ctx *ctx, enr_profile **v, size_t n, long wait)
             enr_check_profile(ctx, v[i], "retry");
             ran = 1;
         }
+        /* "Renew now" chosen in a desktop notification (desktop.c). */
+        ran |= enr_desktop_actions(ctx, v, n);
         if (ran || left <= 0)
             return;
-        sleep((unsigned)(left < poll ? left : poll));
+        enr_desktop_wait(left < poll ? left : poll);
     }
 }
 
@@ -686,6 +689,8 @@ enr_run_service(enr_ctx *ctx, time_t until)
     if (until > 0 && !enr_clock_is_fake())
         enr_clock_set(enr_now());
     enr_info("service started (%s)", until > 0 ? "simulated time" : "real time");
+    if (until == 0)
+        enr_desktop_listen(); /* the actions of its desktop notifications */
     while (!stop_flag) {
         time_t now = enr_now(), next = enr_monitor_round(ctx, now);
         int ran = 0;

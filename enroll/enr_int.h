@@ -557,6 +557,8 @@ typedef struct enr_event {
 } enr_event;
 
 void enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev);
+/* Whether PROG is an executable in $PATH. */
+int enr_in_path(const char *prog);
 /* Run the post-processing script; records the result in PS. */
 enr_rc enr_run_post_script(const enr_profile *p, enr_pstate *ps, enr_state *st, const char *uri,
                            const char *cert_file);

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "adopt.h"
+#include "desktop.h"
 #include "enr_int.h"
 #include "mon.h"
 #include "et_escape.h"
@@ -663,6 +664,7 @@ main(int argc, char **argv)
     ctx.profile_dir = pdir;
     rc = load_monitor(o.config, &mon) != 0 ? ENR_EXIT_CONFIG
                                            : run_command(&ctx, cmd, cargc, cargv, &o, mon);
+    enr_desktop_close();
     enr_state_close(ctx.st);
     enr_moncfg_set(NULL);
     enr_moncfg_free(mon);

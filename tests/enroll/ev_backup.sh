@@ -6,9 +6,9 @@
 # bundle, a wrong path and a newer state are refused with precise errors and
 # nothing changed.
 . "$(dirname "$0")/lib.sh"
-export EVERTOKEN_ENROLL_FAKE_TIME=$(now_epoch) # polls advance this clock instead of sleeping
 ca_init
 scep_start
+export EVERTOKEN_ENROLL_FAKE_TIME=$(now_epoch) # polls advance this clock instead of sleeping
 profile alice
 enr enroll alice 2>"$T/e.err" || die "enroll alice: $(cat "$T/e.err")"
 SER_A=$(token_serial alice)

@@ -283,6 +283,31 @@ follow_profile(job *j, X509 *cert)
 
 /* The revocation status of CERT (SERIAL) as the profile's policy asks, in
  * *REV; *NO_ANSWER when no source answered and soft went on without it. */
+/* enr_revocation with the anchors and, when the certificate chains through
+ * it to them, the kept chain (chain.pem): the issuer of a certificate from
+ * an intermediate (ACME CAs, a CA under a root) is found there, and its
+ * OCSP answers are trusted as signed by the certificate's own issuer. */
+static enr_rc
+revocation_with_chain(job *j, X509 *cert, enr_rev *rev)
+{
+    STACK_OF(X509) *kept = enr_chain_known(j->ctx->st, j->p), *known = NULL;
+    enr_rc rc;
+
+    if (sk_X509_num(kept) > 0 && enr_verify_chain(cert, kept, j->anchors, j->now, NULL) == ENR_OK &&
+        (known = sk_X509_dup(j->anchors)) != NULL) {
+        for (int i = 0; i < sk_X509_num(kept); i++)
+            if (!sk_X509_push(known, sk_X509_value(kept, i))) {
+                sk_X509_free(known);
+                known = NULL;
+                break;
+            }
+    }
+    rc = enr_revocation(j->p, cert, known != NULL ? known : j->anchors, j->now, rev);
+    sk_X509_free(known);
+    sk_X509_pop_free(kept, X509_free);
+    return rc;
+}
+
 static enr_rc
 check_revocation(job *j, X509 *cert, const char *serial, int want_renew, enr_rev *rev,
                  int *no_answer)
@@ -301,7 +326,7 @@ check_revocation(job *j, X509 *cert, const char *serial, int want_renew, enr_rev
                  p->name, serial);
         return ENR_OK;
     }
-    rc = enr_revocation(p, cert, j->anchors, j->now, rev);
+    rc = revocation_with_chain(j, cert, rev);
     if (rc == ENR_E_NETWORK && p->revocation == ENR_REVPOL_SOFT) {
         /* No answer is no verdict: the renewal of this very certificate
          * must not wait for the source that would revoke it. */

@@ -578,7 +578,7 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
 /* ---- Revocation by request ---------------------------------------------- */
 
 enr_rc
-enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
+enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason, int by_account)
 {
     const enr_proto_ops *ops = enr_proto_get(p->proto);
     STACK_OF(X509) *anchors = NULL;
@@ -604,6 +604,12 @@ enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
                 p->name, ops->title, p->name);
         return ENR_E_CONFIG;
     }
+    if (by_account && p->proto != ENR_PROTO_ACME) {
+        enr_err("profile %s: revoke --by-account needs an ACME account; %s revokes with the "
+                "certificate's key (leave out --by-account)",
+                p->name, ops->title);
+        return ENR_E_CONFIG;
+    }
     if (enr_state_lock(ctx->st) != 0)
         return ENR_E_FAIL;
     rc = enr_load_anchors(p, &anchors);
@@ -620,11 +626,12 @@ enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
         rc = enr_token_current_key(t, p, &key);
     if (rc == ENR_OK) {
         serial = enr_serial_hex(c.cert);
-        rc = ops->revoke(p, c.cert, key, anchors, code);
+        rc = ops->revoke(p, t, c.cert, key, anchors, code, by_account);
     }
     if (rc == ENR_OK) {
-        char *msg = enr_aprintf("certificate %s revoked at the CA's request by this helper (%s)",
-                                serial, reason ? reason : "unspecified");
+        char *msg = enr_aprintf("certificate %s revoked at the CA's request by this helper (%s%s)",
+                                serial, reason ? reason : "unspecified",
+                                by_account ? ", signed by the ACME account key" : "");
         enr_info("profile %s: %s", p->name, msg ? msg : "revoked");
         enr_state_event(ctx->st, p->name, "revoked", msg ? msg : serial);
         enr_event ev = {"revoked", msg ? msg : "certificate revoked", NULL, NULL, serial, 0, -1};

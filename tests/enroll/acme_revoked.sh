@@ -11,7 +11,11 @@
 #  - `revoke --reason keyCompromise` (revokeCert by the certificate's key);
 #    pebble reports it revoked with that reason;
 #  - the next check gets "revoked" from the responder and enrolls a fresh
-#    credential (new key, new serial); the event is in the history.
+#    credential (new key, new serial); the event is in the history;
+#  - `revoke --by-account --reason superseded`: revokeCert signed by the
+#    account key in the token (kid); pebble reports it revoked, reason 4;
+#    a profile whose account key is gone gets a precise error and no new
+#    account.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/acmelib.sh"
 OCSP_PORT=8888
@@ -85,4 +89,20 @@ cred_works alice || die "the fresh credential does not work"
 enr history alice >"$T/h.out" 2>&1 || true
 grep -q "revoked" "$T/h.out" || die "no revocation in the history: $(cat "$T/h.out")"
 ok "revokeCert (keyCompromise) by the certificate key; the next check sees it revoked over OCSP and enrolls a fresh credential ($serial1 -> $serial2)"
+
+# Revocation by the account key (kid-signed revokeCert): the account that
+# ordered the certificate; looked up, never created for it.
+enr -v revoke alice --by-account --reason superseded 2>"$T/a.err" || die "revoke --by-account: $(cat "$T/a.err")"
+grep -q "profile alice: ACME account https://127.0.0.1:14000/my-account/" "$T/a.err" || die "no account used: $(cat "$T/a.err")"
+grep -q "signed by the ACME account key" "$T/a.err" || die "not said: $(cat "$T/a.err")"
+mgmt "cert-status-by-serial/$(printf '%s' "$serial2" | tr 'A-F' 'a-f' | sed 's/^0*//')" >"$T/status2.json"
+grep -q '"Status": *"Revoked"' "$T/status2.json" && grep -q '"Reason": *4' "$T/status2.json" ||
+    die "pebble does not report $serial2 revoked (superseded): $(cat "$T/status2.json")"
+acme_profile bob "agree_tos = true"
+enr enroll bob 2>"$T/b.err" || die "bob: $(cat "$T/b.err")"
+p11 --delete-object --type privkey --label "acme-account:bob" >/dev/null 2>&1 || die "cannot delete bob's account key"
+expect_rc 3 enr revoke bob --by-account 2>"$T/n.err"
+grep -q 'no ACME account key "acme-account:bob" in the token' "$T/n.err" || die "no precise message: $(cat "$T/n.err")"
+[ "$(count_objects Private "acme-account:bob")" = 0 ] || die "an account key was created for the revocation"
+ok "revokeCert signed by the account key (superseded): pebble reports it; without an account key a precise error, no account created"
 acme_stop

@@ -12,7 +12,8 @@ ET_RUNTIME_PACKAGES=(
 )
 # Demo (scripts/demo.sh, with the runtime set): the clients it shows the token
 # in (pkcs11-tool, p11tool, NSS certutil, OpenSSL's pkcs11 engine, curl) and
-# what its local SCEP/EST test CAs are built with.
+# what its local SCEP/EST test CAs are built with. ACME=1 scripts/demo.sh
+# also installs pebble and nginx (of the test set) for its ACME part.
 ET_DEMO_PACKAGES=(
   opensc gnutls-bin libnss3-tools libengine-pkcs11-openssl curl iproute2
   libcmocka-dev libgnutls28-dev

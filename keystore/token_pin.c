@@ -321,12 +321,21 @@ ks_att_delete_inlock(ks_token *tok, ks_who who, const char *key)
 /* Record the outcome of the attempt marked KEY in one write transaction:
  * RESET the counter (right PIN: also drops every other marker of WHO,
  * whose counts the reset absorbed), GIVE_BACK the attempt (not a PIN
- * failure), or neither (wrong PIN: the count stays). */
+ * failure), or neither (wrong PIN: the count stays).
+ *
+ * Only the wrong PIN's outcome needs synchronous=FULL: if it were lost in a
+ * crash, its marker would be reclaimed as an interrupted attempt and the
+ * failure given back. A lost reset or give-back leaves the marker, which
+ * the next verification reclaims: the attempt is given back (what the
+ * give-back meant), and the failures counted before a right PIN stay
+ * counted until the next success resets them — never fewer than happened.
+ * WAL commits are durable in order, so a later FULL commit carries it. This
+ * saves one fsync per successful login (docs/performance.md). */
 static ks_rv
 att_finish_inlock(ks_token *tok, ks_who who, const char *key, int reset, int give_back)
 {
     sqlite3_stmt *st;
-    ks_rv rv = ks_begin_inlock(tok, 1);
+    ks_rv rv = reset || give_back ? ks_begin_normal_inlock(tok) : ks_begin_inlock(tok, 1);
 
     if (rv != KS_OK)
         return rv;

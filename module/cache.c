@@ -22,7 +22,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include <openssl/err.h>
@@ -51,66 +50,8 @@ cache_object_free(struct mod_object *o)
     obj_free(o->attrs);
     if (!o->in_arena)
         free(o);
-}
-
-/* ---- load arena ------------------------------------------------------------ */
-
-/*
- * A full load copies every public object of the token (100 MB at 100,000
- * certificates): one malloc per object, and a page fault per fresh page,
- * were most of its cost. Public objects of a load (and of a partial
- * cache's search returning many, cache_lazy.c) are therefore placed in
- * large mmap'd chunks, populated by the kernel in one go; the chunks go
- * when the next load replaces the cache or it is dropped (an object
- * destroyed or changed meanwhile leaves its bytes there until then).
- * Objects in locked memory (private, keys) are never placed here.
- */
-struct mod_arena {
-    struct mod_arena *next;
-    size_t size, used;
-};
-
-#define ARENA_FIRST (64u << 10)
-#define ARENA_CHUNK (4u << 20)
-#define ARENA_HEAD  ((sizeof(struct mod_arena) + 15) & ~(size_t)15)
-
-static void *
-arena_alloc(struct mod_arena **list, size_t n)
-{
-    struct mod_arena *a = *list;
-    void *p;
-
-    n = (n + 15) & ~(size_t)15;
-    if (a == NULL || a->size - a->used < n) {
-        /* 64 KiB, doubling up to 4 MiB: a small token costs little. */
-        size_t sz = a == NULL ? ARENA_FIRST : a->size * 2 > ARENA_CHUNK ? ARENA_CHUNK : a->size * 2;
-
-        if (n > sz - ARENA_HEAD)
-            sz = (ARENA_HEAD + n + 4095) & ~(size_t)4095;
-        p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1,
-                 0);
-        if (p == MAP_FAILED)
-            return NULL;
-        a = p;
-        a->size = sz;
-        a->used = ARENA_HEAD;
-        a->next = *list;
-        *list = a;
-    }
-    p = (unsigned char *)a + a->used;
-    a->used += n;
-    return p;
-}
-
-static void
-arena_free(struct mod_arena *a)
-{
-    while (a != NULL) {
-        struct mod_arena *next = a->next;
-
-        munmap(a, a->size);
-        a = next;
-    }
+    else
+        cache_arena_release(o->chunk);
 }
 
 /* ---- indexes ------------------------------------------------------------- */
@@ -196,8 +137,8 @@ ix_break(struct mod_token *t, int k)
     t->ix[k].broken = 1;
 }
 
-static void
-ix_unlink(struct mod_token *t, struct mod_object *o)
+void
+cache_ix_unlink(struct mod_token *t, struct mod_object *o)
 {
     for (int k = 0; k < MOD_IX_COUNT; k++) {
         if (o->ix_pprev[k] == NULL)
@@ -245,8 +186,8 @@ ix_clear(struct mod_token *t)
 }
 
 /* Build the indexes of every object in t->objs. */
-static void
-ix_rebuild(struct mod_token *t)
+void
+cache_ix_rebuild(struct mod_token *t)
 {
     size_t nb = IX_MIN_BUCKETS;
 
@@ -317,7 +258,7 @@ cache_set_attrs_inlock(struct mod_token *t, struct mod_object *o, mod_attrs *att
     int stored = o->token && !o->profile;
 
     if (stored)
-        ix_unlink(t, o);
+        cache_ix_unlink(t, o);
     object_forget_pkey(o);
     obj_free(o->attrs);
     o->attrs = attrs;
@@ -402,7 +343,7 @@ cache_stored_place(struct mod_arena **list, const ks_object *ko, struct mod_obje
     mod_attrs *attrs = NULL;
     size_t len = obj_from_ks_len(ko);
     /* The object, then its set at the next multiple of 16. */
-    void *mem = len > 0 ? arena_alloc(list, OBJ_HEAD + len) : NULL;
+    void *mem = len > 0 ? cache_arena_alloc(list, OBJ_HEAD + len) : NULL;
     struct mod_object *o = mem;
     CK_RV rv;
 
@@ -411,25 +352,14 @@ cache_stored_place(struct mod_arena **list, const ks_object *ko, struct mod_obje
         return cache_stored_from_ks(ko, out);
     memset(o, 0, sizeof(*o));
     o->in_arena = 1;
+    o->chunk = *list; /* where cache_arena_alloc placed it */
+    cache_arena_hold(o->chunk);
     rv = obj_from_ks_in(ko, (unsigned char *)mem + OBJ_HEAD, &attrs);
     if (rv != CKR_OK)
         return rv;
     stored_init(o, ko, attrs);
     *out = o;
     return CKR_OK;
-}
-
-void
-cache_arena_adopt_inlock(struct mod_token *t, struct mod_arena *list)
-{
-    struct mod_arena *a = list;
-
-    if (a == NULL)
-        return;
-    while (a->next != NULL)
-        a = a->next;
-    a->next = t->arena;
-    t->arena = list;
 }
 
 static int
@@ -630,9 +560,11 @@ cache_objs_merge_inlock(struct mod_token *t, struct mod_object **add, size_t nad
             t->objs[--k] = add[--j];
     }
     t->nobjs = n;
+    for (size_t j = 0; j < nadd; j++)
+        add[j]->used = ++t->tick;
     /* Many new ones: the indexes once, sized for all (as a full load). */
     if (nadd > old && nadd >= 64) {
-        ix_rebuild(t);
+        cache_ix_rebuild(t);
     } else {
         for (size_t j = 0; j < nadd; j++)
             ix_insert(t, add[j]);
@@ -651,7 +583,8 @@ delta_apply(struct mod_token *t, struct delta_ctx *c)
         for (size_t i = 0; i < t->nobjs; i++) {
             struct mod_object *o = t->objs[i];
             if (o->gone) {
-                ix_unlink(t, o);
+                t->dgen++;
+                cache_ix_unlink(t, o);
                 cache_object_free(o);
             } else {
                 t->objs[w++] = o;
@@ -714,7 +647,7 @@ load_full_relock(struct mod_token *t)
     mod_lock();
     if (kr != KS_OK || c.rv != CKR_OK) {
         objs_free(c.objs, c.n);
-        arena_free(c.arena);
+        cache_arena_free(c.arena);
         return kr != KS_OK ? mod_ks_ckr(kr, t->ks, "ks_load_objects") : c.rv;
     }
     if (tampered > 0)
@@ -729,7 +662,9 @@ load_full_relock(struct mod_token *t)
     t->loaded = 1;
     t->partial = 0;
     t->seq = c.seq;
-    ix_rebuild(t);
+    for (size_t i = 0; i < t->nobjs; i++)
+        t->objs[i]->used = ++t->tick;
+    cache_ix_rebuild(t);
     return CKR_OK;
 }
 
@@ -754,6 +689,7 @@ cache_sync_relock(struct mod_token *t)
 
     if (t->state != TOK_OPEN)
         return CKR_TOKEN_NOT_RECOGNIZED;
+    cache_evict_inlock(t);
     rv = profile_ensure_inlock(t);
     if (rv != CKR_OK)
         return rv;
@@ -784,9 +720,11 @@ cache_sync_full_relock(struct mod_token *t)
 void
 cache_objs_clear_inlock(struct mod_token *t)
 {
+    t->dgen++;
+    t->evict_at = 0;
     ix_clear(t);
     objs_free(t->objs, t->nobjs);
-    arena_free(t->arena); /* after the objects that lived in it */
+    cache_arena_free(t->arena); /* after the objects that lived in it */
     t->arena = NULL;
     t->objs = NULL;
     t->nobjs = t->capobjs = 0;
@@ -864,6 +802,7 @@ lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, int retired_ok, struct mo
         size_t i = cache_objs_search(t, h, &found);
         if (found) {
             o = t->objs[i];
+            o->used = ++t->tick;
         } else if (t->partial && h <= MOD_TOKEN_HANDLE_MAX) {
             /* Not read yet: from the keystore (cache_lazy.c). */
             CK_RV rv = cache_fetch_inlock(t, h, &o);
@@ -933,6 +872,7 @@ cache_objs_insert_inlock(struct mod_token *t, struct mod_object *o)
     }
     memmove(&t->objs[i + 1], &t->objs[i], (t->nobjs - 1 - i) * sizeof(*t->objs));
     t->objs[i] = o;
+    o->used = ++t->tick;
     ix_insert(t, o);
     return CKR_OK;
 }
@@ -976,7 +916,8 @@ cache_remove_inlock(struct mod_token *t, struct mod_object *o)
         cache_object_free(o);
         return;
     }
-    ix_unlink(t, o);
+    t->dgen++;
+    cache_ix_unlink(t, o);
     i = cache_objs_search(t, o->h, &found);
     if (found && t->objs[i] == o) {
         memmove(&t->objs[i], &t->objs[i + 1], (t->nobjs - 1 - i) * sizeof(*t->objs));

@@ -10,8 +10,6 @@
 
 /* cache.c */
 void cache_object_free(struct mod_object *o);
-/* Index of handle H in t->objs, or where it would be inserted. */
-size_t cache_objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found);
 /* A new heap-allocated stored object for record KO. */
 CK_RV cache_stored_from_ks(const ks_object *ko, struct mod_object **out);
 /* A stored object for record KO, placed in the load arena list *LIST
@@ -29,6 +27,21 @@ CK_RV cache_objs_insert_inlock(struct mod_token *t, struct mod_object *o);
 CK_RV cache_objs_merge_inlock(struct mod_token *t, struct mod_object **add, size_t nadd);
 /* Free every cached stored object, the indexes and the resolved values. */
 void cache_objs_clear_inlock(struct mod_token *t);
+
+/* Rebuild the indexes of t->objs, sized for them. */
+void cache_ix_rebuild(struct mod_token *t);
+/* Remove stored object O from the indexes (it stays in t->objs). */
+void cache_ix_unlink(struct mod_token *t, struct mod_object *o);
+
+/* cache_mem.c */
+/* N bytes (16-aligned) in the arena list *LIST (a new chunk mapped when
+ * the first is full); NULL without memory. */
+void *cache_arena_alloc(struct mod_arena **list, size_t n);
+/* Unmap every chunk of LIST. */
+void cache_arena_free(struct mod_arena *list);
+/* An object was placed in chunk A / freed from it. */
+void cache_arena_hold(struct mod_arena *a);
+void cache_arena_release(struct mod_arena *a);
 
 /* cache_lazy.c */
 /* Start a partial cache: empty, as of the keystore's change sequence now. */

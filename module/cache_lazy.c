@@ -365,3 +365,113 @@ cache_fetch_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **
         *out = c.o;
     return rv;
 }
+
+/* ---- streaming ------------------------------------------------------------------ */
+
+struct stream_ctx {
+    struct mod_token *t;
+    cache_match_fn match;
+    void *arg;
+    CK_OBJECT_HANDLE *found;
+    size_t n, cap;
+    unsigned char *scratch; /* a public record's attributes, reused */
+    size_t scratch_len;
+    CK_RV rv;
+};
+
+/* Does record KO, not cached, match? Its attributes are placed in the
+ * scratch buffer (public) or in locked memory, wiped at once (private). */
+static int
+stream_match(struct stream_ctx *c, const ks_object *ko)
+{
+    struct mod_object tmp;
+    mod_attrs *attrs = NULL;
+    size_t len = obj_from_ks_len(ko);
+    int m;
+
+    if (len > c->scratch_len) {
+        unsigned char *p = realloc(c->scratch, len);
+
+        if (p == NULL) {
+            c->rv = CKR_HOST_MEMORY;
+            return -1;
+        }
+        c->scratch = p;
+        c->scratch_len = len;
+    }
+    c->rv = len > 0 ? obj_from_ks_in(ko, c->scratch, &attrs) : obj_from_ks(ko, &attrs);
+    if (c->rv != CKR_OK)
+        return -1;
+    memset(&tmp, 0, sizeof(tmp));
+    tmp.h = (CK_OBJECT_HANDLE)ko->id;
+    tmp.attrs = attrs;
+    tmp.token = CK_TRUE;
+    tmp.pending = ko->state == KS_PENDING;
+    tmp.priv = ko->is_private || obj_bool(attrs, CKA_PRIVATE, CK_FALSE);
+    m = c->match(c->t, &tmp, c->arg);
+    obj_free(attrs); /* placed: nothing; private: wiped */
+    return m;
+}
+
+/* Runs with the token lock held and the global lock released (found_cb). */
+static int
+stream_cb(void *ctx, const ks_object *ko)
+{
+    struct stream_ctx *c = ctx;
+    int cached = 0, m;
+    size_t i;
+
+    if (ko->id <= 0 || (uint64_t)ko->id > MOD_TOKEN_HANDLE_MAX)
+        return 0; /* no handle for it (cache.c, load_cb) */
+    i = cache_objs_search(c->t, (CK_OBJECT_HANDLE)ko->id, &cached);
+    m = cached ? c->match(c->t, c->t->objs[i], c->arg) : stream_match(c, ko);
+    if (m < 0)
+        return 1;
+    if (m == 0)
+        return 0;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        CK_OBJECT_HANDLE *p = realloc(c->found, cap * sizeof(*p));
+
+        if (p == NULL) {
+            c->rv = CKR_HOST_MEMORY;
+            return 1;
+        }
+        c->found = p;
+        c->cap = cap;
+    }
+    c->found[c->n++] = (CK_OBJECT_HANDLE)ko->id;
+    return 0;
+}
+
+CK_RV
+cache_stream_relock(struct mod_token *t, cache_match_fn match, void *arg, CK_OBJECT_HANDLE **found,
+                    size_t *nfound)
+{
+    struct stream_ctx c;
+    unsigned tampered = 0;
+    ks_rv kr;
+
+    *found = NULL;
+    *nfound = 0;
+    memset(&c, 0, sizeof(c));
+    c.t = t;
+    c.match = match;
+    c.arg = arg;
+    c.rv = CKR_OK;
+    mod_unlock();
+    kr = ks_load_objects(t->ks, stream_cb, &c, &tampered);
+    mod_lock();
+    free(c.scratch);
+    if (kr != KS_OK || c.rv != CKR_OK) {
+        free(c.found);
+        return kr != KS_OK ? mod_ks_ckr(kr, t->ks, "ks_load_objects") : c.rv;
+    }
+    if (tampered > 0)
+        mod_log("slot %u: %u stored object(s) failed their integrity check and are hidden (%s)",
+                (unsigned)t->slot, tampered, ks_last_error(t->ks));
+    integrity_hidden_inlock(t, tampered, 1);
+    *found = c.found;
+    *nfound = c.n;
+    return CKR_OK;
+}

@@ -125,17 +125,21 @@ struct mod_object {
      * on logout, reload and destroy). pkey_attrs: the set it was built from. */
     EVP_PKEY *pkey;
     const mod_attrs *pkey_attrs;
-    CK_BBOOL token; /* stored in the keystore (or the profile object) */
-    CK_BBOOL priv;  /* CKA_PRIVATE */
-    int profile;    /* the built-in CKO_PROFILE object: never stored */
-    int pending;    /* a pending rollover key: never found, usable by handle */
-    int in_arena;   /* allocated in the token's load arena (cache.c): not freed alone */
-    int gone;       /* cache.c, during an incremental reload: no longer in the keystore */
+    CK_BBOOL token;          /* stored in the keystore (or the profile object) */
+    CK_BBOOL priv;           /* CKA_PRIVATE */
+    int profile;             /* the built-in CKO_PROFILE object: never stored */
+    int pending;             /* a pending rollover key: never found, usable by handle */
+    int in_arena;            /* allocated in the token's load arena (cache.c): not freed alone */
+    int gone;                /* cache.c, during an incremental reload: no longer in the keystore */
+    int held;                /* cache_mem.c, during an eviction: a session holds it */
+    uint64_t used;           /* stored objects: last use (t->tick), for eviction */
+    struct mod_arena *chunk; /* in_arena: the chunk it lives in */
     /* Retired by a rollover another process committed while this one held
      * the object: never found, in no index, refused by handle except as the
-     * key of a cryptographic operation (cache_lookup_key_inlock), until it
-     * is purged or the cache is loaded in full. A server keeps signing with
-     * the key it loaded until it reloads (docs/rollover.md). */
+     * key of a cryptographic operation (cache_lookup_key_inlock), never
+     * evicted (it could not be read again), until it is purged or the cache
+     * is loaded in full. A server keeps signing with the key it loaded until
+     * it reloads (docs/rollover.md). */
     int retired;
     CK_SESSION_HANDLE owner; /* session objects: the creating session */
     struct mod_object *next; /* session object list */
@@ -185,9 +189,13 @@ struct mod_token {
     size_t nobjs, capobjs;
     struct mod_index ix[MOD_IX_COUNT]; /* objs by CKA_ID, CKA_LABEL */
     struct mod_arena *arena;           /* memory of the last full load (cache.c) */
-    struct mod_object *prof;           /* CKO_PROFILE */
-    struct mod_object *sobjs;          /* session objects of all sessions on it */
-    struct mod_token *next;            /* sorted by slot */
+    unsigned long dgen;                /* counts removals of stored objects other than evictions */
+    uint64_t tick;                     /* stamps for o->used */
+    size_t evict_at;                   /* cache_evict_inlock's next look (cache_mem.c) */
+    uint64_t evicted;         /* stored objects evicted so far (tests, docs/performance.md) */
+    struct mod_object *prof;  /* CKO_PROFILE */
+    struct mod_object *sobjs; /* session objects of all sessions on it */
+    struct mod_token *next;   /* sorted by slot */
 };
 
 struct mod_session {
@@ -197,7 +205,9 @@ struct mod_session {
     int find_active;
     CK_OBJECT_HANDLE *found; /* snapshot taken at C_FindObjectsInit */
     CK_ULONG nfound, pos;
-    struct mod_op *op; /* the cryptographic operation (kept idle for reuse) */
+    unsigned long find_dgen; /* t->dgen at C_FindObjectsInit (find.c) */
+    CK_USER_TYPE find_login; /* t->login then */
+    struct mod_op *op;       /* the cryptographic operation (kept idle for reuse) */
     struct mod_session *next;
 };
 
@@ -355,6 +365,27 @@ CK_RV cache_resolve_relock(struct mod_token *t, int k, const void *value, size_t
  * cache). */
 CK_RV cache_resolve_tmpl_relock(struct mod_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
                                 int *done);
+/* Index of handle H in t->objs, or where it would be inserted; *FOUND
+ * whether it is there. Needs either lock. */
+size_t cache_objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found);
+/* The bound on cached stored objects of a token (EVERTOKEN_CACHE_OBJECTS,
+ * default 4096; 0: none), not counting those sessions hold. */
+size_t cache_max(void);
+/* Evict the least recently used cached stored objects that no session holds
+ * when more than cache_max() are cached (cache_mem.c). Called where no
+ * caller holds a pointer into the cache (cache_sync_relock, before it
+ * looks). Needs T's token lock and the global lock. */
+void cache_evict_inlock(struct mod_token *t);
+/* Does stored object O match a search (find.c)? 1 yes, 0 no. */
+typedef int (*cache_match_fn)(const struct mod_token *t, const struct mod_object *o, void *arg);
+/* A search of a partial cache with no indexed attribute: every stored
+ * object is read from the keystore in handle order (one snapshot, each
+ * record checked) and matched, cached ones as cached, the others without
+ * entering the cache (docs/module.md); *FOUND (malloc'd, *NFOUND) the
+ * handles of those that MATCH, in handle order. Needs T's token lock; the
+ * global lock is released meanwhile, the cache not changed. */
+CK_RV cache_stream_relock(struct mod_token *t, cache_match_fn match, void *arg,
+                          CK_OBJECT_HANDLE **found, size_t *nfound);
 /* The cache was checked less than MOD_SYNC_RECENT seconds ago: the
  * cryptographic C_xInit functions, which look up one key by handle (handles
  * are never reused), then trust it without the token lock and without a

@@ -109,7 +109,9 @@ define_rows(void)
         snprintf(key, sizeof(key), "allcerts@%lu", n);
         row_def(sec, key, "ms", B_LOWER, "then first find of all certificates (CKA_CLASS)");
         snprintf(key, sizeof(key), "fullfind@%lu", n);
-        row_def(sec, key, "ms", B_LOWER, "then find by CKA_TOKEN only (loads in full)");
+        row_def(sec, key, "ms", B_LOWER, "then find by CKA_TOKEN only (no indexed attr)");
+        snprintf(key, sizeof(key), "rssall@%lu", n);
+        row_def(sec, key, "MiB", B_LOWER, "resident memory after those two searches");
         snprintf(key, sizeof(key), "filesize@%lu", n);
         row_def(sec, key, "B", B_LOWER, "token file (with WAL) per object");
         snprintf(key, sizeof(key), "findid@%lu", n);

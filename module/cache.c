@@ -471,7 +471,7 @@ delta_cb(void *ctx, const ks_object *ko)
         /* Retired by another process's rollover: kept for the handles this
          * process holds (struct mod_object.retired), never taken in anew. */
         if (o != NULL && !o->pending) {
-            ix_unlink(c->t, o);
+            cache_ix_unlink(c->t, o);
             o->retired = 1;
             o->gone = 0;
         }

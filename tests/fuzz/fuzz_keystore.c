@@ -122,7 +122,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         {0x101, 4, (unsigned char *)"CN=s"}, {0x102, 2, (unsigned char *)"id"}};
     int64_t id;
     FILE *f;
-    long n;
+    long n = 0;
 
     (void)argc;
     (void)argv;

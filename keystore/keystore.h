@@ -242,7 +242,7 @@ typedef struct ks_object {
     uint32_t version; /* increases with every update */
     size_t nattrs;
     const ks_attr *attrs;      /* sorted by type, no duplicates */
-    ks_state state;            /* KS_ACTIVE or KS_PENDING (retired ones are not handed out) */
+    ks_state state;            /* KS_ACTIVE or KS_PENDING (KS_RETIRED only from ks_load_changes) */
     const unsigned char *cred; /* credential link (NULL if none), valid during the callback */
     size_t cred_len;
     int64_t seq; /* change sequence number of its last write (ks_load_changes) */
@@ -271,9 +271,12 @@ KS_WUR ks_rv ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned
  * sequence number, and every destroyed object leaves a tombstone with one;
  * numbers grow in commit order. ks_load_changes hands out, from one read
  * snapshot, what changed after SINCE: CB for each object now visible as
- * ks_load_objects would (same checks), GONE for each id that is no longer
- * visible (destroyed, retired, private while logged out, or failing its
- * check: counted in *TAMPERED). *UPTO gets the highest number seen (SINCE
+ * ks_load_objects would (same checks), and for each object a rollover
+ * retired since (state KS_RETIRED: no longer to be found, but a caller that
+ * already held it may keep it for work under way until it is purged, which
+ * leaves a tombstone); GONE for each id that is no longer visible
+ * (destroyed or purged, private while logged out, or failing its check:
+ * counted in *TAMPERED). *UPTO gets the highest number seen (SINCE
  * if nothing changed): pass it as SINCE next time. A caller that loaded
  * everything starts from the highest ks_object.seq its ks_load_objects
  * walk saw (a lower bound is safe: changes are handed out again, never

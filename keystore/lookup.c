@@ -297,6 +297,60 @@ has_value(const ks_object *obj, uint64_t type, const void *v, size_t len)
     return 0;
 }
 
+/*
+ * A broad search (class, key type, certificate type) may return most of
+ * the token ("all certificates" of a CA bundle). Reading its candidates by
+ * id (OBJ_FIND, db.c) then costs one b-tree descent per row, where reading
+ * the table in id order costs what a full load does (docs/performance.md,
+ * issue 17). When the column's index counts more than half as many
+ * candidates as the table has ids (and at least BROAD_MIN), this statement
+ * (same rows, same order, same conditions as OBJ_FIND) scans instead; NULL:
+ * use the indexed one. Prepared per search: a broad one is long anyway.
+ */
+#define BROAD_MIN 256
+
+static sqlite3_stmt *
+broad_scan_inlock(ks_token *tok, int k, const unsigned char *cv, size_t cl, const unsigned char *pv,
+                  size_t pl)
+{
+    static const char *const col[KS_LK_N] = {
+        [KS_LK_CLASS] = "l_class", [KS_LK_KTYPE] = "l_ktype", [KS_LK_CTYPE] = "l_ctype"};
+    char sql[512];
+    sqlite3_stmt *st = NULL;
+    sqlite3_int64 n = 0, top = 0;
+    int rc;
+
+    if (col[k] == NULL)
+        return NULL;
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM objects WHERE %s IN (?1, ?2)),"
+             " (SELECT max(id) FROM objects)",
+             col[k]);
+    if (sqlite3_prepare_v2(tok->db, sql, -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    bind_bytes(st, 1, cv, cl);
+    bind_bytes(st, 2, pv, pl);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_int64(st, 0);
+        top = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (n < BROAD_MIN || n * 2 < top)
+        return NULL;
+    snprintf(sql, sizeof(sql),
+             "SELECT id, is_private, version, nonce, data, mac, state, retired_at, cred, seq"
+             " FROM objects NOT INDEXED WHERE (%s IN (?1, ?2) AND lk = 1 AND"
+             " (is_private = 0 OR ?3)) OR (lk = 0 AND (is_private = 0 OR ?3)) ORDER BY id",
+             col[k]);
+    rc = sqlite3_prepare_v2(tok->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        return st;
+fail:
+    sqlite3_finalize(st);
+    return NULL;
+}
+
 /* The search of lookup column K for V (and V2 for a pair): one statement,
  * one read snapshot; every candidate checked and matched in full. */
 static ks_rv
@@ -305,8 +359,10 @@ find_col(ks_token *tok, int k, const void *value, size_t len, const void *v2, si
 {
     static const unsigned char empty[1];
     unsigned char h[KS_LOOKUP_HASH_LEN], hp[KS_LOOKUP_HASH_LEN];
+    const unsigned char *cv, *pv;
+    size_t cl = 0, pl = 0;
     unsigned bad = 0;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st, *scan;
     ks_rv rv = KS_OK;
     int rc;
 
@@ -315,8 +371,12 @@ find_col(ks_token *tok, int k, const void *value, size_t len, const void *v2, si
     if (lk_cols[k].type2 != 0 && v2 == NULL)
         v2 = empty;
     ks_lock(tok);
-    st = ks_stmt_inlock(tok, ST_OBJ_FIND_ID + k);
-    bind_pair(tok, st, 1, k, value, len, v2, len2, h, hp);
+    cv = lookup_value(tok, k, 0, value, len, v2, len2, h, &cl);
+    pv = lookup_value(tok, k, 1, value, len, v2, len2, hp, &pl);
+    scan = broad_scan_inlock(tok, k, cv, cl, pv, pl);
+    st = scan != NULL ? scan : ks_stmt_inlock(tok, ST_OBJ_FIND_ID + k);
+    bind_bytes(st, 1, cv, cl);
+    bind_bytes(st, 2, pv, pl); /* logged out: NULL, matches nothing */
     sqlite3_bind_int(st, 3, tok->keys != NULL);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         ks_object obj;
@@ -342,7 +402,10 @@ find_col(ks_token *tok, int k, const void *value, size_t len, const void *v2, si
     }
     if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
         rv = KS_SQLERR(tok, rc, "searching objects");
-    ks_stmt_done(st);
+    if (scan != NULL)
+        sqlite3_finalize(scan);
+    else
+        ks_stmt_done(st);
     ks_unlock(tok);
     sodium_memzero(hp, sizeof(hp));
     if (tampered != NULL)

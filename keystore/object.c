@@ -269,10 +269,9 @@ ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_gone_cb gone, 
         }
         if (rv != KS_OK)
             break;
-        if (obj.state == KS_RETIRED)
-            gone(ctx, id);
-        else
-            stop = cb(ctx, &obj);
+        /* A retired object goes to CB too (state KS_RETIRED): a caller that
+         * holds it may keep using it until it is purged (keystore.h). */
+        stop = cb(ctx, &obj);
         ks_wipe_scratch(tok, wipe);
         if (stop) {
             rv = KS_E_ARGS; /* the caller could not take it: its view is incomplete */

@@ -257,7 +257,8 @@ ix_rebuild(struct mod_token *t)
         if (ix_resize(&t->ix[k], k, nb) != 0)
             ix_break(t, k);
     for (size_t i = 0; i < t->nobjs; i++)
-        ix_insert(t, t->objs[i]);
+        if (!t->objs[i]->retired)
+            ix_insert(t, t->objs[i]);
 }
 
 int
@@ -536,12 +537,23 @@ delta_cb(void *ctx, const ks_object *ko)
     if (ko->id <= 0 || (uint64_t)ko->id > MOD_TOKEN_HANDLE_MAX)
         return 0; /* as load_cb: no handle for it */
     o = objs_find(c->t, (CK_OBJECT_HANDLE)ko->id);
+    if (ko->state == KS_RETIRED) {
+        /* Retired by another process's rollover: kept for the handles this
+         * process holds (struct mod_object.retired), never taken in anew. */
+        if (o != NULL && !o->pending) {
+            ix_unlink(c->t, o);
+            o->retired = 1;
+            o->gone = 0;
+        }
+        return 0;
+    }
     if (o != NULL) {
         rv = obj_from_ks(ko, &attrs);
         if (rv != CKR_OK) {
             c->rv = rv;
             return 1;
         }
+        o->retired = 0; /* active again (a rollback): indexed below */
         cache_set_attrs_inlock(c->t, o, attrs);
         o->gone = 0;
         obj_set_flags(o, ko);
@@ -591,11 +603,49 @@ cmp_handle(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+CK_RV
+cache_objs_merge_inlock(struct mod_token *t, struct mod_object **add, size_t nadd)
+{
+    size_t n = t->nobjs + nadd, old = t->nobjs;
+    int sorted = 1;
+
+    if (nadd == 0)
+        return CKR_OK;
+    for (size_t j = 1; j < nadd && sorted; j++)
+        sorted = add[j - 1]->h < add[j]->h;
+    if (!sorted)
+        qsort(add, nadd, sizeof(*add), cmp_handle);
+    if (n > t->capobjs) {
+        struct mod_object **p = realloc(t->objs, n * sizeof(*p));
+        if (p == NULL)
+            return CKR_HOST_MEMORY;
+        t->objs = p;
+        t->capobjs = n;
+    }
+    /* Merge from the back; new handles are usually above all old ones. */
+    for (size_t i = t->nobjs, j = nadd, k = n; j > 0;) {
+        if (i > 0 && t->objs[i - 1]->h > add[j - 1]->h)
+            t->objs[--k] = t->objs[--i];
+        else
+            t->objs[--k] = add[--j];
+    }
+    t->nobjs = n;
+    /* Many new ones: the indexes once, sized for all (as a full load). */
+    if (nadd > old && nadd >= 64) {
+        ix_rebuild(t);
+    } else {
+        for (size_t j = 0; j < nadd; j++)
+            ix_insert(t, add[j]);
+    }
+    return CKR_OK;
+}
+
 /* Sweep the gone objects out and merge the new ones in (both sorted). */
 static CK_RV
 delta_apply(struct mod_token *t, struct delta_ctx *c)
 {
-    size_t w = 0, n;
+    size_t w = 0;
+    CK_RV rv;
 
     if (c->ngone > 0) {
         for (size_t i = 0; i < t->nobjs; i++) {
@@ -609,29 +659,10 @@ delta_apply(struct mod_token *t, struct delta_ctx *c)
         }
         t->nobjs = w;
     }
-    if (c->nadd == 0)
-        return CKR_OK;
-    qsort(c->add, c->nadd, sizeof(*c->add), cmp_handle);
-    n = t->nobjs + c->nadd;
-    if (n > t->capobjs) {
-        struct mod_object **p = realloc(t->objs, n * sizeof(*p));
-        if (p == NULL)
-            return CKR_HOST_MEMORY;
-        t->objs = p;
-        t->capobjs = n;
-    }
-    /* Merge from the back; new handles are usually above all old ones. */
-    for (size_t i = t->nobjs, j = c->nadd, k = n; j > 0;) {
-        if (i > 0 && t->objs[i - 1]->h > c->add[j - 1]->h)
-            t->objs[--k] = t->objs[--i];
-        else
-            t->objs[--k] = c->add[--j];
-    }
-    t->nobjs = n;
-    for (size_t j = 0; j < c->nadd; j++)
-        ix_insert(t, c->add[j]);
-    c->nadd = 0;
-    return CKR_OK;
+    rv = cache_objs_merge_inlock(t, c->add, c->nadd);
+    if (rv == CKR_OK)
+        c->nadd = 0;
+    return rv;
 }
 
 /* CKR_OK: the cache is up to date; anything else: reload in full. */
@@ -818,8 +849,8 @@ cache_objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found)
     return lo;
 }
 
-CK_RV
-cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out)
+static CK_RV
+lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, int retired_ok, struct mod_object **out)
 {
     struct mod_object *o = NULL;
     int found = 0;
@@ -841,10 +872,22 @@ cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object *
                 return rv;
         }
     }
-    if (o == NULL || !cache_visible(t, o))
+    if (o == NULL || !cache_visible(t, o) || (o->retired && !retired_ok))
         return CKR_OBJECT_HANDLE_INVALID;
     *out = o;
     return CKR_OK;
+}
+
+CK_RV
+cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out)
+{
+    return lookup_inlock(t, h, 0, out);
+}
+
+CK_RV
+cache_lookup_key_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out)
+{
+    return lookup_inlock(t, h, 1, out);
 }
 
 CK_RV

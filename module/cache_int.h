@@ -22,6 +22,11 @@ void cache_arena_adopt_inlock(struct mod_token *t, struct mod_arena *list);
 /* Insert stored object O (not in t->objs yet) in handle order and in the
  * indexes; on failure O is freed. */
 CK_RV cache_objs_insert_inlock(struct mod_token *t, struct mod_object *o);
+/* Insert the NADD stored objects ADD (none in t->objs yet, handles
+ * distinct) at once: sorted once, merged, indexed (the indexes rebuilt when
+ * they are the most). On failure nothing changed and the caller still owns
+ * them. */
+CK_RV cache_objs_merge_inlock(struct mod_token *t, struct mod_object **add, size_t nadd);
 /* Free every cached stored object, the indexes and the resolved values. */
 void cache_objs_clear_inlock(struct mod_token *t);
 

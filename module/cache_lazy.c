@@ -257,12 +257,11 @@ cache_resolve_relock(struct mod_token *t, int k, const void *value, size_t len)
         rv = mod_ks_ckr(kr, t->ks, "ks_find");
     else
         rv = c.rv;
-    for (size_t i = 0; i < c.n; i++) {
-        if (rv == CKR_OK)
-            rv = cache_objs_insert_inlock(t, c.add[i]); /* frees it on failure */
-        else
+    if (rv == CKR_OK)
+        rv = cache_objs_merge_inlock(t, c.add, c.n);
+    if (rv != CKR_OK)
+        for (size_t i = 0; i < c.n; i++)
             cache_object_free(c.add[i]);
-    }
     free(c.add);
     cache_arena_adopt_inlock(t, c.arena); /* after the objects that live in it */
     if (tampered > 0)

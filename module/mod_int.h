@@ -125,12 +125,18 @@ struct mod_object {
      * on logout, reload and destroy). pkey_attrs: the set it was built from. */
     EVP_PKEY *pkey;
     const mod_attrs *pkey_attrs;
-    CK_BBOOL token;          /* stored in the keystore (or the profile object) */
-    CK_BBOOL priv;           /* CKA_PRIVATE */
-    int profile;             /* the built-in CKO_PROFILE object: never stored */
-    int pending;             /* a pending rollover key: never found, usable by handle */
-    int in_arena;            /* allocated in the token's load arena (cache.c): not freed alone */
-    int gone;                /* cache.c, during an incremental reload: no longer in the keystore */
+    CK_BBOOL token; /* stored in the keystore (or the profile object) */
+    CK_BBOOL priv;  /* CKA_PRIVATE */
+    int profile;    /* the built-in CKO_PROFILE object: never stored */
+    int pending;    /* a pending rollover key: never found, usable by handle */
+    int in_arena;   /* allocated in the token's load arena (cache.c): not freed alone */
+    int gone;       /* cache.c, during an incremental reload: no longer in the keystore */
+    /* Retired by a rollover another process committed while this one held
+     * the object: never found, in no index, refused by handle except as the
+     * key of a cryptographic operation (cache_lookup_key_inlock), until it
+     * is purged or the cache is loaded in full. A server keeps signing with
+     * the key it loaded until it reloads (docs/rollover.md). */
+    int retired;
     CK_SESSION_HANDLE owner; /* session objects: the creating session */
     struct mod_object *next; /* session object list */
     /* Stored objects only: the chains of the token's indexes. ix_pprev[k]
@@ -367,6 +373,9 @@ void cache_destroy_sobjs_inlock(struct mod_token *t, CK_SESSION_HANDLE owner, in
  * the caller holds T's token lock (a partial cache is never "recent", so
  * the C_xInit functions take it too). */
 CK_RV cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out);
+/* The same for the key of a cryptographic operation: a retired key this
+ * process held is still given (struct mod_object.retired). */
+CK_RV cache_lookup_key_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out);
 int cache_visible(const struct mod_token *t, const struct mod_object *o);
 /* Insert a stored object (takes ATTRS). */
 CK_RV cache_add_token_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, mod_attrs *attrs);

@@ -62,7 +62,13 @@ view_put(void *ctx, const ks_object *ko)
     struct view *v = ctx;
     int i = view_find(v, ko->id);
 
-    assert_true(ko->state != KS_RETIRED);
+    if (ko->state == KS_RETIRED) {
+        /* Retired: out of the view (the module keeps it only for handles
+         * already given out). */
+        if (i >= 0)
+            v->o[i] = v->o[--v->n];
+        return 0;
+    }
     if (i < 0) {
         assert_true(v->n < MAXO);
         i = v->n++;

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/demo.sh with ACME=1 (after the token "demo" exists): a
 # local ACME CA (Debian's pebble, pebble-challtestsrv as its DNS answering
 # 127.0.0.1 for every name), evertoken-enroll enrolling www.demo.test with

@@ -19,6 +19,7 @@
 
 #include "chain.h"
 #include "drift.h"
+#include "desktop.h"
 #include "enr_int.h"
 #include "expiry.h"
 #include "mon.h"
@@ -283,6 +284,31 @@ follow_profile(job *j, X509 *cert)
 
 /* The revocation status of CERT (SERIAL) as the profile's policy asks, in
  * *REV; *NO_ANSWER when no source answered and soft went on without it. */
+/* enr_revocation with the anchors and, when the certificate chains through
+ * it to them, the kept chain (chain.pem): the issuer of a certificate from
+ * an intermediate (ACME CAs, a CA under a root) is found there, and its
+ * OCSP answers are trusted as signed by the certificate's own issuer. */
+static enr_rc
+revocation_with_chain(job *j, X509 *cert, enr_rev *rev)
+{
+    STACK_OF(X509) *kept = enr_chain_known(j->ctx->st, j->p), *known = NULL;
+    enr_rc rc;
+
+    if (sk_X509_num(kept) > 0 && enr_verify_chain(cert, kept, j->anchors, j->now, NULL) == ENR_OK &&
+        (known = sk_X509_dup(j->anchors)) != NULL) {
+        for (int i = 0; i < sk_X509_num(kept); i++)
+            if (!sk_X509_push(known, sk_X509_value(kept, i))) {
+                sk_X509_free(known);
+                known = NULL;
+                break;
+            }
+    }
+    rc = enr_revocation(j->p, cert, known != NULL ? known : j->anchors, j->now, rev);
+    sk_X509_free(known);
+    sk_X509_pop_free(kept, X509_free);
+    return rc;
+}
+
 static enr_rc
 check_revocation(job *j, X509 *cert, const char *serial, int want_renew, enr_rev *rev,
                  int *no_answer)
@@ -301,7 +327,7 @@ check_revocation(job *j, X509 *cert, const char *serial, int want_renew, enr_rev
                  p->name, serial);
         return ENR_OK;
     }
-    rc = enr_revocation(p, cert, j->anchors, j->now, rev);
+    rc = revocation_with_chain(j, cert, rev);
     if (rc == ENR_E_NETWORK && p->revocation == ENR_REVPOL_SOFT) {
         /* No answer is no verdict: the renewal of this very certificate
          * must not wait for the source that would revoke it. */
@@ -553,7 +579,7 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
 /* ---- Revocation by request ---------------------------------------------- */
 
 enr_rc
-enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
+enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason, int by_account)
 {
     const enr_proto_ops *ops = enr_proto_get(p->proto);
     STACK_OF(X509) *anchors = NULL;
@@ -579,6 +605,12 @@ enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
                 p->name, ops->title, p->name);
         return ENR_E_CONFIG;
     }
+    if (by_account && p->proto != ENR_PROTO_ACME) {
+        enr_err("profile %s: revoke --by-account needs an ACME account; %s revokes with the "
+                "certificate's key (leave out --by-account)",
+                p->name, ops->title);
+        return ENR_E_CONFIG;
+    }
     if (enr_state_lock(ctx->st) != 0)
         return ENR_E_FAIL;
     rc = enr_load_anchors(p, &anchors);
@@ -595,11 +627,12 @@ enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason)
         rc = enr_token_current_key(t, p, &key);
     if (rc == ENR_OK) {
         serial = enr_serial_hex(c.cert);
-        rc = ops->revoke(p, c.cert, key, anchors, code);
+        rc = ops->revoke(p, t, c.cert, key, anchors, code, by_account);
     }
     if (rc == ENR_OK) {
-        char *msg = enr_aprintf("certificate %s revoked at the CA's request by this helper (%s)",
-                                serial, reason ? reason : "unspecified");
+        char *msg = enr_aprintf("certificate %s revoked at the CA's request by this helper (%s%s)",
+                                serial, reason ? reason : "unspecified",
+                                by_account ? ", signed by the ACME account key" : "");
         enr_info("profile %s: %s", p->name, msg ? msg : "revoked");
         enr_state_event(ctx->st, p->name, "revoked", msg ? msg : serial);
         enr_event ev = {"revoked", msg ? msg : "certificate revoked", NULL, NULL, serial, 0, -1};
@@ -665,9 +698,11 @@ wait_or_unlock(enr_ctx *ctx, enr_profile **v, size_t n, long wait)
             enr_check_profile(ctx, v[i], "retry");
             ran = 1;
         }
+        /* "Renew now" chosen in a desktop notification (desktop.c). */
+        ran |= enr_desktop_actions(ctx, v, n);
         if (ran || left <= 0)
             return;
-        sleep((unsigned)(left < poll ? left : poll));
+        enr_desktop_wait(left < poll ? left : poll);
     }
 }
 
@@ -686,6 +721,8 @@ enr_run_service(enr_ctx *ctx, time_t until)
     if (until > 0 && !enr_clock_is_fake())
         enr_clock_set(enr_now());
     enr_info("service started (%s)", until > 0 ? "simulated time" : "real time");
+    if (until == 0)
+        enr_desktop_listen(); /* the actions of its desktop notifications */
     while (!stop_flag) {
         time_t now = enr_now(), next = enr_monitor_round(ctx, now);
         int ran = 0;

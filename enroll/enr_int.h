@@ -522,8 +522,8 @@ enr_rc enr_cmp_enroll(const enr_profile *p, EVP_PKEY *newkey, X509 *old, EVP_PKE
                       X509 *boot_cert, EVP_PKEY *boot_key, STACK_OF(X509) * anchors,
                       enr_scep_result *res);
 /* CMP rr for CERT, signed by its KEY; REASON a CRLReason code. */
-enr_rc enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
-                      int reason);
+enr_rc enr_cmp_revoke(const enr_profile *p, enr_token *t, X509 *cert, EVP_PKEY *key,
+                      STACK_OF(X509) * anchors, int reason, int by_account);
 /* CRLReason code of NAME (keyCompromise, superseded, ...; NULL: unspecified
  * 0), -1 if unknown. */
 int enr_revocation_reason(const char *name);
@@ -557,6 +557,8 @@ typedef struct enr_event {
 } enr_event;
 
 void enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev);
+/* Whether PROG is an executable in $PATH. */
+int enr_in_path(const char *prog);
 /* Run the post-processing script; records the result in PS. */
 enr_rc enr_run_post_script(const enr_profile *p, enr_pstate *ps, enr_state *st, const char *uri,
                            const char *cert_file);
@@ -585,7 +587,7 @@ enr_rc enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind);
 /* evertoken-enroll revoke: ask P's CA to revoke the current certificate
  * (REASON a CRLReason name or NULL). Protocols without a revocation request
  * get a precise error saying what to do instead (ENR_E_CONFIG). */
-enr_rc enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason);
+enr_rc enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason, int by_account);
 /* evertoken-enroll acme-keychange: a new account key in the token, the CA
  * told (RFC 8555 section 7.3.5), the old key deleted (proto/acme_account.c). */
 enr_rc enr_acme_keychange(enr_ctx *ctx, const enr_profile *p);

@@ -1,7 +1,7 @@
 /*
  * hooks.c — what the helper tells the world: the log (stderr, which systemd
- * sends to the journal), a desktop notification through notify-send when it
- * is installed, the profile's notification command, the post-processing
+ * sends to the journal), a desktop notification on the session bus
+ * (desktop.c), the profile's notification command, the post-processing
  * script and the instructions file. Children get environment variables that
  * describe the event (docs/enrollment.md "Hooks"), never a secret.
  */
@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "desktop.h"
 #include "enr_int.h"
 #include "mon.h"
 
@@ -99,8 +100,8 @@ run(char *const argv[], const kv *env, size_t nenv, char **out)
     return -1;
 }
 
-static int
-in_path(const char *prog)
+int
+enr_in_path(const char *prog)
 {
     const char *path = getenv("PATH");
     char *dup, *save = NULL;
@@ -129,7 +130,6 @@ void
 enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev)
 {
     char na[32] = "", days[16] = "";
-    char *title;
 
     /* Under systemd a journal entry with the event's fields (journal.c). */
     if (enr_journal_event(is_problem(ev->event) ? LOG_WARNING : LOG_INFO, p->name, ev) != 0) {
@@ -159,19 +159,7 @@ enr_notify(const enr_profile *p, enr_state *st, const enr_event *ev)
         {"EVERTOKEN_DAYS_LEFT", days[0] ? days : NULL},
         {"EVERTOKEN_INSTRUCTIONS", p->instructions},
     };
-    title = enr_aprintf("evertoken: %s (%s)", ev->event, p->name);
-    if (title != NULL && in_path("notify-send")) {
-        char *argv[] = {"notify-send",
-                        "-a",
-                        "evertoken-enroll",
-                        "-u",
-                        is_problem(ev->event) ? "critical" : "normal",
-                        title,
-                        (char *)ev->message,
-                        NULL};
-        run(argv, env, sizeof(env) / sizeof(env[0]), NULL);
-    }
-    free(title);
+    enr_desktop_notify(p, st, ev, is_problem(ev->event)); /* desktop.c */
     if (p->notify_command != NULL) {
         char *argv[] = {"/bin/sh", "-c", p->notify_command, NULL};
         int r = run(argv, env, sizeof(env) / sizeof(env[0]), NULL);

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "adopt.h"
+#include "desktop.h"
 #include "enr_int.h"
 #include "mon.h"
 #include "et_escape.h"
@@ -44,9 +45,10 @@ static const struct enr_cmd_help {
             "on its schedule until SIGTERM. --until TIME: simulate up to TIME with the fake\n"
             "clock, without sleeping (tests). --unlock-poll S: seconds between looks at a\n"
             "locked token (1..3600, default 5).\n"},
-    {"revoke", "usage: evertoken-enroll [OPTIONS] revoke PROFILE [--reason R]\n"
+    {"revoke", "usage: evertoken-enroll [OPTIONS] revoke PROFILE [--reason R] [--by-account]\n"
                "Ask the profile's CA to revoke its current certificate (CMP rr or ACME\n"
-               "revokeCert, signed by the certificate's key in the token). R: unspecified\n"
+               "revokeCert, signed by the certificate's key in the token; ACME with\n"
+               "--by-account: by the profile's account key in the token). R: unspecified\n"
                "(default), keyCompromise,\n"
                "cACompromise, affiliationChanged, superseded, cessationOfOperation,\n"
                "certificateHold, privilegeWithdrawn, aACompromise. SCEP and EST have no\n"
@@ -112,7 +114,8 @@ usage(FILE *out)
           "  run [--until TIME] [--unlock-poll S]\n"
           "                             the service (--until: simulate up to TIME, no sleeping;\n"
           "                             --unlock-poll: seconds between looks at a locked token)\n"
-          "  revoke PROFILE [--reason R] ask the CA to revoke the current certificate (CMP,\n"
+          "  revoke PROFILE [--reason R] [--by-account]\n"
+          "                             ask the CA to revoke the current certificate (CMP,\n"
           "                             ACME; R: keyCompromise, superseded, ...)\n"
           "  adopt PROFILE (--id HEX | --label L)\n"
           "                             bring an imported credential under PROFILE's renewal\n"
@@ -243,21 +246,22 @@ cmd_checks(enr_ctx *ctx, const char *kind, int argc, char **argv)
 }
 
 static int
-cmd_revoke(enr_ctx *ctx, int argc, char **argv, const char *reason, int keychange)
+cmd_revoke(enr_ctx *ctx, int argc, char **argv, const char *reason, int by_account, int keychange)
 {
     enr_profile **v = NULL;
     size_t n = 0;
     int rc;
 
     if (argc != 1) {
-        enr_err("usage: evertoken-enroll %s",
-                keychange ? "acme-keychange PROFILE" : "revoke PROFILE [--reason R]");
+        enr_err("usage: evertoken-enroll %s", keychange
+                                                  ? "acme-keychange PROFILE"
+                                                  : "revoke PROFILE [--reason R] [--by-account]");
         return ENR_EXIT_USAGE;
     }
     rc = load_selected(ctx, 1, argv, &v, &n);
     if (rc == ENR_EXIT_OK && n == 1)
         rc = enr_rc_exit(keychange ? enr_acme_keychange(ctx, v[0])
-                                   : enr_revoke_profile(ctx, v[0], reason));
+                                   : enr_revoke_profile(ctx, v[0], reason, by_account));
     else if (rc == ENR_EXIT_OK)
         rc = ENR_EXIT_CONFIG;
     enr_profile_free_all(v, n);
@@ -417,6 +421,7 @@ typedef struct cmd_opts {
     const char *format;                 /* status --format, NULL: from --json */
     time_t until;                       /* run --until, 0: none */
     int json, force, unlock_poll, send;
+    int by_account; /* revoke --by-account */
 } cmd_opts;
 
 /* The options before the command; -1 to go on, else an exit code. */
@@ -546,6 +551,8 @@ command_options(const char *cmd, int first, int argc, char **argv, cmd_opts *o, 
                 return ENR_EXIT_USAGE;
         } else if (!strcmp(argv[i], "--reason") && !strcmp(cmd, "revoke") && more)
             o->reason = argv[++i];
+        else if (!strcmp(argv[i], "--by-account") && !strcmp(cmd, "revoke"))
+            o->by_account = 1;
         else if (!strcmp(argv[i], "--id") && !strcmp(cmd, "adopt") && more)
             o->adopt_id = argv[++i];
         else if (!strcmp(argv[i], "--label") && !strcmp(cmd, "adopt") && more)
@@ -602,11 +609,11 @@ run_command(enr_ctx *ctx, const char *cmd, int cargc, char **cargv, const cmd_op
     if (!strcmp(cmd, "hooks"))
         return cmd_hooks(ctx, cargc, cargv);
     if (!strcmp(cmd, "revoke"))
-        return cmd_revoke(ctx, cargc, cargv, o->reason, 0);
+        return cmd_revoke(ctx, cargc, cargv, o->reason, o->by_account, 0);
     if (!strcmp(cmd, "adopt"))
         return cmd_adopt(ctx, cargc, cargv, o->adopt_id, o->adopt_label);
     if (!strcmp(cmd, "acme-keychange"))
-        return cmd_revoke(ctx, cargc, cargv, NULL, 1);
+        return cmd_revoke(ctx, cargc, cargv, NULL, 0, 1);
     if (!strcmp(cmd, "history"))
         return enr_state_print_events(ctx->st, cargc ? cargv[0] : NULL, stdout) == ENR_OK
                    ? ENR_EXIT_OK
@@ -663,6 +670,7 @@ main(int argc, char **argv)
     ctx.profile_dir = pdir;
     rc = load_monitor(o.config, &mon) != 0 ? ENR_EXIT_CONFIG
                                            : run_command(&ctx, cmd, cargc, cargv, &o, mon);
+    enr_desktop_close();
     enr_state_close(ctx.st);
     enr_moncfg_set(NULL);
     enr_moncfg_free(mon);

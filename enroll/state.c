@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "enr_int.h"
+#include "et_enrstate.h"
 
 struct enr_state {
     sqlite3 *db;
@@ -43,22 +44,17 @@ sq_fail(enr_state *st, const char *what)
     return ENR_E_FAIL;
 }
 
+/* The one rule for where the state lives, shared with the CLI's backup
+ * (common/et_enrstate.h). */
 static char *
 default_dir(void)
 {
-    const char *e = getenv("EVERTOKEN_ENROLL_STATE_DIR");
+    char err[256] = "";
+    char *d = et_enr_state_dir(err, sizeof(err));
 
-    if (e != NULL && *e != '\0')
-        return enr_strdup(e);
-    e = getenv("XDG_STATE_HOME");
-    if (e != NULL && *e == '/')
-        return enr_aprintf("%s/evertoken", e);
-    e = getenv("HOME");
-    if (e == NULL || *e != '/') {
-        enr_err("cannot find the state directory: neither XDG_STATE_HOME nor HOME is set");
-        return NULL;
-    }
-    return enr_aprintf("%s/.local/state/evertoken", e);
+    if (d == NULL)
+        enr_err("%s", err[0] ? err : "out of memory");
+    return d;
 }
 
 enr_rc

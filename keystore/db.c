@@ -247,6 +247,21 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_OBJ_ANY_UNFILLED] = "SELECT 1 FROM objects WHERE lk = 0 AND is_private = ?1 LIMIT 1",
     [ST_OBJ_FILL] = "UPDATE objects SET " LK_SET(2, 3, 4, 5, 6, 7, 8) ", lk = 1 WHERE id = ?1",
     [ST_OBJ_ANY_PURGE] = "SELECT 1 FROM objects WHERE state = 2 AND retired_at <= ?1 LIMIT 1",
+    /* The rollover reads only what it may touch (rollover.c; each part
+     * through an index): the rows linked to the credential (objects_cred),
+     * those whose CKA_ID lookup value is the credential's (objects_l_id:
+     * clear ?2 for public rows, keyed hash ?3 for private ones) and those
+     * not filled yet (objects_unfilled). The records decide what is done. */
+    [ST_OBJ_ROLL_COMMIT] = "SELECT " OBJ_COLS " FROM objects WHERE id IN ("
+                           "SELECT id FROM objects WHERE cred = ?1"
+                           " UNION ALL SELECT id FROM objects WHERE l_id IN (?2, ?3) AND lk = 1"
+                           " UNION ALL SELECT id FROM objects WHERE lk = 0) ORDER BY id",
+    [ST_OBJ_BY_CRED] = "SELECT " OBJ_COLS " FROM objects WHERE cred = ?1 ORDER BY id",
+    /* The ids first: a plain ORDER BY id would make SQLite scan the table
+     * in id order instead of using objects_retired. */
+    [ST_OBJ_PURGE] = "SELECT " OBJ_COLS " FROM objects WHERE id IN (SELECT id FROM objects"
+                     " WHERE state = 2 AND retired_at <= ?1) ORDER BY id",
+    [ST_OBJ_INACTIVE] = "SELECT " OBJ_COLS " FROM objects WHERE state <> 0 ORDER BY id",
 };
 
 ks_rv

@@ -356,6 +356,13 @@ static const struct ks_migration {
         "CREATE INDEX objects_l_subj ON objects(l_subj) WHERE l_subj IS NOT NULL;"
         "CREATE INDEX objects_l_isn ON objects(l_isn) WHERE l_isn IS NOT NULL;"
         "UPDATE objects SET lk = 0 WHERE lk <> 0;"},
+    /* 6 -> 7: indexes of the rollover state, so that a rollover (commit,
+     * rollback, discard, purge) and the list of pending and retired
+     * objects read only the rows they may touch. The state and the
+     * credential link are row columns since schema 3 (they rebuild the
+     * AD): nothing to fill. */
+    {6, "CREATE INDEX objects_cred ON objects(cred) WHERE cred IS NOT NULL;"
+        "CREATE INDEX objects_inactive ON objects(id) WHERE state <> 0;"},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KS_SCHEMA_VERSION - 1,

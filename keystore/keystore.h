@@ -42,8 +42,9 @@ extern "C" {
 #endif
 
 /* Schema this code writes; older ones are migrated on open (1 -> 2 added the
- * settings table, 2 -> 3 the rollover state columns of objects). */
-#define KS_SCHEMA_VERSION  6
+ * settings table, 2 -> 3 the rollover state columns of objects, ..., 6 -> 7
+ * the indexes of the rollover state; docs/keystore-format.md). */
+#define KS_SCHEMA_VERSION  7
 #define KS_LABEL_MAX       32  /* bytes, UTF-8, no padding */
 #define KS_SERIAL_LEN      16  /* hex characters */
 #define KS_TOKEN_ID_LEN    16  /* random bytes, fixed at creation */
@@ -241,7 +242,7 @@ typedef struct ks_object {
     uint32_t version; /* increases with every update */
     size_t nattrs;
     const ks_attr *attrs;      /* sorted by type, no duplicates */
-    ks_state state;            /* KS_ACTIVE or KS_PENDING (retired ones are not handed out) */
+    ks_state state;            /* KS_ACTIVE or KS_PENDING (KS_RETIRED only from ks_load_changes) */
     const unsigned char *cred; /* credential link (NULL if none), valid during the callback */
     size_t cred_len;
     int64_t seq; /* change sequence number of its last write (ks_load_changes) */
@@ -270,9 +271,12 @@ KS_WUR ks_rv ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned
  * sequence number, and every destroyed object leaves a tombstone with one;
  * numbers grow in commit order. ks_load_changes hands out, from one read
  * snapshot, what changed after SINCE: CB for each object now visible as
- * ks_load_objects would (same checks), GONE for each id that is no longer
- * visible (destroyed, retired, private while logged out, or failing its
- * check: counted in *TAMPERED). *UPTO gets the highest number seen (SINCE
+ * ks_load_objects would (same checks), and for each object a rollover
+ * retired since (state KS_RETIRED: no longer to be found, but a caller that
+ * already held it may keep it for work under way until it is purged, which
+ * leaves a tombstone); GONE for each id that is no longer visible
+ * (destroyed or purged, private while logged out, or failing its check:
+ * counted in *TAMPERED). *UPTO gets the highest number seen (SINCE
  * if nothing changed): pass it as SINCE next time. A caller that loaded
  * everything starts from the highest ks_object.seq its ks_load_objects
  * walk saw (a lower bound is safe: changes are handed out again, never
@@ -313,6 +317,13 @@ KS_WUR ks_rv ks_find_count(ks_token *tok, uint64_t type, const void *value, size
 KS_WUR ks_rv ks_find_issuer_serial(ks_token *tok, const void *issuer, size_t ilen,
                                    const void *serial, size_t slen, ks_object_cb cb, void *ctx,
                                    unsigned *tampered);
+
+/* The pending objects of credential CRED (their credential link is CRED),
+ * as a commit of its rollover would activate them: one indexed read of the
+ * rows linked to CRED, each checked as every read is; private ones only
+ * while logged in. CB and *TAMPERED as for ks_find. */
+KS_WUR ks_rv ks_find_pending(ks_token *tok, const unsigned char *cred, size_t cred_len,
+                             ks_object_cb cb, void *ctx, unsigned *tampered);
 
 /* The highest change sequence number now: what a cache that starts empty
  * and reads objects one by one (ks_find, ks_object_get) passes to

@@ -109,6 +109,11 @@ enum ks_stmt {
     ST_OBJ_ANY_UNFILLED,
     ST_OBJ_FILL,      /* fill one row's lookup columns */
     ST_OBJ_ANY_PURGE, /* is any row retired at or before ?1 (rollover.c) */
+    /* The rollover's candidates (rollover.c, schema 7's indexes): */
+    ST_OBJ_ROLL_COMMIT, /* linked to ?1, or CKA_ID lookup value ?2/?3, or unfilled */
+    ST_OBJ_BY_CRED,     /* linked to ?1 */
+    ST_OBJ_PURGE,       /* retired at or before ?1 */
+    ST_OBJ_INACTIVE,    /* pending or retired (ks_list_inactive) */
     ST_COUNT
 };
 
@@ -322,6 +327,13 @@ struct ks_lookup {
  * private record (private: needs tok->keys). */
 void ks_lookup_of_inlock(ks_token *tok, int is_private, const unsigned char *ser, size_t ser_len,
                          struct ks_lookup *lk);
+/* Bind the lookup values of VALUE (LEN bytes) in column K to parameters
+ * COL (public rows: clear value or unkeyed hash) and COL + 1 (private
+ * rows: keyed hash; NULL, matching nothing, when logged out) of ST. H and
+ * HP hold the hashes until ST is reset; wipe HP after. */
+void ks_lookup_bind_value_inlock(ks_token *tok, sqlite3_stmt *st, int col, int k, const void *value,
+                                 size_t len, unsigned char h[KS_LOOKUP_HASH_LEN],
+                                 unsigned char hp[KS_LOOKUP_HASH_LEN]);
 /* Bind LK's KS_LK_N values to parameters COL .. COL + KS_LK_N - 1 of ST. */
 void ks_lookup_bind(sqlite3_stmt *st, int col, const struct ks_lookup *lk);
 /* Fill the lookup columns of the rows that lack them: the public ones

@@ -1,6 +1,7 @@
 /*
  * lookup.c — the lookup columns of stored objects (schemas 5 and 6) and
- * the searches they answer.
+ * the searches they answer (the rollover's, through the same columns and
+ * schema 7's indexes of the rollover state: rollover.c).
  *
  * Each row of table objects carries what applications search by: CKA_ID
  * (l_id), CKA_LABEL (l_label), CKA_CLASS (l_class), CKA_KEY_TYPE (l_ktype),
@@ -256,6 +257,34 @@ ks_lookup_fill(ks_token *tok, int priv)
 }
 
 /* ---- searches ---------------------------------------------------------------- */
+
+/* Bind column K's value for V (and V2 for a pair) to parameter COL
+ * (public rows) and COL + 1 (private rows; logged out: NULL, which matches
+ * nothing). H and HP hold the hashes while ST runs. */
+static void
+bind_pair(ks_token *tok, sqlite3_stmt *st, int col, int k, const void *v, size_t len,
+          const void *v2, size_t len2, unsigned char h[KS_LOOKUP_HASH_LEN],
+          unsigned char hp[KS_LOOKUP_HASH_LEN])
+{
+    const unsigned char *cv, *pv;
+    size_t cl = 0, pl = 0;
+
+    cv = lookup_value(tok, k, 0, v, len, v2, len2, h, &cl);
+    bind_bytes(st, col, cv, cl);
+    pv = lookup_value(tok, k, 1, v, len, v2, len2, hp, &pl);
+    bind_bytes(st, col + 1, pv, pl);
+}
+
+void
+ks_lookup_bind_value_inlock(ks_token *tok, sqlite3_stmt *st, int col, int k, const void *value,
+                            size_t len, unsigned char h[KS_LOOKUP_HASH_LEN],
+                            unsigned char hp[KS_LOOKUP_HASH_LEN])
+{
+    static const unsigned char empty[1];
+
+    bind_pair(tok, st, col, k, value != NULL ? value : empty, len,
+              lk_cols[k].type2 != 0 ? empty : NULL, 0, h, hp);
+}
 
 /* Does OBJ's attribute TYPE hold exactly V (LEN bytes)? */
 static int

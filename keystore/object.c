@@ -269,10 +269,9 @@ ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_gone_cb gone, 
         }
         if (rv != KS_OK)
             break;
-        if (obj.state == KS_RETIRED)
-            gone(ctx, id);
-        else
-            stop = cb(ctx, &obj);
+        /* A retired object goes to CB too (state KS_RETIRED): a caller that
+         * holds it may keep using it until it is purged (keystore.h). */
+        stop = cb(ctx, &obj);
         ks_wipe_scratch(tok, wipe);
         if (stop) {
             rv = KS_E_ARGS; /* the caller could not take it: its view is incomplete */
@@ -371,7 +370,9 @@ ks_list_inactive(ks_token *tok, ks_inactive_cb cb, void *ctx, unsigned *tampered
     if (tok == NULL || cb == NULL)
         return KS_E_ARGS;
     ks_lock(tok);
-    st = ks_stmt_inlock(tok, ST_OBJ_ALL); /* one statement: one read snapshot */
+    /* One statement, one read snapshot, through the index of the inactive
+     * rows (schema 7). */
+    st = ks_stmt_inlock(tok, ST_OBJ_INACTIVE);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct ks_rec_state rs;
         ks_inactive io;

@@ -11,7 +11,13 @@
 /* ---- credential rollover -------------------------------------------------
  * Every function below is one write transaction: it reads every record it
  * may touch (authenticating it; records that fail are left alone), then
- * rewrites or deletes them, then commits. A failure anywhere rolls back. */
+ * rewrites or deletes them, then commits. A failure anywhere rolls back.
+ * What it reads is found through indexes (schema 7: the rows linked to the
+ * credential, the retired ones; the CKA_ID lookup column; the unfilled
+ * rows), never by reading every record: the columns only say where to
+ * look, the authenticated records decide (the select functions). A forged
+ * column can therefore hide a record from a rollover (it is left as it is),
+ * never make one act on a record it should not touch. */
 
 struct item {
     int64_t id;
@@ -54,12 +60,12 @@ bytes_eq(const unsigned char *a, size_t alen, const unsigned char *b, size_t ble
 
 typedef int (*select_fn)(void *ctx, const ks_object *o, const struct ks_rec_state *rs);
 
-/* Walk every record (inside the caller's transaction, logged in) and copy
- * those SEL picks into OUT. Records failing their check are skipped. */
+/* Walk the candidate records of ST (bound; inside the caller's
+ * transaction, logged in) and copy those SEL picks into OUT. Records
+ * failing their check are skipped. ST is reset. */
 static ks_rv
-collect_inlock(ks_token *tok, select_fn sel, void *ctx, struct items *out)
+collect_inlock(ks_token *tok, sqlite3_stmt *st, select_fn sel, void *ctx, struct items *out)
 {
-    sqlite3_stmt *st = ks_stmt_inlock(tok, ST_OBJ_ALL);
     const unsigned char *ser;
     struct ks_rec_state rs;
     ks_object obj;
@@ -353,6 +359,29 @@ store_cert_inlock(ks_token *tok, const struct items *it, const struct ks_rec_sta
     return rv;
 }
 
+/* The statement reading a commit's candidates for credential CRED, bound
+ * (H and HP hold the CKA_ID lookup hashes while it runs). */
+static sqlite3_stmt *
+commit_candidates_inlock(ks_token *tok, const unsigned char *cred, size_t cred_len,
+                         unsigned char h[KS_LOOKUP_HASH_LEN], unsigned char hp[KS_LOOKUP_HASH_LEN])
+{
+    sqlite3_stmt *st = ks_stmt_inlock(tok, ST_OBJ_ROLL_COMMIT);
+
+    sqlite3_bind_blob(st, 1, cred, (int)cred_len, SQLITE_STATIC);
+    ks_lookup_bind_value_inlock(tok, st, 2, KS_LK_ID, cred, cred_len, h, hp);
+    return st;
+}
+
+/* The statement reading the rows linked to credential CRED, bound. */
+static sqlite3_stmt *
+linked_rows_inlock(ks_token *tok, const unsigned char *cred, size_t cred_len)
+{
+    sqlite3_stmt *st = ks_stmt_inlock(tok, ST_OBJ_BY_CRED);
+
+    sqlite3_bind_blob(st, 1, cred, (int)cred_len, SQLITE_STATIC);
+    return st;
+}
+
 ks_rv
 ks_rollover_commit(ks_token *tok, const unsigned char *cred, size_t cred_len,
                    const ks_attr *cert_attrs, size_t n_cert, int64_t now, int64_t *out_cert_id)
@@ -362,6 +391,7 @@ ks_rollover_commit(ks_token *tok, const unsigned char *cred, size_t cred_len,
     struct ks_rec_state retired = {KS_RETIRED, now, cred, cred_len};
     struct ks_rec_state activated = {KS_ACTIVE, 0, cred, cred_len};
     ks_attr id_attr = {KS_ATTR_ID, cred_len, (unsigned char *)cred};
+    unsigned char h[KS_LOOKUP_HASH_LEN], hp[KS_LOOKUP_HASH_LEN];
     size_t npending = 0, dummy;
     int64_t cert_id = 0;
     ks_rv rv;
@@ -376,7 +406,9 @@ ks_rollover_commit(ks_token *tok, const unsigned char *cred, size_t cred_len,
     rv = rollover_begin_inlock(tok);
     if (rv != KS_OK)
         goto out;
-    rv = collect_inlock(tok, sel_commit, &c, &it);
+    rv = collect_inlock(tok, commit_candidates_inlock(tok, cred, cred_len, h, hp), sel_commit, &c,
+                        &it);
+    sodium_memzero(hp, sizeof(hp));
     for (size_t i = 0; rv == KS_OK && i < it.n; i++)
         npending += it.v[i].rs.state == KS_PENDING;
     if (rv == KS_OK && npending == 0)
@@ -423,7 +455,7 @@ ks_rollover_rollback(ks_token *tok, const unsigned char *cred, size_t cred_len)
     rv = rollover_begin_inlock(tok);
     if (rv != KS_OK)
         goto out;
-    rv = collect_inlock(tok, sel_linked, &c, &it);
+    rv = collect_inlock(tok, linked_rows_inlock(tok, cred, cred_len), sel_linked, &c, &it);
     for (size_t i = 0; rv == KS_OK && i < it.n; i++) {
         if (it.v[i].rs.state == KS_ACTIVE)
             nactive++;
@@ -453,18 +485,26 @@ sel_pending(void *ctx, const ks_object *o, const struct ks_rec_state *rs)
     return rs->state == KS_PENDING && linked(rs, ctx);
 }
 
-/* Delete, in one write transaction, every object SEL picks; how many in
- * *N (may be NULL). Needs the handle's mutex. secure_delete overwrites the
- * freed cells and pages on commit. */
+/* Delete, in one write transaction, every candidate of statement WHICH
+ * (with ?1 = KEY, KEY_LEN bytes, or, when KEY is NULL, the integer NUM)
+ * that SEL picks; how many in *N (may be NULL). Needs the handle's mutex.
+ * secure_delete overwrites the freed cells and pages on commit. */
 static ks_rv
-delete_selected_inlock(ks_token *tok, select_fn sel, void *ctx, unsigned *n)
+delete_selected_inlock(ks_token *tok, enum ks_stmt which, const unsigned char *key, size_t key_len,
+                       int64_t num, select_fn sel, void *ctx, unsigned *n)
 {
     struct items it = {0};
     ks_rv rv = rollover_begin_inlock(tok);
+    sqlite3_stmt *st;
 
     if (rv != KS_OK)
         return rv;
-    rv = collect_inlock(tok, sel, ctx, &it);
+    st = ks_stmt_inlock(tok, which);
+    if (key != NULL)
+        sqlite3_bind_blob(st, 1, key, (int)key_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, num);
+    rv = collect_inlock(tok, st, sel, ctx, &it);
     for (size_t i = 0; rv == KS_OK && i < it.n; i++)
         rv = ks_obj_delete_inlock(tok, it.v[i].id);
     rv = rollover_end_inlock(tok, rv);
@@ -485,8 +525,54 @@ ks_rollover_discard(ks_token *tok, const unsigned char *cred, size_t cred_len, u
     if (tok == NULL || cred == NULL || cred_len == 0 || cred_len > KS_CRED_MAX)
         return KS_E_ARGS;
     ks_lock(tok);
-    rv = delete_selected_inlock(tok, sel_pending, &c, n);
+    rv = delete_selected_inlock(tok, ST_OBJ_BY_CRED, cred, cred_len, 0, sel_pending, &c, n);
     ks_unlock(tok);
+    return rv;
+}
+
+ks_rv
+ks_find_pending(ks_token *tok, const unsigned char *cred, size_t cred_len, ks_object_cb cb,
+                void *ctx, unsigned *tampered)
+{
+    struct cred_sel c = {cred, cred_len};
+    sqlite3_stmt *st;
+    unsigned bad = 0;
+    ks_rv rv = KS_OK;
+    int rc;
+
+    if (tampered != NULL)
+        *tampered = 0;
+    if (tok == NULL || cb == NULL || cred == NULL || cred_len == 0 || cred_len > KS_CRED_MAX)
+        return KS_E_ARGS;
+    ks_lock(tok);
+    st = linked_rows_inlock(tok, cred, cred_len); /* one statement: one read snapshot */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct ks_rec_state rs;
+        ks_object obj;
+        size_t wipe;
+        int stop;
+
+        if (sqlite3_column_int(st, 1) != 0 && tok->keys == NULL)
+            continue; /* private, logged out */
+        rv = ks_row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, &rs);
+        if (rv == KS_E_TAMPERED) {
+            bad++;
+            rv = KS_OK;
+            continue;
+        }
+        if (rv != KS_OK)
+            break;
+        stop = sel_pending(&c, &obj, &rs) && cb(ctx, &obj);
+        ks_wipe_scratch(tok, wipe);
+        if (stop)
+            break;
+    }
+    if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        rv = KS_SQLERR(tok, rc, "reading pending objects");
+    ks_stmt_done(st);
+    ks_unlock(tok);
+    if (tampered != NULL)
+        *tampered = bad;
     return rv;
 }
 
@@ -540,7 +626,7 @@ ks_purge_retired(ks_token *tok, int64_t now, int64_t grace, unsigned *n)
     p.limit = now - grace;
     ks_lock(tok);
     if (!nothing_to_purge_inlock(tok, p.limit))
-        rv = delete_selected_inlock(tok, sel_purge, &p, n);
+        rv = delete_selected_inlock(tok, ST_OBJ_PURGE, NULL, 0, p.limit, sel_purge, &p, n);
     ks_unlock(tok);
     return rv;
 }

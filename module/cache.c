@@ -198,7 +198,8 @@ cache_ix_rebuild(struct mod_token *t)
         if (ix_resize(&t->ix[k], k, nb) != 0)
             ix_break(t, k);
     for (size_t i = 0; i < t->nobjs; i++)
-        ix_insert(t, t->objs[i]);
+        if (!t->objs[i]->retired)
+            ix_insert(t, t->objs[i]);
 }
 
 int
@@ -466,12 +467,23 @@ delta_cb(void *ctx, const ks_object *ko)
     if (ko->id <= 0 || (uint64_t)ko->id > MOD_TOKEN_HANDLE_MAX)
         return 0; /* as load_cb: no handle for it */
     o = objs_find(c->t, (CK_OBJECT_HANDLE)ko->id);
+    if (ko->state == KS_RETIRED) {
+        /* Retired by another process's rollover: kept for the handles this
+         * process holds (struct mod_object.retired), never taken in anew. */
+        if (o != NULL && !o->pending) {
+            cache_ix_unlink(c->t, o);
+            o->retired = 1;
+            o->gone = 0;
+        }
+        return 0;
+    }
     if (o != NULL) {
         rv = obj_from_ks(ko, &attrs);
         if (rv != CKR_OK) {
             c->rv = rv;
             return 1;
         }
+        o->retired = 0; /* active again (a rollback): indexed below */
         cache_set_attrs_inlock(c->t, o, attrs);
         o->gone = 0;
         obj_set_flags(o, ko);
@@ -780,8 +792,8 @@ cache_objs_search(const struct mod_token *t, CK_OBJECT_HANDLE h, int *found)
     return lo;
 }
 
-CK_RV
-cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out)
+static CK_RV
+lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, int retired_ok, struct mod_object **out)
 {
     struct mod_object *o = NULL;
     int found = 0;
@@ -804,10 +816,22 @@ cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object *
                 return rv;
         }
     }
-    if (o == NULL || !cache_visible(t, o))
+    if (o == NULL || !cache_visible(t, o) || (o->retired && !retired_ok))
         return CKR_OBJECT_HANDLE_INVALID;
     *out = o;
     return CKR_OK;
+}
+
+CK_RV
+cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out)
+{
+    return lookup_inlock(t, h, 0, out);
+}
+
+CK_RV
+cache_lookup_key_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out)
+{
+    return lookup_inlock(t, h, 1, out);
 }
 
 CK_RV

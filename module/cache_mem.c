@@ -218,7 +218,7 @@ cache_evict_inlock(struct mod_token *t)
         return; /* no memory to choose: try again later */
     mark_held(t, 1);
     for (size_t i = 0; i < t->nobjs; i++)
-        if (!t->objs[i]->held)
+        if (!t->objs[i]->held && !t->objs[i]->retired)
             stamps[nfree++] = t->objs[i]->used;
     if (nfree > max) {
         /* Stamps are distinct: exactly nfree - keep are older than cut. */
@@ -227,7 +227,7 @@ cache_evict_inlock(struct mod_token *t)
         for (size_t i = 0; i < t->nobjs; i++) {
             struct mod_object *o = t->objs[i];
 
-            if (!o->held && o->used < cut) {
+            if (!o->held && !o->retired && o->used < cut) {
                 cache_ix_unlink(t, o);
                 cache_object_free(o);
                 evicted++;

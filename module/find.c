@@ -27,8 +27,8 @@ static int
 find_match(const struct mod_token *t, const struct mod_object *o, const CK_ATTRIBUTE *tmpl,
            CK_ULONG n, CK_BBOOL pending)
 {
-    return o != NULL && (o->pending != 0) == (pending != CK_FALSE) && cache_visible(t, o) &&
-           obj_match(o->attrs, tmpl, n);
+    return o != NULL && (o->pending != 0) == (pending != CK_FALSE) && !o->retired &&
+           cache_visible(t, o) && obj_match(o->attrs, tmpl, n);
 }
 
 static int

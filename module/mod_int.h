@@ -134,6 +134,13 @@ struct mod_object {
     int held;                /* cache_mem.c, during an eviction: a session holds it */
     uint64_t used;           /* stored objects: last use (t->tick), for eviction */
     struct mod_arena *chunk; /* in_arena: the chunk it lives in */
+    /* Retired by a rollover another process committed while this one held
+     * the object: never found, in no index, refused by handle except as the
+     * key of a cryptographic operation (cache_lookup_key_inlock), never
+     * evicted (it could not be read again), until it is purged or the cache
+     * is loaded in full. A server keeps signing with the key it loaded until
+     * it reloads (docs/rollover.md). */
+    int retired;
     CK_SESSION_HANDLE owner; /* session objects: the creating session */
     struct mod_object *next; /* session object list */
     /* Stored objects only: the chains of the token's indexes. ix_pprev[k]
@@ -399,6 +406,9 @@ void cache_destroy_sobjs_inlock(struct mod_token *t, CK_SESSION_HANDLE owner, in
  * the caller holds T's token lock (a partial cache is never "recent", so
  * the C_xInit functions take it too). */
 CK_RV cache_lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out);
+/* The same for the key of a cryptographic operation: a retired key this
+ * process held is still given (struct mod_object.retired). */
+CK_RV cache_lookup_key_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out);
 int cache_visible(const struct mod_token *t, const struct mod_object *o);
 /* Insert a stored object (takes ATTRS). */
 CK_RV cache_add_token_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, mod_attrs *attrs);

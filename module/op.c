@@ -285,7 +285,7 @@ key_check_inlock(struct mod_session *s, enum op_kind kind, const struct mod_mech
     int bits;
     CK_RV rv;
 
-    rv = cache_lookup_inlock(t, key, &o);
+    rv = cache_lookup_key_inlock(t, key, &o);
     if (rv == CKR_OBJECT_HANDLE_INVALID)
         return CKR_KEY_HANDLE_INVALID;
     if (rv != CKR_OK)

@@ -72,13 +72,6 @@ rollover_strip(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ATT
     return CKR_OK;
 }
 
-static int
-attr_eq(const ks_attr *a, const ks_attr *b)
-{
-    return a != NULL && b != NULL && a->len == b->len &&
-           (a->len == 0 || memcmp(a->value, b->value, a->len) == 0);
-}
-
 /* The public key of the DER certificate in ATTRS' CKA_VALUE, or NULL. */
 static EVP_PKEY *
 cert_pubkey(const mod_attrs *attrs)
@@ -99,14 +92,55 @@ cert_pubkey(const mod_attrs *attrs)
     return pk;
 }
 
+/* The check of a commit's pending keys (ks_find_pending's callback): each
+ * must be a public or private key whose key is the certificate's. */
+struct pending_check {
+    EVP_PKEY *cpk; /* the certificate's public key */
+    size_t matched;
+    int mismatch; /* a pending key is not the certificate's */
+    CK_RV rv;
+};
+
+static int
+pending_cb(void *ctx, const ks_object *ko)
+{
+    struct pending_check *c = ctx;
+    mod_attrs *attrs = NULL;
+    CK_OBJECT_CLASS cls;
+    EVP_PKEY *pk = NULL;
+    int eq;
+
+    c->rv = obj_from_ks(ko, &attrs);
+    if (c->rv != CKR_OK)
+        return 1;
+    cls = obj_ulong(attrs, CKA_CLASS, CKO_DATA);
+    if (cls != CKO_PUBLIC_KEY && cls != CKO_PRIVATE_KEY)
+        c->rv = CKR_TEMPLATE_INCONSISTENT;
+    else
+        c->rv = obj_pkey(attrs, &pk);
+    obj_free(attrs);
+    if (c->rv != CKR_OK)
+        return 1;
+    eq = EVP_PKEY_eq(pk, c->cpk);
+    EVP_PKEY_free(pk);
+    ERR_clear_error();
+    if (eq != 1) {
+        c->rv = CKR_TEMPLATE_INCONSISTENT;
+        c->mismatch = 1;
+        return 1;
+    }
+    c->matched++;
+    return 0;
+}
+
 CK_RV
 rollover_commit_relock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE *out)
 {
     struct mod_token *t = s->tok;
     const ks_attr *id = obj_find(attrs, CKA_ID);
+    struct pending_check pc = {NULL, 0, 0, CKR_OK};
     EVP_PKEY *cpk = NULL;
     int64_t cid = 0;
-    size_t matched = 0;
     ks_rv kr;
     CK_RV rv;
 
@@ -128,45 +162,28 @@ rollover_commit_relock(struct mod_session *s, mod_attrs *attrs, CK_OBJECT_HANDLE
         rv = CKR_USER_NOT_LOGGED_IN;
         goto out;
     }
-    rv = cache_sync_full_relock(t); /* every pending key is looked at */
-    if (rv != CKR_OK)
-        goto out;
     cpk = cert_pubkey(attrs);
     if (cpk == NULL) {
         rv = CKR_ATTRIBUTE_VALUE_INVALID;
         goto out;
     }
-    /* Every pending key of the credential must be the certificate's. */
-    for (size_t i = 0; i < t->nobjs; i++) {
-        struct mod_object *o = t->objs[i];
-        CK_OBJECT_CLASS cls = obj_ulong(o->attrs, CKA_CLASS, CKO_DATA);
-        EVP_PKEY *pk = NULL;
-        int eq;
-
-        if (!o->pending || !attr_eq(obj_find(o->attrs, CKA_ID), id))
-            continue;
-        if (cls != CKO_PUBLIC_KEY && cls != CKO_PRIVATE_KEY) {
-            rv = CKR_TEMPLATE_INCONSISTENT;
-            goto out;
-        }
-        rv = cache_pkey_inlock(o, &pk);
-        if (rv != CKR_OK)
-            goto out;
-        eq = EVP_PKEY_eq(pk, cpk);
-        EVP_PKEY_free(pk);
-        ERR_clear_error();
-        if (eq != 1) {
-            mod_log("slot %u: rollover refused: the certificate's key is not the pending key",
-                    (unsigned)t->slot);
-            rv = CKR_TEMPLATE_INCONSISTENT;
-            goto out;
-        }
-        matched++;
-    }
-    if (matched == 0) {
+    /* Every pending key of the credential (those the commit activates: one
+     * indexed read in the keystore, not the whole token) must be the
+     * certificate's. */
+    pc.cpk = cpk;
+    mod_unlock();
+    kr = ks_find_pending(t->ks, id->value, id->len, pending_cb, &pc, NULL);
+    mod_lock();
+    rv = mod_ks_ckr(kr, t->ks, "ks_find_pending");
+    if (rv == CKR_OK)
+        rv = pc.rv;
+    if (rv == CKR_TEMPLATE_INCONSISTENT && pc.mismatch)
+        mod_log("slot %u: rollover refused: the certificate's key is not the pending key",
+                (unsigned)t->slot);
+    if (rv == CKR_OK && pc.matched == 0)
         rv = CKR_TEMPLATE_INCONSISTENT; /* no pending key for this credential */
+    if (rv != CKR_OK)
         goto out;
-    }
     mod_unlock();
     kr = ks_rollover_commit(t->ks, id->value, id->len, attrs->a, attrs->n, mod_now(), &cid);
     mod_lock();

@@ -8,6 +8,9 @@
 # using the token. Touches no real token or NSS database.
 #   scripts/demo.sh            the demo (about 1.5 minutes after the install)
 #   EST=1 scripts/demo.sh      enrollment over EST instead of SCEP
+#   ACME=1 scripts/demo.sh     instead: a server certificate over ACME (local
+#                              pebble) into the token, nginx serving TLS with
+#                              it, renewed while a client loop runs
 #   DEMO_KEEP=1 scripts/demo.sh  keep the demo's files afterwards
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -171,6 +174,13 @@ grep -E "^(New, |Peer signing digest|Peer signature type)" "$W/page.txt"
 grep "^depth=" "$W/s_server.log"
 awk '/^Client certificate/ { on = 1 } on' "$W/page.txt" | openssl x509 -noout -subject -issuer -fingerprint -sha256
 proved "curl completed a TLS handshake authenticated by carol's key inside the token; the server verified her certificate."
+
+# ---- ACME=1: a server certificate over ACME into the token, nginx serving
+# with it, renewed live (scripts/demo-acme.sh; docs/clients.md "nginx").
+if [ "${ACME:-0}" = 1 ]; then
+    . scripts/demo-acme.sh
+    exit 0
+fi
 
 # ---- Automatic enrollment and renewal (evertoken-enroll, docs/enrollment.md) ----
 # EST=1 uses the local EST test CA (tests/enroll/estsrv, RFC 7030) instead of

@@ -12,7 +12,8 @@ ET_RUNTIME_PACKAGES=(
 )
 # Demo (scripts/demo.sh, with the runtime set): the clients it shows the token
 # in (pkcs11-tool, p11tool, NSS certutil, OpenSSL's pkcs11 engine, curl) and
-# what its local SCEP/EST test CAs are built with.
+# what its local SCEP/EST test CAs are built with. ACME=1 scripts/demo.sh
+# also installs pebble and nginx (of the test set) for its ACME part.
 ET_DEMO_PACKAGES=(
   opensc gnutls-bin libnss3-tools libengine-pkcs11-openssl curl iproute2
   libcmocka-dev libgnutls28-dev
@@ -26,6 +27,9 @@ ET_DEMO_PACKAGES=(
 # servers and tools the monitoring tests (ctest -L monitor) run on 127.0.0.1:
 # node_exporter's textfile collector, `promtool test rules` on the documented
 # alert rules, an SMTP sink (docs/monitoring.md).
+# dbus-daemon, python3-dbus, python3-gi: a private session bus and the test
+# notification server (tests/enroll/notifysrv.py) of the desktop
+# notification test (enroll.desktop.evertoken, docs/enrollment.md).
 ET_TEST_PACKAGES=(
   clang-format softhsm2 util-linux
   openssh-client openssh-server python3 scep
@@ -33,6 +37,7 @@ ET_TEST_PACKAGES=(
   chromium xvfb xdotool nginx x11-utils nodejs
   debhelper dpkg-dev lintian systemd man-db pebble
   prometheus-node-exporter prometheus python3-aiosmtpd
+  dbus-daemon python3-dbus python3-gi
 )
 # Servers the test set brings whose packages start a system service on
 # install: the tests run their own instances, so these stay stopped.

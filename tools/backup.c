@@ -8,14 +8,32 @@
  * token-N.db in the token directory.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "keystore.h"
 #include "et_int.h"
+
+static char *et_aprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *
+et_aprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *p = NULL;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&p, fmt, ap);
+    va_end(ap);
+    return n < 0 ? NULL : p;
+}
 
 static char *
 et_tokdir(void)
@@ -121,17 +139,106 @@ et_ks_exit(ks_rv kr)
     }
 }
 
+/* A private temporary directory (0700) beside PATH, or in $TMPDIR when
+ * PATH is NULL; malloc'd. */
+static char *
+et_tmpdir(const char *path)
+{
+    const char *t = getenv("TMPDIR");
+    char *d = path != NULL ? et_aprintf("%s.tmp-XXXXXX", path)
+                           : et_aprintf("%s/evertoken-XXXXXX", t && *t == '/' ? t : "/tmp");
+
+    if (d != NULL && mkdtemp(d) == NULL) {
+        et_err("cannot create a temporary directory %s: %s", d, strerror(errno));
+        free(d);
+        d = NULL;
+    }
+    return d;
+}
+
+/* The whole file PATH into F (name NAME). */
+static int
+et_slurp(const char *path, const char *name, et_sfile *f)
+{
+    FILE *fp = fopen(path, "rbe");
+    long n;
+
+    memset(f, 0, sizeof(*f));
+    if (fp == NULL || fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 ||
+        fseek(fp, 0, SEEK_SET) != 0 || (f->data = malloc(n > 0 ? (size_t)n : 1)) == NULL ||
+        fread(f->data, 1, (size_t)n, fp) != (size_t)n || (f->name = strdup(name)) == NULL) {
+        et_err("cannot read %s: %s", path, strerror(errno));
+        if (fp != NULL)
+            fclose(fp);
+        free(f->data);
+        memset(f, 0, sizeof(*f));
+        return -1;
+    }
+    f->len = (size_t)n;
+    fclose(fp);
+    return 0;
+}
+
+/* The helper's state directory: --enroll-state DIR, else its default. */
+static char *
+et_state_dir(const et_opts *o)
+{
+    char err[256] = "";
+    char *d = o->state_dir != NULL ? strdup(o->state_dir) : et_enr_state_dir(err, sizeof(err));
+
+    if (d == NULL)
+        et_err("%s", err[0] ? err : "out of memory");
+    return d;
+}
+
+/* backup --with-helper-state: the keystore copy KSCOPY and the helper's
+ * state into the bundle OUT. */
+static int
+et_backup_bundle(et_opts *o, const char *kscopy, const char *label)
+{
+    char err[512] = "";
+    char *sdir = et_state_dir(o);
+    et_sfiles st = {NULL, 0};
+    et_sfile ks = {NULL, NULL, 0};
+    long long latest = 0;
+    int rc = ET_EXIT_FAIL;
+
+    if (sdir == NULL)
+        return ET_EXIT_FAIL;
+    if (et_enr_state_snapshot(sdir, &st, &latest, err, sizeof(err)) != 0) {
+        et_err("backup: the helper state: %s", err);
+        rc = access(sdir, F_OK) == 0 ? ET_EXIT_FAIL : ET_EXIT_NOTFOUND;
+        goto done;
+    }
+    if (et_slurp(kscopy, "keystore.db", &ks) != 0)
+        goto done;
+    rc = et_bundle_write(o->argv[0], &ks, label, &st, latest);
+    if (rc == ET_EXIT_OK)
+        printf("helper state of %s (%zu files) included\n", et_escs(sdir), st.n);
+done:
+    free(ks.name);
+    free(ks.data);
+    et_sfiles_free(&st);
+    free(sdir);
+    return rc;
+}
+
 int
 et_cmd_backup(et_opts *o)
 {
-    char *dir = NULL, *path = NULL;
+    char *dir = NULL, *path = NULL, *tmp = NULL, *copy = NULL;
     ks_token *tok = NULL;
     uint32_t slot = 0;
+    ks_info info;
     ks_rv kr;
     int rc;
 
     if (o->argc != 1) {
         et_err("backup: expected one output file (evertoken backup --token LABEL OUT)");
+        return ET_EXIT_USAGE;
+    }
+    if (o->state_dir != NULL && !o->with_state) {
+        et_err("backup: --enroll-state goes with --with-helper-state");
         return ET_EXIT_USAGE;
     }
     if (access(o->argv[0], F_OK) == 0) {
@@ -150,15 +257,29 @@ et_cmd_backup(et_opts *o)
         rc = et_ks_exit(kr);
         goto done;
     }
-    kr = ks_backup(tok, o->argv[0]);
+    if (o->with_state) {
+        rc = ET_EXIT_FAIL;
+        if (ks_get_info(tok, &info) != KS_OK || (tmp = et_tmpdir(o->argv[0])) == NULL ||
+            (copy = et_aprintf("%s/keystore.db", tmp)) == NULL)
+            goto done;
+    }
+    kr = ks_backup(tok, copy != NULL ? copy : o->argv[0]);
     if (kr != KS_OK) {
         et_err("backup to %s failed: %s (%s)", o->argv[0], ks_strerror(kr), ks_last_error(tok));
         rc = et_ks_exit(kr);
         goto done;
     }
+    if (copy != NULL && (rc = et_backup_bundle(o, copy, info.label)) != ET_EXIT_OK)
+        goto done;
     printf("backed up slot %u (%s) to %s\n", slot, et_escs(path), et_escs(o->argv[0]));
     rc = ET_EXIT_OK;
 done:
+    if (copy != NULL)
+        unlink(copy);
+    if (tmp != NULL)
+        rmdir(tmp);
+    free(copy);
+    free(tmp);
     ks_close(tok);
     free(path);
     free(dir);
@@ -183,8 +304,9 @@ et_ks_label(const char *path, char *label, size_t labelsz)
     return rc;
 }
 
-int
-et_cmd_restore(et_opts *o)
+/* Restore the keystore file SRC (shown as SHOWN) as `restore` does. */
+static int
+et_restore_keystore(et_opts *o, const char *src, const char *shown)
 {
     char *dir = NULL, *dest = NULL;
     uint32_t *ids = NULL, slot = 0;
@@ -193,12 +315,8 @@ et_cmd_restore(et_opts *o)
     int rc;
     char label[KS_LABEL_MAX + 1];
 
-    if (o->argc != 1) {
-        et_err("restore: expected one backup file (evertoken restore BACKUP [--slot N])");
-        return ET_EXIT_USAGE;
-    }
-    if (et_ks_label(o->argv[0], label, sizeof(label)) != 0) {
-        et_err("restore: %s is not a readable evertoken keystore: %s", o->argv[0], ks_open_error());
+    if (et_ks_label(src, label, sizeof(label)) != 0) {
+        et_err("restore: %s is not a readable evertoken keystore: %s", shown, ks_open_error());
         return ET_EXIT_INPUT;
     }
     dir = et_tokdir();
@@ -259,9 +377,9 @@ et_cmd_restore(et_opts *o)
                     ids[i], label);
         free(p);
     }
-    kr = ks_restore(o->argv[0], dest);
+    kr = ks_restore(src, dest);
     if (kr != KS_OK) {
-        et_err("restore of %s to %s failed: %s (%s)", o->argv[0], dest, ks_strerror(kr),
+        et_err("restore of %s to %s failed: %s (%s)", shown, dest, ks_strerror(kr),
                ks_open_error());
         rc = et_ks_exit(kr);
         goto done;
@@ -273,6 +391,119 @@ done:
     free(dest);
     free(dir);
     return rc;
+}
+
+/* The helper state of bundle B: refused when the state in place is newer
+ * (unless --force), else staged (*STAGE) and checked. */
+static int
+et_restore_stage(et_opts *o, const et_bundle *b, const char *sdir, char **stage)
+{
+    char err[512] = "", tb[2][32];
+    long long have = 0;
+
+    if (et_enr_state_latest(sdir, &have, err, sizeof(err)) != 0 && !o->force) {
+        et_err("restore: the helper state in %s cannot be read (%s); add --force to replace it",
+               sdir, err);
+        return ET_EXIT_FAIL;
+    }
+    if (have > b->state_latest && !o->force) {
+        time_t t[2] = {(time_t)have, (time_t)b->state_latest};
+        for (int i = 0; i < 2; i++)
+            strftime(tb[i], sizeof(tb[i]), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t[i]));
+        et_err("restore: the helper state in %s is newer (last activity %s) than the "
+               "backup's (%s); add --force to replace it",
+               sdir, tb[0], tb[1]);
+        return ET_EXIT_EXISTS;
+    }
+    if (et_enr_state_stage(sdir, &b->state, stage, err, sizeof(err)) != 0) {
+        et_err("restore: the backup's helper state: %s", err);
+        return strstr(err, "damaged") || strstr(err, "not a state database") ||
+                       strstr(err, "unacceptable") || strstr(err, "no state database")
+                   ? ET_EXIT_INPUT
+                   : ET_EXIT_FAIL;
+    }
+    return ET_EXIT_OK;
+}
+
+/* restore of a bundle: every part checked, the helper state staged, then
+ * the keystore restored, then the state put in place. */
+static int
+et_restore_bundle(et_opts *o)
+{
+    char err[512] = "";
+    char *sdir = NULL, *tmp = NULL, *copy = NULL, *stage = NULL;
+    et_bundle b;
+    int rc = et_bundle_read(o->argv[0], &b), fd;
+
+    if (rc != ET_EXIT_OK)
+        return rc;
+    rc = ET_EXIT_FAIL;
+    if (b.state.n > 0) {
+        if ((sdir = et_state_dir(o)) == NULL)
+            goto done;
+        rc = et_restore_stage(o, &b, sdir, &stage);
+        if (rc != ET_EXIT_OK)
+            goto done;
+        rc = ET_EXIT_FAIL;
+    }
+    if ((tmp = et_tmpdir(NULL)) == NULL || (copy = et_aprintf("%s/keystore.db", tmp)) == NULL)
+        goto done;
+    fd = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, b.token.v[0].data, b.token.v[0].len) != (ssize_t)b.token.v[0].len) {
+        et_err("cannot write %s: %s", copy, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        goto done;
+    }
+    close(fd);
+    rc = et_restore_keystore(o, copy, o->argv[0]);
+    if (rc != ET_EXIT_OK || stage == NULL)
+        goto done;
+    if (et_enr_state_commit(sdir, stage, err, sizeof(err)) != 0) {
+        et_err("restore: the token is restored but the helper state is not: %s (the restored "
+               "state waits in %s)",
+               err, stage);
+        free(stage);
+        stage = NULL;
+        rc = ET_EXIT_FAIL;
+        goto done;
+    }
+    printf("restored the helper state (%zu files) to %s\n", b.state.n, et_escs(sdir));
+done:
+    if (stage != NULL)
+        et_enr_state_discard(stage);
+    if (copy != NULL)
+        unlink(copy);
+    if (tmp != NULL)
+        rmdir(tmp);
+    free(stage);
+    free(copy);
+    free(tmp);
+    free(sdir);
+    et_bundle_free(&b);
+    return rc;
+}
+
+int
+et_cmd_restore(et_opts *o)
+{
+    if (o->argc != 1) {
+        et_err("restore: expected one backup file (evertoken restore BACKUP [--slot N])");
+        return ET_EXIT_USAGE;
+    }
+    if (access(o->argv[0], R_OK) != 0) {
+        et_err("restore: cannot read %s: %s", o->argv[0], strerror(errno));
+        return errno == ENOENT ? ET_EXIT_NOTFOUND : ET_EXIT_FAIL;
+    }
+    if (et_bundle_is(o->argv[0]))
+        return et_restore_bundle(o);
+    if (o->state_dir != NULL) {
+        et_err("restore: %s is a keystore backup without helper state; --enroll-state does not "
+               "apply",
+               o->argv[0]);
+        return ET_EXIT_USAGE;
+    }
+    return et_restore_keystore(o, o->argv[0], o->argv[0]);
 }
 
 const char *

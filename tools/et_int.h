@@ -15,6 +15,7 @@
 
 #include <evertoken/p11.h>
 
+#include "et_enrstate.h"
 #include "et_escape.h"
 #include "et_secret.h"
 
@@ -45,8 +46,10 @@ typedef struct et_opts {
     const char *cls;   /* --class */
     const char *out;   /* -o/--output */
     int so, login, der, force, help;
-    int chain; /* export-cert --chain */
-    int argc;  /* positional arguments left after the options */
+    int chain;             /* export-cert --chain */
+    int with_state;        /* backup --with-helper-state */
+    const char *state_dir; /* backup/restore --enroll-state DIR */
+    int argc;              /* positional arguments left after the options */
     char **argv;
 } et_opts;
 
@@ -167,6 +170,20 @@ int et_cmd_import(et_opts *o);
 int et_cmd_delete(et_opts *o);
 int et_cmd_export_cert(et_opts *o);
 int et_cmd_backup(et_opts *o);
+/* The single-file backup of a token with the helper's state (bundle.c). */
+typedef struct et_bundle {
+    char label[256];        /* the token's label when it was backed up */
+    long long state_latest; /* newest time in the helper state (et_enr_state_latest) */
+    et_sfiles token, state; /* the keystore copy ("keystore.db"); the state's files */
+} et_bundle;
+int et_bundle_write(const char *out, const et_sfile *keystore, const char *label,
+                    const et_sfiles *state, long long latest);
+/* 1 when PATH starts like a bundle (SQLite with the bundle's application id). */
+int et_bundle_is(const char *path);
+/* Read and check every part of the bundle PATH (ET_EXIT_INPUT with a
+ * message when anything is damaged or unexpected). */
+int et_bundle_read(const char *path, et_bundle *b);
+void et_bundle_free(et_bundle *b);
 int et_cmd_restore(et_opts *o);
 int et_cmd_settings(et_opts *o);
 int et_cmd_unlock(et_opts *o);

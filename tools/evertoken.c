@@ -33,6 +33,8 @@ enum {
     O_DER,
     O_FORCE,
     O_CHAIN,
+    O_WITH_STATE,
+    O_ENROLL_STATE,
     O_HELP,
 };
 
@@ -57,6 +59,8 @@ static const struct option et_long[] = {
     {"der", no_argument, NULL, O_DER},
     {"force", no_argument, NULL, O_FORCE},
     {"chain", no_argument, NULL, O_CHAIN},
+    {"with-helper-state", no_argument, NULL, O_WITH_STATE},
+    {"enroll-state", required_argument, NULL, O_ENROLL_STATE},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -74,8 +78,8 @@ static const int a_list[] = {O_TOKEN, O_SLOT, O_LOGIN, O_PIN, 0};
 static const int a_import[] = {O_TOKEN, O_SLOT, O_PIN, O_PASS, O_LABEL, O_ID, 0};
 static const int a_delete[] = {O_TOKEN, O_SLOT, O_PIN, O_LABEL, O_ID, O_CLASS, 0};
 static const int a_export[] = {O_TOKEN, O_SLOT, O_LABEL, O_ID, O_DER, O_CHAIN, O_OUT, O_FORCE, 0};
-static const int a_backup[] = {O_TOKEN, O_SLOT, 0};
-static const int a_restore[] = {O_TOKEN, O_SLOT, O_FORCE, 0};
+static const int a_backup[] = {O_TOKEN, O_SLOT, O_WITH_STATE, O_ENROLL_STATE, 0};
+static const int a_restore[] = {O_TOKEN, O_SLOT, O_FORCE, O_ENROLL_STATE, 0};
 static const int a_info[] = {O_TOKEN, O_SLOT, O_LOGIN, O_PIN, 0};
 static const int a_settings[] = {O_TOKEN, O_SLOT, O_PIN, O_SO, O_SO_PIN, 0};
 static const int a_unlock[] = {O_TOKEN, O_SLOT, O_PIN, 0};
@@ -120,13 +124,21 @@ static const et_cmd et_cmds[] = {
      "--chain: a PEM bundle of the certificate and the CA certificates of the token\n"
      "that issued it, up to and not including a self-signed root.\n"},
     {"backup", et_cmd_backup, a_backup,
-     "usage: evertoken backup (--token LABEL | --slot N) OUT\n"
+     "usage: evertoken backup (--token LABEL | --slot N) [--with-helper-state\n"
+     "                        [--enroll-state DIR]] OUT\n"
      "Write a consistent copy of the (still encrypted) keystore file to OUT; safe\n"
-     "while other programs use the token.\n"},
+     "while other programs use the token. --with-helper-state: OUT is one bundle\n"
+     "file of the keystore and the state of evertoken-enroll (profile states, check\n"
+     "times, pending requests, learned CA anchors; from DIR, default the helper's\n"
+     "state directory), so a restored machine resumes without re-enrolling.\n"},
     {"restore", et_cmd_restore, a_restore,
      "usage: evertoken restore BACKUP [--slot N | --token LABEL] [--force]\n"
+     "                        [--enroll-state DIR]\n"
      "Restore a backup into a new slot (default), or over slot N / token LABEL\n"
-     "(an existing token is only replaced with --force).\n"},
+     "(an existing token is only replaced with --force). A bundle made with\n"
+     "--with-helper-state also restores the helper's state into DIR (default the\n"
+     "helper's state directory); a state there that is newer than the bundle's is\n"
+     "only replaced with --force. Every part is checked before anything changes.\n"},
     {"info", et_cmd_info, a_info,
      "usage: evertoken info [--token LABEL | --slot N] [--login [--pin SRC]]\n"
      "Module, token and keystore details (KDF parameters, schema version, file,\n"
@@ -329,6 +341,12 @@ et_parse(const et_cmd *c, int argc, char **argv, et_opts *o)
             break;
         case O_CHAIN:
             o->chain = 1;
+            break;
+        case O_WITH_STATE:
+            o->with_state = 1;
+            break;
+        case O_ENROLL_STATE:
+            o->state_dir = optarg;
             break;
         case O_HELP:
             o->help = 1;

@@ -202,11 +202,12 @@ enr_rc enr_acme_post_json(enr_acme *a, const char *what, const char *url, json_t
 void enr_acme_acct_ident(const enr_profile *p, char *label, size_t ln, unsigned char *id,
                          size_t *idlen);
 /* The account of the key in token T (A->key, A->kid): found, else created
- * when the profile allows it. */
-enr_rc enr_acme_account(enr_acme *a, enr_token *t);
-/* revokeCert signed by the certificate's KEY (proto.h's revoke). */
-enr_rc enr_acme_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
-                       int reason);
+ * when CREATE and the profile allows it. */
+enr_rc enr_acme_account(enr_acme *a, enr_token *t, int create);
+/* revokeCert signed by the certificate's KEY, or with BY_ACCOUNT by the
+ * profile's account key in T (proto.h's revoke). */
+enr_rc enr_acme_revoke(const enr_profile *p, enr_token *t, X509 *cert, EVP_PKEY *key,
+                       STACK_OF(X509) * anchors, int reason, int by_account);
 
 /* One answer header line (N bytes, as libcurl gives it): Replay-Nonce
  * into A->nonce; Location, Retry-After, Link rel="up"/"alternate" into ANS. */

@@ -145,7 +145,7 @@ finish_keychange(enr_acme *a, enr_token *t, const char *label, const unsigned ch
 
 /* The account for the key in the token: found, or created when allowed. */
 enr_rc
-enr_acme_account(enr_acme *a, enr_token *t)
+enr_acme_account(enr_acme *a, enr_token *t, int create)
 {
     const enr_profile *p = a->p;
     char label[128];
@@ -182,8 +182,18 @@ enr_acme_account(enr_acme *a, enr_token *t)
         }
         if (!a->quiet_hit)
             goto done; /* reported */
+        if (!create) {
+            enr_err("profile %s: the CA knows no account for the key \"%s\" in the token", p->name,
+                    label);
+            rc = ENR_E_REJECTED;
+            goto done;
+        }
         enr_info("profile %s: the CA knows no account for the key \"%s\"; creating one", p->name,
                  label);
+    } else if (!create) {
+        enr_err("profile %s: no ACME account key \"%s\" in the token", p->name, label);
+        rc = ENR_E_CONFIG;
+        goto done;
     }
     if (a->dir.tos != NULL && (p->acme == NULL || !p->acme->agree_tos)) {
         enr_err("profile %s: creating an ACME account means agreeing to the CA's terms of "
@@ -222,8 +232,8 @@ done:
 }
 
 enr_rc
-enr_acme_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
-                int reason)
+enr_acme_revoke(const enr_profile *p, enr_token *t, X509 *cert, EVP_PKEY *key,
+                STACK_OF(X509) * anchors, int reason, int by_account)
 {
     enr_acme a;
     enr_acme_ans ans = {.retry_after = -1};
@@ -242,13 +252,20 @@ enr_acme_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) 
         rc = ENR_E_REJECTED;
     }
     /* Signed by the certificate's own key (its JWK in the header): no
-     * account needed (RFC 8555 section 7.6). */
+     * account needed (RFC 8555 section 7.6); or by the account key (its
+     * kid), which the CA accepts from the account that ordered the
+     * certificate or holds authorizations for all its names. The account
+     * is only looked up, never created for this. */
+    if (rc == ENR_OK && by_account)
+        rc = enr_acme_account(&a, t, 0);
     if (rc == ENR_OK) {
         json_t *pl = json_pack("{s:s, s:i}", "certificate", c64, "reason", reason);
         char *pls = pl ? json_dumps(pl, JSON_COMPACT) : NULL;
         /* the answer has no body */
-        rc = pls ? enr_acme_post(&a, "revokeCert", a.dir.revoke_cert, pls, key, 1, 0, &ans)
-                 : ENR_E_FAIL;
+        rc = pls == NULL ? ENR_E_FAIL
+             : by_account
+                 ? enr_acme_post(&a, "revokeCert", a.dir.revoke_cert, pls, NULL, 0, 0, &ans)
+                 : enr_acme_post(&a, "revokeCert", a.dir.revoke_cert, pls, key, 1, 0, &ans);
         json_decref(pl);
         free(pls);
     }
@@ -303,7 +320,7 @@ enr_acme_keychange(enr_ctx *ctx, const enr_profile *p)
     if (rc == ENR_OK)
         rc = enr_acme_open(&a, p);
     if (rc == ENR_OK)
-        rc = enr_acme_account(&a, t);
+        rc = enr_acme_account(&a, t, 1);
     if (rc == ENR_OK && a.dir.key_change == NULL) {
         enr_err("ACME: the CA's directory has no keyChange");
         rc = ENR_E_REJECTED;

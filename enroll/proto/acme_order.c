@@ -431,7 +431,7 @@ acme_request(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_res
     memset(&o, 0, sizeof(o));
     rc = enr_acme_open(&a, r->p);
     if (rc == ENR_OK)
-        rc = enr_acme_account(&a, r->tok);
+        rc = enr_acme_account(&a, r->tok, 1);
     if (rc != ENR_OK)
         goto done;
     if (r->txid != NULL && !strncmp(r->txid, "http", 4)) {

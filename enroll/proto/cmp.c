@@ -401,12 +401,15 @@ enr_revocation_reason(const char *name)
 }
 
 enr_rc
-enr_cmp_revoke(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
-               int reason)
+enr_cmp_revoke(const enr_profile *p, enr_token *t, X509 *cert, EVP_PKEY *key,
+               STACK_OF(X509) * anchors, int reason, int by_account)
 {
     cmp_call c = {p, NULL, "rr", ENR_OK, anchors, NULL, ENR_OK, 0};
     OSSL_CMP_CTX *ctx = cmp_new(p, &c, anchors, NULL);
     enr_rc rc;
+
+    (void)t; /* CMP has no account: the engine refuses by_account */
+    (void)by_account;
 
     if (ctx == NULL)
         return ENR_E_FAIL;

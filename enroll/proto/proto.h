@@ -16,7 +16,8 @@
  *            earlier check left pending. ENR_E_PENDING with RES->txid when
  *            the CA still holds it
  *   revoke   ask the CA to revoke CERT (NULL: the protocol has no such
- *            request; the engine then says what to do instead)
+ *            request; the engine then says what to do instead), signed by
+ *            the certificate's key, or (ACME) by the account key
  *   release  free prepare()'s state (may be NULL)
  *   renew_at when the current certificate is due (may be NULL: the
  *            profile's renewal window decides)
@@ -48,8 +49,10 @@ typedef struct enr_proto_ops {
     enr_rc (*check)(const enr_profile *p, const char *path);
     enr_rc (*prepare)(const enr_proto_req *r, enr_profile *keyp, void **state);
     enr_rc (*request)(const enr_proto_req *r, void *state, EVP_PKEY *newkey, enr_scep_result *res);
-    enr_rc (*revoke)(const enr_profile *p, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * anchors,
-                     int reason);
+    /* BY_ACCOUNT: signed by the profile's ACME account key in T instead of
+     * the certificate's KEY (the engine allows it for ACME only). */
+    enr_rc (*revoke)(const enr_profile *p, enr_token *t, X509 *cert, EVP_PKEY *key,
+                     STACK_OF(X509) * anchors, int reason, int by_account);
     void (*release)(void *state);
     /* When to renew CERT (may be NULL): *WHEN holds the profile's window
      * start and may be moved (ACME's renewal information). */

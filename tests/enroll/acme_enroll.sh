@@ -49,6 +49,20 @@ cred_works alice || die "alice's renewed credential does not work"
 grep -q "^renewed|alice|renewed certificate serial" "$T/notify.log" || die "renewal not notified"
 ok "forced renewal: the account found again by its key (onlyReturnExisting), a new certificate key"
 
+# The chain from ACME's answer: chain.pem is pebble's intermediate,
+# fullchain.pem the renewed certificate plus it, cert.pem the token's
+# certificate; the intermediate is in the token once, as a CA certificate
+# labelled with its CN (docs/enrollment.md "The CA chain").
+d=$STATE/certs/alice
+cmp -s <(openssl x509 -in "$d/chain.pem" -outform DER) <(openssl x509 -in "$T/inter.pem" -outform DER) ||
+    die "chain.pem is not pebble's intermediate: $(openssl x509 -in "$d/chain.pem" -noout -subject 2>&1)"
+[ "$(grep -c 'BEGIN CERTIFICATE' "$d/fullchain.pem")" = 2 ] || die "fullchain.pem: $(grep -c 'BEGIN CERTIFICATE' "$d/fullchain.pem") certificates"
+cmp -s <(openssl x509 -in "$d/cert.pem" -outform DER) <(openssl x509 -in "$T/alice2.pem" -outform DER) ||
+    die "cert.pem is not the renewed certificate"
+ICN=$(openssl x509 -in "$T/inter.pem" -noout -subject -nameopt RFC2253 | sed -e 's/^subject=//' -e 's/^CN=//' -e 's/,.*//')
+[ "$(count_objects Certificate "$ICN")" = 1 ] || die "intermediate \"$ICN\" in the token: $(token_objects)"
+ok "ACME chain: chain.pem, fullchain.pem, cert.pem written after the renewal; the intermediate stored once in the token"
+
 # http-01 through a webroot served by another web server (Python's http.server).
 mkdir -p "$T/www"
 python3 -m http.server --bind 127.0.0.1 --directory "$T/www" "$ACME_HTTP_PORT" >>"$T/www.log" 2>&1 &

@@ -3,7 +3,9 @@
 # (every name resolves to 127.0.0.1), inside the test's network namespace.
 # Deterministic: no validation sleep, no nonce rejection, no reuse of valid
 # authorizations (each order is validated again) unless a test asks.
-#   acme_init            TLS certificate for pebble, its configuration
+#   acme_init            TLS certificate for pebble, its configuration (with
+#                        ACME_OCSP_URL set: the OCSP URL pebble writes into the
+#                        certificates it issues)
 #   acme_start [ENV…]    start challtestsrv and pebble (ENV: extra PEBBLE_* settings);
 #                        sets ACME_URL, and $CA/root.pem (pebble's issuing root)
 #   acme_stop
@@ -36,7 +38,7 @@ acme_config() {
     cat >"$ACME_DIR/config.json" <<JSON
 {"pebble": {"listenAddress": "127.0.0.1:14000", "managementListenAddress": "127.0.0.1:15000",
   "certificate": "$ACME_DIR/tls.pem", "privateKey": "$ACME_DIR/tls.key",
-  "httpPort": $ACME_HTTP_PORT, "tlsPort": 5001, "ocspResponderURL": ""$eab}}
+  "httpPort": $ACME_HTTP_PORT, "tlsPort": 5001, "ocspResponderURL": "${ACME_OCSP_URL:-}"$eab}}
 JSON
 }
 acme_start() {

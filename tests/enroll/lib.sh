@@ -14,6 +14,9 @@ fi
 . "$EVERTOKEN_SOURCE_DIR/tests/external/lib.sh"
 : "${ENROLL_BIN:?run through ctest}" "${SCEPSRV:?run through ctest}" "${ENR_PROBE:?run through ctest}"
 need openssl pkcs11-tool
+# Never the user's desktop: no session bus unless a test starts its own
+# (ev_desktop.sh); the helper's desktop notifications then show nothing.
+unset DBUS_SESSION_BUS_ADDRESS
 ENR_TOKEN_KIND=${ENR_TOKEN_KIND:-softhsm}
 PIN=1234
 SO_PIN=12345678

@@ -76,22 +76,46 @@ ok "unlocked: re-enrolled and 'recovered' notified"
 
 # bob: the token is absent; the warnings come from the certificate the
 # helper knows, and say to connect the token.
-at $((NA_B - 30 * 86400))
+at $((NA_B - 31 * 86400))
 expect_rc 6 enr check bob
+[ "$(n_events expiry-warning bob)" = 0 ] || die "absent token: warned at 31 days: $(grep bob "$T/notify.log")"
+at $((NA_B - 30 * 86400))
+expect_rc 6 enr retry bob
 grep -q "^expiry-warning|bob|.* expires in 30 days .*the token is not present: connect it" "$T/notify.log" ||
     die "no warning for the absent token: $(grep bob "$T/notify.log")"
+at $((NA_B - 11 * 86400))
+expect_rc 6 enr retry bob
+[ "$(n_events expiry-warning bob)" = 1 ] || die "absent token: 30-day warning repeated at 11 days"
 at $((NA_B - 10 * 86400))
 expect_rc 6 enr retry bob
 [ "$(n_events expiry-warning bob)" = 2 ] || die "absent token: warnings $(grep bob "$T/notify.log")"
+at "$NA_B"
+expect_rc 6 enr retry bob
+grep -q "^expired|bob|the certificate .* expired on .*the token is not present: connect it" "$T/notify.log" ||
+    die "absent token: no expired notice: $(grep bob "$T/notify.log")"
+expect_rc 6 enr retry bob
+[ "$(n_events expired bob)" = 1 ] || die "absent token: expired notice repeated"
 [ "$(n_events token-absent bob)" = 1 ] || die "token-absent not once per streak"
-ok "absent token: warnings at 30 and 10 days"
+ok "absent token: nothing at 31 days, warnings at 30 and 10 days (not at 11), the expired notice once"
 
 # carol: the renewal waits for the CA's approval.
+at $((NA_C - 31 * 86400))
+enr check carol 2>/dev/null || true # renewal window not open yet, or already pending
+[ "$(n_events expiry-warning carol)" = 0 ] || die "pending: warned at 31 days: $(grep carol "$T/notify.log")"
 at $((NA_C - 30 * 86400))
 expect_rc 5 enr check carol
 grep -q "^expiry-warning|carol|.* expires in 30 days .*the CA holds the renewal request for approval" "$T/notify.log" ||
     die "no warning while pending: $(grep carol "$T/notify.log")"
+at $((NA_C - 11 * 86400))
+expect_rc 5 enr retry carol
+[ "$(n_events expiry-warning carol)" = 1 ] || die "pending: 30-day warning repeated at 11 days"
 at $((NA_C - 10 * 86400))
 expect_rc 5 enr retry carol
 [ "$(n_events expiry-warning carol)" = 2 ] || die "pending: warnings $(grep carol "$T/notify.log")"
-ok "pending request: warnings at 30 and 10 days"
+at "$NA_C"
+rc=0; enr retry carol || rc=$?
+[ "$rc" != 0 ] || die "pending: the expired credential reported success"
+grep -q "^expired|carol|the certificate .* expired on .*the CA holds the renewal request for approval" "$T/notify.log" ||
+    die "pending: no expired notice: $(grep carol "$T/notify.log")"
+[ "$(n_events expired carol)" = 1 ] || die "pending: expired notices $(grep carol "$T/notify.log")"
+ok "pending request: nothing at 31 days, warnings at 30 and 10 days (not at 11), the expired notice once"

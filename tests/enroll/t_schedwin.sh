@@ -51,4 +51,15 @@ for w in "window = 04:00-04:00|empty window" "window = 25:00-01:00|hours 00..23"
     [ "$rc" = 3 ] || die "$line: exit $rc"
     grep -q "x.conf:11: \[schedule\] ${line%% *}: .*$msg" "$T/v.err" || die "$line: $(cat "$T/v.err")"
 done
-ok "invalid window and interval: FILE:LINE errors"
+# A check with such a profile changes nothing: no request, no state row.
+n_req=$(grep -c PKCSReq "$CA/requests.log" || true)
+printf '[ca]\nurl = %s\nanchors = %s\nsecret_file = %s\n[certificate]\nsubject = CN=x\n[token]\nuri = pkcs11:token=%s;object=x\nmodule = %s\npin_file = %s\n[schedule]\nwindow = 25:00-01:00\n' \
+    "$SCEP_URL" "$CA/ca.pem" "$T/challenge" "$LABEL" "$MOD" "$T/pin" >"$T/bad/x.conf"
+rc=0; enr check "$T/bad/x.conf" >/dev/null 2>"$T/cx.err" || rc=$?
+[ "$rc" = 3 ] && grep -q "x.conf:.*\[schedule\] window: .*hours 00..23" "$T/cx.err" || die "check of an invalid window: exit $rc: $(cat "$T/cx.err")"
+[ "$(grep -c PKCSReq "$CA/requests.log" || true)" = "$n_req" ] || die "a request was sent for an invalid profile"
+[ "$(count_objects Certificate x)" = 0 ] || die "token changed: $(token_objects)"
+[ "$(python3 -c 'import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM profile_state WHERE profile = ?", ("x",)).fetchone()[0])' "$STATE/enroll.db")" = 0 ] ||
+    die "the invalid profile got a state row"
+ok "invalid window and interval: FILE:LINE errors; a check with one changes nothing"

@@ -2,19 +2,28 @@
  * fuzz_keystore.c — opening a damaged keystore file.
  *
  * A valid token (SO and user PIN, two private and two public objects, a
- * setting) is built once in a temporary directory and read into memory;
- * the lookup columns (schemas 5, 6) of one public and one private object are
- * left unfilled, as after a migration, so that ks_open and ks_login fill
- * them from the damaged file.
+ * setting, and a credential "cr" in the middle of a rollover: one retired
+ * pair, the active key and certificate that replaced it, a pending key) is
+ * built once in a temporary directory and read into memory, in the newest
+ * schema; the lookup columns (schemas 5, 6) of one public and one private
+ * object are left unfilled, as after a migration, so that ks_open and
+ * ks_login fill them from the damaged file. The rows' rollover state
+ * (state, retired_at, cred) fills schema 7's indexes objects_cred and
+ * objects_inactive and objects_retired.
  * Each input is a list of damages applied to a copy of it:
  *   byte 0         flags: bit 0 truncate (length from bytes 1-2), bit 1 also
- *                  damage every page at the same page offset
- *   then records   u16 little-endian offset (modulo the file size), XOR byte
+ *                  damage every page at the same page offset, bits 3-4 the
+ *                  high part of every offset (+ 64 KiB each: the file is
+ *                  larger than 64 KiB, and schema 7's indexes are on its
+ *                  last pages)
+ *   then records   u16 little-endian offset (plus the high part, modulo the
+ *                  file size), XOR byte
  * The copy is written as the token file (no -wal), then ks_open, ks_get_info,
  * ks_login (user PIN), ks_load_objects, ks_object_get, ks_get_setting,
- * ks_find by CKA_ID, CKA_LABEL and CKA_SUBJECT and ks_find_issuer_serial
- * (logged out and in), ks_change_seq,
- * ks_changed, a create and a destroy, ks_close: every result is acceptable
+ * ks_find by CKA_ID, CKA_LABEL, CKA_SUBJECT and CKA_CLASS and
+ * ks_find_issuer_serial, ks_find_pending and ks_list_inactive (logged out
+ * and in), ks_change_seq, the rollover of "cr" (commit, rollback, discard,
+ * purge), ks_changed, a create and a destroy, ks_close: every result is acceptable
  * except a crash, a sanitizer report, or objects handed out with attributes
  * that are not sorted and unique (the keystore.h contract).
  */
@@ -34,6 +43,8 @@
 #define SO_PIN   "fuzz-so-pin"
 
 static char dir[256], path[300];
+static const unsigned char cred[] = "cr";
+#define CRED_ARGS cred, sizeof(cred) - 1
 static unsigned char *base;
 static size_t base_len;
 
@@ -66,6 +77,39 @@ die(const char *what)
     exit(1);
 }
 
+/* Credential "cr": a pair (key private), a pending key, the commit that
+ * retires the pair (retired_at 1000), then another pending key. */
+static int
+rollover_state(ks_token *tok)
+{
+    unsigned char priv[8] = {3}, pub[8] = {2}, crt[8] = {1};
+    ks_attr k[3] = {
+        {0, 8, priv}, {3, 3, (unsigned char *)"key"}, {0x102, 2, (unsigned char *)"cr"}};
+    ks_attr p[3] = {{0, 8, pub}, {3, 3, (unsigned char *)"key"}, {0x102, 2, (unsigned char *)"cr"}};
+    ks_attr c[2] = {{0, 8, crt}, {0x11, 4, (unsigned char *)"cert"}};
+    int64_t id;
+
+    return ks_object_create(tok, 1, k, 3, &id) != KS_OK ||
+           ks_object_create(tok, 0, p, 3, &id) != KS_OK ||
+           ks_object_create_pending(tok, 1, k, 3, CRED_ARGS, &id) != KS_OK ||
+           ks_rollover_commit(tok, CRED_ARGS, c, 2, 1000, &id) != KS_OK ||
+           ks_object_create_pending(tok, 1, k, 3, CRED_ARGS, &id) != KS_OK;
+}
+
+static int
+inactive_cb(void *ctx, const ks_inactive *o)
+{
+    size_t sum = 0;
+
+    (void)ctx;
+    for (size_t i = 0; i < o->cred_len; i++)
+        sum += o->cred[i];
+    for (size_t i = 0; i < o->nattrs; i++)
+        for (size_t j = 0; j < o->attrs[i].len; j++)
+            sum += o->attrs[i].value[j]; /* every byte readable */
+    return sum == (size_t)-1;
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -78,7 +122,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         {0x101, 4, (unsigned char *)"CN=s"}, {0x102, 2, (unsigned char *)"id"}};
     int64_t id;
     FILE *f;
-    long n;
+    long n = 0;
 
     (void)argc;
     (void)argv;
@@ -107,6 +151,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
             die("objects");
     if (ks_set_setting(tok, "login_cache", "process") != KS_OK)
         die("setting");
+    if (rollover_state(tok) != 0)
+        die("rollover state");
     ks_close(tok); /* the last connection: the WAL is checkpointed and removed */
     {
         sqlite3 *db = NULL;
@@ -147,6 +193,22 @@ check_cb(void *ctx, const ks_object *o)
     return sum == (size_t)-1;
 }
 
+/* The rollover of "cr" on the damaged file: commit the pending key, roll
+ * back, discard, purge (each reads its candidates through the indexes). */
+static void
+rollover(ks_token *tok)
+{
+    unsigned char crt[8] = {1};
+    ks_attr c[2] = {{0, 8, crt}, {0x11, 5, (unsigned char *)"cert2"}};
+    int64_t id = 0;
+    unsigned n = 0;
+
+    (void)!ks_rollover_commit(tok, CRED_ARGS, c, 2, 2000, &id);
+    (void)!ks_rollover_rollback(tok, CRED_ARGS);
+    (void)!ks_rollover_discard(tok, CRED_ARGS, &n);
+    (void)!ks_purge_retired(tok, 3000, 0, &n);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -167,7 +229,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size >= 3 && (data[0] & 1))
         len = (size_t)(data[1] | data[2] << 8) % base_len;
     for (size_t i = 1 + ((size >= 3 && (data[0] & 1)) ? 2 : 0); i + 3 <= size; i += 3) {
-        size_t off = (size_t)(data[i] | data[i + 1] << 8) % base_len;
+        size_t off =
+            ((size_t)(data[i] | data[i + 1] << 8) + ((size_t)(data[0] >> 3 & 3) << 16)) % base_len;
 
         copy[off] ^= data[i + 2];
         if (data[0] & 2)
@@ -194,7 +257,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)!ks_find(tok, 3, "label", 5, check_cb, NULL, &tampered);
     (void)!ks_find(tok, 0x101, "CN=s", 4, check_cb, NULL, &tampered);
     (void)!ks_find_issuer_serial(tok, "CN=ca", 5, "\x01", 1, check_cb, NULL, &tampered);
+    (void)!ks_find_pending(tok, CRED_ARGS, check_cb, NULL, &tampered);
+    (void)!ks_list_inactive(tok, inactive_cb, NULL, &tampered);
     if (ks_login(tok, KS_USER, (const unsigned char *)USER_PIN, strlen(USER_PIN)) == KS_OK) {
+        static const unsigned char cls[8] = {3};
         ks_attr a = {3, 4, (unsigned char *)"fuzz"};
         int64_t id = 0;
 
@@ -205,7 +271,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)!ks_find(tok, 3, "label", 5, check_cb, NULL, &tampered);
         (void)!ks_find(tok, 0x101, "CN=s", 4, check_cb, NULL, &tampered);
         (void)!ks_find_issuer_serial(tok, "CN=ca", 5, "\x01", 1, check_cb, NULL, &tampered);
+        (void)!ks_find(tok, 0, cls, sizeof(cls), check_cb, NULL, &tampered);
+        (void)!ks_find_pending(tok, CRED_ARGS, check_cb, NULL, &tampered);
+        (void)!ks_list_inactive(tok, inactive_cb, NULL, &tampered);
         (void)!ks_change_seq(tok, &id);
+        rollover(tok);
         if (ks_get_setting(tok, "login_cache", &val) == KS_OK)
             free(val);
         if (ks_object_create(tok, 1, &a, 1, &id) == KS_OK)

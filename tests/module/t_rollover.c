@@ -6,7 +6,8 @@
  * certificate for another key is refused with nothing changed; the vendor
  * interface rolls back and purges (grace period driven by
  * EVERTOKEN_FAKE_TIME); another process sees the swap at its next lookup and
- * never a half state. evertoken-only: every test skips on other modules.
+ * never a half state, and keeps signing with a retired key it held until
+ * the purge. evertoken-only: every test skips on other modules.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -741,6 +742,115 @@ t_rollover_other_process(void **state)
     cred_free(&nw);
 }
 
+/* ---- a key held across another process's rollover ----------------------- */
+
+/* The private keys under CRED (at most 8) into O; -1 on error. */
+static int
+child_find_keys(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *o)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_ID, (void *)CRED, CRED_LEN}};
+    CK_ULONG n = 0;
+
+    if (F->C_FindObjectsInit(h, t, 2) != CKR_OK || F->C_FindObjects(h, o, 8, &n) != CKR_OK ||
+        F->C_FindObjectsFinal(h) != CKR_OK)
+        return -1;
+    return (int)n;
+}
+
+/* A server's view: it found the key and signs with it. After the parent's
+ * rollover it no longer finds that key, and the handle gives nothing but
+ * signatures; after the purge the handle is gone. */
+static int
+holder_child(int ready, int go, EVP_PKEY *oldpub)
+{
+    CK_SESSION_HANDLE h;
+    CK_OBJECT_HANDLE o[8], key;
+    CK_ATTRIBUTE a = {CKA_LABEL, NULL, 0};
+    CK_RV rv;
+
+    if (conf_initialize() != CKR_OK ||
+        F->C_OpenSession(E.slot, CKF_SERIAL_SESSION, NULL, NULL, &h) != CKR_OK ||
+        F->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)CONF_USER_PIN, strlen(CONF_USER_PIN)) != CKR_OK)
+        return 2;
+    if (child_find_keys(h, o) != 1 || sign_verify(h, o[0], oldpub) != CKR_OK)
+        return 3;
+    key = o[0];
+    if (pipe_send(ready) != 0 || pipe_wait(go) != 0)
+        return 4;
+    /* Committed by the parent: the search (a sync) finds only the new key. */
+    if (child_find_keys(h, o) != 1 || o[0] == key)
+        return 5;
+    rv = sign_verify(h, key, oldpub);
+    if (rv != CKR_OK) {
+        fprintf(stderr, "child: the retired key held does not sign: %s\n", conf_rv_name(rv));
+        return 6;
+    }
+    if (F->C_GetAttributeValue(h, key, &a, 1) != CKR_OBJECT_HANDLE_INVALID)
+        return 7;
+    if (pipe_send(ready) != 0 || pipe_wait(go) != 0)
+        return 8;
+    /* Purged by the parent: the handle is gone. */
+    (void)child_find_keys(h, o);
+    rv = sign_verify(h, key, oldpub);
+    if (rv != CKR_KEY_HANDLE_INVALID) {
+        fprintf(stderr, "child: the purged key: %s\n", conf_rv_name(rv));
+        return 9;
+    }
+    return F->C_Finalize(NULL) == CKR_OK ? 0 : 10;
+}
+
+static void
+t_rollover_held_key(void **state)
+{
+    int ready[2], go[2], st = 0;
+    CK_SESSION_HANDLE h;
+    struct cred old, nw;
+    CK_ULONG n = 0;
+    pid_t pid;
+
+    (void)state;
+    if (!is_evertoken())
+        skip();
+    h = user_session();
+    setup_old(h, &old);
+    assert_ok(F->C_Finalize(NULL));
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(go), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        close(go[1]);
+        _exit(holder_child(ready[1], go[0], old.pub));
+    }
+    E.child = pid;
+    close(ready[1]);
+    close(go[0]);
+    assert_ok(conf_initialize());
+    h = user_session();
+    assert_int_equal(pipe_wait(ready[0]), 0);
+    setup_new(h, &nw);
+    set_fake_time(time(NULL));
+    assert_ok(store_cert(h, &nw.certder, 1, &nw.cert));
+    assert_int_equal(pipe_send(go[1]), 0);
+    assert_int_equal(pipe_wait(ready[0]), 0);
+    set_fake_time(time(NULL) + 8 * 86400); /* past the default grace period */
+    assert_ok(ext()->ET_PurgeRetired(h, &n));
+    unsetenv("EVERTOKEN_FAKE_TIME");
+    assert_int_equal(n, 3);
+    assert_int_equal(pipe_send(go[1]), 0);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    E.child = 0;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    close(ready[0]);
+    close(go[1]);
+    assert_current(h, &nw);
+    cred_free(&old);
+    cred_free(&nw);
+}
+
 struct conf_group
 conf_rollover_tests(void)
 {
@@ -748,6 +858,7 @@ conf_rollover_tests(void)
         CONF_TEST_TOKEN(t_rollover_pending),  CONF_TEST_TOKEN(t_rollover_commit),
         CONF_TEST_TOKEN(t_rollover_mismatch), CONF_TEST_TOKEN(t_rollover_rollback),
         CONF_TEST_TOKEN(t_rollover_purge),    CONF_TEST_TOKEN(t_rollover_other_process),
+        CONF_TEST_TOKEN(t_rollover_held_key),
     };
     struct conf_group g = {"rollover", tests, sizeof(tests) / sizeof(tests[0])};
     return g;

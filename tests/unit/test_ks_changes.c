@@ -5,9 +5,11 @@
  * write (create, update, destroy, pending, rollover commit/rollback/purge,
  * re-initialisation), logged in or not, and after tampering. The same for a
  * lazy reader (the module's partial cache): it starts empty at
- * ks_change_seq, reads objects by search (ks_find) and by id, and follows
- * the changes: what it holds is always what a full load shows, and every
- * search answers exactly the objects a full load has with that value.
+ * ks_change_seq, reads objects by search (ks_find by CKA_ID, label or
+ * class; ks_find_pending) and by id, and follows the changes, applying
+ * them only to the objects it holds: what it holds is always what a full
+ * load shows, and every search answers exactly the objects a full load has
+ * with that value.
  */
 #include "test_ks_util.h"
 
@@ -60,7 +62,13 @@ view_put(void *ctx, const ks_object *ko)
     struct view *v = ctx;
     int i = view_find(v, ko->id);
 
-    assert_true(ko->state != KS_RETIRED);
+    if (ko->state == KS_RETIRED) {
+        /* Retired: out of the view (the module keeps it only for handles
+         * already given out). */
+        if (i >= 0)
+            v->o[i] = v->o[--v->n];
+        return 0;
+    }
     if (i < 0) {
         assert_true(v->n < MAXO);
         i = v->n++;
@@ -293,7 +301,8 @@ test_random_mirror(void **state)
 /* Objects with attribute TYPE = VALUE, as a full load sees them (ids). */
 struct match {
     uint64_t type;
-    const char *value;
+    const void *value;
+    size_t len;
     int64_t ids[MAXO];
     int n;
 };
@@ -304,8 +313,8 @@ match_cb(void *ctx, const ks_object *ko)
     struct match *m = ctx;
 
     for (size_t i = 0; i < ko->nattrs; i++)
-        if (ko->attrs[i].type == m->type && ko->attrs[i].len == strlen(m->value) &&
-            memcmp(ko->attrs[i].value, m->value, ko->attrs[i].len) == 0)
+        if (ko->attrs[i].type == m->type && ko->attrs[i].len == m->len &&
+            memcmp(ko->attrs[i].value, m->value, m->len) == 0)
             m->ids[m->n++] = ko->id;
     return 0;
 }
@@ -313,7 +322,7 @@ match_cb(void *ctx, const ks_object *ko)
 /* The lazy reader's search: into V (as the module takes its results in),
  * and it must name exactly the full load's objects with that value. */
 static void
-lazy_search(ks_token *r, struct view *v, uint64_t type, const char *value)
+lazy_search_bin(ks_token *r, struct view *v, uint64_t type, const void *value, size_t len)
 {
     static struct match full, found;
     static struct view got;
@@ -321,9 +330,10 @@ lazy_search(ks_token *r, struct view *v, uint64_t type, const char *value)
     memset(&full, 0, sizeof(full));
     full.type = type;
     full.value = value;
+    full.len = len;
     assert_int_equal(ks_load_objects(r, match_cb, &full, NULL), KS_OK);
     memset(&got, 0, sizeof(got));
-    assert_int_equal(ks_find(r, type, value, strlen(value), view_put, &got, NULL), KS_OK);
+    assert_int_equal(ks_find(r, type, value, len, view_put, &got, NULL), KS_OK);
     memset(&found, 0, sizeof(found));
     for (int i = 0; i < got.n; i++)
         found.ids[found.n++] = got.o[i].id;
@@ -340,13 +350,77 @@ lazy_search(ks_token *r, struct view *v, uint64_t type, const char *value)
     }
 }
 
+static void
+lazy_search(ks_token *r, struct view *v, uint64_t type, const char *value)
+{
+    lazy_search_bin(r, v, type, value, strlen(value));
+}
+
+/* The pending objects of credential CRED, as ks_find_pending hands them
+ * out and as a full load shows them (state pending, linked to CRED). */
+struct pmatch {
+    const unsigned char *cred;
+    size_t len;
+    int64_t ids[MAXO];
+    int n;
+};
+
+static int
+pmatch_cb(void *ctx, const ks_object *ko)
+{
+    struct pmatch *m = ctx;
+
+    if (ko->state == KS_PENDING && ko->cred_len == m->len &&
+        memcmp(ko->cred, m->cred, m->len) == 0) {
+        assert_true(m->n < MAXO);
+        m->ids[m->n++] = ko->id;
+    }
+    return 0;
+}
+
+static void
+lazy_pending(ks_token *r, const unsigned char *cred, size_t len)
+{
+    static struct pmatch full, found;
+    unsigned bad = 9;
+
+    memset(&full, 0, sizeof(full));
+    full.cred = cred;
+    full.len = len;
+    found = full;
+    assert_int_equal(ks_load_objects(r, pmatch_cb, &full, NULL), KS_OK);
+    assert_int_equal(ks_find_pending(r, cred, len, pmatch_cb, &found, &bad), KS_OK);
+    assert_int_equal(bad, 0);
+    assert_int_equal(found.n, full.n);
+    for (int i = 0; i < full.n; i++)
+        assert_int_equal(found.ids[i], full.ids[i]);
+}
+
+/* A change reaches the lazy view only if it holds the object (as the
+ * module's partial cache applies changes only to what it has cached). */
+static int
+cached_put(void *ctx, const ks_object *ko)
+{
+    struct view *v = ctx;
+
+    if (view_find(v, ko->id) < 0) {
+        if (ko->seq > v->seq)
+            v->seq = ko->seq;
+        return 0;
+    }
+    return view_put(ctx, ko);
+}
+
 /* Every object the lazy view holds is the full load's, unchanged. */
 static void
 lazy_check(ks_token *r, struct view *lv)
 {
     static struct view full;
+    int64_t upto = -1;
 
-    view_delta(r, lv);
+    assert_int_equal(ks_load_changes(r, lv->seq, cached_put, view_gone, lv, &upto, NULL), KS_OK);
+    assert_true(upto >= lv->seq);
+    lv->seq = upto;
     view_full(r, &full);
     for (int i = 0; i < lv->n; i++) {
         int j = view_find(&full, lv->o[i].id);
@@ -419,9 +493,20 @@ test_random_mirror_lazy(void **state)
             unsigned n = 0;
             assert_int_equal(ks_purge_retired(f->tok, now + 10, 0, &n), KS_OK);
         } else if (op <= 10) {
-            /* The reader searches: by CKA_ID or by label, values that
-             * exist, existed or never will. */
-            if (rand() % 2) {
+            /* The reader searches: by CKA_ID, label or class, values
+             * that exist, existed or never will, or for the pending
+             * objects of the credential. */
+            int how = rand() % 6;
+
+            if (how == 4) {
+                uint64_t cls = (uint64_t)(rand() % 5);
+                unsigned char c[8];
+
+                memcpy(c, &cls, sizeof(c));
+                lazy_search_bin(r, &lv, KS_ATTR_CLASS, c, sizeof(c));
+            } else if (how == 5) {
+                lazy_pending(r, cred, sizeof(cred) - 1);
+            } else if (how < 2) {
                 snprintf(id, sizeof(id), "id-%d", rand() % 60);
                 lazy_search(r, &lv, KS_ATTR_ID, rand() % 5 ? id : (const char *)cred);
             } else {

@@ -54,23 +54,6 @@ find(ks_token *t, uint64_t type, const char *v, unsigned *tampered)
     return h;
 }
 
-/* A single integer from SQL run directly on the file. */
-static long long
-raw_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    long long v;
-
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 static void
 test_find(void **state)
 {
@@ -361,8 +344,8 @@ test_migration_from_v5(void **state)
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE lk = 1"), 5);
     assert_int_equal(ks_open(f->path, &f->tok), KS_OK);
     assert_int_equal(ks_get_info(f->tok, &info), KS_OK);
-    assert_int_equal(info.schema_version, 6);
-    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(info.schema_version, KS_SCHEMA_VERSION);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), KS_SCHEMA_VERSION);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM objects WHERE lk = 1 AND is_private = "
                                       "0 AND length(l_class) = 8 AND length(l_isn) = 16"),
                      3);

@@ -2,9 +2,14 @@
  * test_ks_rollover.c — credential rollover in the keystore: pending objects,
  * the one-transaction commit, rollback, purge with an injected clock, state
  * tampering, migration of a schema 2 file, and commit under injected
- * SQLite allocation failures (the old credential stays active and intact).
+ * SQLite allocation failures (the old credential stays active and intact);
+ * schema 7: ks_find_pending, forged index columns (a rollover never acts on
+ * an object they point it at), migrations from schemas 6, 5 and 4 of a
+ * token in the middle of a rollover.
  */
 #include "test_ks_util.h"
+
+#include "ks_int.h" /* the statements whose query plans test_plans checks */
 
 #define CLS_CERT 1
 #define CLS_PUB  2
@@ -409,6 +414,256 @@ test_migrate_from_v2(void **state)
     assert_null(active(&v, CLS_PUB)); /* retired; no new public key in this test */
 }
 
+/* ---- schema 7: the rollover reads through indexes ---------------------- */
+
+struct pend {
+    int n;
+    int64_t ids[8];
+};
+
+static int
+pend_cb(void *ctx, const ks_object *o)
+{
+    struct pend *p = ctx;
+
+    assert_int_equal(o->state, KS_PENDING);
+    if (p->n < 8)
+        p->ids[p->n] = o->id;
+    p->n++;
+    return 0;
+}
+
+static struct pend
+find_pending(ks_token *t, const char *cred, unsigned *bad)
+{
+    struct pend p;
+
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(
+        ks_find_pending(t, (const unsigned char *)cred, strlen(cred), pend_cb, &p, bad), KS_OK);
+    return p;
+}
+
+/* ks_find_pending: the pending objects of one credential, checked; only
+ * the rows linked to it are read. */
+static void
+test_find_pending(void **state)
+{
+    struct ks_fixture *f = *state;
+    struct cred_ids c;
+    struct pend p;
+    unsigned bad = 9;
+    int64_t other;
+    char sql[200];
+
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    setup_cred(f->tok, &c);
+    other = mk(f->tok, 0, CLS_PRIV, "cred-B", "b", "b-secret");
+    p = find_pending(f->tok, "cred-A", &bad);
+    assert_int_equal(bad, 0);
+    assert_true(p.n == 2 && p.ids[0] == c.new_priv && p.ids[1] == c.new_pub);
+    assert_int_equal(find_pending(f->tok, "cred-B", NULL).n, 0);
+    assert_int_equal(find_pending(f->tok, "cred-", NULL).n, 0);
+    /* A damaged record linked to nothing is not even read (not counted). */
+    snprintf(sql, sizeof(sql), "UPDATE objects SET data = x'0102' WHERE id = %lld",
+             (long long)other);
+    raw_exec(f->path, sql);
+    p = find_pending(f->tok, "cred-A", &bad);
+    assert_int_equal(bad, 0);
+    assert_int_equal(p.n, 2);
+    /* A damaged pending record is counted and skipped. */
+    snprintf(sql, sizeof(sql), "UPDATE objects SET data = x'0102' WHERE id = %lld",
+             (long long)c.new_pub);
+    raw_exec(f->path, sql);
+    p = find_pending(f->tok, "cred-A", &bad);
+    assert_int_equal(bad, 1);
+    assert_true(p.n == 1 && p.ids[0] == c.new_priv);
+    /* Logged out: the private pending key is not read. */
+    ks_logout(f->tok);
+    p = find_pending(f->tok, "cred-A", &bad);
+    assert_true(p.n == 0 && bad == 1);
+    assert_int_equal(ks_find_pending(f->tok, CRED, 0, pend_cb, &p, NULL), KS_E_ARGS);
+    assert_int_equal(ks_find_pending(f->tok, CRED_ARGS, NULL, &p, NULL), KS_E_ARGS);
+}
+
+/* Forged index columns: a rollover never acts on an object they point it
+ * at (the records decide), and a forged link fails the record's check. */
+static void
+test_forged_rollover_columns(void **state)
+{
+    struct ks_fixture *f = *state;
+    struct cred_ids c;
+    int64_t b_priv, b_pub, b_cert;
+    unsigned n = 9, bad = 9;
+    struct view v;
+    ks_state s;
+    char sql[400];
+
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    setup_cred(f->tok, &c);
+    b_priv = mk(f->tok, 0, CLS_PRIV, "cred-B", "b", "b-secret");
+    b_pub = mk(f->tok, 0, CLS_PUB, "cred-B", "b", "b-public");
+    b_cert = mk(f->tok, 0, CLS_CERT, "cred-B", "b", "b-cert");
+    /* B's key and certificate claim cred-A's CKA_ID (its keyed hash, its
+     * clear value): the commit reads them, and leaves them active. */
+    snprintf(sql, sizeof(sql),
+             "UPDATE objects SET l_id = (SELECT l_id FROM objects WHERE id = %lld) "
+             "WHERE id = %lld;"
+             "UPDATE objects SET l_id = CAST('cred-A' AS BLOB) WHERE id = %lld;",
+             (long long)c.old_priv, (long long)b_priv, (long long)b_cert);
+    raw_exec(f->path, sql);
+    commit(f->tok, 1000, NULL);
+    assert_int_equal(ks_object_state(f->tok, b_priv, &s, NULL), KS_OK);
+    assert_int_equal(s, KS_ACTIVE);
+    assert_int_equal(ks_object_state(f->tok, b_cert, &s, NULL), KS_OK);
+    assert_int_equal(s, KS_ACTIVE);
+    assert_int_equal(ks_object_state(f->tok, c.old_priv, &s, NULL), KS_OK);
+    assert_int_equal(s, KS_RETIRED);
+    /* B's public key claims to be linked to cred-A: the record fails its
+     * check, so rollback and discard leave it alone. */
+    snprintf(sql, sizeof(sql), "UPDATE objects SET cred = CAST('cred-A' AS BLOB) WHERE id = %lld",
+             (long long)b_pub);
+    raw_exec(f->path, sql);
+    assert_int_equal(ks_rollover_rollback(f->tok, CRED_ARGS), KS_OK);
+    assert_true(row_exists(f->path, b_pub));
+    assert_int_equal(ks_rollover_discard(f->tok, CRED_ARGS, &n), KS_OK);
+    assert_int_equal(n, 0);
+    assert_true(row_exists(f->path, b_pub));
+    load(f->tok, &v, &bad);
+    assert_int_equal(bad, 1); /* the forged link */
+    assert_int_equal(v.n, 5); /* cred-A's three, B's key and certificate */
+    assert_string_equal(must_active(&v, CLS_PRIV)->value, "old-secret"); /* rolled back */
+    assert_string_equal(must_active(&v, CLS_CERT)->value, "old-cert-bytes");
+    /* A credential's object whose l_id is forged away is missed by a
+     * commit: it stays active (a miss, never a wrong object). */
+    mk(f->tok, 1, CLS_PRIV, "t", "t", "next-secret");
+    snprintf(sql, sizeof(sql), "UPDATE objects SET l_id = x'00' WHERE id = %lld",
+             (long long)c.old_cert);
+    raw_exec(f->path, sql);
+    commit(f->tok, 2000, NULL);
+    assert_int_equal(ks_object_state(f->tok, c.old_cert, &s, NULL), KS_OK);
+    assert_int_equal(s, KS_ACTIVE);
+    assert_int_equal(ks_object_state(f->tok, c.old_priv, &s, NULL), KS_OK);
+    assert_int_equal(s, KS_RETIRED);
+}
+
+/* A file of schema FROM (6, 5 or 4) holding a committed rollover and a
+ * pending pair migrates (the indexes are built; the lookup columns filled
+ * as after any migration) and every rollover function works on it. */
+static void
+migrate_with_rollover(struct ks_fixture *f, int from)
+{
+    struct cred_ids c;
+    struct pend p;
+    int64_t next_priv;
+    ks_info info;
+    unsigned n = 9;
+    ks_state s;
+
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    setup_cred(f->tok, &c);
+    commit(f->tok, 1000, NULL);
+    next_priv = mk(f->tok, 1, CLS_PRIV, "t", "t", "next-secret");
+    ks_close(f->tok);
+    f->tok = NULL;
+    if (from == 6)
+        raw_objects_v6(f->path);
+    else if (from == 5)
+        raw_objects_v5(f->path);
+    else
+        raw_objects_v4(f->path);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                      "('objects_cred', 'objects_inactive')"),
+                     0);
+    assert_int_equal(ks_open(f->path, &f->tok), KS_OK);
+    assert_int_equal(ks_get_info(f->tok, &info), KS_OK);
+    assert_int_equal(info.schema_version, KS_SCHEMA_VERSION);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                      "('objects_cred', 'objects_inactive')"),
+                     2);
+    /* Before the login fills the private columns: pending keys found. */
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    p = find_pending(f->tok, "cred-A", NULL);
+    assert_true(p.n == 1 && p.ids[0] == next_priv);
+    /* Roll back to the old credential, commit again, discard, purge. */
+    assert_int_equal(ks_rollover_rollback(f->tok, CRED_ARGS), KS_OK);
+    assert_old_active(f->tok);
+    commit(f->tok, 2000, NULL);
+    assert_int_equal(ks_object_state(f->tok, next_priv, &s, NULL), KS_OK);
+    assert_int_equal(s, KS_ACTIVE);
+    mk(f->tok, 1, CLS_PRIV, "t", "t", "third-secret");
+    assert_int_equal(ks_rollover_discard(f->tok, CRED_ARGS, &n), KS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ks_purge_retired(f->tok, 2000, 0, &n), KS_OK);
+    assert_int_equal(n, 3); /* the old pair and certificate */
+    assert_int_equal(ks_object_state(f->tok, c.old_priv, &s, NULL), KS_E_NOT_FOUND);
+    (void)c;
+}
+
+static void
+test_migrate_rollover_from_v6(void **state)
+{
+    migrate_with_rollover(*state, 6);
+}
+
+static void
+test_migrate_rollover_from_v5(void **state)
+{
+    migrate_with_rollover(*state, 5);
+}
+
+static void
+test_migrate_rollover_from_v4(void **state)
+{
+    migrate_with_rollover(*state, 4);
+}
+
+/* Every statement that reads objects by the rollover state or a lookup
+ * column goes through an index (SQLite's query plan for the file as the
+ * keystore made it): no "SCAN objects" without "USING ... INDEX". */
+static void
+test_plans(void **state)
+{
+    static const enum ks_stmt which[] = {
+        ST_OBJ_ROLL_COMMIT, ST_OBJ_BY_CRED,      ST_OBJ_PURGE,      ST_OBJ_INACTIVE,
+        ST_OBJ_ANY_PURGE,   ST_OBJ_FIND_ID,      ST_OBJ_FIND_LABEL, ST_OBJ_FIND_CLASS,
+        ST_OBJ_FIND_KTYPE,  ST_OBJ_FIND_CTYPE,   ST_OBJ_FIND_SUBJ,  ST_OBJ_FIND_ISN,
+        ST_OBJ_UNFILLED,    ST_OBJ_ANY_UNFILLED,
+    };
+    struct ks_fixture *f = *state;
+    struct cred_ids c;
+    sqlite3 *db = NULL;
+
+    assert_int_equal(ks_login(f->tok, KS_USER, PIN(USER_PIN)), KS_OK);
+    setup_cred(f->tok, &c);
+    commit(f->tok, 1000, NULL);
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    for (size_t i = 0; i < sizeof(which) / sizeof(which[0]); i++) {
+        const char *sql = sqlite3_sql(ks_stmt_inlock(f->tok, which[i]));
+        char *q = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sql);
+        sqlite3_stmt *st = NULL;
+        int rows = 0;
+
+        assert_non_null(q);
+        assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *d = (const char *)sqlite3_column_text(st, 3);
+
+            rows++;
+            if (strncmp(d, "SCAN objects", 12) == 0 && strstr(d, "INDEX") == NULL) {
+                fprintf(stderr, "statement %d reads every row: %s\n  (%s)\n", (int)which[i], d,
+                        sql);
+                fail();
+            }
+        }
+        assert_true(rows > 0);
+        sqlite3_finalize(st);
+        sqlite3_free(q);
+    }
+    sqlite3_close(db);
+    (void)c;
+}
+
 /* ---- fault injection: a commit that fails half-way changes nothing ---- */
 
 static sqlite3_mem_methods orig_mem;
@@ -501,6 +756,16 @@ main(void)
         cmocka_unit_test_setup_teardown(test_state_tamper, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v2, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_commit_under_faults, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_find_pending, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_plans, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_forged_rollover_columns, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_rollover_from_v6, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_rollover_from_v5, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_rollover_from_v4, fixture_setup,
+                                        fixture_teardown),
     };
     sqlite3_mem_methods m;
 

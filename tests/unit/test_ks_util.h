@@ -103,6 +103,23 @@ raw_exec(const char *path, const char *sql)
     sqlite3_close(db);
 }
 
+/* A single integer from SQL run directly on the file. */
+static inline long long
+raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
 /* Turn a current token file's objects table back into the version 1/2
  * layout (no rollover state or change sequence columns, no tombstones), as
  * the old code wrote it. */
@@ -118,12 +135,22 @@ raw_objects_v2(const char *path)
                    "DROP TABLE gone; PRAGMA user_version = 2;");
 }
 
+/* Turn a current token file back into the version 6 layout (no indexes
+ * of the rollover state), as the code before schema 7 wrote it. */
+static inline void
+raw_objects_v6(const char *path)
+{
+    raw_exec(path, "DROP INDEX objects_cred; DROP INDEX objects_inactive;"
+                   "PRAGMA user_version = 6;");
+}
+
 /* Turn a current token file back into the version 5 layout (lookup
  * columns for CKA_ID and CKA_LABEL only), as the code before schema 6
  * wrote it. */
 static inline void
 raw_objects_v5(const char *path)
 {
+    raw_objects_v6(path);
     raw_exec(path, "DROP INDEX objects_l_class; DROP INDEX objects_l_ktype;"
                    "DROP INDEX objects_l_ctype; DROP INDEX objects_l_subj;"
                    "DROP INDEX objects_l_isn;"

@@ -1,0 +1,395 @@
+/*
+ * desktop.c — desktop notifications on the session bus
+ * (org.freedesktop.Notifications, through libsystemd's sd-bus), with the
+ * "Renew now" action where the notification server offers actions.
+ *
+ * One notice per profile at a time: a problem replaces the profile's
+ * previous notice (replaces_id), a success (enrolled, renewed, recovered,
+ * adopted) withdraws it (CloseNotification) before its own notice. The
+ * notice ids are kept in the state database (table desktop_notice), so a
+ * success seen by a later check — or another process — still withdraws the
+ * failure. Actions are offered only by the service (`run`, which listens
+ * for ActionInvoked on the connection that created the notice); "Renew now"
+ * runs `evertoken unlock --token LABEL` (in a terminal window when the
+ * service has no terminal and x-terminal-emulator is installed) when the
+ * token needs a login, then the profile's check, as `evertoken-enroll
+ * renew PROFILE` would (docs/enrollment.md "Desktop notifications").
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <p11-kit/uri.h>
+#include <sqlite3.h>
+#include <systemd/sd-bus.h>
+
+#include "desktop.h"
+#include "enr_int.h"
+
+#define N_DEST            "org.freedesktop.Notifications"
+#define N_PATH            "/org/freedesktop/Notifications"
+#define N_IFACE           "org.freedesktop.Notifications"
+#define CALL_TIMEOUT_USEC (5ULL * 1000 * 1000)
+#define MAX_QUEUED        16
+
+static sd_bus *g_bus;
+static int g_failed; /* no session bus: not tried again in this process */
+static int g_caps;   /* -1 unknown; else bit 1 actions, bit 2 body-markup */
+static int g_listen; /* the service listens for actions */
+static uint32_t g_queue[MAX_QUEUED];
+static size_t g_nqueue;
+
+static sd_bus *
+bus_get(void)
+{
+    if (g_bus != NULL || g_failed)
+        return g_bus;
+    if (getenv("DBUS_SESSION_BUS_ADDRESS") == NULL && getenv("XDG_RUNTIME_DIR") == NULL) {
+        g_failed = 1;
+        return NULL;
+    }
+    if (sd_bus_open_user(&g_bus) < 0) {
+        g_bus = NULL;
+        g_failed = 1;
+        enr_debug("no session bus: no desktop notifications");
+        return NULL;
+    }
+    sd_bus_set_method_call_timeout(g_bus, CALL_TIMEOUT_USEC);
+    g_caps = -1;
+    return g_bus;
+}
+
+void
+enr_desktop_close(void)
+{
+    if (g_bus != NULL)
+        sd_bus_flush_close_unref(g_bus);
+    g_bus = NULL;
+    g_listen = 0;
+}
+
+static int
+caps(sd_bus *bus)
+{
+    sd_bus_message *r = NULL;
+    const char *c;
+
+    if (g_caps >= 0)
+        return g_caps;
+    g_caps = 0;
+    if (sd_bus_call_method(bus, N_DEST, N_PATH, N_IFACE, "GetCapabilities", NULL, &r, "") < 0)
+        return g_caps;
+    if (sd_bus_message_enter_container(r, 'a', "s") > 0) {
+        while (sd_bus_message_read(r, "s", &c) > 0) {
+            if (!strcmp(c, "actions"))
+                g_caps |= 1;
+            else if (!strcmp(c, "body-markup"))
+                g_caps |= 2;
+        }
+    }
+    sd_bus_message_unref(r);
+    return g_caps;
+}
+
+/* ---- The notice ids (state database) ----------------------------------- */
+
+static int
+table(enr_state *st)
+{
+    return sqlite3_exec(enr_state_db(st),
+                        "CREATE TABLE IF NOT EXISTS desktop_notice(profile TEXT PRIMARY KEY,"
+                        " id INTEGER, event TEXT, time INTEGER)",
+                        NULL, NULL, NULL) == SQLITE_OK
+               ? 0
+               : -1;
+}
+
+static uint32_t
+notice_get(enr_state *st, const char *profile)
+{
+    sqlite3_stmt *s = NULL;
+    uint32_t id = 0;
+
+    if (table(st) != 0 ||
+        sqlite3_prepare_v2(enr_state_db(st), "SELECT id FROM desktop_notice WHERE profile = ?", -1,
+                           &s, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(s, 1, profile, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        id = (uint32_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return id;
+}
+
+/* Record ID for PROFILE (0: forget the profile's notice). */
+static void
+notice_put(enr_state *st, const char *profile, uint32_t id, const char *event)
+{
+    sqlite3_stmt *s = NULL;
+    const char *sql = id ? "INSERT OR REPLACE INTO desktop_notice VALUES (?, ?, ?, ?)"
+                         : "DELETE FROM desktop_notice WHERE profile = ?";
+
+    if (table(st) != 0 || sqlite3_prepare_v2(enr_state_db(st), sql, -1, &s, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_text(s, 1, profile, -1, SQLITE_STATIC);
+    if (id) {
+        sqlite3_bind_int64(s, 2, id);
+        sqlite3_bind_text(s, 3, event, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, (sqlite3_int64)enr_now());
+    }
+    sqlite3_step(s);
+    sqlite3_finalize(s);
+}
+
+/* The profile whose notice is ID (malloc'd), or NULL. */
+static char *
+notice_profile(enr_state *st, uint32_t id)
+{
+    sqlite3_stmt *s = NULL;
+    char *name = NULL;
+
+    if (table(st) != 0 ||
+        sqlite3_prepare_v2(enr_state_db(st), "SELECT profile FROM desktop_notice WHERE id = ?", -1,
+                           &s, NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_bind_int64(s, 1, id);
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0) != NULL)
+        name = strdup((const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return name;
+}
+
+/* ---- Showing and withdrawing ------------------------------------------- */
+
+/* MSG with &, < and > escaped (servers with body-markup parse the body). */
+static char *
+markup_escape(const char *msg)
+{
+    size_t n = 0;
+    char *o, *q;
+
+    for (const char *s = msg; *s; s++)
+        n += *s == '&' ? 5 : (*s == '<' || *s == '>') ? 4 : 1;
+    o = q = malloc(n + 1);
+    if (o == NULL)
+        return NULL;
+    for (const char *s = msg; *s; s++) {
+        const char *r = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : NULL;
+        if (r != NULL) {
+            memcpy(q, r, strlen(r));
+            q += strlen(r);
+        } else {
+            *q++ = *s;
+        }
+    }
+    *q = '\0';
+    return o;
+}
+
+/* Events a renewal by hand may cure: their notices offer "Renew now". */
+static int
+renewable(const char *event)
+{
+    static const char *const ev[] = {"pin-needed", "expiry-warning",  "expired",
+                                     "failure",    "network-failure", "token-absent"};
+
+    for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
+        if (!strcmp(event, ev[i]))
+            return 1;
+    return 0;
+}
+
+static int
+notify_call(sd_bus *bus, uint32_t replaces, const char *summary, const char *body, int action,
+            int critical, uint32_t *id)
+{
+    sd_bus_message *m = NULL, *r = NULL;
+    sd_bus_error e = SD_BUS_ERROR_NULL;
+    int rc;
+
+    rc = sd_bus_message_new_method_call(bus, &m, N_DEST, N_PATH, N_IFACE, "Notify");
+    if (rc >= 0)
+        rc = sd_bus_message_append(m, "susss", "evertoken-enroll", replaces, "", summary, body);
+    if (rc >= 0)
+        rc = action ? sd_bus_message_append(m, "as", 2, "renew", "Renew now")
+                    : sd_bus_message_append(m, "as", 0);
+    if (rc >= 0)
+        rc = sd_bus_message_append(m, "a{sv}", 2, "urgency", "y", (uint8_t)(critical ? 2 : 1),
+                                   "desktop-entry", "s", "evertoken-enroll");
+    if (rc >= 0)
+        rc = sd_bus_message_append(m, "i", (int32_t)(critical ? 0 : -1));
+    if (rc >= 0)
+        rc = sd_bus_call(bus, m, 0, &e, &r);
+    if (rc >= 0)
+        rc = sd_bus_message_read(r, "u", id);
+    if (rc < 0)
+        enr_debug("desktop notification not shown: %s", e.message ? e.message : strerror(-rc));
+    sd_bus_error_free(&e);
+    sd_bus_message_unref(m);
+    sd_bus_message_unref(r);
+    return rc < 0 ? -1 : 0;
+}
+
+void
+enr_desktop_notify(const enr_profile *p, enr_state *st, const enr_event *ev, int problem)
+{
+    sd_bus *bus = bus_get();
+    uint32_t prev, id = 0;
+    char *title, *body;
+    int c, action;
+
+    if (bus == NULL)
+        return;
+    prev = st != NULL ? notice_get(st, p->name) : 0;
+    c = caps(bus);
+    if (!problem && prev != 0) {
+        /* Solved: the problem's notice is withdrawn. */
+        sd_bus_call_method(bus, N_DEST, N_PATH, N_IFACE, "CloseNotification", NULL, NULL, "u",
+                           prev);
+        notice_put(st, p->name, 0, NULL);
+        prev = 0;
+    }
+    action = problem && g_listen && (c & 1) && renewable(ev->event);
+    title = enr_aprintf("evertoken: %s (%s)", ev->event, p->name);
+    body = (c & 2) ? markup_escape(ev->message) : strdup(ev->message);
+    if (title != NULL && body != NULL &&
+        notify_call(bus, problem ? prev : 0, title, body, action, problem, &id) == 0 && problem &&
+        st != NULL)
+        notice_put(st, p->name, id, ev->event);
+    free(title);
+    free(body);
+}
+
+/* ---- The service: actions ---------------------------------------------- */
+
+static int
+on_action(sd_bus_message *m, void *ud, sd_bus_error *e)
+{
+    uint32_t id;
+    const char *key;
+
+    (void)ud;
+    (void)e;
+    if (sd_bus_message_read(m, "us", &id, &key) < 0 || strcmp(key, "renew") != 0)
+        return 0;
+    if (g_nqueue < MAX_QUEUED)
+        g_queue[g_nqueue++] = id;
+    return 0;
+}
+
+int
+enr_desktop_listen(void)
+{
+    sd_bus *bus = bus_get();
+
+    if (bus == NULL)
+        return -1;
+    if (sd_bus_match_signal(bus, NULL, NULL, N_PATH, N_IFACE, "ActionInvoked", on_action, NULL) < 0)
+        return -1;
+    g_listen = 1;
+    enr_debug("desktop notifications: listening for actions");
+    return 0;
+}
+
+void
+enr_desktop_wait(long seconds)
+{
+    uint64_t end;
+    struct timespec ts;
+
+    if (!g_listen || g_bus == NULL) {
+        sleep((unsigned)seconds);
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    end = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000 + (uint64_t)seconds * 1000000;
+    while (g_nqueue == 0) {
+        int r;
+        uint64_t now;
+        while ((r = sd_bus_process(g_bus, NULL)) > 0)
+            ;
+        if (r < 0) {
+            enr_warn("session bus: %s; desktop actions are no longer heard", strerror(-r));
+            enr_desktop_close();
+            return;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+        if (g_nqueue > 0 || now >= end)
+            break;
+        if (sd_bus_wait(g_bus, end - now) < 0)
+            break; /* a signal (SIGTERM: the caller stops) or an error */
+    }
+}
+
+/* The token label of P's URI into LABEL (empty when it names none). */
+static void
+uri_label(const enr_profile *p, char *label, size_t n)
+{
+    P11KitUri *u = p11_kit_uri_new();
+    CK_TOKEN_INFO *ti;
+    size_t len;
+
+    label[0] = '\0';
+    if (u == NULL)
+        return;
+    if (p11_kit_uri_parse(p->token_uri, P11_KIT_URI_FOR_TOKEN, u) == P11_KIT_URI_OK &&
+        (ti = p11_kit_uri_get_token_info(u)) != NULL) {
+        len = sizeof(ti->label);
+        while (len > 0 && (ti->label[len - 1] == ' ' || ti->label[len - 1] == '\0'))
+            len--;
+        if (len >= n)
+            len = n - 1;
+        memcpy(label, ti->label, len);
+        label[len] = '\0';
+    }
+    p11_kit_uri_free(u);
+}
+
+/* "Renew now" for P: the unlock (when the token needs a login), then the check. */
+static void
+renew_now(enr_ctx *ctx, const enr_profile *p)
+{
+    char label[64];
+    int r;
+
+    enr_info("profile %s: \"Renew now\" chosen in the desktop notification", p->name);
+    enr_state_event(ctx->st, p->name, "action", "Renew now (desktop notification)");
+    uri_label(p, label, sizeof(label));
+    if (p->pin_file == NULL && label[0] != '\0' && enr_token_login_ready(p) != 1) {
+        char *direct[] = {"evertoken", "unlock", "--token", label, NULL};
+        char *term[] = {"x-terminal-emulator", "-e", "evertoken", "unlock", "--token", label, NULL};
+        char *const *argv =
+            !isatty(STDIN_FILENO) && enr_in_path("x-terminal-emulator") ? term : direct;
+        r = enr_run_command(argv, NULL, NULL);
+        if (r != 0)
+            enr_warn("profile %s: evertoken unlock --token %s ended with %d", p->name, label, r);
+    }
+    enr_check_profile(ctx, p, "check");
+}
+
+int
+enr_desktop_actions(enr_ctx *ctx, enr_profile **v, size_t n)
+{
+    int ran = 0;
+
+    while (g_nqueue > 0) {
+        uint32_t id = g_queue[0];
+        char *name;
+        memmove(g_queue, g_queue + 1, (--g_nqueue) * sizeof(g_queue[0]));
+        name = notice_profile(ctx->st, id);
+        for (size_t i = 0; name != NULL && i < n; i++)
+            if (!strcmp(v[i]->name, name)) {
+                renew_now(ctx, v[i]);
+                ran = 1;
+                break;
+            }
+        if (name == NULL)
+            enr_debug("desktop action on notice %u: not one of this helper's notices", id);
+        free(name);
+    }
+    return ran;
+}

@@ -11,9 +11,11 @@
 #   acme_stop
 #   acme_profile NAME [LINES…]  an ACME profile for NAME.acme.test (http-01 responder
 #                        on 127.0.0.1:$ACME_HTTP_PORT, where pebble's VA connects)
+#                        (tls-alpn-01: pebble validates on 127.0.0.1:$ACME_TLS_PORT)
 need pebble pebble-challtestsrv curl
 [ -n "${ENR_IN_NETNS:-}" ] || { echo "SKIP: pebble tests need a network namespace (root, unshare -n)" >&2; exit 77; }
 ACME_HTTP_PORT=5002
+ACME_TLS_PORT=5001
 ACME_DIR=$T/pebble
 mkdir -p "$ACME_DIR"
 
@@ -38,7 +40,7 @@ acme_config() {
     cat >"$ACME_DIR/config.json" <<JSON
 {"pebble": {"listenAddress": "127.0.0.1:14000", "managementListenAddress": "127.0.0.1:15000",
   "certificate": "$ACME_DIR/tls.pem", "privateKey": "$ACME_DIR/tls.key",
-  "httpPort": $ACME_HTTP_PORT, "tlsPort": 5001, "ocspResponderURL": "${ACME_OCSP_URL:-}"$eab}}
+  "httpPort": $ACME_HTTP_PORT, "tlsPort": $ACME_TLS_PORT, "ocspResponderURL": "${ACME_OCSP_URL:-}"$eab}}
 JSON
 }
 acme_start() {

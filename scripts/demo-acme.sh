@@ -6,7 +6,7 @@
 # serving TLS with that key (pkcs11 engine), and a renewal while a client
 # loop keeps requesting: the post-processing script reloads nginx, no
 # request fails. Uses from demo.sh: here, W, MODULE, DEMO_PIN, step, proved,
-# quiet; pebble, nginx and the engine's configuration come from
+# quiet, cleanup_note; pebble, nginx and the engine's configuration come from
 # scripts/lib/pkcs11-tls.sh (shared with the tests). Every port is a free
 # one on 127.0.0.1; every process is stopped.
 et_install_packages pebble nginx libengine-pkcs11-openssl curl
@@ -138,8 +138,4 @@ Renewed:  www.demo.test $ENROLLED_SERIAL -> $RENEWED_SERIAL over ACME (pebble), 
 Files:    the demo's token, pebble's and nginx's files and the enrollment state are in $W;
           the build is in $here/build-demo.
 SUMMARY
-if [ "${DEMO_KEEP:-0}" = 1 ]; then
-    echo "Clean up: rm -rf $W $here/build-demo"
-else
-    echo "Clean up: $W is removed now (DEMO_KEEP=1 keeps it); rm -rf $here/build-demo removes the build."
-fi
+cleanup_note

@@ -20,6 +20,14 @@ cd "$here"
 . scripts/lib/pkcs11-tls.sh
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# The last line of the summary: what is removed, what stays.
+cleanup_note() {
+    if [ "${DEMO_KEEP:-0}" = 1 ]; then
+        echo "Clean up: rm -rf $W $here/build-demo"
+    else
+        echo "Clean up: $W is removed now (DEMO_KEEP=1 keeps it); rm -rf $here/build-demo removes the build."
+    fi
+}
 # One sentence: what the step just proved.
 proved() { printf '\033[32m-> %s\033[0m\n' "$*"; }
 # Run quietly; show the output only if the command fails.
@@ -315,9 +323,5 @@ Renewed:  bob's certificate $ENROLLED_SERIAL -> $RENEWED_SERIAL, with a new key,
 Files:    the demo's token, CAs, NSS database and enrollment state are in $W;
           the build is in $here/build-demo.
 SUMMARY
-if [ "${DEMO_KEEP:-0}" = 1 ]; then
-    echo "Clean up: rm -rf $W $here/build-demo"
-else
-    echo "Clean up: $W is removed now (DEMO_KEEP=1 keeps it); rm -rf $here/build-demo removes the build."
-fi
+cleanup_note
 echo "Packages: the runtime and demo sets of scripts/deps.sh stay installed (apt-get remove them if unwanted)."

@@ -80,7 +80,7 @@ EOF
 }
 
 nginx_token_conf() {
-    local prefix=$1 port=$2 name=$3 key_uri=$4 user= envs= v
+    local prefix=$1 port=$2 name=$3 key_uri=$4 user='' envs='' v
     mkdir -p "$prefix/logs" "$prefix/tmp" "$prefix/ssl"
     chmod 700 "$prefix/ssl"
     # Running as root, the workers would switch to "nobody", which cannot

@@ -16,8 +16,18 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 . scripts/deps.sh
+# the pkcs11 engine's configuration, free ports, nginx and pebble helpers
+. scripts/lib/pkcs11-tls.sh
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# The last line of the summary: what is removed, what stays.
+cleanup_note() {
+    if [ "${DEMO_KEEP:-0}" = 1 ]; then
+        echo "Clean up: rm -rf $W $here/build-demo"
+    else
+        echo "Clean up: $W is removed now (DEMO_KEEP=1 keeps it); rm -rf $here/build-demo removes the build."
+    fi
+}
 # One sentence: what the step just proved.
 proved() { printf '\033[32m-> %s\033[0m\n' "$*"; }
 # Run quietly; show the output only if the command fails.
@@ -116,23 +126,7 @@ pkcs11-tool --module "$MODULE" --token-label demo --login --pin "$DEMO_PIN" \
 proved "the token generates key pairs itself (C_GenerateKeyPair); carol's private key never exists outside it."
 # OpenSSL reaches the token through the pkcs11 engine (libengine-pkcs11-openssl),
 # configured in a private openssl.cnf. Only the commands that use the token key get it.
-cat >"$W/engine.cnf" <<CNF
-openssl_conf = openssl_init
-[openssl_init]
-engines = engine_section
-[engine_section]
-pkcs11 = pkcs11_section
-[pkcs11_section]
-engine_id = pkcs11
-dynamic_path = $(find /usr/lib/*/engines-3 -name pkcs11.so -print -quit)
-MODULE_PATH = $MODULE
-PIN = $DEMO_PIN
-init = 0
-[req]
-distinguished_name = req_dn
-[req_dn]
-CNF
-chmod 600 "$W/engine.cnf"
+pkcs11_engine_conf "$W/engine.cnf" "$MODULE" "$DEMO_PIN" 0 req
 KEY_URI="pkcs11:token=demo;object=carol;type=private"
 CERT_URI="pkcs11:token=demo;object=carol;type=cert"
 
@@ -156,7 +150,7 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=l
 printf 'extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$W/server.ext"
 openssl x509 -req -in "$W/server.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial \
     -days 30 -extfile "$W/server.ext" -out "$W/server.pem" 2>/dev/null
-for PORT in $(shuf -i 20000-60000 -n 50); do [ -z "$(ss -Htln "sport = :$PORT")" ] && break; done
+PORT=$(free_port)
 # -Verify 1: a client certificate from the demo CA is required; -www answers
 # one HTTP request with what the server saw of the connection; -naccept 1: then it exits.
 openssl s_server -accept "127.0.0.1:$PORT" -cert "$W/server.pem" -key "$W/server.key" \
@@ -268,7 +262,7 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=l
     -keyout "$W/scep/web.key" 2>/dev/null |
     openssl x509 -req -CA "$W/scep/ca.pem" -CAkey "$W/scep/ca.key" -CAcreateserial -days 90 \
         -extfile <(printf 'subjectAltName=IP:127.0.0.1\n') -out "$W/scep/web.pem" 2>/dev/null
-for WPORT in $(shuf -i 20000-60000 -n 50); do [ -z "$(ss -Htln "sport = :$WPORT")" ] && break; done
+WPORT=$(free_port)
 openssl s_server -accept "127.0.0.1:$WPORT" -cert "$W/scep/web.pem" -key "$W/scep/web.key" \
     -Verify 1 -CAfile "$W/scep/ca.pem" -verify_return_error -attime "$FAKE" -www \
     >"$W/web.log" 2>&1 </dev/null &
@@ -329,9 +323,5 @@ Renewed:  bob's certificate $ENROLLED_SERIAL -> $RENEWED_SERIAL, with a new key,
 Files:    the demo's token, CAs, NSS database and enrollment state are in $W;
           the build is in $here/build-demo.
 SUMMARY
-if [ "${DEMO_KEEP:-0}" = 1 ]; then
-    echo "Clean up: rm -rf $W $here/build-demo"
-else
-    echo "Clean up: $W is removed now (DEMO_KEEP=1 keeps it); rm -rf $here/build-demo removes the build."
-fi
+cleanup_note
 echo "Packages: the runtime and demo sets of scripts/deps.sh stay installed (apt-get remove them if unwanted)."

@@ -14,6 +14,7 @@
  *   acme_order.c  the protocol operations (account, order, authorization,
  *                 http-01, finalize, download) and enr_proto_acme
  *   acme_http01.c the http-01 responder (libmicrohttpd) and the webroot
+ *   acme_tlsalpn.c the tls-alpn-01 responder (OpenSSL, RFC 8737)
  *   acme_hook.c   challenges by the user's program (dns-01 and others)
  * Not an interface for anything else: enr_int.h is the helper's.
  */
@@ -39,6 +40,7 @@ typedef struct enr_acme_conf {
     char *challenge;       /* the challenge type answered (default http-01) */
     char *challenge_hook;  /* program deploying and cleaning up a challenge */
     char *http_listen;     /* http-01 responder address:port (default 0.0.0.0:80) */
+    char *tls_alpn_listen; /* tls-alpn-01 responder address:port (default 0.0.0.0:443) */
     char *webroot;         /* http-01 by writing into WEBROOT/.well-known/acme-challenge/ */
     char *server_anchors;  /* PEM anchors of the ACME server's TLS (default: the system's) */
     char *preferred_chain; /* the chain whose top certificate's issuer CN is this */
@@ -140,6 +142,20 @@ enr_rc enr_acme_http01_start(const enr_profile *p, enr_acme_http01 **out);
 enr_rc enr_acme_http01_add(enr_acme_http01 *h, const char *token, const char *keyauth);
 /* Stop the responder, remove the webroot files. */
 void enr_acme_http01_stop(enr_acme_http01 *h);
+/* "addr:port", "[v6]:port", ":port" (any IPv4 address) into SS; -1 if not. */
+struct sockaddr_storage;
+int enr_acme_parse_listen(const char *v, struct sockaddr_storage *ss);
+
+/* ---- acme_tlsalpn.c ----------------------------------------------------- */
+
+typedef struct enr_acme_tlsalpn enr_acme_tlsalpn;
+/* Listen on the profile's tls_alpn_listen (TLS, ALPN acme-tls/1 only). */
+enr_rc enr_acme_tlsalpn_start(const enr_profile *p, enr_acme_tlsalpn **out);
+/* Answer IDENT ("dns:NAME", "ip:ADDRESS") with a new self-signed
+ * certificate (software key) carrying SHA-256(KEYAUTH). */
+enr_rc enr_acme_tlsalpn_add(enr_acme_tlsalpn *h, const char *ident, const char *keyauth);
+/* Stop the responder, free the certificates and their keys. */
+void enr_acme_tlsalpn_stop(enr_acme_tlsalpn *h);
 
 /* ---- acme_hook.c -------------------------------------------------------- */
 

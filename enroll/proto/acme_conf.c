@@ -138,9 +138,15 @@ enr_acme_conf_set(enr_profile *p, const char *dir, const char *name, const char 
             return fail(why, n, "'%s' is not address:port (e.g. 0.0.0.0:80, [::]:80)", value);
         return set(&a->http_listen, value, why, n);
     }
+    if (IS("acme", "tls_alpn_listen")) {
+        if (check_listen(value) != 0)
+            return fail(why, n, "'%s' is not address:port (e.g. 0.0.0.0:443, [::]:443)", value);
+        return set(&a->tls_alpn_listen, value, why, n);
+    }
     if (IS("acme", "challenge")) {
         if (strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(value))
-            return fail(why, n, "'%s' is not a challenge type (http-01, dns-01, ...)", value);
+            return fail(why, n, "'%s' is not a challenge type (http-01, tls-alpn-01, dns-01, ...)",
+                        value);
         return set(&a->challenge, value, why, n);
     }
     if (IS("acme", "challenge_hook"))
@@ -165,6 +171,7 @@ enr_acme_conf_free(enr_acme_conf *a)
     free(a->eab_kid);
     free(a->eab_hmac_file);
     free(a->http_listen);
+    free(a->tls_alpn_listen);
     free(a->challenge);
     free(a->challenge_hook);
     free(a->webroot);

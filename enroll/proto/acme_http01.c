@@ -71,9 +71,8 @@ answer(void *cls, struct MHD_Connection *conn, const char *url, const char *meth
     return ret;
 }
 
-/* "addr:port", "[v6]:port", ":port" into SS. */
-static int
-parse_listen(const char *v, struct sockaddr_storage *ss)
+int
+enr_acme_parse_listen(const char *v, struct sockaddr_storage *ss)
 {
     const char *c = strrchr(v, ':');
     char host[64];
@@ -137,7 +136,7 @@ enr_acme_http01_start(const enr_profile *p, enr_acme_http01 **out)
         *out = h;
         return ENR_OK;
     }
-    if (parse_listen(listen, &ss) != 0) {
+    if (enr_acme_parse_listen(listen, &ss) != 0) {
         enr_err("ACME http-01: cannot use http_listen %s", listen);
         enr_acme_http01_stop(h);
         return ENR_E_CONFIG;

@@ -7,7 +7,8 @@
  *    with the profile's key id and HMAC key file);
  *  - order for the profile's DNS and IP names ([certificate] san, RFC 8738
  *    for IP addresses), its authorizations answered by http-01
- *    (acme_http01.c), polled with Retry-After;
+ *    (acme_http01.c), tls-alpn-01 (acme_tlsalpn.c) or the user's hook
+ *    (acme_hook.c), polled with Retry-After;
  *  - finalize with a CSR signed by the new key in the token, poll, download
  *    the PEM chain (an alternate chain chosen by [acme] preferred_chain);
  *  - the certificate goes back to the engine, which checks and stores it
@@ -66,10 +67,19 @@ acme_check(const enr_profile *p, const char *path)
         return ENR_E_CONFIG;
     }
     if (p->acme != NULL && p->acme->challenge != NULL &&
-        strcmp(p->acme->challenge, "http-01") != 0 && p->acme->challenge_hook == NULL) {
-        enr_err("%s: [acme] challenge = %s needs a challenge_hook (only http-01 is answered by "
-                "the helper itself)",
+        strcmp(p->acme->challenge, "http-01") != 0 &&
+        strcmp(p->acme->challenge, "tls-alpn-01") != 0 && p->acme->challenge_hook == NULL) {
+        enr_err("%s: [acme] challenge = %s needs a challenge_hook (only http-01 and tls-alpn-01 "
+                "are answered by the helper itself)",
                 path, p->acme->challenge);
+        return ENR_E_CONFIG;
+    }
+    if (p->acme != NULL && p->acme->tls_alpn_listen != NULL &&
+        (p->acme->challenge == NULL || strcmp(p->acme->challenge, "tls-alpn-01") != 0 ||
+         p->acme->challenge_hook != NULL)) {
+        enr_err("%s: [acme] tls_alpn_listen is for the built-in tls-alpn-01 responder: set "
+                "challenge = tls-alpn-01 (without challenge_hook)",
+                path);
         return ENR_E_CONFIG;
     }
     return ENR_OK;
@@ -127,10 +137,16 @@ use_hook(const enr_profile *p)
     return p->acme != NULL && p->acme->challenge_hook != NULL;
 }
 
-/* Make challenge AZ answerable: the http-01 responder or webroot (*H
- * started on first use), or the hook's deploy (*DEPLOYED set). */
+/* The built-in responders, started on first use. */
+typedef struct responders {
+    enr_acme_http01 *http;
+    enr_acme_tlsalpn *tls;
+} responders;
+
+/* Make challenge AZ answerable: the http-01 responder or webroot, the
+ * tls-alpn-01 responder, or the hook's deploy (*DEPLOYED set). */
 static enr_rc
-deploy(enr_acme *a, enr_acme_authz *az, const char *thumb, enr_acme_http01 **h, int *deployed)
+deploy(enr_acme *a, enr_acme_authz *az, const char *thumb, responders *h, int *deployed)
 {
     char *ka = enr_aprintf("%s.%s", az->ch_token, thumb);
     const char *value = strchr(az->ident, ':') ? strchr(az->ident, ':') + 1 : az->ident;
@@ -141,11 +157,16 @@ deploy(enr_acme *a, enr_acme_authz *az, const char *thumb, enr_acme_http01 **h, 
     if (use_hook(a->p)) {
         rc = enr_acme_hook(a->p, "deploy", ch_type(a->p), value, az->ch_token, ka);
         *deployed = 1; /* cleaned up in any case */
-    } else {
-        if (*h == NULL)
-            rc = enr_acme_http01_start(a->p, h);
+    } else if (!strcmp(ch_type(a->p), "tls-alpn-01")) {
+        if (h->tls == NULL)
+            rc = enr_acme_tlsalpn_start(a->p, &h->tls);
         if (rc == ENR_OK)
-            rc = enr_acme_http01_add(*h, az->ch_token, ka);
+            rc = enr_acme_tlsalpn_add(h->tls, az->ident, ka);
+    } else {
+        if (h->http == NULL)
+            rc = enr_acme_http01_start(a->p, &h->http);
+        if (rc == ENR_OK)
+            rc = enr_acme_http01_add(h->http, az->ch_token, ka);
     }
     free(ka);
     return rc;
@@ -201,7 +222,7 @@ verdict(enr_acme *a, const char *url, const enr_acme_authz *az, enr_acme_ans *an
 static enr_rc
 authorize(enr_acme *a, const enr_acme_order *o)
 {
-    enr_acme_http01 *h = NULL;
+    responders h = {NULL, NULL};
     enr_acme_authz *az = calloc(o->n_authz, sizeof(*az));
     int *deployed = calloc(o->n_authz, sizeof(int));
     enr_acme_ans ans = {.retry_after = -1};
@@ -244,7 +265,8 @@ authorize(enr_acme *a, const enr_acme_order *o)
         if (az[i].ch_url != NULL && !strcmp(az[i].status, "pending"))
             rc = verdict(a, o->authz[i], &az[i], &ans);
 done:
-    enr_acme_http01_stop(h);
+    enr_acme_http01_stop(h.http);
+    enr_acme_tlsalpn_stop(h.tls);
     if (az != NULL && deployed != NULL && thumb != NULL)
         cleanup(a, az, deployed, o->n_authz, thumb);
     for (size_t i = 0; az != NULL && i < o->n_authz; i++)

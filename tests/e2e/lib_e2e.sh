@@ -15,6 +15,8 @@
 : "${EVERTOKEN_SOURCE_DIR:?run through ctest (EVERTOKEN_SOURCE_DIR unset)}"
 # shellcheck source=../external/lib.sh
 . "$EVERTOKEN_SOURCE_DIR/tests/external/lib.sh"
+# shellcheck source=../../scripts/lib/pkcs11-tls.sh
+. "$EVERTOKEN_SOURCE_DIR/scripts/lib/pkcs11-tls.sh"
 
 E2E_MODULE=${E2E_MODULE:-evertoken}
 export E2E_SO_PIN=87654321 E2E_PIN=31415926
@@ -255,30 +257,8 @@ e2e_server_cert() {
 # use the engine get it (E); with it, OpenSSL 3.0 fails to sign certificates
 # with an ordinary EC key ("default_check: command not supported").
 e2e_engine_conf() {
-    local so
-    so=$(find /usr/lib/*/engines-3 -name pkcs11.so -print -quit 2>/dev/null || true)
-    [ -n "$so" ] || { echo "SKIP: libengine-pkcs11-openssl not installed" >&2; exit 77; }
-    cat >"$T/openssl.cnf" <<EOF
-openssl_conf = openssl_init
-
-[openssl_init]
-engines = engine_section
-
-[engine_section]
-pkcs11 = pkcs11_section
-
-[pkcs11_section]
-engine_id = pkcs11
-dynamic_path = $so
-MODULE_PATH = $M
-PIN = $E2E_PIN
-init = 0
-
-[req]
-distinguished_name = req_dn
-[req_dn]
-EOF
-    chmod 600 "$T/openssl.cnf"
+    pkcs11_engine_conf "$T/openssl.cnf" "$M" "$E2E_PIN" 0 req ||
+        { echo "SKIP: libengine-pkcs11-openssl not installed" >&2; exit 77; }
 }
 # Run a program that loads the module through the engine.
 E() { OPENSSL_CONF=$T/openssl.cnf host "$@"; }

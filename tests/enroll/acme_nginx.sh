@@ -14,81 +14,21 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/acmelib.sh"
 need nginx
-ENGINE_SO=$(find /usr/lib/*/engines-3 -name pkcs11.so -print -quit 2>/dev/null || true)
-[ -n "$ENGINE_SO" ] || { echo "SKIP: libengine-pkcs11-openssl not installed" >&2; exit 77; }
+pkcs11_engine_so >/dev/null || { echo "SKIP: libengine-pkcs11-openssl not installed" >&2; exit 77; }
 NGX=$T/nginx
 NGX_PORT=8443
 NAME=www
 HOSTNAME_=$NAME.acme.test
-mkdir -p "$NGX/logs" "$NGX/tmp" "$NGX/ssl"
-chmod 700 "$NGX/ssl"
-
-# OpenSSL configuration of nginx: the pkcs11 engine with the token's module
-# and PIN (this file is a secret: 0600).
-cat >"$NGX/ssl/openssl.cnf" <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-engines = engine_section
-[engine_section]
-pkcs11 = pkcs11_section
-[pkcs11_section]
-engine_id = pkcs11
-dynamic_path = $ENGINE_SO
-MODULE_PATH = $MOD
-PIN = $PIN
-init = 1
-EOF
-chmod 600 "$NGX/ssl/openssl.cnf"
-# Running as root, the workers would switch to "nobody", which cannot read
-# the test's 0700 directory: they stay root here (as the Chromium test's).
-user=
-[ "$(id -u)" = 0 ] && user="user root;"
-# The module's environment must reach the workers: nginx clears it for them
-# (its `env` directive keeps a variable), and libp11 initialises the module
-# again in every worker after the fork.
-envs=
-for v in EVERTOKEN_DIR EVERTOKEN_KDF SOFTHSM2_CONF HOME; do
-    [ -n "${!v:-}" ] && envs+="env $v;"$'\n'
-done
-cat >"$NGX/nginx.conf" <<EOF
-$user
-worker_processes 2;
-pid $NGX/nginx.pid;
-error_log $NGX/logs/error.log info;
-$envs
-events { worker_connections 64; }
-http {
-    access_log $NGX/logs/access.log;
-    client_body_temp_path $NGX/tmp/body;
-    proxy_temp_path $NGX/tmp/proxy;
-    fastcgi_temp_path $NGX/tmp/fastcgi;
-    uwsgi_temp_path $NGX/tmp/uwsgi;
-    scgi_temp_path $NGX/tmp/scgi;
-    server {
-        listen 127.0.0.1:$NGX_PORT ssl;
-        server_name $HOSTNAME_;
-        ssl_certificate $NGX/ssl/fullchain.pem;
-        ssl_certificate_key "engine:pkcs11:pkcs11:token=$LABEL;object=$NAME;type=private";
-        location / { return 200 "hello from nginx\n"; }
-    }
-}
-EOF
-ngx() { OPENSSL_CONF=$NGX/ssl/openssl.cnf host nginx -p "$NGX" -c "$NGX/nginx.conf" -e "$NGX/logs/error.log" "$@"; }
-
+NGX_WRAP=host
+# nginx's configuration and the OpenSSL one of its pkcs11 engine (module
+# and PIN, mode 0600), the post-processing script: scripts/lib/pkcs11-tls.sh,
+# shared with the demo.
+nginx_token_conf "$NGX" "$NGX_PORT" "$HOSTNAME_" "pkcs11:token=$LABEL;object=$NAME;type=private"
+pkcs11_engine_conf "$NGX/ssl/openssl.cnf" "$MOD" "$PIN" 1
+ngx() { nginx_token "$NGX" "$@"; }
 # The post-processing script: the new full chain atomically in place, then
 # nginx reloads (only when it runs: the first enrollment comes before it).
-cat >"$T/deploy.sh" <<EOF
-#!/bin/sh
-set -e
-cp "\$EVERTOKEN_FULLCHAIN_FILE" "$NGX/ssl/fullchain.pem.new"
-mv "$NGX/ssl/fullchain.pem.new" "$NGX/ssl/fullchain.pem"
-echo "\$EVERTOKEN_EVENT \$EVERTOKEN_SERIAL" >>"$T/deploy.log"
-if [ -s "$NGX/nginx.pid" ]; then
-    OPENSSL_CONF="$NGX/ssl/openssl.cnf" nginx -p "$NGX" -c "$NGX/nginx.conf" -e "$NGX/logs/error.log" -s reload
-    echo reloaded >>"$T/deploy.log"
-fi
-EOF
-chmod 755 "$T/deploy.sh"
+nginx_deploy_script "$T/deploy.sh" "$NGX" "$T/deploy.log"
 
 acme_init
 acme_start

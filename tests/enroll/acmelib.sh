@@ -11,22 +11,21 @@
 #   acme_stop
 #   acme_profile NAME [LINES…]  an ACME profile for NAME.acme.test (http-01 responder
 #                        on 127.0.0.1:$ACME_HTTP_PORT, where pebble's VA connects)
+#                        (tls-alpn-01: pebble validates on 127.0.0.1:$ACME_TLS_PORT)
 need pebble pebble-challtestsrv curl
 [ -n "${ENR_IN_NETNS:-}" ] || { echo "SKIP: pebble tests need a network namespace (root, unshare -n)" >&2; exit 77; }
 ACME_HTTP_PORT=5002
+ACME_TLS_PORT=5001
 ACME_DIR=$T/pebble
 mkdir -p "$ACME_DIR"
 
+# pebble's TLS, configuration and start: scripts/lib/pkcs11-tls.sh (shared
+# with the demo).
+. "$EVERTOKEN_SOURCE_DIR/scripts/lib/pkcs11-tls.sh"
 acme_init() {
     # pebble's own TLS certificate (its listener), issued by a test CA that
     # only the profiles' server_anchors trust.
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$ACME_DIR/tlsca.key" -out "$ACME_DIR/tlsca.pem" \
-        -subj "/CN=pebble TLS test CA" -days 30 -addext "basicConstraints=critical,CA:TRUE" 2>/dev/null
-    openssl req -new -newkey rsa:2048 -nodes -keyout "$ACME_DIR/tls.key" -subj "/CN=127.0.0.1" \
-        -out "$ACME_DIR/tls.csr" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$ACME_DIR/tls.ext"
-    openssl x509 -req -in "$ACME_DIR/tls.csr" -CA "$ACME_DIR/tlsca.pem" -CAkey "$ACME_DIR/tlsca.key" \
-        -CAcreateserial -days 30 -extfile "$ACME_DIR/tls.ext" -out "$ACME_DIR/tls.pem" 2>/dev/null
+    pebble_tls "$ACME_DIR"
     acme_config "${ACME_EAB:-}"
 }
 # pebble's configuration (EAB required when $1 is set: kid-1 with the key in $T/eab.key).
@@ -35,27 +34,16 @@ acme_config() {
     [ -n "$1" ] && eab=', "externalAccountBindingRequired": true, "externalAccountMACKeys": {"kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"}'
     printf 'zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n' >"$T/eab.key"
     chmod 600 "$T/eab.key"
-    cat >"$ACME_DIR/config.json" <<JSON
-{"pebble": {"listenAddress": "127.0.0.1:14000", "managementListenAddress": "127.0.0.1:15000",
-  "certificate": "$ACME_DIR/tls.pem", "privateKey": "$ACME_DIR/tls.key",
-  "httpPort": $ACME_HTTP_PORT, "tlsPort": 5001, "ocspResponderURL": "${ACME_OCSP_URL:-}"$eab}}
-JSON
+    pebble_config "$ACME_DIR" 127.0.0.1:14000 127.0.0.1:15000 "$ACME_HTTP_PORT" "$ACME_TLS_PORT" \
+        "${ACME_OCSP_URL:-}" "$eab"
 }
 acme_start() {
-    pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dns01 127.0.0.1:8053 -http01 "" \
-        -https01 "" -tlsalpn01 "" -management 127.0.0.1:8055 >>"$T/challtestsrv.log" 2>&1 &
-    ACME_DNS_PID=$!
-    ET_PIDS+=("$ACME_DNS_PID")
-    env PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 "$@" \
-        pebble -config "$ACME_DIR/config.json" -dnsserver 127.0.0.1:8053 >>"$T/pebble.log" 2>&1 &
-    ACME_PID=$!
-    ET_PIDS+=("$ACME_PID")
-    for _ in $(seq 200); do
-        curl -s --cacert "$ACME_DIR/tlsca.pem" https://127.0.0.1:15000/roots/0 >"$CA/root.pem" 2>/dev/null &&
-            [ -s "$CA/root.pem" ] && break
-        sleep 0.05
-    done
-    [ -s "$CA/root.pem" ] || die "pebble did not start: $(cat "$T/pebble.log")"
+    local ok=0
+    pebble_run "$ACME_DIR" "$CA/root.pem" 8053 8055 15000 PEBBLE_AUTHZREUSE=0 "$@" && ok=1
+    ACME_DNS_PID=${PEBBLE_PIDS[0]}
+    ACME_PID=${PEBBLE_PIDS[1]}
+    ET_PIDS+=("${PEBBLE_PIDS[@]}")
+    [ "$ok" = 1 ] || die "pebble did not start: $(cat "$ACME_DIR/pebble.log")"
     ACME_URL=https://127.0.0.1:14000/dir
 }
 acme_stop() {

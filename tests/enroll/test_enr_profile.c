@@ -169,6 +169,14 @@ static const struct {
      "[acme] eab_kid and eab_hmac_file go together"},
     {BASE "[ca]\nprotocol = acme\n[acme]\nhttp_listen = 1.2.3.4\n",
      "p.conf:12: [acme] http_listen: '1.2.3.4' is not address:port"},
+    {BASE "[ca]\nprotocol = acme\n[acme]\ntls_alpn_listen = 127.0.0.1:0\n",
+     "p.conf:12: [acme] tls_alpn_listen: '127.0.0.1:0' is not address:port"},
+    {BASE "[ca]\nprotocol = acme\n[certificate]\nsan = DNS:a.example\n[acme]\nchallenge = "
+          "tls-alpn-01\nchallenge = tls-alpn-01\n",
+     "[acme] challenge: given twice"},
+    {BASE "[ca]\nprotocol = acme\n[certificate]\nsan = DNS:a.example\n[acme]\ntls_alpn_listen = "
+          ":443\n",
+     "[acme] tls_alpn_listen is for the built-in tls-alpn-01 responder"},
     {BASE "[ca]\nprotocol = acme\n[acme]\naccount_key = dsa\n",
      "p.conf:12: [acme] account_key: 'dsa' is not ec (ES256) or rsa (RS256)"},
     {BASE "[ca]\nprotocol = acme\n[acme]\nagree_tos = perhaps\n",

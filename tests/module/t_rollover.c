@@ -851,6 +851,128 @@ t_rollover_held_key(void **state)
     cred_free(&nw);
 }
 
+
+/* ---- REVIEW: a held key evicted by the bounded cache, then retired ------ */
+
+#define NDATA 60
+
+static void
+make_data(CK_SESSION_HANDLE h)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    for (int i = 0; i < NDATA; i++) {
+        char lab[16];
+        CK_OBJECT_HANDLE o;
+        snprintf(lab, sizeof(lab), "d%d", i);
+        CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                            {CKA_TOKEN, (void *)&yes, sizeof(yes)},
+                            {CKA_LABEL, lab, strlen(lab)},
+                            {CKA_VALUE, "x", 1}};
+        assert_ok(F->C_CreateObject(h, t, 4, &o));
+    }
+}
+
+/* Touch every data object: the key becomes the least recently used. */
+static int
+touch_data(CK_SESSION_HANDLE h)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}};
+    CK_OBJECT_HANDLE o[NDATA + 8];
+    CK_ULONG n = 0;
+
+    if (F->C_FindObjectsInit(h, t, 1) != CKR_OK || F->C_FindObjects(h, o, NDATA + 8, &n) != CKR_OK ||
+        F->C_FindObjectsFinal(h) != CKR_OK)
+        return -1;
+    for (CK_ULONG i = 0; i < n; i++) {
+        unsigned char v[8];
+        CK_ATTRIBUTE a = {CKA_VALUE, v, sizeof(v)};
+        if (F->C_GetAttributeValue(h, o[i], &a, 1) != CKR_OK)
+            return -1;
+    }
+    return (int)n;
+}
+
+static int
+evicted_holder_child(int ready, int go, EVP_PKEY *oldpub)
+{
+    CK_SESSION_HANDLE h;
+    CK_OBJECT_HANDLE o[8], key;
+    CK_RV rv;
+    int nd;
+
+    if (conf_initialize() != CKR_OK ||
+        F->C_OpenSession(E.slot, CKF_SERIAL_SESSION, NULL, NULL, &h) != CKR_OK ||
+        F->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)CONF_USER_PIN, strlen(CONF_USER_PIN)) != CKR_OK)
+        return 2;
+    if (child_find_keys(h, o) != 1 || sign_verify(h, o[0], oldpub) != CKR_OK)
+        return 3;
+    key = o[0];
+    /* The process does other work: reads many other objects (bounded cache). */
+    nd = touch_data(h);
+    (void)touch_data(h);
+    fprintf(stderr, "child: touched %d data objects; the key still signs: %s\n", nd,
+            conf_rv_name(sign_verify(h, key, oldpub)));
+    (void)touch_data(h); /* the key is the least recently used again */
+    (void)touch_data(h);
+    if (pipe_send(ready) != 0 || pipe_wait(go) != 0)
+        return 4;
+    rv = sign_verify(h, key, oldpub);
+    if (rv != CKR_OK) {
+        fprintf(stderr, "child: the retired key held (evicted before) does not sign: %s\n",
+                conf_rv_name(rv));
+        return 6;
+    }
+    if (pipe_send(ready) != 0 || pipe_wait(go) != 0)
+        return 8;
+    return F->C_Finalize(NULL) == CKR_OK ? 0 : 10;
+}
+
+static void
+t_review_held_key_evicted(void **state)
+{
+    int ready[2], go[2], st = 0;
+    CK_SESSION_HANDLE h;
+    struct cred old, nw;
+    pid_t pid;
+
+    (void)state;
+    if (!is_evertoken())
+        skip();
+    h = user_session();
+    setup_old(h, &old);
+    make_data(h);
+    assert_ok(F->C_Finalize(NULL));
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(go), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        close(go[1]);
+        _exit(evicted_holder_child(ready[1], go[0], old.pub));
+    }
+    E.child = pid;
+    close(ready[1]);
+    close(go[0]);
+    assert_ok(conf_initialize());
+    h = user_session();
+    assert_int_equal(pipe_wait(ready[0]), 0);
+    setup_new(h, &nw);
+    assert_ok(store_cert(h, &nw.certder, 1, &nw.cert));
+    assert_int_equal(pipe_send(go[1]), 0);
+    (void)pipe_wait(ready[0]);
+    assert_int_equal(pipe_send(go[1]), 0);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    E.child = 0;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    close(ready[0]);
+    close(go[1]);
+    cred_free(&old);
+    cred_free(&nw);
+}
+
 struct conf_group
 conf_rollover_tests(void)
 {
@@ -859,6 +981,7 @@ conf_rollover_tests(void)
         CONF_TEST_TOKEN(t_rollover_mismatch), CONF_TEST_TOKEN(t_rollover_rollback),
         CONF_TEST_TOKEN(t_rollover_purge),    CONF_TEST_TOKEN(t_rollover_other_process),
         CONF_TEST_TOKEN(t_rollover_held_key),
+        CONF_TEST_TOKEN(t_review_held_key_evicted),
     };
     struct conf_group g = {"rollover", tests, sizeof(tests) / sizeof(tests[0])};
     return g;

@@ -334,6 +334,12 @@ KS_WUR ks_rv ks_change_seq(ks_token *tok, int64_t *seq);
 /* Fetch one object by id (same visibility and checks as ks_load_objects);
  * KS_E_NOT_FOUND if absent or invisible, KS_E_TAMPERED if it fails its check. */
 KS_WUR ks_rv ks_object_get(ks_token *tok, int64_t id, ks_object_cb cb, void *ctx);
+/* The same; with KS_GET_RETIRED in FLAGS a retired object (not purged yet)
+ * is handed out too, with state KS_RETIRED: for a caller that may still
+ * use a key a rollover retired (the module's key of an operation). */
+#define KS_GET_RETIRED 1u
+KS_WUR ks_rv ks_object_get_flags(ks_token *tok, int64_t id, unsigned flags, ks_object_cb cb,
+                                 void *ctx);
 
 /*
  * Store a new object. Needs the TMK (so that every stored record is sealed or

@@ -422,6 +422,12 @@ ks_list_inactive(ks_token *tok, ks_inactive_cb cb, void *ctx, unsigned *tampered
 ks_rv
 ks_object_get(ks_token *tok, int64_t id, ks_object_cb cb, void *ctx)
 {
+    return ks_object_get_flags(tok, id, 0, cb, ctx);
+}
+
+ks_rv
+ks_object_get_flags(ks_token *tok, int64_t id, unsigned flags, ks_object_cb cb, void *ctx)
+{
     sqlite3_stmt *st;
     ks_object obj;
     size_t wipe = 0;
@@ -446,7 +452,7 @@ ks_object_get(ks_token *tok, int64_t id, ks_object_cb cb, void *ctx)
     rv = ks_row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, NULL);
     if (rv != KS_OK)
         goto out;
-    if (obj.state == KS_RETIRED) {
+    if (obj.state == KS_RETIRED && !(flags & KS_GET_RETIRED)) {
         ks_wipe_scratch(tok, wipe);
         rv = KS_ERR(tok, KS_E_NOT_FOUND, "object %" PRId64 " is retired", id);
         goto out;

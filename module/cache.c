@@ -810,7 +810,7 @@ lookup_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, int retired_ok, struct mo
             o->used = ++t->tick;
         } else if (t->partial && h <= MOD_TOKEN_HANDLE_MAX) {
             /* Not read yet: from the keystore (cache_lazy.c). */
-            CK_RV rv = cache_fetch_inlock(t, h, &o);
+            CK_RV rv = cache_fetch_inlock(t, h, retired_ok, &o);
 
             if (rv != CKR_OK)
                 return rv;
@@ -878,7 +878,8 @@ cache_objs_insert_inlock(struct mod_token *t, struct mod_object *o)
     memmove(&t->objs[i + 1], &t->objs[i], (t->nobjs - 1 - i) * sizeof(*t->objs));
     t->objs[i] = o;
     o->used = ++t->tick;
-    ix_insert(t, o);
+    if (!o->retired)
+        ix_insert(t, o);
     return CKR_OK;
 }
 

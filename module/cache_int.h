@@ -46,8 +46,10 @@ void cache_arena_release(struct mod_arena *a);
 /* cache_lazy.c */
 /* Start a partial cache: empty, as of the keystore's change sequence now. */
 CK_RV cache_partial_begin_inlock(struct mod_token *t);
-/* Stored object H from the keystore into the partial cache. */
-CK_RV cache_fetch_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out);
+/* Stored object H from the keystore into the partial cache; a retired one
+ * (not purged yet) only when RETIRED_OK, cached as retired (mod_int.h). */
+CK_RV cache_fetch_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, int retired_ok,
+                         struct mod_object **out);
 /* Was VALUE of index K resolved (cache_resolve_relock) in this partial cache? */
 int cache_resolved_inlock(const struct mod_token *t, int k, const void *value, size_t len);
 void cache_rset_free_inlock(struct mod_token *t);

@@ -351,6 +351,7 @@ cache_resolve_tmpl_relock(struct mod_token *t, const CK_ATTRIBUTE *tmpl, CK_ULON
 struct get_ctx {
     struct mod_object *o;
     CK_RV rv;
+    int retired; /* the record is retired (KS_GET_RETIRED) */
 };
 
 static int
@@ -359,18 +360,22 @@ get_cb(void *ctx, const ks_object *ko)
     struct get_ctx *c = ctx;
 
     c->rv = cache_stored_from_ks(ko, &c->o);
+    c->retired = ko->state == KS_RETIRED;
     return 0;
 }
 
 CK_RV
-cache_fetch_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **out)
+cache_fetch_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, int retired_ok, struct mod_object **out)
 {
-    struct get_ctx c = {NULL, CKR_OK};
+    struct get_ctx c = {NULL, CKR_OK, 0};
     ks_rv kr;
     CK_RV rv;
 
     *out = NULL;
-    kr = ks_object_get(t->ks, (int64_t)h, get_cb, &c);
+    /* A key this process may hold was retired by another process's
+     * rollover after the cache evicted it (or after a search streamed it):
+     * read again as retired, as if it had stayed cached (cache.c, delta_cb). */
+    kr = ks_object_get_flags(t->ks, (int64_t)h, retired_ok ? KS_GET_RETIRED : 0, get_cb, &c);
     if (kr == KS_E_NOT_FOUND)
         return CKR_OBJECT_HANDLE_INVALID;
     if (kr == KS_E_TAMPERED) {
@@ -384,6 +389,7 @@ cache_fetch_inlock(struct mod_token *t, CK_OBJECT_HANDLE h, struct mod_object **
     }
     if (c.rv != CKR_OK)
         return c.rv;
+    c.o->retired = c.retired;
     rv = cache_objs_insert_inlock(t, c.o);
     if (rv == CKR_OK)
         *out = c.o;

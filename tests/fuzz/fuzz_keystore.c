@@ -19,8 +19,9 @@
  *   then records   u16 little-endian offset (plus the high part, modulo the
  *                  file size), XOR byte
  * The copy is written as the token file (no -wal), then ks_open, ks_get_info,
- * ks_login (user PIN), ks_load_objects, ks_object_get, ks_get_setting,
- * ks_find by CKA_ID, CKA_LABEL, CKA_SUBJECT and CKA_CLASS and
+ * ks_login (user PIN), ks_load_objects, ks_object_get (also with
+ * KS_GET_RETIRED), ks_get_setting, ks_find by CKA_ID, CKA_LABEL,
+ * CKA_SUBJECT and CKA_CLASS, ks_find_count by CKA_CLASS and
  * ks_find_issuer_serial, ks_find_pending and ks_list_inactive (logged out
  * and in), ks_change_seq, the rollover of "cr" (commit, rollback, discard,
  * purge), ks_changed, a create and a destroy, ks_close: every result is acceptable
@@ -263,6 +264,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const unsigned char cls[8] = {3};
         ks_attr a = {3, 4, (unsigned char *)"fuzz"};
         int64_t id = 0;
+        uint64_t count = 0;
 
         (void)!ks_load_objects(tok, check_cb, NULL, &tampered);
         (void)!ks_object_get(tok, 1, check_cb, NULL);
@@ -272,6 +274,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)!ks_find(tok, 0x101, "CN=s", 4, check_cb, NULL, &tampered);
         (void)!ks_find_issuer_serial(tok, "CN=ca", 5, "\x01", 1, check_cb, NULL, &tampered);
         (void)!ks_find(tok, 0, cls, sizeof(cls), check_cb, NULL, &tampered);
+        (void)!ks_find_count(tok, 0, cls, sizeof(cls), &count);
+        (void)!ks_object_get_flags(tok, 1, KS_GET_RETIRED, check_cb, NULL);
+        (void)!ks_object_get_flags(tok, 3, KS_GET_RETIRED, check_cb, NULL);
         (void)!ks_find_pending(tok, CRED_ARGS, check_cb, NULL, &tampered);
         (void)!ks_list_inactive(tok, inactive_cb, NULL, &tampered);
         (void)!ks_change_seq(tok, &id);

@@ -151,6 +151,33 @@ kill -TERM "$svc"
 wait "$svc" 2>/dev/null || true
 ok "the service running: restore refused with nothing changed"
 
+# A helper started while a restore holds enroll.inuse waits for it, then
+# locks the file of the state that is there afterwards (the restore
+# exchanged the directory meanwhile), not the replaced one.
+rm -f "$T/held"
+(exec 9>>"$STATE/enroll.inuse" && flock -x 9 && touch "$T/held" && exec sleep 30) &
+holder=$!
+ET_PIDS+=("$holder")
+for _ in $(seq 200); do [ -e "$T/held" ] && break; sleep 0.05; done
+ino=$(stat -c %i "$STATE/enroll.inuse")
+(unset EVERTOKEN_ENROLL_FAKE_TIME; exec "$ENROLL_BIN" --profiles "$PROFILES" --state-dir "$STATE" run) \
+    2>"$T/svc2.err" &
+svc=$!
+ET_PIDS+=("$svc")
+blocked() { grep -Eq -- "-> FLOCK +ADVISORY +READ +$svc [0-9a-f]+:[0-9a-f]+:$ino " /proc/locks; }
+for _ in $(seq 600); do blocked && break; sleep 0.05; done
+blocked || die "the service does not wait for the restore's lock: $(cat /proc/locks) $(cat "$T/svc2.err")"
+mv "$STATE" "$T/state.prev" # what the restore's exchange does
+cp -a "$T/state.prev" "$STATE"
+kill "$holder"
+wait "$holder" 2>/dev/null || true
+for _ in $(seq 600); do ! flock -n "$STATE/enroll.inuse" true && break; sleep 0.05; done
+! flock -n "$STATE/enroll.inuse" true || die "the service holds the replaced state, not the new one: $(cat "$T/svc2.err")"
+kill -TERM "$svc"
+wait "$svc" 2>/dev/null || true
+rm -rf "$T/state.prev"
+ok "a helper started during a restore waits, then opens the restored state"
+
 # The state directory is no directory: refused before the token changes.
 mv "$STATE" "$T/state.keep"
 echo junk >"$STATE"

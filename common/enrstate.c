@@ -13,13 +13,16 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "et_enrstate.h"
 
-#define DB_NAME "enroll.db"
+#define DB_NAME    "enroll.db"
+#define LOCK_NAME  "enroll.lock"
+#define INUSE_NAME "enroll.inuse"
 
 static int fail(char *err, size_t errn, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -265,8 +268,9 @@ done:
 static int
 skipped(const char *rel)
 {
-    return !strcmp(rel, DB_NAME) || !strcmp(rel, "enroll.lock") || !strcmp(rel, DB_NAME "-wal") ||
-           !strcmp(rel, DB_NAME "-shm") || !strcmp(rel, DB_NAME "-journal");
+    return !strcmp(rel, DB_NAME) || !strcmp(rel, LOCK_NAME) || !strcmp(rel, INUSE_NAME) ||
+           !strcmp(rel, DB_NAME "-wal") || !strcmp(rel, DB_NAME "-shm") ||
+           !strcmp(rel, DB_NAME "-journal");
 }
 
 static int
@@ -448,7 +452,8 @@ write_one(const char *path, const et_sfile *f)
 }
 
 int
-et_enr_state_stage(const char *dir, const et_sfiles *files, char **stage, char *err, size_t errn)
+et_enr_state_stage(const char *dir, const et_sfiles *files, char **stage, long long *latest,
+                   char *err, size_t errn)
 {
     size_t dl = strlen(dir);
     char *tmpl = malloc(dl + sizeof(".restore-XXXXXX"));
@@ -456,6 +461,7 @@ et_enr_state_stage(const char *dir, const et_sfiles *files, char **stage, char *
     sqlite3 *db;
 
     *stage = NULL;
+    *latest = 0;
     if (tmpl == NULL)
         return fail(err, errn, "out of memory");
     memcpy(tmpl, dir, dl);
@@ -477,7 +483,12 @@ et_enr_state_stage(const char *dir, const et_sfiles *files, char **stage, char *
         have_db |= !strcmp(f->name, DB_NAME);
         p = cat_path(tmpl, f->name);
         if (p == NULL || mkdirs(p, 0) != 0 || write_one(p, f) != 0) {
-            fail(err, errn, "cannot write %s: %s", p ? p : f->name, strerror(errno));
+            if (p != NULL && (errno == EEXIST || errno == ENOTDIR || errno == EISDIR))
+                fail(err, errn,
+                     "the helper state holds %s twice, or as a file and a directory (damaged)",
+                     f->name);
+            else
+                fail(err, errn, "cannot write %s: %s", p ? p : f->name, strerror(errno));
             free(p);
             goto fail;
         }
@@ -496,7 +507,7 @@ et_enr_state_stage(const char *dir, const et_sfiles *files, char **stage, char *
             if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &s, NULL) == SQLITE_OK &&
                 sqlite3_step(s) == SQLITE_ROW)
                 t = sqlite3_column_text(s, 0);
-            if (t == NULL || strcmp((const char *)t, "ok") != 0) {
+            if (t == NULL || strcmp((const char *)t, "ok") != 0 || db_latest(db, latest) != 0) {
                 fail(err, errn, "the helper state's database is damaged: %s",
                      t ? (const char *)t : sqlite3_errmsg(db));
                 sqlite3_finalize(s);
@@ -549,44 +560,165 @@ swap_by_rename(const char *dir, const char *stage, char *err, size_t errn)
 int
 et_enr_state_commit(const char *dir, const char *stage, char *err, size_t errn)
 {
-    char *lock = cat_path(dir, "enroll.lock");
-    int fd = -1, rc = -1;
-    struct stat sb;
-
-    if (lock == NULL)
-        return fail(err, errn, "out of memory");
-    if (lstat(dir, &sb) != 0) {
-        if (errno != ENOENT)
-            fail(err, errn, "cannot read %s: %s", dir, strerror(errno));
-        else if (rename(stage, dir) != 0)
-            fail(err, errn, "cannot move %s to %s: %s", stage, dir, strerror(errno));
-        else
-            rc = 0;
-        goto done;
-    }
-    if (!S_ISDIR(sb.st_mode)) {
-        fail(err, errn, "%s is not a directory", dir);
-        goto done;
-    }
-    fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        fail(err, errn,
-             "evertoken-enroll is running a check on %s; stop the service (systemctl --user stop "
-             "evertoken-enroll) and try again",
-             dir);
-        goto done;
-    }
     if (renameat2(AT_FDCWD, stage, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
         et_enr_state_discard(stage); /* now the old state */
-        rc = 0;
-    } else if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) {
-        rc = swap_by_rename(dir, stage, err, errn); /* no atomic exchange here */
-    } else {
-        fail(err, errn, "cannot put the restored state in place of %s: %s", dir, strerror(errno));
+        return 0;
     }
-done:
-    if (fd >= 0)
-        close(fd);
-    free(lock);
-    return rc;
+    if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP)
+        return swap_by_rename(dir, stage, err, errn); /* no atomic exchange here */
+    return fail(err, errn, "cannot put the restored state in place of %s: %s", dir,
+                strerror(errno));
+}
+
+/* ---- The helper's locks ---------------------------------------------- */
+
+/* DIR/NAME opened for flock(): created 0600 when absent; read-only when it
+ * cannot be written (flock works on either). */
+static int
+open_lock(const char *dir, const char *name)
+{
+    char *p = cat_path(dir, name);
+    int fd;
+
+    if (p == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 && (errno == EACCES || errno == EROFS))
+        fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    free(p);
+    return fd;
+}
+
+int
+et_enr_state_resolve(const char *dir, char **real, int *created, char *err, size_t errn)
+{
+    struct stat sb;
+
+    *real = NULL;
+    *created = 0;
+    if (lstat(dir, &sb) != 0) {
+        if (errno != ENOENT)
+            return fail(err, errn, "cannot read %s: %s", dir, strerror(errno));
+        if (mkdirs(dir, 1) != 0)
+            return fail(err, errn, "cannot create the state directory %s: %s", dir,
+                        strerror(errno));
+        *created = 1;
+        *real = strdup(dir);
+    } else if (S_ISLNK(sb.st_mode)) {
+        *real = realpath(dir, NULL);
+        if (*real == NULL)
+            return fail(err, errn, "%s is a symbolic link that cannot be followed: %s", dir,
+                        strerror(errno));
+        if (stat(*real, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            fail(err, errn, "%s is a symbolic link to %s, which is not a directory", dir, *real);
+            free(*real);
+            *real = NULL;
+            return -1;
+        }
+    } else if (!S_ISDIR(sb.st_mode)) {
+        return fail(err, errn, "%s is not a directory", dir);
+    } else {
+        *real = strdup(dir);
+    }
+    return *real == NULL ? fail(err, errn, "out of memory") : 0;
+}
+
+int
+et_enr_state_lock_restore(const char *dir, int fds[2], char *err, size_t errn)
+{
+    fds[0] = open_lock(dir, LOCK_NAME);
+    fds[1] = fds[0] < 0 ? -1 : open_lock(dir, INUSE_NAME);
+    if (fds[0] < 0 || fds[1] < 0) {
+        fail(err, errn, "cannot open the lock files in %s: %s", dir, strerror(errno));
+    } else if (flock(fds[0], LOCK_EX | LOCK_NB) != 0) {
+        fail(err, errn,
+             "evertoken-enroll is running a check on %s (it holds %s); let it finish or stop the "
+             "service (systemctl --user stop evertoken-enroll) and try again",
+             dir, LOCK_NAME);
+    } else if (flock(fds[1], LOCK_EX | LOCK_NB) != 0) {
+        fail(err, errn,
+             "the enrollment service (evertoken-enroll run) or another evertoken-enroll command "
+             "has the state in %s open: stop it first (systemctl --user stop evertoken-enroll) "
+             "and try again",
+             dir);
+    } else {
+        return 0;
+    }
+    et_enr_state_unlock(fds);
+    return -1;
+}
+
+int
+et_enr_state_lock_wait(const char *dir, int timeout, void (*waiting)(const char *, int), char *err,
+                       size_t errn)
+{
+    int fd = open_lock(dir, LOCK_NAME);
+    struct timespec pause = {0, 100 * 1000 * 1000};
+
+    if (fd < 0)
+        return fail(err, errn, "cannot open %s/%s: %s", dir, LOCK_NAME, strerror(errno));
+    for (int i = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; i++) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            fail(err, errn, "cannot lock %s/%s: %s", dir, LOCK_NAME, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (i == 0 && waiting != NULL)
+            waiting(dir, timeout);
+        if (i >= timeout * 10) {
+            fail(err, errn,
+                 "evertoken-enroll is still running a check on %s (it holds %s) after %d s; "
+                 "try again later",
+                 dir, LOCK_NAME, timeout);
+            close(fd);
+            return -1;
+        }
+        nanosleep(&pause, NULL);
+    }
+    return fd;
+}
+
+void
+et_enr_state_unlock(int fds[2])
+{
+    for (int i = 0; i < 2; i++) {
+        if (fds[i] >= 0)
+            close(fds[i]);
+        fds[i] = -1;
+    }
+}
+
+int
+et_enr_state_hold(const char *dir, char *err, size_t errn)
+{
+    char *p = cat_path(dir, INUSE_NAME);
+    struct stat a, b;
+    int fd = -1, r;
+
+    if (p == NULL)
+        return fail(err, errn, "out of memory");
+    /* A restore exchanges the directory while holding the old file: once
+     * we have the lock, the name must still lead to the file locked. */
+    for (;;) {
+        fd = open_lock(dir, INUSE_NAME);
+        if (fd < 0) {
+            fail(err, errn, "cannot open %s: %s", p, strerror(errno));
+            break;
+        }
+        while ((r = flock(fd, LOCK_SH)) != 0 && errno == EINTR)
+            ;
+        if (r != 0 || fstat(fd, &a) != 0 || (stat(p, &b) != 0 && errno != ENOENT)) {
+            fail(err, errn, "cannot lock %s: %s", p, strerror(errno));
+            close(fd);
+            fd = -1;
+            break;
+        }
+        if (stat(p, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+            break;
+        close(fd); /* replaced meanwhile: lock the new one */
+    }
+    free(p);
+    return fd;
 }

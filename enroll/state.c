@@ -21,6 +21,7 @@ struct enr_state {
     sqlite3 *db;
     char *dir;
     int lockfd;
+    int holdfd; /* enroll.inuse, shared, while the state is open */
 };
 
 static const char schema[] =
@@ -62,7 +63,7 @@ enr_state_open(const char *dir, enr_state **out)
 {
     enr_state *st;
     char *path = NULL;
-    char *msg = NULL;
+    char *msg = NULL, errbuf[512] = "";
     int fd;
 
     *out = NULL;
@@ -70,9 +71,17 @@ enr_state_open(const char *dir, enr_state **out)
     if (st == NULL)
         return ENR_E_FAIL;
     st->lockfd = -1;
+    st->holdfd = -1;
     st->dir = dir ? enr_strdup(dir) : default_dir();
     if (st->dir == NULL || enr_mkdir_private(st->dir) != 0)
         goto fail;
+    /* Held for as long as the state is open: a restore refuses to replace
+     * the state under a running helper (common/et_enrstate.h). */
+    st->holdfd = et_enr_state_hold(st->dir, errbuf, sizeof(errbuf));
+    if (st->holdfd < 0) {
+        enr_err("%s", errbuf);
+        goto fail;
+    }
     path = enr_aprintf("%s/enroll.db", st->dir);
     if (path == NULL)
         goto fail;
@@ -129,6 +138,8 @@ enr_state_close(enr_state *st)
         sqlite3_close(st->db);
     if (st->lockfd >= 0)
         close(st->lockfd);
+    if (st->holdfd >= 0)
+        close(st->holdfd);
     free(st->dir);
     free(st);
 }

@@ -191,20 +191,43 @@ et_state_dir(const et_opts *o)
     return d;
 }
 
-/* backup --with-helper-state: the keystore copy KSCOPY and the helper's
- * state into the bundle OUT. */
+static void
+et_backup_waiting(const char *dir, int timeout)
+{
+    et_warn("evertoken-enroll is running a check on %s; waiting up to %d s for it to finish", dir,
+            timeout);
+}
+
+/* backup --with-helper-state: the helper's lock on SDIR (enroll.lock, the
+ * lock a check holds) taken before the token is copied, so that a renewal
+ * cannot commit between the token copy and the state snapshot; -1 when it
+ * cannot be had (a message said why), -2 when SDIR does not exist (the
+ * snapshot then says so). */
 static int
-et_backup_bundle(et_opts *o, const char *kscopy, const char *label)
+et_backup_lock(const char *sdir)
 {
     char err[512] = "";
-    char *sdir = et_state_dir(o);
+    int fd;
+
+    if (access(sdir, F_OK) != 0)
+        return -2;
+    fd = et_enr_state_lock_wait(sdir, ET_ENRSTATE_LOCK_WAIT, et_backup_waiting, err, sizeof(err));
+    if (fd < 0)
+        et_err("backup: %s; no backup written", err);
+    return fd;
+}
+
+/* backup --with-helper-state: the keystore copy KSCOPY and the helper's
+ * state in SDIR into the bundle OUT. */
+static int
+et_backup_bundle(et_opts *o, const char *sdir, const char *kscopy, const char *label)
+{
+    char err[512] = "";
     et_sfiles st = {NULL, 0};
     et_sfile ks = {NULL, NULL, 0};
     long long latest = 0;
     int rc = ET_EXIT_FAIL;
 
-    if (sdir == NULL)
-        return ET_EXIT_FAIL;
     if (et_enr_state_snapshot(sdir, &st, &latest, err, sizeof(err)) != 0) {
         et_err("backup: the helper state: %s", err);
         rc = access(sdir, F_OK) == 0 ? ET_EXIT_FAIL : ET_EXIT_NOTFOUND;
@@ -219,19 +242,18 @@ done:
     free(ks.name);
     free(ks.data);
     et_sfiles_free(&st);
-    free(sdir);
     return rc;
 }
 
 int
 et_cmd_backup(et_opts *o)
 {
-    char *dir = NULL, *path = NULL, *tmp = NULL, *copy = NULL;
+    char *dir = NULL, *path = NULL, *tmp = NULL, *copy = NULL, *sdir = NULL;
     ks_token *tok = NULL;
     uint32_t slot = 0;
     ks_info info;
     ks_rv kr;
-    int rc;
+    int rc, lockfd = -1;
 
     if (o->argc != 1) {
         et_err("backup: expected one output file (evertoken backup --token LABEL OUT)");
@@ -259,7 +281,8 @@ et_cmd_backup(et_opts *o)
     }
     if (o->with_state) {
         rc = ET_EXIT_FAIL;
-        if (ks_get_info(tok, &info) != KS_OK || (tmp = et_tmpdir(o->argv[0])) == NULL ||
+        if (ks_get_info(tok, &info) != KS_OK || (sdir = et_state_dir(o)) == NULL ||
+            (lockfd = et_backup_lock(sdir)) == -1 || (tmp = et_tmpdir(o->argv[0])) == NULL ||
             (copy = et_aprintf("%s/keystore.db", tmp)) == NULL)
             goto done;
     }
@@ -269,7 +292,7 @@ et_cmd_backup(et_opts *o)
         rc = et_ks_exit(kr);
         goto done;
     }
-    if (copy != NULL && (rc = et_backup_bundle(o, copy, info.label)) != ET_EXIT_OK)
+    if (copy != NULL && (rc = et_backup_bundle(o, sdir, copy, info.label)) != ET_EXIT_OK)
         goto done;
     printf("backed up slot %u (%s) to %s\n", slot, et_escs(path), et_escs(o->argv[0]));
     rc = ET_EXIT_OK;
@@ -278,6 +301,9 @@ done:
         unlink(copy);
     if (tmp != NULL)
         rmdir(tmp);
+    if (lockfd >= 0)
+        close(lockfd);
+    free(sdir);
     free(copy);
     free(tmp);
     ks_close(tok);
@@ -304,18 +330,36 @@ et_ks_label(const char *path, char *label, size_t labelsz)
     return rc;
 }
 
-/* Restore the keystore file SRC (shown as SHOWN) as `restore` does. */
+/* Restore planning and applying of a keystore file. */
+typedef struct et_ksplan {
+    char *dir;  /* the token directory */
+    char *dest; /* the keystore file to write */
+    uint32_t slot;
+    char label[KS_LABEL_MAX + 1];
+} et_ksplan;
+
+static void
+et_ksplan_free(et_ksplan *p)
+{
+    free(p->dir);
+    free(p->dest);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Every check of `restore` for the keystore file SRC (shown as SHOWN),
+ * nothing changed yet: where it goes into P. */
 static int
-et_restore_keystore(et_opts *o, const char *src, const char *shown)
+et_restore_plan(et_opts *o, const char *src, const char *shown, et_ksplan *p)
 {
     char *dir = NULL, *dest = NULL;
     uint32_t *ids = NULL, slot = 0;
     size_t n = 0;
     ks_rv kr;
     int rc;
-    char label[KS_LABEL_MAX + 1];
+    char *label = p->label;
 
-    if (et_ks_label(src, label, sizeof(label)) != 0) {
+    memset(p, 0, sizeof(*p));
+    if (et_ks_label(src, label, sizeof(p->label)) != 0) {
         et_err("restore: %s is not a readable evertoken keystore: %s", shown, ks_open_error());
         return ET_EXIT_INPUT;
     }
@@ -363,28 +407,19 @@ et_restore_keystore(et_opts *o, const char *src, const char *shown)
             goto done;
         }
     }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        et_err("cannot create the token directory %s: %s", dir, strerror(errno));
-        rc = ET_EXIT_FAIL;
-        goto done;
-    }
     for (size_t i = 0; i < n; i++) {
         char other[KS_LABEL_MAX + 1];
-        char *p = ks_token_path(dir, ids[i]);
-        if (p != NULL && ids[i] != slot && et_ks_label(p, other, sizeof(other)) == 0 &&
+        char *q = ks_token_path(dir, ids[i]);
+        if (q != NULL && ids[i] != slot && et_ks_label(q, other, sizeof(other)) == 0 &&
             strcmp(other, label) == 0)
             et_warn("slot %u has a token with the same label '%s'; select tokens with --slot",
                     ids[i], label);
-        free(p);
+        free(q);
     }
-    kr = ks_restore(src, dest);
-    if (kr != KS_OK) {
-        et_err("restore of %s to %s failed: %s (%s)", shown, dest, ks_strerror(kr),
-               ks_open_error());
-        rc = et_ks_exit(kr);
-        goto done;
-    }
-    printf("restored token '%s' to slot %u (%s)\n", et_escs(label), slot, et_escs(dest));
+    p->dir = dir;
+    p->dest = dest;
+    p->slot = slot;
+    dir = dest = NULL;
     rc = ET_EXIT_OK;
 done:
     free(ids);
@@ -393,93 +428,168 @@ done:
     return rc;
 }
 
-/* The helper state of bundle B: refused when the state in place is newer
- * (unless --force), else staged (*STAGE) and checked. */
+/* The restore planned in P, of the keystore file SRC (shown as SHOWN). */
 static int
-et_restore_stage(et_opts *o, const et_bundle *b, const char *sdir, char **stage)
+et_restore_apply(const et_ksplan *p, const char *src, const char *shown)
 {
-    char err[512] = "", tb[2][32];
-    long long have = 0;
+    ks_rv kr;
 
-    if (et_enr_state_latest(sdir, &have, err, sizeof(err)) != 0 && !o->force) {
-        et_err("restore: the helper state in %s cannot be read (%s); add --force to replace it",
-               sdir, err);
+    if (mkdir(p->dir, 0700) != 0 && errno != EEXIST) {
+        et_err("cannot create the token directory %s: %s", p->dir, strerror(errno));
         return ET_EXIT_FAIL;
     }
-    if (have > b->state_latest && !o->force) {
-        time_t t[2] = {(time_t)have, (time_t)b->state_latest};
-        for (int i = 0; i < 2; i++)
-            strftime(tb[i], sizeof(tb[i]), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t[i]));
-        et_err("restore: the helper state in %s is newer (last activity %s) than the "
-               "backup's (%s); add --force to replace it",
-               sdir, tb[0], tb[1]);
-        return ET_EXIT_EXISTS;
+    kr = ks_restore(src, p->dest);
+    if (kr != KS_OK) {
+        et_err("restore of %s to %s failed: %s (%s)", shown, p->dest, ks_strerror(kr),
+               ks_open_error());
+        return et_ks_exit(kr);
     }
-    if (et_enr_state_stage(sdir, &b->state, stage, err, sizeof(err)) != 0) {
+    printf("restored token '%s' to slot %u (%s)\n", et_escs(p->label), p->slot, et_escs(p->dest));
+    return ET_EXIT_OK;
+}
+
+/* Restore the keystore file SRC (shown as SHOWN) as `restore` does. */
+static int
+et_restore_keystore(et_opts *o, const char *src, const char *shown)
+{
+    et_ksplan p;
+    int rc = et_restore_plan(o, src, shown, &p);
+
+    if (rc == ET_EXIT_OK)
+        rc = et_restore_apply(&p, src, shown);
+    et_ksplan_free(&p);
+    return rc;
+}
+
+/* The state part of a bundle restore, before anything changes: the state
+ * directory resolved (R->real), both helper locks taken (R->locks), the
+ * backup's state staged (R->stage) and compared with the state in place. */
+typedef struct et_rstate {
+    char *sdir, *real, *stage;
+    int created, locks[2];
+} et_rstate;
+
+static void
+et_rstate_done(et_rstate *r, int failed)
+{
+    if (r->stage != NULL)
+        et_enr_state_discard(r->stage);
+    et_enr_state_unlock(r->locks);
+    if (failed && r->created && r->real != NULL)
+        et_enr_state_discard(r->real); /* made by us, empty but for the locks */
+    free(r->stage);
+    free(r->real);
+    free(r->sdir);
+}
+
+static int
+et_restore_prepare(et_opts *o, const et_bundle *b, et_rstate *r)
+{
+    char err[512] = "", tb[2][32];
+    long long have = 0, latest = 0;
+
+    if ((r->sdir = et_state_dir(o)) == NULL)
+        return ET_EXIT_FAIL;
+    if (et_enr_state_resolve(r->sdir, &r->real, &r->created, err, sizeof(err)) != 0) {
+        et_err("restore: the helper state directory: %s", err);
+        return ET_EXIT_FAIL;
+    }
+    if (et_enr_state_lock_restore(r->real, r->locks, err, sizeof(err)) != 0) {
+        et_err("restore: %s; nothing changed", err);
+        return ET_EXIT_FAIL;
+    }
+    if (et_enr_state_latest(r->real, &have, err, sizeof(err)) != 0 && !o->force) {
+        et_err("restore: the helper state in %s cannot be read (%s); add --force to replace it",
+               r->sdir, err);
+        return ET_EXIT_FAIL;
+    }
+    if (et_enr_state_stage(r->real, &b->state, &r->stage, &latest, err, sizeof(err)) != 0) {
         et_err("restore: the backup's helper state: %s", err);
         return strstr(err, "damaged") || strstr(err, "not a state database") ||
                        strstr(err, "unacceptable") || strstr(err, "no state database")
                    ? ET_EXIT_INPUT
                    : ET_EXIT_FAIL;
     }
+    /* The backup's time is the one its state database records, not what
+     * the bundle's description claims. */
+    if (have > latest && !o->force) {
+        time_t t[2] = {(time_t)have, (time_t)latest};
+        for (int i = 0; i < 2; i++)
+            strftime(tb[i], sizeof(tb[i]), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t[i]));
+        et_err("restore: the helper state in %s is newer (last activity %s) than the "
+               "backup's (%s); add --force to replace it",
+               r->sdir, tb[0], tb[1]);
+        return ET_EXIT_EXISTS;
+    }
     return ET_EXIT_OK;
 }
 
-/* restore of a bundle: every part checked, the helper state staged, then
- * the keystore restored, then the state put in place. */
+/* The bundle's keystore into a private temporary file (*TMP, *COPY). */
+static int
+et_restore_ks_copy(const et_bundle *b, char **tmp, char **copy)
+{
+    int fd;
+
+    if ((*tmp = et_tmpdir(NULL)) == NULL || (*copy = et_aprintf("%s/keystore.db", *tmp)) == NULL)
+        return ET_EXIT_FAIL;
+    fd = open(*copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, b->token.v[0].data, b->token.v[0].len) != (ssize_t)b->token.v[0].len) {
+        et_err("cannot write %s: %s", *copy, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return ET_EXIT_FAIL;
+    }
+    close(fd);
+    return ET_EXIT_OK;
+}
+
+/* restore of a bundle: every part checked, the keystore's place chosen,
+ * the helper's locks taken and its state staged (nothing changed so far;
+ * a refusal ends here), then the keystore restored and the state put in
+ * place, then the locks released. */
 static int
 et_restore_bundle(et_opts *o)
 {
     char err[512] = "";
-    char *sdir = NULL, *tmp = NULL, *copy = NULL, *stage = NULL;
+    char *tmp = NULL, *copy = NULL;
+    et_rstate r = {NULL, NULL, NULL, 0, {-1, -1}};
+    et_ksplan plan;
     et_bundle b;
-    int rc = et_bundle_read(o->argv[0], &b), fd;
+    int rc = et_bundle_read(o->argv[0], &b);
 
+    memset(&plan, 0, sizeof(plan));
     if (rc != ET_EXIT_OK)
         return rc;
-    rc = ET_EXIT_FAIL;
-    if (b.state.n > 0) {
-        if ((sdir = et_state_dir(o)) == NULL)
-            goto done;
-        rc = et_restore_stage(o, &b, sdir, &stage);
-        if (rc != ET_EXIT_OK)
-            goto done;
-        rc = ET_EXIT_FAIL;
-    }
-    if ((tmp = et_tmpdir(NULL)) == NULL || (copy = et_aprintf("%s/keystore.db", tmp)) == NULL)
+    rc = et_restore_ks_copy(&b, &tmp, &copy);
+    if (rc == ET_EXIT_OK)
+        rc = et_restore_plan(o, copy, o->argv[0], &plan);
+    if (rc == ET_EXIT_OK && b.state.n > 0)
+        rc = et_restore_prepare(o, &b, &r);
+    if (rc == ET_EXIT_OK)
+        rc = et_restore_apply(&plan, copy, o->argv[0]);
+    if (rc != ET_EXIT_OK || r.stage == NULL)
         goto done;
-    fd = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, b.token.v[0].data, b.token.v[0].len) != (ssize_t)b.token.v[0].len) {
-        et_err("cannot write %s: %s", copy, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        goto done;
-    }
-    close(fd);
-    rc = et_restore_keystore(o, copy, o->argv[0]);
-    if (rc != ET_EXIT_OK || stage == NULL)
-        goto done;
-    if (et_enr_state_commit(sdir, stage, err, sizeof(err)) != 0) {
+    if (et_enr_state_commit(r.real, r.stage, err, sizeof(err)) != 0) {
         et_err("restore: the token is restored but the helper state is not: %s (the restored "
                "state waits in %s)",
-               err, stage);
-        free(stage);
-        stage = NULL;
+               err, r.stage);
+        free(r.stage);
+        r.stage = NULL;
         rc = ET_EXIT_FAIL;
         goto done;
     }
-    printf("restored the helper state (%zu files) to %s\n", b.state.n, et_escs(sdir));
+    free(r.stage);
+    r.stage = NULL;
+    printf("restored the helper state (%zu files) to %s\n", b.state.n, et_escs(r.sdir));
 done:
-    if (stage != NULL)
-        et_enr_state_discard(stage);
+    et_rstate_done(&r, rc != ET_EXIT_OK);
+    et_ksplan_free(&plan);
     if (copy != NULL)
         unlink(copy);
     if (tmp != NULL)
         rmdir(tmp);
-    free(stage);
     free(copy);
     free(tmp);
-    free(sdir);
     et_bundle_free(&b);
     return rc;
 }

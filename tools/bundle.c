@@ -161,6 +161,19 @@ read_files(sqlite3 *db, et_bundle *b, char *err, size_t errn)
     sqlite3_stmt *s = NULL;
     int r, rc = -1;
 
+    /* A name twice: which copy would win is undefined; damaged. */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT part, name FROM files GROUP BY part, name HAVING count(*) > 1",
+                           -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW) {
+        const char *a = (const char *)sqlite3_column_text(s, 0);
+        const char *n = (const char *)sqlite3_column_text(s, 1);
+        snprintf(err, errn, "it holds %s/%s twice (damaged)", a ? a : "", n ? n : "");
+        sqlite3_finalize(s);
+        return -1;
+    }
+    sqlite3_finalize(s);
+    s = NULL;
     if (sqlite3_prepare_v2(db, "SELECT part, name, sha256, data FROM files", -1, &s, NULL) !=
         SQLITE_OK) {
         snprintf(err, errn, "no file table (%s)", sqlite3_errmsg(db));

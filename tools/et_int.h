@@ -173,7 +173,7 @@ int et_cmd_backup(et_opts *o);
 /* The single-file backup of a token with the helper's state (bundle.c). */
 typedef struct et_bundle {
     char label[256];        /* the token's label when it was backed up */
-    long long state_latest; /* newest time in the helper state (et_enr_state_latest) */
+    long long state_latest; /* as the bundle claims it (restore recomputes it) */
     et_sfiles token, state; /* the keystore copy ("keystore.db"); the state's files */
 } et_bundle;
 int et_bundle_write(const char *out, const et_sfile *keystore, const char *label,

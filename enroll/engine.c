@@ -618,12 +618,23 @@ enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason, int b
         rc = enr_token_open(p, &t);
     if (rc == ENR_OK)
         rc = enr_token_find(t, p, &c);
-    if (rc == ENR_OK && (c.cert == NULL || !c.have_key)) {
-        enr_err("profile %s: no certificate with its key in token \"%s\" to revoke", p->name,
+    if (rc == ENR_OK && c.cert == NULL) {
+        enr_err("profile %s: no certificate in token \"%s\" to revoke", p->name,
                 enr_token_label(t));
         rc = ENR_E_FAIL;
+    } else if (rc == ENR_OK && !c.have_key && !by_account) {
+        /* By the account key only the certificate is needed: the case of a
+         * lost or damaged certificate key, which revocation exists for. */
+        enr_err("profile %s: the certificate's private key is not in token \"%s\", so it cannot "
+                "sign the revocation; %s",
+                p->name, enr_token_label(t),
+                p->proto == ENR_PROTO_ACME
+                    ? "revoke with the ACME account key instead (--by-account)"
+                    : "ask the CA's operator to revoke the certificate (its serial is in "
+                      "'evertoken-enroll status')");
+        rc = ENR_E_TOKEN;
     }
-    if (rc == ENR_OK)
+    if (rc == ENR_OK && !by_account)
         rc = enr_token_current_key(t, p, &key);
     if (rc == ENR_OK) {
         serial = enr_serial_hex(c.cert);

@@ -48,8 +48,8 @@ static const struct enr_cmd_help {
     {"revoke", "usage: evertoken-enroll [OPTIONS] revoke PROFILE [--reason R] [--by-account]\n"
                "Ask the profile's CA to revoke its current certificate (CMP rr or ACME\n"
                "revokeCert, signed by the certificate's key in the token; ACME with\n"
-               "--by-account: by the profile's account key in the token). R: unspecified\n"
-               "(default), keyCompromise,\n"
+               "--by-account: by the profile's account key in the token, so the certificate's\n"
+               "own key is not needed: it may be lost). R: unspecified (default), keyCompromise,\n"
                "cACompromise, affiliationChanged, superseded, cessationOfOperation,\n"
                "certificateHold, privilegeWithdrawn, aACompromise. SCEP and EST have no\n"
                "revocation request: the command says what to do instead.\n"},

@@ -18,7 +18,7 @@
 #     the helper's old notice; the helper neither replaces nor closes it.
 . "$(dirname "$0")/lib.sh"
 [ "$ENR_TOKEN_KIND" = evertoken ] || die "evertoken only"
-need dbus-daemon dbus-send python3 sqlite3
+need dbus-daemon dbus-send python3
 # Debian's python3 (python3-dbus, python3-gi), also where another python3 comes first in PATH.
 PYD=
 for p in /usr/bin/python3 python3; do
@@ -133,7 +133,8 @@ enr history bob | grep -q "action Renew now" || die "history: $(enr history bob)
 expect_rc 6 enr check bob
 ID3=$(notice_id pin-needed bob)
 [ "$ID3" != "$ID2" ] || die "the pin-needed notice reused a closed id"
-kept() { sqlite3 "$STATE/enroll.db" "SELECT count(*) FROM desktop_notice WHERE profile = '$1'"; }
+kept() { python3 -c 'import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM desktop_notice WHERE profile = ?", (sys.argv[2],)).fetchone()[0])' "$STATE/enroll.db" "$1"; }
 [ "$(kept bob)" = 1 ] || die "bob's notice id not kept"
 dbus-send --session --print-reply --dest=org.freedesktop.Notifications /org/freedesktop/Notifications \
     org.evertoken.Test.Dismiss "uint32:$ID3" >/dev/null || die "cannot dismiss the notice"

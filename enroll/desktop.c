@@ -6,20 +6,29 @@
  * One notice per profile at a time: a problem replaces the profile's
  * previous notice (replaces_id), a success (enrolled, renewed, recovered,
  * adopted) withdraws it (CloseNotification) before its own notice. The
- * notice ids are kept in the state database (table desktop_notice), so a
- * success seen by a later check — or another process — still withdraws the
- * failure. Actions are offered only by the service (`run`, which listens
- * for ActionInvoked on the connection that created the notice); "Renew now"
- * runs `evertoken unlock --token LABEL` (in a terminal window when the
- * service has no terminal and x-terminal-emulator is installed) when the
- * token needs a login, then the profile's check, as `evertoken-enroll
- * renew PROFILE` would (docs/enrollment.md "Desktop notifications").
+ * notice ids are kept in the state database (table desktop_notice) with the
+ * notification server's instance (bus id and unique name), so a success
+ * seen by a later check — or another process — still withdraws the
+ * failure, and an id of an earlier server (restarted: its ids start again)
+ * is never closed nor replaced. Actions are offered only by the service
+ * (`run`, which listens for ActionInvoked and NotificationClosed, heeded
+ * only from the unique name owning org.freedesktop.Notifications); "Renew
+ * now" starts `evertoken unlock --token LABEL` (in a terminal window when
+ * the service has no terminal and x-terminal-emulator is installed) when
+ * the token needs a login, without waiting for it, and runs the profile's
+ * check when it ends (at once when no unlock is needed), as
+ * `evertoken-enroll renew PROFILE` would (docs/enrollment.md "Desktop
+ * notifications").
  */
 #include <errno.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <p11-kit/uri.h>
@@ -52,6 +61,16 @@ static size_t g_nclosed;
 /* The unique name owning org.freedesktop.Notifications, as the service last
  * heard it (GetNameOwner, then NameOwnerChanged); "" when none. */
 static char g_owner[256];
+/* "Renew now" unlocks under way (their terminal window open): the profile's
+ * check runs when the unlock ends, the service meanwhile going on. */
+typedef struct {
+    pid_t pid;
+    char *profile;
+} unlocking;
+static unlocking g_unlock[MAX_QUEUED];
+static size_t g_nunlock;
+
+extern char **environ;
 
 static sd_bus *
 bus_get(void)
@@ -471,6 +490,8 @@ enr_desktop_wait(long seconds)
     uint64_t end;
     struct timespec ts;
 
+    if (g_nunlock > 0 && seconds > 1)
+        seconds = 1; /* an unlock under way: its end is looked for every second */
     if (!g_listen || g_bus == NULL) {
         sleep((unsigned)seconds);
         return;
@@ -520,32 +541,89 @@ uri_label(const enr_profile *p, char *label, size_t n)
     p11_kit_uri_free(u);
 }
 
-/* "Renew now" for P: the unlock (when the token needs a login), then the check. */
-static void
+/* Start `evertoken unlock --token LABEL` for P (in a terminal window when
+ * the service has none): 0, or -1 when it could not start. Not waited for:
+ * the person may take their time; the check runs when it ends. */
+static int
+unlock_start(const enr_profile *p, const char *label)
+{
+    char *direct[] = {"evertoken", "unlock", "--token", (char *)label, NULL};
+    char *term[] = {"x-terminal-emulator", "-e", "evertoken", "unlock", "--token",
+                    (char *)label,         NULL};
+    char *const *argv = !isatty(STDIN_FILENO) && enr_in_path("x-terminal-emulator") ? term : direct;
+    char *name;
+    pid_t pid;
+    int e;
+
+    if (g_nunlock >= MAX_QUEUED || (name = enr_strdup(p->name)) == NULL)
+        return -1;
+    e = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+    if (e != 0) {
+        enr_warn("profile %s: cannot run %s: %s", p->name, argv[0], strerror(e));
+        free(name);
+        return -1;
+    }
+    g_unlock[g_nunlock].pid = pid;
+    g_unlock[g_nunlock++].profile = name;
+    return 0;
+}
+
+/* "Renew now" for P: the unlock (when the token needs a login; the check
+ * follows when it ends, see reap_unlocks), else the check at once. */
+static int
 renew_now(enr_ctx *ctx, const enr_profile *p)
 {
     char label[64];
-    int r;
 
+    for (size_t i = 0; i < g_nunlock; i++)
+        if (!strcmp(g_unlock[i].profile, p->name)) {
+            enr_info("profile %s: \"Renew now\" chosen again; its unlock is still under way",
+                     p->name);
+            return 0;
+        }
     enr_info("profile %s: \"Renew now\" chosen in the desktop notification", p->name);
     enr_state_event(ctx->st, p->name, "action", "Renew now (desktop notification)");
     uri_label(p, label, sizeof(label));
-    if (p->pin_file == NULL && label[0] != '\0' && enr_token_login_ready(p) != 1) {
-        char *direct[] = {"evertoken", "unlock", "--token", label, NULL};
-        char *term[] = {"x-terminal-emulator", "-e", "evertoken", "unlock", "--token", label, NULL};
-        char *const *argv =
-            !isatty(STDIN_FILENO) && enr_in_path("x-terminal-emulator") ? term : direct;
-        r = enr_run_command(argv, NULL, NULL);
-        if (r != 0)
-            enr_warn("profile %s: evertoken unlock --token %s ended with %d", p->name, label, r);
-    }
+    if (p->pin_file == NULL && label[0] != '\0' && enr_token_login_ready(p) != 1 &&
+        unlock_start(p, label) == 0)
+        return 0;
     enr_check_profile(ctx, p, "check");
+    return 1;
+}
+
+/* The unlocks that ended: their profiles' checks. 1 when a check ran. */
+static int
+reap_unlocks(enr_ctx *ctx, enr_profile **v, size_t n)
+{
+    int ran = 0;
+
+    for (size_t k = 0; k < g_nunlock;) {
+        int status;
+        pid_t r = waitpid(g_unlock[k].pid, &status, WNOHANG);
+        char *name = g_unlock[k].profile;
+        if (r == 0 || (r < 0 && errno == EINTR)) {
+            k++;
+            continue;
+        }
+        g_unlock[k] = g_unlock[--g_nunlock];
+        if (r > 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            enr_warn("profile %s: evertoken unlock ended with %d", name,
+                     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(v[i]->name, name)) {
+                enr_check_profile(ctx, v[i], "check");
+                ran = 1;
+                break;
+            }
+        free(name);
+    }
+    return ran;
 }
 
 int
 enr_desktop_actions(enr_ctx *ctx, enr_profile **v, size_t n)
 {
-    int ran = 0;
+    int ran = reap_unlocks(ctx, v, n);
 
     while (g_nqueue > 0) {
         heard h = g_queue[0];
@@ -555,8 +633,7 @@ enr_desktop_actions(enr_ctx *ctx, enr_profile **v, size_t n)
         name = notice_profile(ctx->st, id, h.inst);
         for (size_t i = 0; name != NULL && i < n; i++)
             if (!strcmp(v[i]->name, name)) {
-                renew_now(ctx, v[i]);
-                ran = 1;
+                ran |= renew_now(ctx, v[i]);
                 break;
             }
         if (name == NULL)

@@ -12,8 +12,9 @@
 #     credential is enrolled and the notice (closed by the server on the
 #     action) forgotten, `recovered` shown. Signals forged by another
 #     client of the session bus (ActionInvoked, NotificationClosed with the
-#     notice's id) are ignored: only the server's count. A notice the
-#     server closes (the user dismissed it) is forgotten by the service;
+#     notice's id) are ignored: only the server's count, also after the
+#     server restarted under the service. A notice the server closes (the
+#     user dismissed it) is forgotten by the service;
 #  3. the notification server restarts (new session, crashed shell): its
 #     ids start again and another program's notice gets the id kept for
 #     the helper's old notice; the helper neither replaces nor closes it.
@@ -157,9 +158,25 @@ dbus-send --session --print-reply --dest=org.freedesktop.Notifications /org/free
     org.evertoken.Test.Dismiss "uint32:$ID3" >/dev/null || die "cannot dismiss the notice"
 for _ in $(seq 300); do [ "$(kept bob)" = 0 ] && break; sleep 0.1; done
 [ "$(kept bob)" = 0 ] || die "the service did not forget the dismissed notice: $(cat "$T/svc.err")"
+# The server restarts under the running service (NameOwnerChanged): the
+# new server's signals are heeded. A refused PIN (notified every time) in a
+# one-shot check shows a notice on the new server; dismissed, forgotten.
+kill "$NOTIF_PID"
+wait "$NOTIF_PID" 2>/dev/null || true
+notifysrv_start
+echo 0000 >"$T/wrongpin" && chmod 600 "$T/wrongpin"
+sed -i "s|^\(\[token\]\)\$|\1\npin_file = $T/wrongpin|" "$PROFILES/bob.conf"
+expect_rc 6 enr check bob
+sed -i '/^pin_file = /d' "$PROFILES/bob.conf"
+ID6=$(notice_id pin-needed bob)
+[ "$(kept bob)" = 1 ] || die "bob's notice on the new server not kept"
+dbus-send --session --print-reply --dest=org.freedesktop.Notifications /org/freedesktop/Notifications \
+    org.evertoken.Test.Dismiss "uint32:$ID6" >/dev/null || die "cannot dismiss the notice"
+for _ in $(seq 300); do [ "$(kept bob)" = 0 ] && break; sleep 0.1; done
+[ "$(kept bob)" = 0 ] || die "the service did not follow the restarted server: $(cat "$T/svc.err")"
 kill "$svc"
 wait "$svc" 2>/dev/null || true
-ok "service: forged signals ignored; 'Renew now' ran evertoken unlock in a terminal, then the check; enrolled, notice withdrawn; a dismissed notice forgotten"
+ok "service: forged signals ignored; 'Renew now' started evertoken unlock in a terminal (not waited for), then the check; enrolled, notice forgotten; a dismissed notice forgotten, also from a restarted server"
 
 # 3. The server restarts. carol's pin-needed notice id is kept; the new
 # server numbers from 1 again, and another program gets that id.
@@ -180,7 +197,6 @@ while n.Notify("chat", 0, "", "New message", "hi", [], {}, -1) < int(sys.argv[1]
     die "the other program did not get id $ID4: $(tail -n +$((MARK + 1)) "$T/notif.log")"
 # A problem notified every time (a refused PIN) while the kept id is the old
 # server's: a new notice, not a replacement of the other program's.
-echo 0000 >"$T/wrongpin" && chmod 600 "$T/wrongpin"
 sed -i "s|^\(\[token\]\)\$|\1\npin_file = $T/wrongpin|" "$PROFILES/carol.conf"
 expect_rc 6 enr check carol
 sed -i '/^pin_file = /d' "$PROFILES/carol.conf"

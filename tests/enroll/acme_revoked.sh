@@ -16,7 +16,8 @@
 #    --by-account says precisely that the key is missing (exit 6);
 #    `revoke --by-account --reason superseded`: revokeCert signed by the
 #    account key in the token (kid), only the certificate needed; pebble
-#    reports it revoked, reason 4;
+#    reports it revoked, reason 4; with the certificate gone from the token
+#    too, `revoke --by-account --cert FILE` (DER here) revokes the copy;
 #    a profile whose account key is gone gets a precise error and no new
 #    account.
 . "$(dirname "$0")/lib.sh"
@@ -115,9 +116,25 @@ grep -q '"Status": *"Revoked"' "$T/status2.json" && grep -q '"Reason": *4' "$T/s
     die "pebble does not report $serial2 revoked (superseded): $(cat "$T/status2.json")"
 acme_profile bob "agree_tos = true"
 enr enroll bob 2>"$T/b.err" || die "bob: $(cat "$T/b.err")"
+# The token lost the certificate too (only a copy in a file remains):
+# --by-account --cert FILE.
+token_cert bob >"$T/b.pem"
+serial_b=$(token_serial bob)
+IDB=$(token_id bob)
+p11 --delete-object --type privkey --id "$IDB" >/dev/null 2>&1 &&
+    p11 --delete-object --type cert --id "$IDB" >/dev/null 2>&1 || die "cannot delete bob's credential"
+expect_rc 1 enr revoke bob --by-account 2>"$T/bc.err"
+grep -q "no certificate in token \"$LABEL\" to revoke (a copy of it in a file: --by-account --cert FILE)" "$T/bc.err" ||
+    die "no precise message without the certificate: $(cat "$T/bc.err")"
+expect_rc 3 enr revoke bob --cert "$T/b.pem" 2>"$T/bc.err"
+grep -q "revoke --cert FILE needs --by-account" "$T/bc.err" || die "--cert alone: $(cat "$T/bc.err")"
+openssl x509 -in "$T/b.pem" -outform DER -out "$T/b.der"
+enr -v revoke bob --by-account --cert "$T/b.der" 2>"$T/bc.err" || die "revoke --by-account --cert: $(cat "$T/bc.err")"
+mgmt "cert-status-by-serial/$(printf '%s' "$serial_b" | tr 'A-F' 'a-f' | sed 's/^0*//')" | grep -q '"Status": *"Revoked"' ||
+    die "pebble does not report bob's $serial_b revoked"
 p11 --delete-object --type privkey --label "acme-account:bob" >/dev/null 2>&1 || die "cannot delete bob's account key"
-expect_rc 3 enr revoke bob --by-account 2>"$T/n.err"
+expect_rc 3 enr revoke bob --by-account --cert "$T/b.pem" 2>"$T/n.err"
 grep -q 'no ACME account key "acme-account:bob" in the token' "$T/n.err" || die "no precise message: $(cat "$T/n.err")"
 [ "$(count_objects Private "acme-account:bob")" = 0 ] || die "an account key was created for the revocation"
-ok "certificate key destroyed: revoke says so; revokeCert signed by the account key (superseded): pebble reports it; without an account key a precise error, no account created"
+ok "certificate key destroyed: revoke says so; revokeCert signed by the account key (superseded): pebble reports it; certificate gone too: --cert FILE; without an account key a precise error, no account created"
 acme_stop

@@ -92,13 +92,25 @@ bus_get(void)
     return g_bus;
 }
 
-void
-enr_desktop_close(void)
+static void
+bus_drop(void)
 {
     if (g_bus != NULL)
         sd_bus_flush_close_unref(g_bus);
     g_bus = NULL;
     g_listen = 0;
+    g_owner[0] = '\0';
+    g_nqueue = g_nclosed = 0;
+}
+
+void
+enr_desktop_close(void)
+{
+    bus_drop();
+    /* Unlock windows still open stay (the person's); no check follows. */
+    for (size_t i = 0; i < g_nunlock; i++)
+        free(g_unlock[i].profile);
+    g_nunlock = 0;
 }
 
 static int
@@ -505,7 +517,7 @@ enr_desktop_wait(long seconds)
             ;
         if (r < 0) {
             enr_warn("session bus: %s; desktop actions are no longer heard", strerror(-r));
-            enr_desktop_close();
+            bus_drop(); /* unlocks under way still get their check */
             return;
         }
         clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -17,12 +17,14 @@ void enr_desktop_notify(const enr_profile *p, enr_state *st, const enr_event *ev
 /* The service: listen for the actions of its notices (0), or -1 without a
  * session bus. */
 int enr_desktop_listen(void);
-/* Wait up to SECONDS, returning early when an action was chosen (a plain
- * sleep when not listening). */
+/* Wait up to SECONDS (at most 1 while an unlock is under way), returning
+ * early when an action was chosen or a notice closed (a plain sleep when not
+ * listening). */
 void enr_desktop_wait(long seconds);
-/* Carry out the chosen actions for the profiles V[0..N): "Renew now" runs
- * `evertoken unlock` when the token needs a login, then the check. 1 when a
- * check ran. */
+/* Carry out the chosen actions for the profiles V[0..N): "Renew now" starts
+ * `evertoken unlock` when the token needs a login (the check follows in a
+ * later call, once it ended), else runs the check; forget the notices the
+ * server closed. 1 when a check ran. */
 int enr_desktop_actions(enr_ctx *ctx, enr_profile **v, size_t n);
 /* Close the session bus connection (end of the program). */
 void enr_desktop_close(void);

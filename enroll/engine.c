@@ -15,7 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "chain.h"
 #include "drift.h"
@@ -578,8 +580,31 @@ enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind)
 
 /* ---- Revocation by request ---------------------------------------------- */
 
+/* revoke --cert FILE: the certificate to revoke (PEM or DER) into C->cert,
+ * for a token that lost it too. */
+static enr_rc
+revoke_cert_file(const enr_profile *p, const char *file, enr_cred *c)
+{
+    BIO *b = BIO_new_file(file, "rb");
+
+    if (b != NULL) {
+        c->cert = PEM_read_bio_X509(b, NULL, NULL, NULL);
+        if (c->cert == NULL && BIO_reset(b) == 0)
+            c->cert = d2i_X509_bio(b, NULL);
+        BIO_free(b);
+    }
+    ERR_clear_error();
+    if (c->cert == NULL) {
+        enr_err("profile %s: --cert %s: %s", p->name, file,
+                b == NULL ? "cannot be read" : "not a certificate (PEM or DER)");
+        return ENR_E_CONFIG;
+    }
+    return ENR_OK;
+}
+
 enr_rc
-enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason, int by_account)
+enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason, int by_account,
+                   const char *cert_file)
 {
     const enr_proto_ops *ops = enr_proto_get(p->proto);
     STACK_OF(X509) *anchors = NULL;
@@ -611,19 +636,37 @@ enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason, int b
                 p->name, ops->title);
         return ENR_E_CONFIG;
     }
+    if (cert_file != NULL && !by_account) {
+        enr_err("profile %s: revoke --cert FILE needs --by-account (otherwise the certificate's "
+                "key in the token signs, and the certificate there is revoked)",
+                p->name);
+        return ENR_E_CONFIG;
+    }
     if (enr_state_lock(ctx->st) != 0)
         return ENR_E_FAIL;
     rc = enr_load_anchors(p, &anchors);
     if (rc == ENR_OK)
         rc = enr_token_open(p, &t);
     if (rc == ENR_OK)
-        rc = enr_token_find(t, p, &c);
-    if (rc == ENR_OK && (c.cert == NULL || !c.have_key)) {
-        enr_err("profile %s: no certificate with its key in token \"%s\" to revoke", p->name,
-                enr_token_label(t));
+        rc = cert_file != NULL ? revoke_cert_file(p, cert_file, &c) : enr_token_find(t, p, &c);
+    if (rc == ENR_OK && c.cert == NULL) {
+        enr_err("profile %s: no certificate in token \"%s\" to revoke%s", p->name,
+                enr_token_label(t),
+                by_account ? " (a copy of it in a file: --by-account --cert FILE)" : "");
         rc = ENR_E_FAIL;
+    } else if (rc == ENR_OK && !c.have_key && !by_account) {
+        /* By the account key only the certificate is needed: the case of a
+         * lost or damaged certificate key, which revocation exists for. */
+        enr_err("profile %s: the certificate's private key is not in token \"%s\", so it cannot "
+                "sign the revocation; %s",
+                p->name, enr_token_label(t),
+                p->proto == ENR_PROTO_ACME
+                    ? "revoke with the ACME account key instead (--by-account)"
+                    : "ask the CA's operator to revoke the certificate (its serial is in "
+                      "'evertoken-enroll status')");
+        rc = ENR_E_TOKEN;
     }
-    if (rc == ENR_OK)
+    if (rc == ENR_OK && !by_account)
         rc = enr_token_current_key(t, p, &key);
     if (rc == ENR_OK) {
         serial = enr_serial_hex(c.cert);

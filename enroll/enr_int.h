@@ -585,9 +585,13 @@ typedef struct enr_ctx {
 /* One check of KIND ("enroll", "renew", "check"=both) for profile P. */
 enr_rc enr_check_profile(enr_ctx *ctx, const enr_profile *p, const char *kind);
 /* evertoken-enroll revoke: ask P's CA to revoke the current certificate
- * (REASON a CRLReason name or NULL). Protocols without a revocation request
- * get a precise error saying what to do instead (ENR_E_CONFIG). */
-enr_rc enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason, int by_account);
+ * (REASON a CRLReason name or NULL). BY_ACCOUNT (ACME): signed by the
+ * account key, the certificate's own key not needed; CERT_FILE (with
+ * BY_ACCOUNT only): the certificate from that file instead of the token.
+ * Protocols without a revocation request get a precise error saying what
+ * to do instead (ENR_E_CONFIG). */
+enr_rc enr_revoke_profile(enr_ctx *ctx, const enr_profile *p, const char *reason, int by_account,
+                          const char *cert_file);
 /* evertoken-enroll acme-keychange: a new account key in the token, the CA
  * told (RFC 8555 section 7.3.5), the old key deleted (proto/acme_account.c). */
 enr_rc enr_acme_keychange(enr_ctx *ctx, const enr_profile *p);

@@ -45,14 +45,17 @@ static const struct enr_cmd_help {
             "on its schedule until SIGTERM. --until TIME: simulate up to TIME with the fake\n"
             "clock, without sleeping (tests). --unlock-poll S: seconds between looks at a\n"
             "locked token (1..3600, default 5).\n"},
-    {"revoke", "usage: evertoken-enroll [OPTIONS] revoke PROFILE [--reason R] [--by-account]\n"
+    {"revoke", "usage: evertoken-enroll [OPTIONS] revoke PROFILE [--reason R]\n"
+               "       [--by-account [--cert FILE]]\n"
                "Ask the profile's CA to revoke its current certificate (CMP rr or ACME\n"
                "revokeCert, signed by the certificate's key in the token; ACME with\n"
-               "--by-account: by the profile's account key in the token). R: unspecified\n"
-               "(default), keyCompromise,\n"
-               "cACompromise, affiliationChanged, superseded, cessationOfOperation,\n"
-               "certificateHold, privilegeWithdrawn, aACompromise. SCEP and EST have no\n"
-               "revocation request: the command says what to do instead.\n"},
+               "--by-account: by the profile's account key in the token, so the certificate's\n"
+               "own key is not needed: it may be lost; --cert FILE: the certificate (PEM or\n"
+               "DER) from FILE, when the token lost it too). R: unspecified (default),\n"
+               "keyCompromise, cACompromise, affiliationChanged, superseded,\n"
+               "cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.\n"
+               "SCEP and EST have no revocation request: the command says what to do\n"
+               "instead.\n"},
     {"adopt", "usage: evertoken-enroll [OPTIONS] adopt PROFILE (--id HEX | --label L)\n"
               "Bring a key and certificate already in the token (imported from a PKCS#12,\n"
               "enrolled by another tool) under PROFILE's renewal: the certificate with CKA_ID\n"
@@ -114,7 +117,7 @@ usage(FILE *out)
           "  run [--until TIME] [--unlock-poll S]\n"
           "                             the service (--until: simulate up to TIME, no sleeping;\n"
           "                             --unlock-poll: seconds between looks at a locked token)\n"
-          "  revoke PROFILE [--reason R] [--by-account]\n"
+          "  revoke PROFILE [--reason R] [--by-account [--cert FILE]]\n"
           "                             ask the CA to revoke the current certificate (CMP,\n"
           "                             ACME; R: keyCompromise, superseded, ...)\n"
           "  adopt PROFILE (--id HEX | --label L)\n"
@@ -246,7 +249,8 @@ cmd_checks(enr_ctx *ctx, const char *kind, int argc, char **argv)
 }
 
 static int
-cmd_revoke(enr_ctx *ctx, int argc, char **argv, const char *reason, int by_account, int keychange)
+cmd_revoke(enr_ctx *ctx, int argc, char **argv, const char *reason, int by_account,
+           const char *cert_file, int keychange)
 {
     enr_profile **v = NULL;
     size_t n = 0;
@@ -255,13 +259,14 @@ cmd_revoke(enr_ctx *ctx, int argc, char **argv, const char *reason, int by_accou
     if (argc != 1) {
         enr_err("usage: evertoken-enroll %s", keychange
                                                   ? "acme-keychange PROFILE"
-                                                  : "revoke PROFILE [--reason R] [--by-account]");
+                                                  : "revoke PROFILE [--reason R] [--by-account "
+                                                    "[--cert FILE]]");
         return ENR_EXIT_USAGE;
     }
     rc = load_selected(ctx, 1, argv, &v, &n);
     if (rc == ENR_EXIT_OK && n == 1)
         rc = enr_rc_exit(keychange ? enr_acme_keychange(ctx, v[0])
-                                   : enr_revoke_profile(ctx, v[0], reason, by_account));
+                                   : enr_revoke_profile(ctx, v[0], reason, by_account, cert_file));
     else if (rc == ENR_EXIT_OK)
         rc = ENR_EXIT_CONFIG;
     enr_profile_free_all(v, n);
@@ -417,6 +422,7 @@ cmd_monitor(enr_ctx *ctx, const char *cmd, const char *format, int send, int arg
 typedef struct cmd_opts {
     const char *profiles, *state_dir, *config;
     const char *reason;                 /* revoke --reason */
+    const char *cert_file;              /* revoke --cert */
     const char *adopt_id, *adopt_label; /* adopt --id, --label */
     const char *format;                 /* status --format, NULL: from --json */
     time_t until;                       /* run --until, 0: none */
@@ -553,6 +559,8 @@ command_options(const char *cmd, int first, int argc, char **argv, cmd_opts *o, 
             o->reason = argv[++i];
         else if (!strcmp(argv[i], "--by-account") && !strcmp(cmd, "revoke"))
             o->by_account = 1;
+        else if (!strcmp(argv[i], "--cert") && !strcmp(cmd, "revoke") && more)
+            o->cert_file = argv[++i];
         else if (!strcmp(argv[i], "--id") && !strcmp(cmd, "adopt") && more)
             o->adopt_id = argv[++i];
         else if (!strcmp(argv[i], "--label") && !strcmp(cmd, "adopt") && more)
@@ -609,11 +617,11 @@ run_command(enr_ctx *ctx, const char *cmd, int cargc, char **cargv, const cmd_op
     if (!strcmp(cmd, "hooks"))
         return cmd_hooks(ctx, cargc, cargv);
     if (!strcmp(cmd, "revoke"))
-        return cmd_revoke(ctx, cargc, cargv, o->reason, o->by_account, 0);
+        return cmd_revoke(ctx, cargc, cargv, o->reason, o->by_account, o->cert_file, 0);
     if (!strcmp(cmd, "adopt"))
         return cmd_adopt(ctx, cargc, cargv, o->adopt_id, o->adopt_label);
     if (!strcmp(cmd, "acme-keychange"))
-        return cmd_revoke(ctx, cargc, cargv, NULL, 0, 1);
+        return cmd_revoke(ctx, cargc, cargv, NULL, 0, NULL, 1);
     if (!strcmp(cmd, "history"))
         return enr_state_print_events(ctx->st, cargc ? cargv[0] : NULL, stdout) == ENR_OK
                    ? ENR_EXIT_OK

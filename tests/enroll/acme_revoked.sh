@@ -12,8 +12,12 @@
 #    pebble reports it revoked with that reason;
 #  - the next check gets "revoked" from the responder and enrolls a fresh
 #    credential (new key, new serial); the event is in the history;
-#  - `revoke --by-account --reason superseded`: revokeCert signed by the
-#    account key in the token (kid); pebble reports it revoked, reason 4;
+#  - the certificate's private key destroyed in the token: `revoke` without
+#    --by-account says precisely that the key is missing (exit 6);
+#    `revoke --by-account --reason superseded`: revokeCert signed by the
+#    account key in the token (kid), only the certificate needed; pebble
+#    reports it revoked, reason 4; with the certificate gone from the token
+#    too, `revoke --by-account --cert FILE` (DER here) revokes the copy;
 #    a profile whose account key is gone gets a precise error and no new
 #    account.
 . "$(dirname "$0")/lib.sh"
@@ -91,7 +95,19 @@ grep -q "revoked" "$T/h.out" || die "no revocation in the history: $(cat "$T/h.o
 ok "revokeCert (keyCompromise) by the certificate key; the next check sees it revoked over OCSP and enrolls a fresh credential ($serial1 -> $serial2)"
 
 # Revocation by the account key (kid-signed revokeCert): the account that
-# ordered the certificate; looked up, never created for it.
+# ordered the certificate; looked up, never created for it. The case it
+# exists for: the certificate's private key is lost (destroyed in the token),
+# only the certificate and the account key remain.
+ID2=$(token_id alice)
+[ -n "$ID2" ] || die "no CKA_ID for alice's certificate: $(token_objects)"
+p11 --delete-object --type privkey --id "$ID2" >/dev/null 2>&1 || die "cannot delete alice's private key"
+[ "$(count_objects Certificate alice)" = 1 ] && [ "$(count_objects Private alice)" = 0 ] ||
+    die "alice: not a certificate without its key: $(token_objects)"
+expect_rc 6 enr revoke alice --reason superseded 2>"$T/k.err"
+grep -q "the certificate's private key is not in token \"$LABEL\", so it cannot sign the revocation; revoke with the ACME account key instead (--by-account)" "$T/k.err" ||
+    die "no precise message without the key: $(cat "$T/k.err")"
+mgmt "cert-status-by-serial/$(printf '%s' "$serial2" | tr 'A-F' 'a-f' | sed 's/^0*//')" | grep -q '"Status": *"Valid"' ||
+    die "revoked without a signature?"
 enr -v revoke alice --by-account --reason superseded 2>"$T/a.err" || die "revoke --by-account: $(cat "$T/a.err")"
 grep -q "profile alice: ACME account https://127.0.0.1:14000/my-account/" "$T/a.err" || die "no account used: $(cat "$T/a.err")"
 grep -q "signed by the ACME account key" "$T/a.err" || die "not said: $(cat "$T/a.err")"
@@ -100,9 +116,25 @@ grep -q '"Status": *"Revoked"' "$T/status2.json" && grep -q '"Reason": *4' "$T/s
     die "pebble does not report $serial2 revoked (superseded): $(cat "$T/status2.json")"
 acme_profile bob "agree_tos = true"
 enr enroll bob 2>"$T/b.err" || die "bob: $(cat "$T/b.err")"
+# The token lost the certificate too (only a copy in a file remains):
+# --by-account --cert FILE.
+token_cert bob >"$T/b.pem"
+serial_b=$(token_serial bob)
+IDB=$(token_id bob)
+p11 --delete-object --type privkey --id "$IDB" >/dev/null 2>&1 &&
+    p11 --delete-object --type cert --id "$IDB" >/dev/null 2>&1 || die "cannot delete bob's credential"
+expect_rc 1 enr revoke bob --by-account 2>"$T/bc.err"
+grep -q "no certificate in token \"$LABEL\" to revoke (a copy of it in a file: --by-account --cert FILE)" "$T/bc.err" ||
+    die "no precise message without the certificate: $(cat "$T/bc.err")"
+expect_rc 3 enr revoke bob --cert "$T/b.pem" 2>"$T/bc.err"
+grep -q "revoke --cert FILE needs --by-account" "$T/bc.err" || die "--cert alone: $(cat "$T/bc.err")"
+openssl x509 -in "$T/b.pem" -outform DER -out "$T/b.der"
+enr -v revoke bob --by-account --cert "$T/b.der" 2>"$T/bc.err" || die "revoke --by-account --cert: $(cat "$T/bc.err")"
+mgmt "cert-status-by-serial/$(printf '%s' "$serial_b" | tr 'A-F' 'a-f' | sed 's/^0*//')" | grep -q '"Status": *"Revoked"' ||
+    die "pebble does not report bob's $serial_b revoked"
 p11 --delete-object --type privkey --label "acme-account:bob" >/dev/null 2>&1 || die "cannot delete bob's account key"
-expect_rc 3 enr revoke bob --by-account 2>"$T/n.err"
+expect_rc 3 enr revoke bob --by-account --cert "$T/b.pem" 2>"$T/n.err"
 grep -q 'no ACME account key "acme-account:bob" in the token' "$T/n.err" || die "no precise message: $(cat "$T/n.err")"
 [ "$(count_objects Private "acme-account:bob")" = 0 ] || die "an account key was created for the revocation"
-ok "revokeCert signed by the account key (superseded): pebble reports it; without an account key a precise error, no account created"
+ok "certificate key destroyed: revoke says so; revokeCert signed by the account key (superseded): pebble reports it; certificate gone too: --cert FILE; without an account key a precise error, no account created"
 acme_stop

@@ -8,7 +8,8 @@ live notice in place, and on CloseNotification emits NotificationClosed.
 Every call is recorded, one JSON object per line, in LOG. The test plays the
 user through org.evertoken.Test.Invoke(id, key): as a server does when an
 action button is clicked, ActionInvoked(id, key) goes to the client that
-created the notice (a unicast signal), then the notice closes (reason 2).
+created the notice (a unicast signal), then the notice closes (reason 2);
+org.evertoken.Test.Dismiss(id) closes a notice as the user's dismissal does.
 
     notifysrv.py LOG READY_FILE
 """
@@ -86,6 +87,17 @@ class Server(dbus.service.Object):
         bus.send_message(msg)
         record(call="ActionInvoked", id=nid, key=str(key))
         del self.live[nid]
+        self.NotificationClosed(dbus.UInt32(nid), dbus.UInt32(2))
+
+
+    @dbus.service.method("org.evertoken.Test", in_signature="u", out_signature="")
+    def Dismiss(self, nid):
+        """The user closes the notice (reason 2), no action chosen."""
+        nid = int(nid)
+        if nid not in self.live:
+            raise dbus.exceptions.DBusException("no live notification %d" % nid)
+        del self.live[nid]
+        record(call="Dismiss", id=nid)
         self.NotificationClosed(dbus.UInt32(nid), dbus.UInt32(2))
 
 

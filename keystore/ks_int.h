@@ -297,6 +297,15 @@ ks_rv ks_row_decode_inlock(ks_token *tok, sqlite3_stmt *st, ks_object *obj, size
                            const unsigned char **ser, size_t *ser_len, struct ks_rec_state *rs_out);
 /* Wipe the first WIPE bytes of the handle's scratch buffer. */
 void ks_wipe_scratch(ks_token *tok, size_t wipe);
+/* Which decoded rows a walk hands out (ks_rows_each_inlock). */
+typedef int (*ks_row_keep_fn)(void *kctx, const ks_object *obj, const struct ks_rec_state *rs);
+/* Step the rows left in ST (an object statement): a private one is
+ * skipped while logged out, the others decoded and checked; one failing
+ * its check is counted in *BAD and skipped. KEEP (NULL: all) chooses the
+ * rows CB gets; the walk ends when CB returns nonzero. WHAT names the read
+ * in an SQL error. The caller resets or finalizes ST. */
+ks_rv ks_rows_each_inlock(ks_token *tok, sqlite3_stmt *st, ks_row_keep_fn keep, void *kctx,
+                          ks_object_cb cb, void *ctx, unsigned *bad, const char *what);
 /* Destroy object ID, with its tombstone (inside the caller's transaction). */
 ks_rv ks_obj_delete_inlock(ks_token *tok, int64_t id);
 /* Seal or MAC serialised attributes and write them as object ID's record. */

@@ -363,6 +363,25 @@ broad_scan_inlock(ks_token *tok, int k, const unsigned char *cv, size_t cl, cons
     return NULL;
 }
 
+/* What a search of a lookup column matches in full (find_col). */
+struct col_match {
+    int k;
+    const void *value, *v2;
+    size_t len, len2;
+};
+
+/* Retired ones are never handed out; a row the column misleads about (a
+ * hint, not trusted) is read and dropped. */
+static int
+keep_match(void *kctx, const ks_object *obj, const struct ks_rec_state *rs)
+{
+    const struct col_match *m = kctx;
+
+    (void)rs;
+    return obj->state != KS_RETIRED && has_value(obj, lk_cols[m->k].type, m->value, m->len) &&
+           (lk_cols[m->k].type2 == 0 || has_value(obj, lk_cols[m->k].type2, m->v2, m->len2));
+}
+
 /* The search of lookup column K for V (and V2 for a pair): one statement,
  * one read snapshot; every candidate checked and matched in full. */
 static ks_rv
@@ -375,13 +394,14 @@ find_col(ks_token *tok, int k, const void *value, size_t len, const void *v2, si
     size_t cl = 0, pl = 0;
     unsigned bad = 0;
     sqlite3_stmt *st, *scan;
-    ks_rv rv = KS_OK;
-    int rc;
+    struct col_match m;
+    ks_rv rv;
 
     if (value == NULL)
         value = empty;
     if (lk_cols[k].type2 != 0 && v2 == NULL)
         v2 = empty;
+    m = (struct col_match){k, value, v2, len, len2};
     ks_lock(tok);
     cv = lookup_value(tok, k, 0, value, len, v2, len2, h, &cl);
     pv = lookup_value(tok, k, 1, value, len, v2, len2, hp, &pl);
@@ -390,30 +410,7 @@ find_col(ks_token *tok, int k, const void *value, size_t len, const void *v2, si
     bind_bytes(st, 1, cv, cl);
     bind_bytes(st, 2, pv, pl); /* logged out: NULL, matches nothing */
     sqlite3_bind_int(st, 3, tok->keys != NULL);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        ks_object obj;
-        size_t wipe;
-        int stop = 0;
-
-        rv = ks_row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, NULL);
-        if (rv == KS_E_TAMPERED) {
-            bad++;
-            rv = KS_OK;
-            continue;
-        }
-        if (rv != KS_OK)
-            break;
-        /* Retired ones are never handed out; a row the column misleads
-         * about (a hint, not trusted) is read and dropped. */
-        if (obj.state != KS_RETIRED && has_value(&obj, lk_cols[k].type, value, len) &&
-            (lk_cols[k].type2 == 0 || has_value(&obj, lk_cols[k].type2, v2, len2)))
-            stop = cb(ctx, &obj);
-        ks_wipe_scratch(tok, wipe);
-        if (stop)
-            break;
-    }
-    if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        rv = KS_SQLERR(tok, rc, "searching objects");
+    rv = ks_rows_each_inlock(tok, st, keep_match, &m, cb, ctx, &bad, "searching objects");
     if (scan != NULL)
         sqlite3_finalize(scan);
     else

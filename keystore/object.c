@@ -178,6 +178,40 @@ ks_wipe_scratch(ks_token *tok, size_t wipe)
         sodium_memzero(tok->scratch, wipe);
 }
 
+ks_rv
+ks_rows_each_inlock(ks_token *tok, sqlite3_stmt *st, ks_row_keep_fn keep, void *kctx,
+                    ks_object_cb cb, void *ctx, unsigned *bad, const char *what)
+{
+    ks_rv rv = KS_OK;
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct ks_rec_state rs;
+        ks_object obj;
+        size_t wipe;
+        int stop = 0;
+
+        if (sqlite3_column_int(st, C_PRIV) != 0 && tok->keys == NULL)
+            continue; /* private, logged out */
+        rv = ks_row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, &rs);
+        if (rv == KS_E_TAMPERED) {
+            (*bad)++;
+            rv = KS_OK;
+            continue;
+        }
+        if (rv != KS_OK)
+            break;
+        if (keep == NULL || keep(kctx, &obj, &rs))
+            stop = cb(ctx, &obj);
+        ks_wipe_scratch(tok, wipe);
+        if (stop)
+            break;
+    }
+    if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        rv = KS_SQLERR(tok, rc, what);
+    return rv;
+}
+
 /* Record that object ID was destroyed (inside the caller's transaction):
  * processes holding a cache learn it from ks_load_changes. */
 static ks_rv
@@ -293,16 +327,22 @@ ks_load_changes(ks_token *tok, int64_t since, ks_object_cb cb, ks_gone_cb gone, 
     return rv;
 }
 
+/* KEEP of a walk that hands out every object but the retired ones. */
+static int
+keep_unretired(void *kctx, const ks_object *obj, const struct ks_rec_state *rs)
+{
+    (void)kctx;
+    (void)rs;
+    return obj->state != KS_RETIRED;
+}
+
 ks_rv
 ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned *tampered)
 {
     unsigned char epoch[KS_EPOCH_LEN];
     unsigned bad = 0;
     sqlite3_stmt *st;
-    ks_object obj;
-    size_t wipe;
     ks_rv rv = KS_OK;
-    int rc;
 
     if (tampered != NULL)
         *tampered = 0;
@@ -322,28 +362,8 @@ ks_load_objects(ks_token *tok, ks_object_cb cb, void *ctx, unsigned *tampered)
         return rv;
     }
     st = ks_stmt_inlock(tok, tok->keys != NULL ? ST_OBJ_ALL : ST_OBJ_PUBLIC);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int stop;
-
-        rv = ks_row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, NULL);
-        if (rv == KS_E_TAMPERED) {
-            bad++;
-            rv = KS_OK;
-            continue;
-        }
-        if (rv != KS_OK)
-            break;
-        if (obj.state == KS_RETIRED) { /* kept only for rollback and purge */
-            ks_wipe_scratch(tok, wipe);
-            continue;
-        }
-        stop = cb(ctx, &obj);
-        ks_wipe_scratch(tok, wipe);
-        if (stop)
-            break;
-    }
-    if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        rv = KS_SQLERR(tok, rc, "reading objects");
+    /* Retired ones are kept only for rollback and purge. */
+    rv = ks_rows_each_inlock(tok, st, keep_unretired, NULL, cb, ctx, &bad, "reading objects");
     ks_stmt_done(st);
     if (rv == KS_OK)
         rv = ks_commit_inlock(tok);

@@ -58,13 +58,11 @@ bytes_eq(const unsigned char *a, size_t alen, const unsigned char *b, size_t ble
     return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
 }
 
-typedef int (*select_fn)(void *ctx, const ks_object *o, const struct ks_rec_state *rs);
-
 /* Walk the candidate records of ST (bound; inside the caller's
  * transaction, logged in) and copy those SEL picks into OUT. Records
  * failing their check are skipped. ST is reset. */
 static ks_rv
-collect_inlock(ks_token *tok, sqlite3_stmt *st, select_fn sel, void *ctx, struct items *out)
+collect_inlock(ks_token *tok, sqlite3_stmt *st, ks_row_keep_fn sel, void *ctx, struct items *out)
 {
     const unsigned char *ser;
     struct ks_rec_state rs;
@@ -491,7 +489,7 @@ sel_pending(void *ctx, const ks_object *o, const struct ks_rec_state *rs)
  * secure_delete overwrites the freed cells and pages on commit. */
 static ks_rv
 delete_selected_inlock(ks_token *tok, enum ks_stmt which, const unsigned char *key, size_t key_len,
-                       int64_t num, select_fn sel, void *ctx, unsigned *n)
+                       int64_t num, ks_row_keep_fn sel, void *ctx, unsigned *n)
 {
     struct items it = {0};
     ks_rv rv = rollover_begin_inlock(tok);
@@ -537,8 +535,7 @@ ks_find_pending(ks_token *tok, const unsigned char *cred, size_t cred_len, ks_ob
     struct cred_sel c = {cred, cred_len};
     sqlite3_stmt *st;
     unsigned bad = 0;
-    ks_rv rv = KS_OK;
-    int rc;
+    ks_rv rv;
 
     if (tampered != NULL)
         *tampered = 0;
@@ -546,29 +543,7 @@ ks_find_pending(ks_token *tok, const unsigned char *cred, size_t cred_len, ks_ob
         return KS_E_ARGS;
     ks_lock(tok);
     st = linked_rows_inlock(tok, cred, cred_len); /* one statement: one read snapshot */
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct ks_rec_state rs;
-        ks_object obj;
-        size_t wipe;
-        int stop;
-
-        if (sqlite3_column_int(st, 1) != 0 && tok->keys == NULL)
-            continue; /* private, logged out */
-        rv = ks_row_decode_inlock(tok, st, &obj, &wipe, NULL, NULL, &rs);
-        if (rv == KS_E_TAMPERED) {
-            bad++;
-            rv = KS_OK;
-            continue;
-        }
-        if (rv != KS_OK)
-            break;
-        stop = sel_pending(&c, &obj, &rs) && cb(ctx, &obj);
-        ks_wipe_scratch(tok, wipe);
-        if (stop)
-            break;
-    }
-    if (rv == KS_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        rv = KS_SQLERR(tok, rc, "reading pending objects");
+    rv = ks_rows_each_inlock(tok, st, sel_pending, &c, cb, ctx, &bad, "reading pending objects");
     ks_stmt_done(st);
     ks_unlock(tok);
     if (tampered != NULL)

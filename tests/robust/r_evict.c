@@ -28,8 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mod_int.h"
-#include "rlib.h"
+#include "rmod.h"
 
 #define NPUB  300
 #define NPRIV 20
@@ -42,10 +41,7 @@ static CK_SLOT_ID slot;
 static struct mod_token *
 token(void)
 {
-    for (struct mod_token *t = mod_g.tokens; t != NULL; t = t->next)
-        if (t->slot == (uint32_t)slot)
-            return t;
-    r_fail("no token for slot %lu", (unsigned long)slot);
+    return r_mod_token(slot);
 }
 
 static size_t

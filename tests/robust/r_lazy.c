@@ -18,8 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mod_int.h"
-#include "rlib.h"
+#include "rmod.h"
 
 #define NPUB  80
 #define NPRIV 10
@@ -29,10 +28,7 @@ static CK_SLOT_ID slot;
 static struct mod_token *
 token(void)
 {
-    for (struct mod_token *t = mod_g.tokens; t != NULL; t = t->next)
-        if (t->slot == (uint32_t)slot)
-            return t;
-    r_fail("no token for slot %lu", (unsigned long)slot);
+    return r_mod_token(slot);
 }
 
 /* Exactly N data objects labelled LABEL; the first handle into *H. */

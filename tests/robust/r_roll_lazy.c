@@ -25,8 +25,7 @@
 #include <openssl/x509.h>
 
 #include "evertoken_ext.h"
-#include "mod_int.h"
-#include "rlib.h"
+#include "rmod.h"
 
 #define NDATA 120
 
@@ -36,10 +35,7 @@ static CK_SLOT_ID slot;
 static struct mod_token *
 token(void)
 {
-    for (struct mod_token *t = mod_g.tokens; t != NULL; t = t->next)
-        if (t->slot == (uint32_t)slot)
-            return t;
-    r_fail("no token for slot %lu", (unsigned long)slot);
+    return r_mod_token(slot);
 }
 
 static void
